@@ -1,0 +1,35 @@
+//! `cargo xtask bench <target>`: benchmarks that print measured figures (and
+//! JSON with `--json`). Figures are measured, never asserted: the numbers go
+//! into the closing notes and BENCHMARKS.md files with the command that made them.
+
+mod check;
+mod mixnode;
+mod switch;
+
+use xshell::Shell;
+
+#[derive(clap::Args)]
+pub struct Cmd {
+    #[command(subcommand)]
+    target: Target,
+}
+
+#[derive(clap::Subcommand)]
+enum Target {
+    /// Per-hop unwrap cost against sphinx-packet, and one node's forwarding rate.
+    Mixnode(mixnode::Cmd),
+    /// `cargo xtask check` over every environment, beside `docker-compose config`.
+    Check(check::Cmd),
+    /// Environment switch dev -> betanet with images present.
+    Switch(switch::Cmd),
+}
+
+impl Cmd {
+    pub fn run(self, sh: &Shell, global: &crate::Global) -> anyhow::Result<()> {
+        match self.target {
+            Target::Mixnode(cmd) => cmd.run(sh, global),
+            Target::Check(cmd) => cmd.run(sh, global),
+            Target::Switch(cmd) => cmd.run(sh, global),
+        }
+    }
+}

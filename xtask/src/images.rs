@@ -1,0 +1,11 @@
+//! `cargo xtask images`: placeholder until the images work lands.
+use xshell::Shell;
+
+#[derive(clap::Args)]
+pub struct Cmd {}
+
+impl Cmd {
+    pub fn run(self, _sh: &Shell, _global: &crate::Global) -> anyhow::Result<()> {
+        anyhow::bail!("`cargo xtask images` is not implemented yet")
+    }
+}

@@ -1,0 +1,11 @@
+//! `cargo xtask logs`: placeholder until the engine work lands.
+use xshell::Shell;
+
+#[derive(clap::Args)]
+pub struct Cmd {}
+
+impl Cmd {
+    pub fn run(self, _sh: &Shell, _global: &crate::Global) -> anyhow::Result<()> {
+        anyhow::bail!("`cargo xtask logs` is not implemented yet")
+    }
+}
