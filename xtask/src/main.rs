@@ -17,6 +17,7 @@ mod environments;
 mod images;
 mod logs;
 mod network;
+mod process;
 mod prod;
 mod ps;
 mod restart;
