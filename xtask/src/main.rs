@@ -7,11 +7,14 @@
 
 mod bench;
 mod betanet;
+mod bringup;
 mod check;
 mod ci;
 mod config;
 mod dev;
+mod dotenv;
 mod down;
+mod engine;
 mod env;
 mod environments;
 mod images;
