@@ -169,8 +169,12 @@ fn refuse_weak_secrets(env: &DotEnv) -> Result<()> {
 
 /// Write the file secrets prod.yml declares, if missing: the value of the
 /// matching variable (`postgres_password` <- `POSTGRES_PASSWORD`) or a fresh
-/// random one, mode 0600. Existing files are never overwritten.
+/// random one, no trailing newline. Existing files are never overwritten.
+/// Compose (without Swarm) bind-mounts them with their host mode and Grafana
+/// reads its file as uid 472, so the files are 0644 inside a 0700 directory
+/// (as compose/prod.yml documents): the directory keeps other users out.
 fn write_secret_files(env: &DotEnv, model: &Model, dry_run: bool) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
     for (name, file) in &model.secret_files {
         if file.exists() {
             continue;
@@ -184,16 +188,17 @@ fn write_secret_files(env: &DotEnv, model: &Model, dry_run: bool) -> Result<()> 
         };
         if dry_run {
             println!(
-                "# would write secret `{name}` to {} (mode 0600)",
+                "# would write secret `{name}` to {} (0644 in a 0700 directory)",
                 file.display()
             );
             continue;
         }
         if let Some(dir) = file.parent() {
             std::fs::create_dir_all(dir)?;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
         }
-        dotenv::write_atomic(file, value.as_bytes(), 0o600)?;
-        eprintln!("wrote secret `{name}` to {} (mode 0600)", short(file));
+        dotenv::write_atomic(file, value.as_bytes(), 0o644)?;
+        eprintln!("wrote secret `{name}` to {}", short(file));
     }
     Ok(())
 }

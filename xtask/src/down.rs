@@ -4,10 +4,10 @@
 use std::io::{BufRead, IsTerminal, Write};
 
 use anyhow::Result;
-use xshell::Shell;
+use xshell::{cmd, Shell};
 
 use crate::{
-    engine::{networks, project::Project},
+    engine::{containers::PROJECT_LABEL, networks, project::Project},
     environments::Environment,
     process::Runner,
     usage_bail, Global,
@@ -44,6 +44,16 @@ impl Cmd {
             args.push("--volumes");
         }
         runner.run(compose.cmd(sh, &args))?;
+        if self.volumes {
+            // Compose deletes only the volumes the active files declare; the
+            // project label finds those of overlays used earlier (e.g. mixnodes).
+            let filter = format!("label={PROJECT_LABEL}={}", project.name);
+            let left = runner.read(cmd!(sh, "docker volume ls -q --filter {filter}"))?;
+            let left: Vec<&str> = left.lines().collect();
+            if !left.is_empty() {
+                runner.run_capture(cmd!(sh, "docker volume rm {left...}"))?;
+            }
+        }
         let wants = networks::wanted(&project.env)?;
         networks::remove(sh, &runner, &project.name, &wants)?;
         if !global.dry_run {
