@@ -1,19 +1,32 @@
 #!/usr/bin/env bash
 # Validate the compose overlays: runs `cargo xtask check` (arguments are passed
-# through, e.g. `--format json` or an environment name), then, when Compose is
-# installed, asks Compose itself to render every named environment with
-# `config -q`. Uses the repo-root .env if present, else .env.example.
+# through, e.g. `--format json` or an environment name); then, for each tool
+# that is installed, promtool (Prometheus config, rules, rule unit tests),
+# amtool (Alertmanager config) and Compose itself, which renders every named
+# environment with `config -q`. Compose uses the repo-root .env if present,
+# else .env.example.
 #
 # Usage: scripts/test-docker-configs.sh [cargo xtask check arguments...]
-# Exit status: non-zero if the xtask check or any Compose render fails.
+# Exit status: non-zero if any check fails; every check runs regardless.
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo_root"
 
 echo "==> cargo xtask check $*"
-xtask_status=0
+xtask_status=0 # set non-zero by a failed xtask check, promtool or amtool run
 cargo xtask check "$@" || xtask_status=$?
+
+# Service configs, when their upstream checkers are installed.
+if command -v promtool >/dev/null 2>&1; then
+    echo "==> promtool: config, rules and rule unit tests"
+    promtool check config compose/config/prometheus/prometheus.yml || xtask_status=1
+    promtool test rules compose/config/prometheus/tests/rules_test.yml || xtask_status=1
+fi
+if command -v amtool >/dev/null 2>&1; then
+    echo "==> amtool: alertmanager config"
+    amtool check-config compose/config/alertmanager/alertmanager.yml || xtask_status=1
+fi
 
 if docker compose version >/dev/null 2>&1; then
     compose=(docker compose)
@@ -59,6 +72,6 @@ if [[ "$failed" -ne 0 ]]; then
 fi
 echo "==> all ${#environments[@]} environments render with ${compose[*]} (${env_file})"
 if [[ "$xtask_status" -ne 0 ]]; then
-    echo "==> cargo xtask check failed (exit ${xtask_status}); see its output above" >&2
+    echo "==> cargo xtask check, promtool or amtool failed; see the output above" >&2
 fi
 exit "$xtask_status"
