@@ -179,7 +179,7 @@ fn main() {
             format!("ours: unwrap_in_place, first of 3 mixes ({PACKET_LEN} B)"),
             per_hop,
         ),
-        (format!("ours: unwrap_packet (owned Vec)"), per_hop_owned),
+        ("ours: unwrap_packet (owned Vec)".to_string(), per_hop_owned),
         (
             format!("sphinx-packet 0.8: forward hop ({sphinx_len} B)"),
             sphinx_per_hop,
