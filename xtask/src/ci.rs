@@ -1,9 +1,127 @@
-//! `cargo xtask ci`: filled in below.
-use xshell::Shell;
+//! `cargo xtask ci`: every check CI runs, in order, each a prepared command
+//! with a name and a failure message (after bevy's `tools/ci`).
+//!
+//! By default the first failure stops the run; `--keep-going` runs the rest
+//! and reports every failure. The last line is a plain `ci: N passed, N failed`
+//! summary so log readers see the outcome without scrolling.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use xshell::{cmd, Shell};
+
+use crate::Global;
+
+/// Run fmt, clippy, the workspace tests and the compose check.
+///
+/// Examples:
+///   cargo xtask ci                       # stop at the first failing check
+///   cargo xtask ci --keep-going          # run everything, report all failures
+///   cargo xtask ci --only fmt --only check
 #[derive(clap::Args)]
-pub struct Cmd {}
+#[command(verbatim_doc_comment)]
+pub struct Cmd {
+    /// Run every check even after one fails.
+    #[arg(long)]
+    keep_going: bool,
+    /// Run only the named checks (repeatable). See `--list`.
+    #[arg(long, value_name = "CHECK")]
+    only: Vec<String>,
+    /// List the checks and exit.
+    #[arg(long)]
+    list: bool,
+}
+
+/// One CI step: what it is called, how to run it, what to do when it fails.
+struct Check {
+    name: &'static str,
+    failure_hint: &'static str,
+    command: fn(&Shell) -> xshell::Cmd<'_>,
+}
+
+const CHECKS: &[Check] = &[
+    Check {
+        name: "fmt",
+        failure_hint: "run `cargo fmt --all` and commit the result",
+        command: |sh| cmd!(sh, "cargo fmt --all -- --check"),
+    },
+    Check {
+        name: "clippy",
+        failure_hint: "fix the clippy findings above (warnings are errors in CI)",
+        command: |sh| {
+            cmd!(
+                sh,
+                "cargo clippy --workspace --all-targets --locked -- -D warnings"
+            )
+        },
+    },
+    Check {
+        name: "test",
+        failure_hint: "a test failed; rerun it alone with `cargo test -p <crate> <name>`",
+        command: |sh| cmd!(sh, "cargo test --workspace --locked"),
+    },
+    Check {
+        name: "check",
+        failure_hint: "the compose overlays have findings; `cargo xtask check` explains each",
+        command: |sh| cmd!(sh, "cargo run --quiet --locked -p xtask -- check"),
+    },
+];
+
 impl Cmd {
-    pub fn run(self, _sh: &Shell, _global: &crate::Global) -> anyhow::Result<()> {
-        anyhow::bail!("ci: not implemented yet")
+    pub fn run(self, sh: &Shell, _global: &Global) -> Result<()> {
+        if self.list {
+            for check in CHECKS {
+                println!("{}", check.name);
+            }
+            return Ok(());
+        }
+        for name in &self.only {
+            if !CHECKS.iter().any(|c| c.name == name) {
+                let known: Vec<_> = CHECKS.iter().map(|c| c.name).collect();
+                crate::usage_bail!(
+                    "unknown check `{name}` in --only; known: {}",
+                    known.join(", ")
+                );
+            }
+        }
+        let selected = CHECKS
+            .iter()
+            .filter(|c| self.only.is_empty() || self.only.iter().any(|n| n == c.name));
+
+        let mut results: Vec<(&Check, bool, Duration)> = Vec::new();
+        for check in selected {
+            eprintln!("==> ci: {}", check.name);
+            let started = Instant::now();
+            let passed = (check.command)(sh).run().is_ok();
+            results.push((check, passed, started.elapsed()));
+            if !passed && !self.keep_going {
+                break;
+            }
+        }
+
+        eprintln!();
+        for (check, passed, elapsed) in &results {
+            let status = if *passed { "ok" } else { "FAILED" };
+            eprintln!(
+                "  {:<8} {:<7} {:>6.1}s",
+                check.name,
+                status,
+                elapsed.as_secs_f64()
+            );
+        }
+        let failed: Vec<_> = results.iter().filter(|(_, passed, _)| !passed).collect();
+        println!(
+            "ci: {} passed, {} failed",
+            results.len() - failed.len(),
+            failed.len()
+        );
+        if failed.is_empty() {
+            return Ok(());
+        }
+        for (check, _, _) in &failed {
+            eprintln!("{}: {}", check.name, check.failure_hint);
+        }
+        let names: Vec<_> = failed.iter().map(|(c, _, _)| c.name).collect();
+        bail!("ci checks failed: {}", names.join(", "))
     }
 }
