@@ -53,9 +53,9 @@ impl DropReason {
 pub const MAX_PACKET_AGE: Duration = Duration::from_secs(10);
 
 /// Upper bounds of the processing-time histogram, in seconds.
-pub const BUCKETS: [f64; 14] = [
-    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-    1.0,
+pub const BUCKETS: [f64; 16] = [
+    0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025,
+    0.05, 0.1, 0.25, 0.5, 1.0,
 ];
 
 /// All of the node's metrics.
@@ -83,6 +83,8 @@ pub struct Info<'a> {
     pub role: &'a str,
     pub uptime: Duration,
     pub replay_filter_bytes: usize,
+    pub replay_filter_entries: usize,
+    pub replay_false_positive_rate: f64,
 }
 
 impl Metrics {
@@ -208,6 +210,18 @@ impl Metrics {
         );
         gauge(
             &mut out,
+            "mixnode_replay_filter_entries",
+            "Replay tags recorded in the current key epoch.",
+            info.replay_filter_entries as f64,
+        );
+        gauge(
+            &mut out,
+            "mixnode_replay_filter_false_positive_rate",
+            "Estimated chance that a fresh packet is mistaken for a replay.",
+            info.replay_false_positive_rate,
+        );
+        gauge(
+            &mut out,
             "mixnode_uptime_seconds",
             "Seconds since the node started.",
             info.uptime.as_secs_f64(),
@@ -241,6 +255,7 @@ mod tests {
     fn histogram_is_cumulative_and_counts_everything() {
         let m = Metrics::default();
         m.observe(Duration::from_micros(30));
+        m.observe(Duration::from_micros(5));
         m.observe(Duration::from_millis(3));
         m.observe(Duration::from_secs(5));
         let text = m.render(&Info {
@@ -249,15 +264,18 @@ mod tests {
             role: "middle",
             uptime: Duration::from_secs(1),
             replay_filter_bytes: 0,
+            replay_filter_entries: 0,
+            replay_false_positive_rate: 0.0,
         });
         assert!(
-            text.contains("mixnode_processing_seconds_bucket{le=\"0.00005\"} 1\n"),
+            text.contains("mixnode_processing_seconds_bucket{le=\"0.00001\"} 1\n"),
             "{text}"
         );
-        assert!(text.contains("mixnode_processing_seconds_bucket{le=\"0.005\"} 2\n"));
-        assert!(text.contains("mixnode_processing_seconds_bucket{le=\"1\"} 2\n"));
-        assert!(text.contains("mixnode_processing_seconds_bucket{le=\"+Inf\"} 3\n"));
-        assert!(text.contains("mixnode_processing_seconds_count 3\n"));
+        assert!(text.contains("mixnode_processing_seconds_bucket{le=\"0.00005\"} 2\n"));
+        assert!(text.contains("mixnode_processing_seconds_bucket{le=\"0.005\"} 3\n"));
+        assert!(text.contains("mixnode_processing_seconds_bucket{le=\"1\"} 3\n"));
+        assert!(text.contains("mixnode_processing_seconds_bucket{le=\"+Inf\"} 4\n"));
+        assert!(text.contains("mixnode_processing_seconds_count 4\n"));
         assert!(text
             .contains("mixnode_build_info{version=\"0.1.0\",revision=\"abc\",role=\"middle\"} 1"));
     }
