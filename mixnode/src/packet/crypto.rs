@@ -67,6 +67,21 @@ pub(crate) fn derive_layer_keys(
     }
 }
 
+/// X25519(`own`, `peer`) → layer keys for the layer with these two public
+/// keys. `None` when either key makes the shared secret all zeros.
+pub(crate) fn agree_layer_keys(
+    own: &PrivateKey,
+    peer: &[u8; KEY_LEN],
+    ephemeral_public: &[u8; KEY_LEN],
+    hop_public: &[u8; KEY_LEN],
+) -> Option<LayerKeys> {
+    let peer = UnparsedPublicKey::new(&agreement::X25519, peer);
+    agreement::agree(own, peer, (), |shared| {
+        Ok(derive_layer_keys(shared, ephemeral_public, hop_public))
+    })
+    .ok()
+}
+
 /// The hop's side: X25519(static secret, layer ephemeral key) → layer keys.
 /// `None` when the ephemeral key is a low-order point (all-zero secret).
 pub(crate) fn hop_layer_keys(
@@ -74,11 +89,7 @@ pub(crate) fn hop_layer_keys(
     hop_public: &[u8; KEY_LEN],
     ephemeral_public: &[u8; KEY_LEN],
 ) -> Option<LayerKeys> {
-    let peer = UnparsedPublicKey::new(&agreement::X25519, ephemeral_public);
-    agreement::agree(secret, peer, (), |shared| {
-        Ok(derive_layer_keys(shared, ephemeral_public, hop_public))
-    })
-    .ok()
+    agree_layer_keys(secret, ephemeral_public, ephemeral_public, hop_public)
 }
 
 /// The sender's side: a fresh ephemeral key for a layer → (its public key,
@@ -87,11 +98,7 @@ pub(crate) fn sender_layer_keys(hop_public: &[u8; KEY_LEN]) -> Option<([u8; KEY_
     let ephemeral = PrivateKey::generate(&agreement::X25519).ok()?;
     let mut ephemeral_public = [0u8; KEY_LEN];
     ephemeral_public.copy_from_slice(ephemeral.compute_public_key().ok()?.as_ref());
-    let peer = UnparsedPublicKey::new(&agreement::X25519, hop_public);
-    let keys = agreement::agree(&ephemeral, peer, (), |shared| {
-        Ok(derive_layer_keys(shared, &ephemeral_public, hop_public))
-    })
-    .ok()?;
+    let keys = agree_layer_keys(&ephemeral, hop_public, &ephemeral_public, hop_public)?;
     Some((ephemeral_public, keys))
 }
 

@@ -13,6 +13,8 @@ mod crypto;
 mod error;
 mod keys;
 mod routing;
+#[doc(hidden)]
+pub mod testing;
 mod unwrap;
 
 #[cfg(test)]

@@ -4,8 +4,6 @@
 
 use std::time::Duration;
 
-use super::build::HEADER_LEN;
-use super::crypto::{derive_layer_keys, seal_layer};
 use super::*;
 use crate::replay::ReplayFilter;
 
@@ -344,19 +342,10 @@ fn authenticated_but_malformed_routing_is_rejected() {
         }),
     ];
     for (name, corrupt) in cases {
-        let ephemeral_secret = SecretKey::generate();
-        let ephemeral = ephemeral_secret.public_key().0;
-        let shared = {
-            use aws_lc_rs::agreement;
-            let peer = agreement::UnparsedPublicKey::new(&agreement::X25519, key.public_key().0);
-            agreement::agree(&ephemeral_secret.key, peer, (), |s| Ok(s.to_vec())).unwrap()
-        };
-        let layer = derive_layer_keys(&shared, &ephemeral, &key.public_key().0);
-        let mut packet = vec![0u8; PACKET_LEN];
-        corrupt(&mut packet[HEADER_LEN..LAYER_OVERHEAD]);
-        let tag = seal_layer(&layer, &ephemeral, &mut packet[HEADER_LEN..]);
-        packet[..KEY_LEN].copy_from_slice(&ephemeral);
-        packet[KEY_LEN..HEADER_LEN].copy_from_slice(&tag);
+        let mut plaintext = vec![0u8; testing::LAYER_PLAINTEXT_LEN];
+        corrupt(&mut plaintext[..ROUTING_LEN]);
+        let packet =
+            testing::seal_raw_layer(&key.public_key(), &SecretKey::generate(), &plaintext).unwrap();
         let err = unwrap_packet(&key, &packet).unwrap_err();
         assert!(matches!(err, PacketError::Malformed(_)), "{name}: {err:?}");
         assert_eq!(err.reason(), "malformed");
