@@ -179,10 +179,22 @@ fn print_build(
         package.repository.as_deref().unwrap_or("https://github.com/fog-compute/platform")
     );
     let label = format!("{INPUTS_LABEL}={hash}");
-    runner.run(cmd!(
-        sh,
-        "docker build --quiet -t {image} -t {sha_tag} --label {label} --build-arg {version} --build-arg {revision} --build-arg {created} --build-arg {source} {context}"
-    ))
+    let _ = sh;
+    let mut args: Vec<String> = vec!["build".into(), "--quiet".into()];
+    for (flag, value) in [
+        ("-t", image.to_string()),
+        ("-t", sha_tag),
+        ("--label", label),
+        ("--build-arg", version),
+        ("--build-arg", revision),
+        ("--build-arg", created),
+        ("--build-arg", source),
+    ] {
+        args.push(flag.into());
+        args.push(value);
+    }
+    args.push(context.display().to_string());
+    docker::run_quiet(runner, &args).map(drop)
 }
 
 /// Lay out the build context: the Dockerfile, `rootfs/` (binaries, libraries,

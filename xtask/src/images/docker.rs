@@ -117,3 +117,37 @@ pub fn pipe(runner: &Runner, mut producer: Command, mut consumer: Command, bar: 
     copied.with_context(|| format!("piping into `{}`", render(&consumer)))?;
     Ok(text.trim().to_string())
 }
+
+/// Run `docker <args>` (a build) with its output captured: under `--dry-run`
+/// print the exact command; on failure show the last lines of its output.
+/// Returns stdout (the image id for `docker build --quiet`).
+pub fn run_quiet(runner: &Runner, args: &[String]) -> Result<String> {
+    let mut command = Command::new("docker");
+    command.args(args);
+    let line = render(&command);
+    if runner.dry_run {
+        println!("{line}");
+        return Ok(String::new());
+    }
+    if runner.verbose {
+        eprintln!("+ {line}");
+    }
+    let output = command.output().with_context(|| format!("starting `{line}`"))?;
+    if !output.status.success() {
+        let text = String::from_utf8_lossy(&output.stderr);
+        let last: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !is_builder_notice(l))
+            .collect();
+        let tail = last[last.len().saturating_sub(12)..].join("\n");
+        bail!("`{line}` failed ({}):\n{tail}", output.status);
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
+}
+
+/// The legacy builder's deprecation banner, which says nothing about the build.
+fn is_builder_notice(line: &str) -> bool {
+    ["DEPRECATED: The legacy builder", "Install the buildx component", "https://docs.docker.com/go/buildx/", "BuildKit:"]
+        .iter()
+        .any(|n| line.contains(n))
+}

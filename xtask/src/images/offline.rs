@@ -17,7 +17,7 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
-use xshell::{cmd, Shell};
+use xshell::Shell;
 
 use super::{
     build::{hash_tree, hex, INPUTS_LABEL},
@@ -138,13 +138,20 @@ pub fn build_services(
         }
         let started = Instant::now();
         let bar = docker::bar(progress, None, format!("docker build {image}"));
-        let base_arg = format!("BASE={base}");
-        let label = format!("{INPUTS_LABEL}={hash}");
-        let version = format!("org.opencontainers.image.version={}", service.tag);
-        let result = runner.run_capture(cmd!(
-            sh,
-            "docker build --quiet --build-arg {base_arg} --label {label} --label {version} -t {image} {context}"
-        ));
+        let args = [
+            "build".to_string(),
+            "--quiet".into(),
+            "--build-arg".into(),
+            format!("BASE={base}"),
+            "--label".into(),
+            format!("{INPUTS_LABEL}={hash}"),
+            "--label".into(),
+            format!("org.opencontainers.image.version={}", service.tag),
+            "-t".into(),
+            image.clone(),
+            context.display().to_string(),
+        ];
+        let result = docker::run_quiet(runner, &args);
         bar.finish_and_clear();
         result?;
         out.push((image, Some(started.elapsed().as_secs_f64())));
