@@ -49,6 +49,7 @@ fi
 if [ "$need_promtool" -eq 1 ]; then
 	echo "ci-setup: unpacking promtool from Debian's prometheus package into /opt/prometheus-deb"
 	work=$(mktemp -d)
+	chown _apt "$work" 2>/dev/null || true # apt downloads as the _apt user
 	(cd "$work" && apt-get download -qq prometheus)
 	mkdir -p /opt/prometheus-deb
 	dpkg-deb -x "$work"/prometheus_*.deb /opt/prometheus-deb
@@ -59,4 +60,4 @@ fi
 if ! docker info >/dev/null 2>&1; then
 	echo "ci-setup: warning: the Docker engine is not reachable; the e2e tests fail under CI=true without it" >&2
 fi
-promtool --version 2>&1 | head -1
+/usr/local/bin/promtool --version 2>&1 | head -1
