@@ -33,20 +33,40 @@ fn mixnode_image_build_labels_user_healthcheck_and_cache() {
     let second = xtask(&["images", "build", "mixnode", "--quiet"], &env_file);
     assert!(second.status.success(), "{}", text(&second));
     let stdout = String::from_utf8_lossy(&second.stdout);
-    assert!(stdout.contains(&format!("up to date: {IMAGE}")), "second build was not skipped:\n{}", text(&second));
+    assert!(
+        stdout.contains(&format!("up to date: {IMAGE}")),
+        "second build was not skipped:\n{}",
+        text(&second)
+    );
 
     assert_eq!(inspect("{{.Config.User}}"), "10001:10001");
-    assert_eq!(inspect("{{json .Config.Entrypoint}}"), r#"["/usr/local/bin/mixnode"]"#);
-    assert_eq!(inspect("{{json .Config.Healthcheck.Test}}"), r#"["CMD","/usr/local/bin/mixnode","healthcheck"]"#);
+    assert_eq!(
+        inspect("{{json .Config.Entrypoint}}"),
+        r#"["/usr/local/bin/mixnode"]"#
+    );
+    assert_eq!(
+        inspect("{{json .Config.Healthcheck.Test}}"),
+        r#"["CMD","/usr/local/bin/mixnode","healthcheck"]"#
+    );
     let label = |name: &str| inspect(&format!("{{{{index .Config.Labels \"{name}\"}}}}"));
     assert_eq!(label("org.opencontainers.image.version"), "0.1.0");
-    let head = String::from_utf8(Command::new("git").args(["rev-parse", "HEAD"]).output().unwrap().stdout).unwrap();
+    let head = String::from_utf8(
+        Command::new("git")
+            .args(["rev-parse", "HEAD"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
     let revision = label("org.opencontainers.image.revision");
     assert_eq!(revision.len(), 40, "{revision}");
     assert!(label("org.opencontainers.image.source").starts_with("https://"));
     assert!(label("org.opencontainers.image.created").starts_with("20"));
     let inputs = label("dev.fog-compute.inputs-sha256");
-    assert!(inputs.len() == 64 && inputs.chars().all(|c| c.is_ascii_hexdigit()), "{inputs}");
+    assert!(
+        inputs.len() == 64 && inputs.chars().all(|c| c.is_ascii_hexdigit()),
+        "{inputs}"
+    );
     // The image built or confirmed from this checkout is also tagged with its short sha.
     let sha_tag = format!("fog-compute/mixnode:{}", &head.trim()[..7]);
     assert_eq!(
@@ -62,7 +82,9 @@ fn mixnode_image_build_labels_user_healthcheck_and_cache() {
     for (path, owner) in [("/data", "10001/10001"), ("/config", "10001/10001")] {
         let listing = Command::new("sh")
             .arg("-c")
-            .arg(format!("docker cp {container}:{path} - | tar -tvf - --numeric-owner | head -1"))
+            .arg(format!(
+                "docker cp {container}:{path} - | tar -tvf - --numeric-owner | head -1"
+            ))
             .output()
             .unwrap();
         let listing = String::from_utf8_lossy(&listing.stdout);
@@ -74,10 +96,22 @@ fn mixnode_image_build_labels_user_healthcheck_and_cache() {
         .output()
         .unwrap();
     let files = String::from_utf8_lossy(&files.stdout);
-    for needed in ["usr/local/bin/mixnode", "usr/local/bin/loadgen", "lib64/ld-linux-x86-64.so.2", "etc/nsswitch.conf", "etc/passwd"] {
-        assert!(files.lines().any(|l| l == needed), "{needed} missing from the image:\n{files}");
+    for needed in [
+        "usr/local/bin/mixnode",
+        "usr/local/bin/loadgen",
+        "lib64/ld-linux-x86-64.so.2",
+        "etc/nsswitch.conf",
+        "etc/passwd",
+    ] {
+        assert!(
+            files.lines().any(|l| l == needed),
+            "{needed} missing from the image:\n{files}"
+        );
     }
-    assert!(files.lines().any(|l| l.ends_with("/libc.so.6")), "libc missing:\n{files}");
+    assert!(
+        files.lines().any(|l| l.ends_with("/libc.so.6")),
+        "libc missing:\n{files}"
+    );
 }
 
 #[test]
@@ -88,7 +122,10 @@ fn mixnode_image_resolves_container_names() {
     let dir = temp_dir("imgs-dns");
     let mut guard = Cleanup::default();
     guard.paths.push(dir.clone());
-    let built = xtask(&["images", "build", "mixnode", "--quiet"], &dir.join(".env"));
+    let built = xtask(
+        &["images", "build", "mixnode", "--quiet"],
+        &dir.join(".env"),
+    );
     assert!(built.status.success(), "{}", text(&built));
     let network = unique("imgs-dns-net");
     docker(&["network", "create", "--subnet", "10.232.3.0/24", &network]);
@@ -99,11 +136,37 @@ fn mixnode_image_resolves_container_names() {
     let container = unique("imgs-dns");
     guard.containers.push(container.clone());
     let out = docker(&[
-        "run", "--name", &container, "--network", &network, "--network-alias", &alias,
-        "-v", "/usr/bin/getent:/usr/local/bin/getent:ro", "--entrypoint", "/usr/local/bin/getent",
-        IMAGE, "ahosts", &alias,
+        "run",
+        "--name",
+        &container,
+        "--network",
+        &network,
+        "--network-alias",
+        &alias,
+        "-v",
+        "/usr/bin/getent:/usr/local/bin/getent:ro",
+        "--entrypoint",
+        "/usr/local/bin/getent",
+        IMAGE,
+        "ahosts",
+        &alias,
     ]);
-    assert!(out.lines().any(|l| l.starts_with("10.232.3.")), "getent ahosts {alias}: {out}");
-    let user = docker(&["run", "--rm", "--network", "none", "-v", "/usr/bin/getent:/usr/local/bin/getent:ro", "--entrypoint", "/usr/local/bin/getent", IMAGE, "passwd", "10001"]);
+    assert!(
+        out.lines().any(|l| l.starts_with("10.232.3.")),
+        "getent ahosts {alias}: {out}"
+    );
+    let user = docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-v",
+        "/usr/bin/getent:/usr/local/bin/getent:ro",
+        "--entrypoint",
+        "/usr/local/bin/getent",
+        IMAGE,
+        "passwd",
+        "10001",
+    ]);
     assert!(user.starts_with("fog:x:10001:10001"), "{user}");
 }

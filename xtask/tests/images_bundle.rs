@@ -12,11 +12,25 @@ use images_support::*;
 fn test_image(guard: &mut Cleanup) -> String {
     let context = temp_dir("imgs-bundle-ctx");
     guard.paths.push(context.clone());
-    std::fs::write(context.join("payload.txt"), format!("bundle payload {}\n", unique("p"))).unwrap();
-    std::fs::write(context.join("Dockerfile"), "FROM scratch\nCOPY payload.txt /payload.txt\nCMD [\"/none\"]\n").unwrap();
+    std::fs::write(
+        context.join("payload.txt"),
+        format!("bundle payload {}\n", unique("p")),
+    )
+    .unwrap();
+    std::fs::write(
+        context.join("Dockerfile"),
+        "FROM scratch\nCOPY payload.txt /payload.txt\nCMD [\"/none\"]\n",
+    )
+    .unwrap();
     let image = format!("{}:1", unique("imgs-bundle-test"));
     guard.images.push(image.clone());
-    docker(&["build", "--quiet", "-t", &image, &context.display().to_string()]);
+    docker(&[
+        "build",
+        "--quiet",
+        "-t",
+        &image,
+        &context.display().to_string(),
+    ]);
     image
 }
 
@@ -28,17 +42,47 @@ fn round_trip(guard: &mut Cleanup, output: &Path) {
     let image = test_image(guard);
     let id = image_id(&image);
     let env_file = output.with_extension("env");
-    let saved = xtask(&["images", "save", &image, "-o", &output.display().to_string()], &env_file);
+    let saved = xtask(
+        &[
+            "images",
+            "save",
+            &image,
+            "-o",
+            &output.display().to_string(),
+        ],
+        &env_file,
+    );
     assert!(saved.status.success(), "{}", text(&saved));
     assert!(output.exists());
-    let again = xtask(&["images", "save", &image, "-o", &output.display().to_string()], &env_file);
-    assert_eq!(again.status.code(), Some(2), "overwriting without --force: {}", text(&again));
+    let again = xtask(
+        &[
+            "images",
+            "save",
+            &image,
+            "-o",
+            &output.display().to_string(),
+        ],
+        &env_file,
+    );
+    assert_eq!(
+        again.status.code(),
+        Some(2),
+        "overwriting without --force: {}",
+        text(&again)
+    );
 
     docker(&["rmi", &image]);
     assert!(!docker_ok(&["image", "inspect", &image]));
-    let loaded = xtask(&["images", "load", &output.display().to_string()], &env_file);
+    let loaded = xtask(
+        &["images", "load", &output.display().to_string()],
+        &env_file,
+    );
     assert!(loaded.status.success(), "{}", text(&loaded));
-    assert_eq!(image_id(&image), id, "loaded image differs from the saved one");
+    assert_eq!(
+        image_id(&image),
+        id,
+        "loaded image differs from the saved one"
+    );
 }
 
 #[test]
@@ -56,7 +100,8 @@ fn bundle_directory_round_trip_and_corruption() {
     assert_eq!(sums.lines().count(), 2, "{sums}");
     assert!(sums.lines().any(|l| l.ends_with("  manifest.json")));
     let manifest: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(bundle.join("manifest.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(bundle.join("manifest.json")).unwrap())
+            .unwrap();
     let entry = &manifest["images"][0];
     let file = entry["file"].as_str().unwrap().to_string();
     let image = entry["image"].as_str().unwrap().to_string();
@@ -71,12 +116,21 @@ fn bundle_directory_round_trip_and_corruption() {
     bytes[mid] ^= 0xff;
     std::fs::write(&path, bytes).unwrap();
     docker(&["rmi", &image]);
-    let out = xtask(&["images", "load", &bundle.display().to_string()], &dir.join(".env"));
+    let out = xtask(
+        &["images", "load", &bundle.display().to_string()],
+        &dir.join(".env"),
+    );
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains(&file) && stderr.contains("does not match"), "{stderr}");
+    assert!(
+        stderr.contains(&file) && stderr.contains("does not match"),
+        "{stderr}"
+    );
     assert!(stderr.contains("nothing was loaded"), "{stderr}");
-    assert!(!docker_ok(&["image", "inspect", &image]), "a corrupt bundle was loaded");
+    assert!(
+        !docker_ok(&["image", "inspect", &image]),
+        "a corrupt bundle was loaded"
+    );
 }
 
 #[test]
@@ -94,7 +148,10 @@ fn bundle_tar_round_trip() {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|n| n.starts_with('.'))
         .collect();
-    assert!(leftovers.is_empty(), "temporary files left behind: {leftovers:?}");
+    assert!(
+        leftovers.is_empty(),
+        "temporary files left behind: {leftovers:?}"
+    );
 }
 
 #[test]
@@ -102,7 +159,10 @@ fn load_of_a_missing_bundle_is_a_usage_error() {
     let dir = temp_dir("imgs-bundle-missing");
     let mut guard = Cleanup::default();
     guard.paths.push(dir.clone());
-    let out = xtask(&["images", "load", &dir.join("nope").display().to_string()], &dir.join(".env"));
+    let out = xtask(
+        &["images", "load", &dir.join("nope").display().to_string()],
+        &dir.join(".env"),
+    );
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
 }

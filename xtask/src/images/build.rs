@@ -60,8 +60,16 @@ pub fn run(sh: &Shell, runner: &Runner, args: Args) -> Result<()> {
         let started = Instant::now();
         let outcome = ensure(sh, runner, &name, args.force, !args.quiet)?;
         if !runner.dry_run {
-            let verb = if outcome.built { "built" } else { "up to date:" };
-            println!("{verb} {} in {:.1}s", outcome.image, started.elapsed().as_secs_f64());
+            let verb = if outcome.built {
+                "built"
+            } else {
+                "up to date:"
+            };
+            println!(
+                "{verb} {} in {:.1}s",
+                outcome.image,
+                started.elapsed().as_secs_f64()
+            );
         }
     }
     Ok(())
@@ -101,11 +109,20 @@ struct Target {
 }
 
 /// Build `fog-compute/<name>` unless its inputs are unchanged.
-pub fn ensure(sh: &Shell, runner: &Runner, name: &str, force: bool, progress: bool) -> Result<Outcome> {
+pub fn ensure(
+    sh: &Shell,
+    runner: &Runner,
+    name: &str,
+    force: bool,
+    progress: bool,
+) -> Result<Outcome> {
     let root = project_root();
     let dockerfile = root.join("docker").join(name).join("Dockerfile");
     if !dockerfile.is_file() {
-        bail!("{} does not exist: nothing to build the `{name}` image from", dockerfile.display());
+        bail!(
+            "{} does not exist: nothing to build the `{name}` image from",
+            dockerfile.display()
+        );
     }
     let metadata: Metadata = serde_json::from_str(&runner.read(cmd!(
         sh,
@@ -134,11 +151,27 @@ pub fn ensure(sh: &Shell, runner: &Runner, name: &str, force: bool, progress: bo
 
     let context = metadata.target_directory.join("docker-context").join(name);
     let release = metadata.target_directory.join("release");
-    let revision = runner.read(cmd!(sh, "git rev-parse HEAD")).unwrap_or_else(|_| "unknown".into());
+    let revision = runner
+        .read(cmd!(sh, "git rev-parse HEAD"))
+        .unwrap_or_else(|_| "unknown".into());
     let short = revision.get(..7).unwrap_or(&revision).to_string();
     if runner.dry_run && !bins.iter().all(|b| release.join(b).is_file()) {
-        println!("# stage {} and their libraries into {}", bins.join(", "), context.display());
-        print_build(sh, runner, &image, &repo, &short, package, &revision, "<inputs-sha256>", &context)?;
+        println!(
+            "# stage {} and their libraries into {}",
+            bins.join(", "),
+            context.display()
+        );
+        print_build(
+            sh,
+            runner,
+            &image,
+            &repo,
+            &short,
+            package,
+            &revision,
+            "<inputs-sha256>",
+            &context,
+        )?;
         return Ok(Outcome { image, built: true });
     }
     stage(&context, &dockerfile, &release, &bins)?;
@@ -151,10 +184,15 @@ pub fn ensure(sh: &Shell, runner: &Runner, name: &str, force: bool, progress: bo
             if !docker::image_exists(sh, runner, &sha_tag) {
                 runner.run(cmd!(sh, "docker tag {image} {sha_tag}"))?;
             }
-            return Ok(Outcome { image, built: false });
+            return Ok(Outcome {
+                image,
+                built: false,
+            });
         }
     }
-    print_build(sh, runner, &image, &repo, &short, package, &revision, &hash, &context)?;
+    print_build(
+        sh, runner, &image, &repo, &short, package, &revision, &hash, &context,
+    )?;
     Ok(Outcome { image, built: true })
 }
 
@@ -176,7 +214,10 @@ fn print_build(
     let created = format!("CREATED={}", rfc3339_now());
     let source = format!(
         "SOURCE={}",
-        package.repository.as_deref().unwrap_or("https://github.com/fog-compute/platform")
+        package
+            .repository
+            .as_deref()
+            .unwrap_or("https://github.com/fog-compute/platform")
     );
     let label = format!("{INPUTS_LABEL}={hash}");
     let _ = sh;
@@ -207,15 +248,22 @@ fn stage(context: &Path, dockerfile: &Path, release: &Path, bins: &[&str]) -> Re
     fs::create_dir_all(rootfs.join("usr/local/bin"))?;
     fs::create_dir_all(rootfs.join("etc"))?;
     fs::create_dir_all(rootfs.join("tmp"))?;
-    fs::set_permissions(rootfs.join("tmp"), <fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o1777))?;
+    fs::set_permissions(
+        rootfs.join("tmp"),
+        <fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o1777),
+    )?;
     fs::create_dir_all(context.join("owned/data"))?;
     fs::create_dir_all(context.join("owned/config"))?;
     fs::copy(dockerfile, context.join("Dockerfile"))?;
     let mut libs = Vec::new();
     for bin in bins {
         let path = release.join(bin);
-        fs::copy(&path, rootfs.join("usr/local/bin").join(bin))
-            .with_context(|| format!("copying {} (did the release build make it?)", path.display()))?;
+        fs::copy(&path, rootfs.join("usr/local/bin").join(bin)).with_context(|| {
+            format!(
+                "copying {} (did the release build make it?)",
+                path.display()
+            )
+        })?;
         for lib in shared_libraries(&path)? {
             if !libs.contains(&lib) {
                 libs.push(lib);
@@ -255,7 +303,11 @@ pub fn shared_libraries(binary: &Path) -> Result<Vec<PathBuf>> {
         return Ok(Vec::new());
     }
     if !output.status.success() {
-        bail!("`ldd {}` failed: {}", binary.display(), String::from_utf8_lossy(&output.stderr).trim());
+        bail!(
+            "`ldd {}` failed: {}",
+            binary.display(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
     }
     parse_ldd(&text).with_context(|| format!("libraries of {}", binary.display()))
 }

@@ -71,17 +71,31 @@ pub fn save(sh: &Shell, runner: &Runner, args: SaveArgs) -> Result<()> {
     let output = absolute(args.output);
     let images = select_images(sh, runner, &args.images, &args.env)?;
     if output.exists() && !args.force {
-        usage_bail!("{} already exists: pass --force to replace it, or choose another --output", output.display());
+        usage_bail!(
+            "{} already exists: pass --force to replace it, or choose another --output",
+            output.display()
+        );
     }
     let as_tar = output.extension().is_some_and(|e| e == "tar");
-    let parent = output.parent().context("--output has no parent directory")?;
-    let name = output.file_name().context("--output has no file name")?.to_string_lossy();
+    let parent = output
+        .parent()
+        .context("--output has no parent directory")?;
+    let name = output
+        .file_name()
+        .context("--output has no file name")?
+        .to_string_lossy();
     let staging = parent.join(format!(".{name}.partial-{}", std::process::id()));
     if runner.dry_run {
         for image in &images {
-            println!("docker save {image} | gzip > {}", staging.join(file_name(image)).display());
+            println!(
+                "docker save {image} | gzip > {}",
+                staging.join(file_name(image)).display()
+            );
         }
-        println!("# write {MANIFEST} and {SUMS}, then rename into {}", output.display());
+        println!(
+            "# write {MANIFEST} and {SUMS}, then rename into {}",
+            output.display()
+        );
         return Ok(());
     }
     fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
@@ -89,7 +103,13 @@ pub fn save(sh: &Shell, runner: &Runner, args: SaveArgs) -> Result<()> {
     let result = result.and_then(|manifest| {
         if as_tar {
             let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
-            let status = Command::new("tar").arg("-cf").arg(&tmp).arg("-C").arg(&staging).arg(".").status()?;
+            let status = Command::new("tar")
+                .arg("-cf")
+                .arg(&tmp)
+                .arg("-C")
+                .arg(&staging)
+                .arg(".")
+                .status()?;
             if !status.success() {
                 let _ = fs::remove_file(&tmp);
                 bail!("`tar -cf {}` failed ({status})", tmp.display());
@@ -110,7 +130,12 @@ pub fn save(sh: &Shell, runner: &Runner, args: SaveArgs) -> Result<()> {
         }
     };
     let total: u64 = manifest.images.iter().map(|e| e.bytes).sum();
-    println!("saved {} images ({} MB) to {}", manifest.images.len(), total / 1_000_000, output.display());
+    println!(
+        "saved {} images ({} MB) to {}",
+        manifest.images.len(),
+        total / 1_000_000,
+        output.display()
+    );
     Ok(())
 }
 
@@ -130,7 +155,11 @@ fn select_images(sh: &Shell, runner: &Runner, named: &[String], env: &str) -> Re
         if docker::image_exists(sh, runner, &n.image) {
             images.push(n.image);
         } else {
-            eprintln!("warning: {} ({}) is not in the engine; leaving it out of the bundle", n.image, n.services.join(","));
+            eprintln!(
+                "warning: {} ({}) is not in the engine; leaving it out of the bundle",
+                n.image,
+                n.services.join(",")
+            );
         }
     }
     if images.is_empty() {
@@ -143,18 +172,33 @@ fn select_images(sh: &Shell, runner: &Runner, named: &[String], env: &str) -> Re
 fn file_name(image: &str) -> String {
     let safe: String = image
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     format!("{safe}.tar.gz")
 }
 
 fn write_bundle(dir: &Path, images: &[String]) -> Result<Manifest> {
     fs::create_dir_all(dir)?;
-    let mut manifest = Manifest { format: 1, created: super::build::rfc3339_now(), images: Vec::new() };
+    let mut manifest = Manifest {
+        format: 1,
+        created: super::build::rfc3339_now(),
+        images: Vec::new(),
+    };
     for image in images {
         let file = file_name(image);
         let (bytes, sha256) = save_one(image, &dir.join(&file))?;
-        manifest.images.push(Entry { image: image.clone(), file, bytes, sha256 });
+        manifest.images.push(Entry {
+            image: image.clone(),
+            file,
+            bytes,
+            sha256,
+        });
     }
     let manifest_text = serde_json::to_string_pretty(&manifest)? + "\n";
     write_synced(&dir.join(MANIFEST), manifest_text.as_bytes())?;
@@ -162,7 +206,10 @@ fn write_bundle(dir: &Path, images: &[String]) -> Result<Manifest> {
     for entry in &manifest.images {
         sums.push_str(&format!("{}  {}\n", entry.sha256, entry.file));
     }
-    sums.push_str(&format!("{}  {MANIFEST}\n", hex(&Sha256::digest(manifest_text.as_bytes()))));
+    sums.push_str(&format!(
+        "{}  {MANIFEST}\n",
+        hex(&Sha256::digest(manifest_text.as_bytes()))
+    ));
     write_synced(&dir.join(SUMS), sums.as_bytes())?;
     fs::File::open(dir)?.sync_all()?;
     Ok(manifest)
@@ -196,7 +243,14 @@ fn save_one(image: &str, path: &Path) -> Result<(u64, String)> {
         .context("starting `docker save`")?;
     let mut stdout = child.stdout.take().expect("piped");
     let file = fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
-    let mut gz = GzEncoder::new(HashingFile { file, hasher: Sha256::new(), bytes: 0 }, Compression::fast());
+    let mut gz = GzEncoder::new(
+        HashingFile {
+            file,
+            hasher: Sha256::new(),
+            bytes: 0,
+        },
+        Compression::fast(),
+    );
     let copied = std::io::copy(&mut stdout, &mut gz);
     let status = child.wait()?;
     if !status.success() {
@@ -209,7 +263,8 @@ fn save_one(image: &str, path: &Path) -> Result<(u64, String)> {
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut file = fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let mut file =
+        fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
     file.write_all(bytes)?;
     file.sync_all()?;
     Ok(())
@@ -225,7 +280,11 @@ fn replace(new: &Path, target: &Path) -> Result<()> {
         ));
         fs::rename(target, &old)?;
         fs::rename(new, target)?;
-        if old.is_dir() { fs::remove_dir_all(&old)? } else { fs::remove_file(&old)? }
+        if old.is_dir() {
+            fs::remove_dir_all(&old)?
+        } else {
+            fs::remove_file(&old)?
+        }
     } else {
         fs::rename(new, target).with_context(|| format!("renaming into {}", target.display()))?;
     }
@@ -240,7 +299,12 @@ pub fn load(sh: &Shell, runner: &Runner, args: LoadArgs) -> Result<()> {
     let extracted;
     let dir = if bundle.is_file() {
         extracted = TempDir::new(&bundle)?;
-        let status = Command::new("tar").arg("-xf").arg(&bundle).arg("-C").arg(&extracted.0).status()?;
+        let status = Command::new("tar")
+            .arg("-xf")
+            .arg(&bundle)
+            .arg("-C")
+            .arg(&extracted.0)
+            .status()?;
         if !status.success() {
             bail!("{} is not a readable tar ({status})", bundle.display());
         }
@@ -248,13 +312,18 @@ pub fn load(sh: &Shell, runner: &Runner, args: LoadArgs) -> Result<()> {
     } else {
         bundle.clone()
     };
-    let manifest = verify(&dir).with_context(|| format!("bundle {} rejected; nothing was loaded", bundle.display()))?;
+    let manifest = verify(&dir)
+        .with_context(|| format!("bundle {} rejected; nothing was loaded", bundle.display()))?;
     for entry in &manifest.images {
         let file = dir.join(&entry.file);
         runner.run(cmd!(sh, "docker load --quiet -i {file}"))?;
     }
     if !runner.dry_run {
-        println!("verified and loaded {} images from {}", manifest.images.len(), bundle.display());
+        println!(
+            "verified and loaded {} images from {}",
+            manifest.images.len(),
+            bundle.display()
+        );
     }
     Ok(())
 }
@@ -263,7 +332,8 @@ pub fn load(sh: &Shell, runner: &Runner, args: LoadArgs) -> Result<()> {
 /// `SHA256SUMS`; return the manifest only when everything matches.
 fn verify(dir: &Path) -> Result<Manifest> {
     let sums_path = dir.join(SUMS);
-    let sums_text = fs::read_to_string(&sums_path).with_context(|| format!("{SUMS} is missing or unreadable"))?;
+    let sums_text = fs::read_to_string(&sums_path)
+        .with_context(|| format!("{SUMS} is missing or unreadable"))?;
     let mut sums = BTreeMap::new();
     for (i, line) in sums_text.lines().enumerate() {
         let Some((hash, file)) = line.split_once("  ") else {
@@ -275,9 +345,12 @@ fn verify(dir: &Path) -> Result<Manifest> {
         sums.insert(file.to_string(), hash.to_string());
     }
     for (file, expected) in &sums {
-        let actual = sha256_file(&dir.join(file)).with_context(|| format!("{file}: listed in {SUMS} but unreadable"))?;
+        let actual = sha256_file(&dir.join(file))
+            .with_context(|| format!("{file}: listed in {SUMS} but unreadable"))?;
         if &actual != expected {
-            bail!("{file}: sha256 {actual} does not match {expected} in {SUMS} (corrupt or modified)");
+            bail!(
+                "{file}: sha256 {actual} does not match {expected} in {SUMS} (corrupt or modified)"
+            );
         }
     }
     if !sums.contains_key(MANIFEST) {
@@ -287,7 +360,10 @@ fn verify(dir: &Path) -> Result<Manifest> {
         .with_context(|| format!("{MANIFEST} is not a bundle manifest"))?;
     for entry in &manifest.images {
         if sums.get(&entry.file) != Some(&entry.sha256) {
-            bail!("{}: its sha256 in {MANIFEST} and {SUMS} disagree or it is not listed", entry.file);
+            bail!(
+                "{}: its sha256 in {MANIFEST} and {SUMS} disagree or it is not listed",
+                entry.file
+            );
         }
     }
     Ok(manifest)
@@ -367,6 +443,9 @@ mod tests {
 
     #[test]
     fn file_names_are_flat() {
-        assert_eq!(file_name("fog-offline/postgres:15-bookworm"), "fog-offline_postgres_15-bookworm.tar.gz");
+        assert_eq!(
+            file_name("fog-offline/postgres:15-bookworm"),
+            "fog-offline_postgres_15-bookworm.tar.gz"
+        );
     }
 }

@@ -81,14 +81,62 @@ const fn offline(i: usize) -> Source {
 }
 
 pub const IMAGE_VARS: &[ImageVar] = &[
-    ImageVar { var: "POSTGRES_IMAGE", default: "postgres:15.8-alpine", overlay: "base", services: &["postgres"], source: offline(0) },
-    ImageVar { var: "PROMETHEUS_IMAGE", default: "prom/prometheus:v2.53.2", overlay: "base", services: &["prometheus"], source: offline(1) },
-    ImageVar { var: "GRAFANA_IMAGE", default: "grafana/grafana:11.2.0", overlay: "base", services: &["grafana"], source: Source::Upstream(None) },
-    ImageVar { var: "LOKI_IMAGE", default: "grafana/loki:2.9.10", overlay: "base", services: &["loki"], source: Source::Upstream(None) },
-    ImageVar { var: "MIXNODE_IMAGE", default: "fog-compute/mixnode:0.1.0", overlay: "betanet", services: &["mixnode-1", "mixnode-2", "mixnode-3", "loadgen"], source: Source::Project("mixnode") },
-    ImageVar { var: "NODE_EXPORTER_IMAGE", default: "prom/node-exporter:v1.8.2", overlay: "monitoring", services: &["node-exporter"], source: offline(3) },
-    ImageVar { var: "CADVISOR_IMAGE", default: "gcr.io/cadvisor/cadvisor:v0.49.1", overlay: "monitoring", services: &["cadvisor"], source: Source::Upstream(None) },
-    ImageVar { var: "ALERTMANAGER_IMAGE", default: "prom/alertmanager:v0.27.0", overlay: "monitoring", services: &["alertmanager"], source: offline(2) },
+    ImageVar {
+        var: "POSTGRES_IMAGE",
+        default: "postgres:15.8-alpine",
+        overlay: "base",
+        services: &["postgres"],
+        source: offline(0),
+    },
+    ImageVar {
+        var: "PROMETHEUS_IMAGE",
+        default: "prom/prometheus:v2.53.2",
+        overlay: "base",
+        services: &["prometheus"],
+        source: offline(1),
+    },
+    ImageVar {
+        var: "GRAFANA_IMAGE",
+        default: "grafana/grafana:11.2.0",
+        overlay: "base",
+        services: &["grafana"],
+        source: Source::Upstream(None),
+    },
+    ImageVar {
+        var: "LOKI_IMAGE",
+        default: "grafana/loki:2.9.10",
+        overlay: "base",
+        services: &["loki"],
+        source: Source::Upstream(None),
+    },
+    ImageVar {
+        var: "MIXNODE_IMAGE",
+        default: "fog-compute/mixnode:0.1.0",
+        overlay: "betanet",
+        services: &["mixnode-1", "mixnode-2", "mixnode-3", "loadgen"],
+        source: Source::Project("mixnode"),
+    },
+    ImageVar {
+        var: "NODE_EXPORTER_IMAGE",
+        default: "prom/node-exporter:v1.8.2",
+        overlay: "monitoring",
+        services: &["node-exporter"],
+        source: offline(3),
+    },
+    ImageVar {
+        var: "CADVISOR_IMAGE",
+        default: "gcr.io/cadvisor/cadvisor:v0.49.1",
+        overlay: "monitoring",
+        services: &["cadvisor"],
+        source: Source::Upstream(None),
+    },
+    ImageVar {
+        var: "ALERTMANAGER_IMAGE",
+        default: "prom/alertmanager:v0.27.0",
+        overlay: "monitoring",
+        services: &["alertmanager"],
+        source: offline(2),
+    },
 ];
 
 /// An image the environment needs and where it comes from.
@@ -119,7 +167,10 @@ pub fn needed(env: &Environment, root: &Path) -> Result<Vec<Needed>> {
     } else {
         for spec in IMAGE_VARS.iter().filter(|s| env.has(s.overlay)) {
             for service in spec.services {
-                raw.push((service.to_string(), format!("${{{}:-{}}}", spec.var, spec.default)));
+                raw.push((
+                    service.to_string(),
+                    format!("${{{}:-{}}}", spec.var, spec.default),
+                ));
             }
         }
     }
@@ -143,8 +194,12 @@ pub fn needed(env: &Environment, root: &Path) -> Result<Vec<Needed>> {
 /// `(service, raw image)` for every service of one compose file that sets `image:`.
 fn service_images(path: &Path) -> Result<Vec<(String, String)>> {
     let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut doc: serde_yaml::Value = serde_yaml::from_str(&text)
-        .with_context(|| format!("{}: not valid YAML; run `cargo xtask check`", path.display()))?;
+    let mut doc: serde_yaml::Value = serde_yaml::from_str(&text).with_context(|| {
+        format!(
+            "{}: not valid YAML; run `cargo xtask check`",
+            path.display()
+        )
+    })?;
     doc.apply_merge()
         .with_context(|| format!("{}: bad YAML merge key", path.display()))?;
     let Some(services) = doc.get("services").and_then(|s| s.as_mapping()) else {
@@ -192,7 +247,9 @@ pub fn interpolate(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Strin
 
 fn expand(expr: &str, lookup: &dyn Fn(&str) -> Option<String>) -> String {
     if let Some((name, default)) = expr.split_once(":-") {
-        return lookup(name).filter(|v| !v.is_empty()).unwrap_or_else(|| default.to_string());
+        return lookup(name)
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| default.to_string());
     }
     if let Some((name, default)) = expr.split_once('-') {
         return lookup(name).unwrap_or_else(|| default.to_string());
@@ -216,7 +273,10 @@ mod tests {
         assert_eq!(interpolate("${EMPTY-d}", &lookup), "");
         assert_eq!(interpolate("${UNSET-d}", &lookup), "d");
         assert_eq!(interpolate("a/$SET:1 $$x", &lookup), "a/x:1 $x");
-        assert_eq!(interpolate("prom/prometheus:${TAG:-v2.53.2}", &lookup), "prom/prometheus:v2.53.2");
+        assert_eq!(
+            interpolate("prom/prometheus:${TAG:-v2.53.2}", &lookup),
+            "prom/prometheus:v2.53.2"
+        );
     }
 
     #[test]
@@ -225,8 +285,20 @@ mod tests {
         let env: Environment = "dev+betanet".parse().unwrap();
         let needed = needed(&env, &root).unwrap();
         let vars: Vec<_> = needed.iter().filter_map(|n| n.var).collect();
-        assert_eq!(vars, ["POSTGRES_IMAGE", "PROMETHEUS_IMAGE", "GRAFANA_IMAGE", "LOKI_IMAGE", "MIXNODE_IMAGE"]);
-        let mixnode = needed.iter().find(|n| n.var == Some("MIXNODE_IMAGE")).unwrap();
+        assert_eq!(
+            vars,
+            [
+                "POSTGRES_IMAGE",
+                "PROMETHEUS_IMAGE",
+                "GRAFANA_IMAGE",
+                "LOKI_IMAGE",
+                "MIXNODE_IMAGE"
+            ]
+        );
+        let mixnode = needed
+            .iter()
+            .find(|n| n.var == Some("MIXNODE_IMAGE"))
+            .unwrap();
         assert_eq!(mixnode.services.len(), 4);
         assert_eq!(mixnode.source, Source::Project("mixnode"));
     }
@@ -235,7 +307,11 @@ mod tests {
     fn later_overlay_wins_and_anchors_merge() {
         let root = std::env::temp_dir().join(format!("xtask-catalog-{}", std::process::id()));
         fs::create_dir_all(root.join("compose")).unwrap();
-        fs::write(root.join("compose/base.yml"), "services:\n  postgres:\n    image: ${POSTGRES_IMAGE:-postgres:15.8-alpine}\n").unwrap();
+        fs::write(
+            root.join("compose/base.yml"),
+            "services:\n  postgres:\n    image: ${POSTGRES_IMAGE:-postgres:15.8-alpine}\n",
+        )
+        .unwrap();
         fs::write(
             root.join("compose/betanet.yml"),
             "x-mix: &mix\n  image: ${MIXNODE_IMAGE:-fog-compute/mixnode:0.1.0}\nservices:\n  mixnode-1:\n    <<: *mix\n  mixnode-2:\n    <<: *mix\n  postgres:\n    image: custom/pg:1\n",

@@ -26,7 +26,7 @@ pub fn image_exists(sh: &Shell, runner: &Runner, image: &str) -> bool {
 pub fn image_labels(sh: &Shell, runner: &Runner, image: &str) -> Option<BTreeMap<String, String>> {
     let format = "{{json .Config.Labels}}";
     let json = runner.probe(cmd!(sh, "docker image inspect --format {format} {image}"))?;
-    Some(serde_json::from_str::<Option<BTreeMap<String, String>>>(&json).ok()??)
+    serde_json::from_str::<Option<BTreeMap<String, String>>>(&json).ok()?
 }
 
 /// The size of a local image in bytes.
@@ -73,7 +73,12 @@ fn render(cmd: &Command) -> String {
 
 /// Run `producer | consumer`, counting bytes on `bar`. Under `--dry-run` print
 /// the pipeline instead. Fails naming the side that failed.
-pub fn pipe(runner: &Runner, mut producer: Command, mut consumer: Command, bar: &ProgressBar) -> Result<String> {
+pub fn pipe(
+    runner: &Runner,
+    mut producer: Command,
+    mut consumer: Command,
+    bar: &ProgressBar,
+) -> Result<String> {
     let line = format!("{} | {}", render(&producer), render(&consumer));
     if runner.dry_run {
         println!("{line}");
@@ -82,7 +87,10 @@ pub fn pipe(runner: &Runner, mut producer: Command, mut consumer: Command, bar: 
     if runner.verbose {
         eprintln!("+ {line}");
     }
-    let mut source = producer.stdout(Stdio::piped()).spawn().with_context(|| format!("starting `{}`", render(&producer)))?;
+    let mut source = producer
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting `{}`", render(&producer)))?;
     let mut sink = consumer
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -132,7 +140,9 @@ pub fn run_quiet(runner: &Runner, args: &[String]) -> Result<String> {
     if runner.verbose {
         eprintln!("+ {line}");
     }
-    let output = command.output().with_context(|| format!("starting `{line}`"))?;
+    let output = command
+        .output()
+        .with_context(|| format!("starting `{line}`"))?;
     if !output.status.success() {
         let text = String::from_utf8_lossy(&output.stderr);
         let last: Vec<&str> = text
@@ -147,7 +157,12 @@ pub fn run_quiet(runner: &Runner, args: &[String]) -> Result<String> {
 
 /// The legacy builder's deprecation banner, which says nothing about the build.
 fn is_builder_notice(line: &str) -> bool {
-    ["DEPRECATED: The legacy builder", "Install the buildx component", "https://docs.docker.com/go/buildx/", "BuildKit:"]
-        .iter()
-        .any(|n| line.contains(n))
+    [
+        "DEPRECATED: The legacy builder",
+        "Install the buildx component",
+        "https://docs.docker.com/go/buildx/",
+        "BuildKit:",
+    ]
+    .iter()
+    .any(|n| line.contains(n))
 }

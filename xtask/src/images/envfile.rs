@@ -157,8 +157,14 @@ mod tests {
         let out = apply(
             text,
             &[
-                ("POSTGRES_IMAGE".into(), "fog-offline/postgres:15-bookworm".into()),
-                ("ALERTMANAGER_IMAGE".into(), "fog-offline/alertmanager:0.25-bookworm".into()),
+                (
+                    "POSTGRES_IMAGE".into(),
+                    "fog-offline/postgres:15-bookworm".into(),
+                ),
+                (
+                    "ALERTMANAGER_IMAGE".into(),
+                    "fog-offline/alertmanager:0.25-bookworm".into(),
+                ),
             ],
         );
         assert_eq!(

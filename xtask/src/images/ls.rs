@@ -42,6 +42,7 @@ pub fn run(sh: &Shell, runner: &Runner, args: Args) -> Result<()> {
             variable: n.var,
             source: match n.source {
                 Source::Project(_) => "build",
+                Source::Upstream(Some(s)) if s.image() == n.image => "offline",
                 Source::Upstream(_) => "pull",
             },
             offline_image: match n.source {
@@ -60,7 +61,9 @@ pub fn run(sh: &Shell, runner: &Runner, args: Args) -> Result<()> {
 }
 
 fn table(rows: &[Row]) -> String {
-    let header = ["VARIABLE", "IMAGE", "PRESENT", "SOURCE", "OFFLINE", "SERVICES"];
+    let header = [
+        "VARIABLE", "IMAGE", "PRESENT", "SOURCE", "OFFLINE", "SERVICES",
+    ];
     let cells: Vec<[String; 6]> = rows
         .iter()
         .map(|r| {
@@ -82,7 +85,11 @@ fn table(rows: &[Row]) -> String {
     }
     let mut out = String::new();
     let mut line = |row: &[String]| {
-        let parts: Vec<String> = row.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        let parts: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
         out.push_str(parts.join("  ").trim_end());
         out.push('\n');
     };
@@ -110,7 +117,10 @@ mod tests {
         let text = table(&rows);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 2);
-        assert_eq!(lines[0].find("IMAGE"), lines[1].find("postgres:15.8-alpine"));
+        assert_eq!(
+            lines[0].find("IMAGE"),
+            lines[1].find("postgres:15.8-alpine")
+        );
         assert!(lines[1].contains(" no "), "{text}");
     }
 }

@@ -48,6 +48,24 @@ enum Sub {
     Save(bundle::SaveArgs),
     /// Verify a bundle's checksums, then load its images.
     Load(bundle::LoadArgs),
+    /// Make an environment's images available as bring-up does (build, pull, or offline).
+    Ensure(EnsureArgs),
+}
+
+#[derive(Args)]
+#[command(after_help = "Examples:
+  cargo xtask images ensure --env dev+betanet
+  FOG_OFFLINE=1 cargo xtask images ensure --env dev+monitoring --format json")]
+struct EnsureArgs {
+    /// Environment whose images to make available.
+    #[arg(long, default_value = ALL_ENV)]
+    env: String,
+    /// Output format for the report.
+    #[arg(long, value_enum, default_value_t)]
+    format: Format,
+    /// Hide progress bars.
+    #[arg(long)]
+    quiet: bool,
 }
 
 /// Output format for listings.
@@ -67,13 +85,38 @@ impl Cmd {
             Sub::Offline(args) => offline::run(sh, &runner, args),
             Sub::Save(args) => bundle::save(sh, &runner, args),
             Sub::Load(args) => bundle::load(sh, &runner, args),
+            Sub::Ensure(args) => {
+                let env: Environment = args.env.parse()?;
+                let report = ensure_for(&env, &runner, !args.quiet)?;
+                match args.format {
+                    Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+                    Format::Table => {
+                        let none = || "none".to_string();
+                        let list = |v: &[String]| if v.is_empty() { none() } else { v.join(", ") };
+                        println!("built:   {}", list(&report.built));
+                        println!("offline: {}", if report.offline { "yes" } else { "no" });
+                        let updates: Vec<String> = report
+                            .env_updates
+                            .iter()
+                            .map(|(k, v)| format!("{k}={v}"))
+                            .collect();
+                        println!("env:     {}", list(&updates));
+                        let skipped: Vec<String> = report
+                            .skipped_services
+                            .iter()
+                            .map(|s| s.to_string())
+                            .collect();
+                        println!("skipped: {}", list(&skipped));
+                    }
+                }
+                Ok(())
+            }
         }
     }
 }
 
 /// What [`ensure_for`] did.
-#[allow(dead_code)] // read by bring-up (engine branch)
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct EnsureReport {
     /// Project images built (`fog-compute/mixnode:0.1.0`), empty when up to date.
     pub built: Vec<String>,
@@ -106,7 +149,6 @@ pub fn offline_requested() -> bool {
 /// (or `FOG_OFFLINE=1`), build the offline images and point the env file's
 /// image variables at them. Services with no image at all are reported in
 /// [`EnsureReport::skipped_services`] with one warning, not an error.
-#[allow(dead_code)] // called by bring-up (engine branch)
 pub fn ensure_for(env: &Environment, runner: &Runner, progress: bool) -> Result<EnsureReport> {
     let sh = Shell::new()?;
     let root = project_root();
@@ -193,6 +235,7 @@ fn can_pull(sh: &Shell, runner: &Runner, image: &str) -> bool {
         return true;
     }
     let _ = sh;
+    eprintln!("checking whether images can be pulled: docker pull {image}");
     let child = std::process::Command::new("docker")
         .args(["pull", "--quiet", image])
         .stdout(std::process::Stdio::null())
@@ -203,7 +246,9 @@ fn can_pull(sh: &Shell, runner: &Runner, image: &str) -> bool {
     loop {
         match child.try_wait() {
             Ok(Some(status)) => return status.success(),
-            Ok(None) if std::time::Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(100))
+            }
             _ => {
                 let _ = child.kill();
                 let _ = child.wait();
@@ -221,6 +266,8 @@ pub fn absolute(path: PathBuf) -> PathBuf {
     if path.is_absolute() {
         path
     } else {
-        std::env::current_dir().unwrap_or_else(|_| project_root()).join(path)
+        std::env::current_dir()
+            .unwrap_or_else(|_| project_root())
+            .join(path)
     }
 }

@@ -82,7 +82,11 @@ pub fn run(sh: &Shell, runner: &Runner, args: Args) -> Result<()> {
             Some(s) => wanted.push(s),
             None => crate::usage_bail!(
                 "--only {name}: no offline image for `{name}`; offline images exist for: {}",
-                OFFLINE_SERVICES.iter().map(|s| s.name).collect::<Vec<_>>().join(", ")
+                OFFLINE_SERVICES
+                    .iter()
+                    .map(|s| s.name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         }
     }
@@ -93,7 +97,8 @@ pub fn run(sh: &Shell, runner: &Runner, args: Args) -> Result<()> {
     if !runner.dry_run {
         println!("{:<42} {:>9} {:>8}", "IMAGE", "SIZE", "BUILD");
         for (image, seconds) in &built {
-            let size = docker::image_size(sh, runner, image).map_or("?".into(), |b| format!("{} MB", b / 1_000_000));
+            let size = docker::image_size(sh, runner, image)
+                .map_or("?".into(), |b| format!("{} MB", b / 1_000_000));
             let how = seconds.map_or("cached".into(), |s| format!("{s:.1}s"));
             println!("{image:<42} {size:>9} {how:>8}");
         }
@@ -102,7 +107,9 @@ pub fn run(sh: &Shell, runner: &Runner, args: Args) -> Result<()> {
         let updates: Vec<(String, String)> = super::IMAGE_VARS
             .iter()
             .filter_map(|v| match v.source {
-                super::Source::Upstream(Some(s)) if wanted.contains(&s) => Some((v.var.to_string(), s.image())),
+                super::Source::Upstream(Some(s)) if wanted.contains(&s) => {
+                    Some((v.var.to_string(), s.image()))
+                }
                 _ => None,
             })
             .collect();
@@ -175,7 +182,11 @@ pub fn point_env_at(runner: &Runner, root: &Path, updates: &[(String, String)]) 
     eprintln!(
         "{}: {}",
         path.display(),
-        updates.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
+        updates
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" ")
     );
     Ok(())
 }
@@ -202,7 +213,9 @@ fn ensure_base(sh: &Shell, runner: &Runner, progress: bool) -> Result<String> {
     let started = Instant::now();
     let bar = docker::bar(progress, Some(size), format!("docker import {base}"));
     let mut tar = Command::new("tar");
-    tar.args(["--numeric-owner", "-C"]).arg(&rootfs).args(["-c", "."]);
+    tar.args(["--numeric-owner", "-C"])
+        .arg(&rootfs)
+        .args(["-c", "."]);
     let mut import = Command::new("docker");
     import.args([
         "import",
@@ -217,7 +230,11 @@ fn ensure_base(sh: &Shell, runner: &Runner, progress: bool) -> Result<String> {
     bar.finish_and_clear();
     result?;
     if !runner.dry_run {
-        eprintln!("imported {base} ({} MB) in {:.1}s", size / 1_000_000, started.elapsed().as_secs_f64());
+        eprintln!(
+            "imported {base} ({} MB) in {:.1}s",
+            size / 1_000_000,
+            started.elapsed().as_secs_f64()
+        );
     }
     Ok(base)
 }
@@ -273,7 +290,13 @@ fn ensure_rootfs(runner: &Runner, key: &str, progress: bool) -> Result<PathBuf> 
     bar.finish_and_clear();
     if !status.success() {
         let log = fs::read_to_string(&log_path).unwrap_or_default();
-        let last: Vec<&str> = tail.iter().map(String::as_str).chain(log.lines()).rev().take(8).collect();
+        let last: Vec<&str> = tail
+            .iter()
+            .map(String::as_str)
+            .chain(log.lines())
+            .rev()
+            .take(8)
+            .collect();
         bail!(
             "`{line}` failed ({status}); last lines:\n{}\n(full log: {}; check that deb.debian.org is reachable)",
             last.into_iter().rev().collect::<Vec<_>>().join("\n"),
@@ -284,14 +307,19 @@ fn ensure_rootfs(runner: &Runner, key: &str, progress: bool) -> Result<PathBuf> 
     check_versions(&rootfs)?;
     for path in TRIM {
         let full = rootfs.join(path);
-        let removed = if full.is_dir() { fs::remove_dir_all(&full) } else { fs::remove_file(&full) };
+        let removed = if full.is_dir() {
+            fs::remove_dir_all(&full)
+        } else {
+            fs::remove_file(&full)
+        };
         if let Err(e) = removed {
             if e.kind() != std::io::ErrorKind::NotFound {
                 return Err(e).with_context(|| format!("trimming {}", full.display()));
             }
         }
     }
-    fs::rename(&partial, &done).with_context(|| format!("renaming {} to {}", partial.display(), done.display()))?;
+    fs::rename(&partial, &done)
+        .with_context(|| format!("renaming {} to {}", partial.display(), done.display()))?;
     eprintln!(
         "debootstrap {SUITE} in {debootstrap_secs:.1}s; rootfs {} MB after trimming, cached in {}",
         tree_size(&done.join("rootfs")) / 1_000_000,
@@ -302,7 +330,8 @@ fn ensure_rootfs(runner: &Runner, key: &str, progress: bool) -> Result<PathBuf> 
 
 /// Fail when Debian's package versions no longer match the pinned tags.
 fn check_versions(rootfs: &Path) -> Result<()> {
-    let status = fs::read_to_string(rootfs.join("var/lib/dpkg/status")).context("reading the rootfs's dpkg status")?;
+    let status = fs::read_to_string(rootfs.join("var/lib/dpkg/status"))
+        .context("reading the rootfs's dpkg status")?;
     for service in OFFLINE_SERVICES {
         let version = package_version(&status, service.package)
             .with_context(|| format!("package {} is not in the rootfs", service.package))?;
@@ -323,7 +352,9 @@ fn package_version(status: &str, package: &str) -> Option<String> {
     status.split("\n\n").find_map(|stanza| {
         let mut lines = stanza.lines();
         lines.find(|l| *l == format!("Package: {package}"))?;
-        stanza.lines().find_map(|l| l.strip_prefix("Version: ").map(str::to_string))
+        stanza
+            .lines()
+            .find_map(|l| l.strip_prefix("Version: ").map(str::to_string))
     })
 }
 
@@ -331,9 +362,13 @@ fn tree_size(dir: &Path) -> u64 {
     let mut total = 0;
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(entries) = fs::read_dir(&d) else { continue };
+        let Ok(entries) = fs::read_dir(&d) else {
+            continue;
+        };
         for entry in entries.flatten() {
-            let Ok(meta) = entry.path().symlink_metadata() else { continue };
+            let Ok(meta) = entry.path().symlink_metadata() else {
+                continue;
+            };
             if meta.is_dir() {
                 stack.push(entry.path());
             } else {
@@ -359,7 +394,10 @@ mod tests {
     #[test]
     fn package_versions_come_from_dpkg_status() {
         let status = "Package: wget\nStatus: install ok installed\nVersion: 1.21.3-1\n\nPackage: prometheus\nVersion: 2.42.0+ds-5+deb12u1\n";
-        assert_eq!(package_version(status, "prometheus").as_deref(), Some("2.42.0+ds-5+deb12u1"));
+        assert_eq!(
+            package_version(status, "prometheus").as_deref(),
+            Some("2.42.0+ds-5+deb12u1")
+        );
         assert_eq!(package_version(status, "wget").as_deref(), Some("1.21.3-1"));
         assert_eq!(package_version(status, "postgresql-15"), None);
     }
@@ -373,7 +411,10 @@ mod tests {
     #[test]
     fn every_offline_service_has_a_build_context() {
         for service in OFFLINE_SERVICES {
-            let dockerfile = project_root().join("docker/offline").join(service.name).join("Dockerfile");
+            let dockerfile = project_root()
+                .join("docker/offline")
+                .join(service.name)
+                .join("Dockerfile");
             assert!(dockerfile.is_file(), "{} is missing", dockerfile.display());
         }
     }

@@ -56,7 +56,10 @@ pub fn text(output: &Output) -> String {
 
 /// Run docker and return trimmed stdout, panicking with its stderr on failure.
 pub fn docker(args: &[&str]) -> String {
-    let out = Command::new("docker").args(args).output().expect("running docker");
+    let out = Command::new("docker")
+        .args(args)
+        .output()
+        .expect("running docker");
     assert!(
         out.status.success(),
         "docker {} failed: {}",
@@ -93,7 +96,9 @@ impl Drop for Cleanup {
             let _ = Command::new("docker").args(["network", "rm", n]).output();
         }
         for v in &self.volumes {
-            let _ = Command::new("docker").args(["volume", "rm", "-f", v]).output();
+            let _ = Command::new("docker")
+                .args(["volume", "rm", "-f", v])
+                .output();
         }
         for i in &self.images {
             let _ = Command::new("docker").args(["rmi", "-f", i]).output();
@@ -116,12 +121,24 @@ pub fn temp_dir(prefix: &str) -> PathBuf {
 pub fn wait_healthy(container: &str, timeout: Duration) {
     let deadline = Instant::now() + timeout;
     loop {
-        let state = docker(&["inspect", "--format", "{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{end}}", container]);
+        let state = docker(&[
+            "inspect",
+            "--format",
+            "{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{end}}",
+            container,
+        ]);
         if state.ends_with(" healthy") {
             return;
         }
-        if state.starts_with("exited") || state.starts_with("dead") || state.ends_with("unhealthy") || Instant::now() > deadline {
-            let logs = Command::new("docker").args(["logs", "--tail", "30", container]).output().unwrap();
+        if state.starts_with("exited")
+            || state.starts_with("dead")
+            || state.ends_with("unhealthy")
+            || Instant::now() > deadline
+        {
+            let logs = Command::new("docker")
+                .args(["logs", "--tail", "30", container])
+                .output()
+                .unwrap();
             panic!(
                 "{container} did not become healthy ({state}):\n{}{}",
                 String::from_utf8_lossy(&logs.stdout),
