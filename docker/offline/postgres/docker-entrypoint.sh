@@ -36,6 +36,9 @@ fi
 if [ "$(id -u)" = 0 ]; then
 	mkdir -p "$PGDATA" /var/run/postgresql
 	chown postgres:postgres "$PGDATA" /var/run/postgresql
+	# A volume first used by another image (upstream's postgres is uid 70 or
+	# 999) keeps its files: hand them to this image's postgres user.
+	find "$PGDATA" ! -user postgres -exec chown postgres:postgres {} +
 	chmod 0700 "$PGDATA"
 	exec setpriv --reuid=postgres --regid=postgres --init-groups "$0" "$@"
 fi

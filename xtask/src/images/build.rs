@@ -144,10 +144,8 @@ pub fn ensure(
     let repo = format!("fog-compute/{name}");
     let image = format!("{repo}:{}", package.version);
 
-    let bar = docker::bar(progress, None, format!("cargo build --release -p {name}"));
-    let built = runner.run(cmd!(sh, "cargo build --release -p {name} --bins"));
-    bar.finish_and_clear();
-    built?;
+    // cargo shows its own progress.
+    runner.run(cmd!(sh, "cargo build --release -p {name} --bins"))?;
 
     let context = metadata.target_directory.join("docker-context").join(name);
     let release = metadata.target_directory.join("release");
@@ -161,9 +159,7 @@ pub fn ensure(
             bins.join(", "),
             context.display()
         );
-        print_build(
-            sh,
-            runner,
+        let spec = BuildSpec::new(
             &image,
             &repo,
             &short,
@@ -171,7 +167,8 @@ pub fn ensure(
             &revision,
             "<inputs-sha256>",
             &context,
-        )?;
+        );
+        docker_build(runner, &spec, progress)?;
         return Ok(Outcome { image, built: true });
     }
     stage(&context, &dockerfile, &release, &bins)?;
@@ -190,52 +187,62 @@ pub fn ensure(
             });
         }
     }
-    print_build(
-        sh, runner, &image, &repo, &short, package, &revision, &hash, &context,
-    )?;
+    let spec = BuildSpec::new(&image, &repo, &short, package, &revision, &hash, &context);
+    docker_build(runner, &spec, progress)?;
     Ok(Outcome { image, built: true })
 }
 
-#[allow(clippy::too_many_arguments)]
-fn print_build(
-    sh: &Shell,
-    runner: &Runner,
-    image: &str,
-    repo: &str,
-    short: &str,
-    package: &Package,
-    revision: &str,
-    hash: &str,
-    context: &Path,
-) -> Result<()> {
-    let sha_tag = format!("{repo}:{short}");
-    let version = format!("VERSION={}", package.version);
-    let revision = format!("REVISION={revision}");
-    let created = format!("CREATED={}", rfc3339_now());
-    let source = format!(
-        "SOURCE={}",
-        package
+/// Everything one `docker build` of a project image needs.
+struct BuildSpec {
+    tags: [String; 2],
+    labels: Vec<String>,
+    build_args: Vec<String>,
+    context: PathBuf,
+}
+
+impl BuildSpec {
+    fn new(
+        image: &str,
+        repo: &str,
+        short: &str,
+        package: &Package,
+        revision: &str,
+        hash: &str,
+        context: &Path,
+    ) -> BuildSpec {
+        let source = package
             .repository
             .as_deref()
-            .unwrap_or("https://github.com/fog-compute/platform")
-    );
-    let label = format!("{INPUTS_LABEL}={hash}");
-    let _ = sh;
-    let mut args: Vec<String> = vec!["build".into(), "--quiet".into()];
-    for (flag, value) in [
-        ("-t", image.to_string()),
-        ("-t", sha_tag),
-        ("--label", label),
-        ("--build-arg", version),
-        ("--build-arg", revision),
-        ("--build-arg", created),
-        ("--build-arg", source),
-    ] {
-        args.push(flag.into());
-        args.push(value);
+            .unwrap_or("https://github.com/fog-compute/platform");
+        BuildSpec {
+            tags: [image.to_string(), format!("{repo}:{short}")],
+            labels: vec![format!("{INPUTS_LABEL}={hash}")],
+            build_args: vec![
+                format!("VERSION={}", package.version),
+                format!("REVISION={revision}"),
+                format!("CREATED={}", rfc3339_now()),
+                format!("SOURCE={source}"),
+            ],
+            context: context.to_path_buf(),
+        }
     }
-    args.push(context.display().to_string());
-    docker::run_quiet(runner, &args).map(drop)
+}
+
+/// `docker build` with both tags, the inputs label and the OCI build args.
+fn docker_build(runner: &Runner, spec: &BuildSpec, progress: bool) -> Result<()> {
+    let mut args: Vec<String> = vec!["build".into(), "--quiet".into()];
+    let flags = spec.tags.iter().map(|t| ("-t", t));
+    let flags = flags.chain(spec.labels.iter().map(|l| ("--label", l)));
+    let flags = flags.chain(spec.build_args.iter().map(|a| ("--build-arg", a)));
+    for (flag, value) in flags {
+        args.push(flag.into());
+        args.push(value.clone());
+    }
+    args.push(spec.context.display().to_string());
+    let bar = docker::bar(progress, None, format!("docker build {}", spec.tags[0]));
+    let result = docker::run_quiet(runner, &args);
+    bar.finish_and_clear();
+    result.map(drop)
 }
 
 /// Lay out the build context: the Dockerfile, `rootfs/` (binaries, libraries,

@@ -150,6 +150,18 @@ pub fn offline_requested() -> bool {
 /// image variables at them. Services with no image at all are reported in
 /// [`EnsureReport::skipped_services`] with one warning, not an error.
 pub fn ensure_for(env: &Environment, runner: &Runner, progress: bool) -> Result<EnsureReport> {
+    ensure_for_with(env, runner, progress, offline_requested())
+}
+
+/// [`ensure_for`] with the offline decision made by the caller (an `--offline`
+/// flag): `force_offline` skips the pull probe and uses offline images for
+/// every missing third-party image.
+pub fn ensure_for_with(
+    env: &Environment,
+    runner: &Runner,
+    progress: bool,
+    force_offline: bool,
+) -> Result<EnsureReport> {
     let sh = Shell::new()?;
     let root = project_root();
     sh.change_dir(&root);
@@ -182,7 +194,7 @@ pub fn ensure_for(env: &Environment, runner: &Runner, progress: bool) -> Result<
     if missing.is_empty() {
         return Ok(report);
     }
-    if !offline_requested() && can_pull(&sh, runner, &missing[0].image) {
+    if !force_offline && can_pull(&sh, runner, &missing[0].image) {
         for n in &missing[1..] {
             let image = &n.image;
             runner.run(cmd!(sh, "docker pull {image}"))?;
