@@ -8,7 +8,7 @@
 
 mod images_support;
 
-use std::process::Command;
+use std::{process::Command, sync::OnceLock};
 
 use images_support::*;
 
@@ -18,26 +18,39 @@ fn inspect(format: &str) -> String {
     docker(&["image", "inspect", "--format", format, IMAGE])
 }
 
+/// Build the image, then build again and require the second run to be
+/// skipped by the inputs hash. Once per test binary (the tests share it).
+fn build_twice() {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let dir = temp_dir("imgs-build");
+        let env_file = dir.join(".env");
+        let first = xtask(&["images", "build", "mixnode", "--quiet"], &env_file);
+        assert!(first.status.success(), "{}", text(&first));
+        let second = xtask(&["images", "build", "mixnode", "--quiet"], &env_file);
+        assert!(second.status.success(), "{}", text(&second));
+        let stdout = String::from_utf8_lossy(&second.stdout);
+        assert!(
+            stdout.contains(&format!("up to date: {IMAGE}")),
+            "second build was not skipped:\n{}",
+            text(&second)
+        );
+        eprintln!(
+            "first: {}second: {}",
+            String::from_utf8_lossy(&first.stdout),
+            stdout
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    });
+}
+
 #[test]
 fn mixnode_image_build_labels_user_healthcheck_and_cache() {
     if !docker_or_skip("mixnode_image_build_labels_user_healthcheck_and_cache") {
         return;
     }
-    let dir = temp_dir("imgs-build");
+    build_twice();
     let mut guard = Cleanup::default();
-    guard.paths.push(dir.clone());
-    let env_file = dir.join(".env");
-
-    let first = xtask(&["images", "build", "mixnode", "--quiet"], &env_file);
-    assert!(first.status.success(), "{}", text(&first));
-    let second = xtask(&["images", "build", "mixnode", "--quiet"], &env_file);
-    assert!(second.status.success(), "{}", text(&second));
-    let stdout = String::from_utf8_lossy(&second.stdout);
-    assert!(
-        stdout.contains(&format!("up to date: {IMAGE}")),
-        "second build was not skipped:\n{}",
-        text(&second)
-    );
 
     assert_eq!(inspect("{{.Config.User}}"), "10001:10001");
     assert_eq!(
@@ -119,14 +132,8 @@ fn mixnode_image_resolves_container_names() {
     if !docker_or_skip("mixnode_image_resolves_container_names") {
         return;
     }
-    let dir = temp_dir("imgs-dns");
+    build_twice();
     let mut guard = Cleanup::default();
-    guard.paths.push(dir.clone());
-    let built = xtask(
-        &["images", "build", "mixnode", "--quiet"],
-        &dir.join(".env"),
-    );
-    assert!(built.status.success(), "{}", text(&built));
     let network = unique("imgs-dns-net");
     docker(&["network", "create", "--subnet", "10.232.3.0/24", &network]);
     guard.networks.push(network.clone());

@@ -1,7 +1,7 @@
 //! `images build`: the project's own images from `docker/<name>/`. Nothing can
 //! be pulled, so images are `FROM scratch`: the crate's release binaries are
 //! built on the host and staged into a build context under
-//! `target/docker-context/<name>/` together with the shared libraries `ldd`
+//! `target/docker-context/<name>-<pid>/` (removed afterwards) together with the shared libraries `ldd`
 //! finds, a minimal `/etc` (passwd, group, nsswitch.conf) and the data
 //! directories owned by user 10001. A sha256 over the staged context is stored
 //! as the `dev.fog-compute.inputs-sha256` label; when the existing image
@@ -147,7 +147,11 @@ pub fn ensure(
     // cargo shows its own progress.
     runner.run(cmd!(sh, "cargo build --release -p {name} --bins"))?;
 
-    let context = metadata.target_directory.join("docker-context").join(name);
+    let context = metadata
+        .target_directory
+        .join("docker-context")
+        .join(format!("{name}-{}", std::process::id()));
+    let _remove_context = RemoveOnDrop(context.clone());
     let release = metadata.target_directory.join("release");
     let revision = runner
         .read(cmd!(sh, "git rev-parse HEAD"))
@@ -190,6 +194,15 @@ pub fn ensure(
     let spec = BuildSpec::new(&image, &repo, &short, package, &revision, &hash, &context);
     docker_build(runner, &spec, progress)?;
     Ok(Outcome { image, built: true })
+}
+
+/// Deletes a staging directory when the build is done or failed.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
 }
 
 /// Everything one `docker build` of a project image needs.

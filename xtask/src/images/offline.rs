@@ -246,7 +246,7 @@ fn ensure_rootfs(runner: &Runner, key: &str, progress: bool) -> Result<PathBuf> 
     if done.join("rootfs/etc/debian_version").is_file() {
         return Ok(done.join("rootfs"));
     }
-    let partial = cache.join(format!("{key}.partial"));
+    let partial = cache.join(format!("{key}.partial-{}", std::process::id()));
     let rootfs = partial.join("rootfs");
     let include = format!("--include={}", PACKAGES.join(","));
     let mut debootstrap = Command::new("debootstrap");
@@ -289,6 +289,7 @@ fn ensure_rootfs(runner: &Runner, key: &str, progress: bool) -> Result<PathBuf> 
     let status = child.wait()?;
     bar.finish_and_clear();
     if !status.success() {
+        let _ = fs::remove_dir_all(&rootfs); // keep only the log
         let log = fs::read_to_string(&log_path).unwrap_or_default();
         let last: Vec<&str> = tail
             .iter()
@@ -318,8 +319,13 @@ fn ensure_rootfs(runner: &Runner, key: &str, progress: bool) -> Result<PathBuf> 
             }
         }
     }
-    fs::rename(&partial, &done)
-        .with_context(|| format!("renaming {} to {}", partial.display(), done.display()))?;
+    if done.join("rootfs/etc/debian_version").is_file() {
+        // Another run finished the same rootfs first: keep theirs.
+        fs::remove_dir_all(&partial)?;
+    } else {
+        fs::rename(&partial, &done)
+            .with_context(|| format!("renaming {} to {}", partial.display(), done.display()))?;
+    }
     eprintln!(
         "debootstrap {SUITE} in {debootstrap_secs:.1}s; rootfs {} MB after trimming, cached in {}",
         tree_size(&done.join("rootfs")) / 1_000_000,
