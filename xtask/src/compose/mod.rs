@@ -37,6 +37,7 @@ use serde_yaml::{Mapping, Value};
 pub use env::EnvSource;
 pub use lines::{LineIndex, Seg};
 pub use service::Service;
+#[allow(unused_imports)] // re-exported for the engine commands
 pub use types::{Healthcheck, Mount, MountKind, Port, PortRange};
 
 /// What went wrong while loading.
@@ -319,9 +320,34 @@ fn locate_in(files: &[SourceFile], path: &[Seg]) -> Option<Location> {
         value_at(&file.model, path)?;
         Some(Location {
             file: file.path.clone(),
-            line: file.lines.nearest_line(path),
+            line: line_in(file, path),
         })
     })
+}
+
+/// The line of `path` in `file`. A key of a normalised list (`depends_on: [db]`,
+/// `environment: [A=1]`) is found at its list item in the raw file.
+fn line_in(file: &SourceFile, path: &[Seg]) -> Option<usize> {
+    if let Some(line) = file.lines.line(path) {
+        return Some(line);
+    }
+    if let Some((Seg::Key(k), parent)) = path.split_last() {
+        if let Some(Value::Sequence(items)) = value_at(&file.raw, parent) {
+            let prefix = format!("{k}=");
+            let found = items.iter().position(|item| {
+                let s = types::scalar_string(item);
+                s == *k || s.starts_with(&prefix)
+            });
+            if let Some(i) = found {
+                let mut at = parent.to_vec();
+                at.push(Seg::Index(i));
+                if let Some(line) = file.lines.line(&at) {
+                    return Some(line);
+                }
+            }
+        }
+    }
+    file.lines.nearest_line(path)
 }
 
 /// The value at `path` inside `v`.
