@@ -4,7 +4,7 @@
 //! Also home of [`SourceArgs`], the `--env ENV | -f FILE...` selection that
 //! `check` shares, and of how each selection finds its variables.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use xshell::Shell;
@@ -22,6 +22,10 @@ pub struct SourceArgs {
     /// Compose files to merge in order, instead of a named environment.
     #[arg(short = 'f', long = "file", value_name = "FILE")]
     pub file: Vec<PathBuf>,
+    /// Read variables from this file instead of `.env` (the process
+    /// environment still wins, as in Compose).
+    #[arg(long, value_name = "FILE")]
+    pub env_file: Option<PathBuf>,
 }
 
 /// One set of files to load, with the variables to interpolate them with.
@@ -51,7 +55,7 @@ impl Selection {
 
     /// Explicit files; variables from the process environment, then the `.env`
     /// beside the first file. A missing file is a usage error.
-    pub fn files(files: &[PathBuf]) -> Result<Selection> {
+    pub fn files(files: &[PathBuf], env_file: Option<&Path>) -> Result<Selection> {
         for f in files {
             if !f.is_file() {
                 usage_bail!(
@@ -60,8 +64,13 @@ impl Selection {
                 );
             }
         }
-        let dot_env = files[0].parent().map(|d| d.join(".env"));
-        let env = EnvSource::with_process_env(dot_env.as_deref().filter(|p| p.is_file()))?;
+        let env = match env_file {
+            Some(path) => EnvSource::with_process_env(Some(path))?,
+            None => {
+                let dot_env = files[0].parent().map(|d| d.join(".env"));
+                EnvSource::with_process_env(dot_env.as_deref().filter(|p| p.is_file()))?
+            }
+        };
         Ok(Selection {
             label: files
                 .iter()
@@ -82,10 +91,24 @@ impl Selection {
 impl SourceArgs {
     /// The selections these flags name; with neither flag, `default` environments.
     pub fn selections(&self, default: &[&str]) -> Result<Vec<Selection>> {
-        if !self.file.is_empty() {
-            return Ok(vec![Selection::files(&self.file)?]);
+        if let Some(path) = &self.env_file {
+            if !path.is_file() {
+                usage_bail!(
+                    "env file `{}` does not exist; pass an existing file to --env-file",
+                    path.display()
+                );
+            }
         }
-        let env = EnvSource::for_repo(&crate::project_root())?;
+        if !self.file.is_empty() {
+            return Ok(vec![Selection::files(
+                &self.file,
+                self.env_file.as_deref(),
+            )?]);
+        }
+        let env = match &self.env_file {
+            Some(path) => EnvSource::with_process_env(Some(path))?,
+            None => EnvSource::for_repo(&crate::project_root())?,
+        };
         let names: Vec<&str> = match &self.env {
             Some(name) => vec![name.as_str()],
             None => default.to_vec(),
@@ -106,6 +129,7 @@ impl SourceArgs {
 ///   cargo xtask config                      # the dev environment (the default)
 ///   cargo xtask config --env prod+betanet
 ///   cargo xtask config -f a.yml -f b.yml --services
+///   cargo xtask config --env dev --env-file .env.example
 #[derive(clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Cmd {

@@ -24,17 +24,17 @@ fn every_generic_rule_fires_at_its_line_in_dev() {
     let expected: BTreeSet<_> = [
         fact("unpinned-image", "base.yml", 4),
         fact("literal-secret", "base.yml", 6),
-        fact("undefined-network", "base.yml", 10),
-        fact("undefined-volume", "base.yml", 13),
-        fact("missing-bind-path", "base.yml", 14),
+        fact("undeclared-network", "base.yml", 10),
+        fact("undeclared-volume", "base.yml", 13),
+        fact("missing-bind-source", "base.yml", 14),
         fact("unpinned-image", "base.yml", 17),
         fact("healthy-without-healthcheck", "base.yml", 19),
-        fact("undefined-service", "base.yml", 20),
-        fact("duplicate-image", "base.yml", 26),
-        fact("subnet-overlap", "base.yml", 39),
+        fact("undefined-dependency", "base.yml", 20),
+        fact("duplicate-service", "base.yml", 25),
+        fact("overlapping-subnet", "base.yml", 39),
         fact("literal-secret", "compose.dev.yml", 6),
-        fact("dev-all-interfaces", "compose.dev.yml", 8),
-        fact("dev-all-interfaces", "compose.dev.yml", 9),
+        fact("public-bind", "compose.dev.yml", 8),
+        fact("public-bind", "compose.dev.yml", 9),
         fact("port-conflict", "compose.dev.yml", 9),
     ]
     .into_iter()
@@ -43,7 +43,7 @@ fn every_generic_rule_fires_at_its_line_in_dev() {
 }
 
 #[test]
-fn prod_flags_every_published_port_and_not_dev_rules() {
+fn prod_flags_ports_of_base_services_and_not_dev_rules() {
     let (code, facts) = check_facts(&[
         "-f",
         &path("rules/defects/base.yml"),
@@ -51,14 +51,17 @@ fn prod_flags_every_published_port_and_not_dev_rules() {
         &path("rules/defects/compose.prod.yml"),
     ]);
     assert_eq!(code, 1);
-    assert!(facts.contains(&fact("prod-published-port", "compose.prod.yml", 4)));
+    assert!(facts.contains(&fact("prod-publishes-port", "compose.prod.yml", 4)));
     // A warning, which alone would not fail the check.
     assert!(facts.contains(&fact("floating-tag", "compose.prod.yml", 6)));
     assert!(!facts
         .iter()
-        .any(|f| f.0 == "dev-all-interfaces" || f.0 == "port-conflict"));
+        .any(|f| f.0 == "public-bind" || f.0 == "port-conflict"));
     // Replicas (`node-1`, `node-2`) of one image are not duplicates.
-    assert_eq!(facts.iter().filter(|f| f.0 == "duplicate-image").count(), 1);
+    assert_eq!(
+        facts.iter().filter(|f| f.0 == "duplicate-service").count(),
+        1
+    );
 }
 
 #[test]
@@ -80,7 +83,7 @@ fn parse_errors_report_file_line_and_column() {
     assert_eq!(out.status.code(), Some(1));
     let text = stdout(&out);
     assert!(
-        text.contains("bad.yml:4:4: error[parse]: invalid YAML"),
+        text.contains("bad.yml:4:4: error[yaml-syntax]: invalid YAML"),
         "{text}"
     );
 }

@@ -6,6 +6,7 @@
 //! line of the offending key, a message and a one-line fix; output is text
 //! grouped per environment or one JSON document. Exit 1 on any error finding.
 
+mod files;
 mod repo;
 mod rules;
 
@@ -70,7 +71,7 @@ impl Finding {
     fn from_load_error(err: &LoadError) -> Finding {
         let (rule, fix) = match err.kind {
             LoadErrorKind::Read => ("read", "make the file readable"),
-            LoadErrorKind::Parse => ("parse", "fix the YAML syntax at this position"),
+            LoadErrorKind::Parse => ("yaml-syntax", "fix the YAML syntax at this position"),
             LoadErrorKind::Interpolation => (
                 "interpolation",
                 "set the variable in .env or give it a default with ${VAR:-default}",

@@ -20,8 +20,7 @@ pub fn run(project: &Project, kind: Kind) -> Vec<Finding> {
     port_conflicts(project, &mut out);
     duplicate_images(project, &mut out);
     subnet_overlaps(project, &mut out);
-    image_tags(project, &mut out);
-    literal_secrets(project, &mut out);
+    super::files::run(project, &mut out);
     exposure(project, kind, &mut out);
     bind_paths(project, &mut out);
     out
@@ -44,10 +43,15 @@ fn references(project: &Project, out: &mut Vec<Finding>) {
     for svc in project.services() {
         let name = svc.name.as_str();
         for net in &svc.networks {
-            if net != "default" && !networks.contains(net) {
+            if net == "default" || networks.contains(net) {
+                continue;
+            }
+            let segs: Vec<Seg> = ["services", name, "networks", net].map(Seg::key).to_vec();
+            // Report every file that joins the undeclared network.
+            for loc in project.locate_all(&segs) {
                 out.push(Finding::error(
-                    "undefined-network",
-                    at(project, &["services", name, "networks", net]),
+                    "undeclared-network",
+                    Some(loc),
                     format!("service `{name}` joins network `{net}`, which no file declares"),
                     &format!(
                         "declare `{net}` under top-level `networks:` or use a declared network"
@@ -59,15 +63,18 @@ fn references(project: &Project, out: &mut Vec<Finding>) {
             let path = ["services", name, "depends_on", dep];
             match project.service(dep) {
                 None => out.push(Finding::error(
-                    "undefined-service",
+                    "undefined-dependency",
                     at(project, &path),
                     format!("service `{name}` depends on `{dep}`, which is not a service here"),
                     "remove the dependency or add the overlay that defines that service",
                 )),
                 Some(target) if condition == "service_healthy" && !target.has_healthcheck() => {
+                    let cond: Vec<Seg> = ["services", name, "depends_on", dep, "condition"]
+                        .map(Seg::key)
+                        .to_vec();
                     out.push(Finding::error(
                         "healthy-without-healthcheck",
-                        at(project, &path),
+                        project.locate_exact(&cond).or_else(|| at(project, &path)),
                         format!("`{name}` waits for `{dep}` to be healthy, but `{dep}` has no healthcheck"),
                         &format!("add a healthcheck to `{dep}` or use condition: service_started"),
                     ))
@@ -81,7 +88,7 @@ fn references(project: &Project, out: &mut Vec<Finding>) {
             };
             if mount.kind == MountKind::Volume && !volumes.contains(source) {
                 out.push(Finding::error(
-                    "undefined-volume",
+                    "undeclared-volume",
                     mount_location(project, name, &mount.target),
                     format!(
                         "service `{name}` mounts named volume `{source}`, which no file declares"
@@ -178,8 +185,8 @@ fn duplicate_images(project: &Project, out: &mut Vec<Finding>) {
         for (svc, group) in &services[1..] {
             if group != first_group {
                 out.push(Finding::error(
-                    "duplicate-image",
-                    at(project, &["services", &svc.name, "image"]),
+                    "duplicate-service",
+                    at(project, &["services", &svc.name]),
                     format!(
                         "`{}` and `{}` both run `{repo}`: the environment has this service twice",
                         first.name, svc.name
@@ -250,7 +257,7 @@ fn subnet_overlaps(project: &Project, out: &mut Vec<Finding>) {
             .find(|(_, _, _, c)| cidrs_overlap(*c, *cidr))
         {
             out.push(Finding::error(
-                "subnet-overlap",
+                "overlapping-subnet",
                 subnet_location(project, name, *i),
                 format!(
                     "network `{name}` subnet {subnet} overlaps `{other}` subnet {other_subnet}"
@@ -273,122 +280,44 @@ fn subnet_location(project: &Project, network: &str, i: usize) -> Option<Locatio
     project.locate_nearest(&path)
 }
 
-fn image_tags(project: &Project, out: &mut Vec<Finding>) {
-    for svc in project.services() {
-        let Some(image) = &svc.image else { continue };
-        if image.contains('@') {
-            continue;
-        }
-        let repo = image_repository(image);
-        let tag = image.get(repo.len() + 1..).unwrap_or("");
-        let problem = match tag {
-            "" => "has no tag (it means `latest`)",
-            "latest" => "uses the moving tag `latest`",
-            _ if is_floating_tag(tag) => {
-                out.push(Finding::warning(
-                    "floating-tag",
-                    at(project, &["services", &svc.name, "image"]),
-                    format!(
-                        "service `{}` image `{image}` has a tag without a full version",
-                        svc.name
-                    ),
-                    "pin the full version, e.g. `15.8-alpine` instead of `15-alpine`",
-                ));
-                continue;
-            }
-            _ => continue,
-        };
-        out.push(Finding::error(
-            "unpinned-image",
-            at(project, &["services", &svc.name, "image"]),
-            format!("service `{}` image `{image}` {problem}", svc.name),
-            "pin a version tag (or digest) through the image variable in .env.example",
-        ));
-    }
+/// `127.0.0.1` (any of 127/8) or `::1`.
+fn is_loopback(port: &Port) -> bool {
+    port.host_ip
+        .as_deref()
+        .and_then(|ip| ip.parse::<IpAddr>().ok())
+        .is_some_and(|ip| ip.is_loopback())
 }
 
-/// A tag with no `.` version (`15`, `v2-alpine`, `stable`) moves with new
-/// releases; a git-sha-like hex tag of 7+ characters is pinned.
-fn is_floating_tag(tag: &str) -> bool {
-    let hex = tag.len() >= 7 && tag.bytes().all(|b| b.is_ascii_hexdigit());
-    !tag.contains('.') && !hex
-}
-
-/// A key that names a secret: PASSWORD, SECRET, TOKEN or KEY in it, not `*_FILE`.
-pub fn is_secret_key(key: &str) -> bool {
-    let upper = key.to_ascii_uppercase();
-    !upper.ends_with("_FILE")
-        && ["PASSWORD", "SECRET", "TOKEN", "KEY"]
-            .iter()
-            .any(|w| upper.contains(w))
-}
-
-/// Literal secrets are judged on the raw (uninterpolated) files.
-fn literal_secrets(project: &Project, out: &mut Vec<Finding>) {
-    for file in &project.files {
-        let Some(services) = file.raw.get("services").and_then(Value::as_mapping) else {
-            continue;
-        };
-        for (name, svc) in services {
-            let name = key_str(name);
-            let pairs: Vec<(String, String, Seg)> = match svc.get("environment") {
-                Some(Value::Mapping(m)) => m
-                    .iter()
-                    .filter(|(_, v)| !v.is_null())
-                    .map(|(k, v)| (key_str(k), scalar_string(v), Seg::Key(key_str(k))))
-                    .collect(),
-                Some(Value::Sequence(items)) => items
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, item)| {
-                        let s = scalar_string(item);
-                        let (k, v) = s.split_once('=')?;
-                        Some((k.to_string(), v.to_string(), Seg::Index(i)))
-                    })
-                    .collect(),
-                _ => continue,
-            };
-            for (key, value, seg) in pairs {
-                let is_path = value.starts_with('/') || value.starts_with("./");
-                if !is_secret_key(&key) || value.is_empty() || value.contains('$') || is_path {
-                    continue;
-                }
-                let path = [
-                    Seg::key("services"),
-                    Seg::Key(name.clone()),
-                    Seg::key("environment"),
-                    seg,
-                ];
-                out.push(Finding::error(
-                    "literal-secret",
-                    Some(Location {
-                        file: file.path.clone(),
-                        line: file.lines.nearest_line(&path),
-                    }),
-                    format!("service `{name}` sets `{key}` to a literal value in the file"),
-                    &format!("use `{key}: ${{{key}:?set it in .env}}` or a `{key}_FILE` secret"),
-                ));
-            }
-        }
-    }
-}
-
+/// Prod publishes nothing from the base file's services and nothing beyond
+/// loopback (overlays such as betanet keep their loopback ports: Compose v1
+/// cannot remove ports in a later file). Dev publishes only on loopback.
 fn exposure(project: &Project, kind: Kind, out: &mut Vec<Finding>) {
+    let base: Vec<String> = project
+        .files
+        .first()
+        .and_then(|f| f.model.get("services"))
+        .and_then(Value::as_mapping)
+        .map(|m| m.keys().map(key_str).collect())
+        .unwrap_or_default();
     for svc in project.services() {
         for port in &svc.ports {
             let finding = match kind {
-                Kind::Prod => Finding::error(
-                    "prod-published-port",
-                    port_location(project, &svc.name, port),
-                    format!(
-                        "prod publishes `{}` of service `{}` on the host",
-                        port.to_short(),
-                        svc.name
-                    ),
-                    "remove the port from prod; reach the service over the compose network",
-                ),
-                Kind::Dev if port.all_interfaces() => Finding::error(
-                    "dev-all-interfaces",
+                Kind::Prod
+                    if port.all_interfaces() || !is_loopback(port) || base.contains(&svc.name) =>
+                {
+                    Finding::error(
+                        "prod-publishes-port",
+                        port_location(project, &svc.name, port),
+                        format!(
+                            "prod publishes `{}` of service `{}` on the host",
+                            port.to_short(),
+                            svc.name
+                        ),
+                        "remove the port in prod; reach the service over the compose network",
+                    )
+                }
+                Kind::Dev if !is_loopback(port) => Finding::error(
+                    "public-bind",
                     port_location(project, &svc.name, port),
                     format!(
                         "dev publishes `{}` of service `{}` on all interfaces",
@@ -415,7 +344,7 @@ fn bind_paths(project: &Project, out: &mut Vec<Finding>) {
             }
             if !project.dir.join(source).exists() {
                 out.push(Finding::error(
-                    "missing-bind-path",
+                    "missing-bind-source",
                     mount_location(project, &svc.name, &mount.target),
                     format!(
                         "service `{}` bind-mounts `{source}`, which does not exist in {}",
@@ -434,19 +363,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn repositories_and_secret_keys() {
+    fn repositories() {
         assert_eq!(
             image_repository("prom/prometheus:v2.53.2"),
             "prom/prometheus"
         );
         assert_eq!(image_repository("localhost:5000/x"), "localhost:5000/x");
         assert_eq!(image_repository("x@sha256:abc"), "x");
-        assert!(is_secret_key("POSTGRES_PASSWORD"));
-        assert!(is_secret_key("api_token"));
-        assert!(!is_secret_key("POSTGRES_PASSWORD_FILE"));
-        assert!(!is_secret_key("POSTGRES_USER"));
-        assert!(is_floating_tag("15-alpine") && is_floating_tag("stable"));
-        assert!(!is_floating_tag("15.8-alpine") && !is_floating_tag("3f2a9c1"));
     }
 
     #[test]

@@ -22,6 +22,7 @@
 // The model is an API for several commands; not every item has a caller in every build.
 #![allow(dead_code)]
 
+mod emit;
 pub mod env;
 pub mod interpolate;
 pub mod lines;
@@ -198,8 +199,8 @@ impl Project {
         let dir = files
             .first()
             .and_then(|f| f.path.parent())
-            .map(Path::to_path_buf)
-            .unwrap_or_default();
+            .filter(|d| !d.as_os_str().is_empty())
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
         let mut model = Value::Mapping(Mapping::new());
         for file in &files {
             merge::merge(&mut model, file.model.clone(), &mut Vec::new());
@@ -277,6 +278,29 @@ impl Project {
     /// file spells the path out.
     pub fn locate(&self, path: &[Seg]) -> Option<Location> {
         locate_in(&self.files, path)
+    }
+
+    /// Every file that defines `path`, in file order, with its line there.
+    pub fn locate_all(&self, path: &[Seg]) -> Vec<Location> {
+        self.files
+            .iter()
+            .filter(|file| value_at(&file.model, path).is_some())
+            .map(|file| Location {
+                file: file.path.clone(),
+                line: line_in(file, path),
+            })
+            .collect()
+    }
+
+    /// The last file whose text spells out `path` itself (no fallback to a
+    /// parent key), with the line.
+    pub fn locate_exact(&self, path: &[Seg]) -> Option<Location> {
+        self.files.iter().rev().find_map(|file| {
+            Some(Location {
+                file: file.path.clone(),
+                line: Some(file.lines.line(path)?),
+            })
+        })
     }
 
     /// Like [`Project::locate`] but falls back to the nearest defined ancestor.

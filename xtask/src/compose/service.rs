@@ -142,7 +142,7 @@ pub(super) fn render(project: &Project) -> String {
     }
     let mut out = Value::Mapping(out);
     escape_strings(&mut out);
-    serde_yaml::to_string(&out).unwrap_or_default()
+    super::emit::to_yaml(&out)
 }
 
 fn absolutise_service(svc: &mut Value, dir: &Path) {
