@@ -3,6 +3,8 @@
 //! images, literal secrets (on the raw, uninterpolated text), and a service
 //! an overlay redefines in full (its own `image:`) instead of extending.
 
+use std::sync::Arc;
+
 use serde_yaml::Value;
 
 use super::rules::image_repository;
@@ -145,7 +147,7 @@ fn literal_secrets(file: &SourceFile, out: &mut Vec<Finding>) {
     }
 }
 
-fn redefinitions(earlier: &[SourceFile], file: &SourceFile, out: &mut Vec<Finding>) {
+fn redefinitions(earlier: &[Arc<SourceFile>], file: &SourceFile, out: &mut Vec<Finding>) {
     for (name, svc) in services(&file.model) {
         let Some(image) = svc.get("image").map(scalar_string) else {
             continue;

@@ -17,7 +17,7 @@ use anyhow::Result;
 use serde::Serialize;
 use xshell::Shell;
 
-use crate::compose::{LoadError, LoadErrorKind, Location, Project};
+use crate::compose::{LoadError, LoadErrorKind, Location, Project, ProjectLoader};
 use crate::config::{Selection, SourceArgs};
 use crate::environments::NAMED;
 
@@ -107,8 +107,12 @@ pub struct Report {
 }
 
 /// Check one selection: load it, then run every rule that applies.
-pub fn check_selection(selection: &Selection, prod_volumes: Option<&BTreeSet<String>>) -> Report {
-    let mut findings = match selection.load() {
+pub fn check_selection(
+    selection: &Selection,
+    loader: &mut ProjectLoader,
+    prod_volumes: Option<&BTreeSet<String>>,
+) -> Report {
+    let mut findings = match loader.load(&selection.files) {
         Err(err) => vec![Finding::from_load_error(&err)],
         Ok(project) => check_project(&project, selection, prod_volumes),
     };
@@ -175,14 +179,20 @@ fn display_path(p: &Path) -> PathBuf {
 }
 
 /// Check every selection; named environments share the prod data volumes.
+/// Check every selection. Selections from one [`SourceArgs`] share their
+/// variables, so each file is parsed once for all of them.
 pub fn check_all(selections: &[Selection]) -> Vec<Report> {
+    let Some(first) = selections.first() else {
+        return Vec::new();
+    };
+    let mut loader = ProjectLoader::new(&first.env);
     let prod_volumes = selections
         .iter()
         .find(|s| s.environment.is_some())
-        .and_then(|s| repo::prod_data_volumes(&s.env));
+        .and_then(|_| repo::prod_data_volumes(&mut loader));
     selections
         .iter()
-        .map(|s| check_selection(s, prod_volumes.as_ref()))
+        .map(|s| check_selection(s, &mut loader, prod_volumes.as_ref()))
         .collect()
 }
 

@@ -7,8 +7,7 @@ use std::collections::BTreeSet;
 
 use super::rules::image_repository;
 use super::Finding;
-use crate::compose::{EnvSource, Location, MountKind, Project, Seg};
-use crate::config::Selection;
+use crate::compose::{Location, MountKind, Project, ProjectLoader, Seg};
 use crate::environments::Environment;
 
 /// Services that must join both `fog-network` and `betanet-network`.
@@ -31,9 +30,11 @@ fn at(project: &Project, path: &[&str]) -> Option<Location> {
 }
 
 /// Named volumes mounted by any service of the `prod` environment.
-pub fn prod_data_volumes(env: &EnvSource) -> Option<BTreeSet<String>> {
+pub fn prod_data_volumes(loader: &mut ProjectLoader) -> Option<BTreeSet<String>> {
     let prod: Environment = "prod".parse().ok()?;
-    let project = Selection::named(prod, env).load().ok()?;
+    let root = crate::project_root();
+    let files: Vec<_> = prod.files().iter().map(|f| root.join(f)).collect();
+    let project = loader.load(&files).ok()?;
     Some(
         project
             .services()
@@ -155,5 +156,91 @@ fn dev_volumes(project: &Project, prod_volumes: &BTreeSet<String>, out: &mut Vec
                 ));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::compose::{EnvSource, SourceFile};
+
+    const BASE: &str = "\
+services:
+  postgres:
+    image: postgres:15.8-alpine
+    networks: [fog-network, betanet-network]
+    volumes: [postgres_data:/var/lib/postgresql/data]
+  prometheus:
+    image: prom/prometheus:v2.53.2
+    networks: [fog-network]
+  grafana:
+    image: grafana/grafana:11.2.0
+    networks: [fog-network, betanet-network]
+networks: {fog-network: {}, betanet-network: {}}
+volumes: {postgres_data: {}, pg_dev: {}}
+";
+
+    fn project(dev: &str) -> Project {
+        let env = EnvSource::empty();
+        let files = vec![
+            SourceFile::from_text(Path::new("base.yml"), BASE, &env).unwrap(),
+            SourceFile::from_text(Path::new("dev.yml"), dev, &env).unwrap(),
+        ];
+        Project::from_sources(files, &env).unwrap()
+    }
+
+    fn rules(findings: &[Finding]) -> Vec<(&str, Option<usize>)> {
+        findings.iter().map(|f| (f.rule, f.line)).collect()
+    }
+
+    #[test]
+    fn invariants_fire_with_their_lines() {
+        let dev = "\
+services:
+  postgres:
+    volumes: [postgres_data:/var/lib/postgresql/data]
+  grafana:
+    ports: ['3000:3000']
+  prometheus-2:
+    image: prom/prometheus:v2.53.2
+";
+        let env: Environment = "dev".parse().unwrap();
+        let prod: BTreeSet<String> = ["postgres_data".to_string()].into();
+        let found = run(&project(dev), &env, Some(&prod));
+        assert_eq!(
+            rules(&found),
+            [
+                ("repo-networks", Some(8)),
+                ("repo-singleton", Some(7)),
+                ("repo-singleton", Some(1)),
+                ("repo-grafana-port", Some(5)),
+                ("repo-dev-volumes", Some(3)),
+            ]
+        );
+        assert!(
+            found[1].message.contains("2 prometheus"),
+            "{}",
+            found[1].message
+        );
+        assert!(found[2].message.contains("0 loki"), "{}", found[2].message);
+    }
+
+    #[test]
+    fn a_correct_dev_overlay_passes_the_dev_rules() {
+        let dev = "\
+services:
+  postgres:
+    volumes: [pg_dev:/var/lib/postgresql/data]
+  grafana:
+    ports: ['127.0.0.1:3001:3000']
+";
+        let env: Environment = "dev".parse().unwrap();
+        let prod: BTreeSet<String> = ["postgres_data".to_string()].into();
+        let found = run(&project(dev), &env, Some(&prod));
+        let rules: Vec<&str> = found.iter().map(|f| f.rule).collect();
+        // Only the fixture's own gaps remain: prometheus off betanet, no loki.
+        assert_eq!(rules, ["repo-networks", "repo-singleton"]);
     }
 }

@@ -32,10 +32,12 @@ pub mod types;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde_yaml::{Mapping, Value};
 
 pub use env::EnvSource;
+
 pub use lines::{LineIndex, Seg};
 pub use service::Service;
 #[allow(unused_imports)] // re-exported for the engine commands
@@ -166,6 +168,37 @@ impl SourceFile {
     }
 }
 
+/// Loads many projects that share files and variables, parsing each file
+/// once (checking every named environment reads `base.yml` ten times).
+#[derive(Debug)]
+pub struct ProjectLoader {
+    env: EnvSource,
+    files: std::collections::HashMap<PathBuf, Result<Arc<SourceFile>, LoadError>>,
+}
+
+impl ProjectLoader {
+    pub fn new(env: &EnvSource) -> ProjectLoader {
+        ProjectLoader {
+            env: env.clone(),
+            files: Default::default(),
+        }
+    }
+
+    /// Like [`Project::load`], reusing files this loader already parsed.
+    pub fn load(&mut self, files: &[PathBuf]) -> Result<Project, LoadError> {
+        let mut sources = Vec::with_capacity(files.len());
+        for f in files {
+            let env = &self.env;
+            let parsed = self
+                .files
+                .entry(f.clone())
+                .or_insert_with(|| SourceFile::load(f, env).map(Arc::new));
+            sources.push(parsed.clone()?);
+        }
+        Project::from_shared(sources, &self.env)
+    }
+}
+
 /// A file and line a finding points at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Location {
@@ -178,7 +211,8 @@ pub struct Location {
 pub struct Project {
     /// The project directory: the directory of the first file.
     pub dir: PathBuf,
-    pub files: Vec<SourceFile>,
+    /// The input files, shared with the [`ProjectLoader`] that parsed them.
+    pub files: Vec<Arc<SourceFile>>,
     model: Value,
     services: Vec<Service>,
     env: EnvSource,
@@ -196,6 +230,10 @@ impl Project {
 
     /// Merge already loaded files (lets callers parse a file once for many projects).
     pub fn from_sources(files: Vec<SourceFile>, env: &EnvSource) -> Result<Project, LoadError> {
+        Project::from_shared(files.into_iter().map(Arc::new).collect(), env)
+    }
+
+    fn from_shared(files: Vec<Arc<SourceFile>>, env: &EnvSource) -> Result<Project, LoadError> {
         let dir = files
             .first()
             .and_then(|f| f.path.parent())
@@ -339,7 +377,7 @@ impl Project {
     }
 }
 
-fn locate_in(files: &[SourceFile], path: &[Seg]) -> Option<Location> {
+fn locate_in(files: &[Arc<SourceFile>], path: &[Seg]) -> Option<Location> {
     files.iter().rev().find_map(|file| {
         value_at(&file.model, path)?;
         Some(Location {
