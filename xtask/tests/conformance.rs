@@ -12,6 +12,7 @@ mod common;
 #[path = "../src/usage.rs"]
 mod usage;
 pub use usage::UsageError;
+#[allow(dead_code)] // only NAMED and files() are used here
 #[path = "../src/environments.rs"]
 mod environments;
 

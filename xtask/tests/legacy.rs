@@ -7,7 +7,7 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use common::{check_facts, fact, fixture, Fact};
 
@@ -32,7 +32,7 @@ struct Row {
 }
 
 /// Rows of the `| # | kind | file | line | detail |` table.
-fn table(dir: &PathBuf) -> Vec<Row> {
+fn table(dir: &Path) -> Vec<Row> {
     let text = std::fs::read_to_string(dir.join("README.md")).unwrap();
     text.lines()
         .filter_map(|l| {
@@ -51,7 +51,7 @@ fn table(dir: &PathBuf) -> Vec<Row> {
 }
 
 /// Findings of the main file with each overlay, and of broken-syntax.yml alone.
-fn all_findings(dir: &PathBuf) -> BTreeSet<Fact> {
+fn all_findings(dir: &Path) -> BTreeSet<Fact> {
     let main = dir.join("docker-compose.yml").display().to_string();
     let mut facts = BTreeSet::new();
     for overlay in ["dev", "prod", "betanet", "monitoring"] {
