@@ -10,6 +10,7 @@ mod betanet;
 mod bringup;
 mod check;
 mod ci;
+mod compose;
 mod config;
 mod dev;
 mod dotenv;
