@@ -34,6 +34,9 @@ pub struct UpArgs {
     /// Seconds to wait for every service to become healthy.
     #[arg(long, value_name = "SECS", default_value_t = 180)]
     pub timeout: u64,
+    /// Use only the images already in the engine: build, pull and rewrite nothing.
+    #[arg(long)]
+    pub skip_images: bool,
     /// Leave out the summary and URL table (benchmarks).
     #[arg(skip)]
     pub quiet: bool,
@@ -69,12 +72,24 @@ pub fn bring_up(
         &wants,
     )?;
 
+    let mut skipped: Vec<String> = Vec::new();
+    if !args.skip_images {
+        let report = crate::images::ensure_for(environment, &runner, !args.quiet)?;
+        skipped = report
+            .skipped_services
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        if !report.env_updates.is_empty() {
+            project.env.reload()?;
+        }
+    }
     let compose = project.compose(environment);
     let model = compose.model(sh, &runner)?;
     if environment.has("prod") {
         write_secret_files(&project.env, &model, global.dry_run)?;
     }
-    let left_out = unavailable_offline(sh, &runner, &model)?;
+    let left_out = missing_images(sh, &runner, &model, skipped)?;
     let services: Vec<&Service> = model
         .default_services()
         .into_iter()
@@ -119,16 +134,25 @@ pub fn bring_up(
     })
 }
 
-/// Services left out because their image is missing and cannot be built
-/// offline; one warning names them. Any other missing image is an error.
-// WIRE-UP(images): replace the probe below with `crate::images::ensure_for(env, runner)`
-// and `crate::images::unavailable_services(env)` once the images branch lands.
-fn unavailable_offline(sh: &Shell, runner: &Runner, model: &Model) -> Result<Vec<String>> {
-    let mut left_out = Vec::new();
+/// Services to leave out of `up`: those the images step skipped (no image and
+/// none to be had offline) plus, with `--skip-images`, the services that have
+/// no offline image and are missing. Any other missing image is an error
+/// naming it, since nothing can be pulled here (a warning under `--dry-run`,
+/// where the images step only printed its builds).
+fn missing_images(
+    sh: &Shell,
+    runner: &Runner,
+    model: &Model,
+    mut left_out: Vec<String>,
+) -> Result<Vec<String>> {
+    let mut warned = !left_out.is_empty();
     for service in model.default_services() {
         let Some(image) = &service.image else {
             continue;
         };
+        if left_out.contains(&service.name) {
+            continue;
+        }
         let format = "{{.Id}}";
         if runner
             .probe(cmd!(sh, "docker image inspect --format {format} {image}"))
@@ -138,14 +162,20 @@ fn unavailable_offline(sh: &Shell, runner: &Runner, model: &Model) -> Result<Vec
         }
         if NO_OFFLINE_IMAGE.contains(&service.name.as_str()) {
             left_out.push(service.name.clone());
+            warned = false;
+        } else if runner.dry_run {
+            println!(
+                "# image {image} for `{}` is not in the engine yet",
+                service.name
+            );
         } else if !service.builds {
             bail!(
-                "image {image} for service `{}` is not in the engine and nothing can be pulled here: run `cargo xtask images build` (project images) or `cargo xtask images offline` (third-party)",
+                "image {image} for service `{}` is not in the engine and cannot be pulled here: run `cargo xtask images build` (project images) or `cargo xtask images offline` (third-party)",
                 service.name
             );
         }
     }
-    if !left_out.is_empty() {
+    if !left_out.is_empty() && !warned {
         eprintln!(
             "warning: leaving out {}: no image in the engine and none can be built offline (no Debian package)",
             left_out.join(", ")

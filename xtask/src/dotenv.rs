@@ -286,6 +286,14 @@ impl DotEnv {
         Ok(env)
     }
 
+    /// Read the env file again after another step rewrote it.
+    pub fn reload(&mut self) -> Result<()> {
+        if self.path.exists() {
+            self.file = EnvFile::read(&self.path)?;
+        }
+        Ok(())
+    }
+
     /// Keys `.env.example` has and the env file lacks.
     pub fn missing_keys(&self) -> Vec<String> {
         let have = self.file.keys();

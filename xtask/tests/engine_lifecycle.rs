@@ -1,6 +1,7 @@
 //! End-to-end tests of bring-up, switching and tear-down against the real
 //! engine and the real compose overlays, with every image variable pointed at
-//! a small stub image (so they need no registry and no offline build): `dev`
+//! a small stub image (so they need no registry and no offline build; betanet
+//! runs with `--skip-images` so the mixnode image is not built): `dev`
 //! comes up healthy, `env use betanet` adds three healthy mixnodes and removes
 //! nothing it should keep, `env use dev` removes the mixnodes, and `down`
 //! leaves no container or network of the project behind while keeping volumes.
@@ -55,7 +56,7 @@ fn dev_switch_to_betanet_and_back_then_down_leaves_nothing() {
     let volumes_after_dev = stack.volumes();
     assert!(!volumes_after_dev.is_empty(), "dev creates named volumes");
 
-    let out = stack.xtask(&["env", "use", "betanet", "--timeout", "120"]);
+    let out = stack.xtask(&["env", "use", "betanet", "--timeout", "120", "--skip-images"]);
     assert!(
         out.status.success(),
         "env use betanet failed: {}",
@@ -124,7 +125,7 @@ fn dry_run_prints_the_compose_commands_and_changes_nothing() {
     ensure_stub_image();
     let stack = Stack::new("dry", 2, Some(STUB_IMAGE), &[]);
     let before = std::fs::read_to_string(&stack.env_file).unwrap();
-    let out = stack.xtask(&["--dry-run", "betanet", "--dev"]);
+    let out = stack.xtask(&["--dry-run", "betanet", "--dev", "--skip-images"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(

@@ -57,6 +57,23 @@ pub fn docker_ok(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// `docker compose` (v2) when present, else `docker-compose` (v1).
+pub fn compose_command() -> Command {
+    let v2 = Command::new("docker")
+        .args(["compose", "version"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if v2 {
+        let mut cmd = Command::new("docker");
+        cmd.arg("compose");
+        cmd
+    } else {
+        Command::new("docker-compose")
+    }
+}
+
 static STUB_LOCK: Mutex<()> = Mutex::new(());
 
 /// Build [`STUB_IMAGE`] with `docker import` unless it exists.
