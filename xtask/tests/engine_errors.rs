@@ -29,6 +29,40 @@ fn unreachable_daemon_is_one_clear_line() {
 }
 
 #[test]
+fn missing_cli_and_missing_compose_each_say_what_to_install() {
+    let stack = Stack::new("nocli", 10, None, &[]);
+    let empty = stack.dir.join("empty-bin");
+    std::fs::create_dir_all(&empty).unwrap();
+    let out = stack.xtask_with(&["ps"], &[("PATH", empty.to_str().unwrap())]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("docker CLI is not on PATH") && err.contains("install"),
+        "{err}"
+    );
+
+    // Only the docker CLI on PATH, no docker-compose (and, here, no v2 plugin).
+    let has_v2 = docker(&["compose", "version"]).status.success();
+    if has_v2 || !engine_or_skip("missing_compose") {
+        return;
+    }
+    let only_docker = stack.dir.join("only-docker");
+    std::fs::create_dir_all(&only_docker).unwrap();
+    let docker_path = std::env::split_paths(&std::env::var_os("PATH").unwrap())
+        .map(|d| d.join("docker"))
+        .find(|p| p.is_file())
+        .unwrap();
+    std::os::unix::fs::symlink(docker_path, only_docker.join("docker")).unwrap();
+    let out = stack.xtask_with(&["ps"], &[("PATH", only_docker.to_str().unwrap())]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("Docker Compose is missing") && err.contains("docker-compose-plugin"),
+        "{err}"
+    );
+}
+
+#[test]
 fn first_run_creates_a_private_env_file_with_random_secrets() {
     let dir = std::env::temp_dir().join(format!("fogt-envfile-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

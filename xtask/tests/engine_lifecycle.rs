@@ -36,6 +36,13 @@ fn dev_switch_to_betanet_and_back_then_down_leaves_nothing() {
 
     let out = stack.xtask(&["dev", "--timeout", "120"]);
     assert!(out.status.success(), "dev failed: {}", stderr(&out));
+    let noise = stderr(&out).to_lowercase();
+    assert!(
+        !noise
+            .lines()
+            .any(|l| l.contains("warn") && l.contains("network")),
+        "Compose adopts the pre-created networks without a warning: {noise}"
+    );
     let pg = stack.port("POSTGRES_PORT");
     assert!(
         stdout(&out).contains(&format!("127.0.0.1:{pg}")),
