@@ -110,7 +110,9 @@ pub fn bring_up(
     if !left_out.is_empty() {
         up.extend(names.iter().map(String::as_str));
     }
-    runner.run(compose.cmd(sh, &up))?;
+    if let Err(err) = runner.run(compose.cmd(sh, &up)) {
+        return Err(health::diagnose(sh, &runner, &project.name, &names).unwrap_or(err));
+    }
     let waited = health::wait_ready(
         sh,
         &runner,

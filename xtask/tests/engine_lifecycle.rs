@@ -185,3 +185,22 @@ fn restart_names_an_unknown_service_and_restarts_a_known_one() {
     let out = stack.xtask(&["logs", "nope"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn a_failing_service_is_named_with_its_last_log_lines() {
+    if !engine_or_skip("a_failing_service_is_named_with_its_last_log_lines") {
+        return;
+    }
+    ensure_stub_image();
+    let failing = ensure_failing_image();
+    let stack = Stack::new("fail", 11, Some(STUB_IMAGE), &[("POSTGRES_IMAGE", failing)]);
+    let out = stack.xtask(&["dev", "--timeout", "90"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("service `postgres` is crash-looping"), "{err}");
+    assert!(err.contains("last 20 log lines of postgres"), "{err}");
+    assert!(
+        err.contains("stub: configured to fail"),
+        "shows the service's own log: {err}"
+    );
+}

@@ -24,6 +24,8 @@ pub struct Container {
     /// `starting`, `healthy`, `unhealthy`, or `None` without a healthcheck.
     pub health: Option<String>,
     pub exit_code: i64,
+    /// Times the engine restarted it under its restart policy.
+    pub restart_count: i64,
     /// Published ports as `127.0.0.1:5433->5432/tcp`.
     pub ports: Vec<String>,
 }
@@ -105,6 +107,7 @@ pub fn parse_inspect(text: &str) -> Result<Vec<Container>> {
                 .to_string(),
             health: item["State"]["Health"]["Status"].as_str().map(String::from),
             exit_code: item["State"]["ExitCode"].as_i64().unwrap_or(0),
+            restart_count: item["RestartCount"].as_i64().unwrap_or(0),
             ports,
         });
     }

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
 use xshell::Shell;
 
@@ -13,6 +13,8 @@ use crate::process::Runner;
 
 /// Log lines shown for a service that failed.
 pub const FAILURE_LOG_LINES: usize = 20;
+/// Restarts after which a failing container counts as crash-looping.
+const CRASH_LOOP_RESTARTS: i64 = 3;
 const POLL: Duration = Duration::from_millis(500);
 
 /// Where one expected service stands.
@@ -33,6 +35,12 @@ pub fn standing(containers: &[&Container]) -> Standing {
     }
     let mut pending = None;
     for c in containers {
+        if c.restart_count >= CRASH_LOOP_RESTARTS && c.exit_code != 0 {
+            return Standing::Failed(format!(
+                "crash-looping (restarted {} times, last exit code {})",
+                c.restart_count, c.exit_code
+            ));
+        }
         match (c.state.as_str(), c.health.as_deref()) {
             ("exited", _) if c.health.is_none() && c.exit_code == 0 => {}
             ("exited" | "dead", _) => {
@@ -122,23 +130,56 @@ pub fn wait_ready(
     bar.finish_and_clear();
     match result {
         Ok(()) => Ok(started.elapsed()),
-        Err((service, why, id)) => {
-            let logs = id
-                .map(|id| containers::tail_logs(sh, runner, &id, FAILURE_LOG_LINES))
-                .unwrap_or_default();
-            if !logs.trim().is_empty() {
-                eprintln!("--- last {FAILURE_LOG_LINES} log lines of {service} ---");
-                eprint!("{logs}");
-                if !logs.ends_with('\n') {
-                    eprintln!();
-                }
-                eprintln!("---");
-            }
-            bail!(
-                "service `{service}` is {why}; see its logs above or `cargo xtask logs {service}`"
-            )
-        }
+        Err((service, why, id)) => Err(failure(sh, runner, &service, &why, id.as_deref())),
     }
+}
+
+/// After `compose up` itself failed (v1 stops at a dependency that is not
+/// healthy): the first failed service with its logs, if the engine shows one.
+pub fn diagnose(
+    sh: &Shell,
+    runner: &Runner,
+    project: &str,
+    services: &[String],
+) -> Option<anyhow::Error> {
+    let all = containers::list(sh, runner, project).ok()?;
+    services.iter().find_map(|service| {
+        let mine: Vec<&Container> = all.iter().filter(|c| &c.service == service).collect();
+        match standing(&mine) {
+            Standing::Failed(why) => Some(failure(
+                sh,
+                runner,
+                service,
+                &why,
+                mine.first().map(|c| c.id.as_str()),
+            )),
+            _ => None,
+        }
+    })
+}
+
+/// Print the service's last log lines and make the one-line error.
+fn failure(
+    sh: &Shell,
+    runner: &Runner,
+    service: &str,
+    why: &str,
+    id: Option<&str>,
+) -> anyhow::Error {
+    let logs = id
+        .map(|id| containers::tail_logs(sh, runner, id, FAILURE_LOG_LINES))
+        .unwrap_or_default();
+    if !logs.trim().is_empty() {
+        eprintln!("--- last {FAILURE_LOG_LINES} log lines of {service} ---");
+        eprint!("{logs}");
+        if !logs.ends_with('\n') {
+            eprintln!();
+        }
+        eprintln!("---");
+    }
+    anyhow::anyhow!(
+        "service `{service}` is {why}; see its logs above or `cargo xtask logs {service}`"
+    )
 }
 
 #[cfg(test)]
@@ -153,6 +194,7 @@ mod tests {
             state: state.into(),
             health: health.map(String::from),
             exit_code: code,
+            restart_count: 0,
             ports: vec![],
         }
     }

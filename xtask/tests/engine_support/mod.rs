@@ -114,6 +114,33 @@ tar -C "$R" -c . | docker import --change 'ENTRYPOINT ["/usr/local/bin/stub"]' \
     );
 }
 
+/// A stub that logs a line and exits 3 at once: a service that never comes up.
+pub fn ensure_failing_image() -> String {
+    const FAILING: &str = "fogt-stub:fail";
+    ensure_stub_image();
+    let _guard = STUB_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    if !docker(&["image", "inspect", FAILING]).status.success() {
+        let dockerfile = format!(
+            "FROM {STUB_IMAGE}\nENTRYPOINT [\"/bin/sh\", \"-c\", \"echo 'stub: configured to fail' >&2; exit 3\", \"stub\"]\n"
+        );
+        let mut child = Command::new("docker")
+            .args(["build", "-q", "-t", FAILING, "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("docker build runs");
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(dockerfile.as_bytes())
+            .unwrap();
+        assert!(child.wait().unwrap().success(), "building {FAILING} failed");
+    }
+    FAILING.to_string()
+}
+
 /// One test's isolated stack: env file, project, networks, ports.
 pub struct Stack {
     pub dir: PathBuf,
