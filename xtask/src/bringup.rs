@@ -46,6 +46,9 @@ pub struct UpArgs {
 pub struct Outcome {
     pub started: Vec<String>,
     pub elapsed: Duration,
+    /// Seconds per step: `images`, `prepare` (env, networks, model, ports),
+    /// `up` (compose, including its own dependency waits), `health`.
+    pub phases: Vec<(&'static str, f64)>,
 }
 
 /// Bring `environment` up and make it the active one.
@@ -72,7 +75,9 @@ pub fn bring_up(
         &wants,
     )?;
 
+    let mut phases = Vec::new();
     let mut skipped: Vec<String> = Vec::new();
+    let images_began = Instant::now();
     if !args.skip_images {
         let report = crate::images::ensure_for(environment, &runner, !args.quiet)?;
         skipped = report
@@ -84,6 +89,7 @@ pub fn bring_up(
             project.env.reload()?;
         }
     }
+    phases.push(("images", images_began.elapsed().as_secs_f64()));
     let compose = project.compose(environment);
     let model = compose.model(sh, &runner)?;
     if environment.has("prod") {
@@ -110,9 +116,13 @@ pub fn bring_up(
     if !left_out.is_empty() {
         up.extend(names.iter().map(String::as_str));
     }
+    let prepared = began.elapsed().as_secs_f64() - phases[0].1;
+    phases.push(("prepare", prepared));
+    let up_began = Instant::now();
     if let Err(err) = runner.run(compose.cmd(sh, &up)) {
         return Err(health::diagnose(sh, &runner, &project.name, &names).unwrap_or(err));
     }
+    phases.push(("up", up_began.elapsed().as_secs_f64()));
     let waited = health::wait_ready(
         sh,
         &runner,
@@ -120,12 +130,13 @@ pub fn bring_up(
         &names,
         Duration::from_secs(args.timeout),
     )?;
+    phases.push(("health", waited.as_secs_f64()));
     if !global.dry_run && !args.quiet {
         let checked = services.iter().filter(|s| s.healthcheck).count();
         eprintln!(
             "{environment} is up: {} service(s) ready, {checked} with a passing healthcheck, in {:.1}s (project {})",
             names.len(),
-            waited.as_secs_f64(),
+            began.elapsed().as_secs_f64(),
             project.name
         );
         print_urls(&project.env, &services);
@@ -133,6 +144,7 @@ pub fn bring_up(
     Ok(Outcome {
         started: names,
         elapsed: began.elapsed(),
+        phases,
     })
 }
 
