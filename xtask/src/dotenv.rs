@@ -347,6 +347,9 @@ impl DotEnv {
         keys.into_iter()
             .filter(|k| is_secret_key(k))
             .filter_map(|key| {
+                if std::env::var_os(key).is_none() && self.file.get(key).is_none() {
+                    return Some(format!("{key} is not set"));
+                }
                 let value = self.get(key).unwrap_or_default();
                 let example = self.example_file.get(key);
                 let why = weakness(&value, example)?;
