@@ -152,7 +152,7 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
             let _ = thread.join();
         }
     } else {
-        let left = metrics.queue_depth.load(Relaxed) + metrics.outbound_depth.load(Relaxed);
+        let left = metrics.queue_depth.load(Relaxed);
         metrics.drop_packets(DropReason::Shutdown, left as u64);
         tracing::warn!(left, "drain deadline passed; dropping what is left");
     }
