@@ -131,3 +131,26 @@ fn garbage_is_malformed_and_dead_next_hop_is_unreachable() {
     assert_eq!(m.received(), m.accounted());
     assert_eq!(node.get("/health").unwrap().0, 200);
 }
+
+#[test]
+fn admission_rate_paces_the_sender_instead_of_dropping() {
+    // TARGET_THROUGHPUT=400 with a one-second burst: 1,200 packets need at
+    // least (1200 - 400) / 400 = 2 s to get in, and none may be dropped.
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start("middle", dir.path(), &[("TARGET_THROUGHPUT", "400")]);
+    let sink = Sink::start();
+    let packets = packets_via(node.public_key(), &node.mix_address(), &sink.address, 1200);
+    let started = std::time::Instant::now();
+    let mut stream = TcpStream::connect(node.mix_address()).unwrap();
+    for p in &packets {
+        stream.write_all(p).unwrap();
+    }
+    common::eventually(60, "all forwarded", || sink.count() == 1200);
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= std::time::Duration::from_millis(1800),
+        "1,200 packets at 400/s got through in {elapsed:?}"
+    );
+    let m = node.wait_quiescent();
+    assert_eq!((m.received(), m.forwarded(), m.dropped_total()), (1200.0, 1200.0, 0.0));
+}
