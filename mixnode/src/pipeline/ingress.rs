@@ -59,7 +59,7 @@ async fn read_frames(
     let _ = stream.set_nodelay(true);
     let mut buf = vec![0u8; PACKET_LEN * shared.config.batch_size];
     let mut filled = 0;
-    loop {
+    while !*stop.borrow() {
         let read = tokio::select! {
             read = stream.read(&mut buf[filled..]) => read,
             _ = stop.changed() => break,
