@@ -152,5 +152,8 @@ fn admission_rate_paces_the_sender_instead_of_dropping() {
         "1,200 packets at 400/s got through in {elapsed:?}"
     );
     let m = node.wait_quiescent();
-    assert_eq!((m.received(), m.forwarded(), m.dropped_total()), (1200.0, 1200.0, 0.0));
+    assert_eq!(
+        (m.received(), m.forwarded(), m.dropped_total()),
+        (1200.0, 1200.0, 0.0)
+    );
 }
