@@ -111,6 +111,10 @@ impl Peers {
                 connected.clone(),
                 self.shared.clone(),
             ));
+            if self.tasks.len() >= 1024 {
+                // Forget the handles of peers that went idle and exited.
+                self.tasks.retain(|t| !t.is_finished());
+            }
             self.tasks.push(task);
             self.map.insert(address.to_string(), Peer { tx, connected });
         }
