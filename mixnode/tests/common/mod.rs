@@ -107,15 +107,26 @@ impl Node {
         Metrics::parse(&body)
     }
 
-    /// SIGTERM, then wait for the exit status.
-    pub fn terminate(&mut self) -> ExitStatus {
-        let mut child = self.child.take().expect("node running");
+    /// Sends SIGTERM without waiting.
+    pub fn send_sigterm(&self) {
+        let child = self.child.as_ref().expect("node running");
         let ok = Command::new("kill")
             .arg("-TERM")
             .arg(child.id().to_string())
             .status()
             .unwrap();
         assert!(ok.success());
+    }
+
+    /// SIGTERM, then wait for the exit status.
+    pub fn terminate(&mut self) -> ExitStatus {
+        self.send_sigterm();
+        self.wait_exit()
+    }
+
+    /// Waits (up to 15 s) for the process to exit.
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("node running");
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             if let Some(status) = child.try_wait().unwrap() {
