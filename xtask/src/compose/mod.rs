@@ -7,17 +7,28 @@
 //! merges the files in order ([`merge`]). The API:
 //!
 //! ```ignore
-//! let env = EnvSource::for_repo(&root)?;                    // or with_process_env(Some(path))
-//! let project = Project::load(&env_files, &env)?;           // files relative to cwd or absolute
-//! for svc in project.services() {                           // merged, in file order
-//!     svc.name; svc.image; svc.ports; svc.healthcheck; svc.environment; svc.networks;
+//! use crate::compose::{EnvSource, Project};
+//! // Variables: process env, then repo-root .env (else .env.example).
+//! let env = EnvSource::for_repo(&crate::project_root())?;   // or with_process_env(Some(path))
+//! // Or simply: crate::config::Selection::named(environment, &env).load()?
+//! let project = Project::load(&absolute_files, &env)?;      // Err(LoadError): file:line:col
+//! for svc in project.services() {                          // merged, in first-defined order
+//!     svc.name; svc.image; svc.command; svc.profiles;       // Option<String>, Option<Vec<String>>
+//!     svc.ports;        // Vec<Port { host_ip, published: Option<PortRange>, target, protocol }>
+//!     svc.healthcheck;  // Option<Healthcheck { test, interval, .. }>; svc.has_healthcheck()
+//!     svc.environment;  // BTreeMap<String, Option<String>>; svc.env("NODE_TYPE")
+//!     svc.networks; svc.volumes; svc.depends_on;  svc.raw  // the merged mapping
 //! }
-//! project.service("grafana");  project.network_names();  project.env().get("POSTGRES_USER");
-//! project.locate(&[Seg::key("services"), Seg::key("grafana")]); // -> file:line
-//! project.to_yaml();                                        // `config` output
+//! project.service("grafana"); project.network_names(); project.volume_names();
+//! project.section("networks");       // top-level mapping (e.g. ipam subnets, `name:`)
+//! project.env().get("POSTGRES_USER"); // the variables it was interpolated with
+//! project.locate(&[Seg::key("services"), Seg::key("grafana")]); // Location { file, line }
+//! project.to_yaml();                 // `cargo xtask config` output, accepted by v1 and v2
 //! ```
 //!
-//! Errors are [`LoadError`]s carrying the file, and the line and column where known.
+//! [`ProjectLoader`] loads many projects with one env and parses each file
+//! once. Errors are [`LoadError`]s with the file, and the line and column where
+//! known; their `Display` is `file:line:col: message`.
 
 // The model is an API for several commands; not every item has a caller in every build.
 #![allow(dead_code)]
