@@ -12,8 +12,9 @@ use anyhow::{Context, Result};
 use xshell::Shell;
 
 use crate::check::check_all;
-use crate::config::{Selection, SourceArgs};
-use crate::environments::NAMED;
+use crate::compose::EnvSource;
+use crate::config::Selection;
+use crate::environments::Environment;
 
 /// Time `check` over every named environment against `docker-compose config`.
 ///
@@ -93,7 +94,11 @@ fn compose_config_ms(program: &[&str], selections: &[Selection]) -> Result<f64> 
 
 impl Cmd {
     pub fn run(self, _sh: &Shell, _global: &crate::Global) -> Result<()> {
-        let selections = SourceArgs::default().selections(NAMED)?;
+        let env = EnvSource::for_repo(&crate::project_root())?;
+        let selections: Vec<Selection> = Environment::all()
+            .into_iter()
+            .map(|e| Selection::named(e, &env))
+            .collect();
         if !Path::new(&selections[0].files[0]).is_file() {
             crate::usage_bail!(
                 "{} is missing; the benchmark needs the repository's compose files",

@@ -102,6 +102,9 @@ pub enum Kind {
 #[derive(Debug, Serialize)]
 pub struct Report {
     pub environment: String,
+    /// The overlay files of a named environment, e.g. `base.yml`, `dev.yml`.
+    #[serde(skip)]
+    pub overlays: Option<Vec<&'static str>>,
     pub files: Vec<PathBuf>,
     pub findings: Vec<Finding>,
 }
@@ -126,6 +129,10 @@ pub fn check_selection(
     findings.sort_by_key(|f| (file_rank(f), f.line));
     Report {
         environment: selection.label.clone(),
+        overlays: selection
+            .environment
+            .as_ref()
+            .map(|e| e.overlays().iter().map(|o| o.file).collect()),
         files: selection.files.iter().map(|f| display_path(f)).collect(),
         findings: findings
             .into_iter()
@@ -254,8 +261,15 @@ fn count(reports: &[Report], severity: Severity) -> usize {
 
 fn print_text(reports: &[Report], errors: usize, warnings: usize) {
     for report in reports {
-        let status = if report.findings.is_empty() { "ok" } else { "" };
+        let count = |sev| report.findings.iter().filter(|f| f.severity == sev).count();
+        let status = match (count(Severity::Error), count(Severity::Warning)) {
+            (0, 0) => "ok".to_string(),
+            (e, w) => format!("{e} error(s), {w} warning(s)"),
+        };
         println!("== {} {status}", report.environment);
+        if let Some(overlays) = &report.overlays {
+            println!("   ({})", overlays.join(" + "));
+        }
         for f in &report.findings {
             let at = match (&f.file, f.line) {
                 (Some(file), Some(line)) => match f.column {
