@@ -145,12 +145,21 @@ impl Cmd {
         let selection = self.source.selections(&["dev"])?.remove(0);
         let project = selection.load()?;
         if self.services {
-            for name in project.service_names() {
-                println!("{name}");
-            }
+            let mut names = project.service_names().join("\n");
+            names.push('\n');
+            write_stdout(&names)
         } else {
-            print!("{}", project.to_yaml());
+            write_stdout(&project.to_yaml())
         }
-        Ok(())
+    }
+}
+
+/// Write `text` to stdout; a closed pipe (`| head`) ends output quietly.
+pub fn write_stdout(text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
     }
 }

@@ -18,7 +18,7 @@ use serde::Serialize;
 use xshell::Shell;
 
 use crate::compose::{LoadError, LoadErrorKind, Location, Project, ProjectLoader};
-use crate::config::{Selection, SourceArgs};
+use crate::config::{write_stdout, Selection, SourceArgs};
 use crate::environments::NAMED;
 
 /// How bad a finding is. Warnings do not fail the check.
@@ -240,9 +240,9 @@ impl Cmd {
                     "warnings": warnings,
                     "ok": errors == 0,
                 });
-                println!("{}", serde_json::to_string_pretty(&doc)?);
+                write_stdout(&format!("{}\n", serde_json::to_string_pretty(&doc)?))?;
             }
-            Format::Text => print_text(&reports, errors, warnings),
+            Format::Text => write_stdout(&render_text(&reports, errors, warnings))?,
         }
         if errors > 0 {
             anyhow::bail!("compose check found {errors} error(s)");
@@ -259,16 +259,19 @@ fn count(reports: &[Report], severity: Severity) -> usize {
         .count()
 }
 
-fn print_text(reports: &[Report], errors: usize, warnings: usize) {
+/// The text report: per environment a header and one line per finding.
+fn render_text(reports: &[Report], errors: usize, warnings: usize) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
     for report in reports {
         let count = |sev| report.findings.iter().filter(|f| f.severity == sev).count();
         let status = match (count(Severity::Error), count(Severity::Warning)) {
             (0, 0) => "ok".to_string(),
             (e, w) => format!("{e} error(s), {w} warning(s)"),
         };
-        println!("== {} {status}", report.environment);
+        let _ = writeln!(out, "== {} {status}", report.environment);
         if let Some(overlays) = &report.overlays {
-            println!("   ({})", overlays.join(" + "));
+            let _ = writeln!(out, "   ({})", overlays.join(" + "));
         }
         for f in &report.findings {
             let at = match (&f.file, f.line) {
@@ -283,11 +286,17 @@ fn print_text(reports: &[Report], errors: usize, warnings: usize) {
                 Severity::Error => "error",
                 Severity::Warning => "warning",
             };
-            println!("{at}: {sev}[{}]: {} — fix: {}", f.rule, f.message, f.fix);
+            let _ = writeln!(
+                out,
+                "{at}: {sev}[{}]: {} — fix: {}",
+                f.rule, f.message, f.fix
+            );
         }
     }
-    println!(
+    let _ = writeln!(
+        out,
         "checked {} environment(s): {errors} error(s), {warnings} warning(s)",
         reports.len()
     );
+    out
 }
