@@ -124,14 +124,16 @@ impl SourceArgs {
 }
 
 /// Print the merged model for one environment or set of files.
-///
-/// Examples:
-///   cargo xtask config                      # the dev environment (the default)
-///   cargo xtask config --env prod+betanet
-///   cargo xtask config -f a.yml -f b.yml --services
-///   cargo xtask config --env dev --env-file .env.example
 #[derive(clap::Args)]
-#[command(verbatim_doc_comment)]
+#[command(after_help = "\
+Without --env or -f, prints the dev environment. Relative host paths are made absolute and
+`$` is written as `$$`, so `docker-compose -f <output> config` reads the same model back.
+
+Examples:
+  cargo xtask config
+  cargo xtask config --env prod+betanet
+  cargo xtask config -f a.yml -f b.yml --services
+  cargo xtask config --env dev --env-file .env.example")]
 pub struct Cmd {
     #[command(flatten)]
     source: SourceArgs,

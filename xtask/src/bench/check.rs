@@ -17,13 +17,12 @@ use crate::config::Selection;
 use crate::environments::Environment;
 
 /// Time `check` over every named environment against `docker-compose config`.
-///
-/// Examples:
-///   cargo xtask bench check
-///   cargo xtask bench check --runs 200 --json
-///   cargo xtask bench check --skip-compose
 #[derive(clap::Args)]
-#[command(verbatim_doc_comment)]
+#[command(after_help = "\
+Examples:
+  cargo xtask bench check
+  cargo xtask bench check --runs 200 --json
+  cargo xtask bench check --skip-compose")]
 pub struct Cmd {
     /// Timed repetitions of the whole check (after one warm-up run).
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]

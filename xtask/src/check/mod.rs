@@ -210,14 +210,24 @@ enum Format {
 }
 
 /// Check compose files; every named environment by default.
-///
-/// Examples:
-///   cargo xtask check                         # all named environments
-///   cargo xtask check --env dev+betanet
-///   cargo xtask check -f old/docker-compose.yml -f old/docker-compose.dev.yml
-///   cargo xtask check --format json
 #[derive(clap::Args)]
-#[command(verbatim_doc_comment)]
+#[command(after_help = "\
+By default every named environment is checked (prod, dev, betanet, monitoring and their
+combinations), with variables from the process environment, then .env (else .env.example).
+With -f, the .env beside the first file is used; `dev`/`prod` in a file name picks the
+dev/prod port rules. Exit 0 when clean (warnings allowed), 1 on any error, 2 on bad usage.
+
+Rules: yaml-syntax, interpolation, undeclared-network, undefined-dependency, undeclared-volume,
+port-conflict, duplicate-service, redefined-service, overlapping-subnet, invalid-subnet, unpinned-image,
+floating-tag (warning), literal-secret, prod-publishes-port, public-bind, missing-bind-source,
+healthy-without-healthcheck; named environments also: repo-networks, repo-singleton,
+repo-grafana-port, repo-dev-volumes.
+
+Examples:
+  cargo xtask check
+  cargo xtask check --env dev+betanet
+  cargo xtask check -f old/docker-compose.yml -f old/docker-compose.dev.yml
+  cargo xtask check --format json")]
 pub struct Cmd {
     #[command(flatten)]
     source: SourceArgs,
