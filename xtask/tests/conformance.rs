@@ -122,6 +122,15 @@ fn facts(doc: &Value) -> BTreeMap<String, ServiceFacts> {
         .collect()
 }
 
+/// Removes a temporary file even when an assertion fails.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 /// `docker compose` (v2) when present, else `docker-compose` (v1).
 fn compose_command() -> Option<Vec<&'static str>> {
     let works = |cmd: &str, args: &[&str]| {
@@ -208,13 +217,13 @@ fn assert_conforms(compose: &[&str], project_dir: &Path, env_file: &Path, files:
     let tmp =
         std::env::temp_dir().join(format!("xtask-conformance-{}-{n}.yml", std::process::id()));
     std::fs::write(&tmp, &ours_text).unwrap();
+    let _cleanup = RemoveOnDrop(tmp.clone());
     let mut cmd = Command::new(compose[0]);
     cmd.args(&compose[1..]).arg("-f").arg(&tmp);
     for p in &profiles {
         cmd.arg("--profile").arg(p);
     }
     let out = cmd.arg("config").output().expect("run compose config");
-    let _ = std::fs::remove_file(&tmp);
     assert!(
         out.status.success(),
         "compose rejects our config output for {files:?}: {}",
