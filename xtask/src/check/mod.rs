@@ -4,7 +4,9 @@
 //! rules ([`rules`]) and, for the repository's own environments, the repo
 //! invariants ([`repo`]). Findings carry a rule id, a severity, the file and
 //! line of the offending key, a message and a one-line fix; output is text
-//! grouped per environment or one JSON document. Exit 1 on any error finding.
+//! grouped per environment or one JSON document (`{environments: [{environment,
+//! files, findings: [{rule, severity, file, line, column?, message, fix}]}],
+//! errors, warnings, ok}`). Exit 1 on any error finding.
 
 mod files;
 mod repo;
