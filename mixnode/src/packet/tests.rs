@@ -377,3 +377,22 @@ fn keys_round_trip_and_print_as_hex() {
         "8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a"
     );
 }
+
+#[test]
+fn keys_and_filter_can_be_shared_across_worker_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<SecretKey>();
+    assert_send_sync::<ReplayFilter>();
+    assert_send_sync::<Unwrapped>();
+    let net = network(2);
+    let key = std::sync::Arc::new(net.keys[0].clone());
+    let packet = std::sync::Arc::new(build_packet(&net.route, b"shared").unwrap());
+    let tags: Vec<ReplayTag> = (0..2)
+        .map(|_| {
+            let (key, packet) = (key.clone(), packet.clone());
+            std::thread::spawn(move || unwrap_packet(&key, &packet).unwrap().replay_tag)
+        })
+        .map(|handle| handle.join().unwrap())
+        .collect();
+    assert_eq!(tags[0], tags[1]);
+}
