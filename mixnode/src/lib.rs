@@ -3,3 +3,12 @@
 
 pub mod packet;
 pub mod replay;
+
+pub mod config;
+pub mod http;
+pub mod keystore;
+pub mod loadgen;
+pub mod metrics;
+pub mod node;
+pub mod pipeline;
+pub mod registry;

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Install what `cargo xtask ci` and the e2e tests need on a Debian bookworm
+# machine: debootstrap (offline images), docker-compose (when no Compose is
+# present), the PostgreSQL 15 client and server binaries, and promtool.
+# Idempotent: a second run installs nothing and does not touch apt.
+# promtool comes from Debian's prometheus .deb unpacked into /opt: never
+# `apt-get install prometheus`, whose service would start a server on :9090.
+set -euo pipefail
+
+if [ "$(id -u)" -ne 0 ]; then
+	echo "ci-setup: run as root (apt-get install)" >&2
+	exit 1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+missing=()
+command -v debootstrap >/dev/null || missing+=(debootstrap)
+if ! command -v docker-compose >/dev/null && ! docker compose version >/dev/null 2>&1; then
+	missing+=(docker-compose)
+fi
+command -v psql >/dev/null || missing+=(postgresql-client-15)
+[ -x /usr/lib/postgresql/15/bin/postgres ] || missing+=(postgresql-15)
+need_promtool=0
+command -v promtool >/dev/null || need_promtool=1
+
+if [ "${#missing[@]}" -eq 0 ] && [ "$need_promtool" -eq 0 ]; then
+	echo "ci-setup: nothing to install"
+else
+	apt-get update -qq
+fi
+
+if [ "${#missing[@]}" -gt 0 ]; then
+	echo "ci-setup: installing ${missing[*]}"
+	# Install server packages without starting services or creating the
+	# default cluster: tests start their own servers on their own ports.
+	mkdir -p /etc/postgresql-common/createcluster.d
+	echo "create_main_cluster = false" >/etc/postgresql-common/createcluster.d/50-ci-no-main.conf
+	policy=/usr/sbin/policy-rc.d
+	had_policy=0
+	[ -e "$policy" ] && had_policy=1
+	if [ "$had_policy" -eq 0 ]; then
+		printf '#!/bin/sh\nexit 101\n' >"$policy"
+		chmod 0755 "$policy"
+		trap 'rm -f "$policy"' EXIT
+	fi
+	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ "$need_promtool" -eq 1 ]; then
+	echo "ci-setup: unpacking promtool from Debian's prometheus package into /opt/prometheus-deb"
+	work=$(mktemp -d)
+	chown _apt "$work" 2>/dev/null || true # apt downloads as the _apt user
+	(cd "$work" && apt-get download -qq prometheus)
+	mkdir -p /opt/prometheus-deb
+	dpkg-deb -x "$work"/prometheus_*.deb /opt/prometheus-deb
+	ln -sf /opt/prometheus-deb/usr/bin/promtool /usr/local/bin/promtool
+	rm -rf "$work"
+fi
+
+if ! docker info >/dev/null 2>&1; then
+	echo "ci-setup: warning: the Docker engine is not reachable; the e2e tests fail under CI=true without it" >&2
+fi
+/usr/local/bin/promtool --version 2>&1 | head -1

@@ -1,0 +1,474 @@
+//! `images build`: the project's own images from `docker/<name>/`. Nothing can
+//! be pulled, so images are `FROM scratch`: the crate's release binaries are
+//! built on the host and staged into a build context under
+//! `target/docker-context/<name>-<pid>/` (removed afterwards) together with the shared libraries `ldd`
+//! finds, a minimal `/etc` (passwd, group, nsswitch.conf) and the data
+//! directories owned by user 10001. A sha256 over the staged context is stored
+//! as the `dev.fog-compute.inputs-sha256` label; when the existing image
+//! carries the same hash the build is skipped (only missing tags are added).
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    time::Instant,
+};
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use xshell::{cmd, Shell};
+
+use super::docker;
+use crate::{process::Runner, project_root};
+
+/// The label holding the content hash of an image's build inputs.
+pub const INPUTS_LABEL: &str = "dev.fog-compute.inputs-sha256";
+/// The uid and gid the project's images run as.
+pub const APP_UID: u32 = 10001;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Image to build (a directory under docker/ with a Dockerfile); all when omitted.
+    service: Option<String>,
+    /// Build even when the inputs hash matches the existing image.
+    #[arg(long)]
+    force: bool,
+    /// Hide progress output.
+    #[arg(long)]
+    quiet: bool,
+}
+
+/// What [`ensure`] did for one image.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The version tag, e.g. `fog-compute/mixnode:0.1.0`.
+    pub image: String,
+    pub built: bool,
+}
+
+pub fn run(sh: &Shell, runner: &Runner, args: Args) -> Result<()> {
+    let names = project_images()?;
+    let selected: Vec<String> = match args.service {
+        Some(s) if names.contains(&s) => vec![s],
+        Some(s) => crate::usage_bail!(
+            "unknown image `{s}`: docker/{s}/Dockerfile does not exist; known: {}",
+            names.join(", ")
+        ),
+        None => names,
+    };
+    for name in selected {
+        let started = Instant::now();
+        let outcome = ensure(sh, runner, &name, args.force, !args.quiet)?;
+        if !runner.dry_run {
+            let verb = if outcome.built {
+                "built"
+            } else {
+                "up to date:"
+            };
+            println!(
+                "{verb} {} in {:.1}s",
+                outcome.image,
+                started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Directories under `docker/` (except `offline/`) that hold a Dockerfile.
+pub fn project_images() -> Result<Vec<String>> {
+    let dir = project_root().join("docker");
+    let mut names: Vec<String> = fs::read_dir(&dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join("Dockerfile").is_file() && e.file_name() != "offline")
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+#[derive(Deserialize)]
+struct Metadata {
+    packages: Vec<Package>,
+    target_directory: PathBuf,
+}
+
+#[derive(Deserialize)]
+struct Package {
+    name: String,
+    version: String,
+    repository: Option<String>,
+    targets: Vec<Target>,
+}
+
+#[derive(Deserialize)]
+struct Target {
+    name: String,
+    kind: Vec<String>,
+}
+
+/// Build `fog-compute/<name>` unless its inputs are unchanged.
+pub fn ensure(
+    sh: &Shell,
+    runner: &Runner,
+    name: &str,
+    force: bool,
+    progress: bool,
+) -> Result<Outcome> {
+    let root = project_root();
+    let dockerfile = root.join("docker").join(name).join("Dockerfile");
+    if !dockerfile.is_file() {
+        bail!(
+            "{} does not exist: nothing to build the `{name}` image from",
+            dockerfile.display()
+        );
+    }
+    let metadata: Metadata = serde_json::from_str(&runner.read(cmd!(
+        sh,
+        "cargo metadata --no-deps --format-version 1 --offline"
+    ))?)
+    .context("parsing `cargo metadata`")?;
+    let Some(package) = metadata.packages.iter().find(|p| p.name == name) else {
+        bail!("docker/{name}/ has no workspace crate called `{name}` to build binaries from");
+    };
+    let bins: Vec<&str> = package
+        .targets
+        .iter()
+        .filter(|t| t.kind.iter().any(|k| k == "bin"))
+        .map(|t| t.name.as_str())
+        .collect();
+    if bins.is_empty() {
+        bail!("the `{name}` crate has no binaries yet (add src/bin/*.rs or [[bin]]): nothing to put in the image");
+    }
+    let repo = format!("fog-compute/{name}");
+    let image = format!("{repo}:{}", package.version);
+
+    // cargo shows its own progress.
+    runner.run(cmd!(sh, "cargo build --release -p {name} --bins"))?;
+
+    let context = metadata
+        .target_directory
+        .join("docker-context")
+        .join(format!("{name}-{}", std::process::id()));
+    let _remove_context = RemoveOnDrop(context.clone());
+    let release = metadata.target_directory.join("release");
+    let revision = runner
+        .read(cmd!(sh, "git rev-parse HEAD"))
+        .unwrap_or_else(|_| "unknown".into());
+    let short = revision.get(..7).unwrap_or(&revision).to_string();
+    if runner.dry_run && !bins.iter().all(|b| release.join(b).is_file()) {
+        println!(
+            "# stage {} and their libraries into {}",
+            bins.join(", "),
+            context.display()
+        );
+        let spec = BuildSpec::new(
+            &image,
+            &repo,
+            &short,
+            package,
+            &revision,
+            "<inputs-sha256>",
+            &context,
+        );
+        docker_build(runner, &spec, progress)?;
+        return Ok(Outcome { image, built: true });
+    }
+    stage(&context, &dockerfile, &release, &bins)?;
+    let hash = hash_tree(&context, &package.version)?;
+
+    if !force {
+        let labels = docker::image_labels(sh, runner, &image);
+        if labels.as_ref().and_then(|l| l.get(INPUTS_LABEL)) == Some(&hash) {
+            let sha_tag = format!("{repo}:{short}");
+            if !docker::image_exists(sh, runner, &sha_tag) {
+                runner.run(cmd!(sh, "docker tag {image} {sha_tag}"))?;
+            }
+            return Ok(Outcome {
+                image,
+                built: false,
+            });
+        }
+    }
+    let spec = BuildSpec::new(&image, &repo, &short, package, &revision, &hash, &context);
+    docker_build(runner, &spec, progress)?;
+    Ok(Outcome { image, built: true })
+}
+
+/// Deletes a staging directory when the build is done or failed.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Everything one `docker build` of a project image needs.
+struct BuildSpec {
+    tags: [String; 2],
+    labels: Vec<String>,
+    build_args: Vec<String>,
+    context: PathBuf,
+}
+
+impl BuildSpec {
+    fn new(
+        image: &str,
+        repo: &str,
+        short: &str,
+        package: &Package,
+        revision: &str,
+        hash: &str,
+        context: &Path,
+    ) -> BuildSpec {
+        let source = package
+            .repository
+            .as_deref()
+            .unwrap_or("https://github.com/fog-compute/platform");
+        BuildSpec {
+            tags: [image.to_string(), format!("{repo}:{short}")],
+            labels: vec![format!("{INPUTS_LABEL}={hash}")],
+            build_args: vec![
+                format!("VERSION={}", package.version),
+                format!("REVISION={revision}"),
+                format!("CREATED={}", rfc3339_now()),
+                format!("SOURCE={source}"),
+            ],
+            context: context.to_path_buf(),
+        }
+    }
+}
+
+/// `docker build` with both tags, the inputs label and the OCI build args.
+fn docker_build(runner: &Runner, spec: &BuildSpec, progress: bool) -> Result<()> {
+    let mut args: Vec<String> = vec!["build".into(), "--quiet".into()];
+    let flags = spec.tags.iter().map(|t| ("-t", t));
+    let flags = flags.chain(spec.labels.iter().map(|l| ("--label", l)));
+    let flags = flags.chain(spec.build_args.iter().map(|a| ("--build-arg", a)));
+    for (flag, value) in flags {
+        args.push(flag.into());
+        args.push(value.clone());
+    }
+    args.push(spec.context.display().to_string());
+    let bar = docker::bar(progress, None, format!("docker build {}", spec.tags[0]));
+    let result = docker::run_quiet(runner, &args);
+    bar.finish_and_clear();
+    result.map(drop)
+}
+
+/// Lay out the build context: the Dockerfile, `rootfs/` (binaries, libraries,
+/// `/etc`) and `owned/` (directories that become `/data`, `/config` owned by 10001).
+fn stage(context: &Path, dockerfile: &Path, release: &Path, bins: &[&str]) -> Result<()> {
+    if context.exists() {
+        fs::remove_dir_all(context).with_context(|| format!("clearing {}", context.display()))?;
+    }
+    let rootfs = context.join("rootfs");
+    fs::create_dir_all(rootfs.join("usr/local/bin"))?;
+    fs::create_dir_all(rootfs.join("etc"))?;
+    fs::create_dir_all(rootfs.join("tmp"))?;
+    fs::set_permissions(
+        rootfs.join("tmp"),
+        <fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o1777),
+    )?;
+    fs::create_dir_all(context.join("owned/data"))?;
+    fs::create_dir_all(context.join("owned/config"))?;
+    fs::copy(dockerfile, context.join("Dockerfile"))?;
+    let mut libs = Vec::new();
+    for bin in bins {
+        let path = release.join(bin);
+        fs::copy(&path, rootfs.join("usr/local/bin").join(bin)).with_context(|| {
+            format!(
+                "copying {} (did the release build make it?)",
+                path.display()
+            )
+        })?;
+        for lib in shared_libraries(&path)? {
+            if !libs.contains(&lib) {
+                libs.push(lib);
+            }
+        }
+    }
+    for lib in &libs {
+        let dest = rootfs.join(lib.strip_prefix("/").unwrap_or(lib));
+        fs::create_dir_all(dest.parent().expect("library path has a parent"))?;
+        fs::copy(lib, &dest).with_context(|| format!("copying {}", lib.display()))?;
+    }
+    let uid = APP_UID;
+    fs::write(
+        rootfs.join("etc/passwd"),
+        format!("root:x:0:0:root:/root:/sbin/nologin\nfog:x:{uid}:{uid}:fog-compute:/data:/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\n"),
+    )?;
+    fs::write(
+        rootfs.join("etc/group"),
+        format!("root:x:0:\nfog:x:{uid}:\nnogroup:x:65534:\n"),
+    )?;
+    fs::write(
+        rootfs.join("etc/nsswitch.conf"),
+        "passwd: files\ngroup: files\nhosts: files dns\n",
+    )?;
+    Ok(())
+}
+
+/// The shared libraries `ldd` says `binary` loads, including the dynamic
+/// loader; the kernel's vDSO is skipped. A missing library is an error.
+pub fn shared_libraries(binary: &Path) -> Result<Vec<PathBuf>> {
+    let output = std::process::Command::new("ldd")
+        .arg(binary)
+        .output()
+        .context("running ldd")?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    if text.contains("not a dynamic executable") {
+        return Ok(Vec::new());
+    }
+    if !output.status.success() {
+        bail!(
+            "`ldd {}` failed: {}",
+            binary.display(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    parse_ldd(&text).with_context(|| format!("libraries of {}", binary.display()))
+}
+
+fn parse_ldd(text: &str) -> Result<Vec<PathBuf>> {
+    let mut libs = Vec::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if line.contains("not found") {
+            bail!("ldd: {line}");
+        }
+        let path = match line.split_once("=>") {
+            Some((_, rhs)) => rhs.split_whitespace().next(),
+            None => line.split_whitespace().next(),
+        };
+        match path {
+            Some(p) if p.starts_with('/') => libs.push(PathBuf::from(p)),
+            _ => {} // linux-vdso.so.1 and similar virtual objects
+        }
+    }
+    Ok(libs)
+}
+
+/// sha256 over every file below `dir` (sorted relative path, mode and
+/// contents) plus `extra` (the version, which ends up in the labels).
+pub fn hash_tree(dir: &Path, extra: &str) -> Result<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut files = Vec::new();
+    collect(dir, dir, &mut files)?;
+    files.sort();
+    let mut hasher = Sha256::new();
+    hasher.update(extra.as_bytes());
+    for rel in files {
+        let path = dir.join(&rel);
+        let meta = fs::symlink_metadata(&path)?;
+        hasher.update(rel.to_string_lossy().as_bytes());
+        hasher.update([0]);
+        hasher.update(meta.permissions().mode().to_le_bytes());
+        if meta.is_file() {
+            let mut file = fs::File::open(&path)?;
+            std::io::copy(&mut file, &mut HashWriter(&mut hasher))?;
+        }
+        hasher.update([0]);
+    }
+    Ok(hex(&hasher.finalize()))
+}
+
+fn collect(base: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    for entry in fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let path = entry?.path();
+        out.push(path.strip_prefix(base).expect("below base").to_path_buf());
+        if path.is_dir() && !path.is_symlink() {
+            collect(base, &path, out)?;
+        }
+    }
+    Ok(())
+}
+
+/// Adapter so `io::copy` can stream into a hasher.
+pub struct HashWriter<'a>(pub &'a mut Sha256);
+
+impl std::io::Write for HashWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The current UTC time as RFC 3339 (`2026-11-23T09:41:00Z`).
+pub fn rfc3339_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    rfc3339(secs)
+}
+
+fn rfc3339(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ldd_output_is_parsed() {
+        let text = "\tlinux-vdso.so.1 (0x00007ffd)\n\tlibgcc_s.so.1 => /lib/x86_64-linux-gnu/libgcc_s.so.1 (0x00007f)\n\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x00007f)\n\t/lib64/ld-linux-x86-64.so.2 (0x00007f)\n";
+        let libs = parse_ldd(text).unwrap();
+        assert_eq!(
+            libs,
+            [
+                PathBuf::from("/lib/x86_64-linux-gnu/libgcc_s.so.1"),
+                PathBuf::from("/lib/x86_64-linux-gnu/libc.so.6"),
+                PathBuf::from("/lib64/ld-linux-x86-64.so.2"),
+            ]
+        );
+        let err = parse_ldd("\tlibfoo.so.1 => not found\n").unwrap_err();
+        assert!(err.to_string().contains("libfoo.so.1"), "{err}");
+    }
+
+    #[test]
+    fn rfc3339_known_dates() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_795_427_260), "2026-11-23T09:47:40Z");
+    }
+
+    #[test]
+    fn hash_changes_with_content_and_version() {
+        let dir = std::env::temp_dir().join(format!("xtask-hash-{}", std::process::id()));
+        fs::create_dir_all(dir.join("a")).unwrap();
+        fs::write(dir.join("a/f"), "one").unwrap();
+        let first = hash_tree(&dir, "0.1.0").unwrap();
+        assert_eq!(first, hash_tree(&dir, "0.1.0").unwrap());
+        assert_ne!(first, hash_tree(&dir, "0.2.0").unwrap());
+        fs::write(dir.join("a/f"), "two").unwrap();
+        assert_ne!(first, hash_tree(&dir, "0.1.0").unwrap());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

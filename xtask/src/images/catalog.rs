@@ -1,0 +1,328 @@
+//! Which images an environment needs. Each service's `image:` is read from the
+//! environment's compose files (later overlays win, YAML anchors and merge keys
+//! applied) and interpolated against `.env`; when the compose files are not
+//! there yet, the built-in table of image variables stands in. The table also
+//! says which images the project builds itself and which third-party images
+//! have an offline equivalent built from Debian packages.
+
+use std::{fs, path::Path};
+
+use anyhow::{Context, Result};
+
+use super::envfile::Vars;
+use crate::environments::Environment;
+
+/// How an image variable's image comes into the engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// Built by `images build` from `docker/<name>/`.
+    Project(&'static str),
+    /// Pulled from a registry; `offline` names its Debian-built stand-in.
+    Upstream(Option<&'static OfflineService>),
+}
+
+/// A third-party service built offline from Debian packages.
+#[derive(Debug, PartialEq, Eq)]
+pub struct OfflineService {
+    /// Image name below `fog-offline/` and directory below `docker/offline/`.
+    pub name: &'static str,
+    /// The pinned tag: Debian's upstream major.minor plus `-bookworm`.
+    pub tag: &'static str,
+    /// The Debian package that provides it and the version prefix the tag pins.
+    pub package: &'static str,
+    pub version_prefix: &'static str,
+}
+
+impl OfflineService {
+    pub fn image(&self) -> String {
+        format!("fog-offline/{}:{}", self.name, self.tag)
+    }
+}
+
+pub const OFFLINE_SERVICES: &[OfflineService] = &[
+    OfflineService {
+        name: "postgres",
+        tag: "15-bookworm",
+        package: "postgresql-15",
+        version_prefix: "15.",
+    },
+    OfflineService {
+        name: "prometheus",
+        tag: "2.42-bookworm",
+        package: "prometheus",
+        version_prefix: "2.42.",
+    },
+    OfflineService {
+        name: "alertmanager",
+        tag: "0.25-bookworm",
+        package: "prometheus-alertmanager",
+        version_prefix: "0.25.",
+    },
+    OfflineService {
+        name: "node-exporter",
+        tag: "1.5-bookworm",
+        package: "prometheus-node-exporter",
+        version_prefix: "1.5.",
+    },
+];
+
+/// One image variable of `.env.example`.
+#[derive(Debug)]
+pub struct ImageVar {
+    pub var: &'static str,
+    pub default: &'static str,
+    pub overlay: &'static str,
+    pub services: &'static [&'static str],
+    pub source: Source,
+}
+
+const fn offline(i: usize) -> Source {
+    Source::Upstream(Some(&OFFLINE_SERVICES[i]))
+}
+
+pub const IMAGE_VARS: &[ImageVar] = &[
+    ImageVar {
+        var: "POSTGRES_IMAGE",
+        default: "postgres:15.8-alpine",
+        overlay: "base",
+        services: &["postgres"],
+        source: offline(0),
+    },
+    ImageVar {
+        var: "PROMETHEUS_IMAGE",
+        default: "prom/prometheus:v2.53.2",
+        overlay: "base",
+        services: &["prometheus"],
+        source: offline(1),
+    },
+    ImageVar {
+        var: "GRAFANA_IMAGE",
+        default: "grafana/grafana:11.2.0",
+        overlay: "base",
+        services: &["grafana"],
+        source: Source::Upstream(None),
+    },
+    ImageVar {
+        var: "LOKI_IMAGE",
+        default: "grafana/loki:2.9.10",
+        overlay: "base",
+        services: &["loki"],
+        source: Source::Upstream(None),
+    },
+    ImageVar {
+        var: "MIXNODE_IMAGE",
+        default: "fog-compute/mixnode:0.1.0",
+        overlay: "betanet",
+        services: &["mixnode-1", "mixnode-2", "mixnode-3", "loadgen"],
+        source: Source::Project("mixnode"),
+    },
+    ImageVar {
+        var: "NODE_EXPORTER_IMAGE",
+        default: "prom/node-exporter:v1.8.2",
+        overlay: "monitoring",
+        services: &["node-exporter"],
+        source: offline(3),
+    },
+    ImageVar {
+        var: "CADVISOR_IMAGE",
+        default: "gcr.io/cadvisor/cadvisor:v0.49.1",
+        overlay: "monitoring",
+        services: &["cadvisor"],
+        source: Source::Upstream(None),
+    },
+    ImageVar {
+        var: "ALERTMANAGER_IMAGE",
+        default: "prom/alertmanager:v0.27.0",
+        overlay: "monitoring",
+        services: &["alertmanager"],
+        source: offline(2),
+    },
+];
+
+/// An image the environment needs and where it comes from.
+#[derive(Debug, Clone)]
+pub struct Needed {
+    /// The image variable that sets it, if the compose file uses one.
+    pub var: Option<&'static str>,
+    /// The image reference after interpolation.
+    pub image: String,
+    pub services: Vec<String>,
+    pub source: Source,
+}
+
+/// Images the environment needs, one entry per distinct image, in file order.
+pub fn needed(env: &Environment, root: &Path) -> Result<Vec<Needed>> {
+    let vars = Vars::load(root)?;
+    let files = env.files();
+    let mut raw: Vec<(String, String)> = Vec::new();
+    if files.iter().all(|f| root.join(f).is_file()) {
+        for file in &files {
+            for (service, image) in service_images(&root.join(file))? {
+                match raw.iter_mut().find(|(s, _)| *s == service) {
+                    Some(entry) => entry.1 = image,
+                    None => raw.push((service, image)),
+                }
+            }
+        }
+    } else {
+        for spec in IMAGE_VARS.iter().filter(|s| env.has(s.overlay)) {
+            for service in spec.services {
+                raw.push((
+                    service.to_string(),
+                    format!("${{{}:-{}}}", spec.var, spec.default),
+                ));
+            }
+        }
+    }
+    let mut out: Vec<Needed> = Vec::new();
+    for (service, raw_image) in raw {
+        let spec = IMAGE_VARS.iter().find(|s| raw_image.contains(s.var));
+        let image = interpolate(&raw_image, &|k| vars.get(k));
+        match out.iter_mut().find(|n| n.image == image) {
+            Some(n) => n.services.push(service),
+            None => out.push(Needed {
+                var: spec.map(|s| s.var),
+                source: spec.map_or(Source::Upstream(None), |s| s.source),
+                image,
+                services: vec![service],
+            }),
+        }
+    }
+    Ok(out)
+}
+
+/// `(service, raw image)` for every service of one compose file that sets `image:`.
+fn service_images(path: &Path) -> Result<Vec<(String, String)>> {
+    let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut doc: serde_yaml::Value = serde_yaml::from_str(&text).with_context(|| {
+        format!(
+            "{}: not valid YAML; run `cargo xtask check`",
+            path.display()
+        )
+    })?;
+    doc.apply_merge()
+        .with_context(|| format!("{}: bad YAML merge key", path.display()))?;
+    let Some(services) = doc.get("services").and_then(|s| s.as_mapping()) else {
+        return Ok(Vec::new());
+    };
+    Ok(services
+        .iter()
+        .filter_map(|(name, body)| {
+            let image = body.get("image")?.as_str()?;
+            Some((name.as_str()?.to_string(), image.to_string()))
+        })
+        .collect())
+}
+
+/// Compose-style interpolation of `$VAR`, `${VAR}`, `${VAR:-default}`,
+/// `${VAR-default}` and `$$`; other forms are left as they are.
+pub fn interpolate(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(pos) = rest.find('$') {
+        out.push_str(&rest[..pos]);
+        let after = &rest[pos + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            out.push('$');
+            rest = tail;
+        } else if let Some(body) = after.strip_prefix('{') {
+            let Some(end) = body.find('}') else {
+                out.push_str(&rest[pos..]);
+                return out;
+            };
+            let expr = &body[..end];
+            out.push_str(&expand(expr, lookup));
+            rest = &body[end + 1..];
+        } else {
+            let len = after
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(after.len());
+            out.push_str(&lookup(&after[..len]).unwrap_or_default());
+            rest = &after[len..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+fn expand(expr: &str, lookup: &dyn Fn(&str) -> Option<String>) -> String {
+    if let Some((name, default)) = expr.split_once(":-") {
+        return lookup(name)
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| default.to_string());
+    }
+    if let Some((name, default)) = expr.split_once('-') {
+        return lookup(name).unwrap_or_else(|| default.to_string());
+    }
+    lookup(expr).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interpolation_forms() {
+        let lookup = |k: &str| match k {
+            "SET" => Some("x".to_string()),
+            "EMPTY" => Some(String::new()),
+            _ => None,
+        };
+        assert_eq!(interpolate("${SET:-d}", &lookup), "x");
+        assert_eq!(interpolate("${EMPTY:-d}", &lookup), "d");
+        assert_eq!(interpolate("${EMPTY-d}", &lookup), "");
+        assert_eq!(interpolate("${UNSET-d}", &lookup), "d");
+        assert_eq!(interpolate("a/$SET:1 $$x", &lookup), "a/x:1 $x");
+        assert_eq!(
+            interpolate("prom/prometheus:${TAG:-v2.53.2}", &lookup),
+            "prom/prometheus:v2.53.2"
+        );
+    }
+
+    #[test]
+    fn fallback_table_covers_the_environment() {
+        let root = std::env::temp_dir().join("xtask-catalog-empty-root");
+        let env: Environment = "dev+betanet".parse().unwrap();
+        let needed = needed(&env, &root).unwrap();
+        let vars: Vec<_> = needed.iter().filter_map(|n| n.var).collect();
+        assert_eq!(
+            vars,
+            [
+                "POSTGRES_IMAGE",
+                "PROMETHEUS_IMAGE",
+                "GRAFANA_IMAGE",
+                "LOKI_IMAGE",
+                "MIXNODE_IMAGE"
+            ]
+        );
+        let mixnode = needed
+            .iter()
+            .find(|n| n.var == Some("MIXNODE_IMAGE"))
+            .unwrap();
+        assert_eq!(mixnode.services.len(), 4);
+        assert_eq!(mixnode.source, Source::Project("mixnode"));
+    }
+
+    #[test]
+    fn later_overlay_wins_and_anchors_merge() {
+        let root = std::env::temp_dir().join(format!("xtask-catalog-{}", std::process::id()));
+        fs::create_dir_all(root.join("compose")).unwrap();
+        fs::write(
+            root.join("compose/base.yml"),
+            "services:\n  postgres:\n    image: ${POSTGRES_IMAGE:-postgres:15.8-alpine}\n",
+        )
+        .unwrap();
+        fs::write(
+            root.join("compose/betanet.yml"),
+            "x-mix: &mix\n  image: ${MIXNODE_IMAGE:-fog-compute/mixnode:0.1.0}\nservices:\n  mixnode-1:\n    <<: *mix\n  mixnode-2:\n    <<: *mix\n  postgres:\n    image: custom/pg:1\n",
+        )
+        .unwrap();
+        let env: Environment = "betanet".parse().unwrap();
+        let needed = needed(&env, &root).unwrap();
+        fs::remove_dir_all(&root).unwrap();
+        assert_eq!(needed[0].image, "custom/pg:1");
+        assert_eq!(needed[0].var, None);
+        assert_eq!(needed[1].image, "fog-compute/mixnode:0.1.0");
+        assert_eq!(needed[1].services, ["mixnode-1", "mixnode-2"]);
+    }
+}

@@ -1,0 +1,126 @@
+//! `images ls`: the images an environment needs (from its compose files'
+//! `image:` values, interpolated against `.env`), whether each is present in
+//! the engine, where it comes from, and its offline stand-in, as a table or
+//! as JSON for scripts.
+
+use anyhow::Result;
+use serde::Serialize;
+use xshell::Shell;
+
+use super::{catalog, docker, Format, Source, ALL_ENV};
+use crate::{environments::Environment, process::Runner, project_root};
+
+#[derive(clap::Args)]
+#[command(after_help = "Examples:
+  cargo xtask images ls
+  cargo xtask images ls --env dev+betanet --format json")]
+pub struct Args {
+    /// Environment whose images to list, e.g. dev+betanet.
+    #[arg(long, default_value = ALL_ENV)]
+    env: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    format: Format,
+}
+
+#[derive(Serialize)]
+struct Row {
+    variable: Option<&'static str>,
+    image: String,
+    services: Vec<String>,
+    present: bool,
+    source: &'static str,
+    offline_image: Option<String>,
+}
+
+pub fn run(sh: &Shell, runner: &Runner, args: Args) -> Result<()> {
+    let env: Environment = args.env.parse()?;
+    let rows: Vec<Row> = catalog::needed(&env, &project_root())?
+        .into_iter()
+        .map(|n| Row {
+            present: docker::image_exists(sh, runner, &n.image),
+            variable: n.var,
+            source: match n.source {
+                Source::Project(_) => "build",
+                Source::Upstream(Some(s)) if s.image() == n.image => "offline",
+                Source::Upstream(_) => "pull",
+            },
+            offline_image: match n.source {
+                Source::Upstream(Some(s)) => Some(s.image()),
+                _ => None,
+            },
+            image: n.image,
+            services: n.services,
+        })
+        .collect();
+    match args.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+        Format::Table => print!("{}", table(&rows)),
+    }
+    Ok(())
+}
+
+fn table(rows: &[Row]) -> String {
+    let header = [
+        "VARIABLE", "IMAGE", "PRESENT", "SOURCE", "OFFLINE", "SERVICES",
+    ];
+    let cells: Vec<[String; 6]> = rows
+        .iter()
+        .map(|r| {
+            [
+                r.variable.unwrap_or("-").to_string(),
+                r.image.clone(),
+                if r.present { "yes" } else { "no" }.to_string(),
+                r.source.to_string(),
+                r.offline_image.clone().unwrap_or_else(|| "-".into()),
+                r.services.join(","),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &cells {
+        for (w, c) in widths.iter_mut().zip(row) {
+            *w = (*w).max(c.len());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |row: &[String]| {
+        let parts: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        out.push_str(parts.join("  ").trim_end());
+        out.push('\n');
+    };
+    line(&header.map(String::from));
+    for row in &cells {
+        line(row);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_aligns_columns() {
+        let rows = [Row {
+            variable: Some("POSTGRES_IMAGE"),
+            image: "postgres:15.8-alpine".into(),
+            services: vec!["postgres".into()],
+            present: false,
+            source: "pull",
+            offline_image: Some("fog-offline/postgres:15-bookworm".into()),
+        }];
+        let text = table(&rows);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(
+            lines[0].find("IMAGE"),
+            lines[1].find("postgres:15.8-alpine")
+        );
+        assert!(lines[1].contains(" no "), "{text}");
+    }
+}

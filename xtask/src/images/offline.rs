@@ -1,0 +1,427 @@
+//! `images offline`: third-party services for hosts that cannot pull. One
+//! Debian bookworm rootfs (`debootstrap --variant=minbase`) with PostgreSQL 15,
+//! Prometheus, Alertmanager, node-exporter and wget is built once and cached
+//! under `target/offline-rootfs/<hash of the package list>/`, trimmed (docs,
+//! man pages, locales, apt lists, the LLVM JIT, the default cluster), imported
+//! once as `fog-offline/base:bookworm-<hash>`, and each service image is a
+//! small `docker build` from `docker/offline/<service>/` on top of it. Service
+//! images carry the inputs hash label, so a second run builds nothing.
+
+use std::{
+    fs,
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::Instant,
+};
+
+use anyhow::{bail, Context, Result};
+use sha2::{Digest, Sha256};
+use xshell::Shell;
+
+use super::{
+    build::{hash_tree, hex, INPUTS_LABEL},
+    catalog::{OfflineService, OFFLINE_SERVICES},
+    docker, envfile, unavailable_services, Environment,
+};
+use crate::{process::Runner, project_root};
+
+pub const SUITE: &str = "bookworm";
+pub const MIRROR: &str = "http://deb.debian.org/debian";
+/// Packages of the shared rootfs (debootstrap `--include`).
+pub const PACKAGES: &[&str] = &[
+    "postgresql-15",
+    "prometheus",
+    "prometheus-alertmanager",
+    "prometheus-node-exporter",
+    "wget",
+    "ca-certificates",
+];
+/// Paths removed from the rootfs before import: documentation, locales, apt
+/// caches, the LLVM JIT (PostgreSQL runs without it), the package's default
+/// cluster (the entrypoint makes its own), and time-zone data for the UI.
+const TRIM: &[&str] = &[
+    "usr/share/doc",
+    "usr/share/man",
+    "usr/share/info",
+    "usr/share/locale",
+    "usr/share/i18n",
+    "usr/share/lintian",
+    "var/cache/apt",
+    "var/lib/apt/lists",
+    "var/lib/postgresql/15",
+    "etc/postgresql/15/main",
+    "usr/lib/postgresql/15/lib/bitcode",
+    "usr/lib/postgresql/15/lib/llvmjit.so",
+    "usr/lib/postgresql/15/lib/llvmjit_types.bc",
+    "usr/lib/x86_64-linux-gnu/libLLVM-14.so.1",
+    "usr/lib/x86_64-linux-gnu/libz3.so.4",
+    "usr/share/javascript/moment-timezone/data",
+];
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Build only these services (postgres, prometheus, alertmanager, node-exporter).
+    #[arg(long, value_name = "SERVICE")]
+    only: Vec<String>,
+    /// Rebuild the service images even when their inputs are unchanged.
+    #[arg(long)]
+    force: bool,
+    /// Do not point the env file's image variables at the offline images.
+    #[arg(long)]
+    no_env: bool,
+    /// Hide progress bars.
+    #[arg(long)]
+    quiet: bool,
+}
+
+pub fn run(sh: &Shell, runner: &Runner, args: Args) -> Result<()> {
+    let mut wanted: Vec<&'static OfflineService> = Vec::new();
+    for name in &args.only {
+        match OFFLINE_SERVICES.iter().find(|s| s.name == name) {
+            Some(s) => wanted.push(s),
+            None => crate::usage_bail!(
+                "--only {name}: no offline image for `{name}`; offline images exist for: {}",
+                OFFLINE_SERVICES
+                    .iter()
+                    .map(|s| s.name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
+    if wanted.is_empty() {
+        wanted = OFFLINE_SERVICES.iter().collect();
+    }
+    let built = build_services(sh, runner, &wanted, args.force, !args.quiet)?;
+    if !runner.dry_run {
+        println!("{:<42} {:>9} {:>8}", "IMAGE", "SIZE", "BUILD");
+        for (image, seconds) in &built {
+            let size = docker::image_size(sh, runner, image)
+                .map_or("?".into(), |b| format!("{} MB", b / 1_000_000));
+            let how = seconds.map_or("cached".into(), |s| format!("{s:.1}s"));
+            println!("{image:<42} {size:>9} {how:>8}");
+        }
+    }
+    if !args.no_env {
+        let updates: Vec<(String, String)> = super::IMAGE_VARS
+            .iter()
+            .filter_map(|v| match v.source {
+                super::Source::Upstream(Some(s)) if wanted.contains(&s) => {
+                    Some((v.var.to_string(), s.image()))
+                }
+                _ => None,
+            })
+            .collect();
+        point_env_at(runner, &project_root(), &updates)?;
+    }
+    let all: Environment = super::ALL_ENV.parse().expect("valid environment");
+    eprintln!(
+        "warning: no offline image for {} (Debian has no package): offline environments start without them",
+        unavailable_services(&all).join(", ")
+    );
+    Ok(())
+}
+
+/// Build the offline images for `services`; returns each image with its
+/// build time in seconds (`None` when it was up to date).
+pub fn build_services(
+    sh: &Shell,
+    runner: &Runner,
+    services: &[&'static OfflineService],
+    force: bool,
+    progress: bool,
+) -> Result<Vec<(String, Option<f64>)>> {
+    let base = ensure_base(sh, runner, progress)?;
+    let mut out = Vec::new();
+    for service in services {
+        let image = service.image();
+        let context = project_root().join("docker/offline").join(service.name);
+        let hash = hash_tree(&context, &base)?;
+        let current = docker::image_labels(sh, runner, &image);
+        if !force && current.as_ref().and_then(|l| l.get(INPUTS_LABEL)) == Some(&hash) {
+            out.push((image, None));
+            continue;
+        }
+        let started = Instant::now();
+        let bar = docker::bar(progress, None, format!("docker build {image}"));
+        let args = [
+            "build".to_string(),
+            "--quiet".into(),
+            "--build-arg".into(),
+            format!("BASE={base}"),
+            "--label".into(),
+            format!("{INPUTS_LABEL}={hash}"),
+            "--label".into(),
+            format!("org.opencontainers.image.version={}", service.tag),
+            "-t".into(),
+            image.clone(),
+            context.display().to_string(),
+        ];
+        let result = docker::run_quiet(runner, &args);
+        bar.finish_and_clear();
+        result?;
+        out.push((image, Some(started.elapsed().as_secs_f64())));
+    }
+    Ok(out)
+}
+
+/// Point the env file's image variables at offline images (atomic rewrite).
+pub fn point_env_at(runner: &Runner, root: &Path, updates: &[(String, String)]) -> Result<()> {
+    if updates.is_empty() {
+        return Ok(());
+    }
+    let path = envfile::locate(root);
+    if runner.dry_run {
+        for (k, v) in updates {
+            println!("# set {k}={v} in {}", path.display());
+        }
+        return Ok(());
+    }
+    envfile::set_vars(&path, &root.join(".env.example"), updates)?;
+    eprintln!(
+        "{}: {}",
+        path.display(),
+        updates
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    Ok(())
+}
+
+/// The key of the rootfs cache: a hash of everything that shapes the rootfs.
+pub fn rootfs_key() -> String {
+    let mut hasher = Sha256::new();
+    for part in [SUITE, MIRROR].iter().chain(PACKAGES).chain(TRIM) {
+        hasher.update(part.as_bytes());
+        hasher.update([0]);
+    }
+    hex(&hasher.finalize())[..12].to_string()
+}
+
+/// The base image, imported from the cached rootfs when it is not in the engine.
+fn ensure_base(sh: &Shell, runner: &Runner, progress: bool) -> Result<String> {
+    let key = rootfs_key();
+    let base = format!("fog-offline/base:{SUITE}-{key}");
+    if docker::image_exists(sh, runner, &base) {
+        return Ok(base);
+    }
+    let rootfs = ensure_rootfs(runner, &key, progress)?;
+    let size = tree_size(&rootfs);
+    let started = Instant::now();
+    let bar = docker::bar(progress, Some(size), format!("docker import {base}"));
+    let mut tar = Command::new("tar");
+    tar.args(["--numeric-owner", "-C"])
+        .arg(&rootfs)
+        .args(["-c", "."]);
+    let mut import = Command::new("docker");
+    import.args([
+        "import",
+        "--change",
+        "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8",
+        "--change",
+        "CMD [\"/bin/bash\"]",
+        "-",
+        &base,
+    ]);
+    let result = docker::pipe(runner, tar, import, &bar);
+    bar.finish_and_clear();
+    result?;
+    if !runner.dry_run {
+        eprintln!(
+            "imported {base} ({} MB) in {:.1}s",
+            size / 1_000_000,
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(base)
+}
+
+/// The trimmed rootfs, built by debootstrap on first use and cached by key.
+fn ensure_rootfs(runner: &Runner, key: &str, progress: bool) -> Result<PathBuf> {
+    let cache = project_root().join("target/offline-rootfs");
+    let done = cache.join(key);
+    if done.join("rootfs/etc/debian_version").is_file() {
+        return Ok(done.join("rootfs"));
+    }
+    let partial = cache.join(format!("{key}.partial-{}", std::process::id()));
+    let rootfs = partial.join("rootfs");
+    let include = format!("--include={}", PACKAGES.join(","));
+    let mut debootstrap = Command::new("debootstrap");
+    debootstrap
+        .args(["--variant=minbase", &include, SUITE])
+        .arg(&rootfs)
+        .arg(MIRROR);
+    let line = format!(
+        "debootstrap --variant=minbase {include} {SUITE} {} {MIRROR}",
+        rootfs.display()
+    );
+    if runner.dry_run {
+        println!("{line}");
+        return Ok(done.join("rootfs"));
+    }
+    if which("debootstrap").is_none() {
+        bail!("debootstrap is not installed: run `bash scripts/ci-setup.sh` (or `apt-get install debootstrap`)");
+    }
+    if partial.exists() {
+        fs::remove_dir_all(&partial).with_context(|| format!("removing {}", partial.display()))?;
+    }
+    fs::create_dir_all(&partial)?;
+    if runner.verbose {
+        eprintln!("+ {line}");
+    }
+    let started = Instant::now();
+    let bar = docker::bar(progress, None, "debootstrap".into());
+    let log_path = partial.join("debootstrap.log");
+    let mut child = debootstrap
+        .stdout(Stdio::piped())
+        .stderr(fs::File::create(&log_path)?)
+        .spawn()
+        .context("starting debootstrap")?;
+    let mut tail = Vec::new();
+    for line in BufReader::new(child.stdout.take().expect("piped")).lines() {
+        let line = line?;
+        bar.set_message(format!("debootstrap: {}", line.trim_start_matches("I: ")));
+        tail.push(line);
+    }
+    let status = child.wait()?;
+    bar.finish_and_clear();
+    if !status.success() {
+        let _ = fs::remove_dir_all(&rootfs); // keep only the log
+        let log = fs::read_to_string(&log_path).unwrap_or_default();
+        let last: Vec<&str> = tail
+            .iter()
+            .map(String::as_str)
+            .chain(log.lines())
+            .rev()
+            .take(8)
+            .collect();
+        bail!(
+            "`{line}` failed ({status}); last lines:\n{}\n(full log: {}; check that deb.debian.org is reachable)",
+            last.into_iter().rev().collect::<Vec<_>>().join("\n"),
+            log_path.display()
+        );
+    }
+    let debootstrap_secs = started.elapsed().as_secs_f64();
+    check_versions(&rootfs)?;
+    for path in TRIM {
+        let full = rootfs.join(path);
+        let removed = if full.is_dir() {
+            fs::remove_dir_all(&full)
+        } else {
+            fs::remove_file(&full)
+        };
+        if let Err(e) = removed {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                return Err(e).with_context(|| format!("trimming {}", full.display()));
+            }
+        }
+    }
+    if done.join("rootfs/etc/debian_version").is_file() {
+        // Another run finished the same rootfs first: keep theirs.
+        fs::remove_dir_all(&partial)?;
+    } else {
+        fs::rename(&partial, &done)
+            .with_context(|| format!("renaming {} to {}", partial.display(), done.display()))?;
+    }
+    eprintln!(
+        "debootstrap {SUITE} in {debootstrap_secs:.1}s; rootfs {} MB after trimming, cached in {}",
+        tree_size(&done.join("rootfs")) / 1_000_000,
+        done.display()
+    );
+    Ok(done.join("rootfs"))
+}
+
+/// Fail when Debian's package versions no longer match the pinned tags.
+fn check_versions(rootfs: &Path) -> Result<()> {
+    let status = fs::read_to_string(rootfs.join("var/lib/dpkg/status"))
+        .context("reading the rootfs's dpkg status")?;
+    for service in OFFLINE_SERVICES {
+        let version = package_version(&status, service.package)
+            .with_context(|| format!("package {} is not in the rootfs", service.package))?;
+        if !version.starts_with(service.version_prefix) {
+            bail!(
+                "Debian's {} is {version} but fog-offline/{}:{} pins {}*: update the tag in xtask/src/images/catalog.rs",
+                service.package,
+                service.name,
+                service.tag,
+                service.version_prefix
+            );
+        }
+    }
+    Ok(())
+}
+
+fn package_version(status: &str, package: &str) -> Option<String> {
+    status.split("\n\n").find_map(|stanza| {
+        let mut lines = stanza.lines();
+        lines.find(|l| *l == format!("Package: {package}"))?;
+        stanza
+            .lines()
+            .find_map(|l| l.strip_prefix("Version: ").map(str::to_string))
+    })
+}
+
+fn tree_size(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(meta) = entry.path().symlink_metadata() else {
+                continue;
+            };
+            if meta.is_dir() {
+                stack.push(entry.path());
+            } else {
+                total += meta.len();
+            }
+        }
+    }
+    total
+}
+
+fn which(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(program))
+            .find(|p| p.is_file())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn package_versions_come_from_dpkg_status() {
+        let status = "Package: wget\nStatus: install ok installed\nVersion: 1.21.3-1\n\nPackage: prometheus\nVersion: 2.42.0+ds-5+deb12u1\n";
+        assert_eq!(
+            package_version(status, "prometheus").as_deref(),
+            Some("2.42.0+ds-5+deb12u1")
+        );
+        assert_eq!(package_version(status, "wget").as_deref(), Some("1.21.3-1"));
+        assert_eq!(package_version(status, "postgresql-15"), None);
+    }
+
+    #[test]
+    fn rootfs_key_is_stable_and_short() {
+        assert_eq!(rootfs_key(), rootfs_key());
+        assert_eq!(rootfs_key().len(), 12);
+    }
+
+    #[test]
+    fn every_offline_service_has_a_build_context() {
+        for service in OFFLINE_SERVICES {
+            let dockerfile = project_root()
+                .join("docker/offline")
+                .join(service.name)
+                .join("Dockerfile");
+            assert!(dockerfile.is_file(), "{} is missing", dockerfile.display());
+        }
+    }
+}

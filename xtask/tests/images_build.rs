@@ -1,0 +1,179 @@
+//! E2E: `cargo xtask images build mixnode` against the real engine: the image
+//! carries the OCI labels, both tags, user 10001, the healthcheck and the
+//! entrypoint; /data is owned by 10001; a second build is skipped because the
+//! inputs hash matches; and glibc name resolution (getaddrinfo through
+//! /etc/nsswitch.conf and Docker's DNS) works inside the `FROM scratch` image
+//! on a user-defined network in 10.232.3.0/24. `fog-compute/mixnode` is meant
+//! to persist as a cache, so it is not removed.
+
+mod images_support;
+
+use std::{process::Command, sync::OnceLock};
+
+use images_support::*;
+
+const IMAGE: &str = "fog-compute/mixnode:0.1.0";
+
+fn inspect(format: &str) -> String {
+    docker(&["image", "inspect", "--format", format, IMAGE])
+}
+
+/// Build the image, then build again and require the second run to be
+/// skipped by the inputs hash. Once per test binary (the tests share it).
+fn build_twice() {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let dir = temp_dir("imgs-build");
+        let env_file = dir.join(".env");
+        let first = xtask(&["images", "build", "mixnode", "--quiet"], &env_file);
+        assert!(first.status.success(), "{}", text(&first));
+        let second = xtask(&["images", "build", "mixnode", "--quiet"], &env_file);
+        assert!(second.status.success(), "{}", text(&second));
+        let stdout = String::from_utf8_lossy(&second.stdout);
+        assert!(
+            stdout.contains(&format!("up to date: {IMAGE}")),
+            "second build was not skipped:\n{}",
+            text(&second)
+        );
+        eprintln!(
+            "first: {}second: {}",
+            String::from_utf8_lossy(&first.stdout),
+            stdout
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    });
+}
+
+#[test]
+fn mixnode_image_build_labels_user_healthcheck_and_cache() {
+    if !docker_or_skip("mixnode_image_build_labels_user_healthcheck_and_cache") {
+        return;
+    }
+    build_twice();
+    let mut guard = Cleanup::default();
+
+    assert_eq!(inspect("{{.Config.User}}"), "10001:10001");
+    assert_eq!(
+        inspect("{{json .Config.Entrypoint}}"),
+        r#"["/usr/local/bin/mixnode"]"#
+    );
+    assert_eq!(
+        inspect("{{json .Config.Healthcheck.Test}}"),
+        r#"["CMD","/usr/local/bin/mixnode","healthcheck"]"#
+    );
+    let label = |name: &str| inspect(&format!("{{{{index .Config.Labels \"{name}\"}}}}"));
+    assert_eq!(label("org.opencontainers.image.version"), "0.1.0");
+    let head = String::from_utf8(
+        Command::new("git")
+            .args(["rev-parse", "HEAD"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let revision = label("org.opencontainers.image.revision");
+    assert_eq!(revision.len(), 40, "{revision}");
+    assert!(label("org.opencontainers.image.source").starts_with("https://"));
+    assert!(label("org.opencontainers.image.created").starts_with("20"));
+    let inputs = label("dev.fog-compute.inputs-sha256");
+    assert!(
+        inputs.len() == 64 && inputs.chars().all(|c| c.is_ascii_hexdigit()),
+        "{inputs}"
+    );
+    // The image built or confirmed from this checkout is also tagged with its short sha.
+    let sha_tag = format!("fog-compute/mixnode:{}", &head.trim()[..7]);
+    assert_eq!(
+        docker(&["image", "inspect", "--format", "{{.Id}}", &sha_tag]),
+        inspect("{{.Id}}"),
+        "{sha_tag} is not the same image"
+    );
+
+    // /data and /config belong to 10001; the binaries and libraries are there.
+    let container = unique("imgs-mix-fs");
+    guard.containers.push(container.clone());
+    docker(&["create", "--name", &container, IMAGE]);
+    for (path, owner) in [("/data", "10001/10001"), ("/config", "10001/10001")] {
+        let listing = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "docker cp {container}:{path} - | tar -tvf - --numeric-owner | head -1"
+            ))
+            .output()
+            .unwrap();
+        let listing = String::from_utf8_lossy(&listing.stdout);
+        assert!(listing.contains(owner), "{path} owner: {listing}");
+    }
+    let files = Command::new("sh")
+        .arg("-c")
+        .arg(format!("docker export {container} | tar -tf -"))
+        .output()
+        .unwrap();
+    let files = String::from_utf8_lossy(&files.stdout);
+    for needed in [
+        "usr/local/bin/mixnode",
+        "usr/local/bin/loadgen",
+        "lib64/ld-linux-x86-64.so.2",
+        "etc/nsswitch.conf",
+        "etc/passwd",
+    ] {
+        assert!(
+            files.lines().any(|l| l == needed),
+            "{needed} missing from the image:\n{files}"
+        );
+    }
+    assert!(
+        files.lines().any(|l| l.ends_with("/libc.so.6")),
+        "libc missing:\n{files}"
+    );
+}
+
+#[test]
+fn mixnode_image_resolves_container_names() {
+    if !docker_or_skip("mixnode_image_resolves_container_names") {
+        return;
+    }
+    build_twice();
+    let mut guard = Cleanup::default();
+    let network = unique("imgs-dns-net");
+    docker(&["network", "create", "--subnet", "10.232.3.0/24", &network]);
+    guard.networks.push(network.clone());
+    // Host getent needs only libc, which the image ships: it exercises the
+    // image's loader, libc, nsswitch.conf and Docker's embedded DNS.
+    let alias = unique("fogpeer");
+    let container = unique("imgs-dns");
+    guard.containers.push(container.clone());
+    let out = docker(&[
+        "run",
+        "--name",
+        &container,
+        "--network",
+        &network,
+        "--network-alias",
+        &alias,
+        "-v",
+        "/usr/bin/getent:/usr/local/bin/getent:ro",
+        "--entrypoint",
+        "/usr/local/bin/getent",
+        IMAGE,
+        "ahosts",
+        &alias,
+    ]);
+    assert!(
+        out.lines().any(|l| l.starts_with("10.232.3.")),
+        "getent ahosts {alias}: {out}"
+    );
+    let user = docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-v",
+        "/usr/bin/getent:/usr/local/bin/getent:ro",
+        "--entrypoint",
+        "/usr/local/bin/getent",
+        IMAGE,
+        "passwd",
+        "10001",
+    ]);
+    assert!(user.starts_with("fog:x:10001:10001"), "{user}");
+}

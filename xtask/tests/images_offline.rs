@@ -1,0 +1,397 @@
+//! E2E: `cargo xtask images offline` against the real engine. Builds (or
+//! reuses) the Debian-based offline images, checks the env file update, runs
+//! the Postgres image on its own network in 10.232.0.0/16 with a port in
+//! 16000-16999 on 127.0.0.1, and connects with psql from the host using
+//! POSTGRES_USER/PASSWORD/DB and POSTGRES_PASSWORD_FILE.
+
+mod images_support;
+
+use std::{os::unix::fs::PermissionsExt, process::Command, sync::OnceLock, time::Duration};
+
+use images_support::*;
+
+const POSTGRES: &str = "fog-offline/postgres:15-bookworm";
+
+/// Build the offline images once per test binary; returns the env file text.
+fn offline_images() -> &'static String {
+    static BUILT: OnceLock<String> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let dir = temp_dir("imgs-env");
+        let env_file = dir.join(".env");
+        std::fs::write(
+            &env_file,
+            "# test env\nPOSTGRES_IMAGE=postgres:15.8-alpine\nPOSTGRES_USER=fog\n",
+        )
+        .unwrap();
+        let out = xtask(&["images", "offline", "--quiet"], &env_file);
+        assert!(
+            out.status.success(),
+            "images offline failed:\n{}",
+            text(&out)
+        );
+        let mode = std::fs::metadata(&env_file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "env file mode after update");
+        let again = xtask(&["images", "offline", "--quiet", "--no-env"], &env_file);
+        assert!(again.status.success(), "{}", text(&again));
+        let stdout = String::from_utf8_lossy(&again.stdout);
+        assert_eq!(
+            stdout.matches("cached").count(),
+            4,
+            "second run rebuilt something:\n{}",
+            text(&again)
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("grafana, loki, cadvisor"),
+            "no warning about services without offline images:\n{}",
+            text(&out)
+        );
+        let env_text = std::fs::read_to_string(&env_file).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        env_text
+    })
+}
+
+#[test]
+fn offline_run_points_env_at_offline_images() {
+    if !docker_or_skip("offline_run_points_env_at_offline_images") {
+        return;
+    }
+    let env = offline_images();
+    assert!(
+        env.starts_with(
+            "# test env\nPOSTGRES_IMAGE=fog-offline/postgres:15-bookworm\nPOSTGRES_USER=fog\n"
+        ),
+        "{env}"
+    );
+    for line in [
+        "PROMETHEUS_IMAGE=fog-offline/prometheus:2.42-bookworm",
+        "ALERTMANAGER_IMAGE=fog-offline/alertmanager:0.25-bookworm",
+        "NODE_EXPORTER_IMAGE=fog-offline/node-exporter:1.5-bookworm",
+    ] {
+        assert!(
+            env.lines().any(|l| l == line),
+            "missing `{line}` in:\n{env}"
+        );
+    }
+    assert!(!env.contains("GRAFANA_IMAGE=fog-offline"), "{env}");
+}
+
+/// Start the offline Postgres image; returns the container name.
+fn start_postgres(guard: &mut Cleanup, subnet: &str, port: u16, extra: &[&str]) -> String {
+    let network = unique("imgs-pg-net");
+    docker(&["network", "create", "--subnet", subnet, &network]);
+    guard.networks.push(network.clone());
+    let name = unique("imgs-pg");
+    let volume = format!("{name}-data");
+    guard.containers.push(name.clone());
+    guard.volumes.push(volume.clone());
+    let publish = format!("127.0.0.1:{port}:5432");
+    let mount = format!("{volume}:/var/lib/postgresql/data");
+    let mut args = vec![
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--network",
+        &network,
+        "-p",
+        &publish,
+        "-v",
+        &mount,
+        "-e",
+        "POSTGRES_USER=fog_user",
+        "-e",
+        "POSTGRES_DB=fog_db",
+        "--health-cmd",
+        "pg_isready -U $POSTGRES_USER -d $POSTGRES_DB",
+        "--health-interval",
+        "1s",
+        "--health-retries",
+        "60",
+    ];
+    args.extend_from_slice(extra);
+    args.push(POSTGRES);
+    docker(&args);
+    wait_healthy(&name, Duration::from_secs(90));
+    name
+}
+
+fn psql(port: u16, password: &str, sql: &str) -> std::process::Output {
+    Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-U",
+            "fog_user",
+            "-d",
+            "fog_db",
+            "-Atc",
+            sql,
+        ])
+        .env("PGPASSWORD", password)
+        .env("PGCONNECT_TIMEOUT", "5")
+        .output()
+        .expect("running psql (install postgresql-client: scripts/ci-setup.sh)")
+}
+
+/// psql may race the server's switch from the init phase; retry briefly.
+fn query(port: u16, password: &str, sql: &str) -> String {
+    let mut last = None;
+    for _ in 0..20 {
+        let out = psql(port, password, sql);
+        if out.status.success() {
+            return String::from_utf8_lossy(&out.stdout).trim().to_string();
+        }
+        last = Some(out);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    panic!(
+        "psql failed: {}",
+        String::from_utf8_lossy(&last.unwrap().stderr)
+    );
+}
+
+#[test]
+fn offline_postgres_initialises_and_accepts_password() {
+    if !docker_or_skip("offline_postgres_initialises_and_accepts_password") {
+        return;
+    }
+    offline_images();
+    let mut guard = Cleanup::default();
+    let name = start_postgres(
+        &mut guard,
+        "10.232.1.0/24",
+        16001,
+        &["-e", "POSTGRES_PASSWORD=pw with spaces'\""],
+    );
+    let row = query(16001, "pw with spaces'\"", "select current_user || ' ' || current_database() || ' ' || current_setting('server_version_num')");
+    assert!(row.starts_with("fog_user fog_db 15"), "{row}");
+    let wrong = psql(16001, "wrong", "select 1");
+    assert!(!wrong.status.success(), "a wrong password was accepted");
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("password authentication failed"));
+    // The server runs as the postgres user, not root.
+    let status = docker(&["exec", &name, "cat", "/proc/1/status"]);
+    let uid = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    assert!(
+        !uid.split_whitespace().nth(1).unwrap().eq("0"),
+        "postgres runs as root: {uid}"
+    );
+    assert_eq!(
+        docker(&["exec", &name, "id", "-un"]),
+        "root",
+        "docker exec default user"
+    );
+    let user = docker(&[
+        "exec",
+        &name,
+        "sh",
+        "-c",
+        "ps -o user= -p 1 2>/dev/null || stat -c %U /proc/1",
+    ]);
+    assert_eq!(user, "postgres");
+}
+
+#[test]
+fn offline_postgres_reads_password_file() {
+    if !docker_or_skip("offline_postgres_reads_password_file") {
+        return;
+    }
+    offline_images();
+    let mut guard = Cleanup::default();
+    let dir = temp_dir("imgs-pg-secret");
+    guard.paths.push(dir.clone());
+    let secret = dir.join("postgres_password");
+    std::fs::write(&secret, "from-a-file\n").unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let mount = format!("{}:/run/secrets/postgres_password:ro", secret.display());
+    start_postgres(
+        &mut guard,
+        "10.232.2.0/24",
+        16002,
+        &[
+            "-v",
+            &mount,
+            "-e",
+            "POSTGRES_PASSWORD_FILE=/run/secrets/postgres_password",
+        ],
+    );
+    assert_eq!(query(16002, "from-a-file", "select 40 + 2"), "42");
+}
+
+#[test]
+fn offline_postgres_refuses_to_init_without_password() {
+    if !docker_or_skip("offline_postgres_refuses_to_init_without_password") {
+        return;
+    }
+    offline_images();
+    let mut guard = Cleanup::default();
+    let name = unique("imgs-pg-nopw");
+    guard.containers.push(name.clone());
+    let out = Command::new("docker")
+        .args(["run", "--name", &name, "--network", "none", POSTGRES])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("set POSTGRES_PASSWORD or POSTGRES_PASSWORD_FILE"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn offline_monitoring_images_serve_http() {
+    if !docker_or_skip("offline_monitoring_images_serve_http") {
+        return;
+    }
+    offline_images();
+    let mut guard = Cleanup::default();
+    let network = unique("imgs-mon-net");
+    docker(&["network", "create", "--subnet", "10.232.4.0/24", &network]);
+    guard.networks.push(network.clone());
+    for (image, port, path, expect) in [
+        (
+            "fog-offline/prometheus:2.42-bookworm",
+            9090,
+            "/-/healthy",
+            "Healthy",
+        ),
+        (
+            "fog-offline/alertmanager:0.25-bookworm",
+            9093,
+            "/-/healthy",
+            "OK",
+        ),
+        (
+            "fog-offline/node-exporter:1.5-bookworm",
+            9100,
+            "/metrics",
+            "node_exporter_build_info",
+        ),
+    ] {
+        let name = unique("imgs-mon");
+        guard.containers.push(name.clone());
+        let health = format!("wget -q -O /dev/null http://127.0.0.1:{port}{path}");
+        docker(&[
+            "run",
+            "-d",
+            "--name",
+            &name,
+            "--network",
+            &network,
+            "--health-cmd",
+            &health,
+            "--health-interval",
+            "1s",
+            "--health-retries",
+            "60",
+            image,
+        ]);
+        wait_healthy(&name, Duration::from_secs(60));
+        assert_eq!(
+            docker(&["inspect", "--format", "{{.Config.User}}", &name]),
+            "nobody",
+            "{image}"
+        );
+        let url = format!("http://127.0.0.1:{port}{path}");
+        let body = docker(&["exec", &name, "wget", "-q", "-O", "-", &url]);
+        assert!(body.contains(expect), "{image}: {url} gave {body:.200}");
+    }
+}
+
+/// `images ensure` is what bring-up runs: with upstream images missing and
+/// offline requested, it points the env file at the offline images and names
+/// the services that have none.
+#[test]
+fn ensure_switches_a_fresh_env_file_to_offline_images() {
+    if !docker_or_skip("ensure_switches_a_fresh_env_file_to_offline_images") {
+        return;
+    }
+    offline_images();
+    let dir = temp_dir("imgs-ensure");
+    let mut guard = Cleanup::default();
+    guard.paths.push(dir.clone());
+    let env_file = dir.join(".env");
+    std::fs::write(
+        &env_file,
+        "POSTGRES_IMAGE=postgres:15.8-alpine\nPOSTGRES_PASSWORD=keep-me\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args([
+            "images",
+            "ensure",
+            "--env",
+            "monitoring",
+            "--format",
+            "json",
+            "--quiet",
+        ])
+        .env("FOG_ENV_FILE", &env_file)
+        .env("FOG_OFFLINE", "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["offline"], true);
+    assert_eq!(
+        report["skipped_services"],
+        serde_json::json!(["grafana", "loki", "cadvisor"])
+    );
+    assert_eq!(
+        report["env_updates"].as_array().unwrap().len(),
+        4,
+        "{report}"
+    );
+    let env = std::fs::read_to_string(&env_file).unwrap();
+    assert!(
+        env.starts_with(
+            "POSTGRES_IMAGE=fog-offline/postgres:15-bookworm\nPOSTGRES_PASSWORD=keep-me\n"
+        ),
+        "{env}"
+    );
+    assert!(
+        env.contains("ALERTMANAGER_IMAGE=fog-offline/alertmanager:0.25-bookworm\n"),
+        "{env}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.matches("warning:").count(),
+        1,
+        "one warning expected:\n{stderr}"
+    );
+
+    // Without FOG_OFFLINE the pull probe decides: here nothing can be pulled,
+    // so the result is the same; where pulls work, the images must be present.
+    let again = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args([
+            "images",
+            "ensure",
+            "--env",
+            "monitoring",
+            "--format",
+            "json",
+            "--quiet",
+        ])
+        .env("FOG_ENV_FILE", &env_file)
+        .env_remove("FOG_OFFLINE")
+        .output()
+        .unwrap();
+    assert!(again.status.success(), "{}", text(&again));
+    let report: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    if report["offline"] == true {
+        assert_eq!(
+            report["skipped_services"],
+            serde_json::json!(["grafana", "loki", "cadvisor"])
+        );
+    } else {
+        for image in ["grafana/grafana:11.2.0", "grafana/loki:2.9.10"] {
+            assert!(
+                docker_ok(&["image", "inspect", image]),
+                "{image} neither pulled nor skipped"
+            );
+        }
+    }
+}
