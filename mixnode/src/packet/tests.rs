@@ -363,6 +363,24 @@ fn keys_round_trip_and_print_as_hex() {
         .chars()
         .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)));
     assert_eq!(hex.parse::<PublicKey>().unwrap(), key.public_key());
+    assert_eq!(
+        hex.to_uppercase().parse::<PublicKey>().unwrap(),
+        key.public_key()
+    );
+    // Any 32 bytes are a usable secret (X25519 clamps), even all zeros or ones.
+    for bytes in [[0u8; 32], [0xff; 32]] {
+        let edge = SecretKey::from_bytes(bytes);
+        let mut net = network(1);
+        net.route[0].public_key = edge.public_key();
+        let packet = build_packet(&net.route, b"edge").unwrap();
+        let action = unwrap_packet(&edge, &packet).unwrap().action;
+        assert_eq!(
+            action,
+            Action::Final {
+                payload: b"edge".to_vec()
+            }
+        );
+    }
     assert!("abc".parse::<PublicKey>().is_err());
     assert!("zz".repeat(32).parse::<PublicKey>().is_err());
     assert!(format!("{key:?}").contains(&hex));
