@@ -278,12 +278,14 @@ fn stage(context: &Path, dockerfile: &Path, release: &Path, bins: &[&str]) -> Re
     let mut libs = Vec::new();
     for bin in bins {
         let path = release.join(bin);
-        fs::copy(&path, rootfs.join("usr/local/bin").join(bin)).with_context(|| {
+        let staged = rootfs.join("usr/local/bin").join(bin);
+        fs::copy(&path, &staged).with_context(|| {
             format!(
                 "copying {} (did the release build make it?)",
                 path.display()
             )
         })?;
+        strip_debug_info(&staged);
         for lib in shared_libraries(&path)? {
             if !libs.contains(&lib) {
                 libs.push(lib);
@@ -309,6 +311,19 @@ fn stage(context: &Path, dockerfile: &Path, release: &Path, bins: &[&str]) -> Re
         "passwd: files\ngroup: files\nhosts: files dns\n",
     )?;
     Ok(())
+}
+
+/// Drop debug info from a staged binary (the release profile keeps it for
+/// profiling; the image does not need it). Without binutils' `strip` the
+/// binary is shipped as it is.
+fn strip_debug_info(binary: &Path) {
+    let stripped = std::process::Command::new("strip")
+        .arg("--strip-debug")
+        .arg(binary)
+        .status();
+    if !stripped.is_ok_and(|s| s.success()) {
+        eprintln!("note: could not strip debug info from {} (is binutils installed?); the image will be larger", binary.display());
+    }
 }
 
 /// The shared libraries `ldd` says `binary` loads, including the dynamic
