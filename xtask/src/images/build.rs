@@ -193,7 +193,35 @@ pub fn ensure(
     }
     let spec = BuildSpec::new(&image, &repo, &short, package, &revision, &hash, &context);
     docker_build(runner, &spec, progress)?;
+    remove_stale_sha_tags(sh, runner, &repo, &image)?;
     Ok(Outcome { image, built: true })
+}
+
+/// Untag `<repo>:<short sha>` tags this command made for earlier builds,
+/// which would otherwise keep every old image alive. Version tags stay.
+fn remove_stale_sha_tags(sh: &Shell, runner: &Runner, repo: &str, current: &str) -> Result<()> {
+    let format = "{{.Tag}} {{.ID}}";
+    let listing = runner.read(cmd!(sh, "docker images {repo} --format {format}"))?;
+    let id_of = |tag: &str| {
+        listing
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{tag} ")))
+    };
+    let current_tag = current.rsplit(':').next().unwrap_or_default();
+    let Some(current_id) = id_of(current_tag).map(str::to_string) else {
+        return Ok(());
+    };
+    for line in listing.lines() {
+        let Some((tag, id)) = line.split_once(' ') else {
+            continue;
+        };
+        let is_sha = tag.len() == 7 && tag.chars().all(|c| c.is_ascii_hexdigit());
+        if is_sha && id != current_id {
+            let stale = format!("{repo}:{tag}");
+            runner.run(cmd!(sh, "docker rmi {stale}"))?;
+        }
+    }
+    Ok(())
 }
 
 /// Deletes a staging directory when the build is done or failed.
