@@ -218,7 +218,12 @@ fn remove_stale_sha_tags(sh: &Shell, runner: &Runner, repo: &str, current: &str)
         let is_sha = tag.len() == 7 && tag.chars().all(|c| c.is_ascii_hexdigit());
         if is_sha && id != current_id {
             let stale = format!("{repo}:{tag}");
-            runner.run(cmd!(sh, "docker rmi {stale}"))?;
+            // Best effort: an image a container still uses keeps its tag.
+            if runner.dry_run {
+                println!("docker rmi {stale}");
+            } else if runner.probe(cmd!(sh, "docker rmi {stale}")).is_none() {
+                eprintln!("note: kept {stale}: a container still uses it");
+            }
         }
     }
     Ok(())
