@@ -1,11 +1,156 @@
-//! `cargo xtask config`: placeholder until the compose-model work lands.
+//! `cargo xtask config`: print the merged, interpolated compose model of an
+//! environment (or of explicit `-f` files) as a compose file that Compose
+//! accepts, like `docker compose config`; `--services` lists service names.
+//! Also home of [`SourceArgs`], the `--env ENV | -f FILE...` selection that
+//! `check` shares, and of how each selection finds its variables.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
 use xshell::Shell;
 
+use crate::compose::{EnvSource, Project};
+use crate::environments::Environment;
+use crate::usage_bail;
+
+/// Which compose files to read.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct SourceArgs {
+    /// A named environment, e.g. `dev` or `dev+betanet+monitoring`.
+    #[arg(long, value_name = "ENV", conflicts_with = "file")]
+    pub env: Option<String>,
+    /// Compose files to merge in order, instead of a named environment.
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: Vec<PathBuf>,
+    /// Read variables from this file instead of `.env` (the process
+    /// environment still wins, as in Compose).
+    #[arg(long, value_name = "FILE")]
+    pub env_file: Option<PathBuf>,
+}
+
+/// One set of files to load, with the variables to interpolate them with.
+#[derive(Debug, Clone)]
+pub struct Selection {
+    /// The environment name, or the files joined by `+`.
+    pub label: String,
+    /// Files to merge, in order (absolute for named environments).
+    pub files: Vec<PathBuf>,
+    /// Set for the repository's named environments.
+    pub environment: Option<Environment>,
+    pub env: EnvSource,
+}
+
+impl Selection {
+    /// A named environment: files under the repo's `compose/`, variables from
+    /// the process environment, then `.env` (or `.env.example`).
+    pub fn named(environment: Environment, env: &EnvSource) -> Selection {
+        let root = crate::project_root();
+        Selection {
+            label: environment.to_string(),
+            files: environment.files().iter().map(|f| root.join(f)).collect(),
+            environment: Some(environment),
+            env: env.clone(),
+        }
+    }
+
+    /// Explicit files; variables from the process environment, then the `.env`
+    /// beside the first file. A missing file is a usage error.
+    pub fn files(files: &[PathBuf], env_file: Option<&Path>) -> Result<Selection> {
+        for f in files {
+            if !f.is_file() {
+                usage_bail!(
+                    "compose file `{}` does not exist; pass an existing file to -f",
+                    f.display()
+                );
+            }
+        }
+        let env = match env_file {
+            Some(path) => EnvSource::with_process_env(Some(path))?,
+            None => {
+                let dot_env = files[0].parent().map(|d| d.join(".env"));
+                EnvSource::with_process_env(dot_env.as_deref().filter(|p| p.is_file()))?
+            }
+        };
+        Ok(Selection {
+            label: files
+                .iter()
+                .map(|f| f.display().to_string())
+                .collect::<Vec<_>>()
+                .join(" + "),
+            files: files.to_vec(),
+            environment: None,
+            env,
+        })
+    }
+
+    pub fn load(&self) -> Result<Project, crate::compose::LoadError> {
+        Project::load(&self.files, &self.env)
+    }
+}
+
+impl SourceArgs {
+    /// The selections these flags name; with neither flag, `default` environments.
+    pub fn selections(&self, default: &[&str]) -> Result<Vec<Selection>> {
+        if let Some(path) = &self.env_file {
+            if !path.is_file() {
+                usage_bail!(
+                    "env file `{}` does not exist; pass an existing file to --env-file",
+                    path.display()
+                );
+            }
+        }
+        if !self.file.is_empty() {
+            return Ok(vec![Selection::files(
+                &self.file,
+                self.env_file.as_deref(),
+            )?]);
+        }
+        let env = match &self.env_file {
+            Some(path) => EnvSource::with_process_env(Some(path))?,
+            None => EnvSource::for_repo(&crate::project_root())?,
+        };
+        let names: Vec<&str> = match &self.env {
+            Some(name) => vec![name.as_str()],
+            None => default.to_vec(),
+        };
+        names
+            .into_iter()
+            .map(|n| {
+                let environment: Environment = n.parse().map_err(anyhow::Error::from)?;
+                Ok(Selection::named(environment, &env))
+            })
+            .collect()
+    }
+}
+
+/// Print the merged model for one environment or set of files.
+///
+/// Examples:
+///   cargo xtask config                      # the dev environment (the default)
+///   cargo xtask config --env prod+betanet
+///   cargo xtask config -f a.yml -f b.yml --services
+///   cargo xtask config --env dev --env-file .env.example
 #[derive(clap::Args)]
-pub struct Cmd {}
+#[command(verbatim_doc_comment)]
+pub struct Cmd {
+    #[command(flatten)]
+    source: SourceArgs,
+    /// Print only the service names, one per line.
+    #[arg(long)]
+    services: bool,
+}
 
 impl Cmd {
-    pub fn run(self, _sh: &Shell, _global: &crate::Global) -> anyhow::Result<()> {
-        anyhow::bail!("`cargo xtask config` is not implemented yet")
+    pub fn run(self, _sh: &Shell, _global: &crate::Global) -> Result<()> {
+        let selection = self.source.selections(&["dev"])?.remove(0);
+        let project = selection.load()?;
+        if self.services {
+            for name in project.service_names() {
+                println!("{name}");
+            }
+        } else {
+            print!("{}", project.to_yaml());
+        }
+        Ok(())
     }
 }

@@ -9,6 +9,7 @@ mod bench;
 mod betanet;
 mod check;
 mod ci;
+mod compose;
 mod config;
 mod dev;
 mod down;

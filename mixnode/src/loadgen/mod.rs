@@ -1,0 +1,399 @@
+//! `loadgen`: reads each node's `/status` (in route order), becomes the
+//! packets' destination (a TCP listener speaking the same framing that
+//! unwraps the final layer), builds every packet before sending (generation
+//! time is reported apart), sends them to the entry node over one TCP
+//! connection, optionally paced, and reports sent, delivered, lost,
+//! throughput and end-to-end latency percentiles. Each payload carries the
+//! run id and the packet's sequence number; the send instant of every
+//! sequence number is recorded as it leaves, so latency is measured from the
+//! moment a packet is written, not from when it was built.
+
+pub mod args;
+mod report;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::packet::{
+    build_packet, unwrap_packet, Action, PublicKey, RouteHop, SecretKey, PACKET_LEN,
+};
+pub use args::{parse, Args, UsageError, HELP};
+pub use report::Report;
+
+const MAGIC: &[u8; 4] = b"LGEN";
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadgenError {
+    #[error("cannot read {url}/status: {detail}")]
+    Status { url: String, detail: String },
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot build packets: {0}")]
+    Build(String),
+    #[error("cannot send to the entry node at {addr}: {source}")]
+    Send {
+        addr: String,
+        source: std::io::Error,
+    },
+}
+
+/// One node as its `/status` describes it.
+#[derive(Clone, Debug)]
+pub struct NodeInfo {
+    pub mix_address: String,
+    pub public_key: PublicKey,
+}
+
+/// Reads `url/status` and returns the node's mix address and public key.
+pub fn fetch_node(url: &str) -> Result<NodeInfo, LoadgenError> {
+    let fail = |detail: String| LoadgenError::Status {
+        url: url.to_string(),
+        detail,
+    };
+    let (status, body) = crate::http::get(&format!("{url}/status"), Duration::from_secs(5))
+        .map_err(|e| fail(e.to_string()))?;
+    if status != 200 {
+        return Err(fail(format!("HTTP {status}")));
+    }
+    let json: serde_json::Value = serde_json::from_str(&body).map_err(|e| fail(e.to_string()))?;
+    let field = |name: &str| {
+        json.get(name)
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+            .ok_or_else(|| fail(format!("no `{name}` in the JSON")))
+    };
+    let public_key = field("public_key")?
+        .parse()
+        .map_err(|_| fail("`public_key` is not a hex key".into()))?;
+    Ok(NodeInfo {
+        mix_address: field("mix_address")?,
+        public_key,
+    })
+}
+
+/// A small xorshift generator for exponential delays (not for secrets).
+struct Xorshift(u64);
+
+impl Xorshift {
+    fn next_f64(&mut self) -> f64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+    fn exponential(&mut self, mean: Duration) -> Duration {
+        if mean.is_zero() {
+            return Duration::ZERO;
+        }
+        Duration::from_secs_f64(-mean.as_secs_f64() * (1.0 - self.next_f64()).ln())
+    }
+}
+
+/// Builds `count` packets along `nodes` to `destination`, on every core.
+pub fn build_packets(
+    nodes: &[NodeInfo],
+    destination: &RouteHop,
+    count: usize,
+    run_id: u64,
+    mean_delay: Duration,
+) -> Result<Vec<Vec<u8>>, LoadgenError> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(count.max(1));
+    let per_thread = count.div_ceil(threads);
+    let results: Vec<Result<Vec<Vec<u8>>, String>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                scope.spawn(move || {
+                    let mut rng =
+                        Xorshift(run_id ^ (t as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+                    let range = (t * per_thread)..((t + 1) * per_thread).min(count);
+                    range
+                        .map(|seq| {
+                            let mut route: Vec<RouteHop> = nodes
+                                .iter()
+                                .map(|n| RouteHop {
+                                    address: n.mix_address.clone(),
+                                    public_key: n.public_key,
+                                    delay: rng.exponential(mean_delay),
+                                })
+                                .collect();
+                            route.push(destination.clone());
+                            let mut payload = Vec::with_capacity(20);
+                            payload.extend_from_slice(MAGIC);
+                            payload.extend_from_slice(&run_id.to_le_bytes());
+                            payload.extend_from_slice(&(seq as u64).to_le_bytes());
+                            build_packet(&route, &payload).map_err(|e| e.to_string())
+                        })
+                        .collect()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err("builder thread panicked".into()))
+            })
+            .collect()
+    });
+    let mut packets = Vec::with_capacity(count);
+    for part in results {
+        packets.extend(part.map_err(LoadgenError::Build)?);
+    }
+    Ok(packets)
+}
+
+/// What the destination has seen so far.
+struct Arrivals {
+    /// Per sequence number: nanoseconds after `start` when it was sent (0 = not yet).
+    sent_at: Vec<AtomicU64>,
+    latencies: Mutex<Vec<Duration>>,
+    seen: Mutex<Vec<bool>>,
+    delivered: AtomicU64,
+    duplicates: AtomicU64,
+    foreign: AtomicU64,
+    last_arrival_nanos: AtomicU64,
+}
+
+fn is_local(url: &str) -> bool {
+    let host = url
+        .trim_start_matches("http://")
+        .split(['/', ':'])
+        .next()
+        .unwrap_or("");
+    matches!(host, "127.0.0.1" | "localhost" | "[::1]")
+}
+
+/// Runs one measurement end to end.
+pub fn run(args: &Args) -> Result<Report, LoadgenError> {
+    let nodes = args
+        .nodes
+        .iter()
+        .map(|u| fetch_node(u))
+        .collect::<Result<Vec<_>, _>>()?;
+    let local = args.nodes.iter().all(|u| is_local(u));
+    let listen = args.listen.unwrap_or_else(|| {
+        if local {
+            SocketAddr::from(([127, 0, 0, 1], 0))
+        } else {
+            SocketAddr::from(([0, 0, 0, 0], 0))
+        }
+    });
+    let listener = TcpListener::bind(listen).map_err(|source| LoadgenError::Listen {
+        addr: listen,
+        source,
+    })?;
+    let port = listener
+        .local_addr()
+        .map_err(|source| LoadgenError::Listen {
+            addr: listen,
+            source,
+        })?
+        .port();
+    let advertise = args.advertise.clone().unwrap_or_else(|| {
+        let host = if local {
+            "127.0.0.1".to_string()
+        } else {
+            crate::config::hostname()
+        };
+        format!("{host}:{port}")
+    });
+    let key = SecretKey::generate();
+    let destination = RouteHop {
+        address: advertise,
+        public_key: key.public_key(),
+        delay: Duration::ZERO,
+    };
+    let run_id = u64::from_le_bytes(
+        key.public_key().to_string().as_bytes()[..8]
+            .try_into()
+            .unwrap_or([7; 8]),
+    );
+
+    let generation_started = Instant::now();
+    let packets = build_packets(&nodes, &destination, args.packets, run_id, args.mean_delay)?;
+    let generation = generation_started.elapsed();
+
+    let arrivals = Arc::new(Arrivals {
+        sent_at: (0..args.packets).map(|_| AtomicU64::new(0)).collect(),
+        latencies: Mutex::new(Vec::with_capacity(args.packets)),
+        seen: Mutex::new(vec![false; args.packets]),
+        delivered: AtomicU64::new(0),
+        duplicates: AtomicU64::new(0),
+        foreign: AtomicU64::new(0),
+        last_arrival_nanos: AtomicU64::new(0),
+    });
+    let start = Instant::now();
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let (arrivals, stop, key) = (arrivals.clone(), stop.clone(), key.clone());
+        listener.set_nonblocking(true).ok();
+        std::thread::spawn(move || accept_deliveries(listener, key, run_id, start, arrivals, stop));
+    }
+
+    let entry = &nodes[0].mix_address;
+    let send_error = |source| LoadgenError::Send {
+        addr: entry.clone(),
+        source,
+    };
+    let mut stream = TcpStream::connect(entry).map_err(send_error)?;
+    stream.set_nodelay(true).ok();
+    let chunk = 32;
+    for (first, group) in packets.chunks(chunk).enumerate() {
+        let first = first * chunk;
+        if let Some(rate) = args.rate {
+            let due = start + Duration::from_secs_f64(first as f64 / rate);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+        }
+        let now = start.elapsed().as_nanos().max(1) as u64;
+        for (i, _) in group.iter().enumerate() {
+            arrivals.sent_at[first + i].store(now, Relaxed);
+        }
+        let mut bytes = Vec::with_capacity(group.len() * PACKET_LEN);
+        for packet in group {
+            bytes.extend_from_slice(packet);
+        }
+        stream.write_all(&bytes).map_err(send_error)?;
+    }
+    stream.flush().map_err(send_error)?;
+    let send_time = start.elapsed();
+
+    let deadline = Instant::now() + args.timeout;
+    while arrivals.delivered.load(Relaxed) < args.packets as u64 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    stop.store(true, Relaxed);
+    drop(stream);
+
+    let delivered = arrivals.delivered.load(Relaxed);
+    let last = Duration::from_nanos(arrivals.last_arrival_nanos.load(Relaxed));
+    let latencies =
+        std::mem::take(&mut *arrivals.latencies.lock().unwrap_or_else(|e| e.into_inner()));
+    Ok(Report::new(
+        args.packets as u64,
+        delivered,
+        arrivals.duplicates.load(Relaxed),
+        arrivals.foreign.load(Relaxed),
+        generation,
+        send_time,
+        last,
+        latencies,
+    ))
+}
+
+fn accept_deliveries(
+    listener: TcpListener,
+    key: SecretKey,
+    run_id: u64,
+    start: Instant,
+    arrivals: Arc<Arrivals>,
+    stop: Arc<AtomicBool>,
+) {
+    // Readers only read and timestamp frames; unwrapping happens on other
+    // threads so a slow unwrap never pushes back on the exit node.
+    let (to_unwrap, frames) = std::sync::mpsc::channel::<(Vec<u8>, Duration)>();
+    let frames = Arc::new(Mutex::new(frames));
+    let unwrappers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for _ in 0..unwrappers {
+        let (frames, key, arrivals) = (frames.clone(), key.clone(), arrivals.clone());
+        std::thread::spawn(move || loop {
+            let next = frames.lock().unwrap_or_else(|e| e.into_inner()).recv();
+            match next {
+                Ok((frame, arrived)) => record(&frame, arrived, &key, run_id, &arrivals),
+                Err(_) => return,
+            }
+        });
+    }
+    while !stop.load(Relaxed) {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                let (to_unwrap, stop) = (to_unwrap.clone(), stop.clone());
+                std::thread::spawn(move || read_frames(stream, start, &to_unwrap, &stop));
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(5)),
+        }
+    }
+}
+
+fn read_frames(
+    mut stream: TcpStream,
+    start: Instant,
+    to_unwrap: &std::sync::mpsc::Sender<(Vec<u8>, Duration)>,
+    stop: &AtomicBool,
+) {
+    stream.set_nonblocking(false).ok();
+    stream
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .ok();
+    let mut buf = vec![0u8; PACKET_LEN * 64];
+    let mut filled = 0;
+    while !stop.load(Relaxed) {
+        match stream.read(&mut buf[filled..]) {
+            Ok(0) => return,
+            Ok(n) => filled += n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue
+            }
+            Err(_) => return,
+        }
+        let arrived = start.elapsed();
+        let whole = filled / PACKET_LEN * PACKET_LEN;
+        for frame in buf[..whole].chunks_exact(PACKET_LEN) {
+            if to_unwrap.send((frame.to_vec(), arrived)).is_err() {
+                return;
+            }
+        }
+        buf.copy_within(whole..filled, 0);
+        filled -= whole;
+    }
+}
+
+/// Unwraps one delivered frame and records its latency.
+fn record(frame: &[u8], arrived: Duration, key: &SecretKey, run_id: u64, arrivals: &Arrivals) {
+    let seq = match unwrap_packet(key, frame) {
+        Ok(unwrapped) => match unwrapped.action {
+            Action::Final { payload } if payload.len() >= 20 && &payload[..4] == MAGIC => {
+                let id = u64::from_le_bytes(payload[4..12].try_into().unwrap_or_default());
+                let seq = u64::from_le_bytes(payload[12..20].try_into().unwrap_or_default());
+                (id == run_id).then_some(seq as usize)
+            }
+            _ => None,
+        },
+        Err(_) => None,
+    };
+    let Some(seq) = seq.filter(|s| *s < arrivals.sent_at.len()) else {
+        arrivals.foreign.fetch_add(1, Relaxed);
+        return;
+    };
+    {
+        let mut seen = arrivals.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if std::mem::replace(&mut seen[seq], true) {
+            arrivals.duplicates.fetch_add(1, Relaxed);
+            return;
+        }
+    }
+    let sent = Duration::from_nanos(arrivals.sent_at[seq].load(Relaxed));
+    arrivals
+        .latencies
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(arrived.saturating_sub(sent));
+    arrivals
+        .last_arrival_nanos
+        .fetch_max(arrived.as_nanos() as u64, Relaxed);
+    arrivals.delivered.fetch_add(1, Relaxed);
+}

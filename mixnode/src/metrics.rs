@@ -1,0 +1,291 @@
+//! The node's counters, gauges and processing-time histogram, kept in atomics
+//! so the pipeline threads update them without locks, and rendered by hand in
+//! the Prometheus text exposition format (version 0.0.4) for `GET /metrics`.
+//! Every packet the node reads is counted once as received and, when it
+//! leaves the node, exactly once as forwarded, delivered or dropped with a
+//! reason, so at rest `received = forwarded + delivered + dropped`.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::time::Duration;
+
+/// Why a packet left the node without being sent on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DropReason {
+    /// The frame did not unwrap (wrong key, bad MAC, bad header) or was cut short.
+    Malformed,
+    /// Its replay tag was seen before.
+    Replay,
+    /// The node's queues were full.
+    Overload,
+    /// It waited longer than [`MAX_PACKET_AGE`] inside the node.
+    Expired,
+    /// The next hop could not be reached or the write to it failed.
+    Unreachable,
+    /// Still queued when the shutdown deadline passed.
+    Shutdown,
+}
+
+impl DropReason {
+    pub const ALL: [DropReason; 6] = [
+        DropReason::Malformed,
+        DropReason::Replay,
+        DropReason::Overload,
+        DropReason::Expired,
+        DropReason::Unreachable,
+        DropReason::Shutdown,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::Malformed => "malformed",
+            DropReason::Replay => "replay",
+            DropReason::Overload => "overload",
+            DropReason::Expired => "expired",
+            DropReason::Unreachable => "unreachable",
+            DropReason::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// A packet older than this (from reception to hand-off, not counting its
+/// own mix delay) is dropped as `expired` instead of being sent late.
+pub const MAX_PACKET_AGE: Duration = Duration::from_secs(10);
+
+/// Upper bounds of the processing-time histogram, in seconds.
+pub const BUCKETS: [f64; 16] = [
+    0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025,
+    0.05, 0.1, 0.25, 0.5, 1.0,
+];
+
+/// All of the node's metrics.
+#[derive(Default)]
+pub struct Metrics {
+    pub received: AtomicU64,
+    pub forwarded: AtomicU64,
+    pub delivered: AtomicU64,
+    dropped: [AtomicU64; 6],
+    /// Packets admitted and not yet handed to a next-hop buffer.
+    pub queue_depth: AtomicUsize,
+    /// Packets in next-hop buffers, not yet written to a socket.
+    pub outbound_depth: AtomicUsize,
+    pub inbound_connections: AtomicUsize,
+    pub outbound_connections: AtomicUsize,
+    buckets: [AtomicU64; BUCKETS.len()],
+    observed_count: AtomicU64,
+    observed_sum_nanos: AtomicU64,
+}
+
+/// Static facts rendered with the metrics.
+pub struct Info<'a> {
+    pub version: &'a str,
+    pub revision: &'a str,
+    pub role: &'a str,
+    pub uptime: Duration,
+    pub replay_filter_bytes: usize,
+    pub replay_filter_entries: usize,
+    pub replay_false_positive_rate: f64,
+}
+
+impl Metrics {
+    pub fn drop_packets(&self, reason: DropReason, n: u64) {
+        self.dropped[reason as usize].fetch_add(n, Relaxed);
+    }
+
+    pub fn dropped(&self, reason: DropReason) -> u64 {
+        self.dropped[reason as usize].load(Relaxed)
+    }
+
+    pub fn dropped_total(&self) -> u64 {
+        DropReason::ALL.iter().map(|r| self.dropped(*r)).sum()
+    }
+
+    /// Records one packet's processing time (reception to ready-to-send).
+    pub fn observe(&self, elapsed: Duration) {
+        let secs = elapsed.as_secs_f64();
+        if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
+            self.buckets[i].fetch_add(1, Relaxed);
+        }
+        self.observed_count.fetch_add(1, Relaxed);
+        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        self.observed_sum_nanos.fetch_add(nanos, Relaxed);
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self, info: &Info) -> String {
+        let mut out = String::with_capacity(4096);
+        let counter = |out: &mut String, name: &str, help: &str, value: u64| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+            );
+        };
+        let gauge = |out: &mut String, name: &str, help: &str, value: f64| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+            );
+        };
+        counter(
+            &mut out,
+            "mixnode_packets_received_total",
+            "Packets read from the mix port.",
+            self.received.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "mixnode_packets_forwarded_total",
+            "Packets written to the next mix.",
+            self.forwarded.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "mixnode_packets_delivered_total",
+            "Packets written to their destination (exit hop).",
+            self.delivered.load(Relaxed),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP mixnode_packets_dropped_total Packets dropped, by reason.\n\
+             # TYPE mixnode_packets_dropped_total counter"
+        );
+        for reason in DropReason::ALL {
+            let _ = writeln!(
+                out,
+                "mixnode_packets_dropped_total{{reason=\"{}\"}} {}",
+                reason.as_str(),
+                self.dropped(reason)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP mixnode_processing_seconds Time from reading a packet to having it unwrapped and ready to send, mix delay excluded.\n\
+             # TYPE mixnode_processing_seconds histogram"
+        );
+        let mut cumulative = 0;
+        for (bound, count) in BUCKETS.iter().zip(&self.buckets) {
+            cumulative += count.load(Relaxed);
+            let _ = writeln!(
+                out,
+                "mixnode_processing_seconds_bucket{{le=\"{bound}\"}} {cumulative}"
+            );
+        }
+        let count = self.observed_count.load(Relaxed);
+        let sum = self.observed_sum_nanos.load(Relaxed) as f64 / 1e9;
+        let _ = writeln!(
+            out,
+            "mixnode_processing_seconds_bucket{{le=\"+Inf\"}} {count}"
+        );
+        let _ = writeln!(out, "mixnode_processing_seconds_sum {sum}");
+        let _ = writeln!(out, "mixnode_processing_seconds_count {count}");
+        gauge(
+            &mut out,
+            "mixnode_queue_depth",
+            "Packets queued inside the node (inbound queue and delay queue), capped by MAX_QUEUE_DEPTH.",
+            self.queue_depth.load(Relaxed) as f64,
+        );
+        gauge(
+            &mut out,
+            "mixnode_outbound_queue_depth",
+            "Packets waiting in next-hop buffers (each capped by POOL_SIZE).",
+            self.outbound_depth.load(Relaxed) as f64,
+        );
+        gauge(
+            &mut out,
+            "mixnode_inbound_connections",
+            "Open connections on the mix port.",
+            self.inbound_connections.load(Relaxed) as f64,
+        );
+        gauge(
+            &mut out,
+            "mixnode_outbound_connections",
+            "Open connections to next hops.",
+            self.outbound_connections.load(Relaxed) as f64,
+        );
+        gauge(
+            &mut out,
+            "mixnode_replay_filter_bytes",
+            "Memory held by the replay filter.",
+            info.replay_filter_bytes as f64,
+        );
+        gauge(
+            &mut out,
+            "mixnode_replay_filter_entries",
+            "Replay tags recorded in the current key epoch.",
+            info.replay_filter_entries as f64,
+        );
+        gauge(
+            &mut out,
+            "mixnode_replay_filter_false_positive_rate",
+            "Estimated chance that a fresh packet is mistaken for a replay.",
+            info.replay_false_positive_rate,
+        );
+        gauge(
+            &mut out,
+            "mixnode_uptime_seconds",
+            "Seconds since the node started.",
+            info.uptime.as_secs_f64(),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP mixnode_build_info Build and role of this node.\n\
+             # TYPE mixnode_build_info gauge\n\
+             mixnode_build_info{{version=\"{}\",revision=\"{}\",role=\"{}\"}} 1",
+            escape(info.version),
+            escape(info.revision),
+            escape(info.role)
+        );
+        out
+    }
+}
+
+/// Escapes a label value (backslash, quote, newline).
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_is_cumulative_and_counts_everything() {
+        let m = Metrics::default();
+        m.observe(Duration::from_micros(30));
+        m.observe(Duration::from_micros(5));
+        m.observe(Duration::from_millis(3));
+        m.observe(Duration::from_secs(5));
+        let text = m.render(&Info {
+            version: "0.1.0",
+            revision: "abc",
+            role: "middle",
+            uptime: Duration::from_secs(1),
+            replay_filter_bytes: 0,
+            replay_filter_entries: 0,
+            replay_false_positive_rate: 0.0,
+        });
+        assert!(
+            text.contains("mixnode_processing_seconds_bucket{le=\"0.00001\"} 1\n"),
+            "{text}"
+        );
+        assert!(text.contains("mixnode_processing_seconds_bucket{le=\"0.00005\"} 2\n"));
+        assert!(text.contains("mixnode_processing_seconds_bucket{le=\"0.005\"} 3\n"));
+        assert!(text.contains("mixnode_processing_seconds_bucket{le=\"1\"} 3\n"));
+        assert!(text.contains("mixnode_processing_seconds_bucket{le=\"+Inf\"} 4\n"));
+        assert!(text.contains("mixnode_processing_seconds_count 4\n"));
+        assert!(text
+            .contains("mixnode_build_info{version=\"0.1.0\",revision=\"abc\",role=\"middle\"} 1"));
+    }
+
+    #[test]
+    fn drops_are_counted_per_reason() {
+        let m = Metrics::default();
+        m.drop_packets(DropReason::Replay, 2);
+        m.drop_packets(DropReason::Overload, 5);
+        assert_eq!(m.dropped(DropReason::Replay), 2);
+        assert_eq!(m.dropped_total(), 7);
+    }
+}

@@ -1,0 +1,215 @@
+//! Next hops. Each peer address gets one task holding one persistent TCP
+//! connection and a buffer of POOL_SIZE packets. The task writes whatever is
+//! buffered in one go (up to [`WRITE_BATCH`] packets per flush), reconnects
+//! with exponential backoff ([`INITIAL_BACKOFF`] doubling to [`MAX_BACKOFF`])
+//! when the connection fails, and exits after [`IDLE_TIMEOUT`] without
+//! traffic. A full buffer drops as `overload` (or `unreachable` while the
+//! peer is down); packets in a failed write or connect drop as `unreachable`.
+//! A packet counts as forwarded/delivered once its bytes are written.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncWriteExt, BufWriter};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc::{self, error::TrySendError};
+use tokio::task::JoinHandle;
+use tokio::time::timeout;
+
+use super::{Kind, Outbound, Shared};
+use crate::metrics::{DropReason, MAX_PACKET_AGE};
+
+pub const INITIAL_BACKOFF: Duration = Duration::from_millis(50);
+pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+pub const WRITE_BATCH: usize = 256;
+/// Distinct next hops tracked at once (exit destinations are chosen by senders).
+pub const MAX_PEERS: usize = 4096;
+
+struct Peer {
+    tx: mpsc::Sender<Outbound>,
+    connected: Arc<AtomicBool>,
+}
+
+/// The set of next hops, owned by the scheduler task.
+pub struct Peers {
+    shared: Arc<Shared>,
+    map: HashMap<String, Peer>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Peers {
+    pub fn new(shared: Arc<Shared>) -> Self {
+        Peers {
+            shared,
+            map: HashMap::new(),
+            tasks: Vec::new(),
+        }
+    }
+
+    /// Moves a due packet from the node's queue into its peer's buffer.
+    pub fn dispatch(&mut self, packet: Outbound) {
+        let shared = self.shared.clone();
+        let metrics = &shared.metrics;
+        metrics.queue_depth.fetch_sub(1, Relaxed);
+        if packet.received.elapsed()
+            > MAX_PACKET_AGE + packet.release.saturating_duration_since(packet.received)
+        {
+            metrics.drop_packets(DropReason::Expired, 1);
+            return;
+        }
+        let mut packet = packet;
+        for _attempt in 0..2 {
+            let Some(peer) = self.peer(&packet.next) else {
+                metrics.drop_packets(DropReason::Overload, 1);
+                return;
+            };
+            metrics.outbound_depth.fetch_add(1, Relaxed);
+            match peer.tx.try_send(packet) {
+                Ok(()) => return,
+                Err(TrySendError::Full(_)) => {
+                    metrics.outbound_depth.fetch_sub(1, Relaxed);
+                    let reason = if peer.connected.load(Relaxed) {
+                        DropReason::Overload
+                    } else {
+                        DropReason::Unreachable
+                    };
+                    metrics.drop_packets(reason, 1);
+                    return;
+                }
+                Err(TrySendError::Closed(p)) => {
+                    // The peer's task exited when idle: start a new one.
+                    metrics.outbound_depth.fetch_sub(1, Relaxed);
+                    self.map.remove(&p.next);
+                    packet = p;
+                }
+            }
+        }
+        metrics.drop_packets(DropReason::Unreachable, 1);
+    }
+
+    fn peer(&mut self, address: &str) -> Option<&Peer> {
+        if !self.map.contains_key(address) {
+            if self.map.len() >= MAX_PEERS {
+                self.map.retain(|_, p| !p.tx.is_closed());
+                self.tasks.retain(|t| !t.is_finished());
+                if self.map.len() >= MAX_PEERS {
+                    return None;
+                }
+            }
+            let (tx, rx) = mpsc::channel(self.shared.config.pool_size);
+            let connected = Arc::new(AtomicBool::new(false));
+            let task = tokio::spawn(forward(
+                address.to_string(),
+                rx,
+                connected.clone(),
+                self.shared.clone(),
+            ));
+            self.tasks.push(task);
+            self.map.insert(address.to_string(), Peer { tx, connected });
+        }
+        self.map.get(address)
+    }
+
+    /// Closes every buffer and waits until each peer task has flushed.
+    pub async fn close(self) {
+        drop(self.map);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Drops every packet currently buffered for an unreachable peer.
+fn drain_unreachable(rx: &mut mpsc::Receiver<Outbound>, shared: &Shared) -> usize {
+    let mut n = 0;
+    while rx.try_recv().is_ok() {
+        n += 1;
+    }
+    shared.metrics.outbound_depth.fetch_sub(n, Relaxed);
+    shared
+        .metrics
+        .drop_packets(DropReason::Unreachable, n as u64);
+    n
+}
+
+async fn forward(
+    address: String,
+    mut rx: mpsc::Receiver<Outbound>,
+    connected: Arc<AtomicBool>,
+    shared: Arc<Shared>,
+) {
+    let metrics = &shared.metrics;
+    let mut backoff = INITIAL_BACKOFF;
+    let mut last_traffic = tokio::time::Instant::now();
+    let mut batch = Vec::with_capacity(WRITE_BATCH);
+    loop {
+        let stream = match timeout(CONNECT_TIMEOUT, TcpStream::connect(&address)).await {
+            Ok(Ok(stream)) => stream,
+            failed => {
+                let error = match failed {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => "connect timed out".to_string(),
+                };
+                let dropped = drain_unreachable(&mut rx, &shared);
+                tracing::warn!(peer = %address, dropped, retry_in = ?backoff, "cannot connect: {error}");
+                if dropped > 0 {
+                    last_traffic = tokio::time::Instant::now();
+                }
+                if rx.is_closed() || last_traffic.elapsed() > IDLE_TIMEOUT {
+                    drain_unreachable(&mut rx, &shared);
+                    return;
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        backoff = INITIAL_BACKOFF;
+        connected.store(true, Relaxed);
+        metrics.outbound_connections.fetch_add(1, Relaxed);
+        tracing::debug!(peer = %address, "connected");
+        let mut writer = BufWriter::with_capacity(64 * 1024, stream);
+        let ended_cleanly = loop {
+            batch.clear();
+            let n = match timeout(IDLE_TIMEOUT, rx.recv_many(&mut batch, WRITE_BATCH)).await {
+                Ok(0) => break true,
+                Ok(n) => n,
+                Err(_idle) => {
+                    // Refuse new packets, then write out any that raced in.
+                    rx.close();
+                    continue;
+                }
+            };
+            let written = timeout(WRITE_TIMEOUT, async {
+                for packet in &batch {
+                    writer.write_all(&packet.packet).await?;
+                }
+                writer.flush().await
+            })
+            .await;
+            metrics.outbound_depth.fetch_sub(n, Relaxed);
+            if let Ok(Ok(())) = written {
+                let delivered = batch.iter().filter(|p| p.kind == Kind::Deliver).count();
+                metrics.delivered.fetch_add(delivered as u64, Relaxed);
+                metrics.forwarded.fetch_add((n - delivered) as u64, Relaxed);
+            } else {
+                metrics.drop_packets(DropReason::Unreachable, n as u64);
+                tracing::warn!(peer = %address, dropped = n, "write failed; reconnecting");
+                break false;
+            }
+        };
+        connected.store(false, Relaxed);
+        metrics.outbound_connections.fetch_sub(1, Relaxed);
+        if ended_cleanly {
+            let _ = writer.shutdown().await;
+            return;
+        }
+        last_traffic = tokio::time::Instant::now();
+    }
+}

@@ -1,0 +1,121 @@
+//! PIPELINE_WORKERS OS threads that unwrap packets: the CPU-bound step (one
+//! X25519 per packet). Each takes a whole batch from the shared queue,
+//! unwraps every frame, checks its replay tag, and hands the survivors to the
+//! scheduler as one batch. The threads end when the ingress side hangs up.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::{Inbound, Kind, Outbound, Shared};
+use crate::metrics::{DropReason, MAX_PACKET_AGE};
+use crate::packet::{unwrap_in_place, InPlaceAction};
+
+/// Starts `count` worker threads reading batches from `from_ingress`.
+pub fn spawn(
+    count: usize,
+    from_ingress: mpsc::Receiver<Vec<Inbound>>,
+    to_scheduler: UnboundedSender<Vec<Outbound>>,
+    shared: Arc<Shared>,
+) -> std::io::Result<Vec<JoinHandle<()>>> {
+    let queue = Arc::new(Mutex::new(from_ingress));
+    (0..count)
+        .map(|i| {
+            let (queue, tx, shared) = (queue.clone(), to_scheduler.clone(), shared.clone());
+            std::thread::Builder::new()
+                .name(format!("unwrap-{i}"))
+                .spawn(move || run(&queue, &tx, &shared))
+        })
+        .collect()
+}
+
+fn run(
+    queue: &Mutex<mpsc::Receiver<Vec<Inbound>>>,
+    to_scheduler: &UnboundedSender<Vec<Outbound>>,
+    shared: &Shared,
+) {
+    loop {
+        let batch = {
+            let receiver = queue.lock().unwrap_or_else(|e| e.into_inner());
+            match receiver.recv() {
+                Ok(batch) => batch,
+                Err(_) => return,
+            }
+        };
+        let ready: Vec<Outbound> = batch
+            .into_iter()
+            .filter_map(|p| process(shared, p))
+            .collect();
+        if ready.is_empty() {
+            continue;
+        }
+        if let Err(unsent) = to_scheduler.send(ready) {
+            let n = unsent.0.len();
+            shared.metrics.queue_depth.fetch_sub(n, Relaxed);
+            shared.metrics.drop_packets(DropReason::Shutdown, n as u64);
+        }
+    }
+}
+
+/// Unwraps one packet; returns it ready to schedule, or counts the drop.
+fn process(shared: &Shared, inbound: Inbound) -> Option<Outbound> {
+    let metrics = &shared.metrics;
+    let received = inbound.received;
+    let outcome = if received.elapsed() > MAX_PACKET_AGE {
+        Err(DropReason::Expired)
+    } else {
+        unwrap_one(shared, inbound)
+    };
+    match outcome {
+        Ok(out) => {
+            metrics.observe(received.elapsed());
+            Some(out)
+        }
+        Err(reason) => {
+            metrics.queue_depth.fetch_sub(1, Relaxed);
+            metrics.drop_packets(reason, 1);
+            None
+        }
+    }
+}
+
+fn unwrap_one(shared: &Shared, inbound: Inbound) -> Result<Outbound, DropReason> {
+    let Inbound {
+        frame: mut packet,
+        received,
+    } = inbound;
+    // Unwrap in the frame's own buffer: it becomes the next packet.
+    let unwrapped = unwrap_in_place(&shared.key, &mut packet).map_err(|e| {
+        tracing::debug!(reason = e.reason(), "dropping packet that does not unwrap");
+        match e.reason() {
+            "replay" => DropReason::Replay,
+            "expired" => DropReason::Expired,
+            _ => DropReason::Malformed,
+        }
+    })?;
+    if !shared.replay.check_and_insert(&unwrapped.replay_tag) {
+        return Err(DropReason::Replay);
+    }
+    let (next, kind, delay) = match unwrapped.action {
+        InPlaceAction::Relay {
+            next_address,
+            delay,
+        } => (next_address, Kind::Relay, delay),
+        InPlaceAction::Deliver { destination } => (destination, Kind::Deliver, Duration::ZERO),
+        // A mix is never a packet's destination.
+        InPlaceAction::Final { .. } => return Err(DropReason::Malformed),
+    };
+    if delay > MAX_PACKET_AGE {
+        return Err(DropReason::Expired);
+    }
+    Ok(Outbound {
+        next,
+        kind,
+        packet,
+        received,
+        release: Instant::now() + delay,
+    })
+}

@@ -1,0 +1,133 @@
+//! Drops are bounded and counted: a flood against a tiny MAX_QUEUE_DEPTH
+//! keeps the queue gauge within its cap and `/health` at 200 while counting
+//! `overload`; a replayed packet is dropped as `replay`; garbage is
+//! `malformed`; a dead next hop is `unreachable`. In every case
+//! received = forwarded + delivered + dropped once the node settles.
+
+mod common;
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use common::{packets_via, Node, Sink};
+use mixnode::packet::PACKET_LEN;
+
+#[test]
+fn flood_against_tiny_queue_drops_overload_stays_healthy_and_bounded() {
+    const CAP: f64 = 16.0;
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(
+        "middle",
+        dir.path(),
+        &[
+            ("MAX_QUEUE_DEPTH", "16"),
+            ("PIPELINE_WORKERS", "1"),
+            ("BATCH_SIZE", "8"),
+            ("TARGET_THROUGHPUT", "0"),
+        ],
+    );
+    let sink = Sink::start();
+    let packets = packets_via(node.public_key(), &node.mix_address(), &sink.address, 3000);
+
+    let flooding = Arc::new(AtomicBool::new(true));
+    let observer = {
+        let (url, flooding) = (node.url(), flooding.clone());
+        std::thread::spawn(move || {
+            let mut samples = Vec::new();
+            while flooding.load(Ordering::Relaxed) {
+                let get = |path: &str| {
+                    mixnode::http::get(&format!("{url}{path}"), std::time::Duration::from_secs(5))
+                        .unwrap()
+                };
+                let (health, _) = get("/health");
+                let depth = common::Metrics::parse(&get("/metrics").1).get("mixnode_queue_depth");
+                samples.push((health, depth));
+            }
+            samples
+        })
+    };
+    let mut streams: Vec<TcpStream> = (0..4)
+        .map(|_| TcpStream::connect(node.mix_address()).unwrap())
+        .collect();
+    for (i, p) in packets.iter().enumerate() {
+        streams[i % 4].write_all(p).unwrap();
+    }
+    drop(streams);
+    let m = node.wait_quiescent();
+    flooding.store(false, Ordering::Relaxed);
+    let samples = observer.join().unwrap();
+
+    assert!(!samples.is_empty());
+    for (health, depth) in &samples {
+        assert_eq!(*health, 200, "health during flood");
+        assert!(*depth <= CAP, "queue depth {depth} above MAX_QUEUE_DEPTH");
+    }
+    assert_eq!(m.received(), 3000.0);
+    assert!(m.dropped("overload") > 0.0, "{m:?}");
+    assert_eq!(m.received(), m.forwarded() + m.dropped_total(), "{m:?}");
+    assert_eq!(
+        m.dropped_total(),
+        m.dropped("overload"),
+        "only overload drops: {m:?}"
+    );
+    common::eventually(10, "sink count", || sink.count() as f64 == m.forwarded());
+    assert_eq!(node.get("/health").unwrap().0, 200);
+}
+
+#[test]
+fn replayed_packet_is_dropped_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start("middle", dir.path(), &[]);
+    let sink = Sink::start();
+    let packet = packets_via(node.public_key(), &node.mix_address(), &sink.address, 1).remove(0);
+    TcpStream::connect(node.mix_address())
+        .unwrap()
+        .write_all(&packet)
+        .unwrap();
+    common::eventually(20, "first copy forwarded", || sink.count() == 1);
+    // The same bytes again, on a fresh connection.
+    TcpStream::connect(node.mix_address())
+        .unwrap()
+        .write_all(&packet)
+        .unwrap();
+    common::eventually(20, "replay counted", || {
+        node.metrics().dropped("replay") == 1.0
+    });
+    let m = node.wait_quiescent();
+    assert_eq!(
+        (m.received(), m.forwarded(), m.dropped_total()),
+        (2.0, 1.0, 1.0)
+    );
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(sink.count(), 1, "the replay must not reach the next hop");
+}
+
+#[test]
+fn garbage_is_malformed_and_dead_next_hop_is_unreachable() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start("middle", dir.path(), &[]);
+    let mut stream = TcpStream::connect(node.mix_address()).unwrap();
+    stream.write_all(&vec![0xA5; PACKET_LEN * 3]).unwrap();
+    // A half frame, then hang up.
+    stream.write_all(&vec![1; PACKET_LEN / 2]).unwrap();
+    drop(stream);
+    common::eventually(20, "malformed counted", || {
+        node.metrics().dropped("malformed") == 4.0
+    });
+
+    let dead = format!("127.0.0.1:{}", common::free_port());
+    let packets = packets_via(node.public_key(), &node.mix_address(), &dead, 5);
+    let mut stream = TcpStream::connect(node.mix_address()).unwrap();
+    for p in &packets {
+        stream.write_all(p).unwrap();
+    }
+    common::eventually(30, "unreachable counted", || {
+        node.metrics().dropped("unreachable") == 5.0
+    });
+    let m = node.wait_quiescent();
+    assert_eq!(m.received(), 9.0);
+    assert_eq!(m.received(), m.accounted());
+    assert_eq!(node.get("/health").unwrap().0, 200);
+}

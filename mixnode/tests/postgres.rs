@@ -1,0 +1,185 @@
+//! DATABASE_URL registration against a real, throwaway PostgreSQL 15
+//! cluster (initdb + pg_ctl on a free 127.0.0.1 port, run as `nobody` when
+//! the tests run as root since initdb refuses root). The migration file is
+//! applied with psql, then the node must UPSERT its row and keep
+//! `last_seen` fresh. Skips only when the binaries are missing and CI is unset.
+
+mod common;
+
+use std::os::unix::fs::chown;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use common::{may_skip, Node};
+
+const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+
+struct Cluster {
+    dir: tempfile::TempDir,
+    port: u16,
+    as_nobody: bool,
+}
+
+impl Cluster {
+    fn command(&self, program: &str) -> Command {
+        let path = PathBuf::from(PG_BIN).join(program);
+        if self.as_nobody {
+            let mut cmd = Command::new("setpriv");
+            cmd.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"])
+                .arg(path);
+            cmd
+        } else {
+            Command::new(path)
+        }
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn start() -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let as_nobody = unsafe_is_root();
+        let cluster = Cluster {
+            dir,
+            port: common::free_port(),
+            as_nobody,
+        };
+        if as_nobody {
+            chown(cluster.dir.path(), Some(65534), Some(65534)).unwrap();
+        }
+        let ok = |out: Output, what: &str| {
+            assert!(
+                out.status.success(),
+                "{what} failed: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        ok(
+            cluster
+                .command("initdb")
+                .args(["-D"])
+                .arg(cluster.data())
+                .args(["-U", "postgres", "--auth=trust", "--no-sync"])
+                .output()
+                .unwrap(),
+            "initdb",
+        );
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            cluster.port,
+            cluster.dir.path().display()
+        );
+        ok(
+            cluster
+                .command("pg_ctl")
+                .arg("-D")
+                .arg(cluster.data())
+                .args(["-o", &options, "-l"])
+                .arg(cluster.dir.path().join("log"))
+                .args(["-w", "start"])
+                .output()
+                .unwrap(),
+            "pg_ctl start",
+        );
+        cluster
+    }
+
+    fn psql(&self, args: &[&str]) -> String {
+        let out = Command::new(Path::new(PG_BIN).join("psql"))
+            .args([
+                "-X",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-At",
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-p",
+            ])
+            .arg(self.port.to_string())
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "psql {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = self
+            .command("pg_ctl")
+            .arg("-D")
+            .arg(self.data())
+            .args(["-m", "immediate", "-w", "stop"])
+            .output();
+    }
+}
+
+fn unsafe_is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0\n"))
+        .unwrap_or(false)
+}
+
+#[test]
+fn node_registers_and_heartbeats_in_topology_table() {
+    if !Path::new(PG_BIN).join("initdb").exists() || !Path::new(PG_BIN).join("psql").exists() {
+        may_skip("PostgreSQL 15 binaries");
+        return;
+    }
+    let cluster = Cluster::start();
+    let migration = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../migrations/0001_mixnode_topology.sql"
+    );
+    cluster.psql(&["-f", migration]);
+    // The migration is idempotent.
+    cluster.psql(&["-f", migration]);
+
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("postgres://postgres@127.0.0.1:{}/postgres", cluster.port);
+    let mut node = Node::start(
+        "middle",
+        dir.path(),
+        &[("DATABASE_URL", &url), ("NODE_ID", "mixnode-2")],
+    );
+    let key = node.status()["public_key"].as_str().unwrap().to_string();
+
+    let row = || {
+        cluster.psql(&["-c", "SELECT role, mix_address, http_port, public_key FROM mixnode_topology WHERE node_id = 'mixnode-2'"])
+    };
+    common::eventually(30, "registration row", || !row().is_empty());
+    assert_eq!(
+        row(),
+        format!("middle|{}|{}|{key}", node.mix_address(), node.http_port)
+    );
+
+    // A restart UPSERTs the same row (no duplicate) and moves last_seen on.
+    let seen = || {
+        cluster.psql(&[
+            "-c",
+            "SELECT last_seen FROM mixnode_topology WHERE node_id = 'mixnode-2'",
+        ])
+    };
+    let first = seen();
+    std::thread::sleep(Duration::from_millis(50));
+    node.restart();
+    common::eventually(30, "last_seen refreshed", || seen() != first);
+    assert_eq!(
+        cluster.psql(&["-c", "SELECT count(*) FROM mixnode_topology"]),
+        "1"
+    );
+}

@@ -1,0 +1,192 @@
+//! Rules judged file by file rather than on the merged model, so a defect is
+//! reported where it is written even when a later file overrides it: unpinned
+//! images, literal secrets (on the raw, uninterpolated text), and a service
+//! an overlay redefines in full (its own `image:`) instead of extending.
+
+use std::sync::Arc;
+
+use serde_yaml::Value;
+
+use super::rules::image_repository;
+use super::Finding;
+use crate::compose::types::scalar_string;
+use crate::compose::{key_str, Location, Project, Seg, SourceFile};
+
+pub fn run(project: &Project, out: &mut Vec<Finding>) {
+    for (i, file) in project.files.iter().enumerate() {
+        image_tags(file, out);
+        literal_secrets(file, out);
+        redefinitions(&project.files[..i], file, out);
+    }
+}
+
+fn services(v: &Value) -> impl Iterator<Item = (String, &Value)> {
+    v.get("services")
+        .and_then(Value::as_mapping)
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| (key_str(k), v))
+}
+
+fn location(file: &SourceFile, path: &[Seg]) -> Option<Location> {
+    Some(Location {
+        file: file.path.clone(),
+        line: file.lines.nearest_line(path),
+    })
+}
+
+fn service_path(name: &str, rest: &[&str]) -> Vec<Seg> {
+    let mut path = vec![Seg::key("services"), Seg::key(name)];
+    path.extend(rest.iter().map(|k| Seg::key(k)));
+    path
+}
+
+/// A tag with no `.` version (`15`, `v2-alpine`, `stable`) moves with new
+/// releases; a git-sha-like hex tag of 7+ characters is pinned.
+fn is_floating_tag(tag: &str) -> bool {
+    let hex = tag.len() >= 7 && tag.bytes().all(|b| b.is_ascii_hexdigit());
+    !tag.contains('.') && !hex
+}
+
+fn image_tags(file: &SourceFile, out: &mut Vec<Finding>) {
+    for (name, svc) in services(&file.model) {
+        let Some(image) = svc.get("image").map(scalar_string) else {
+            continue;
+        };
+        if image.contains('@') {
+            continue;
+        }
+        let tag = image
+            .get(image_repository(&image).len() + 1..)
+            .unwrap_or("");
+        let at = location(file, &service_path(&name, &["image"]));
+        let problem = match tag {
+            "" => "has no tag (it means `latest`)",
+            "latest" => "uses the moving tag `latest`",
+            _ if is_floating_tag(tag) => {
+                out.push(Finding::warning(
+                    "floating-tag",
+                    at,
+                    format!("service `{name}` image `{image}` has a tag without a full version"),
+                    "pin the full version, e.g. `15.8-alpine` instead of `15-alpine`",
+                ));
+                continue;
+            }
+            _ => continue,
+        };
+        out.push(Finding::error(
+            "unpinned-image",
+            at,
+            format!("service `{name}` image `{image}` {problem}"),
+            "pin a version tag (or digest) through the image variable in .env.example",
+        ));
+    }
+}
+
+/// A key that names a secret: PASSWORD, SECRET, TOKEN or KEY in it, not `*_FILE`.
+pub fn is_secret_key(key: &str) -> bool {
+    let upper = key.to_ascii_uppercase();
+    !upper.ends_with("_FILE")
+        && ["PASSWORD", "SECRET", "TOKEN", "KEY"]
+            .iter()
+            .any(|w| upper.contains(w))
+}
+
+/// `scheme://user:password@host` with a literal password.
+fn url_with_literal_password(value: &str) -> bool {
+    let Some((_, rest)) = value.split_once("://") else {
+        return false;
+    };
+    let Some((userinfo, _)) = rest.split_once('@') else {
+        return false;
+    };
+    matches!(userinfo.split_once(':'), Some((_, pw)) if !pw.is_empty() && !pw.contains('$'))
+}
+
+fn literal_secrets(file: &SourceFile, out: &mut Vec<Finding>) {
+    for (name, svc) in services(&file.raw) {
+        let pairs: Vec<(String, String, Seg)> = match svc.get("environment") {
+            Some(Value::Mapping(m)) => m
+                .iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (key_str(k), scalar_string(v), Seg::Key(key_str(k))))
+                .collect(),
+            Some(Value::Sequence(items)) => items
+                .iter()
+                .enumerate()
+                .filter_map(|(i, item)| {
+                    let s = scalar_string(item);
+                    let (k, v) = s.split_once('=')?;
+                    Some((k.to_string(), v.to_string(), Seg::Index(i)))
+                })
+                .collect(),
+            _ => continue,
+        };
+        for (key, value, seg) in pairs {
+            let is_path = value.starts_with('/') || value.starts_with("./");
+            let named_secret =
+                is_secret_key(&key) && !value.is_empty() && !value.contains('$') && !is_path;
+            let why = if named_secret {
+                format!("service `{name}` sets `{key}` to a literal value in the file")
+            } else if url_with_literal_password(&value) {
+                format!("service `{name}` puts a literal password in the URL of `{key}`")
+            } else {
+                continue;
+            };
+            let mut path = service_path(&name, &["environment"]);
+            path.push(seg);
+            out.push(Finding::error(
+                "literal-secret",
+                location(file, &path),
+                why,
+                &format!(
+                    "interpolate it from .env (`${{{key}:?...}}`) or use a `{key}_FILE` secret"
+                ),
+            ));
+        }
+    }
+}
+
+fn redefinitions(earlier: &[Arc<SourceFile>], file: &SourceFile, out: &mut Vec<Finding>) {
+    for (name, svc) in services(&file.model) {
+        let Some(image) = svc.get("image").map(scalar_string) else {
+            continue;
+        };
+        let first = earlier.iter().find_map(|f| {
+            let prev = f.model.get("services")?.get(name.as_str())?.get("image")?;
+            Some((f, scalar_string(prev)))
+        });
+        let Some((first_file, first_image)) = first else {
+            continue;
+        };
+        let first_at = first_file.lines.nearest_line(&service_path(&name, &[]));
+        out.push(Finding::error(
+            "redefined-service",
+            location(file, &service_path(&name, &[])),
+            format!(
+                "`{name}` is defined again with its own image `{image}`; {}:{} already runs `{first_image}`",
+                first_file.path.display(),
+                first_at.unwrap_or(0)
+            ),
+            &format!("extend `{name}` (ports, volumes, environment) without repeating `image:`"),
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_keys_tags_and_urls() {
+        assert!(is_secret_key("POSTGRES_PASSWORD"));
+        assert!(is_secret_key("api_token"));
+        assert!(!is_secret_key("POSTGRES_PASSWORD_FILE"));
+        assert!(!is_secret_key("POSTGRES_USER"));
+        assert!(is_floating_tag("15-alpine") && is_floating_tag("stable"));
+        assert!(!is_floating_tag("15.8-alpine") && !is_floating_tag("3f2a9c1"));
+        assert!(url_with_literal_password("postgres://fog:pw@db:5432/fog"));
+        assert!(!url_with_literal_password("postgres://fog:${PW}@db/fog"));
+        assert!(!url_with_literal_password("http://mixnode-1:8080"));
+    }
+}

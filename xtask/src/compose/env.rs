@@ -1,0 +1,146 @@
+//! Where interpolation variables come from: the process environment first,
+//! then one env file (`.env` syntax: `KEY=VALUE`, `export KEY=VALUE`, `#`
+//! comments, optional single or double quotes around the value). Compose gives
+//! the process environment precedence over the file, and so does [`EnvSource`].
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use super::LoadError;
+
+/// Variables for interpolation, looked up process environment first.
+#[derive(Debug, Clone, Default)]
+pub struct EnvSource {
+    process: HashMap<String, String>,
+    file: HashMap<String, String>,
+    /// The env file the variables came from, if any.
+    pub file_path: Option<PathBuf>,
+}
+
+impl EnvSource {
+    /// No variables at all (tests, or `--env-file /dev/null`-like use).
+    pub fn empty() -> EnvSource {
+        EnvSource::default()
+    }
+
+    /// Only the given pairs, as if they were the process environment.
+    pub fn from_pairs<K: Into<String>, V: Into<String>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> EnvSource {
+        EnvSource {
+            process: pairs
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+            ..EnvSource::default()
+        }
+    }
+
+    /// The process environment plus `env_file` when it exists.
+    pub fn with_process_env(env_file: Option<&Path>) -> Result<EnvSource, LoadError> {
+        let mut source = EnvSource {
+            process: std::env::vars().collect(),
+            ..EnvSource::default()
+        };
+        if let Some(path) = env_file {
+            source.load_file(path)?;
+        }
+        Ok(source)
+    }
+
+    /// For the repository's environments: the process environment, then the
+    /// repo-root `.env`, or `.env.example` when there is no `.env`.
+    pub fn for_repo(root: &Path) -> Result<EnvSource, LoadError> {
+        let dot_env = root.join(".env");
+        let file = if dot_env.is_file() {
+            Some(dot_env)
+        } else {
+            Some(root.join(".env.example")).filter(|p| p.is_file())
+        };
+        EnvSource::with_process_env(file.as_deref())
+    }
+
+    /// Replace the file layer with the variables of `path`.
+    pub fn load_file(&mut self, path: &Path) -> Result<(), LoadError> {
+        let text = std::fs::read_to_string(path).map_err(|e| LoadError::read(path, &e))?;
+        self.file = parse_env_file(&text);
+        self.file_path = Some(path.to_path_buf());
+        Ok(())
+    }
+
+    /// Set a variable in the file layer (the process environment still wins).
+    pub fn set_file_var(&mut self, key: &str, value: &str) {
+        self.file.insert(key.to_string(), value.to_string());
+    }
+
+    /// The value of `name`: process environment, then the env file.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.process
+            .get(name)
+            .or_else(|| self.file.get(name))
+            .map(String::as_str)
+    }
+}
+
+/// Parse `.env` text. Lines without `=` and comments are skipped.
+pub fn parse_env_file(text: &str) -> HashMap<String, String> {
+    let mut vars = HashMap::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let line = line.strip_prefix("export ").unwrap_or(line);
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
+        let value = value.trim();
+        let value = if let Some(inner) = quoted(value, '"') {
+            inner.replace("\\n", "\n").replace("\\\"", "\"")
+        } else if let Some(inner) = quoted(value, '\'') {
+            inner.to_string()
+        } else {
+            // An unquoted value ends at ` #` (an inline comment).
+            match value.find(" #") {
+                Some(i) => value[..i].trim_end().to_string(),
+                None => value.to_string(),
+            }
+        };
+        vars.insert(key.trim().to_string(), value);
+    }
+    vars
+}
+
+fn quoted(value: &str, q: char) -> Option<&str> {
+    (value.len() >= 2 && value.starts_with(q) && value.ends_with(q))
+        .then(|| &value[1..value.len() - 1])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_file_syntax() {
+        let vars = parse_env_file(
+            "# comment\nA=1\nexport B=two\nC=\"quoted # not comment\"\nD='single'\nE=x # note\nF=\nnoequals\n",
+        );
+        assert_eq!(vars["A"], "1");
+        assert_eq!(vars["B"], "two");
+        assert_eq!(vars["C"], "quoted # not comment");
+        assert_eq!(vars["D"], "single");
+        assert_eq!(vars["E"], "x");
+        assert_eq!(vars["F"], "");
+        assert_eq!(vars.len(), 6);
+    }
+
+    #[test]
+    fn process_environment_wins_over_file() {
+        let mut env = EnvSource::from_pairs([("A", "process")]);
+        env.set_file_var("A", "file");
+        env.set_file_var("B", "file");
+        assert_eq!(env.get("A"), Some("process"));
+        assert_eq!(env.get("B"), Some("file"));
+        assert_eq!(env.get("C"), None);
+    }
+}

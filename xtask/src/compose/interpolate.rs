@@ -1,0 +1,269 @@
+//! Compose variable interpolation: `$V`, `${V}`, `${V:-default}`,
+//! `${V-default}`, `${V:?error}`, `${V?error}`, `${V:+alt}`, `${V+alt}` and
+//! `$$` for a literal `$`. Defaults and alternatives may themselves contain
+//! interpolations. Only string values are interpolated, never mapping keys.
+
+use std::fmt;
+
+use serde_yaml::Value;
+
+use super::env::EnvSource;
+use super::lines::Seg;
+
+/// Why a string could not be interpolated. `variable` is empty for syntax errors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InterpolationError {
+    pub variable: String,
+    pub message: String,
+}
+
+impl fmt::Display for InterpolationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// Interpolate one string.
+pub fn interpolate(input: &str, env: &EnvSource) -> Result<String, InterpolationError> {
+    let mut out = String::with_capacity(input.len());
+    let mut rest = input;
+    while let Some(pos) = rest.find('$') {
+        out.push_str(&rest[..pos]);
+        let after = &rest[pos + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            out.push('$');
+            rest = tail;
+        } else if let Some(body_start) = after.strip_prefix('{') {
+            let end = matching_brace(body_start).ok_or_else(|| InterpolationError {
+                variable: String::new(),
+                message: format!("unclosed `${{` in `{input}`"),
+            })?;
+            out.push_str(&expand(&body_start[..end], env)?);
+            rest = &body_start[end + 1..];
+        } else {
+            let len = name_len(after);
+            if len == 0 {
+                // A lone `$` stays as it is (Compose does the same).
+                out.push('$');
+            } else {
+                out.push_str(env.get(&after[..len]).unwrap_or(""));
+            }
+            rest = &after[len..];
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Index of the `}` closing a `${`, counting nested `${ ... }`.
+fn matching_brace(s: &str) -> Option<usize> {
+    let bytes = s.as_bytes();
+    let mut depth = 0usize;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'$' if bytes.get(i + 1) == Some(&b'{') => {
+                depth += 1;
+                i += 1;
+            }
+            b'}' if depth == 0 => return Some(i),
+            b'}' => depth -= 1,
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+fn name_len(s: &str) -> usize {
+    s.bytes()
+        .enumerate()
+        .take_while(|(i, b)| {
+            b.is_ascii_alphabetic() || *b == b'_' || (*i > 0 && b.is_ascii_digit())
+        })
+        .count()
+}
+
+fn expand(body: &str, env: &EnvSource) -> Result<String, InterpolationError> {
+    let len = name_len(body);
+    let name = &body[..len];
+    let op = &body[len..];
+    let syntax = || InterpolationError {
+        variable: name.to_string(),
+        message: format!("invalid interpolation `${{{body}}}`"),
+    };
+    if name.is_empty() {
+        return Err(syntax());
+    }
+    let value = env.get(name);
+    let set_nonempty = value.is_some_and(|v| !v.is_empty());
+    let (cond, arg) = match op {
+        "" => return Ok(value.unwrap_or("").to_string()),
+        _ if op.starts_with(":-") => (!set_nonempty, &op[2..]),
+        _ if op.starts_with(":?") => (!set_nonempty, &op[2..]),
+        _ if op.starts_with(":+") => (set_nonempty, &op[2..]),
+        _ if op.starts_with('-') || op.starts_with('?') || op.starts_with('+') => {
+            let set = value.is_some();
+            (if op.starts_with('+') { set } else { !set }, &op[1..])
+        }
+        _ => return Err(syntax()),
+    };
+    let kind = op.trim_start_matches(':').as_bytes()[0];
+    match kind {
+        b'-' if cond => interpolate(arg, env),
+        b'+' if cond => interpolate(arg, env),
+        b'+' => Ok(String::new()),
+        b'?' if cond => {
+            let detail = interpolate(arg, env)?;
+            let reason = if op.starts_with(':') {
+                "is unset or empty"
+            } else {
+                "is unset"
+            };
+            Err(InterpolationError {
+                variable: name.to_string(),
+                message: if detail.is_empty() {
+                    format!("required variable {name} {reason}")
+                } else {
+                    format!("required variable {name} {reason}: {detail}")
+                },
+            })
+        }
+        _ => Ok(value.unwrap_or("").to_string()),
+    }
+}
+
+/// Interpolate every string scalar under `value` (mapping keys untouched).
+/// On error returns the key path of the offending value with the error.
+pub fn interpolate_value(
+    value: &mut Value,
+    env: &EnvSource,
+    path: &mut Vec<Seg>,
+) -> Result<(), (Vec<Seg>, InterpolationError)> {
+    match value {
+        Value::String(s) if s.contains('$') => {
+            *s = interpolate(s, env).map_err(|e| (path.clone(), e))?;
+        }
+        Value::Sequence(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                path.push(Seg::Index(i));
+                interpolate_value(item, env, path)?;
+                path.pop();
+            }
+        }
+        Value::Mapping(map) => {
+            for (k, v) in map.iter_mut() {
+                path.push(Seg::Key(super::key_str(k)));
+                interpolate_value(v, env, path)?;
+                path.pop();
+            }
+        }
+        Value::Tagged(tagged) => interpolate_value(&mut tagged.value, env, path)?,
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Escape `$` as `$$` so printed output interpolates back to the same value.
+pub fn escape(s: &str) -> String {
+    s.replace('$', "$$")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env() -> EnvSource {
+        EnvSource::from_pairs([("SET", "value"), ("EMPTY", ""), ("PORT", "5433")])
+    }
+
+    fn ok(s: &str) -> String {
+        interpolate(s, &env()).unwrap()
+    }
+
+    #[test]
+    fn plain_and_braced() {
+        assert_eq!(ok("$SET and ${SET}"), "value and value");
+        assert_eq!(ok("${UNSET}|$UNSET|"), "||");
+        assert_eq!(ok("127.0.0.1:${PORT}:5432"), "127.0.0.1:5433:5432");
+        assert_eq!(ok("no vars"), "no vars");
+        assert_eq!(ok("cost $ 5"), "cost $ 5");
+    }
+
+    #[test]
+    fn colon_dash_defaults_on_unset_or_empty() {
+        assert_eq!(ok("${UNSET:-d}"), "d");
+        assert_eq!(ok("${EMPTY:-d}"), "d");
+        assert_eq!(ok("${SET:-d}"), "value");
+    }
+
+    #[test]
+    fn dash_defaults_only_on_unset() {
+        assert_eq!(ok("${UNSET-d}"), "d");
+        assert_eq!(ok("${EMPTY-d}"), "");
+        assert_eq!(ok("${SET-d}"), "value");
+    }
+
+    #[test]
+    fn plus_forms_give_the_alternative() {
+        assert_eq!(ok("${SET:+alt}"), "alt");
+        assert_eq!(ok("${EMPTY:+alt}"), "");
+        assert_eq!(ok("${UNSET:+alt}"), "");
+        assert_eq!(ok("${EMPTY+alt}"), "alt");
+        assert_eq!(ok("${UNSET+alt}"), "");
+    }
+
+    #[test]
+    fn question_forms_fail_naming_the_variable() {
+        let err = interpolate("${UNSET:?set it in .env}", &env()).unwrap_err();
+        assert_eq!(err.variable, "UNSET");
+        assert!(err.message.contains("UNSET") && err.message.contains("set it in .env"));
+        let err = interpolate("${EMPTY:?}", &env()).unwrap_err();
+        assert_eq!(err.variable, "EMPTY");
+        assert!(err.message.contains("unset or empty"), "{err}");
+        assert_eq!(ok("${EMPTY?must exist}"), "");
+        let err = interpolate("${UNSET?must exist}", &env()).unwrap_err();
+        assert_eq!(err.variable, "UNSET");
+        assert_eq!(ok("${SET:?x}"), "value");
+    }
+
+    #[test]
+    fn dollar_dollar_is_a_literal_dollar() {
+        assert_eq!(ok("$$SET"), "$SET");
+        assert_eq!(
+            ok("pg_isready -U $${POSTGRES_USER}"),
+            "pg_isready -U ${POSTGRES_USER}"
+        );
+        assert_eq!(ok("$$$SET"), "$value");
+        assert_eq!(escape("a$b"), "a$$b");
+    }
+
+    #[test]
+    fn nested_defaults() {
+        assert_eq!(ok("${UNSET:-${SET}}"), "value");
+        assert_eq!(ok("${UNSET:-${ALSO_UNSET:-deep}}"), "deep");
+        assert_eq!(ok("${UNSET:-a:b/c}"), "a:b/c");
+    }
+
+    #[test]
+    fn syntax_errors() {
+        assert!(interpolate("${SET", &env())
+            .unwrap_err()
+            .message
+            .contains("unclosed"));
+        assert!(interpolate("${}", &env()).is_err());
+        assert!(interpolate("${SET*x}", &env()).is_err());
+    }
+
+    #[test]
+    fn values_are_interpolated_keys_are_not() {
+        let mut v: Value = serde_yaml::from_str("${SET}: ${SET}\nlist: [$PORT]").unwrap();
+        interpolate_value(&mut v, &env(), &mut Vec::new()).unwrap();
+        assert_eq!(v["${SET}"], Value::from("value"));
+        assert_eq!(v["list"][0], Value::from("5433"));
+        let mut v: Value = serde_yaml::from_str("a:\n  b: [x, '${NOPE:?}']").unwrap();
+        let (path, err) = interpolate_value(&mut v, &env(), &mut Vec::new()).unwrap_err();
+        assert_eq!(super::super::lines::display_path(&path), "a.b[1]");
+        assert_eq!(err.variable, "NOPE");
+    }
+}

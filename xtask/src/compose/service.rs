@@ -1,0 +1,210 @@
+//! [`Service`]: the typed view of one merged service, and rendering the whole
+//! model back to YAML for `cargo xtask config`.
+
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
+
+use serde_yaml::{Mapping, Value};
+
+use super::interpolate::escape;
+use super::types::{is_host_path, scalar_string, Healthcheck, Mount, Port};
+use super::{key_str, Project};
+
+/// One merged service.
+#[derive(Debug, Clone)]
+pub struct Service {
+    pub name: String,
+    pub image: Option<String>,
+    /// `command` as a list (a string command is split on whitespace).
+    pub command: Option<Vec<String>>,
+    pub ports: Vec<Port>,
+    pub volumes: Vec<Mount>,
+    /// Network keys the service joins.
+    pub networks: Vec<String>,
+    /// `(service, condition)` pairs.
+    pub depends_on: Vec<(String, String)>,
+    /// Variables; `None` for a bare `KEY` (taken from the environment at run time).
+    pub environment: BTreeMap<String, Option<String>>,
+    pub healthcheck: Option<Healthcheck>,
+    pub profiles: Vec<String>,
+    /// The merged service mapping, for any key not typed above.
+    pub raw: Value,
+}
+
+impl Service {
+    pub(super) fn from_value(name: &str, v: &Value) -> Result<Service, String> {
+        let str_list = |key: &str| -> Vec<String> {
+            match v.get(key) {
+                Some(Value::Sequence(items)) => items.iter().map(scalar_string).collect(),
+                Some(Value::String(s)) => s.split_whitespace().map(str::to_string).collect(),
+                _ => Vec::new(),
+            }
+        };
+        let keys = |key: &str| -> Vec<String> {
+            v.get(key)
+                .and_then(Value::as_mapping)
+                .map(|m| m.keys().map(key_str).collect())
+                .unwrap_or_default()
+        };
+        let ports = match v.get("ports") {
+            Some(Value::Sequence(items)) => {
+                items.iter().map(Port::parse).collect::<Result<_, _>>()?
+            }
+            _ => Vec::new(),
+        };
+        let volumes = match v.get("volumes") {
+            Some(Value::Sequence(items)) => {
+                items.iter().map(Mount::parse).collect::<Result<_, _>>()?
+            }
+            _ => Vec::new(),
+        };
+        let depends_on = v
+            .get("depends_on")
+            .and_then(Value::as_mapping)
+            .map(|m| {
+                m.iter()
+                    .map(|(k, d)| {
+                        let cond = d.get("condition").map(scalar_string);
+                        (key_str(k), cond.unwrap_or_else(|| "service_started".into()))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let environment = v
+            .get("environment")
+            .and_then(Value::as_mapping)
+            .map(|m| {
+                m.iter()
+                    .map(|(k, val)| (key_str(k), (!val.is_null()).then(|| scalar_string(val))))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(Service {
+            name: name.to_string(),
+            image: v.get("image").map(scalar_string),
+            command: v.get("command").map(|_| str_list("command")),
+            ports,
+            volumes,
+            networks: keys("networks"),
+            depends_on,
+            environment,
+            healthcheck: v.get("healthcheck").and_then(Healthcheck::parse),
+            profiles: str_list("profiles"),
+            raw: v.clone(),
+        })
+    }
+
+    /// The value of an environment variable set in the service (`None` when
+    /// unset or bare).
+    pub fn env(&self, key: &str) -> Option<&str> {
+        self.environment.get(key)?.as_deref()
+    }
+
+    /// Whether the service has a healthcheck that is not disabled.
+    pub fn has_healthcheck(&self) -> bool {
+        self.healthcheck
+            .as_ref()
+            .is_some_and(|h| !h.disable && !h.test.is_empty())
+    }
+}
+
+/// Render the model for `config`.
+pub(super) fn render(project: &Project) -> String {
+    let mut out = Mapping::new();
+    if let Some(top) = project.model.as_mapping() {
+        for (k, v) in top {
+            let key = key_str(k);
+            if key.starts_with("x-") {
+                continue;
+            }
+            let mut v = v.clone();
+            match key.as_str() {
+                "services" => {
+                    if let Some(services) = v.as_mapping_mut() {
+                        for svc in services.values_mut() {
+                            absolutise_service(svc, &project.dir);
+                        }
+                    }
+                }
+                "secrets" | "configs" => {
+                    if let Some(items) = v.as_mapping_mut() {
+                        for item in items.values_mut() {
+                            if let Some(Value::String(f)) = item.get_mut("file") {
+                                *f = absolute(&project.dir, f);
+                            }
+                        }
+                    }
+                }
+                _ => {}
+            }
+            out.insert(k.clone(), v);
+        }
+    }
+    let mut out = Value::Mapping(out);
+    escape_strings(&mut out);
+    super::emit::to_yaml(&out)
+}
+
+fn absolutise_service(svc: &mut Value, dir: &Path) {
+    if let Some(Value::Sequence(volumes)) = svc.get_mut("volumes") {
+        for v in volumes {
+            match v {
+                Value::String(s) => {
+                    if let Some((src, rest)) = s.split_once(':') {
+                        if is_host_path(src) {
+                            *s = format!("{}:{rest}", absolute(dir, src));
+                        }
+                    }
+                }
+                Value::Mapping(m) if m.get("type").and_then(Value::as_str) == Some("bind") => {
+                    if let Some(Value::String(src)) = m.get_mut("source") {
+                        *src = absolute(dir, src);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    match svc.get_mut("build") {
+        Some(Value::String(ctx)) => *ctx = absolute(dir, ctx),
+        Some(Value::Mapping(b)) => {
+            if let Some(Value::String(ctx)) = b.get_mut("context") {
+                *ctx = absolute(dir, ctx);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `rel` resolved against `dir`, lexically (`./a/../b` -> `dir/b`).
+pub fn absolute(dir: &Path, rel: &str) -> String {
+    if rel.starts_with('~') || Path::new(rel).is_absolute() {
+        return rel.to_string();
+    }
+    let base = if dir.is_absolute() {
+        dir.to_path_buf()
+    } else {
+        std::env::current_dir().unwrap_or_default().join(dir)
+    };
+    let mut out = PathBuf::new();
+    for c in base.join(rel).components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out.display().to_string()
+}
+
+fn escape_strings(v: &mut Value) {
+    match v {
+        Value::String(s) if s.contains('$') => *s = escape(s),
+        Value::Sequence(items) => items.iter_mut().for_each(escape_strings),
+        Value::Mapping(m) => m.values_mut().for_each(escape_strings),
+        Value::Tagged(t) => escape_strings(&mut t.value),
+        _ => {}
+    }
+}
