@@ -42,6 +42,9 @@ pub struct SaveArgs {
     /// Replace an existing bundle at --output.
     #[arg(long)]
     force: bool,
+    /// Hide progress bars.
+    #[arg(long)]
+    quiet: bool,
 }
 
 #[derive(clap::Args)]
@@ -88,7 +91,7 @@ pub fn save(sh: &Shell, runner: &Runner, args: SaveArgs) -> Result<()> {
     if runner.dry_run {
         for image in &images {
             println!(
-                "docker save {image} | gzip > {}",
+                "docker save {image} > {}  # gzip-compressed and hashed by xtask",
                 staging.join(file_name(image)).display()
             );
         }
@@ -99,7 +102,7 @@ pub fn save(sh: &Shell, runner: &Runner, args: SaveArgs) -> Result<()> {
         return Ok(());
     }
     fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
-    let result = write_bundle(&staging, &images);
+    let result = write_bundle(sh, runner, &staging, &images, !args.quiet);
     let result = result.and_then(|manifest| {
         if as_tar {
             let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
@@ -183,7 +186,13 @@ fn file_name(image: &str) -> String {
     format!("{safe}.tar.gz")
 }
 
-fn write_bundle(dir: &Path, images: &[String]) -> Result<Manifest> {
+fn write_bundle(
+    sh: &Shell,
+    runner: &Runner,
+    dir: &Path,
+    images: &[String],
+    progress: bool,
+) -> Result<Manifest> {
     fs::create_dir_all(dir)?;
     let mut manifest = Manifest {
         format: 1,
@@ -192,7 +201,11 @@ fn write_bundle(dir: &Path, images: &[String]) -> Result<Manifest> {
     };
     for image in images {
         let file = file_name(image);
-        let (bytes, sha256) = save_one(image, &dir.join(&file))?;
+        let size = docker::image_size(sh, runner, image);
+        let bar = docker::bar(progress, size, format!("docker save {image}"));
+        let saved = save_one(image, &dir.join(&file), &bar);
+        bar.finish_and_clear();
+        let (bytes, sha256) = saved?;
         manifest.images.push(Entry {
             image: image.clone(),
             file,
@@ -235,7 +248,7 @@ impl Write for HashingFile {
 }
 
 /// `docker save image | gzip > path`, returning the file's size and sha256.
-fn save_one(image: &str, path: &Path) -> Result<(u64, String)> {
+fn save_one(image: &str, path: &Path, bar: &indicatif::ProgressBar) -> Result<(u64, String)> {
     let mut child = Command::new("docker")
         .args(["save", image])
         .stdout(Stdio::piped())
@@ -251,7 +264,7 @@ fn save_one(image: &str, path: &Path) -> Result<(u64, String)> {
         },
         Compression::fast(),
     );
-    let copied = std::io::copy(&mut stdout, &mut gz);
+    let copied = std::io::copy(&mut bar.wrap_read(&mut stdout), &mut gz);
     let status = child.wait()?;
     if !status.success() {
         bail!("`docker save {image}` failed ({status})");
