@@ -414,3 +414,86 @@ fn keys_and_filter_can_be_shared_across_worker_threads() {
         .collect();
     assert_eq!(tags[0], tags[1]);
 }
+
+/// Recomputes one layer exactly as FORMAT.md specifies, with raw HMAC and
+/// AES-GCM calls, and checks the implementation agrees byte for byte.
+#[test]
+fn key_schedule_matches_format_md() {
+    use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
+    use aws_lc_rs::{agreement, hmac};
+
+    let node = SecretKey::from_bytes([0x42; 32]);
+    let ephemeral = SecretKey::from_bytes([0x17; 32]);
+    let (e, hop) = (ephemeral.public_key().0, node.public_key().0);
+    let mut plaintext = vec![0u8; testing::LAYER_PLAINTEXT_LEN];
+    plaintext[..ROUTING_LEN].copy_from_slice(&{
+        let mut block = [0u8; ROUTING_LEN];
+        block[0] = 1; // relay
+        block[1] = 3;
+        block[4..8].copy_from_slice(&1500u32.to_be_bytes());
+        block[8..11].copy_from_slice(b"a:1");
+        block
+    });
+    plaintext[ROUTING_LEN..]
+        .iter_mut()
+        .enumerate()
+        .for_each(|(i, b)| *b = i as u8);
+    let packet = testing::seal_raw_layer(&node.public_key(), &ephemeral, &plaintext).unwrap();
+
+    // s = X25519(ephemeral secret, hop public)
+    let peer = agreement::UnparsedPublicKey::new(&agreement::X25519, hop);
+    let s = agreement::agree(&ephemeral.key, peer, (), |s| Ok(s.to_vec())).unwrap();
+    // PRK = HMAC(salt = E ‖ hop, s); OKM = T1 ‖ T2[..16] (RFC 5869)
+    let salt = [&e[..], &hop[..]].concat();
+    let prk = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, &salt), &s);
+    let prk = hmac::Key::new(hmac::HMAC_SHA256, prk.as_ref());
+    let t1 = hmac::sign(&prk, b"fog-mixnode/v1 layer\x01");
+    let t2 = hmac::sign(&prk, &[t1.as_ref(), b"fog-mixnode/v1 layer\x02"].concat());
+    let k_aead = t1.as_ref();
+    let replay_tag = &t2.as_ref()[..16];
+    let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, k_aead).unwrap());
+
+    // Wire: E ‖ T ‖ C with C, T = AES-256-GCM(k_aead, nonce 0, AAD = E).
+    assert_eq!(&packet[..32], &e);
+    let mut sealed = plaintext.clone();
+    let tag = key
+        .seal_in_place_separate_tag(
+            Nonce::assume_unique_for_key([0; 12]),
+            Aad::from(e),
+            &mut sealed,
+        )
+        .unwrap();
+    assert_eq!(&packet[32..48], tag.as_ref());
+    assert_eq!(&packet[48..], &sealed[..]);
+
+    // Padding = keystream under nonce 1; next packet = M[72..] ‖ padding.
+    let mut padding = [0u8; LAYER_OVERHEAD];
+    let mut nonce = [0u8; 12];
+    nonce[11] = 1;
+    let _ = key
+        .seal_in_place_separate_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::empty(),
+            &mut padding,
+        )
+        .unwrap();
+    let unwrapped = unwrap_packet(&node, &packet).unwrap();
+    assert_eq!(&unwrapped.replay_tag.0[..], replay_tag);
+    let Action::Relay {
+        next_address,
+        delay,
+        packet: next,
+    } = unwrapped.action
+    else {
+        panic!("expected relay");
+    };
+    assert_eq!(
+        (next_address.as_str(), delay),
+        ("a:1", Duration::from_micros(1500))
+    );
+    assert_eq!(
+        &next[..PACKET_LEN - LAYER_OVERHEAD],
+        &plaintext[ROUTING_LEN..]
+    );
+    assert_eq!(&next[PACKET_LEN - LAYER_OVERHEAD..], &padding);
+}
