@@ -177,3 +177,50 @@ fn mixnode_image_resolves_container_names() {
     ]);
     assert!(user.starts_with("fog:x:10001:10001"), "{user}");
 }
+
+/// The image's own HEALTHCHECK (`mixnode healthcheck`) turns healthy: the
+/// binary starts as 10001 with its libraries, writes its key under /data and
+/// serves /health.
+#[test]
+fn mixnode_container_becomes_healthy() {
+    if !docker_or_skip("mixnode_container_becomes_healthy") {
+        return;
+    }
+    build_twice();
+    let mut guard = Cleanup::default();
+    let network = unique("imgs-mix-net");
+    docker(&["network", "create", "--subnet", "10.232.6.0/24", &network]);
+    guard.networks.push(network.clone());
+    let name = unique("imgs-mix");
+    let volume = format!("{name}-data");
+    guard.containers.push(name.clone());
+    guard.volumes.push(volume.clone());
+    let advertise = format!("MIX_ADVERTISE_ADDR={name}:1789");
+    let mount = format!("{volume}:/data");
+    docker(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--network",
+        &network,
+        "-v",
+        &mount,
+        "-e",
+        "NODE_TYPE=entry",
+        "-e",
+        &advertise,
+        "--health-interval",
+        "1s",
+        IMAGE,
+    ]);
+    wait_healthy(&name, std::time::Duration::from_secs(60));
+    let status = docker(&["inspect", "--format", "{{.State.Pid}}", &name]);
+    let uid = std::fs::read_to_string(format!("/proc/{status}/status")).unwrap();
+    let uid = uid
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .unwrap()
+        .to_string();
+    assert_eq!(uid.split_whitespace().nth(1), Some("10001"), "{uid}");
+}

@@ -102,9 +102,9 @@ fn bundle_directory_round_trip_and_corruption() {
     let manifest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(bundle.join("manifest.json")).unwrap())
             .unwrap();
-    let entry = &manifest["images"][0];
+    let entry = &manifest["files"][0];
     let file = entry["file"].as_str().unwrap().to_string();
-    let image = entry["image"].as_str().unwrap().to_string();
+    let image = entry["images"][0].as_str().unwrap().to_string();
     guard.images.push(image.clone());
     assert!(file.ends_with(".tar.gz"));
     assert!(sums.contains(entry["sha256"].as_str().unwrap()));

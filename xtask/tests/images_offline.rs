@@ -395,3 +395,68 @@ fn ensure_switches_a_fresh_env_file_to_offline_images() {
         }
     }
 }
+
+/// A data volume keeps its data across containers, and one whose files belong
+/// to another uid (as upstream's postgres image leaves them) is adopted.
+#[test]
+fn offline_postgres_keeps_and_adopts_its_volume() {
+    if !docker_or_skip("offline_postgres_keeps_and_adopts_its_volume") {
+        return;
+    }
+    offline_images();
+    let mut guard = Cleanup::default();
+    let first = start_postgres(
+        &mut guard,
+        "10.232.5.0/24",
+        16005,
+        &["-e", "POSTGRES_PASSWORD=pw"],
+    );
+    query(
+        16005,
+        "pw",
+        "create table kept (v int); insert into kept values (7)",
+    );
+    let volume = format!("{first}-data");
+    let network = guard.networks[0].clone();
+    docker(&["stop", &first]);
+    docker(&["rm", &first]);
+    guard.containers.retain(|c| c != &first);
+    let mount = format!("{volume}:/var/lib/postgresql/data");
+    docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-v",
+        &mount,
+        "--entrypoint",
+        "chown",
+        POSTGRES,
+        "-R",
+        "70:70",
+        "/var/lib/postgresql/data",
+    ]);
+    let second = unique("imgs-pg-again");
+    guard.containers.push(second.clone());
+    docker(&[
+        "run",
+        "-d",
+        "--name",
+        &second,
+        "--network",
+        &network,
+        "-p",
+        "127.0.0.1:16005:5432",
+        "-v",
+        &mount,
+        "--health-cmd",
+        "pg_isready -U fog_user -d fog_db",
+        "--health-interval",
+        "1s",
+        "--health-retries",
+        "60",
+        POSTGRES,
+    ]);
+    wait_healthy(&second, Duration::from_secs(90));
+    assert_eq!(query(16005, "pw", "select v from kept"), "7");
+}

@@ -193,7 +193,40 @@ pub fn ensure(
     }
     let spec = BuildSpec::new(&image, &repo, &short, package, &revision, &hash, &context);
     docker_build(runner, &spec, progress)?;
+    remove_stale_sha_tags(sh, runner, &repo, &image)?;
     Ok(Outcome { image, built: true })
+}
+
+/// Untag `<repo>:<short sha>` tags this command made for earlier builds,
+/// which would otherwise keep every old image alive. Version tags stay.
+fn remove_stale_sha_tags(sh: &Shell, runner: &Runner, repo: &str, current: &str) -> Result<()> {
+    let format = "{{.Tag}} {{.ID}}";
+    let listing = runner.read(cmd!(sh, "docker images {repo} --format {format}"))?;
+    let id_of = |tag: &str| {
+        listing
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{tag} ")))
+    };
+    let current_tag = current.rsplit(':').next().unwrap_or_default();
+    let Some(current_id) = id_of(current_tag).map(str::to_string) else {
+        return Ok(());
+    };
+    for line in listing.lines() {
+        let Some((tag, id)) = line.split_once(' ') else {
+            continue;
+        };
+        let is_sha = tag.len() == 7 && tag.chars().all(|c| c.is_ascii_hexdigit());
+        if is_sha && id != current_id {
+            let stale = format!("{repo}:{tag}");
+            // Best effort: an image a container still uses keeps its tag.
+            if runner.dry_run {
+                println!("docker rmi {stale}");
+            } else if runner.probe(cmd!(sh, "docker rmi {stale}")).is_none() {
+                eprintln!("note: kept {stale}: a container still uses it");
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Deletes a staging directory when the build is done or failed.
@@ -278,12 +311,14 @@ fn stage(context: &Path, dockerfile: &Path, release: &Path, bins: &[&str]) -> Re
     let mut libs = Vec::new();
     for bin in bins {
         let path = release.join(bin);
-        fs::copy(&path, rootfs.join("usr/local/bin").join(bin)).with_context(|| {
+        let staged = rootfs.join("usr/local/bin").join(bin);
+        fs::copy(&path, &staged).with_context(|| {
             format!(
                 "copying {} (did the release build make it?)",
                 path.display()
             )
         })?;
+        strip_debug_info(&staged);
         for lib in shared_libraries(&path)? {
             if !libs.contains(&lib) {
                 libs.push(lib);
@@ -309,6 +344,19 @@ fn stage(context: &Path, dockerfile: &Path, release: &Path, bins: &[&str]) -> Re
         "passwd: files\ngroup: files\nhosts: files dns\n",
     )?;
     Ok(())
+}
+
+/// Drop debug info from a staged binary (the release profile keeps it for
+/// profiling; the image does not need it). Without binutils' `strip` the
+/// binary is shipped as it is.
+fn strip_debug_info(binary: &Path) {
+    let stripped = std::process::Command::new("strip")
+        .arg("--strip-debug")
+        .arg(binary)
+        .status();
+    if !stripped.is_ok_and(|s| s.success()) {
+        eprintln!("note: could not strip debug info from {} (is binutils installed?); the image will be larger", binary.display());
+    }
 }
 
 /// The shared libraries `ldd` says `binary` loads, including the dynamic

@@ -42,6 +42,9 @@ pub struct SaveArgs {
     /// Replace an existing bundle at --output.
     #[arg(long)]
     force: bool,
+    /// Hide progress bars.
+    #[arg(long)]
+    quiet: bool,
 }
 
 #[derive(clap::Args)]
@@ -56,16 +59,21 @@ pub struct LoadArgs {
 struct Manifest {
     format: u32,
     created: String,
-    images: Vec<Entry>,
+    files: Vec<Entry>,
 }
 
+/// One `docker save` archive and the images (tags) it holds. All images go
+/// into one archive so layers they share (the offline base) are stored once.
 #[derive(Serialize, Deserialize, Debug)]
 struct Entry {
-    image: String,
     file: String,
+    images: Vec<String>,
     bytes: u64,
     sha256: String,
 }
+
+/// The archive holding every image of a bundle.
+const ARCHIVE: &str = "images.tar.gz";
 
 pub fn save(sh: &Shell, runner: &Runner, args: SaveArgs) -> Result<()> {
     let output = absolute(args.output);
@@ -86,12 +94,11 @@ pub fn save(sh: &Shell, runner: &Runner, args: SaveArgs) -> Result<()> {
         .to_string_lossy();
     let staging = parent.join(format!(".{name}.partial-{}", std::process::id()));
     if runner.dry_run {
-        for image in &images {
-            println!(
-                "docker save {image} | gzip > {}",
-                staging.join(file_name(image)).display()
-            );
-        }
+        println!(
+            "docker save {} > {}  # gzip-compressed and hashed by xtask",
+            images.join(" "),
+            staging.join(ARCHIVE).display()
+        );
         println!(
             "# write {MANIFEST} and {SUMS}, then rename into {}",
             output.display()
@@ -99,7 +106,7 @@ pub fn save(sh: &Shell, runner: &Runner, args: SaveArgs) -> Result<()> {
         return Ok(());
     }
     fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
-    let result = write_bundle(&staging, &images);
+    let result = write_bundle(sh, runner, &staging, &images, !args.quiet);
     let result = result.and_then(|manifest| {
         if as_tar {
             let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
@@ -129,10 +136,10 @@ pub fn save(sh: &Shell, runner: &Runner, args: SaveArgs) -> Result<()> {
             return Err(e);
         }
     };
-    let total: u64 = manifest.images.iter().map(|e| e.bytes).sum();
+    let total: u64 = manifest.files.iter().map(|e| e.bytes).sum();
     println!(
         "saved {} images ({} MB) to {}",
-        manifest.images.len(),
+        images.len(),
         total / 1_000_000,
         output.display()
     );
@@ -168,42 +175,41 @@ fn select_images(sh: &Shell, runner: &Runner, named: &[String], env: &str) -> Re
     Ok(images)
 }
 
-/// `fog-offline/postgres:15-bookworm` -> `fog-offline_postgres_15-bookworm.tar.gz`.
-fn file_name(image: &str) -> String {
-    let safe: String = image
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    format!("{safe}.tar.gz")
-}
-
-fn write_bundle(dir: &Path, images: &[String]) -> Result<Manifest> {
+fn write_bundle(
+    sh: &Shell,
+    runner: &Runner,
+    dir: &Path,
+    images: &[String],
+    progress: bool,
+) -> Result<Manifest> {
     fs::create_dir_all(dir)?;
-    let mut manifest = Manifest {
+    // An upper bound for the bar: shared layers are counted once per image.
+    let size = images
+        .iter()
+        .filter_map(|i| docker::image_size(sh, runner, i))
+        .max();
+    let bar = docker::bar(
+        progress,
+        size,
+        format!("docker save ({} images)", images.len()),
+    );
+    let saved = save_archive(images, &dir.join(ARCHIVE), &bar);
+    bar.finish_and_clear();
+    let (bytes, sha256) = saved?;
+    let manifest = Manifest {
         format: 1,
         created: super::build::rfc3339_now(),
-        images: Vec::new(),
-    };
-    for image in images {
-        let file = file_name(image);
-        let (bytes, sha256) = save_one(image, &dir.join(&file))?;
-        manifest.images.push(Entry {
-            image: image.clone(),
-            file,
+        files: vec![Entry {
+            file: ARCHIVE.to_string(),
+            images: images.to_vec(),
             bytes,
             sha256,
-        });
-    }
+        }],
+    };
     let manifest_text = serde_json::to_string_pretty(&manifest)? + "\n";
     write_synced(&dir.join(MANIFEST), manifest_text.as_bytes())?;
     let mut sums = String::new();
-    for entry in &manifest.images {
+    for entry in &manifest.files {
         sums.push_str(&format!("{}  {}\n", entry.sha256, entry.file));
     }
     sums.push_str(&format!(
@@ -235,9 +241,14 @@ impl Write for HashingFile {
 }
 
 /// `docker save image | gzip > path`, returning the file's size and sha256.
-fn save_one(image: &str, path: &Path) -> Result<(u64, String)> {
+fn save_archive(
+    images: &[String],
+    path: &Path,
+    bar: &indicatif::ProgressBar,
+) -> Result<(u64, String)> {
     let mut child = Command::new("docker")
-        .args(["save", image])
+        .arg("save")
+        .args(images)
         .stdout(Stdio::piped())
         .spawn()
         .context("starting `docker save`")?;
@@ -251,10 +262,10 @@ fn save_one(image: &str, path: &Path) -> Result<(u64, String)> {
         },
         Compression::fast(),
     );
-    let copied = std::io::copy(&mut stdout, &mut gz);
+    let copied = std::io::copy(&mut bar.wrap_read(&mut stdout), &mut gz);
     let status = child.wait()?;
     if !status.success() {
-        bail!("`docker save {image}` failed ({status})");
+        bail!("`docker save {}` failed ({status})", images.join(" "));
     }
     copied.with_context(|| format!("writing {}", path.display()))?;
     let out = gz.finish()?;
@@ -314,14 +325,20 @@ pub fn load(sh: &Shell, runner: &Runner, args: LoadArgs) -> Result<()> {
     };
     let manifest = verify(&dir)
         .with_context(|| format!("bundle {} rejected; nothing was loaded", bundle.display()))?;
-    for entry in &manifest.images {
+    let mut loaded = 0;
+    for entry in &manifest.files {
         let file = dir.join(&entry.file);
         runner.run(cmd!(sh, "docker load --quiet -i {file}"))?;
+        for image in &entry.images {
+            if !runner.dry_run && !docker::image_exists(sh, runner, image) {
+                bail!("{} was loaded but {image} is not in the engine", entry.file);
+            }
+            loaded += 1;
+        }
     }
     if !runner.dry_run {
         println!(
-            "verified and loaded {} images from {}",
-            manifest.images.len(),
+            "verified and loaded {loaded} images from {}",
             bundle.display()
         );
     }
@@ -358,7 +375,7 @@ fn verify(dir: &Path) -> Result<Manifest> {
     }
     let manifest: Manifest = serde_json::from_str(&fs::read_to_string(dir.join(MANIFEST))?)
         .with_context(|| format!("{MANIFEST} is not a bundle manifest"))?;
-    for entry in &manifest.images {
+    for entry in &manifest.files {
         if sums.get(&entry.file) != Some(&entry.sha256) {
             bail!(
                 "{}: its sha256 in {MANIFEST} and {SUMS} disagree or it is not listed",
@@ -410,8 +427,8 @@ mod tests {
         let manifest = Manifest {
             format: 1,
             created: "now".into(),
-            images: vec![Entry {
-                image: "a:1".into(),
+            files: vec![Entry {
+                images: vec!["a:1".into()],
                 file: "a.tar.gz".into(),
                 bytes: 11,
                 sha256: hex(&Sha256::digest(b"image bytes")),
@@ -423,7 +440,7 @@ mod tests {
             dir.join(SUMS),
             format!(
                 "{}  a.tar.gz\n{}  {MANIFEST}\n",
-                manifest.images[0].sha256,
+                manifest.files[0].sha256,
                 hex(&Sha256::digest(text.as_bytes()))
             ),
         )
@@ -434,18 +451,10 @@ mod tests {
     fn verify_accepts_intact_and_names_corrupt_file() {
         let dir = std::env::temp_dir().join(format!("xtask-bundle-{}", std::process::id()));
         fake_bundle(&dir);
-        assert_eq!(verify(&dir).unwrap().images[0].image, "a:1");
+        assert_eq!(verify(&dir).unwrap().files[0].images, ["a:1"]);
         fs::write(dir.join("a.tar.gz"), b"image bytez").unwrap();
         let err = format!("{:#}", verify(&dir).unwrap_err());
         assert!(err.starts_with("a.tar.gz: sha256"), "{err}");
         fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn file_names_are_flat() {
-        assert_eq!(
-            file_name("fog-offline/postgres:15-bookworm"),
-            "fog-offline_postgres_15-bookworm.tar.gz"
-        );
     }
 }

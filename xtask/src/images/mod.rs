@@ -170,7 +170,19 @@ pub fn ensure_for_with(
 
     for n in &needed {
         if let Source::Project(name) = n.source {
-            let outcome = build::ensure(&sh, runner, name, false, progress)?;
+            let outcome = match build::ensure(&sh, runner, name, false, progress) {
+                Ok(outcome) => outcome,
+                // An air-gapped host that loaded the image from a bundle may
+                // be unable to build it (no crates): use what is there.
+                Err(e) if docker::image_exists(&sh, runner, &n.image) => {
+                    eprintln!(
+                        "warning: could not rebuild {} ({e:#}); using the image already in the engine",
+                        n.image
+                    );
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             if outcome.built {
                 report.built.push(outcome.image.clone());
             }

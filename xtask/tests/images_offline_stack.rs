@@ -1,0 +1,190 @@
+//! E2E: the offline images run under the project's real overlays
+//! (`compose/base.yml` + `compose/monitoring.yml`) with the overlays' own
+//! commands, users, cap_drop, config mounts and healthchecks: postgres,
+//! prometheus, node-exporter and alertmanager all turn healthy. Own project
+//! name, networks in 10.232.10.0/24 and 10.232.11.0/24, host ports
+//! 16101-16103 on 127.0.0.1; `down -v` on drop.
+
+mod images_support;
+
+use std::{
+    io::{Read, Write},
+    net::TcpStream,
+    path::PathBuf,
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use images_support::*;
+
+/// `docker compose` (v2) when present, else `docker-compose` (v1).
+fn compose_program() -> Option<Vec<&'static str>> {
+    let v2 = Command::new("docker").args(["compose", "version"]).output();
+    if v2.is_ok_and(|o| o.status.success()) {
+        return Some(vec!["docker", "compose"]);
+    }
+    let v1 = Command::new("docker-compose").arg("version").output();
+    v1.is_ok_and(|o| o.status.success())
+        .then(|| vec!["docker-compose"])
+}
+
+struct Stack {
+    program: Vec<&'static str>,
+    project: String,
+    env_file: PathBuf,
+    root: PathBuf,
+}
+
+impl Stack {
+    fn compose(&self, args: &[&str]) -> std::process::Output {
+        let env_file = self.env_file.display().to_string();
+        let mut base = vec![
+            "--project-directory",
+            "compose",
+            "--env-file",
+            &env_file,
+            "-p",
+            &self.project,
+            "-f",
+            "compose/base.yml",
+            "-f",
+            "compose/monitoring.yml",
+        ];
+        base.extend_from_slice(args);
+        Command::new(self.program[0])
+            .args(&self.program[1..])
+            .args(&base)
+            .current_dir(&self.root)
+            .output()
+            .expect("running compose")
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        let _ = self.compose(&["down", "-v", "--remove-orphans", "-t", "5"]);
+        let _ = std::fs::remove_file(&self.env_file);
+    }
+}
+
+fn http_get(port: u16, path: &str) -> String {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    let mut body = String::new();
+    stream.read_to_string(&mut body).unwrap();
+    body
+}
+
+#[test]
+fn offline_images_run_under_the_real_overlays() {
+    if !docker_or_skip("offline_images_run_under_the_real_overlays") {
+        return;
+    }
+    let Some(program) = compose_program() else {
+        if std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false") {
+            panic!("CI is set but neither `docker compose` nor `docker-compose` is installed");
+        }
+        eprintln!("skipped: no compose");
+        return;
+    };
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let dir = temp_dir("imgs-stack");
+    let mut guard = Cleanup::default();
+    guard.paths.push(dir.clone());
+    let env_file = dir.join(".env");
+    let built = xtask(
+        &[
+            "images",
+            "offline",
+            "--quiet",
+            "--only",
+            "postgres",
+            "--only",
+            "prometheus",
+            "--only",
+            "alertmanager",
+            "--only",
+            "node-exporter",
+        ],
+        &env_file,
+    );
+    assert!(built.status.success(), "{}", text(&built));
+    let env = std::fs::read_to_string(&env_file).unwrap();
+    let project = unique("imgsstack").replace('-', "");
+    std::fs::write(
+        &env_file,
+        format!(
+            "{env}COMPOSE_PROJECT_NAME={project}\nFOG_NETWORK_NAME={project}-fog\nFOG_NETWORK_SUBNET=10.232.10.0/24\n\
+             BETANET_NETWORK_NAME={project}-betanet\nBETANET_NETWORK_SUBNET=10.232.11.0/24\n\
+             POSTGRES_USER=fog\nPOSTGRES_PASSWORD=stack-test-pw\nPOSTGRES_DB=fog\nGRAFANA_ADMIN_PASSWORD=unused\n\
+             NODE_EXPORTER_PORT=16101\nALERTMANAGER_PORT=16102\nCADVISOR_PORT=16103\n"
+        ),
+    )
+    .unwrap();
+    let stack = Stack {
+        program,
+        project: project.clone(),
+        env_file: env_file.clone(),
+        root,
+    };
+    let services = ["postgres", "prometheus", "node-exporter", "alertmanager"];
+    let mut up = vec!["up", "-d", "--no-deps"];
+    up.extend_from_slice(&services);
+    let out = stack.compose(&up);
+    assert!(
+        out.status.success(),
+        "compose up: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let label = format!("label=com.docker.compose.project={project}");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let states = docker(&[
+            "ps",
+            "-a",
+            "--filter",
+            &label,
+            "--format",
+            "{{.Names}} {{.Status}}",
+        ]);
+        let healthy = states.lines().filter(|l| l.contains("(healthy)")).count();
+        if healthy == services.len() {
+            break;
+        }
+        if Instant::now() > deadline || states.contains("unhealthy") || states.contains("Exited") {
+            let logs = stack.compose(&["logs", "--no-color", "--tail", "20"]);
+            panic!(
+                "not all healthy:\n{states}\n{}",
+                String::from_utf8_lossy(&logs.stdout)
+            );
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let images = docker(&["ps", "--filter", &label, "--format", "{{.Image}}"]);
+    assert_eq!(
+        images
+            .lines()
+            .filter(|l| l.starts_with("fog-offline/"))
+            .count(),
+        4,
+        "{images}"
+    );
+    assert!(
+        http_get(16102, "/-/ready").starts_with("HTTP/1.0 200"),
+        "alertmanager not ready"
+    );
+    assert!(
+        http_get(16101, "/metrics").contains("node_exporter_build_info"),
+        "node-exporter metrics"
+    );
+    drop(stack);
+    let left = docker(&["ps", "-a", "--filter", &label, "--format", "{{.Names}}"]);
+    assert!(left.is_empty(), "containers left after down: {left}");
+}
