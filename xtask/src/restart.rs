@@ -7,7 +7,7 @@ use anyhow::Result;
 use xshell::Shell;
 
 use crate::{
-    engine::{health, project::Project},
+    engine::{containers, health, project::Project},
     process::Runner,
     usage_bail, Global,
 };
@@ -36,6 +36,16 @@ impl Cmd {
                 "no service `{}` in environment {environment}; valid services: {}",
                 self.service,
                 model.names().join(", ")
+            );
+        }
+        let running = containers::list(sh, &runner, &project.name)?
+            .iter()
+            .any(|c| c.service == self.service);
+        if !running {
+            usage_bail!(
+                "service `{}` has no container in project {} (left out, or the stack is down): start it with `cargo xtask env use {environment}`",
+                self.service,
+                project.name
             );
         }
         runner.run(compose.cmd(sh, &["restart", &self.service]))?;

@@ -2,7 +2,10 @@
 //! v1 has no `up --wait`), shows "3/5 healthy: waiting for mixnode-2", and on
 //! failure or timeout names the service and shows its last log lines.
 
-use std::time::{Duration, Instant};
+use std::{
+    io::IsTerminal,
+    time::{Duration, Instant},
+};
 
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -82,6 +85,8 @@ pub fn wait_ready(
             .expect("static template"),
     );
     bar.enable_steady_tick(Duration::from_millis(120));
+    let interactive = std::io::stderr().is_terminal();
+    let mut last_logged: Option<String> = None;
     let result = loop {
         let all = containers::list(sh, runner, project)?;
         let mut ready = 0;
@@ -105,14 +110,20 @@ pub fn wait_ready(
         if waiting.is_empty() {
             break Ok(());
         }
-        bar.set_message(format!(
+        let message = format!(
             "waiting for {}",
             waiting
                 .iter()
                 .map(|(s, _)| s.as_str())
                 .collect::<Vec<_>>()
                 .join(", ")
-        ));
+        );
+        // Without a terminal the bar is hidden: log each change as one line.
+        if !interactive && last_logged.as_deref() != Some(message.as_str()) {
+            eprintln!("{ready}/{} healthy: {message}", services.len());
+            last_logged = Some(message.clone());
+        }
+        bar.set_message(message);
         if started.elapsed() >= timeout {
             let (service, why) = waiting.swap_remove(0);
             let id = all
