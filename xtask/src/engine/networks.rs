@@ -71,6 +71,9 @@ impl fmt::Display for Cidr {
 #[derive(Debug, Clone)]
 pub struct Wanted {
     pub key: &'static str,
+    /// The `.env` variables that set its name and subnet.
+    pub name_var: &'static str,
+    pub subnet_var: &'static str,
     pub name: String,
     pub subnet: Cidr,
 }
@@ -103,6 +106,8 @@ pub fn wanted(env: &DotEnv) -> Result<Vec<Wanted>> {
             })?;
             Ok(Wanted {
                 key,
+                name_var,
+                subnet_var,
                 name: env.get_or(name_var, key),
                 subnet,
             })
@@ -177,8 +182,27 @@ pub enum Plan {
 }
 
 /// Decide, or explain the conflict in one line.
-pub fn plan(want: &Wanted, networks: &[Existing], routes: &[(String, Cidr)]) -> Result<Plan> {
+pub fn plan(
+    want: &Wanted,
+    project: &str,
+    networks: &[Existing],
+    routes: &[(String, Cidr)],
+) -> Result<Plan> {
     if let Some(same) = networks.iter().find(|n| n.name == want.name) {
+        match same.project.as_deref() {
+            Some(p) if p == project => {}
+            Some(p) => bail!(
+                "network {} belongs to compose project `{p}`, not `{project}`: two stacks cannot share it; set another {} in .env",
+                want.name,
+                want.name_var
+            ),
+            None => bail!(
+                "network {} exists but no compose project created it: remove it (`docker network rm {}`) or set another {} in .env",
+                want.name,
+                want.name,
+                want.name_var
+            ),
+        }
         let ok = same
             .subnets
             .iter()
@@ -187,11 +211,11 @@ pub fn plan(want: &Wanted, networks: &[Existing], routes: &[(String, Cidr)]) -> 
             return Ok(Plan::Keep);
         }
         bail!(
-            "network {} exists with subnet {} but .env wants {}: remove it (`cargo xtask network rm`) or change the subnet variable for {}",
+            "network {} exists with subnet {} but .env wants {}: remove it (`cargo xtask network rm`) or change {}",
             want.name,
             if same.subnets.is_empty() { "(none)".to_string() } else { same.subnets.join(", ") },
             want.subnet,
-            want.key
+            want.subnet_var
         );
     }
     for other in networks {
@@ -228,7 +252,7 @@ pub fn ensure(
     let networks = existing(sh, runner)?;
     let routes = host_routes();
     for want in wants {
-        if plan(want, &networks, &routes)? == Plan::Create {
+        if plan(want, project, &networks, &routes)? == Plan::Create {
             let (name, subnet, key) = (&want.name, want.subnet.to_string(), want.key);
             let labels = [
                 format!("{PROJECT_LABEL}={project}"),
@@ -286,7 +310,7 @@ mod tests {
         Existing {
             name: name.into(),
             subnets: vec![subnet.into()],
-            project: None,
+            project: Some("p".into()),
             containers: 0,
         }
     }
@@ -307,32 +331,46 @@ mod tests {
     fn plans_keep_create_or_names_the_conflict() {
         let want = Wanted {
             key: "fog-network",
+            name_var: "FOG_NETWORK_NAME",
+            subnet_var: "FOG_NETWORK_SUBNET",
             name: "fogt-a".into(),
             subnet: "10.231.5.0/24".parse().unwrap(),
         };
         assert_eq!(
-            plan(&want, &[net("fogt-a", "10.231.5.0/24")], &[]).unwrap(),
+            plan(&want, "p", &[net("fogt-a", "10.231.5.0/24")], &[]).unwrap(),
             Plan::Keep
         );
         assert_eq!(
-            plan(&want, &[net("other", "10.231.6.0/24")], &[]).unwrap(),
+            plan(&want, "p", &[net("other", "10.231.6.0/24")], &[]).unwrap(),
             Plan::Create
         );
-        let err = plan(&want, &[net("fogt-a", "10.231.9.0/24")], &[])
+        let err = plan(&want, "p", &[net("fogt-a", "10.231.9.0/24")], &[])
             .unwrap_err()
             .to_string();
         assert!(err.contains("10.231.9.0/24"), "{err}");
-        let err = plan(&want, &[net("other", "10.231.0.0/16")], &[])
+        let err = plan(&want, "p", &[net("other", "10.231.0.0/16")], &[])
             .unwrap_err()
             .to_string();
         assert!(err.contains("`other`"), "{err}");
         let err = plan(
             &want,
+            "p",
             &[],
             &[("eth1".into(), "10.231.5.128/25".parse().unwrap())],
         )
         .unwrap_err()
         .to_string();
         assert!(err.contains("eth1"), "{err}");
+        let mut theirs = net("fogt-a", "10.231.5.0/24");
+        theirs.project = Some("q".into());
+        let err = plan(&want, "p", &[theirs], &[]).unwrap_err().to_string();
+        assert!(
+            err.contains("`q`") && err.contains("FOG_NETWORK_NAME"),
+            "{err}"
+        );
+        let mut by_hand = net("fogt-a", "10.231.5.0/24");
+        by_hand.project = None;
+        let err = plan(&want, "p", &[by_hand], &[]).unwrap_err().to_string();
+        assert!(err.contains("docker network rm fogt-a"), "{err}");
     }
 }
