@@ -131,9 +131,20 @@ pub fn existing(sh: &Shell, runner: &Runner) -> Result<Vec<Existing>> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let text = runner.read(cmd!(sh, "docker network inspect {ids...}"))?;
-    let items: Vec<Value> =
-        serde_json::from_str(&text).context("cannot parse `docker network inspect`")?;
+    // Other stacks create and remove networks all the time: one that vanished
+    // between `ls` and `inspect` fails the batch, so fall back to one by one.
+    let all = &ids;
+    let items: Vec<Value> = match runner.probe(cmd!(sh, "docker network inspect {all...}")) {
+        Some(text) => {
+            serde_json::from_str(&text).context("cannot parse `docker network inspect`")?
+        }
+        None => ids
+            .iter()
+            .filter_map(|id| runner.probe(cmd!(sh, "docker network inspect {id}")))
+            .filter_map(|text| serde_json::from_str::<Vec<Value>>(&text).ok())
+            .flatten()
+            .collect(),
+    };
     Ok(items
         .iter()
         .map(|n| Existing {
