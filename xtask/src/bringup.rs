@@ -91,7 +91,19 @@ pub fn bring_up(
     }
     phases.push(("images", images_began.elapsed().as_secs_f64()));
     let compose = project.compose(environment);
-    let model = compose.model(sh, &runner)?;
+    let model = if project.env.path.exists() {
+        compose.model(sh, &runner)?
+    } else {
+        // Dry run before the first real one: the env file exists only in
+        // memory, so Compose reads a private temporary copy for the query.
+        let tmp = std::env::temp_dir().join(format!("fog-dry-run-{}.env", std::process::id()));
+        dotenv::write_atomic(&tmp, project.env.file.render().as_bytes(), 0o600)?;
+        let mut query = compose.clone();
+        query.env_file = tmp.clone();
+        let model = query.model(sh, &runner);
+        let _ = std::fs::remove_file(&tmp);
+        model?
+    };
     if environment.has("prod") {
         write_secret_files(&project.env, &model, global.dry_run)?;
     }

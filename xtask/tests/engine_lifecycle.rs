@@ -162,6 +162,17 @@ fn dry_run_prints_the_compose_commands_and_changes_nothing() {
         before,
         "dry run leaves .env alone"
     );
+
+    // Before the first real run there is no env file: a dry run works from
+    // the one it would create, and still writes nothing.
+    let fresh = stack.dir.join("fresh.env");
+    let out = stack.xtask_with(
+        &["--dry-run", "dev", "--skip-images"],
+        &[("FOG_ENV_FILE", fresh.to_str().unwrap())],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("would create"), "{}", stdout(&out));
+    assert!(!fresh.exists(), "dry run creates no env file");
 }
 
 #[test]
