@@ -83,18 +83,40 @@ impl Vars {
 }
 
 /// Set `KEY=VALUE` pairs in the env file at `path`: replace existing lines in
-/// place, append missing keys, keep everything else. Creates the file (0600)
-/// from `.env.example`'s text when it does not exist yet.
+/// place, append missing keys, keep everything else. When the file does not
+/// exist yet it is created (0600) from `.env.example`'s text with every
+/// PASSWORD/SECRET value replaced by a fresh random secret, as bring-up does,
+/// so no placeholder password ever lands in a real `.env`.
 pub fn set_vars(path: &Path, example: &Path, values: &[(String, String)]) -> Result<()> {
     let text = match fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            fs::read_to_string(example).unwrap_or_default()
+            with_fresh_secrets(&fs::read_to_string(example).unwrap_or_default())?
         }
         Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
     };
     let updated = apply(&text, values);
     write_atomic(path, updated.as_bytes(), 0o600)
+}
+
+/// `.env.example` text with each value whose key contains PASSWORD or SECRET
+/// replaced by 32 random bytes, hex-encoded.
+fn with_fresh_secrets(example: &str) -> Result<String> {
+    let secret_keys: Vec<(String, String)> = parse(example)
+        .into_keys()
+        .filter(|k| k.contains("PASSWORD") || k.contains("SECRET"))
+        .map(|k| random_hex(32).map(|v| (k, v)))
+        .collect::<Result<_>>()?;
+    Ok(apply(example, &secret_keys))
+}
+
+fn random_hex(bytes: usize) -> Result<String> {
+    use std::io::Read;
+    let mut buf = vec![0u8; bytes];
+    fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut buf))
+        .context("reading /dev/urandom")?;
+    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// The text with each `(key, value)` set: an existing `KEY=` line is replaced,
@@ -180,6 +202,35 @@ mod tests {
         assert_eq!(vars["B"], "two words");
         assert_eq!(vars["C"], "x");
         assert_eq!(vars.len(), 3);
+    }
+
+    #[test]
+    fn a_new_env_file_gets_fresh_secrets_not_placeholders() {
+        let dir = std::env::temp_dir().join(format!("xtask-envfile-new-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let example = dir.join(".env.example");
+        fs::write(&example, "# c\nPOSTGRES_PASSWORD=change-me\nPOSTGRES_USER=fog\nPOSTGRES_IMAGE=postgres:15.8-alpine\n").unwrap();
+        let path = dir.join(".env");
+        set_vars(
+            &path,
+            &example,
+            &[(
+                "POSTGRES_IMAGE".into(),
+                "fog-offline/postgres:15-bookworm".into(),
+            )],
+        )
+        .unwrap();
+        let vars = parse(&fs::read_to_string(&path).unwrap());
+        assert_eq!(vars["POSTGRES_USER"], "fog");
+        assert_eq!(vars["POSTGRES_IMAGE"], "fog-offline/postgres:15-bookworm");
+        let password = &vars["POSTGRES_PASSWORD"];
+        assert_eq!(password.len(), 64, "{password}");
+        assert_ne!(password, "change-me");
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
