@@ -9,6 +9,7 @@
 mod build;
 mod bundle;
 mod catalog;
+mod digest;
 mod docker;
 mod envfile;
 mod ls;

@@ -20,8 +20,9 @@ use sha2::{Digest, Sha256};
 use xshell::Shell;
 
 use super::{
-    build::{hash_tree, hex, INPUTS_LABEL},
+    build::INPUTS_LABEL,
     catalog::{OfflineService, OFFLINE_SERVICES},
+    digest::{hash_tree, hex},
     docker, envfile, unavailable_services, Environment,
 };
 use crate::{process::Runner, project_root};
