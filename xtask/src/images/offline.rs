@@ -96,12 +96,25 @@ pub fn run(sh: &Shell, runner: &Runner, args: Args) -> Result<()> {
     }
     let built = build_services(sh, runner, &wanted, args.force, !args.quiet)?;
     if !runner.dry_run {
-        println!("{:<42} {:>9} {:>8}", "IMAGE", "SIZE", "BUILD");
+        // Every service image is the shared base plus a few kB of its own.
+        let base = format!("fog-offline/base:{SUITE}-{}", rootfs_key());
+        let base_size = docker::image_size(sh, runner, &base).unwrap_or(0);
+        println!("{:<42} {:>9} {:>10} {:>8}", "IMAGE", "SIZE", "OWN", "BUILD");
+        println!(
+            "{base:<42} {:>6} MB {:>10} {:>8}",
+            base_size / 1_000_000,
+            "-",
+            "-"
+        );
         for (image, seconds) in &built {
-            let size = docker::image_size(sh, runner, image)
-                .map_or("?".into(), |b| format!("{} MB", b / 1_000_000));
+            let size = docker::image_size(sh, runner, image).unwrap_or(0);
+            let own = size.saturating_sub(base_size);
             let how = seconds.map_or("cached".into(), |s| format!("{s:.1}s"));
-            println!("{image:<42} {size:>9} {how:>8}");
+            println!(
+                "{image:<42} {:>6} MB {:>7} kB {how:>8}",
+                size / 1_000_000,
+                own / 1_000
+            );
         }
     }
     if !args.no_env {
