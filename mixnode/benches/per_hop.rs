@@ -27,22 +27,35 @@ const ROUNDS: usize = 5;
 /// The sphinx-packet size the reference figure was measured at.
 const SPHINX_PACKET_LEN: usize = 2413;
 
-/// Median over rounds of the mean time per iteration, in microseconds.
-fn measure(mut iteration: impl FnMut()) -> f64 {
-    for _ in 0..WARMUP {
-        iteration();
+/// One benchmarked operation: a label and its iteration body.
+type Case<'a> = (&'static str, Box<dyn FnMut() + 'a>);
+
+/// Warms every case up, then runs `ROUNDS` rounds in which each case runs
+/// `ITERATIONS` times in turn, so load changes on a shared machine hit all
+/// cases alike. Returns each case's median round mean, in microseconds.
+fn measure_interleaved(cases: &mut [Case<'_>]) -> Vec<f64> {
+    for (_, iteration) in cases.iter_mut() {
+        for _ in 0..WARMUP {
+            iteration();
+        }
     }
-    let mut rounds: Vec<f64> = (0..ROUNDS)
-        .map(|_| {
+    let mut rounds = vec![Vec::with_capacity(ROUNDS); cases.len()];
+    for _ in 0..ROUNDS {
+        for (i, (_, iteration)) in cases.iter_mut().enumerate() {
             let start = Instant::now();
             for _ in 0..ITERATIONS {
                 iteration();
             }
-            start.elapsed().as_secs_f64() * 1e6 / ITERATIONS as f64
+            rounds[i].push(start.elapsed().as_secs_f64() * 1e6 / ITERATIONS as f64);
+        }
+    }
+    rounds
+        .into_iter()
+        .map(|mut r| {
+            r.sort_by(f64::total_cmp);
+            r[ROUNDS / 2]
         })
-        .collect();
-    rounds.sort_by(f64::total_cmp);
-    rounds[ROUNDS / 2]
+        .collect()
 }
 
 fn random_bytes<const N: usize>() -> [u8; N] {
@@ -51,9 +64,15 @@ fn random_bytes<const N: usize>() -> [u8; N] {
     out
 }
 
-/// (a) Our first-hop unwrap of a 3-mix + destination packet, in place
-/// (including the copy into the working buffer a node would receive into).
-fn ours() -> (f64, f64, f64) {
+/// A 3-mix + destination route with fresh keys, and a full-payload packet.
+struct Ours {
+    keys: Vec<SecretKey>,
+    route: Vec<RouteHop>,
+    payload: Vec<u8>,
+    packet: Vec<u8>,
+}
+
+fn ours() -> Ours {
     let keys: Vec<SecretKey> = (0..4).map(|_| SecretKey::generate()).collect();
     let route: Vec<RouteHop> = keys
         .iter()
@@ -66,22 +85,21 @@ fn ours() -> (f64, f64, f64) {
         .collect();
     let payload = vec![0x5a; PAYLOAD_LEN];
     let packet = build_packet(&route, &payload).expect("build");
-    let mut buffer = vec![0u8; PACKET_LEN];
-    let in_place = measure(|| {
-        buffer.copy_from_slice(&packet);
-        black_box(unwrap_in_place(&keys[0], &mut buffer).expect("unwrap"));
-    });
-    let owned = measure(|| {
-        black_box(unwrap_packet(&keys[0], black_box(&packet)).expect("unwrap"));
-    });
-    let build = measure(|| {
-        black_box(build_packet(&route, &payload).expect("build"));
-    });
-    (in_place, owned, build)
+    Ours {
+        keys,
+        route,
+        payload,
+        packet,
+    }
 }
 
-/// (b) sphinx-packet 0.8: parse + process at the first of 3 mixes.
-fn sphinx() -> (f64, usize) {
+/// sphinx-packet 0.8: a 2413-byte packet for 3 mixes, and the first mix's key.
+struct Sphinx {
+    first_secret: x25519_dalek::StaticSecret,
+    bytes: Vec<u8>,
+}
+
+fn sphinx() -> Sphinx {
     let secrets: Vec<x25519_dalek::StaticSecret> = (0..3)
         .map(|_| x25519_dalek::StaticSecret::from(random_bytes::<32>()))
         .collect();
@@ -111,57 +129,99 @@ fn sphinx() -> (f64, usize) {
         .with_payload_size(SPHINX_PACKET_LEN - header_len)
         .build_packet(&message, &route, &destination, &delays)
         .expect("sphinx build");
-    let bytes = packet.to_bytes();
-    let micros = measure(|| {
-        let packet = SphinxPacket::from_bytes(black_box(&bytes)).expect("sphinx parse");
-        match packet.process(&secrets[0]).expect("sphinx process").data {
-            ProcessedPacketData::ForwardHop {
-                next_hop_packet, ..
-            } => {
-                black_box(next_hop_packet);
-            }
-            ProcessedPacketData::FinalHop { .. } => panic!("expected a forward hop"),
-        }
-    });
-    (micros, bytes.len())
-}
-
-/// (c) One X25519 with the crate the format uses (aws-lc-rs).
-fn x25519() -> f64 {
-    let ours = PrivateKey::generate(&agreement::X25519).expect("keygen");
-    let peer = PrivateKey::generate(&agreement::X25519).expect("keygen");
-    let peer_public = peer.compute_public_key().expect("public key");
-    let peer_bytes = peer_public.as_ref().to_vec();
-    measure(|| {
-        let peer = UnparsedPublicKey::new(&agreement::X25519, &peer_bytes);
-        agreement::agree(&ours, peer, (), |secret| {
-            black_box(secret);
-            Ok(())
-        })
-        .expect("agree");
-    })
-}
-
-/// Replay filter check-and-insert of fresh tags (1M-packet filter).
-fn replay_filter() -> (f64, usize) {
-    let filter = ReplayFilter::new(1_000_000, 0);
-    let mut counter = 0u64;
-    let micros = measure(|| {
-        counter += 1;
-        let mut tag = [0u8; 16];
-        tag[..8].copy_from_slice(&counter.wrapping_mul(0x9e37_79b9_7f4a_7c15).to_le_bytes());
-        tag[8..].copy_from_slice(&counter.wrapping_mul(0xc2b2_ae3d_27d4_eb4f).to_le_bytes());
-        black_box(filter.check_and_insert(&ReplayTag(tag)));
-    });
-    (micros, filter.memory_bytes())
+    Sphinx {
+        first_secret: secrets[0].clone(),
+        bytes: packet.to_bytes(),
+    }
 }
 
 fn main() {
     let json = std::env::args().any(|arg| arg == "--json");
-    let (per_hop, per_hop_owned, build) = ours();
-    let (sphinx_per_hop, sphinx_len) = sphinx();
-    let x25519 = x25519();
-    let (replay, replay_memory) = replay_filter();
+    let ours = ours();
+    let sphinx = sphinx();
+    let own_x25519 = PrivateKey::generate(&agreement::X25519).expect("keygen");
+    let peer = PrivateKey::generate(&agreement::X25519).expect("keygen");
+    let peer_public = peer
+        .compute_public_key()
+        .expect("public key")
+        .as_ref()
+        .to_vec();
+    let filter = ReplayFilter::new(1_000_000, 0);
+    let mut buffer = vec![0u8; PACKET_LEN];
+    let mut counter = 0u64;
+
+    let mut cases: Vec<Case<'_>> = vec![
+        // (a) in place, including the copy into the node's receive buffer.
+        (
+            "ours: unwrap_in_place",
+            Box::new(|| {
+                buffer.copy_from_slice(&ours.packet);
+                black_box(unwrap_in_place(&ours.keys[0], &mut buffer).expect("unwrap"));
+            }),
+        ),
+        (
+            "ours: unwrap_packet",
+            Box::new(|| {
+                black_box(unwrap_packet(&ours.keys[0], black_box(&ours.packet)).expect("unwrap"));
+            }),
+        ),
+        // (b) parse + process at the first of 3 mixes.
+        (
+            "sphinx-packet",
+            Box::new(|| {
+                let packet =
+                    SphinxPacket::from_bytes(black_box(&sphinx.bytes)).expect("sphinx parse");
+                match packet
+                    .process(&sphinx.first_secret)
+                    .expect("sphinx process")
+                    .data
+                {
+                    ProcessedPacketData::ForwardHop {
+                        next_hop_packet, ..
+                    } => {
+                        black_box(next_hop_packet);
+                    }
+                    ProcessedPacketData::FinalHop { .. } => panic!("expected a forward hop"),
+                }
+            }),
+        ),
+        // (c) one X25519 with the crate the format uses.
+        (
+            "x25519",
+            Box::new(|| {
+                let peer = UnparsedPublicKey::new(&agreement::X25519, &peer_public);
+                agreement::agree(&own_x25519, peer, (), |secret| {
+                    black_box(secret);
+                    Ok(())
+                })
+                .expect("agree");
+            }),
+        ),
+        (
+            "build",
+            Box::new(|| {
+                black_box(build_packet(&ours.route, &ours.payload).expect("build"));
+            }),
+        ),
+        (
+            "replay",
+            Box::new(|| {
+                counter += 1;
+                let mut tag = [0u8; 16];
+                tag[..8]
+                    .copy_from_slice(&counter.wrapping_mul(0x9e37_79b9_7f4a_7c15).to_le_bytes());
+                tag[8..]
+                    .copy_from_slice(&counter.wrapping_mul(0xc2b2_ae3d_27d4_eb4f).to_le_bytes());
+                black_box(filter.check_and_insert(&ReplayTag(tag)));
+            }),
+        ),
+    ];
+    let figures = measure_interleaved(&mut cases);
+    drop(cases);
+    let [per_hop, per_hop_owned, sphinx_per_hop, x25519, build, replay] = figures[..] else {
+        unreachable!("six cases")
+    };
+    let sphinx_len = sphinx.bytes.len();
     let speedup = sphinx_per_hop / per_hop;
     if json {
         println!(
@@ -172,7 +232,7 @@ fn main() {
         );
         return;
     }
-    println!("per-hop processing, median of {ROUNDS} rounds x {ITERATIONS} iterations");
+    println!("per-hop processing, median of {ROUNDS} interleaved rounds x {ITERATIONS} iterations");
     println!("{:<52} {:>10} {:>10}", "what", "µs", "packets/s");
     let rows = [
         (
@@ -190,7 +250,10 @@ fn main() {
             build,
         ),
         (
-            format!("replay filter check (1M cap, {} MiB)", replay_memory >> 20),
+            format!(
+                "replay filter check (1M cap, {:.1} MB)",
+                filter.memory_bytes() as f64 / 1e6
+            ),
             replay,
         ),
     ];

@@ -71,7 +71,7 @@ pub struct Config {
     pub batch_size: usize,
     /// Per-next-hop outbound buffer, in packets (one persistent connection each).
     pub pool_size: usize,
-    /// Cap on packets queued inside the node (inbound queue + delay queue).
+    /// Cap on packets inside the node (inbound queue, delay queue, next-hop buffers).
     pub max_queue_depth: usize,
     /// Admission rate in packets/s; 0 means unlimited.
     pub target_throughput: u64,

@@ -1,6 +1,6 @@
 //! A deliberately small HTTP/1.1 layer: a server for the node's three GET
 //! routes (one request per connection, `Connection: close`, request head
-//! capped at 8 KiB and 5 s) and a blocking client for `mixnode healthcheck`
+//! capped at 8 KiB and 5 s, at most 64 connections at once) and a blocking client for `mixnode healthcheck`
 //! and `loadgen`, which only ever GET plain `http://host:port/path` URLs.
 
 use std::io::{Read, Write};
@@ -13,6 +13,8 @@ use tokio::net::{TcpListener, TcpStream};
 
 const MAX_HEAD: usize = 8 * 1024;
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Concurrent HTTP connections served; more are closed unanswered.
+const MAX_CONNECTIONS: usize = 64;
 
 /// A response: status code, content type and body.
 pub struct Response {
@@ -47,12 +49,18 @@ pub async fn serve<F>(listener: TcpListener, route: Arc<F>)
 where
     F: Fn(&str) -> Response + Send + Sync + 'static,
 {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
+                // Over the limit the connection is closed at once.
+                let Ok(slot) = slots.clone().try_acquire_owned() else {
+                    continue;
+                };
                 let route = route.clone();
                 tokio::spawn(async move {
                     let _ = tokio::time::timeout(READ_TIMEOUT, handle(stream, &*route)).await;
+                    drop(slot);
                 });
             }
             Err(e) => {

@@ -65,9 +65,10 @@ pub struct Metrics {
     pub forwarded: AtomicU64,
     pub delivered: AtomicU64,
     dropped: [AtomicU64; 6],
-    /// Packets admitted and not yet handed to a next-hop buffer.
+    /// Packets admitted and not yet written or dropped (inbound queue,
+    /// delay queue and next-hop buffers); capped by MAX_QUEUE_DEPTH.
     pub queue_depth: AtomicUsize,
-    /// Packets in next-hop buffers, not yet written to a socket.
+    /// The part of `queue_depth` in next-hop buffers.
     pub outbound_depth: AtomicUsize,
     pub inbound_connections: AtomicUsize,
     pub outbound_connections: AtomicUsize,
@@ -181,13 +182,13 @@ impl Metrics {
         gauge(
             &mut out,
             "mixnode_queue_depth",
-            "Packets queued inside the node (inbound queue and delay queue), capped by MAX_QUEUE_DEPTH.",
+            "Packets inside the node (waiting to unwrap, in the delay queue or in next-hop buffers), capped by MAX_QUEUE_DEPTH.",
             self.queue_depth.load(Relaxed) as f64,
         );
         gauge(
             &mut out,
             "mixnode_outbound_queue_depth",
-            "Packets waiting in next-hop buffers (each capped by POOL_SIZE).",
+            "The part of mixnode_queue_depth in next-hop buffers (each capped by POOL_SIZE).",
             self.outbound_depth.load(Relaxed) as f64,
         );
         gauge(

@@ -3,7 +3,8 @@
 //! `/status`, registers in PostgreSQL when asked, and on SIGTERM or Ctrl-C
 //! shuts down gracefully: `/health` turns 503, the mix port stops accepting
 //! and reading, packets already inside are sent on within [`DRAIN_DEADLINE`],
-//! whatever is left after that is counted as dropped `shutdown`.
+//! whatever is left after that (or after a second signal) is counted as
+//! dropped `shutdown`.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -143,18 +144,23 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
     let _ = stop_tx.send(true);
     let _ = ingress.await;
 
-    let drained = tokio::time::timeout(DRAIN_DEADLINE, scheduler)
-        .await
-        .is_ok();
+    // A second SIGTERM/Ctrl-C cuts the drain short.
+    let drained = tokio::select! {
+        finished = tokio::time::timeout(DRAIN_DEADLINE, scheduler) => finished.is_ok(),
+        _ = wait_for_signal() => false,
+    };
     let metrics = &shared.metrics;
     if drained {
         for thread in worker_threads {
             let _ = thread.join();
         }
     } else {
-        let left = metrics.queue_depth.load(Relaxed) + metrics.outbound_depth.load(Relaxed);
+        let left = metrics.queue_depth.load(Relaxed);
         metrics.drop_packets(DropReason::Shutdown, left as u64);
-        tracing::warn!(left, "drain deadline passed; dropping what is left");
+        tracing::warn!(
+            left,
+            "drain cut short (deadline or second signal); dropping what is left"
+        );
     }
     http_server.abort();
     tracing::info!(

@@ -2,7 +2,9 @@
 //! keeps the queue gauge within its cap and `/health` at 200 while counting
 //! `overload`; a replayed packet is dropped as `replay`; garbage is
 //! `malformed`; a dead next hop is `unreachable`. In every case
-//! received = forwarded + delivered + dropped once the node settles.
+//! received = forwarded + delivered + dropped once the node settles. Also:
+//! TARGET_THROUGHPUT paces rather than drops, and the delay queue holds each
+//! packet for its own delay.
 
 mod common;
 
@@ -130,4 +132,68 @@ fn garbage_is_malformed_and_dead_next_hop_is_unreachable() {
     assert_eq!(m.received(), 9.0);
     assert_eq!(m.received(), m.accounted());
     assert_eq!(node.get("/health").unwrap().0, 200);
+}
+
+#[test]
+fn admission_rate_paces_the_sender_instead_of_dropping() {
+    // TARGET_THROUGHPUT=400 with a one-second burst: 1,200 packets need at
+    // least (1200 - 400) / 400 = 2 s to get in, and none may be dropped.
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start("middle", dir.path(), &[("TARGET_THROUGHPUT", "400")]);
+    let sink = Sink::start();
+    let packets = packets_via(node.public_key(), &node.mix_address(), &sink.address, 1200);
+    let started = std::time::Instant::now();
+    let mut stream = TcpStream::connect(node.mix_address()).unwrap();
+    for p in &packets {
+        stream.write_all(p).unwrap();
+    }
+    common::eventually(60, "all forwarded", || sink.count() == 1200);
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= std::time::Duration::from_millis(1800),
+        "1,200 packets at 400/s got through in {elapsed:?}"
+    );
+    let m = node.wait_quiescent();
+    assert_eq!(
+        (m.received(), m.forwarded(), m.dropped_total()),
+        (1200.0, 1200.0, 0.0)
+    );
+}
+
+#[test]
+fn delay_queue_holds_each_packet_for_its_own_delay() {
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start("middle", dir.path(), &[]);
+    let sink = Sink::start();
+    let key = node.public_key();
+    let slow = common::packet_with_delay(
+        key,
+        &node.mix_address(),
+        &sink.address,
+        Duration::from_millis(1500),
+    );
+    let fast = common::packet_with_delay(key, &node.mix_address(), &sink.address, Duration::ZERO);
+    let sent = Instant::now();
+    let mut stream = TcpStream::connect(node.mix_address()).unwrap();
+    stream.write_all(&slow).unwrap();
+    stream.write_all(&fast).unwrap();
+    common::eventually(20, "both packets out", || sink.count() == 2);
+    let arrivals = sink.arrivals();
+    // The undelayed packet overtakes the one sent before it ...
+    assert!(
+        arrivals[0] - sent < Duration::from_millis(1500),
+        "{:?}",
+        arrivals[0] - sent
+    );
+    // ... which is held for its full delay, not less.
+    assert!(
+        arrivals[1] - sent >= Duration::from_millis(1500),
+        "{:?}",
+        arrivals[1] - sent
+    );
+    let m = node.wait_quiescent();
+    assert_eq!((m.forwarded(), m.dropped_total()), (2.0, 0.0));
+    // Processing time excludes the mix delay.
+    assert!(m.get("mixnode_processing_seconds_sum") < 1.0, "{m:?}");
 }

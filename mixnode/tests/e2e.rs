@@ -1,7 +1,8 @@
 //! End to end: three real nodes (entry, middle, exit) on 127.0.0.1 and the
 //! real `loadgen` as sender and destination; every packet must arrive and
 //! every node's counters must add up. Also: `/metrics` passes
-//! `promtool check metrics`, and SIGTERM drains and exits 0.
+//! `promtool check metrics`; SIGTERM answers 503, drains (delayed packets
+//! included) and exits 0, and a second SIGTERM cuts the drain short.
 
 mod common;
 
@@ -153,4 +154,71 @@ fn which(tool: &str) -> Result<std::path::PathBuf, ()> {
                 .find(|p| p.exists())
         })
         .ok_or(())
+}
+
+#[test]
+fn draining_node_answers_503_and_still_sends_delayed_packets() {
+    use std::time::Duration;
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = Node::start("middle", dir.path(), &[]);
+    let sink = Sink::start();
+    let packet = common::packet_with_delay(
+        node.public_key(),
+        &node.mix_address(),
+        &sink.address,
+        Duration::from_millis(2500),
+    );
+    std::net::TcpStream::connect(node.mix_address())
+        .unwrap()
+        .write_all(&packet)
+        .unwrap();
+    common::eventually(20, "packet in the delay queue", || {
+        node.metrics().get("mixnode_queue_depth") == 1.0
+    });
+    node.send_sigterm();
+    common::eventually(5, "health 503 while draining", || {
+        matches!(node.get("/health"), Ok((503, _)))
+    });
+    assert_eq!(sink.count(), 0, "released before its delay");
+    let status = node.wait_exit();
+    assert!(status.success(), "exit status {status}");
+    assert_eq!(
+        sink.count(),
+        1,
+        "the delayed packet was not sent before exit"
+    );
+}
+
+#[test]
+fn second_sigterm_cuts_the_drain_short() {
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = Node::start("middle", dir.path(), &[]);
+    let sink = Sink::start();
+    let packet = common::packet_with_delay(
+        node.public_key(),
+        &node.mix_address(),
+        &sink.address,
+        Duration::from_secs(6),
+    );
+    std::net::TcpStream::connect(node.mix_address())
+        .unwrap()
+        .write_all(&packet)
+        .unwrap();
+    common::eventually(20, "packet in the delay queue", || {
+        node.metrics().get("mixnode_queue_depth") == 1.0
+    });
+    node.send_sigterm();
+    common::eventually(5, "draining", || {
+        matches!(node.get("/health"), Ok((503, _)))
+    });
+    let started = Instant::now();
+    let status = node.terminate();
+    assert!(status.success(), "exit status {status}");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(sink.count(), 0);
 }

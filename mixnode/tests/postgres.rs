@@ -182,4 +182,8 @@ fn node_registers_and_heartbeats_in_topology_table() {
         cluster.psql(&["-c", "SELECT count(*) FROM mixnode_topology"]),
         "1"
     );
+
+    // Without a restart, the heartbeat (every 10 s) moves last_seen on again.
+    let after_restart = seen();
+    common::eventually(25, "heartbeat", || seen() != after_restart);
 }

@@ -124,14 +124,16 @@ impl SourceArgs {
 }
 
 /// Print the merged model for one environment or set of files.
-///
-/// Examples:
-///   cargo xtask config                      # the dev environment (the default)
-///   cargo xtask config --env prod+betanet
-///   cargo xtask config -f a.yml -f b.yml --services
-///   cargo xtask config --env dev --env-file .env.example
 #[derive(clap::Args)]
-#[command(verbatim_doc_comment)]
+#[command(after_help = "\
+Without --env or -f, prints the dev environment. Relative host paths are made absolute and
+`$` is written as `$$`, so `docker-compose -f <output> config` reads the same model back.
+
+Examples:
+  cargo xtask config
+  cargo xtask config --env prod+betanet
+  cargo xtask config -f a.yml -f b.yml --services
+  cargo xtask config --env dev --env-file .env.example")]
 pub struct Cmd {
     #[command(flatten)]
     source: SourceArgs,
@@ -145,12 +147,21 @@ impl Cmd {
         let selection = self.source.selections(&["dev"])?.remove(0);
         let project = selection.load()?;
         if self.services {
-            for name in project.service_names() {
-                println!("{name}");
-            }
+            let mut names = project.service_names().join("\n");
+            names.push('\n');
+            write_stdout(&names)
         } else {
-            print!("{}", project.to_yaml());
+            write_stdout(&project.to_yaml())
         }
-        Ok(())
+    }
+}
+
+/// Write `text` to stdout; a closed pipe (`| head`) ends output quietly.
+pub fn write_stdout(text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
     }
 }

@@ -7,12 +7,15 @@
 
 mod bench;
 mod betanet;
+mod bringup;
 mod check;
 mod ci;
 mod compose;
 mod config;
 mod dev;
+mod dotenv;
 mod down;
+mod engine;
 mod env;
 mod environments;
 mod images;

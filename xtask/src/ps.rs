@@ -1,11 +1,81 @@
-//! `cargo xtask ps`: placeholder until the engine work lands.
+//! `cargo xtask ps [--format table|json]`: the active project's containers
+//! with state, health and published ports, found by the compose project label
+//! (the same for Compose v1 and v2).
+use anyhow::Result;
 use xshell::Shell;
 
+use crate::{
+    dotenv::DotEnv,
+    engine::{containers, Engine},
+    process::Runner,
+    Global,
+};
+
 #[derive(clap::Args)]
-pub struct Cmd {}
+#[command(after_help = "Examples:\n  cargo xtask ps\n  cargo xtask ps --format json")]
+pub struct Cmd {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Table,
+    Json,
+}
 
 impl Cmd {
-    pub fn run(self, _sh: &Shell, _global: &crate::Global) -> anyhow::Result<()> {
-        anyhow::bail!("`cargo xtask ps` is not implemented yet")
+    pub fn run(self, sh: &Shell, global: &Global) -> Result<()> {
+        let runner = Runner::new(global);
+        let env = DotEnv::ensure(&crate::project_root(), global.dry_run)?;
+        let project = env.get_or("COMPOSE_PROJECT_NAME", "fog");
+        Engine::detect(global.verbose)?;
+        let list = containers::list(sh, &runner, &project)?;
+        if self.format == Format::Json {
+            println!("{}", serde_json::to_string_pretty(&list)?);
+            return Ok(());
+        }
+        if list.is_empty() {
+            println!("no containers in project {project} (start one with `cargo xtask dev`)");
+            return Ok(());
+        }
+        let rows: Vec<[String; 4]> = list
+            .iter()
+            .map(|c| {
+                let state = if c.state == "exited" {
+                    format!("exited ({})", c.exit_code)
+                } else {
+                    c.state.clone()
+                };
+                [
+                    c.service.clone(),
+                    state,
+                    c.health.clone().unwrap_or_else(|| "-".into()),
+                    c.ports.join(", "),
+                ]
+            })
+            .collect();
+        let header = ["SERVICE", "STATE", "HEALTH", "PORTS"].map(String::from);
+        let mut widths = header.clone().map(|h| h.len());
+        for row in &rows {
+            for (w, cell) in widths.iter_mut().zip(row) {
+                *w = (*w).max(cell.len());
+            }
+        }
+        for row in std::iter::once(&header).chain(&rows) {
+            let line = format!(
+                "{:w0$}  {:w1$}  {:w2$}  {}",
+                row[0],
+                row[1],
+                row[2],
+                row[3],
+                w0 = widths[0],
+                w1 = widths[1],
+                w2 = widths[2]
+            );
+            println!("{}", line.trim_end());
+        }
+        Ok(())
     }
 }

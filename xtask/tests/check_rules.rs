@@ -145,3 +145,19 @@ fn config_prints_a_merged_file_compose_can_read_back() {
     let out = xtask(&["config", "-f", &base, "-f", &dev, "--services"]);
     assert_eq!(stdout(&out), "db\napp\n");
 }
+
+#[test]
+fn the_repository_environments_all_check_clean() {
+    let env_file = common::crate_dir().join("../.env.example");
+    let out = xtask(&[
+        "check",
+        "--format",
+        "json",
+        "--env-file",
+        &env_file.display().to_string(),
+    ]);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    assert_eq!(doc["errors"], 0, "{}", stdout(&out));
+    assert_eq!(doc["environments"].as_array().unwrap().len(), 10);
+    assert_eq!(out.status.code(), Some(0));
+}

@@ -122,6 +122,15 @@ fn facts(doc: &Value) -> BTreeMap<String, ServiceFacts> {
         .collect()
 }
 
+/// Removes a temporary file even when an assertion fails.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 /// `docker compose` (v2) when present, else `docker-compose` (v1).
 fn compose_command() -> Option<Vec<&'static str>> {
     let works = |cmd: &str, args: &[&str]| {
@@ -165,7 +174,8 @@ fn assert_conforms(compose: &[&str], project_dir: &Path, env_file: &Path, files:
         "xtask config failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let ours: Value = serde_yaml::from_slice(&out.stdout).expect("our config output is YAML");
+    let ours_text = out.stdout;
+    let ours: Value = serde_yaml::from_slice(&ours_text).expect("our config output is YAML");
 
     let mut cmd = Command::new(compose[0]);
     cmd.args(&compose[1..])
@@ -199,6 +209,31 @@ fn assert_conforms(compose: &[&str], project_dir: &Path, env_file: &Path, files:
         facts(&ours),
         facts(&theirs),
         "model differs from compose for {files:?}"
+    );
+
+    // Compose reads our output back to the same model.
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp =
+        std::env::temp_dir().join(format!("xtask-conformance-{}-{n}.yml", std::process::id()));
+    std::fs::write(&tmp, &ours_text).unwrap();
+    let _cleanup = RemoveOnDrop(tmp.clone());
+    let mut cmd = Command::new(compose[0]);
+    cmd.args(&compose[1..]).arg("-f").arg(&tmp);
+    for p in &profiles {
+        cmd.arg("--profile").arg(p);
+    }
+    let out = cmd.arg("config").output().expect("run compose config");
+    assert!(
+        out.status.success(),
+        "compose rejects our config output for {files:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reread: Value = serde_yaml::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        facts(&ours),
+        facts(&reread),
+        "our output reads back differently"
     );
 }
 

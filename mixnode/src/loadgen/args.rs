@@ -16,10 +16,12 @@ OPTIONS:
     --packets N         packets to send
     --rate R            send at most R packets/s (default: as fast as possible)
     --delay-ms MS       mean per-hop mix delay, exponential (default 0)
-    --listen ADDR       where the destination listens (default 0.0.0.0:0)
-    --advertise H:P     address the exit node delivers to (default 127.0.0.1
-                        when every node URL is local, else this host's name,
-                        with the listening port)
+    --listen ADDR       where the destination listens (default 127.0.0.1:0
+                        when every node URL is local, else 0.0.0.0:0)
+    --advertise H:P     address the exit node delivers to (default: 127.0.0.1
+                        when every node URL is local, else this host's address
+                        on the way to the entry node, else its name; with
+                        the listening port)
     --timeout SECS      wait this long after sending for stragglers (default 30)
     --json              print one JSON object instead of a table
 

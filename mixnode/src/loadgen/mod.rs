@@ -162,6 +162,16 @@ struct Arrivals {
     last_arrival_nanos: AtomicU64,
 }
 
+/// This host's address on the route towards `address` (a UDP "connect"
+/// sends nothing; it only picks the source address), so the exit node can
+/// reach the destination without relying on DNS for this host's name.
+fn local_ip_towards(address: &str) -> Option<String> {
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    socket.connect(address).ok()?;
+    let ip = socket.local_addr().ok()?.ip();
+    (!ip.is_unspecified()).then(|| ip.to_string())
+}
+
 fn is_local(url: &str) -> bool {
     let host = url
         .trim_start_matches("http://")
@@ -201,7 +211,7 @@ pub fn run(args: &Args) -> Result<Report, LoadgenError> {
         let host = if local {
             "127.0.0.1".to_string()
         } else {
-            crate::config::hostname()
+            local_ip_towards(&nodes[0].mix_address).unwrap_or_else(crate::config::hostname)
         };
         format!("{host}:{port}")
     });

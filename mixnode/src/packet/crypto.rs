@@ -1,7 +1,7 @@
 //! The per-layer key schedule: one X25519 between the layer's ephemeral key
 //! and the hop's static key, then HKDF-SHA256 (salt = ephemeral public key ‖
-//! hop public key) expanded under three labels into the AES-256-GCM key, the
-//! hop's `LAYER_OVERHEAD` bytes of padding and the 16-byte replay tag.
+//! hop public key) expanded once into the AES-256-GCM key, the 16-byte
+//! replay tag and the hop's `LAYER_OVERHEAD` bytes of padding.
 //! Every primitive comes from aws-lc-rs.
 
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
@@ -11,12 +11,10 @@ use zeroize::Zeroize;
 
 use super::{KEY_LEN, LAYER_OVERHEAD, TAG_LEN};
 
-/// HKDF info label for the layer's AES-256-GCM key.
-pub(crate) const INFO_AEAD: &[u8] = b"fog-mixnode/v1 layer key";
-/// HKDF info label for the padding the hop appends after stripping its layer.
-pub(crate) const INFO_PADDING: &[u8] = b"fog-mixnode/v1 layer padding";
-/// HKDF info label for the replay tag.
-pub(crate) const INFO_REPLAY: &[u8] = b"fog-mixnode/v1 replay tag";
+/// HKDF info label: one expansion yields the AES-256-GCM key (32 bytes),
+/// the replay tag (16) and the hop's padding (`LAYER_OVERHEAD`), in order.
+pub(crate) const INFO_LAYER: &[u8] = b"fog-mixnode/v1 layer keys";
+const OKM_LEN: usize = 32 + 16 + LAYER_OVERHEAD;
 
 /// Everything one layer's shared secret yields.
 pub(crate) struct LayerKeys {
@@ -50,16 +48,16 @@ pub(crate) fn derive_layer_keys(
     salt[KEY_LEN..].copy_from_slice(hop_public);
     let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, &salt).extract(shared_secret);
 
-    let mut key = [0u8; 32];
-    expand(&prk, INFO_AEAD, &mut key);
+    let mut okm = [0u8; OKM_LEN];
+    expand(&prk, INFO_LAYER, &mut okm);
     let aead = LessSafeKey::new(
-        UnboundKey::new(&AES_256_GCM, &key).expect("32-byte AES-256 key is valid"),
+        UnboundKey::new(&AES_256_GCM, &okm[..32]).expect("32-byte AES-256 key is valid"),
     );
-    key.zeroize();
-    let mut padding = [0u8; LAYER_OVERHEAD];
-    expand(&prk, INFO_PADDING, &mut padding);
     let mut replay_tag = [0u8; 16];
-    expand(&prk, INFO_REPLAY, &mut replay_tag);
+    replay_tag.copy_from_slice(&okm[32..48]);
+    let mut padding = [0u8; LAYER_OVERHEAD];
+    padding.copy_from_slice(&okm[48..]);
+    okm.zeroize();
     LayerKeys {
         aead,
         padding,

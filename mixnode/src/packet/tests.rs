@@ -363,6 +363,24 @@ fn keys_round_trip_and_print_as_hex() {
         .chars()
         .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)));
     assert_eq!(hex.parse::<PublicKey>().unwrap(), key.public_key());
+    assert_eq!(
+        hex.to_uppercase().parse::<PublicKey>().unwrap(),
+        key.public_key()
+    );
+    // Any 32 bytes are a usable secret (X25519 clamps), even all zeros or ones.
+    for bytes in [[0u8; 32], [0xff; 32]] {
+        let edge = SecretKey::from_bytes(bytes);
+        let mut net = network(1);
+        net.route[0].public_key = edge.public_key();
+        let packet = build_packet(&net.route, b"edge").unwrap();
+        let action = unwrap_packet(&edge, &packet).unwrap().action;
+        assert_eq!(
+            action,
+            Action::Final {
+                payload: b"edge".to_vec()
+            }
+        );
+    }
     assert!("abc".parse::<PublicKey>().is_err());
     assert!("zz".repeat(32).parse::<PublicKey>().is_err());
     assert!(format!("{key:?}").contains(&hex));
@@ -376,4 +394,23 @@ fn keys_round_trip_and_print_as_hex() {
         alice.public_key().to_string(),
         "8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a"
     );
+}
+
+#[test]
+fn keys_and_filter_can_be_shared_across_worker_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<SecretKey>();
+    assert_send_sync::<ReplayFilter>();
+    assert_send_sync::<Unwrapped>();
+    let net = network(2);
+    let key = std::sync::Arc::new(net.keys[0].clone());
+    let packet = std::sync::Arc::new(build_packet(&net.route, b"shared").unwrap());
+    let tags: Vec<ReplayTag> = (0..2)
+        .map(|_| {
+            let (key, packet) = (key.clone(), packet.clone());
+            std::thread::spawn(move || unwrap_packet(&key, &packet).unwrap().replay_tag)
+        })
+        .map(|handle| handle.join().unwrap())
+        .collect();
+    assert_eq!(tags[0], tags[1]);
 }

@@ -2,7 +2,7 @@
 //! TARGET_THROUGHPUT packets/s (bursts up to one second's worth): a reader
 //! over the rate waits before reading more, so TCP pushes back on the sender
 //! instead of the node queueing without bound. Then MAX_QUEUE_DEPTH caps the
-//! packets queued inside the node; what does not fit is dropped as `overload`.
+//! packets inside the node (from admission until written or dropped); what does not fit is dropped as `overload`.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;

@@ -5,7 +5,9 @@
 //! when the connection fails, and exits after [`IDLE_TIMEOUT`] without
 //! traffic. A full buffer drops as `overload` (or `unreachable` while the
 //! peer is down); packets in a failed write or connect drop as `unreachable`.
-//! A packet counts as forwarded/delivered once its bytes are written.
+//! A packet counts as forwarded/delivered once its bytes are written; until
+//! then it stays in the node's queue depth, so MAX_QUEUE_DEPTH bounds these
+//! buffers too.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -51,35 +53,35 @@ impl Peers {
         }
     }
 
-    /// Moves a due packet from the node's queue into its peer's buffer.
+    /// Moves a due packet into its peer's buffer (it stays counted in the
+    /// node's queue depth until written or dropped).
     pub fn dispatch(&mut self, packet: Outbound) {
         let shared = self.shared.clone();
         let metrics = &shared.metrics;
-        metrics.queue_depth.fetch_sub(1, Relaxed);
+        let drop_one = |reason| {
+            metrics.queue_depth.fetch_sub(1, Relaxed);
+            metrics.drop_packets(reason, 1);
+        };
         if packet.received.elapsed()
             > MAX_PACKET_AGE + packet.release.saturating_duration_since(packet.received)
         {
-            metrics.drop_packets(DropReason::Expired, 1);
-            return;
+            return drop_one(DropReason::Expired);
         }
         let mut packet = packet;
         for _attempt in 0..2 {
             let Some(peer) = self.peer(&packet.next) else {
-                metrics.drop_packets(DropReason::Overload, 1);
-                return;
+                return drop_one(DropReason::Overload);
             };
             metrics.outbound_depth.fetch_add(1, Relaxed);
             match peer.tx.try_send(packet) {
                 Ok(()) => return,
                 Err(TrySendError::Full(_)) => {
                     metrics.outbound_depth.fetch_sub(1, Relaxed);
-                    let reason = if peer.connected.load(Relaxed) {
+                    return drop_one(if peer.connected.load(Relaxed) {
                         DropReason::Overload
                     } else {
                         DropReason::Unreachable
-                    };
-                    metrics.drop_packets(reason, 1);
-                    return;
+                    });
                 }
                 Err(TrySendError::Closed(p)) => {
                     // The peer's task exited when idle: start a new one.
@@ -89,7 +91,7 @@ impl Peers {
                 }
             }
         }
-        metrics.drop_packets(DropReason::Unreachable, 1);
+        drop_one(DropReason::Unreachable);
     }
 
     fn peer(&mut self, address: &str) -> Option<&Peer> {
@@ -109,6 +111,10 @@ impl Peers {
                 connected.clone(),
                 self.shared.clone(),
             ));
+            if self.tasks.len() >= 1024 {
+                // Forget the handles of peers that went idle and exited.
+                self.tasks.retain(|t| !t.is_finished());
+            }
             self.tasks.push(task);
             self.map.insert(address.to_string(), Peer { tx, connected });
         }
@@ -131,6 +137,7 @@ fn drain_unreachable(rx: &mut mpsc::Receiver<Outbound>, shared: &Shared) -> usiz
         n += 1;
     }
     shared.metrics.outbound_depth.fetch_sub(n, Relaxed);
+    shared.metrics.queue_depth.fetch_sub(n, Relaxed);
     shared
         .metrics
         .drop_packets(DropReason::Unreachable, n as u64);
@@ -194,6 +201,7 @@ async fn forward(
             })
             .await;
             metrics.outbound_depth.fetch_sub(n, Relaxed);
+            metrics.queue_depth.fetch_sub(n, Relaxed);
             if let Ok(Ok(())) = written {
                 let delivered = batch.iter().filter(|p| p.kind == Kind::Deliver).count();
                 metrics.delivered.fetch_add(delivered as u64, Relaxed);

@@ -59,7 +59,7 @@ async fn read_frames(
     let _ = stream.set_nodelay(true);
     let mut buf = vec![0u8; PACKET_LEN * shared.config.batch_size];
     let mut filled = 0;
-    loop {
+    while !*stop.borrow() {
         let read = tokio::select! {
             read = stream.read(&mut buf[filled..]) => read,
             _ = stop.changed() => break,
@@ -81,7 +81,11 @@ async fn read_frames(
         metrics.received.fetch_add(frames as u64, Relaxed);
         let wait = shared.admission.reserve(frames);
         if !wait.is_zero() {
-            tokio::time::sleep(wait).await;
+            // Paced: stop reading (TCP pushes back) until the tokens are due.
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = stop.changed() => {}
+            }
         }
         let admitted = shared.admission.enqueue(&metrics.queue_depth, frames);
         if admitted < frames {

@@ -9,7 +9,7 @@ use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mixnode::packet::{build_packet, PublicKey, RouteHop, SecretKey, PACKET_LEN};
@@ -107,15 +107,26 @@ impl Node {
         Metrics::parse(&body)
     }
 
-    /// SIGTERM, then wait for the exit status.
-    pub fn terminate(&mut self) -> ExitStatus {
-        let mut child = self.child.take().expect("node running");
+    /// Sends SIGTERM without waiting.
+    pub fn send_sigterm(&self) {
+        let child = self.child.as_ref().expect("node running");
         let ok = Command::new("kill")
             .arg("-TERM")
             .arg(child.id().to_string())
             .status()
             .unwrap();
         assert!(ok.success());
+    }
+
+    /// SIGTERM, then wait for the exit status.
+    pub fn terminate(&mut self) -> ExitStatus {
+        self.send_sigterm();
+        self.wait_exit()
+    }
+
+    /// Waits (up to 15 s) for the process to exit.
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("node running");
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             if let Some(status) = child.try_wait().unwrap() {
@@ -209,10 +220,12 @@ impl Metrics {
     }
 }
 
-/// A TCP listener standing in for the next mix: counts whole frames.
+/// A TCP listener standing in for the next mix: counts whole frames and
+/// notes when each one arrived.
 pub struct Sink {
     pub address: String,
     pub frames: Arc<AtomicU64>,
+    arrivals: Arc<Mutex<Vec<Instant>>>,
 }
 
 impl Sink {
@@ -220,30 +233,67 @@ impl Sink {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let address = listener.local_addr().unwrap().to_string();
         let frames = Arc::new(AtomicU64::new(0));
-        let counter = frames.clone();
+        let arrivals = Arc::new(Mutex::new(Vec::new()));
+        let (counter, times) = (frames.clone(), arrivals.clone());
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                let counter = counter.clone();
-                std::thread::spawn(move || count_frames(stream, &counter));
+                let (counter, times) = (counter.clone(), times.clone());
+                std::thread::spawn(move || count_frames(stream, &counter, &times));
             }
         });
-        Sink { address, frames }
+        Sink {
+            address,
+            frames,
+            arrivals,
+        }
     }
     pub fn count(&self) -> u64 {
         self.frames.load(Ordering::Relaxed)
     }
+    pub fn arrivals(&self) -> Vec<Instant> {
+        self.arrivals.lock().unwrap().clone()
+    }
 }
 
-fn count_frames(mut stream: TcpStream, counter: &AtomicU64) {
+fn count_frames(mut stream: TcpStream, counter: &AtomicU64, times: &Mutex<Vec<Instant>>) {
     let mut buf = vec![0u8; 64 * 1024];
     let mut bytes = 0usize;
     while let Ok(n) = stream.read(&mut buf) {
         if n == 0 {
             return;
         }
+        let before = bytes / PACKET_LEN;
         bytes += n;
+        let now = Instant::now();
+        times
+            .lock()
+            .unwrap()
+            .extend((before..bytes / PACKET_LEN).map(|_| now));
         counter.store((bytes / PACKET_LEN) as u64, Ordering::Relaxed);
     }
+}
+
+/// One packet that `node` holds for `delay` and then relays to `next`.
+pub fn packet_with_delay(node: PublicKey, node_addr: &str, next: &str, delay: Duration) -> Vec<u8> {
+    let other = SecretKey::generate().public_key();
+    let route = [
+        RouteHop {
+            address: node_addr.to_string(),
+            public_key: node,
+            delay,
+        },
+        RouteHop {
+            address: next.to_string(),
+            public_key: other,
+            delay: Duration::ZERO,
+        },
+        RouteHop {
+            address: "127.0.0.1:9".to_string(),
+            public_key: other,
+            delay: Duration::ZERO,
+        },
+    ];
+    build_packet(&route, b"delayed").unwrap()
 }
 
 /// Builds `count` packets that `node` relays to `next` (a sink posing as a

@@ -12,17 +12,17 @@ use anyhow::{Context, Result};
 use xshell::Shell;
 
 use crate::check::check_all;
-use crate::config::{Selection, SourceArgs};
-use crate::environments::NAMED;
+use crate::compose::EnvSource;
+use crate::config::Selection;
+use crate::environments::Environment;
 
 /// Time `check` over every named environment against `docker-compose config`.
-///
-/// Examples:
-///   cargo xtask bench check
-///   cargo xtask bench check --runs 200 --json
-///   cargo xtask bench check --skip-compose
 #[derive(clap::Args)]
-#[command(verbatim_doc_comment)]
+#[command(after_help = "\
+Examples:
+  cargo xtask bench check
+  cargo xtask bench check --runs 200 --json
+  cargo xtask bench check --skip-compose")]
 pub struct Cmd {
     /// Timed repetitions of the whole check (after one warm-up run).
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
@@ -93,7 +93,11 @@ fn compose_config_ms(program: &[&str], selections: &[Selection]) -> Result<f64> 
 
 impl Cmd {
     pub fn run(self, _sh: &Shell, _global: &crate::Global) -> Result<()> {
-        let selections = SourceArgs::default().selections(NAMED)?;
+        let env = EnvSource::for_repo(&crate::project_root())?;
+        let selections: Vec<Selection> = Environment::all()
+            .into_iter()
+            .map(|e| Selection::named(e, &env))
+            .collect();
         if !Path::new(&selections[0].files[0]).is_file() {
             crate::usage_bail!(
                 "{} is missing; the benchmark needs the repository's compose files",

@@ -31,7 +31,7 @@ fn services(v: &Value) -> impl Iterator<Item = (String, &Value)> {
 fn location(file: &SourceFile, path: &[Seg]) -> Option<Location> {
     Some(Location {
         file: file.path.clone(),
-        line: file.lines.nearest_line(path),
+        line: file.lines().nearest_line(path),
     })
 }
 
@@ -59,14 +59,14 @@ fn image_tags(file: &SourceFile, out: &mut Vec<Finding>) {
         let tag = image
             .get(image_repository(&image).len() + 1..)
             .unwrap_or("");
-        let at = location(file, &service_path(&name, &["image"]));
+        let at = || location(file, &service_path(&name, &["image"]));
         let problem = match tag {
             "" => "has no tag (it means `latest`)",
             "latest" => "uses the moving tag `latest`",
             _ if is_floating_tag(tag) => {
                 out.push(Finding::warning(
                     "floating-tag",
-                    at,
+                    at(),
                     format!("service `{name}` image `{image}` has a tag without a full version"),
                     "pin the full version, e.g. `15.8-alpine` instead of `15-alpine`",
                 ));
@@ -76,7 +76,7 @@ fn image_tags(file: &SourceFile, out: &mut Vec<Finding>) {
         };
         out.push(Finding::error(
             "unpinned-image",
-            at,
+            at(),
             format!("service `{name}` image `{image}` {problem}"),
             "pin a version tag (or digest) through the image variable in .env.example",
         ));
@@ -159,7 +159,7 @@ fn redefinitions(earlier: &[Arc<SourceFile>], file: &SourceFile, out: &mut Vec<F
         let Some((first_file, first_image)) = first else {
             continue;
         };
-        let first_at = first_file.lines.nearest_line(&service_path(&name, &[]));
+        let first_at = first_file.lines().nearest_line(&service_path(&name, &[]));
         out.push(Finding::error(
             "redefined-service",
             location(file, &service_path(&name, &[])),

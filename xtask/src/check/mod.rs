@@ -4,7 +4,9 @@
 //! rules ([`rules`]) and, for the repository's own environments, the repo
 //! invariants ([`repo`]). Findings carry a rule id, a severity, the file and
 //! line of the offending key, a message and a one-line fix; output is text
-//! grouped per environment or one JSON document. Exit 1 on any error finding.
+//! grouped per environment or one JSON document (`{environments: [{environment,
+//! files, findings: [{rule, severity, file, line, column?, message, fix}]}],
+//! errors, warnings, ok}`). Exit 1 on any error finding.
 
 mod files;
 mod repo;
@@ -18,7 +20,7 @@ use serde::Serialize;
 use xshell::Shell;
 
 use crate::compose::{LoadError, LoadErrorKind, Location, Project, ProjectLoader};
-use crate::config::{Selection, SourceArgs};
+use crate::config::{write_stdout, Selection, SourceArgs};
 use crate::environments::NAMED;
 
 /// How bad a finding is. Warnings do not fail the check.
@@ -102,6 +104,9 @@ pub enum Kind {
 #[derive(Debug, Serialize)]
 pub struct Report {
     pub environment: String,
+    /// The overlay files of a named environment, e.g. `base.yml`, `dev.yml`.
+    #[serde(skip)]
+    pub overlays: Option<Vec<&'static str>>,
     pub files: Vec<PathBuf>,
     pub findings: Vec<Finding>,
 }
@@ -126,6 +131,10 @@ pub fn check_selection(
     findings.sort_by_key(|f| (file_rank(f), f.line));
     Report {
         environment: selection.label.clone(),
+        overlays: selection
+            .environment
+            .as_ref()
+            .map(|e| e.overlays().iter().map(|o| o.file).collect()),
         files: selection.files.iter().map(|f| display_path(f)).collect(),
         findings: findings
             .into_iter()
@@ -203,14 +212,24 @@ enum Format {
 }
 
 /// Check compose files; every named environment by default.
-///
-/// Examples:
-///   cargo xtask check                         # all named environments
-///   cargo xtask check --env dev+betanet
-///   cargo xtask check -f old/docker-compose.yml -f old/docker-compose.dev.yml
-///   cargo xtask check --format json
 #[derive(clap::Args)]
-#[command(verbatim_doc_comment)]
+#[command(after_help = "\
+By default every named environment is checked (prod, dev, betanet, monitoring and their
+combinations), with variables from the process environment, then .env (else .env.example).
+With -f, the .env beside the first file is used; `dev`/`prod` in a file name picks the
+dev/prod port rules. Exit 0 when clean (warnings allowed), 1 on any error, 2 on bad usage.
+
+Rules: yaml-syntax, interpolation, undeclared-network, undefined-dependency, undeclared-volume,
+port-conflict, duplicate-service, redefined-service, overlapping-subnet, invalid-subnet, unpinned-image,
+floating-tag (warning), literal-secret, prod-publishes-port, public-bind, missing-bind-source,
+healthy-without-healthcheck; named environments also: repo-networks, repo-singleton,
+repo-grafana-port, repo-dev-volumes.
+
+Examples:
+  cargo xtask check
+  cargo xtask check --env dev+betanet
+  cargo xtask check -f old/docker-compose.yml -f old/docker-compose.dev.yml
+  cargo xtask check --format json")]
 pub struct Cmd {
     #[command(flatten)]
     source: SourceArgs,
@@ -233,9 +252,9 @@ impl Cmd {
                     "warnings": warnings,
                     "ok": errors == 0,
                 });
-                println!("{}", serde_json::to_string_pretty(&doc)?);
+                write_stdout(&format!("{}\n", serde_json::to_string_pretty(&doc)?))?;
             }
-            Format::Text => print_text(&reports, errors, warnings),
+            Format::Text => write_stdout(&render_text(&reports, errors, warnings))?,
         }
         if errors > 0 {
             anyhow::bail!("compose check found {errors} error(s)");
@@ -252,10 +271,20 @@ fn count(reports: &[Report], severity: Severity) -> usize {
         .count()
 }
 
-fn print_text(reports: &[Report], errors: usize, warnings: usize) {
+/// The text report: per environment a header and one line per finding.
+fn render_text(reports: &[Report], errors: usize, warnings: usize) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
     for report in reports {
-        let status = if report.findings.is_empty() { "ok" } else { "" };
-        println!("== {} {status}", report.environment);
+        let count = |sev| report.findings.iter().filter(|f| f.severity == sev).count();
+        let status = match (count(Severity::Error), count(Severity::Warning)) {
+            (0, 0) => "ok".to_string(),
+            (e, w) => format!("{e} error(s), {w} warning(s)"),
+        };
+        let _ = writeln!(out, "== {} {status}", report.environment);
+        if let Some(overlays) = &report.overlays {
+            let _ = writeln!(out, "   ({})", overlays.join(" + "));
+        }
         for f in &report.findings {
             let at = match (&f.file, f.line) {
                 (Some(file), Some(line)) => match f.column {
@@ -269,11 +298,17 @@ fn print_text(reports: &[Report], errors: usize, warnings: usize) {
                 Severity::Error => "error",
                 Severity::Warning => "warning",
             };
-            println!("{at}: {sev}[{}]: {} — fix: {}", f.rule, f.message, f.fix);
+            let _ = writeln!(
+                out,
+                "{at}: {sev}[{}]: {} — fix: {}",
+                f.rule, f.message, f.fix
+            );
         }
     }
-    println!(
+    let _ = writeln!(
+        out,
         "checked {} environment(s): {errors} error(s), {warnings} warning(s)",
         reports.len()
     );
+    out
 }

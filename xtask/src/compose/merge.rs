@@ -47,9 +47,22 @@ pub fn normalise_file(root: &mut Value) -> Result<(), NormaliseError> {
                 format!("service `{name}` must be a mapping"),
             ));
         };
-        for key in ["environment", "labels"] {
+        for key in ["environment", "labels", "sysctls"] {
             if let Some(v) = svc.get_mut(key) {
                 *v = key_value_map(v).map_err(|m| (path(key), m))?;
+            }
+        }
+        if let Some(Value::Mapping(build)) = svc.get_mut("build") {
+            if let Some(args) = build.get_mut("args") {
+                *args = key_value_map(args).map_err(|m| (path("build"), m))?;
+            }
+        }
+        // String-or-list fields become lists, so a later file appends to them.
+        for key in ["env_file", "dns", "dns_search", "tmpfs"] {
+            if let Some(v) = svc.get_mut(key) {
+                if let Value::String(one) = v {
+                    *v = Value::Sequence(vec![Value::String(one.clone())]);
+                }
             }
         }
         if let Some(v) = svc.get_mut("networks") {
@@ -334,6 +347,45 @@ mod tests {
             m["services"]["a"]["networks"],
             yaml("{front: null, back: {aliases: [b]}}")
         );
+    }
+
+    #[test]
+    fn network_aliases_are_unioned() {
+        let m = merged(&[
+            "services: {a: {networks: {n: {aliases: [x, y]}}}}",
+            "services: {a: {networks: {n: {aliases: [y, z]}}}}",
+        ]);
+        assert_eq!(
+            m["services"]["a"]["networks"]["n"]["aliases"],
+            yaml("[x, y, z]")
+        );
+    }
+
+    #[test]
+    fn build_args_and_sysctls_merge_by_key_string_fields_append() {
+        let m = merged(&[
+            "services: {a: {build: {context: ., args: [A=1, B=2]}, sysctls: [net.core.somaxconn=1024], dns: 1.1.1.1}}",
+            "services: {a: {build: {args: {B: 3}}, sysctls: {net.ipv4.tcp_syncookies: 0}, dns: [9.9.9.9]}}",
+        ]);
+        let a = &m["services"]["a"];
+        assert_eq!(a["build"], yaml("{context: ., args: {A: '1', B: '3'}}"));
+        assert_eq!(
+            a["sysctls"],
+            yaml("{net.core.somaxconn: '1024', net.ipv4.tcp_syncookies: '0'}")
+        );
+        assert_eq!(a["dns"], yaml("[1.1.1.1, 9.9.9.9]"));
+    }
+
+    /// Our choice where Compose differs (v1 rejects `image: null`): an empty
+    /// value in a later file changes nothing, and an empty service is `{}`.
+    #[test]
+    fn a_later_null_keeps_the_earlier_value() {
+        let m = merged(&[
+            "services: {a: {image: 'x:1'}}",
+            "services: {a: {image: null}, b: }",
+        ]);
+        assert_eq!(m["services"]["a"]["image"], Value::from("x:1"));
+        assert_eq!(m["services"]["b"], yaml("{}"));
     }
 
     #[test]

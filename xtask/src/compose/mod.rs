@@ -7,17 +7,28 @@
 //! merges the files in order ([`merge`]). The API:
 //!
 //! ```ignore
-//! let env = EnvSource::for_repo(&root)?;                    // or with_process_env(Some(path))
-//! let project = Project::load(&env_files, &env)?;           // files relative to cwd or absolute
-//! for svc in project.services() {                           // merged, in file order
-//!     svc.name; svc.image; svc.ports; svc.healthcheck; svc.environment; svc.networks;
+//! use crate::compose::{EnvSource, Project};
+//! // Variables: process env, then repo-root .env (else .env.example).
+//! let env = EnvSource::for_repo(&crate::project_root())?;   // or with_process_env(Some(path))
+//! // Or simply: crate::config::Selection::named(environment, &env).load()?
+//! let project = Project::load(&absolute_files, &env)?;      // Err(LoadError): file:line:col
+//! for svc in project.services() {                          // merged, in first-defined order
+//!     svc.name; svc.image; svc.command; svc.profiles;       // Option<String>, Option<Vec<String>>
+//!     svc.ports;        // Vec<Port { host_ip, published: Option<PortRange>, target, protocol }>
+//!     svc.healthcheck;  // Option<Healthcheck { test, interval, .. }>; svc.has_healthcheck()
+//!     svc.environment;  // BTreeMap<String, Option<String>>; svc.env("NODE_TYPE")
+//!     svc.networks; svc.volumes; svc.depends_on;  svc.raw  // the merged mapping
 //! }
-//! project.service("grafana");  project.network_names();  project.env().get("POSTGRES_USER");
-//! project.locate(&[Seg::key("services"), Seg::key("grafana")]); // -> file:line
-//! project.to_yaml();                                        // `config` output
+//! project.service("grafana"); project.network_names(); project.volume_names();
+//! project.section("networks");       // top-level mapping (e.g. ipam subnets, `name:`)
+//! project.env().get("POSTGRES_USER"); // the variables it was interpolated with
+//! project.locate(&[Seg::key("services"), Seg::key("grafana")]); // Location { file, line }
+//! project.to_yaml();                 // `cargo xtask config` output, accepted by v1 and v2
 //! ```
 //!
-//! Errors are [`LoadError`]s carrying the file, and the line and column where known.
+//! [`ProjectLoader`] loads many projects with one env and parses each file
+//! once. Errors are [`LoadError`]s with the file, and the line and column where
+//! known; their `Display` is `file:line:col: message`.
 
 // The model is an API for several commands; not every item has a caller in every build.
 #![allow(dead_code)]
@@ -89,15 +100,17 @@ impl fmt::Display for LoadError {
 
 impl std::error::Error for LoadError {}
 
-/// One input file: its text, raw value, line index and normalised value.
+/// One input file: its text, raw value, normalised value and (built on
+/// first use, since a clean check never needs it) its line index.
 #[derive(Debug, Clone)]
 pub struct SourceFile {
     pub path: PathBuf,
+    pub text: String,
     /// Parsed with anchors and `<<` applied, before interpolation.
     pub raw: Value,
     /// Interpolated and normalised (the input to the merge).
     pub model: Value,
-    pub lines: LineIndex,
+    lines: std::sync::OnceLock<LineIndex>,
 }
 
 impl SourceFile {
@@ -105,6 +118,11 @@ impl SourceFile {
     pub fn load(path: &Path, env: &EnvSource) -> Result<SourceFile, LoadError> {
         let text = std::fs::read_to_string(path).map_err(|e| LoadError::read(path, &e))?;
         SourceFile::from_text(path, &text, env)
+    }
+
+    /// Key path -> line index of this file.
+    pub fn lines(&self) -> &LineIndex {
+        self.lines.get_or_init(|| LineIndex::build(&self.text))
     }
 
     pub fn from_text(path: &Path, text: &str, env: &EnvSource) -> Result<SourceFile, LoadError> {
@@ -133,7 +151,7 @@ impl SourceFile {
         if raw.is_null() {
             raw = Value::Mapping(Mapping::new());
         }
-        let lines = LineIndex::build(text);
+        let lines = || LineIndex::build(text);
         raw.apply_merge().map_err(|e| {
             error(
                 LoadErrorKind::Parse,
@@ -146,7 +164,7 @@ impl SourceFile {
         interpolate::interpolate_value(&mut model, env, &mut Vec::new()).map_err(|(at, e)| {
             error(
                 LoadErrorKind::Interpolation,
-                lines.nearest_line(&at),
+                lines().nearest_line(&at),
                 None,
                 format!("{}: {e}", lines::display_path(&at)),
             )
@@ -154,16 +172,17 @@ impl SourceFile {
         merge::normalise_file(&mut model).map_err(|(at, msg)| {
             error(
                 LoadErrorKind::Invalid,
-                lines.nearest_line(&at),
+                lines().nearest_line(&at),
                 None,
                 format!("{}: {msg}", lines::display_path(&at)),
             )
         })?;
         Ok(SourceFile {
             path: path.to_path_buf(),
+            text: text.to_string(),
             raw,
             model,
-            lines,
+            lines: Default::default(),
         })
     }
 }
@@ -172,14 +191,14 @@ impl SourceFile {
 /// once (checking every named environment reads `base.yml` ten times).
 #[derive(Debug)]
 pub struct ProjectLoader {
-    env: EnvSource,
+    env: Arc<EnvSource>,
     files: std::collections::HashMap<PathBuf, Result<Arc<SourceFile>, LoadError>>,
 }
 
 impl ProjectLoader {
     pub fn new(env: &EnvSource) -> ProjectLoader {
         ProjectLoader {
-            env: env.clone(),
+            env: Arc::new(env.clone()),
             files: Default::default(),
         }
     }
@@ -195,7 +214,7 @@ impl ProjectLoader {
                 .or_insert_with(|| SourceFile::load(f, env).map(Arc::new));
             sources.push(parsed.clone()?);
         }
-        Project::from_shared(sources, &self.env)
+        Project::from_shared(sources, Arc::clone(&self.env))
     }
 }
 
@@ -215,7 +234,7 @@ pub struct Project {
     pub files: Vec<Arc<SourceFile>>,
     model: Value,
     services: Vec<Service>,
-    env: EnvSource,
+    env: Arc<EnvSource>,
 }
 
 impl Project {
@@ -230,10 +249,11 @@ impl Project {
 
     /// Merge already loaded files (lets callers parse a file once for many projects).
     pub fn from_sources(files: Vec<SourceFile>, env: &EnvSource) -> Result<Project, LoadError> {
-        Project::from_shared(files.into_iter().map(Arc::new).collect(), env)
+        let files = files.into_iter().map(Arc::new).collect();
+        Project::from_shared(files, Arc::new(env.clone()))
     }
 
-    fn from_shared(files: Vec<Arc<SourceFile>>, env: &EnvSource) -> Result<Project, LoadError> {
+    fn from_shared(files: Vec<Arc<SourceFile>>, env: Arc<EnvSource>) -> Result<Project, LoadError> {
         let dir = files
             .first()
             .and_then(|f| f.path.parent())
@@ -266,7 +286,7 @@ impl Project {
             files,
             model,
             services,
-            env: env.clone(),
+            env,
         })
     }
 
@@ -336,7 +356,7 @@ impl Project {
         self.files.iter().rev().find_map(|file| {
             Some(Location {
                 file: file.path.clone(),
-                line: Some(file.lines.line(path)?),
+                line: Some(file.lines().line(path)?),
             })
         })
     }
@@ -365,7 +385,7 @@ impl Project {
             ];
             Some(Location {
                 file: file.path.clone(),
-                line: file.lines.nearest_line(&path),
+                line: file.lines().nearest_line(&path),
             })
         })
     }
@@ -390,7 +410,7 @@ fn locate_in(files: &[Arc<SourceFile>], path: &[Seg]) -> Option<Location> {
 /// The line of `path` in `file`. A key of a normalised list (`depends_on: [db]`,
 /// `environment: [A=1]`) is found at its list item in the raw file.
 fn line_in(file: &SourceFile, path: &[Seg]) -> Option<usize> {
-    if let Some(line) = file.lines.line(path) {
+    if let Some(line) = file.lines().line(path) {
         return Some(line);
     }
     if let Some((Seg::Key(k), parent)) = path.split_last() {
@@ -403,13 +423,13 @@ fn line_in(file: &SourceFile, path: &[Seg]) -> Option<usize> {
             if let Some(i) = found {
                 let mut at = parent.to_vec();
                 at.push(Seg::Index(i));
-                if let Some(line) = file.lines.line(&at) {
+                if let Some(line) = file.lines().line(&at) {
                     return Some(line);
                 }
             }
         }
     }
-    file.lines.nearest_line(path)
+    file.lines().nearest_line(path)
 }
 
 /// The value at `path` inside `v`.

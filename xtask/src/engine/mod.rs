@@ -1,0 +1,177 @@
+//! The Docker engine as the xtask sees it: the `docker` CLI, a daemon that
+//! answers within a few seconds, and Compose in either flavour (v2 `docker
+//! compose` or v1 `docker-compose`). Detection turns each missing piece into
+//! one line that says what to install or start. Submodules wrap the compose
+//! invocation, container state by label (the same for v1 and v2, whatever the
+//! container names), health polling, networks and host-port checks.
+
+pub mod compose;
+pub mod containers;
+pub mod health;
+pub mod networks;
+pub mod ports;
+pub mod project;
+
+use std::{
+    io::Read,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Result};
+
+/// How long the daemon gets to answer `docker version`.
+const DAEMON_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Which Compose implementation runs the stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    /// The Go plugin, `docker compose`.
+    V2,
+    /// The Python tool, `docker-compose`.
+    V1,
+}
+
+/// A docker CLI whose daemon answered, and the Compose found beside it.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    pub server_version: String,
+    pub flavor: Flavor,
+    pub compose_version: String,
+}
+
+impl Engine {
+    /// Find the CLI, check that the daemon answers, and find Compose.
+    pub fn detect(verbose: bool) -> Result<Engine> {
+        if which("docker").is_none() {
+            bail!("the docker CLI is not on PATH: install Docker Engine (Debian: `apt-get install docker.io`, or https://docs.docker.com/engine/install/)");
+        }
+        let version = run_timeout(
+            &["docker", "version", "--format", "{{.Server.Version}}"],
+            DAEMON_TIMEOUT,
+            verbose,
+        );
+        let server_version = match version {
+            Ok((true, out, _)) if !out.trim().is_empty() => out.trim().to_string(),
+            Ok((_, _, err)) => bail!(
+                "the Docker daemon at {} does not answer ({}): start it (`sudo systemctl start docker`) or fix DOCKER_HOST",
+                daemon_address(),
+                first_line(&err).unwrap_or("no reply")
+            ),
+            Err(TimedOut) => bail!(
+                "the Docker daemon at {} did not answer within {}s: start it (`sudo systemctl start docker`) or fix DOCKER_HOST",
+                daemon_address(),
+                DAEMON_TIMEOUT.as_secs()
+            ),
+        };
+        let short = Duration::from_secs(20);
+        if let Ok((true, out, _)) =
+            run_timeout(&["docker", "compose", "version", "--short"], short, verbose)
+        {
+            return Ok(Engine {
+                server_version,
+                flavor: Flavor::V2,
+                compose_version: out.trim().trim_start_matches('v').to_string(),
+            });
+        }
+        if which("docker-compose").is_some() {
+            if let Ok((true, out, _)) =
+                run_timeout(&["docker-compose", "version", "--short"], short, verbose)
+            {
+                return Ok(Engine {
+                    server_version,
+                    flavor: Flavor::V1,
+                    compose_version: out.trim().to_string(),
+                });
+            }
+        }
+        bail!("Docker Compose is missing: install the Compose v2 plugin (`apt-get install docker-compose-plugin`) or v1 (`apt-get install docker-compose`)")
+    }
+
+    /// The program and leading arguments that run Compose.
+    pub fn compose_program(&self) -> (&'static str, &'static [&'static str]) {
+        match self.flavor {
+            Flavor::V2 => ("docker", &["compose"]),
+            Flavor::V1 => ("docker-compose", &[]),
+        }
+    }
+
+    /// A human name: `docker compose 2.29.1` or `docker-compose 1.29.2`.
+    pub fn compose_name(&self) -> String {
+        match self.flavor {
+            Flavor::V2 => format!("docker compose {} (v2)", self.compose_version),
+            Flavor::V1 => format!("docker-compose {} (v1)", self.compose_version),
+        }
+    }
+}
+
+fn daemon_address() -> String {
+    std::env::var("DOCKER_HOST")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unix:///var/run/docker.sock".to_string())
+}
+
+fn first_line(text: &str) -> Option<&str> {
+    text.lines().map(str::trim).find(|l| !l.is_empty())
+}
+
+/// Print a command under `-v` that runs outside [`Runner`]'s own methods.
+pub fn trace(runner: &crate::process::Runner, cmd: &xshell::Cmd<'_>) {
+    if runner.verbose {
+        eprintln!("+ {cmd}");
+    }
+}
+
+/// A program on PATH.
+pub fn which(program: &str) -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
+}
+
+/// The command did not finish in time and was killed.
+#[derive(Debug)]
+pub struct TimedOut;
+
+/// Run a short query with a deadline: `(success, stdout, stderr)`.
+pub fn run_timeout(
+    argv: &[&str],
+    timeout: Duration,
+    verbose: bool,
+) -> std::result::Result<(bool, String, String), TimedOut> {
+    if verbose {
+        eprintln!("+ {}", argv.join(" "));
+    }
+    let Ok(mut child) = Command::new(argv[0])
+        .args(&argv[1..])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    else {
+        return Ok((false, String::new(), format!("cannot run {}", argv[0])));
+    };
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(TimedOut);
+            }
+        }
+    };
+    let mut out = String::new();
+    let mut err = String::new();
+    if let Some(mut s) = child.stdout.take() {
+        let _ = s.read_to_string(&mut out);
+    }
+    if let Some(mut s) = child.stderr.take() {
+        let _ = s.read_to_string(&mut err);
+    }
+    Ok((status.success(), out, err))
+}

@@ -1,0 +1,206 @@
+//! End-to-end tests of bring-up, switching and tear-down against the real
+//! engine and the real compose overlays, with every image variable pointed at
+//! a small stub image (so they need no registry and no offline build; betanet
+//! runs with `--skip-images` so the mixnode image is not built): `dev`
+//! comes up healthy, `env use betanet` adds three healthy mixnodes and removes
+//! nothing it should keep, `env use dev` removes the mixnodes, and `down`
+//! leaves no container or network of the project behind while keeping volumes.
+
+mod engine_support;
+
+use engine_support::*;
+use serde_json::Value;
+
+fn ps_json(stack: &Stack) -> Vec<Value> {
+    let out = stack.xtask(&["ps", "--format", "json"]);
+    assert!(out.status.success());
+    serde_json::from_slice(&out.stdout).expect("ps --format json prints JSON")
+}
+
+fn services(ps: &[Value]) -> Vec<String> {
+    let mut s: Vec<String> = ps
+        .iter()
+        .map(|c| c["service"].as_str().unwrap().to_string())
+        .collect();
+    s.sort();
+    s
+}
+
+#[test]
+fn dev_switch_to_betanet_and_back_then_down_leaves_nothing() {
+    if !engine_or_skip("dev_switch_to_betanet_and_back_then_down_leaves_nothing") {
+        return;
+    }
+    ensure_stub_image();
+    let stack = Stack::new("life", 1, Some(STUB_IMAGE), &[]);
+
+    let out = stack.xtask(&["dev", "--timeout", "120"]);
+    assert!(out.status.success(), "dev failed: {}", stderr(&out));
+    let noise = stderr(&out).to_lowercase();
+    assert!(
+        !noise
+            .lines()
+            .any(|l| l.contains("warn") && l.contains("network")),
+        "Compose adopts the pre-created networks without a warning: {noise}"
+    );
+    let pg = stack.port("POSTGRES_PORT");
+    assert!(
+        stdout(&out).contains(&format!("127.0.0.1:{pg}")),
+        "URL table names the postgres port"
+    );
+    let ps = ps_json(&stack);
+    assert_eq!(services(&ps), ["grafana", "loki", "postgres", "prometheus"]);
+    for c in &ps {
+        assert_eq!(c["state"], "running", "{c}");
+        assert_eq!(c["health"], "healthy", "{c}");
+    }
+    let env = std::fs::read_to_string(&stack.env_file).unwrap();
+    assert!(
+        env.contains("COMPOSE_FILE=compose/base.yml:compose/dev.yml\n"),
+        "{env}"
+    );
+    assert!(stack.networks().len() == 2, "both networks exist");
+    let volumes_after_dev = stack.volumes();
+    assert!(!volumes_after_dev.is_empty(), "dev creates named volumes");
+
+    let out = stack.xtask(&["env", "use", "betanet", "--timeout", "120", "--skip-images"]);
+    assert!(
+        out.status.success(),
+        "env use betanet failed: {}",
+        stderr(&out)
+    );
+    let ps = ps_json(&stack);
+    assert_eq!(
+        services(&ps),
+        [
+            "grafana",
+            "loki",
+            "mixnode-1",
+            "mixnode-2",
+            "mixnode-3",
+            "postgres",
+            "prometheus"
+        ]
+    );
+    assert!(ps.iter().all(|c| c["health"] == "healthy"), "{ps:?}");
+    let show = stdout(&stack.xtask(&["env", "show"]));
+    assert!(show.contains("environment:  betanet"), "{show}");
+
+    let out = stack.xtask(&["env", "use", "dev", "--timeout", "120"]);
+    assert!(out.status.success(), "env use dev failed: {}", stderr(&out));
+    let ps = ps_json(&stack);
+    assert_eq!(
+        services(&ps),
+        ["grafana", "loki", "postgres", "prometheus"],
+        "mixnodes removed"
+    );
+    for v in &volumes_after_dev {
+        assert!(stack.volumes().contains(v), "switching keeps volume {v}");
+    }
+
+    let out = stack.xtask(&["down"]);
+    assert!(out.status.success(), "down failed: {}", stderr(&out));
+    assert!(
+        stack.containers().is_empty(),
+        "down removes every container"
+    );
+    assert!(stack.networks().is_empty(), "down removes both networks");
+    for v in &volumes_after_dev {
+        assert!(stack.volumes().contains(v), "down keeps volume {v}");
+    }
+
+    let out = stack.xtask(&["down", "--volumes"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "--volumes without a TTY and --yes is refused"
+    );
+    assert!(stderr(&out).contains("--yes"));
+    let out = stack.xtask(&["down", "--volumes", "--yes"]);
+    assert!(out.status.success());
+    assert!(
+        stack.volumes().is_empty(),
+        "down --volumes --yes deletes the volumes"
+    );
+}
+
+#[test]
+fn dry_run_prints_the_compose_commands_and_changes_nothing() {
+    if !engine_or_skip("dry_run_prints_the_compose_commands_and_changes_nothing") {
+        return;
+    }
+    ensure_stub_image();
+    let stack = Stack::new("dry", 2, Some(STUB_IMAGE), &[]);
+    let before = std::fs::read_to_string(&stack.env_file).unwrap();
+    let out = stack.xtask(&["--dry-run", "betanet", "--dev", "--skip-images"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains(&format!(
+            "docker network create --driver bridge --subnet {}",
+            stack.fog_subnet
+        )),
+        "{text}"
+    );
+    let up = text
+        .lines()
+        .find(|l| l.contains(" up -d --remove-orphans"))
+        .expect("prints the up command");
+    assert!(up.contains(&format!("-p {}", stack.project)), "{up}");
+    assert!(
+        up.contains("-f compose/base.yml -f compose/dev.yml -f compose/betanet.yml"),
+        "{up}"
+    );
+    assert!(
+        up.contains(&format!("--env-file {}", stack.env_file.display())),
+        "{up}"
+    );
+    assert!(stack.networks().is_empty(), "dry run creates no network");
+    assert!(stack.containers().is_empty(), "dry run starts nothing");
+    assert_eq!(
+        std::fs::read_to_string(&stack.env_file).unwrap(),
+        before,
+        "dry run leaves .env alone"
+    );
+}
+
+#[test]
+fn restart_names_an_unknown_service_and_restarts_a_known_one() {
+    if !engine_or_skip("restart_names_an_unknown_service_and_restarts_a_known_one") {
+        return;
+    }
+    ensure_stub_image();
+    let stack = Stack::new("restart", 3, Some(STUB_IMAGE), &[]);
+    let out = stack.xtask(&["dev", "--timeout", "120"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = stack.xtask(&["restart", "postgress"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("`postgress`") && err.contains("postgres, prometheus"),
+        "{err}"
+    );
+    let out = stack.xtask(&["restart", "prometheus", "--timeout", "60"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = stack.xtask(&["logs", "nope"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn a_failing_service_is_named_with_its_last_log_lines() {
+    if !engine_or_skip("a_failing_service_is_named_with_its_last_log_lines") {
+        return;
+    }
+    ensure_stub_image();
+    let failing = ensure_failing_image();
+    let stack = Stack::new("fail", 11, Some(STUB_IMAGE), &[("POSTGRES_IMAGE", failing)]);
+    let out = stack.xtask(&["dev", "--timeout", "90"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("service `postgres` is crash-looping"), "{err}");
+    assert!(err.contains("last 20 log lines of postgres"), "{err}");
+    assert!(
+        err.contains("stub: configured to fail"),
+        "shows the service's own log: {err}"
+    );
+}
