@@ -23,9 +23,9 @@ use super::{
     build::INPUTS_LABEL,
     catalog::{OfflineService, OFFLINE_SERVICES},
     digest::{hash_tree, hex},
-    docker, envfile, unavailable_services, Environment,
+    docker, unavailable_services, Environment,
 };
-use crate::{process::Runner, project_root};
+use crate::{dotenv::DotEnv, process::Runner, project_root};
 
 pub const SUITE: &str = "bookworm";
 pub const MIRROR: &str = "http://deb.debian.org/debian";
@@ -180,28 +180,30 @@ pub fn build_services(
     Ok(out)
 }
 
-/// Point the env file's image variables at offline images (atomic rewrite).
+/// Point the env file's image variables at offline images. The env file is
+/// `crate::dotenv`'s: created from `.env.example` with fresh secrets when
+/// missing, rewritten atomically (0600) keeping its other lines.
 pub fn point_env_at(runner: &Runner, root: &Path, updates: &[(String, String)]) -> Result<()> {
     if updates.is_empty() {
         return Ok(());
     }
-    let path = envfile::locate(root);
-    if runner.dry_run {
-        for (k, v) in updates {
-            println!("# set {k}={v} in {}", path.display());
-        }
-        return Ok(());
+    let mut dotenv = DotEnv::ensure(root, runner.dry_run)?;
+    let values: Vec<(&str, String)> = updates
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.clone()))
+        .collect();
+    dotenv.update(&values, runner.dry_run)?;
+    if !runner.dry_run {
+        eprintln!(
+            "{}: {}",
+            dotenv.path.display(),
+            updates
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
     }
-    envfile::set_vars(&path, &root.join(".env.example"), updates)?;
-    eprintln!(
-        "{}: {}",
-        path.display(),
-        updates
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
     Ok(())
 }
 
