@@ -68,6 +68,9 @@ pub struct Args {
     /// Rebuild the service images even when their inputs are unchanged.
     #[arg(long)]
     force: bool,
+    /// Debootstrap and import the base again (picks up Debian point releases).
+    #[arg(long)]
+    refresh: bool,
     /// Do not point the env file's image variables at the offline images.
     #[arg(long)]
     no_env: bool,
@@ -94,7 +97,10 @@ pub fn run(sh: &Shell, runner: &Runner, args: Args) -> Result<()> {
     if wanted.is_empty() {
         wanted = OFFLINE_SERVICES.iter().collect();
     }
-    let built = build_services(sh, runner, &wanted, args.force, !args.quiet)?;
+    if args.refresh {
+        refresh_base(sh, runner)?;
+    }
+    let built = build_services(sh, runner, &wanted, args.force, args.refresh, !args.quiet)?;
     if !runner.dry_run {
         // Every service image is the shared base plus a few kB of its own.
         let base = format!("fog-offline/base:{SUITE}-{}", rootfs_key());
@@ -144,14 +150,17 @@ pub fn build_services(
     runner: &Runner,
     services: &[&'static OfflineService],
     force: bool,
+    fresh_base: bool,
     progress: bool,
 ) -> Result<Vec<(String, Option<f64>)>> {
-    let base = ensure_base(sh, runner, progress)?;
+    let base = ensure_base(sh, runner, fresh_base, progress)?;
     let mut out = Vec::new();
     for service in services {
         let image = service.image();
         let context = project_root().join("docker/offline").join(service.name);
-        let hash = hash_tree(&context, &base)?;
+        // The base's id, not just its tag: a refreshed base rebuilds the services.
+        let base_id = docker::image_id(sh, runner, &base).unwrap_or_else(|| base.clone());
+        let hash = hash_tree(&context, &base_id)?;
         let current = docker::image_labels(sh, runner, &image);
         if !force && current.as_ref().and_then(|l| l.get(INPUTS_LABEL)) == Some(&hash) {
             out.push((image, None));
@@ -217,14 +226,34 @@ pub fn rootfs_key() -> String {
     hex(&hasher.finalize())[..12].to_string()
 }
 
+/// Drop the cached rootfs and untag the base image, so the next build
+/// debootstraps and imports afresh. Service images are rebuilt because their
+/// inputs hash covers the base image's id.
+fn refresh_base(sh: &Shell, runner: &Runner) -> Result<()> {
+    let key = rootfs_key();
+    let cached = project_root().join("target/offline-rootfs").join(&key);
+    let base = format!("fog-offline/base:{SUITE}-{key}");
+    if runner.dry_run {
+        println!("rm -rf {}", cached.display());
+    } else if cached.exists() {
+        fs::remove_dir_all(&cached).with_context(|| format!("removing {}", cached.display()))?;
+    }
+    if docker::image_exists(sh, runner, &base) {
+        runner.run(xshell::cmd!(sh, "docker rmi --no-prune {base}"))?;
+    }
+    Ok(())
+}
+
 /// The base image, imported from the cached rootfs when it is not in the engine.
-fn ensure_base(sh: &Shell, runner: &Runner, progress: bool) -> Result<String> {
+/// `fresh` ignores the cached rootfs and base image (after `--refresh`, which
+/// only removed them for real outside `--dry-run`).
+fn ensure_base(sh: &Shell, runner: &Runner, fresh: bool, progress: bool) -> Result<String> {
     let key = rootfs_key();
     let base = format!("fog-offline/base:{SUITE}-{key}");
-    if docker::image_exists(sh, runner, &base) {
+    if !fresh && docker::image_exists(sh, runner, &base) {
         return Ok(base);
     }
-    let rootfs = ensure_rootfs(runner, &key, progress)?;
+    let rootfs = ensure_rootfs(runner, &key, fresh, progress)?;
     let size = tree_size(&rootfs);
     let started = Instant::now();
     let bar = docker::bar(progress, Some(size), format!("docker import {base}"));
@@ -256,10 +285,10 @@ fn ensure_base(sh: &Shell, runner: &Runner, progress: bool) -> Result<String> {
 }
 
 /// The trimmed rootfs, built by debootstrap on first use and cached by key.
-fn ensure_rootfs(runner: &Runner, key: &str, progress: bool) -> Result<PathBuf> {
+fn ensure_rootfs(runner: &Runner, key: &str, fresh: bool, progress: bool) -> Result<PathBuf> {
     let cache = project_root().join("target/offline-rootfs");
     let done = cache.join(key);
-    if done.join("rootfs/etc/debian_version").is_file() {
+    if !fresh && done.join("rootfs/etc/debian_version").is_file() {
         return Ok(done.join("rootfs"));
     }
     let partial = cache.join(format!("{key}.partial-{}", std::process::id()));
@@ -276,6 +305,12 @@ fn ensure_rootfs(runner: &Runner, key: &str, progress: bool) -> Result<PathBuf> 
     );
     if runner.dry_run {
         println!("{line}");
+        println!(
+            "# check package versions, trim {} paths (docs, man, locales, apt lists, LLVM JIT), mv {} {}",
+            TRIM.len(),
+            partial.display(),
+            done.display()
+        );
         return Ok(done.join("rootfs"));
     }
     if which("debootstrap").is_none() {
