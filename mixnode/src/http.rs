@@ -1,7 +1,8 @@
 //! A deliberately small HTTP/1.1 layer: a server for the node's three GET
 //! routes (one request per connection, `Connection: close`, request head
-//! capped at 8 KiB and 5 s, at most 64 connections at once) and a blocking client for `mixnode healthcheck`
-//! and `loadgen`, which only ever GET plain `http://host:port/path` URLs.
+//! capped at 8 KiB and 5 s, at most 64 connections at once) and a blocking
+//! client for `mixnode healthcheck` and `loadgen`, which only ever GET plain
+//! `http://host:port/path` URLs.
 
 use std::io::{Read, Write};
 use std::net::{TcpStream as StdTcpStream, ToSocketAddrs};

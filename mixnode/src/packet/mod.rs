@@ -18,6 +18,8 @@ pub mod testing;
 mod unwrap;
 
 #[cfg(test)]
+mod spec_tests;
+#[cfg(test)]
 mod tests;
 
 pub use build::{build_packet, RouteHop};
