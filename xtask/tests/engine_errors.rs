@@ -209,12 +209,13 @@ fn networks_are_idempotent_labelled_and_conflicts_are_named() {
         "{err}"
     );
 
-    // Our own network name with the wrong subnet is named too (slot 7 reserved for this).
+    // Our own network name with the wrong subnet is named too (slot 7 is kept free for this).
+    let spare = format!("10.231.{}.0/24", 2 * (stack.slot + 1));
     docker_ok(&[
         "network",
         "create",
         "--subnet",
-        "10.231.14.0/24",
+        &spare,
         "--label",
         &format!("com.docker.compose.project={}", stack.project),
         &stack.fog_network,
@@ -223,9 +224,7 @@ fn networks_are_idempotent_labelled_and_conflicts_are_named() {
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(
-        err.contains("10.231.14.0/24")
-            && err.contains(&stack.fog_subnet)
-            && err.contains("network rm"),
+        err.contains(&spare) && err.contains(&stack.fog_subnet) && err.contains("network rm"),
         "{err}"
     );
 }

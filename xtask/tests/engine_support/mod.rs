@@ -141,6 +141,33 @@ pub fn ensure_failing_image() -> String {
     FAILING.to_string()
 }
 
+/// Slots per run; a run uses slots `1..SLOTS` shifted by `SLOTS * k`, k in 0..4.
+const SLOTS: u16 = 12;
+
+/// `slot` shifted into one of four banks, so that two runs at once (a developer
+/// and CI) do not collide: the first bank, from the pid on, whose fog subnet no
+/// Docker network uses and whose first port is free.
+fn free_slot(slot: u16) -> u16 {
+    let ids = String::from_utf8_lossy(&docker(&["network", "ls", "-q"]).stdout).into_owned();
+    let mut args = vec![
+        "network",
+        "inspect",
+        "--format",
+        "{{range .IPAM.Config}}{{.Subnet}} {{end}}",
+    ];
+    args.extend(ids.lines());
+    let used = String::from_utf8_lossy(&docker(&args).stdout).into_owned();
+    let start = (std::process::id() % 4) as u16;
+    (0..4)
+        .map(|i| slot + SLOTS * ((start + i) % 4))
+        .find(|s| {
+            let subnet = format!("10.231.{}.0/24", 2 * s);
+            !used.split_whitespace().any(|u| u == subnet)
+                && std::net::TcpListener::bind(("127.0.0.1", 15000 + 20 * s)).is_ok()
+        })
+        .unwrap_or(slot + SLOTS * start)
+}
+
 /// One test's isolated stack: env file, project, networks, ports.
 pub struct Stack {
     pub dir: PathBuf,
@@ -152,14 +179,17 @@ pub struct Stack {
     pub betanet_subnet: String,
     /// First of 20 host ports reserved for this slot.
     pub port_base: u16,
+    /// The effective slot, after the shift into a free bank.
+    pub slot: u16,
 }
 
 impl Stack {
-    /// `slot` (1..=40) picks subnets 10.231.(2*slot).0/24 and 10.231.(2*slot+1).0/24
-    /// and ports 15000 + 20*slot ...; every image variable points at `image`
+    /// `slot` (1..12, shifted by [`free_slot`]) picks subnets 10.231.(2*slot).0/24
+    /// and 10.231.(2*slot+1).0/24 and ports 15000 + 20*slot ...; every image variable points at `image`
     /// when given. `extra` lines are appended to the env file.
     pub fn new(test: &str, slot: u16, image: Option<&str>, extra: &[(&str, String)]) -> Stack {
-        assert!((1..=40).contains(&slot));
+        assert!((1..SLOTS).contains(&slot));
+        let slot = free_slot(slot);
         let project = format!("fogt-{test}-{}", std::process::id());
         let dir = std::env::temp_dir().join(&project);
         let _ = fs::remove_dir_all(&dir);
@@ -175,6 +205,7 @@ impl Stack {
             env_file,
             project,
             port_base,
+            slot,
         };
         let mut lines = vec![
             ("COMPOSE_PROJECT_NAME", stack.project.clone()),
