@@ -4,7 +4,7 @@
 //! `malformed`; a dead next hop is `unreachable`. In every case
 //! received = forwarded + delivered + dropped once the node settles. Also:
 //! TARGET_THROUGHPUT paces rather than drops, and the delay queue holds each
-//! packet for its own delay.
+//! packet for its own delay, at a relay and at the exit alike.
 
 mod common;
 
@@ -195,5 +195,58 @@ fn delay_queue_holds_each_packet_for_its_own_delay() {
     let m = node.wait_quiescent();
     assert_eq!((m.forwarded(), m.dropped_total()), (2.0, 0.0));
     // Processing time excludes the mix delay.
+    assert!(m.get("mixnode_processing_seconds_sum") < 1.0, "{m:?}");
+}
+
+#[test]
+fn exit_holds_each_packet_for_its_own_delay_before_delivering() {
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start("exit", dir.path(), &[]);
+    let destination = Sink::start();
+    let key = node.public_key();
+    let slow = common::packet_for_exit(
+        key,
+        &node.mix_address(),
+        &destination.address,
+        Duration::from_millis(1500),
+    );
+    let fast = common::packet_for_exit(
+        key,
+        &node.mix_address(),
+        &destination.address,
+        Duration::ZERO,
+    );
+    let sent = Instant::now();
+    let mut stream = TcpStream::connect(node.mix_address()).unwrap();
+    stream.write_all(&slow).unwrap();
+    stream.write_all(&fast).unwrap();
+    // While the slow one waits, it is inside the node and not yet delivered.
+    common::eventually(20, "undelayed packet delivered", || {
+        destination.count() >= 1
+    });
+    let m = node.metrics();
+    if sent.elapsed() < Duration::from_millis(1400) {
+        assert_eq!(m.get("mixnode_queue_depth"), 1.0, "{m:?}");
+        assert_eq!(m.delivered(), 1.0, "{m:?}");
+    }
+    common::eventually(20, "both packets delivered", || destination.count() == 2);
+    let arrivals = destination.arrivals();
+    assert!(
+        arrivals[0] - sent < Duration::from_millis(1500),
+        "{:?}",
+        arrivals[0] - sent
+    );
+    // The exit held the delayed packet for its full delay, not less.
+    assert!(
+        arrivals[1] - sent >= Duration::from_millis(1500),
+        "{:?}",
+        arrivals[1] - sent
+    );
+    let m = node.wait_quiescent();
+    assert_eq!(
+        (m.delivered(), m.forwarded(), m.dropped_total()),
+        (2.0, 0.0, 0.0)
+    );
     assert!(m.get("mixnode_processing_seconds_sum") < 1.0, "{m:?}");
 }

@@ -6,7 +6,7 @@
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -104,7 +104,7 @@ fn unwrap_one(shared: &Shared, inbound: Inbound) -> Result<Outbound, DropReason>
             next_address,
             delay,
         } => (next_address, Kind::Relay, delay),
-        InPlaceAction::Deliver { destination } => (destination, Kind::Deliver, Duration::ZERO),
+        InPlaceAction::Deliver { destination, delay } => (destination, Kind::Deliver, delay),
         // A mix is never a packet's destination.
         InPlaceAction::Final { .. } => return Err(DropReason::Malformed),
     };
