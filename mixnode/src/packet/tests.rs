@@ -183,8 +183,8 @@ fn exit_delay_round_trips() {
                 other => panic!("exit of {hops} hops got {other:?}"),
             }
             // The relays before it still carry their own delays.
-            for j in 0..exit {
-                match unwrap_packet(&net.keys[j], &packets[j]).unwrap().action {
+            for (j, packet) in packets.iter().enumerate().take(exit) {
+                match unwrap_packet(&net.keys[j], packet).unwrap().action {
                     Action::Relay { delay, .. } => assert_eq!(delay, net.route[j].delay),
                     other => panic!("hop {j} of {hops} got {other:?}"),
                 }
