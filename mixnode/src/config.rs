@@ -8,7 +8,9 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 /// The role a node plays in the route. It is reported in `/status` and in
-/// the topology table; clients use it to choose routes.
+/// the topology table; clients use it to choose routes. It is enforced on
+/// one point: only an `Exit` acts on a deliver instruction (an `Entry` or
+/// `Middle` drops it as `role`); every role relays.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
     Entry,

@@ -87,13 +87,25 @@ fn metrics_pass_promtool_check() {
         stream.write_all(p).unwrap();
     }
     stream.write_all(&packets[0]).unwrap(); // a replay
+                                            // A deliver instruction at a middle node: dropped as `role`.
+    let misrouted = common::packet_for_exit(
+        node.public_key(),
+        &node.mix_address(),
+        &sink.address,
+        std::time::Duration::ZERO,
+    );
+    stream.write_all(&misrouted).unwrap();
     common::eventually(30, "packets forwarded", || sink.count() == 20);
+    common::eventually(30, "role drop counted", || {
+        node.metrics().dropped("role") == 1.0
+    });
     let (_, body) = node.get("/metrics").unwrap();
     for name in [
         "mixnode_packets_received_total",
         "mixnode_packets_forwarded_total",
         "mixnode_packets_delivered_total",
-        "mixnode_packets_dropped_total{reason=\"replay\"}",
+        "mixnode_packets_dropped_total{reason=\"replay\"} 1",
+        "mixnode_packets_dropped_total{reason=\"role\"} 1",
         "mixnode_processing_seconds_bucket{le=\"+Inf\"}",
         "mixnode_queue_depth",
         "mixnode_build_info{version=\"",
