@@ -41,18 +41,12 @@ impl FromStr for Role {
 }
 
 /// Replay tags the filter holds per key epoch unless `REPLAY_CAPACITY` says
-/// otherwise: about 36 MB (see [`replay_filter_bytes`]).
+/// otherwise: about 36 MB (`ReplayFilter::bytes_for` gives the exact size).
 pub const DEFAULT_REPLAY_CAPACITY: usize = 10_000_000;
 /// Smallest accepted `REPLAY_CAPACITY` (the filter's own floor).
 pub const MIN_REPLAY_CAPACITY: usize = 1024;
 /// Largest accepted `REPLAY_CAPACITY`: about 3.6 GB of filter.
 pub const MAX_REPLAY_CAPACITY: usize = 1_000_000_000;
-
-/// Bytes the replay filter allocates for `capacity` tags (fixed at start-up):
-/// 28.755 bits each, rounded up to whole words in each of its shards.
-pub fn replay_filter_bytes(capacity: usize) -> usize {
-    crate::replay::ReplayFilter::bytes_for(capacity)
-}
 
 /// A variable that is missing or does not parse.
 #[derive(Debug, thiserror::Error)]
@@ -341,7 +335,7 @@ mod tests {
             assert_eq!(c.replay_capacity, want);
         }
         // About 3.6 bytes per tag: 1 M ≈ 3.6 MB, the default 10 M ≈ 36 MB.
-        let per_tag = |n: usize| replay_filter_bytes(n) as f64 / n as f64;
+        let per_tag = |n: usize| crate::replay::ReplayFilter::bytes_for(n) as f64 / n as f64;
         for n in [1_000_000, DEFAULT_REPLAY_CAPACITY, MAX_REPLAY_CAPACITY] {
             assert!((3.59..3.61).contains(&per_tag(n)), "{n}: {}", per_tag(n));
         }

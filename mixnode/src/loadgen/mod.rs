@@ -57,7 +57,7 @@ pub struct NodeInfo {
     pub role: Option<String>,
 }
 
-/// Reads `url/status` and returns the node's mix address and public key.
+/// Reads `url/status` and returns the node's mix address, public key and role.
 pub fn fetch_node(url: &str) -> Result<NodeInfo, LoadgenError> {
     let fail = |detail: String| LoadgenError::Status {
         url: url.to_string(),
