@@ -60,4 +60,4 @@ fi
 if ! docker info >/dev/null 2>&1; then
 	echo "ci-setup: warning: the Docker engine is not reachable; the e2e tests fail under CI=true without it" >&2
 fi
-/usr/local/bin/promtool --version 2>&1 | head -1
+PATH="/usr/local/bin:$PATH" promtool --version 2>&1 | head -1

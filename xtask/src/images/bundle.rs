@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use xshell::{cmd, Shell};
 
-use super::{absolute, build::hex, catalog, docker, ALL_ENV};
+use super::{absolute, catalog, digest::hex, docker, ALL_ENV};
 use crate::{environments::Environment, process::Runner, project_root, usage_bail};
 
 const MANIFEST: &str = "manifest.json";

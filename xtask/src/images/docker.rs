@@ -16,10 +16,13 @@ use crate::process::Runner;
 
 /// Whether `image` is in the local engine.
 pub fn image_exists(sh: &Shell, runner: &Runner, image: &str) -> bool {
+    image_id(sh, runner, image).is_some()
+}
+
+/// The id (`sha256:...`) of a local image.
+pub fn image_id(sh: &Shell, runner: &Runner, image: &str) -> Option<String> {
     let format = "{{.Id}}";
-    runner
-        .probe(cmd!(sh, "docker image inspect --format {format} {image}"))
-        .is_some()
+    runner.probe(cmd!(sh, "docker image inspect --format {format} {image}"))
 }
 
 /// The labels of a local image; `None` when the image is not there.

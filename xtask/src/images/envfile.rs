@@ -1,62 +1,16 @@
-//! Reading variables for image resolution and pointing `.env`'s image
-//! variables at other images. Values come from the process environment first,
-//! then the env file (`$FOG_ENV_FILE` or the repo-root `.env`), then
-//! `.env.example`, the same precedence Compose and the engine use. Updates
-//! rewrite the env file atomically (temp file, fsync, rename), keep its other
-//! lines and comments, and keep mode 0600. This is a stop-gap until the engine's
-//! `dotenv` module is on `main`; then the two should be unified.
+//! Variables for resolving the overlays' `image:` values, read the way
+//! Compose and bring-up read them: the process environment first, then the
+//! env file (`$FOG_ENV_FILE` or the repo-root `.env`), then `.env.example`.
+//! Read-only: listing images never creates or rewrites the env file (writes
+//! go through `crate::dotenv::DotEnv`).
 
-use std::{
-    collections::BTreeMap,
-    fs,
-    io::Write,
-    os::unix::fs::{OpenOptionsExt, PermissionsExt},
-    path::{Path, PathBuf},
-};
+use std::{collections::BTreeMap, path::Path};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
-/// The variable that points tests and second stacks at another env file.
-pub const ENV_FILE_VAR: &str = "FOG_ENV_FILE";
+use crate::dotenv::{DotEnv, EnvFile};
 
-/// The env file in use: `$FOG_ENV_FILE` if set, else `<root>/.env`.
-pub fn locate(root: &Path) -> PathBuf {
-    match std::env::var_os(ENV_FILE_VAR) {
-        Some(p) if !p.is_empty() => {
-            let p = PathBuf::from(p);
-            if p.is_absolute() {
-                p
-            } else {
-                std::env::current_dir().unwrap_or_default().join(p)
-            }
-        }
-        _ => root.join(".env"),
-    }
-}
-
-/// Parse `KEY=VALUE` lines; comments, blank lines and `export ` prefixes are
-/// ignored and one pair of surrounding quotes is removed.
-pub fn parse(text: &str) -> BTreeMap<String, String> {
-    text.lines()
-        .filter_map(|line| {
-            let line = line.trim();
-            let line = line.strip_prefix("export ").unwrap_or(line);
-            if line.starts_with('#') {
-                return None;
-            }
-            let (key, value) = line.split_once('=')?;
-            let value = value.trim();
-            let value = [('"', '"'), ('\'', '\'')]
-                .iter()
-                .find_map(|(a, b)| value.strip_prefix(*a)?.strip_suffix(*b))
-                .unwrap_or(value);
-            Some((key.trim().to_string(), value.to_string()))
-        })
-        .collect()
-}
-
-/// Variables for interpolating the compose files: `.env.example`, overridden by
-/// the env file, overridden by the process environment.
+/// A read-only view of the variables compose would interpolate with.
 #[derive(Debug, Clone, Default)]
 pub struct Vars {
     file: BTreeMap<String, String>,
@@ -65,11 +19,10 @@ pub struct Vars {
 impl Vars {
     pub fn load(root: &Path) -> Result<Vars> {
         let mut file = BTreeMap::new();
-        for path in [root.join(".env.example"), locate(root)] {
-            match fs::read_to_string(&path) {
-                Ok(text) => file.extend(parse(&text)),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        for path in [root.join(".env.example"), DotEnv::locate(root)] {
+            if path.is_file() {
+                let env = EnvFile::read(&path)?;
+                file.extend(env.pairs().map(|(k, v)| (k.to_string(), v.to_string())));
             }
         }
         Ok(Vars { file })
@@ -82,117 +35,26 @@ impl Vars {
     }
 }
 
-/// Set `KEY=VALUE` pairs in the env file at `path`: replace existing lines in
-/// place, append missing keys, keep everything else. Creates the file (0600)
-/// from `.env.example`'s text when it does not exist yet.
-pub fn set_vars(path: &Path, example: &Path, values: &[(String, String)]) -> Result<()> {
-    let text = match fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            fs::read_to_string(example).unwrap_or_default()
-        }
-        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
-    };
-    let updated = apply(&text, values);
-    write_atomic(path, updated.as_bytes(), 0o600)
-}
-
-/// The text with each `(key, value)` set: an existing `KEY=` line is replaced,
-/// a missing key is appended at the end.
-pub fn apply(text: &str, values: &[(String, String)]) -> String {
-    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
-    for (key, value) in values {
-        let new_line = format!("{key}={value}");
-        let existing = lines.iter_mut().find(|line| {
-            let l = line.trim_start();
-            let l = l.strip_prefix("export ").unwrap_or(l);
-            l.split_once('=').is_some_and(|(k, _)| k.trim() == key)
-        });
-        match existing {
-            Some(line) => *line = new_line,
-            None => lines.push(new_line),
-        }
-    }
-    let mut out = lines.join("\n");
-    out.push('\n');
-    out
-}
-
-/// Write `bytes` to `path` atomically: a temp file in the same directory,
-/// fsync, chmod `mode`, rename over the target, fsync the directory.
-pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().context("env file path has no file name")?;
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| {
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&tmp)?;
-        file.write_all(bytes)?;
-        file.set_permissions(fs::Permissions::from_mode(mode))?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)?;
-        fs::File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result.with_context(|| format!("writing {}", path.display()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn apply_replaces_in_place_and_appends_missing() {
-        let text = "# images\nPOSTGRES_IMAGE=postgres:15.8-alpine\nPOSTGRES_USER=fog\n";
-        let out = apply(
-            text,
-            &[
-                (
-                    "POSTGRES_IMAGE".into(),
-                    "fog-offline/postgres:15-bookworm".into(),
-                ),
-                (
-                    "ALERTMANAGER_IMAGE".into(),
-                    "fog-offline/alertmanager:0.25-bookworm".into(),
-                ),
-            ],
-        );
-        assert_eq!(
-            out,
-            "# images\nPOSTGRES_IMAGE=fog-offline/postgres:15-bookworm\nPOSTGRES_USER=fog\nALERTMANAGER_IMAGE=fog-offline/alertmanager:0.25-bookworm\n"
-        );
-    }
-
-    #[test]
-    fn parse_skips_comments_and_strips_quotes() {
-        let vars = parse("# c\nA=1\nexport B=\"two words\"\nC='x'\nnot a pair\n");
-        assert_eq!(vars["A"], "1");
-        assert_eq!(vars["B"], "two words");
-        assert_eq!(vars["C"], "x");
-        assert_eq!(vars.len(), 3);
-    }
-
-    #[test]
-    fn set_vars_keeps_mode_0600() {
-        let dir = std::env::temp_dir().join(format!("xtask-envfile-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
-        let path = dir.join(".env");
-        fs::write(&path, "A=1\n").unwrap();
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
-        set_vars(&path, &dir.join("missing"), &[("B".into(), "2".into())]).unwrap();
-        assert_eq!(fs::read_to_string(&path).unwrap(), "A=1\nB=2\n");
-        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o600);
-        fs::remove_dir_all(&dir).unwrap();
+    fn env_file_overrides_example_and_process_env_overrides_both() {
+        let root = std::env::temp_dir().join(format!("xtask-vars-{}", std::process::id()));
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::write(
+            root.join(".env.example"),
+            "A=example\nB=example\nC=example\n",
+        )
+        .unwrap();
+        // FOG_ENV_FILE is not set by the unit tests, so the env file is <root>/.env.
+        std::fs::write(root.join(".env"), "B=file\nC=file\n").unwrap();
+        let vars = Vars::load(&root).unwrap();
+        std::fs::remove_dir_all(&root).unwrap();
+        assert_eq!(vars.get("A").as_deref(), Some("example"));
+        assert_eq!(vars.get("B").as_deref(), Some("file"));
+        assert_eq!(vars.get("PATH"), std::env::var("PATH").ok());
+        assert_eq!(vars.get("XTASK_SURELY_UNSET_VARIABLE"), None);
     }
 }

@@ -9,6 +9,7 @@
 mod build;
 mod bundle;
 mod catalog;
+mod digest;
 mod docker;
 mod envfile;
 mod ls;
@@ -224,7 +225,7 @@ pub fn ensure_for_with(
         }
     }
     if !wanted.is_empty() {
-        offline::build_services(&sh, runner, &wanted, false, progress)?;
+        offline::build_services(&sh, runner, &wanted, false, false, progress)?;
         report.env_updates = missing
             .iter()
             .filter_map(|n| match n.source {

@@ -20,11 +20,12 @@ use sha2::{Digest, Sha256};
 use xshell::Shell;
 
 use super::{
-    build::{hash_tree, hex, INPUTS_LABEL},
+    build::INPUTS_LABEL,
     catalog::{OfflineService, OFFLINE_SERVICES},
-    docker, envfile, unavailable_services, Environment,
+    digest::{hash_tree, hex},
+    docker, unavailable_services, Environment,
 };
-use crate::{process::Runner, project_root};
+use crate::{dotenv::DotEnv, process::Runner, project_root};
 
 pub const SUITE: &str = "bookworm";
 pub const MIRROR: &str = "http://deb.debian.org/debian";
@@ -67,6 +68,9 @@ pub struct Args {
     /// Rebuild the service images even when their inputs are unchanged.
     #[arg(long)]
     force: bool,
+    /// Debootstrap and import the base again (picks up Debian point releases).
+    #[arg(long)]
+    refresh: bool,
     /// Do not point the env file's image variables at the offline images.
     #[arg(long)]
     no_env: bool,
@@ -93,14 +97,30 @@ pub fn run(sh: &Shell, runner: &Runner, args: Args) -> Result<()> {
     if wanted.is_empty() {
         wanted = OFFLINE_SERVICES.iter().collect();
     }
-    let built = build_services(sh, runner, &wanted, args.force, !args.quiet)?;
+    if args.refresh {
+        refresh_base(sh, runner)?;
+    }
+    let built = build_services(sh, runner, &wanted, args.force, args.refresh, !args.quiet)?;
     if !runner.dry_run {
-        println!("{:<42} {:>9} {:>8}", "IMAGE", "SIZE", "BUILD");
+        // Every service image is the shared base plus a few kB of its own.
+        let base = format!("fog-offline/base:{SUITE}-{}", rootfs_key());
+        let base_size = docker::image_size(sh, runner, &base).unwrap_or(0);
+        println!("{:<42} {:>9} {:>10} {:>8}", "IMAGE", "SIZE", "OWN", "BUILD");
+        println!(
+            "{base:<42} {:>6} MB {:>10} {:>8}",
+            base_size / 1_000_000,
+            "-",
+            "-"
+        );
         for (image, seconds) in &built {
-            let size = docker::image_size(sh, runner, image)
-                .map_or("?".into(), |b| format!("{} MB", b / 1_000_000));
+            let size = docker::image_size(sh, runner, image).unwrap_or(0);
+            let own = size.saturating_sub(base_size);
             let how = seconds.map_or("cached".into(), |s| format!("{s:.1}s"));
-            println!("{image:<42} {size:>9} {how:>8}");
+            println!(
+                "{image:<42} {:>6} MB {:>7} kB {how:>8}",
+                size / 1_000_000,
+                own / 1_000
+            );
         }
     }
     if !args.no_env {
@@ -130,14 +150,17 @@ pub fn build_services(
     runner: &Runner,
     services: &[&'static OfflineService],
     force: bool,
+    fresh_base: bool,
     progress: bool,
 ) -> Result<Vec<(String, Option<f64>)>> {
-    let base = ensure_base(sh, runner, progress)?;
+    let base = ensure_base(sh, runner, fresh_base, progress)?;
     let mut out = Vec::new();
     for service in services {
         let image = service.image();
         let context = project_root().join("docker/offline").join(service.name);
-        let hash = hash_tree(&context, &base)?;
+        // The base's id, not just its tag: a refreshed base rebuilds the services.
+        let base_id = docker::image_id(sh, runner, &base).unwrap_or_else(|| base.clone());
+        let hash = hash_tree(&context, &base_id)?;
         let current = docker::image_labels(sh, runner, &image);
         if !force && current.as_ref().and_then(|l| l.get(INPUTS_LABEL)) == Some(&hash) {
             out.push((image, None));
@@ -166,28 +189,30 @@ pub fn build_services(
     Ok(out)
 }
 
-/// Point the env file's image variables at offline images (atomic rewrite).
+/// Point the env file's image variables at offline images. The env file is
+/// `crate::dotenv`'s: created from `.env.example` with fresh secrets when
+/// missing, rewritten atomically (0600) keeping its other lines.
 pub fn point_env_at(runner: &Runner, root: &Path, updates: &[(String, String)]) -> Result<()> {
     if updates.is_empty() {
         return Ok(());
     }
-    let path = envfile::locate(root);
-    if runner.dry_run {
-        for (k, v) in updates {
-            println!("# set {k}={v} in {}", path.display());
-        }
-        return Ok(());
+    let mut dotenv = DotEnv::ensure(root, runner.dry_run)?;
+    let values: Vec<(&str, String)> = updates
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.clone()))
+        .collect();
+    dotenv.update(&values, runner.dry_run)?;
+    if !runner.dry_run {
+        eprintln!(
+            "{}: {}",
+            dotenv.path.display(),
+            updates
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
     }
-    envfile::set_vars(&path, &root.join(".env.example"), updates)?;
-    eprintln!(
-        "{}: {}",
-        path.display(),
-        updates
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
     Ok(())
 }
 
@@ -201,14 +226,34 @@ pub fn rootfs_key() -> String {
     hex(&hasher.finalize())[..12].to_string()
 }
 
+/// Drop the cached rootfs and untag the base image, so the next build
+/// debootstraps and imports afresh. Service images are rebuilt because their
+/// inputs hash covers the base image's id.
+fn refresh_base(sh: &Shell, runner: &Runner) -> Result<()> {
+    let key = rootfs_key();
+    let cached = project_root().join("target/offline-rootfs").join(&key);
+    let base = format!("fog-offline/base:{SUITE}-{key}");
+    if runner.dry_run {
+        println!("rm -rf {}", cached.display());
+    } else if cached.exists() {
+        fs::remove_dir_all(&cached).with_context(|| format!("removing {}", cached.display()))?;
+    }
+    if docker::image_exists(sh, runner, &base) {
+        runner.run(xshell::cmd!(sh, "docker rmi --no-prune {base}"))?;
+    }
+    Ok(())
+}
+
 /// The base image, imported from the cached rootfs when it is not in the engine.
-fn ensure_base(sh: &Shell, runner: &Runner, progress: bool) -> Result<String> {
+/// `fresh` ignores the cached rootfs and base image (after `--refresh`, which
+/// only removed them for real outside `--dry-run`).
+fn ensure_base(sh: &Shell, runner: &Runner, fresh: bool, progress: bool) -> Result<String> {
     let key = rootfs_key();
     let base = format!("fog-offline/base:{SUITE}-{key}");
-    if docker::image_exists(sh, runner, &base) {
+    if !fresh && docker::image_exists(sh, runner, &base) {
         return Ok(base);
     }
-    let rootfs = ensure_rootfs(runner, &key, progress)?;
+    let rootfs = ensure_rootfs(runner, &key, fresh, progress)?;
     let size = tree_size(&rootfs);
     let started = Instant::now();
     let bar = docker::bar(progress, Some(size), format!("docker import {base}"));
@@ -240,10 +285,10 @@ fn ensure_base(sh: &Shell, runner: &Runner, progress: bool) -> Result<String> {
 }
 
 /// The trimmed rootfs, built by debootstrap on first use and cached by key.
-fn ensure_rootfs(runner: &Runner, key: &str, progress: bool) -> Result<PathBuf> {
+fn ensure_rootfs(runner: &Runner, key: &str, fresh: bool, progress: bool) -> Result<PathBuf> {
     let cache = project_root().join("target/offline-rootfs");
     let done = cache.join(key);
-    if done.join("rootfs/etc/debian_version").is_file() {
+    if !fresh && done.join("rootfs/etc/debian_version").is_file() {
         return Ok(done.join("rootfs"));
     }
     let partial = cache.join(format!("{key}.partial-{}", std::process::id()));
@@ -260,6 +305,12 @@ fn ensure_rootfs(runner: &Runner, key: &str, progress: bool) -> Result<PathBuf> 
     );
     if runner.dry_run {
         println!("{line}");
+        println!(
+            "# check package versions, trim {} paths (docs, man, locales, apt lists, LLVM JIT), mv {} {}",
+            TRIM.len(),
+            partial.display(),
+            done.display()
+        );
         return Ok(done.join("rootfs"));
     }
     if which("debootstrap").is_none() {

@@ -1,0 +1,73 @@
+//! E2E: `images ls` resolves the real overlays' `image:` values against the
+//! env file and reports presence as the engine sees it, as JSON and as a table.
+
+mod images_support;
+
+use images_support::*;
+
+#[test]
+fn ls_resolves_overlay_images_against_the_env_file() {
+    if !docker_or_skip("ls_resolves_overlay_images_against_the_env_file") {
+        return;
+    }
+    let dir = temp_dir("imgs-ls");
+    let mut guard = Cleanup::default();
+    guard.paths.push(dir.clone());
+    let env_file = dir.join(".env");
+    let custom = format!("{}:1", unique("imgs-ls-absent"));
+    std::fs::write(
+        &env_file,
+        format!("POSTGRES_IMAGE=fog-offline/postgres:15-bookworm\nPROMETHEUS_IMAGE={custom}\n"),
+    )
+    .unwrap();
+
+    let out = xtask(
+        &["images", "ls", "--env", "dev+betanet", "--format", "json"],
+        &env_file,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let row = |var: &str| {
+        rows.iter()
+            .find(|r| r["variable"] == var)
+            .unwrap_or_else(|| panic!("no {var} row: {rows:?}"))
+    };
+
+    let postgres = row("POSTGRES_IMAGE");
+    assert_eq!(postgres["image"], "fog-offline/postgres:15-bookworm");
+    assert_eq!(postgres["source"], "offline");
+    assert_eq!(
+        postgres["present"],
+        docker_ok(&["image", "inspect", "fog-offline/postgres:15-bookworm"])
+    );
+    let prometheus = row("PROMETHEUS_IMAGE");
+    assert_eq!(prometheus["image"], custom.as_str());
+    assert_eq!(prometheus["present"], false);
+    assert_eq!(
+        prometheus["offline_image"],
+        "fog-offline/prometheus:2.42-bookworm"
+    );
+    let mixnode = row("MIXNODE_IMAGE");
+    assert_eq!(mixnode["source"], "build");
+    assert_eq!(
+        mixnode["services"],
+        serde_json::json!(["mixnode-1", "mixnode-2", "mixnode-3", "loadgen"])
+    );
+    assert!(
+        rows.iter().all(|r| r["variable"] != "ALERTMANAGER_IMAGE"),
+        "monitoring is not in dev+betanet"
+    );
+
+    let table = xtask(&["images", "ls", "--env", "dev+betanet"], &env_file);
+    let table = String::from_utf8_lossy(&table.stdout).to_string();
+    let header = table.lines().next().unwrap();
+    assert!(
+        header.starts_with("VARIABLE") && header.contains("PRESENT"),
+        "{table}"
+    );
+    let line = table
+        .lines()
+        .find(|l| l.starts_with("PROMETHEUS_IMAGE"))
+        .unwrap();
+    assert!(line.contains(&custom) && line.contains(" no "), "{line}");
+}
