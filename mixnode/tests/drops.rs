@@ -57,6 +57,11 @@ fn flood_against_tiny_queue_drops_overload_stays_healthy_and_bounded() {
         streams[i % 4].write_all(p).unwrap();
     }
     drop(streams);
+    // Settled only once every frame is read: the node can be momentarily
+    // idle while the rest still sits in the socket buffers.
+    common::eventually(60, "all 3000 frames read", || {
+        node.metrics().received() == 3000.0
+    });
     let m = node.wait_quiescent();
     flooding.store(false, Ordering::Relaxed);
     let samples = observer.join().unwrap();
