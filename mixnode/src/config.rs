@@ -8,7 +8,9 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 /// The role a node plays in the route. It is reported in `/status` and in
-/// the topology table; clients use it to choose routes.
+/// the topology table; clients use it to choose routes. It is enforced on
+/// one point: only an `Exit` acts on a deliver instruction (an `Entry` or
+/// `Middle` drops it as `role`); every role relays.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
     Entry,
@@ -37,6 +39,14 @@ impl FromStr for Role {
         }
     }
 }
+
+/// Replay tags the filter holds per key epoch unless `REPLAY_CAPACITY` says
+/// otherwise: about 36 MB (`ReplayFilter::bytes_for` gives the exact size).
+pub const DEFAULT_REPLAY_CAPACITY: usize = 10_000_000;
+/// Smallest accepted `REPLAY_CAPACITY` (the filter's own floor).
+pub const MIN_REPLAY_CAPACITY: usize = 1024;
+/// Largest accepted `REPLAY_CAPACITY`: about 3.6 GB of filter.
+pub const MAX_REPLAY_CAPACITY: usize = 1_000_000_000;
 
 /// A variable that is missing or does not parse.
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +85,8 @@ pub struct Config {
     pub max_queue_depth: usize,
     /// Admission rate in packets/s; 0 means unlimited.
     pub target_throughput: u64,
+    /// Replay tags remembered per key epoch (sizes the replay filter).
+    pub replay_capacity: usize,
     pub database_url: Option<String>,
 }
 
@@ -195,6 +207,20 @@ impl Config {
                 expected: "packets per second as a non-negative integer (0 = unlimited)",
             })?,
         };
+        let replay_capacity = match get(lookup, "REPLAY_CAPACITY") {
+            None => DEFAULT_REPLAY_CAPACITY,
+            Some(v) => match v.trim().parse::<usize>() {
+                Ok(n) if (MIN_REPLAY_CAPACITY..=MAX_REPLAY_CAPACITY).contains(&n) => n,
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        name: "REPLAY_CAPACITY",
+                        value: v,
+                        expected: "an integer from 1024 to 1000000000 \
+                                   (replay tags per key epoch, about 3.6 bytes of memory each)",
+                    })
+                }
+            },
+        };
         let database_url = get(lookup, "DATABASE_URL");
         if let Some(url) = &database_url {
             if tokio_postgres::Config::from_str(url).is_err() {
@@ -219,6 +245,7 @@ impl Config {
             pool_size: positive(lookup, "POOL_SIZE", 1024)?,
             max_queue_depth: positive(lookup, "MAX_QUEUE_DEPTH", 10_000)?,
             target_throughput,
+            replay_capacity,
             database_url,
         })
     }
@@ -247,6 +274,7 @@ mod tests {
         assert_eq!(c.pool_size, 1024);
         assert_eq!(c.max_queue_depth, 10_000);
         assert_eq!(c.target_throughput, 25_000);
+        assert_eq!(c.replay_capacity, 10_000_000);
         assert!(c.advertise_addr.ends_with(":1789"));
     }
 
@@ -268,6 +296,17 @@ mod tests {
             ("BIND_ADDR", "everywhere", "BIND_ADDR=everywhere"),
             ("TARGET_THROUGHPUT", "-1", "TARGET_THROUGHPUT=-1"),
             (
+                "REPLAY_CAPACITY",
+                "lots",
+                "REPLAY_CAPACITY=lots: expected an integer",
+            ),
+            ("REPLAY_CAPACITY", "1023", "REPLAY_CAPACITY=1023: expected"),
+            (
+                "REPLAY_CAPACITY",
+                "1000000001",
+                "REPLAY_CAPACITY=1000000001",
+            ),
+            (
                 "NODE_TYPE",
                 "gateway",
                 "NODE_TYPE=gateway: expected entry, middle or exit",
@@ -283,6 +322,23 @@ mod tests {
             parse(&[]).unwrap_err().to_string(),
             "NODE_TYPE is not set: expected entry, middle or exit"
         );
+    }
+
+    #[test]
+    fn replay_capacity_is_read_within_its_bounds_and_sizes_memory() {
+        for (value, want) in [
+            ("1024", 1024),
+            (" 2000000 ", 2_000_000),
+            ("1000000000", 1_000_000_000),
+        ] {
+            let c = parse(&[("NODE_TYPE", "exit"), ("REPLAY_CAPACITY", value)]).unwrap();
+            assert_eq!(c.replay_capacity, want);
+        }
+        // About 3.6 bytes per tag: 1 M ≈ 3.6 MB, the default 10 M ≈ 36 MB.
+        let per_tag = |n: usize| crate::replay::ReplayFilter::bytes_for(n) as f64 / n as f64;
+        for n in [1_000_000, DEFAULT_REPLAY_CAPACITY, MAX_REPLAY_CAPACITY] {
+            assert!((3.59..3.61).contains(&per_tag(n)), "{n}: {}", per_tag(n));
+        }
     }
 
     #[test]

@@ -24,16 +24,20 @@ pub enum DropReason {
     Unreachable,
     /// Still queued when the shutdown deadline passed.
     Shutdown,
+    /// It asks this node for something its NODE_TYPE does not do: a deliver
+    /// (exit) instruction at an `entry` or `middle` node.
+    Role,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 6] = [
+    pub const ALL: [DropReason; 7] = [
         DropReason::Malformed,
         DropReason::Replay,
         DropReason::Overload,
         DropReason::Expired,
         DropReason::Unreachable,
         DropReason::Shutdown,
+        DropReason::Role,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -44,6 +48,7 @@ impl DropReason {
             DropReason::Expired => "expired",
             DropReason::Unreachable => "unreachable",
             DropReason::Shutdown => "shutdown",
+            DropReason::Role => "role",
         }
     }
 }
@@ -64,7 +69,7 @@ pub struct Metrics {
     pub received: AtomicU64,
     pub forwarded: AtomicU64,
     pub delivered: AtomicU64,
-    dropped: [AtomicU64; 6],
+    dropped: [AtomicU64; DropReason::ALL.len()],
     /// Packets admitted and not yet written or dropped (inbound queue,
     /// delay queue and next-hop buffers); capped by MAX_QUEUE_DEPTH.
     pub queue_depth: AtomicUsize,
@@ -286,7 +291,24 @@ mod tests {
         let m = Metrics::default();
         m.drop_packets(DropReason::Replay, 2);
         m.drop_packets(DropReason::Overload, 5);
+        m.drop_packets(DropReason::Role, 1);
         assert_eq!(m.dropped(DropReason::Replay), 2);
-        assert_eq!(m.dropped_total(), 7);
+        assert_eq!(m.dropped(DropReason::Role), 1);
+        assert_eq!(m.dropped_total(), 8);
+        // Every reason has its own slot and label, and is rendered.
+        for (i, reason) in DropReason::ALL.iter().enumerate() {
+            assert_eq!(*reason as usize, i, "{reason:?}");
+        }
+        let text = m.render(&Info {
+            version: "0.1.0",
+            revision: "abc",
+            role: "middle",
+            uptime: Duration::from_secs(1),
+            replay_filter_bytes: 0,
+            replay_filter_entries: 0,
+            replay_false_positive_rate: 0.0,
+        });
+        assert!(text.contains("mixnode_packets_dropped_total{reason=\"role\"} 1\n"));
+        assert!(text.contains("mixnode_packets_dropped_total{reason=\"shutdown\"} 0\n"));
     }
 }

@@ -24,11 +24,6 @@ use crate::replay::ReplayFilter;
 
 /// Docker waits 10 s between SIGTERM and SIGKILL; finish well before that.
 pub const DRAIN_DEADLINE: Duration = Duration::from_secs(8);
-/// Replay tags remembered per key epoch (see `replay::ReplayFilter`): about
-/// 36 MB, at a 1e-6 false-positive rate until this many packets. The key
-/// epoch is the node key (no rotation yet): past capacity the false-positive
-/// rate climbs, which `mixnode_replay_filter_false_positive_rate` shows.
-pub const REPLAY_CAPACITY: usize = 10_000_000;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// The git revision `build.rs` embedded (or `MIXNODE_REVISION` at build time).
@@ -79,7 +74,11 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
 
     let shared = Arc::new(Shared {
         admission: Admission::new(config.target_throughput, config.max_queue_depth),
-        replay: ReplayFilter::new(REPLAY_CAPACITY, key.public_key().fingerprint()),
+        // Sized by REPLAY_CAPACITY, 1e-6 false positives until that many
+        // packets. The key epoch is the node key (no rotation yet): past
+        // capacity the false-positive rate climbs, which
+        // `mixnode_replay_filter_false_positive_rate` shows.
+        replay: ReplayFilter::new(config.replay_capacity, key.public_key().fingerprint()),
         metrics: Default::default(),
         key,
         config: config.clone(),
@@ -135,6 +134,8 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
         http = %SocketAddr::new(config.bind_addr, config.node_port),
         advertise = %config.advertise_addr,
         workers = config.pipeline_workers,
+        replay_capacity = config.replay_capacity,
+        replay_filter_bytes = shared.replay.memory_bytes(),
         "ready"
     );
 
@@ -235,6 +236,11 @@ fn status_json(shared: &Shared, status: &Status) -> serde_json::Value {
             "dropped": dropped,
             "queue_depth": m.queue_depth.load(Relaxed),
             "outbound_queue_depth": m.outbound_depth.load(Relaxed),
+        },
+        "replay_filter": {
+            "capacity": shared.replay.capacity(),
+            "bytes": shared.replay.memory_bytes(),
+            "entries": shared.replay.len(),
         },
     })
 }

@@ -31,11 +31,21 @@ pub struct ReplayFilter {
 }
 
 impl ReplayFilter {
+    /// 64-bit words in each shard of a filter for `capacity` packets.
+    fn words_per_shard(capacity: usize) -> u64 {
+        let total_bits = (capacity.max(1024) as f64 * BITS_PER_ELEMENT).ceil() as u64;
+        total_bits.div_ceil(64 * SHARDS as u64).max(1)
+    }
+
+    /// The bytes `new(capacity, _)` allocates, without allocating them.
+    pub fn bytes_for(capacity: usize) -> usize {
+        SHARDS * Self::words_per_shard(capacity) as usize * 8
+    }
+
     /// A filter sized for `capacity` packets per epoch (at least 1024).
     pub fn new(capacity: usize, epoch: u64) -> Self {
         let capacity = capacity.max(1024);
-        let total_bits = (capacity as f64 * BITS_PER_ELEMENT).ceil() as u64;
-        let words_per_shard = total_bits.div_ceil(64 * SHARDS as u64).max(1);
+        let words_per_shard = Self::words_per_shard(capacity);
         let shards = (0..SHARDS)
             .map(|_| Mutex::new(vec![0u64; words_per_shard as usize].into_boxed_slice()))
             .collect();
@@ -220,6 +230,11 @@ mod tests {
             filter.check_and_insert(&tag(n));
         }
         assert_eq!(filter.memory_bytes(), memory);
+        assert_eq!(ReplayFilter::bytes_for(1_000_000), memory);
+        assert_eq!(
+            ReplayFilter::bytes_for(1),
+            ReplayFilter::new(1, 0).memory_bytes()
+        );
     }
 
     #[test]

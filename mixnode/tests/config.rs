@@ -1,6 +1,7 @@
 //! The binary's configuration surface: a bad variable exits 2 with one line
 //! naming it; the key survives restarts with mode 0600; `mixnode healthcheck`
-//! exits 0 against a healthy node and 1 when nothing answers.
+//! exits 0 against a healthy node and 1 when nothing answers;
+//! REPLAY_CAPACITY sizes the replay filter.
 
 mod common;
 
@@ -68,6 +69,16 @@ fn bad_env_value_exits_2_with_one_line_naming_the_variable() {
             "[[[",
             "error: RUST_LOG=[[[: expected a log filter",
         ),
+        (
+            "REPLAY_CAPACITY",
+            "1e6",
+            "error: REPLAY_CAPACITY=1e6: expected an integer from 1024 to 1000000000",
+        ),
+        (
+            "REPLAY_CAPACITY",
+            "99999999999",
+            "error: REPLAY_CAPACITY=99999999999: expected an integer",
+        ),
     ];
     for (name, value, want) in cases {
         let mut vars = vec![
@@ -123,4 +134,24 @@ fn healthcheck_subcommand_exits_0_when_healthy_and_1_when_not() {
     };
     assert_eq!(check(node.http_port), Some(0));
     assert_eq!(check(common::free_port()), Some(1));
+}
+
+#[test]
+fn replay_capacity_sizes_the_replay_filter() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = Node::start("middle", dir.path(), &[("REPLAY_CAPACITY", "100000")]);
+    let filter = &small.status()["replay_filter"];
+    assert_eq!(filter["capacity"], 100_000, "{filter}");
+    let bytes = filter["bytes"].as_f64().unwrap();
+    // 28.755 bits per tag: about 3.6 bytes each.
+    assert!((355_000.0..365_000.0).contains(&bytes), "{bytes}");
+    assert_eq!(small.metrics().get("mixnode_replay_filter_bytes"), bytes);
+    drop(small);
+
+    let dir = tempfile::tempdir().unwrap();
+    let default = Node::start("middle", dir.path(), &[]);
+    let filter = &default.status()["replay_filter"];
+    assert_eq!(filter["capacity"], 10_000_000, "{filter}");
+    let bytes = filter["bytes"].as_f64().unwrap();
+    assert!((35.9e6..36.0e6).contains(&bytes), "{bytes}");
 }

@@ -1,6 +1,7 @@
 //! `loadgen`'s contract beyond the happy path (covered in e2e.rs): lost
 //! packets make it exit 1 with the loss in its JSON; bad flags exit 2 with
-//! one line naming the flag; an unreachable node is a one-line error, exit 1.
+//! one line naming the flag; an unreachable node is a one-line error, exit 1;
+//! a route whose last node is not an exit is refused before sending.
 
 mod common;
 
@@ -68,4 +69,22 @@ fn bad_flags_exit_2_and_unreachable_nodes_exit_1() {
     );
     assert_eq!(stderr.trim_end().lines().count(), 1);
     assert!(loadgen(&["--help"]).status.success());
+}
+
+#[test]
+fn last_node_that_is_not_an_exit_is_refused_before_sending() {
+    let dir = tempfile::tempdir().unwrap();
+    let middle = Node::start("middle", dir.path(), &[]);
+    let out = loadgen(&["--nodes", &middle.url(), "--packets", "5", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with(&format!("error: {} is a middle node", middle.url())),
+        "{stderr}"
+    );
+    assert!(stderr.contains("NODE_TYPE=exit"), "{stderr}");
+    assert!(out.stdout.is_empty());
+    // Nothing was sent.
+    assert_eq!(middle.metrics().received(), 0.0);
 }

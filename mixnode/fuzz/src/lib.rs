@@ -59,6 +59,7 @@ pub fn packet_unwrap(data: &[u8]) {
                     Action::Deliver {
                         destination,
                         packet: next,
+                        ..
                     },
                     InPlaceAction::Deliver { .. },
                 ) => {

@@ -11,11 +11,13 @@ USAGE:
     loadgen --nodes URL,URL,URL --packets N [--rate R] [--json]
 
 OPTIONS:
-    --nodes URLS        the nodes' HTTP base URLs in route order (entry first);
-                        loadgen reads each /status for its key and mix address
+    --nodes URLS        the nodes' HTTP base URLs in route order (entry first,
+                        an exit node last: only an exit delivers); loadgen
+                        reads each /status for its key, mix address and role
     --packets N         packets to send
     --rate R            send at most R packets/s (default: as fast as possible)
-    --delay-ms MS       mean per-hop mix delay, exponential (default 0)
+    --delay-ms MS       mean mix delay at every node, exit included,
+                        exponential (default 0)
     --listen ADDR       where the destination listens (default 127.0.0.1:0
                         when every node URL is local, else 0.0.0.0:0)
     --advertise H:P     address the exit node delivers to (default: 127.0.0.1

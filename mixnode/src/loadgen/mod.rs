@@ -36,6 +36,11 @@ pub enum LoadgenError {
     },
     #[error("cannot build packets: {0}")]
     Build(String),
+    #[error(
+        "{url} is a {role} node, but the last of --nodes must be an exit \
+         (NODE_TYPE=exit): only an exit delivers, any other role drops the packets as `role`"
+    )]
+    LastNotExit { url: String, role: String },
     #[error("cannot send to the entry node at {addr}: {source}")]
     Send {
         addr: String,
@@ -48,9 +53,11 @@ pub enum LoadgenError {
 pub struct NodeInfo {
     pub mix_address: String,
     pub public_key: PublicKey,
+    /// `entry`, `middle` or `exit` (absent from an older node's `/status`).
+    pub role: Option<String>,
 }
 
-/// Reads `url/status` and returns the node's mix address and public key.
+/// Reads `url/status` and returns the node's mix address, public key and role.
 pub fn fetch_node(url: &str) -> Result<NodeInfo, LoadgenError> {
     let fail = |detail: String| LoadgenError::Status {
         url: url.to_string(),
@@ -74,6 +81,7 @@ pub fn fetch_node(url: &str) -> Result<NodeInfo, LoadgenError> {
     Ok(NodeInfo {
         mix_address: field("mix_address")?,
         public_key,
+        role: field("role").ok(),
     })
 }
 
@@ -188,6 +196,18 @@ pub fn run(args: &Args) -> Result<Report, LoadgenError> {
         .iter()
         .map(|u| fetch_node(u))
         .collect::<Result<Vec<_>, _>>()?;
+    // The route follows --nodes, so its last mix delivers: it must be an exit.
+    if let (Some(last), Some(url)) = (nodes.last(), args.nodes.last()) {
+        match last.role.as_deref() {
+            Some("exit") | None => {}
+            Some(role) => {
+                return Err(LoadgenError::LastNotExit {
+                    url: url.clone(),
+                    role: role.to_string(),
+                })
+            }
+        }
+    }
     let local = args.nodes.iter().all(|u| is_local(u));
     let listen = args.listen.unwrap_or_else(|| {
         if local {

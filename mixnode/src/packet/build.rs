@@ -26,8 +26,8 @@ pub struct RouteHop {
     pub address: String,
     /// The hop's static X25519 public key.
     pub public_key: PublicKey,
-    /// How long this hop holds the packet (ignored for the exit and the
-    /// destination: see `FORMAT.md`).
+    /// How long this hop holds the packet: every mix, the exit included,
+    /// holds it this long (ignored for the destination: see `FORMAT.md`).
     pub delay: Duration,
 }
 
@@ -93,6 +93,7 @@ pub fn build_packet(route: &[RouteHop], payload: &[u8]) -> Result<Vec<u8>, Packe
         let routing = if j == hops - 2 {
             Routing::Deliver {
                 destination: route[j + 1].address.clone(),
+                delay: route[j].delay,
             }
         } else {
             Routing::Relay {

@@ -5,7 +5,7 @@
 //! 0      kind: 1 = relay, 2 = deliver (this hop is the exit), 3 = final
 //! 1      address length in bytes (1..=64; 0 for final)
 //! 2..4   payload length, u16 big-endian (final only, else 0)
-//! 4..8   delay in microseconds, u32 big-endian (relay only, else 0)
+//! 4..8   delay in microseconds, u32 big-endian (relay and deliver, else 0)
 //! 8..72  address, UTF-8, zero-padded
 //! ```
 
@@ -26,6 +26,7 @@ pub(crate) enum Routing {
     },
     Deliver {
         destination: String,
+        delay: Duration,
     },
     Final {
         payload_len: usize,
@@ -61,7 +62,12 @@ impl Routing {
                 0u16,
                 delay_micros(*delay).unwrap_or(u32::MAX),
             ),
-            Routing::Deliver { destination } => (KIND_DELIVER, destination.as_str(), 0, 0),
+            Routing::Deliver { destination, delay } => (
+                KIND_DELIVER,
+                destination.as_str(),
+                0,
+                delay_micros(*delay).unwrap_or(u32::MAX),
+            ),
             Routing::Final { payload_len } => (KIND_FINAL, "", *payload_len as u16, 0),
         };
         out[0] = kind;
@@ -101,8 +107,9 @@ impl Routing {
                 next_address: address()?,
                 delay: Duration::from_micros(u64::from(delay_us)),
             }),
-            KIND_DELIVER if payload_len == 0 && delay_us == 0 => Ok(Routing::Deliver {
+            KIND_DELIVER if payload_len == 0 => Ok(Routing::Deliver {
                 destination: address()?,
+                delay: Duration::from_micros(u64::from(delay_us)),
             }),
             KIND_FINAL if addr_len == 0 && delay_us == 0 && payload_len <= PAYLOAD_LEN => {
                 Ok(Routing::Final { payload_len })

@@ -46,6 +46,29 @@ fn authenticated_but_malformed_routing_is_rejected() {
     }
 }
 
+/// FORMAT.md's deliver block carries the exit's delay at bytes 4..8, u32
+/// big-endian, exactly like a relay block.
+#[test]
+fn deliver_block_carries_the_exit_delay_at_bytes_4_to_8() {
+    let key = SecretKey::generate();
+    let mut plaintext = vec![0u8; testing::LAYER_PLAINTEXT_LEN];
+    plaintext[0] = 2; // deliver
+    plaintext[1] = 6;
+    plaintext[4..8].copy_from_slice(&2_500_000u32.to_be_bytes());
+    plaintext[8..14].copy_from_slice(b"dest:9");
+    let packet =
+        testing::seal_raw_layer(&key.public_key(), &SecretKey::generate(), &plaintext).unwrap();
+    match unwrap_packet(&key, &packet).unwrap().action {
+        Action::Deliver {
+            destination, delay, ..
+        } => assert_eq!(
+            (destination.as_str(), delay),
+            ("dest:9", Duration::from_millis(2500))
+        ),
+        other => panic!("expected deliver, got {other:?}"),
+    }
+}
+
 #[test]
 fn keys_round_trip_and_print_as_hex() {
     let key = SecretKey::generate();

@@ -76,10 +76,12 @@ fn round_trip_over_1_to_max_hops() {
                     }
                     Action::Deliver {
                         destination,
+                        delay,
                         packet: next,
                     } => {
                         assert_eq!(j + 2, hops, "deliver at hop {j} of {hops}");
                         assert_eq!(destination, net.route[hops - 1].address);
+                        assert_eq!(delay, net.route[j].delay, "exit delay");
                         packet = next;
                     }
                     Action::Final { payload } => {
@@ -119,13 +121,17 @@ fn in_place_matches_owned_unwrap() {
                 owned = packet;
             }
             (
-                InPlaceAction::Deliver { destination: a },
+                InPlaceAction::Deliver {
+                    destination: a,
+                    delay: d,
+                },
                 Action::Deliver {
                     destination: b,
+                    delay: e,
                     packet,
                 },
             ) => {
-                assert_eq!(a, b);
+                assert_eq!((a, d), (b, e));
                 assert_eq!(buffer, packet);
                 owned = packet;
             }
@@ -136,6 +142,62 @@ fn in_place_matches_owned_unwrap() {
             (a, b) => panic!("actions differ: {a:?} vs {b:?}"),
         }
     }
+}
+
+/// The exit holds a packet like every other mix: its `RouteHop.delay`
+/// travels in its deliver block and comes back out of both unwrap paths,
+/// for every route length, from zero to the largest delay the field holds.
+#[test]
+fn exit_delay_round_trips() {
+    let delays = [
+        Duration::ZERO,
+        Duration::from_micros(1),
+        Duration::from_millis(1500),
+        Duration::from_micros(u64::from(u32::MAX)),
+    ];
+    for hops in 2..=MAX_HOPS {
+        for exit_delay in delays {
+            let mut net = network(hops);
+            let exit = hops - 2;
+            net.route[exit].delay = exit_delay;
+            let packets = packets_per_hop(&net, b"exit delay");
+            let mut in_place = packets[exit].clone();
+            match unwrap_in_place(&net.keys[exit], &mut in_place)
+                .unwrap()
+                .action
+            {
+                InPlaceAction::Deliver { destination, delay } => {
+                    assert_eq!(destination, net.route[hops - 1].address);
+                    assert_eq!(delay, exit_delay, "in place, {hops} hops");
+                }
+                other => panic!("exit of {hops} hops got {other:?}"),
+            }
+            match unwrap_packet(&net.keys[exit], &packets[exit])
+                .unwrap()
+                .action
+            {
+                Action::Deliver { delay, packet, .. } => {
+                    assert_eq!(delay, exit_delay, "owned, {hops} hops");
+                    assert_eq!(packet, in_place);
+                }
+                other => panic!("exit of {hops} hops got {other:?}"),
+            }
+            // The relays before it still carry their own delays.
+            for (j, packet) in packets.iter().enumerate().take(exit) {
+                match unwrap_packet(&net.keys[j], packet).unwrap().action {
+                    Action::Relay { delay, .. } => assert_eq!(delay, net.route[j].delay),
+                    other => panic!("hop {j} of {hops} got {other:?}"),
+                }
+            }
+        }
+    }
+    // An exit delay beyond the u32 field is refused when building, as for relays.
+    let mut net = network(3);
+    net.route[1].delay = Duration::from_micros(u64::from(u32::MAX) + 1);
+    assert_eq!(
+        build_packet(&net.route, b"x").unwrap_err(),
+        PacketError::DelayTooLong
+    );
 }
 
 #[test]

@@ -29,9 +29,11 @@ pub enum Action {
         delay: Duration,
         packet: Vec<u8>,
     },
-    /// This node is the exit: send `packet` to the destination.
+    /// This node is the exit: hold for `delay`, then send `packet` to the
+    /// destination.
     Deliver {
         destination: String,
+        delay: Duration,
         packet: Vec<u8>,
     },
     /// This node is the destination: the payload is readable only here.
@@ -54,8 +56,12 @@ pub enum InPlaceAction {
         next_address: String,
         delay: Duration,
     },
-    /// The buffer is the packet for the destination.
-    Deliver { destination: String },
+    /// The buffer is the packet for the destination: hold for `delay`, send
+    /// to `destination`.
+    Deliver {
+        destination: String,
+        delay: Duration,
+    },
     /// `buffer[payload]` is the user payload.
     Final { payload: Range<usize> },
 }
@@ -98,9 +104,9 @@ pub fn unwrap_in_place(
                 delay,
             }
         }
-        Routing::Deliver { destination } => {
+        Routing::Deliver { destination, delay } => {
             shift_and_pad(packet, &keys.padding);
-            InPlaceAction::Deliver { destination }
+            InPlaceAction::Deliver { destination, delay }
         }
     };
     Ok(UnwrappedInPlace { replay_tag, action })
@@ -133,8 +139,9 @@ pub fn unwrap_packet(secret: &SecretKey, packet: &[u8]) -> Result<Unwrapped, Pac
             delay,
             packet: buffer,
         },
-        InPlaceAction::Deliver { destination } => Action::Deliver {
+        InPlaceAction::Deliver { destination, delay } => Action::Deliver {
             destination,
+            delay,
             packet: buffer,
         },
         InPlaceAction::Final { payload } => Action::Final {

@@ -1,16 +1,19 @@
 //! PIPELINE_WORKERS OS threads that unwrap packets: the CPU-bound step (one
 //! X25519 per packet). Each takes a whole batch from the shared queue,
-//! unwraps every frame, checks its replay tag, and hands the survivors to the
-//! scheduler as one batch. The threads end when the ingress side hangs up.
+//! unwraps every frame, checks its replay tag and that the node's role may
+//! act on it (only an exit delivers), and hands the survivors, each with its
+//! mix delay, to the scheduler as one batch. The threads end when the
+//! ingress side hangs up.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::{Inbound, Kind, Outbound, Shared};
+use crate::config::Role;
 use crate::metrics::{DropReason, MAX_PACKET_AGE};
 use crate::packet::{unwrap_in_place, InPlaceAction};
 
@@ -104,7 +107,11 @@ fn unwrap_one(shared: &Shared, inbound: Inbound) -> Result<Outbound, DropReason>
             next_address,
             delay,
         } => (next_address, Kind::Relay, delay),
-        InPlaceAction::Deliver { destination } => (destination, Kind::Deliver, Duration::ZERO),
+        // Only an exit talks to destinations outside the mix network.
+        InPlaceAction::Deliver { .. } if shared.config.role != Role::Exit => {
+            return Err(DropReason::Role)
+        }
+        InPlaceAction::Deliver { destination, delay } => (destination, Kind::Deliver, delay),
         // A mix is never a packet's destination.
         InPlaceAction::Final { .. } => return Err(DropReason::Malformed),
     };

@@ -296,6 +296,29 @@ pub fn packet_with_delay(node: PublicKey, node_addr: &str, next: &str, delay: Du
     build_packet(&route, b"delayed").unwrap()
 }
 
+/// One packet for which `node` is the exit: it holds it for `delay`, then
+/// delivers it to `destination` (a sink posing as the packet's recipient).
+pub fn packet_for_exit(
+    node: PublicKey,
+    node_addr: &str,
+    destination: &str,
+    delay: Duration,
+) -> Vec<u8> {
+    let route = [
+        RouteHop {
+            address: node_addr.to_string(),
+            public_key: node,
+            delay,
+        },
+        RouteHop {
+            address: destination.to_string(),
+            public_key: SecretKey::generate().public_key(),
+            delay: Duration::ZERO,
+        },
+    ];
+    build_packet(&route, b"for the destination").unwrap()
+}
+
 /// Builds `count` packets that `node` relays to `next` (a sink posing as a
 /// mix), each then bound for a made-up destination.
 pub fn packets_via(node: PublicKey, node_addr: &str, next: &str, count: usize) -> Vec<Vec<u8>> {
