@@ -15,9 +15,10 @@ fn ls_resolves_overlay_images_against_the_env_file() {
     guard.paths.push(dir.clone());
     let env_file = dir.join(".env");
     let custom = format!("{}:1", unique("imgs-ls-absent"));
+    let offline_postgres = "fog-offline/postgres:15.14-bookworm";
     std::fs::write(
         &env_file,
-        format!("POSTGRES_IMAGE=fog-offline/postgres:15-bookworm\nPROMETHEUS_IMAGE={custom}\n"),
+        format!("POSTGRES_IMAGE={offline_postgres}\nPROMETHEUS_IMAGE={custom}\n"),
     )
     .unwrap();
 
@@ -34,18 +35,25 @@ fn ls_resolves_overlay_images_against_the_env_file() {
     };
 
     let postgres = row("POSTGRES_IMAGE");
-    assert_eq!(postgres["image"], "fog-offline/postgres:15-bookworm");
+    assert_eq!(postgres["image"], offline_postgres);
     assert_eq!(postgres["source"], "offline");
     assert_eq!(
         postgres["present"],
-        docker_ok(&["image", "inspect", "fog-offline/postgres:15-bookworm"])
+        docker_ok(&["image", "inspect", offline_postgres])
     );
     let prometheus = row("PROMETHEUS_IMAGE");
     assert_eq!(prometheus["image"], custom.as_str());
     assert_eq!(prometheus["present"], false);
-    assert_eq!(
-        prometheus["offline_image"],
-        "fog-offline/prometheus:2.42-bookworm"
+    // The full version of Debian's package in the base when it has been
+    // imported (e.g. `2.42.0-bookworm`), else the pinned prefix as a pattern.
+    let offline = prometheus["offline_image"].as_str().unwrap();
+    let version = offline
+        .strip_prefix("fog-offline/prometheus:2.42.")
+        .and_then(|v| v.strip_suffix("-bookworm"))
+        .unwrap_or_else(|| panic!("offline_image {offline}"));
+    assert!(
+        version == "*" || (!version.is_empty() && version.bytes().all(|b| b.is_ascii_digit())),
+        "offline_image {offline}"
     );
     let mixnode = row("MIXNODE_IMAGE");
     assert_eq!(mixnode["source"], "build");

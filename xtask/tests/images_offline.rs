@@ -10,7 +10,33 @@ use std::{os::unix::fs::PermissionsExt, process::Command, sync::OnceLock, time::
 
 use images_support::*;
 
-const POSTGRES: &str = "fog-offline/postgres:15-bookworm";
+/// The offline image `images offline` set `var` to, checked to be
+/// `<repository>:<prefix><rest of a full version>-bookworm` (e.g. `15.14-bookworm`).
+fn offline_image(var: &str, repository: &str, prefix: &str) -> String {
+    let env = offline_images();
+    let image = env
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{var}=")))
+        .unwrap_or_else(|| panic!("no {var} in:\n{env}"))
+        .to_string();
+    let version = image
+        .strip_prefix(&format!("{repository}:"))
+        .and_then(|tag| tag.strip_suffix("-bookworm"))
+        .unwrap_or_else(|| panic!("{var}={image} is not {repository}:<version>-bookworm"));
+    assert!(
+        version.starts_with(prefix)
+            && version.split('.').count() >= 2
+            && version
+                .split('.')
+                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())),
+        "{var}={image}: the tag is not a full {prefix}* version"
+    );
+    image
+}
+
+fn postgres_image() -> String {
+    offline_image("POSTGRES_IMAGE", "fog-offline/postgres", "15.")
+}
 
 /// Build the offline images once per test binary; returns the env file text.
 fn offline_images() -> &'static String {
@@ -58,20 +84,18 @@ fn offline_run_points_env_at_offline_images() {
     }
     let env = offline_images();
     assert!(
-        env.starts_with(
-            "# test env\nPOSTGRES_IMAGE=fog-offline/postgres:15-bookworm\nPOSTGRES_USER=fog\n"
-        ),
+        env.starts_with(&format!(
+            "# test env\nPOSTGRES_IMAGE={}\nPOSTGRES_USER=fog\n",
+            postgres_image()
+        )),
         "{env}"
     );
-    for line in [
-        "PROMETHEUS_IMAGE=fog-offline/prometheus:2.42-bookworm",
-        "ALERTMANAGER_IMAGE=fog-offline/alertmanager:0.25-bookworm",
-        "NODE_EXPORTER_IMAGE=fog-offline/node-exporter:1.5-bookworm",
+    for (var, repository, prefix) in [
+        ("PROMETHEUS_IMAGE", "fog-offline/prometheus", "2.42."),
+        ("ALERTMANAGER_IMAGE", "fog-offline/alertmanager", "0.25."),
+        ("NODE_EXPORTER_IMAGE", "fog-offline/node-exporter", "1.5."),
     ] {
-        assert!(
-            env.lines().any(|l| l == line),
-            "missing `{line}` in:\n{env}"
-        );
+        offline_image(var, repository, prefix);
     }
     assert!(!env.contains("GRAFANA_IMAGE=fog-offline"), "{env}");
 }
@@ -110,7 +134,8 @@ fn start_postgres(guard: &mut Cleanup, subnet: &str, port: u16, extra: &[&str]) 
         "60",
     ];
     args.extend_from_slice(extra);
-    args.push(POSTGRES);
+    let image = postgres_image();
+    args.push(&image);
     docker(&args);
     wait_healthy(&name, Duration::from_secs(90));
     name
@@ -230,7 +255,14 @@ fn offline_postgres_refuses_to_init_without_password() {
     let name = unique("imgs-pg-nopw");
     guard.containers.push(name.clone());
     let out = Command::new("docker")
-        .args(["run", "--name", &name, "--network", "none", POSTGRES])
+        .args([
+            "run",
+            "--name",
+            &name,
+            "--network",
+            "none",
+            &postgres_image(),
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -253,19 +285,19 @@ fn offline_monitoring_images_serve_http() {
     guard.networks.push(network.clone());
     for (image, port, path, expect) in [
         (
-            "fog-offline/prometheus:2.42-bookworm",
+            offline_image("PROMETHEUS_IMAGE", "fog-offline/prometheus", "2.42."),
             9090,
             "/-/healthy",
             "Healthy",
         ),
         (
-            "fog-offline/alertmanager:0.25-bookworm",
+            offline_image("ALERTMANAGER_IMAGE", "fog-offline/alertmanager", "0.25."),
             9093,
             "/-/healthy",
             "OK",
         ),
         (
-            "fog-offline/node-exporter:1.5-bookworm",
+            offline_image("NODE_EXPORTER_IMAGE", "fog-offline/node-exporter", "1.5."),
             9100,
             "/metrics",
             "node_exporter_build_info",
@@ -287,7 +319,7 @@ fn offline_monitoring_images_serve_http() {
             "1s",
             "--health-retries",
             "60",
-            image,
+            &image,
         ]);
         wait_healthy(&name, Duration::from_secs(60));
         assert_eq!(
@@ -347,13 +379,17 @@ fn ensure_switches_a_fresh_env_file_to_offline_images() {
     );
     let env = std::fs::read_to_string(&env_file).unwrap();
     assert!(
-        env.starts_with(
-            "POSTGRES_IMAGE=fog-offline/postgres:15-bookworm\nPOSTGRES_PASSWORD=keep-me\n"
-        ),
+        env.starts_with(&format!(
+            "POSTGRES_IMAGE={}\nPOSTGRES_PASSWORD=keep-me\n",
+            postgres_image()
+        )),
         "{env}"
     );
     assert!(
-        env.contains("ALERTMANAGER_IMAGE=fog-offline/alertmanager:0.25-bookworm\n"),
+        env.contains(&format!(
+            "ALERTMANAGER_IMAGE={}\n",
+            offline_image("ALERTMANAGER_IMAGE", "fog-offline/alertmanager", "0.25.")
+        )),
         "{env}"
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -434,7 +470,7 @@ fn offline_postgres_keeps_and_adopts_its_volume() {
         &mount,
         "--entrypoint",
         "chown",
-        POSTGRES,
+        &postgres_image(),
         "-R",
         "70:70",
         "/var/lib/postgresql/data",
@@ -458,7 +494,7 @@ fn offline_postgres_keeps_and_adopts_its_volume() {
         "1s",
         "--health-retries",
         "60",
-        POSTGRES,
+        &postgres_image(),
     ]);
     wait_healthy(&second, Duration::from_secs(90));
     assert_eq!(query(16005, "pw", "select v from kept"), "7");

@@ -26,41 +26,68 @@ pub enum Source {
 pub struct OfflineService {
     /// Image name below `fog-offline/` and directory below `docker/offline/`.
     pub name: &'static str,
-    /// The pinned tag: Debian's upstream major.minor plus `-bookworm`.
-    pub tag: &'static str,
-    /// The Debian package that provides it and the version prefix the tag pins.
+    /// The Debian package that provides it and the upstream version prefix
+    /// it must have (the tag is the full upstream version, see [`tag_for`]).
     pub package: &'static str,
     pub version_prefix: &'static str,
 }
 
 impl OfflineService {
-    pub fn image(&self) -> String {
-        format!("fog-offline/{}:{}", self.name, self.tag)
+    /// `fog-offline/<name>`, the repository of every tag of this service.
+    pub fn repository(&self) -> String {
+        format!("fog-offline/{}", self.name)
     }
+
+    /// The image for Debian package version `debian_version` of its package.
+    pub fn image(&self, debian_version: &str) -> String {
+        format!("{}:{}", self.repository(), tag_for(debian_version))
+    }
+
+    /// The image name when the package version is not known yet (no base
+    /// imported): the pinned prefix with `*` for the rest.
+    pub fn image_pattern(&self) -> String {
+        format!("{}:{}*-bookworm", self.repository(), self.version_prefix)
+    }
+
+    /// Whether `image` is one of this service's offline images.
+    pub fn is_its_image(&self, image: &str) -> bool {
+        image
+            .strip_prefix(&self.repository())
+            .is_some_and(|tag| tag.starts_with(':'))
+    }
+}
+
+/// The tag for a Debian package version: the upstream version (no epoch, no
+/// Debian revision, no `+ds`-style repack suffix) plus `-bookworm`, e.g.
+/// `15.14-0+deb12u1` gives `15.14-bookworm` and `2.42.0+ds-5+deb12u1` gives
+/// `2.42.0-bookworm`. A full version, so `check`'s floating-tag rule is quiet.
+pub fn tag_for(debian_version: &str) -> String {
+    let no_epoch = debian_version
+        .split_once(':')
+        .map_or(debian_version, |(_, v)| v);
+    let upstream = no_epoch.rsplit_once('-').map_or(no_epoch, |(u, _)| u);
+    let upstream = upstream.split('+').next().unwrap_or(upstream);
+    format!("{upstream}-bookworm")
 }
 
 pub const OFFLINE_SERVICES: &[OfflineService] = &[
     OfflineService {
         name: "postgres",
-        tag: "15-bookworm",
         package: "postgresql-15",
         version_prefix: "15.",
     },
     OfflineService {
         name: "prometheus",
-        tag: "2.42-bookworm",
         package: "prometheus",
         version_prefix: "2.42.",
     },
     OfflineService {
         name: "alertmanager",
-        tag: "0.25-bookworm",
         package: "prometheus-alertmanager",
         version_prefix: "0.25.",
     },
     OfflineService {
         name: "node-exporter",
-        tag: "1.5-bookworm",
         package: "prometheus-node-exporter",
         version_prefix: "1.5.",
     },
@@ -277,6 +304,22 @@ mod tests {
             interpolate("prom/prometheus:${TAG:-v2.53.2}", &lookup),
             "prom/prometheus:v2.53.2"
         );
+    }
+
+    #[test]
+    fn tags_are_full_upstream_versions() {
+        assert_eq!(tag_for("15.14-0+deb12u1"), "15.14-bookworm");
+        assert_eq!(tag_for("2.42.0+ds-5+deb12u1"), "2.42.0-bookworm");
+        assert_eq!(tag_for("0.25.0-1+b4"), "0.25.0-bookworm");
+        assert_eq!(tag_for("1:1.5.0-1"), "1.5.0-bookworm");
+        let pg = &OFFLINE_SERVICES[0];
+        assert_eq!(
+            pg.image("15.18-0+deb12u1"),
+            "fog-offline/postgres:15.18-bookworm"
+        );
+        assert!(pg.is_its_image("fog-offline/postgres:15.18-bookworm"));
+        assert!(!pg.is_its_image("fog-offline/postgres-x:1.0"));
+        assert_eq!(pg.image_pattern(), "fog-offline/postgres:15.*-bookworm");
     }
 
     #[test]
