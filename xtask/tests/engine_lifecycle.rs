@@ -171,8 +171,43 @@ fn dry_run_prints_the_compose_commands_and_changes_nothing() {
         &[("FOG_ENV_FILE", fresh.to_str().unwrap())],
     );
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).contains("would create"), "{}", stdout(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains(&format!(
+            "# would create {} from .env.example with new random secrets (mode 0600)",
+            fresh.display()
+        )),
+        "{text}"
+    );
+    let up = text
+        .lines()
+        .find(|l| l.contains(" up -d --remove-orphans"))
+        .unwrap_or_else(|| panic!("no up command:\n{text}"));
+    assert!(
+        up.contains(&format!("--env-file {}", fresh.display())),
+        "{up}"
+    );
     assert!(!fresh.exists(), "dry run creates no env file");
+    assert!(stack.networks().is_empty(), "dry run creates no network");
+
+    // Prod, too: its strong-secret check accepts the secrets it would
+    // generate, and it writes neither the env file nor the secret files.
+    let secrets = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../secrets");
+    let had_secrets = secrets.exists();
+    let out = stack.xtask_with(
+        &["--dry-run", "prod", "--skip-images"],
+        &[("FOG_ENV_FILE", fresh.to_str().unwrap())],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("# would create"), "{text}");
+    assert!(text.contains(" up -d --remove-orphans"), "{text}");
+    assert!(!fresh.exists(), "dry run creates no env file");
+    assert_eq!(
+        secrets.exists(),
+        had_secrets,
+        "dry run writes no secret files"
+    );
 }
 
 #[test]
