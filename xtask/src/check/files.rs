@@ -11,6 +11,9 @@ use super::rules::image_repository;
 use super::Finding;
 use crate::compose::types::scalar_string;
 use crate::compose::{key_str, Location, Project, Seg, SourceFile};
+/// A key that names a secret (PASSWORD, SECRET, TOKEN or KEY, not `*_FILE`):
+/// the same test that decides which `.env` values are generated.
+use crate::dotenv::is_secret_key;
 
 pub fn run(project: &Project, out: &mut Vec<Finding>) {
     for (i, file) in project.files.iter().enumerate() {
@@ -81,15 +84,6 @@ fn image_tags(file: &SourceFile, out: &mut Vec<Finding>) {
             "pin a version tag (or digest) through the image variable in .env.example",
         ));
     }
-}
-
-/// A key that names a secret: PASSWORD, SECRET, TOKEN or KEY in it, not `*_FILE`.
-pub fn is_secret_key(key: &str) -> bool {
-    let upper = key.to_ascii_uppercase();
-    !upper.ends_with("_FILE")
-        && ["PASSWORD", "SECRET", "TOKEN", "KEY"]
-            .iter()
-            .any(|w| upper.contains(w))
 }
 
 /// `scheme://user:password@host` with a literal password.

@@ -9,7 +9,8 @@ use std::{fs, path::Path};
 
 use anyhow::{Context, Result};
 
-use super::envfile::Vars;
+use super::envfile::image_env;
+use crate::compose::interpolate::interpolate;
 use crate::environments::Environment;
 
 /// How an image variable's image comes into the engine.
@@ -179,7 +180,7 @@ pub struct Needed {
 
 /// Images the environment needs, one entry per distinct image, in file order.
 pub fn needed(env: &Environment, root: &Path) -> Result<Vec<Needed>> {
-    let vars = Vars::load(root)?;
+    let vars = image_env(root)?;
     let files = env.files();
     let mut raw: Vec<(String, String)> = Vec::new();
     if files.iter().all(|f| root.join(f).is_file()) {
@@ -204,7 +205,11 @@ pub fn needed(env: &Environment, root: &Path) -> Result<Vec<Needed>> {
     let mut out: Vec<Needed> = Vec::new();
     for (service, raw_image) in raw {
         let spec = IMAGE_VARS.iter().find(|s| raw_image.contains(s.var));
-        let image = interpolate(&raw_image, &|k| vars.get(k));
+        let image = interpolate(&raw_image, &vars).map_err(|e| {
+            anyhow::anyhow!(
+                "service `{service}` image `{raw_image}`: {e}; set the variable in .env"
+            )
+        })?;
         match out.iter_mut().find(|n| n.image == image) {
             Some(n) => n.services.push(service),
             None => out.push(Needed {
@@ -241,67 +246,23 @@ fn service_images(path: &Path) -> Result<Vec<(String, String)>> {
         .collect())
 }
 
-/// Compose-style interpolation of `$VAR`, `${VAR}`, `${VAR:-default}`,
-/// `${VAR-default}` and `$$`; other forms are left as they are.
-pub fn interpolate(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> String {
-    let mut out = String::new();
-    let mut rest = text;
-    while let Some(pos) = rest.find('$') {
-        out.push_str(&rest[..pos]);
-        let after = &rest[pos + 1..];
-        if let Some(tail) = after.strip_prefix('$') {
-            out.push('$');
-            rest = tail;
-        } else if let Some(body) = after.strip_prefix('{') {
-            let Some(end) = body.find('}') else {
-                out.push_str(&rest[pos..]);
-                return out;
-            };
-            let expr = &body[..end];
-            out.push_str(&expand(expr, lookup));
-            rest = &body[end + 1..];
-        } else {
-            let len = after
-                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                .unwrap_or(after.len());
-            out.push_str(&lookup(&after[..len]).unwrap_or_default());
-            rest = &after[len..];
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
-fn expand(expr: &str, lookup: &dyn Fn(&str) -> Option<String>) -> String {
-    if let Some((name, default)) = expr.split_once(":-") {
-        return lookup(name)
-            .filter(|v| !v.is_empty())
-            .unwrap_or_else(|| default.to_string());
-    }
-    if let Some((name, default)) = expr.split_once('-') {
-        return lookup(name).unwrap_or_else(|| default.to_string());
-    }
-    lookup(expr).unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn interpolation_forms() {
-        let lookup = |k: &str| match k {
-            "SET" => Some("x".to_string()),
-            "EMPTY" => Some(String::new()),
-            _ => None,
-        };
-        assert_eq!(interpolate("${SET:-d}", &lookup), "x");
-        assert_eq!(interpolate("${EMPTY:-d}", &lookup), "d");
-        assert_eq!(interpolate("${EMPTY-d}", &lookup), "");
-        assert_eq!(interpolate("${UNSET-d}", &lookup), "d");
-        assert_eq!(interpolate("a/$SET:1 $$x", &lookup), "a/x:1 $x");
+        // The image values go through the compose model's interpolation.
+        let env = crate::compose::EnvSource::from_pairs([("SET", "x"), ("EMPTY", "")]);
+        let interpolate =
+            |text: &str, env: &crate::compose::EnvSource| interpolate(text, env).unwrap();
+        assert_eq!(interpolate("${SET:-d}", &env), "x");
+        assert_eq!(interpolate("${EMPTY:-d}", &env), "d");
+        assert_eq!(interpolate("${EMPTY-d}", &env), "");
+        assert_eq!(interpolate("${UNSET-d}", &env), "d");
+        assert_eq!(interpolate("a/$SET:1 $$x", &env), "a/x:1 $x");
         assert_eq!(
-            interpolate("prom/prometheus:${TAG:-v2.53.2}", &lookup),
+            interpolate("prom/prometheus:${TAG:-v2.53.2}", &env),
             "prom/prometheus:v2.53.2"
         );
     }
