@@ -6,8 +6,10 @@
 //! nothing it should keep, `env use dev` removes the mixnodes, and `down`
 //! leaves no container or network of the project behind while keeping volumes.
 
+mod common;
 mod engine_support;
 
+use common::*;
 use engine_support::*;
 use serde_json::Value;
 
@@ -28,11 +30,13 @@ fn services(ps: &[Value]) -> Vec<String> {
 
 #[test]
 fn dev_switch_to_betanet_and_back_then_down_leaves_nothing() {
-    if !engine_or_skip("dev_switch_to_betanet_and_back_then_down_leaves_nothing") {
+    let Some(stack) = Stack::stub(
+        "dev_switch_to_betanet_and_back_then_down_leaves_nothing",
+        "life",
+        1,
+    ) else {
         return;
-    }
-    ensure_stub_image();
-    let stack = Stack::new("life", 1, Some(STUB_IMAGE), &[]);
+    };
 
     let out = stack.xtask(&["dev", "--timeout", "120"]);
     assert!(out.status.success(), "dev failed: {}", stderr(&out));
@@ -126,11 +130,13 @@ fn dev_switch_to_betanet_and_back_then_down_leaves_nothing() {
 
 #[test]
 fn dry_run_prints_the_compose_commands_and_changes_nothing() {
-    if !engine_or_skip("dry_run_prints_the_compose_commands_and_changes_nothing") {
+    let Some(stack) = Stack::stub(
+        "dry_run_prints_the_compose_commands_and_changes_nothing",
+        "dry",
+        2,
+    ) else {
         return;
-    }
-    ensure_stub_image();
-    let stack = Stack::new("dry", 2, Some(STUB_IMAGE), &[]);
+    };
     let before = std::fs::read_to_string(&stack.env_file).unwrap();
     let out = stack.xtask(&["--dry-run", "betanet", "--dev", "--skip-images"]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -212,11 +218,13 @@ fn dry_run_prints_the_compose_commands_and_changes_nothing() {
 
 #[test]
 fn restart_names_an_unknown_service_and_restarts_a_known_one() {
-    if !engine_or_skip("restart_names_an_unknown_service_and_restarts_a_known_one") {
+    let Some(stack) = Stack::stub(
+        "restart_names_an_unknown_service_and_restarts_a_known_one",
+        "restart",
+        3,
+    ) else {
         return;
-    }
-    ensure_stub_image();
-    let stack = Stack::new("restart", 3, Some(STUB_IMAGE), &[]);
+    };
     let out = stack.xtask(&["dev", "--timeout", "120"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let out = stack.xtask(&["restart", "postgress"]);

@@ -1,18 +1,16 @@
 //! E2E: `images ls` resolves the real overlays' `image:` values against the
 //! env file and reports presence as the engine sees it, as JSON and as a table.
 
-mod images_support;
+mod common;
 
-use images_support::*;
+use common::*;
 
 #[test]
 fn ls_resolves_overlay_images_against_the_env_file() {
-    if !docker_or_skip("ls_resolves_overlay_images_against_the_env_file") {
+    let Some(mut guard) = engine_guard("ls_resolves_overlay_images_against_the_env_file") else {
         return;
-    }
-    let dir = temp_dir("imgs-ls");
-    let mut guard = Cleanup::default();
-    guard.paths.push(dir.clone());
+    };
+    let dir = guard.temp_dir("imgs-ls");
     let env_file = dir.join(".env");
     let custom = format!("{}:1", unique("imgs-ls-absent"));
     let offline_postgres = "fog-offline/postgres:15.14-bookworm";
@@ -22,7 +20,7 @@ fn ls_resolves_overlay_images_against_the_env_file() {
     )
     .unwrap();
 
-    let out = xtask(
+    let out = xtask_env(
         &["images", "ls", "--env", "dev+betanet", "--format", "json"],
         &env_file,
     );
@@ -66,7 +64,7 @@ fn ls_resolves_overlay_images_against_the_env_file() {
         "monitoring is not in dev+betanet"
     );
 
-    let table = xtask(&["images", "ls", "--env", "dev+betanet"], &env_file);
+    let table = xtask_env(&["images", "ls", "--env", "dev+betanet"], &env_file);
     let table = String::from_utf8_lossy(&table.stdout).to_string();
     let header = table.lines().next().unwrap();
     assert!(
