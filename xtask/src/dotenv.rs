@@ -506,7 +506,7 @@ mod tests {
     #[test]
     fn secrets_are_detected_and_generated() {
         assert!(is_secret_key("POSTGRES_PASSWORD"));
-        assert!(is_secret_key("API_TOKEN"));
+        assert!(is_secret_key("API_TOKEN") && is_secret_key("api_token"));
         assert!(!is_secret_key("POSTGRES_PASSWORD_FILE"));
         assert!(!is_secret_key("POSTGRES_USER"));
         let ex = EnvFile::parse("POSTGRES_USER=fog\nPOSTGRES_PASSWORD=change-me\n");

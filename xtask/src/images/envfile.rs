@@ -43,8 +43,8 @@ mod tests {
         std::fs::write(root.join(".env"), "B=file\nC=file\n").unwrap();
         let vars = image_env(&root).unwrap();
         std::fs::remove_dir_all(&root).unwrap();
-        assert_eq!(vars.get("A").as_deref(), Some("example"));
-        assert_eq!(vars.get("B").as_deref(), Some("file"));
+        assert_eq!(vars.get("A"), Some("example"));
+        assert_eq!(vars.get("B"), Some("file"));
         assert_eq!(vars.get("PATH"), std::env::var("PATH").ok().as_deref());
         assert_eq!(vars.get("XTASK_SURELY_UNSET_VARIABLE"), None);
     }
