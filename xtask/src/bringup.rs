@@ -25,9 +25,6 @@ use crate::{
     Global,
 };
 
-/// Third-party services with no Debian package, so no offline image.
-const NO_OFFLINE_IMAGE: &[&str] = &["grafana", "loki", "cadvisor"];
-
 /// Flags shared by every command that brings an environment up.
 #[derive(clap::Args, Debug, Clone)]
 pub struct UpArgs {
@@ -107,7 +104,7 @@ pub fn bring_up(
     if environment.has("prod") {
         write_secret_files(&project.env, &model, global.dry_run)?;
     }
-    let left_out = missing_images(sh, &runner, &model, skipped)?;
+    let left_out = missing_images(sh, &runner, environment, &model, skipped)?;
     let services: Vec<&Service> = model
         .default_services()
         .into_iter()
@@ -168,9 +165,11 @@ pub fn bring_up(
 fn missing_images(
     sh: &Shell,
     runner: &Runner,
+    environment: &Environment,
     model: &Model,
     mut left_out: Vec<String>,
 ) -> Result<Vec<String>> {
+    let no_offline_image = crate::images::unavailable_services(environment);
     let mut warned = !left_out.is_empty();
     for service in model.default_services() {
         let Some(image) = &service.image else {
@@ -186,7 +185,7 @@ fn missing_images(
         {
             continue;
         }
-        if NO_OFFLINE_IMAGE.contains(&service.name.as_str()) {
+        if no_offline_image.contains(&service.name.as_str()) {
             left_out.push(service.name.clone());
             warned = false;
         } else if runner.dry_run {

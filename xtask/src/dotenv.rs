@@ -24,10 +24,19 @@ pub const ENV_FILE_VAR: &str = "FOG_ENV_FILE";
 /// Length of generated secrets: alphanumeric, about 190 bits.
 const SECRET_LEN: usize = 32;
 
+/// What a dry run shows for a secret it would generate: the env file exists
+/// only in memory then, so no real secret is made or printed.
+pub const DRY_RUN_SECRET: &str = "<random-32-character-secret>";
+
 /// One line of an env file, kept verbatim unless its value is changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Line {
-    Pair { key: String, value: String },
+    Pair {
+        key: String,
+        value: String,
+        /// An inline ` # comment` after an unquoted value, kept on rewrite.
+        comment: Option<String>,
+    },
     Other(String),
 }
 
@@ -41,8 +50,12 @@ impl EnvFile {
     pub fn parse(text: &str) -> EnvFile {
         let lines = text
             .lines()
-            .map(|raw| match parse_pair(raw) {
-                Some((key, value)) => Line::Pair { key, value },
+            .map(|raw| match parse_line(raw) {
+                Some(pair) => Line::Pair {
+                    key: pair.key,
+                    value: pair.value,
+                    comment: pair.comment,
+                },
                 None => Line::Other(raw.to_string()),
             })
             .collect();
@@ -65,7 +78,7 @@ impl EnvFile {
 
     pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
         self.lines.iter().filter_map(|l| match l {
-            Line::Pair { key, value } => Some((key.as_str(), value.as_str())),
+            Line::Pair { key, value, .. } => Some((key.as_str(), value.as_str())),
             Line::Other(_) => None,
         })
     }
@@ -78,7 +91,10 @@ impl EnvFile {
     pub fn set(&mut self, key: &str, value: &str) {
         let mut found = false;
         for line in &mut self.lines {
-            if let Line::Pair { key: k, value: v } = line {
+            if let Line::Pair {
+                key: k, value: v, ..
+            } = line
+            {
                 if k == key {
                     *v = value.to_string();
                     found = true;
@@ -89,6 +105,7 @@ impl EnvFile {
             self.lines.push(Line::Pair {
                 key: key.to_string(),
                 value: value.to_string(),
+                comment: None,
             });
         }
     }
@@ -97,10 +114,15 @@ impl EnvFile {
         let mut out = String::new();
         for line in &self.lines {
             match line {
-                Line::Pair { key, value } => {
+                Line::Pair {
+                    key,
+                    value,
+                    comment,
+                } => {
                     out.push_str(key);
                     out.push('=');
-                    out.push_str(value);
+                    out.push_str(&render_value(value));
+                    out.push_str(comment.as_deref().unwrap_or(""));
                 }
                 Line::Other(raw) => out.push_str(raw),
             }
@@ -114,8 +136,21 @@ impl EnvFile {
     }
 }
 
-/// `KEY=VALUE`, `export KEY=VALUE`, quotes stripped; comments and blanks are `None`.
-fn parse_pair(raw: &str) -> Option<(String, String)> {
+/// One `KEY=VALUE` line of an env file, as Compose reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParsedLine {
+    pub key: String,
+    pub value: String,
+    /// The ` # comment` that ended an unquoted value, with its leading blanks.
+    pub comment: Option<String>,
+}
+
+/// The one reader of `.env` syntax (this module's files and the compose
+/// model's env layer): `KEY=VALUE` or `export KEY=VALUE`; a value in double
+/// quotes has `\n` and `\"` unescaped, one in single quotes is literal, an
+/// unquoted one ends at ` #` (an inline comment). Comments, blanks, lines
+/// without `=` and invalid keys are `None`.
+pub fn parse_line(raw: &str) -> Option<ParsedLine> {
     let line = raw.trim();
     if line.is_empty() || line.starts_with('#') {
         return None;
@@ -127,11 +162,41 @@ fn parse_pair(raw: &str) -> Option<(String, String)> {
         return None;
     }
     let value = value.trim();
-    let value = ['"', '\'']
-        .iter()
-        .find_map(|q| value.strip_prefix(*q).and_then(|v| v.strip_suffix(*q)))
-        .unwrap_or(value);
-    Some((key.to_string(), value.to_string()))
+    let (value, comment) = if let Some(inner) = quoted(value, '"') {
+        (inner.replace("\\n", "\n").replace("\\\"", "\""), None)
+    } else if let Some(inner) = quoted(value, '\'') {
+        (inner.to_string(), None)
+    } else {
+        match value.find(" #") {
+            Some(i) => {
+                let kept = value[..i].trim_end();
+                (kept.to_string(), Some(value[kept.len()..].to_string()))
+            }
+            None => (value.to_string(), None),
+        }
+    };
+    Some(ParsedLine {
+        key: key.to_string(),
+        value,
+        comment,
+    })
+}
+
+fn quoted(value: &str, q: char) -> Option<&str> {
+    (value.len() >= 2 && value.starts_with(q) && value.ends_with(q))
+        .then(|| &value[1..value.len() - 1])
+}
+
+/// A value as [`parse_line`] reads it back: plain when it can be, else in
+/// double quotes with newlines and quotes escaped.
+fn render_value(value: &str) -> String {
+    let plain =
+        !value.contains(['\n', '"', '\'']) && !value.contains(" #") && value.trim() == value;
+    if plain {
+        value.to_string()
+    } else {
+        format!("\"{}\"", value.replace('"', "\\\"").replace('\n', "\\n"))
+    }
 }
 
 /// Whether a variable holds a secret that must be generated and checked.
@@ -255,20 +320,21 @@ impl DotEnv {
                     example.display()
                 );
             }
-            let generated = with_generated_secrets(&example_file)?;
             if dry_run {
                 println!(
-                    "# would create {} from .env.example (mode 0600, new secrets)",
+                    "# would create {} from .env.example with new random secrets (mode 0600)",
                     path.display()
                 );
+                with_placeholder_secrets(&example_file)
             } else {
+                let generated = with_generated_secrets(&example_file)?;
                 generated.write(&path)?;
                 eprintln!(
                     "created {} from .env.example with new random secrets (mode 0600)",
                     path.display()
                 );
+                generated
             }
-            generated
         };
         let env = DotEnv {
             path,
@@ -351,6 +417,9 @@ impl DotEnv {
                     return Some(format!("{key} is not set"));
                 }
                 let value = self.get(key).unwrap_or_default();
+                if value == DRY_RUN_SECRET && !self.path.exists() {
+                    return None; // a dry run's stand-in for a fresh random secret
+                }
                 let example = self.example_file.get(key);
                 let why = weakness(&value, example)?;
                 Some(format!("{key} {why}"))
@@ -394,6 +463,17 @@ fn with_generated_secrets(example: &EnvFile) -> Result<EnvFile> {
     Ok(out)
 }
 
+/// A dry run's copy of the example: every secret shown as [`DRY_RUN_SECRET`].
+fn with_placeholder_secrets(example: &EnvFile) -> EnvFile {
+    let mut out = example.clone();
+    for key in example.keys() {
+        if is_secret_key(key) {
+            out.set(key, DRY_RUN_SECRET);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -408,9 +488,25 @@ mod tests {
     }
 
     #[test]
+    fn values_round_trip_with_quotes_and_inline_comments() {
+        let text = "A=x # note\nB=\"two words # kept\"\nC='it''s'\nD=\"line\\nbreak\"\n";
+        let mut f = EnvFile::parse(text);
+        assert_eq!(f.get("A"), Some("x"));
+        assert_eq!(f.get("B"), Some("two words # kept"));
+        assert_eq!(f.get("D"), Some("line\nbreak"));
+        f.set("E", "1");
+        let again = EnvFile::parse(&f.render());
+        assert_eq!(
+            again.pairs().collect::<Vec<_>>(),
+            f.pairs().collect::<Vec<_>>()
+        );
+        assert!(f.render().starts_with("A=x # note\n"), "{}", f.render());
+    }
+
+    #[test]
     fn secrets_are_detected_and_generated() {
         assert!(is_secret_key("POSTGRES_PASSWORD"));
-        assert!(is_secret_key("API_TOKEN"));
+        assert!(is_secret_key("API_TOKEN") && is_secret_key("api_token"));
         assert!(!is_secret_key("POSTGRES_PASSWORD_FILE"));
         assert!(!is_secret_key("POSTGRES_USER"));
         let ex = EnvFile::parse("POSTGRES_USER=fog\nPOSTGRES_PASSWORD=change-me\n");
@@ -426,6 +522,27 @@ mod tests {
                 .unwrap()
         );
         assert_eq!(gen.get("POSTGRES_USER"), Some("fog"));
+    }
+
+    #[test]
+    fn dry_run_creates_no_env_file_and_shows_placeholder_secrets() {
+        let root = std::env::temp_dir().join(format!("xtask-dotenv-dry-{}", std::process::id()));
+        fs::create_dir_all(&root).unwrap();
+        fs::write(
+            root.join(".env.example"),
+            "POSTGRES_USER=fog\nPOSTGRES_PASSWORD=change-me\n",
+        )
+        .unwrap();
+        // FOG_ENV_FILE is not set by the unit tests, so the env file is <root>/.env.
+        let env = DotEnv::ensure(&root, true).unwrap();
+        let created = root.join(".env").exists();
+        fs::remove_dir_all(&root).unwrap();
+        assert!(!created, "a dry run wrote the env file");
+        assert_eq!(env.file.get("POSTGRES_PASSWORD"), Some(DRY_RUN_SECRET));
+        assert_eq!(env.file.get("POSTGRES_USER"), Some("fog"));
+        assert!(env.weak_secrets().is_empty(), "{:?}", env.weak_secrets());
+        // Once the file exists, the placeholder is as weak as any other.
+        assert!(weakness(DRY_RUN_SECRET, None).is_some());
     }
 
     #[test]

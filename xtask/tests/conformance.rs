@@ -22,7 +22,7 @@ use std::process::Command;
 
 use serde_yaml::Value;
 
-use common::{crate_dir, fixture, xtask};
+use common::{compose_or_skip, crate_dir, fixture, xtask, Cleanup};
 
 /// The facts compared for one service.
 #[derive(Debug, PartialEq, Eq)]
@@ -122,44 +122,6 @@ fn facts(doc: &Value) -> BTreeMap<String, ServiceFacts> {
         .collect()
 }
 
-/// Removes a temporary file even when an assertion fails.
-struct RemoveOnDrop(PathBuf);
-
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-/// `docker compose` (v2) when present, else `docker-compose` (v1).
-fn compose_command() -> Option<Vec<&'static str>> {
-    let works = |cmd: &str, args: &[&str]| {
-        Command::new(cmd)
-            .args(args)
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    if works("docker", &["compose", "version"]) {
-        Some(vec!["docker", "compose"])
-    } else if works("docker-compose", &["version"]) {
-        Some(vec!["docker-compose"])
-    } else {
-        None
-    }
-}
-
-fn require_compose() -> Option<Vec<&'static str>> {
-    let found = compose_command();
-    if found.is_none() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true but neither `docker compose` nor `docker-compose` is installed"
-        );
-        eprintln!("skipping: no docker compose / docker-compose here (set CI=true to require it)");
-    }
-    found
-}
-
 /// Compare `xtask config` with compose's `config` for `files`.
 fn assert_conforms(compose: &[&str], project_dir: &Path, env_file: &Path, files: &[PathBuf]) {
     let mut ours_args = vec!["config".to_string()];
@@ -217,7 +179,8 @@ fn assert_conforms(compose: &[&str], project_dir: &Path, env_file: &Path, files:
     let tmp =
         std::env::temp_dir().join(format!("xtask-conformance-{}-{n}.yml", std::process::id()));
     std::fs::write(&tmp, &ours_text).unwrap();
-    let _cleanup = RemoveOnDrop(tmp.clone());
+    let mut cleanup = Cleanup::default();
+    cleanup.paths.push(tmp.clone());
     let mut cmd = Command::new(compose[0]);
     cmd.args(&compose[1..]).arg("-f").arg(&tmp);
     for p in &profiles {
@@ -239,7 +202,7 @@ fn assert_conforms(compose: &[&str], project_dir: &Path, env_file: &Path, files:
 
 #[test]
 fn merge_fixture_matches_compose() {
-    let Some(compose) = require_compose() else {
+    let Some(compose) = compose_or_skip("merge_fixture_matches_compose") else {
         return;
     };
     let dir = fixture("merge");
@@ -250,7 +213,7 @@ fn merge_fixture_matches_compose() {
 
 #[test]
 fn named_environments_match_compose() {
-    let Some(compose) = require_compose() else {
+    let Some(compose) = compose_or_skip("named_environments_match_compose") else {
         return;
     };
     let root = crate_dir().parent().unwrap().to_path_buf();

@@ -4,10 +4,12 @@
 //! network; plus `.env` creation, idempotent labelled networks, and prod's
 //! refusal of weak secrets.
 
+mod common;
 mod engine_support;
 
 use std::{net::TcpListener, os::unix::fs::PermissionsExt};
 
+use common::*;
 use engine_support::*;
 
 #[test]
@@ -42,7 +44,7 @@ fn missing_cli_and_missing_compose_each_say_what_to_install() {
     );
 
     // Only the docker CLI on PATH, no docker-compose (and, here, no v2 plugin).
-    let has_v2 = docker(&["compose", "version"]).status.success();
+    let has_v2 = docker_output(&["compose", "version"]).status.success();
     if has_v2 || !engine_or_skip("missing_compose") {
         return;
     }
@@ -123,11 +125,9 @@ fn first_run_creates_a_private_env_file_with_random_secrets() {
 
 #[test]
 fn taken_port_names_port_variable_and_holder() {
-    if !engine_or_skip("taken_port_names_port_variable_and_holder") {
+    let Some(stack) = Stack::stub("taken_port_names_port_variable_and_holder", "port", 5) else {
         return;
-    }
-    ensure_stub_image();
-    let stack = Stack::new("port", 5, Some(STUB_IMAGE), &[]);
+    };
     let port = stack.port("PROMETHEUS_PORT");
     let _holder = TcpListener::bind(("127.0.0.1", port)).expect("the test's port range is free");
     let out = stack.xtask(&["dev", "--timeout", "60"]);
@@ -160,7 +160,7 @@ fn networks_are_idempotent_labelled_and_conflicts_are_named() {
         let out = stack.xtask(&["network", "create"]);
         assert!(out.status.success(), "{}", stderr(&out));
     }
-    let labels = docker_ok(&[
+    let labels = docker(&[
         "network",
         "inspect",
         "--format",
@@ -170,7 +170,7 @@ fn networks_are_idempotent_labelled_and_conflicts_are_named() {
     let labels: serde_json::Value = serde_json::from_str(&labels).unwrap();
     assert_eq!(labels["com.docker.compose.project"], stack.project.as_str());
     assert_eq!(labels["com.docker.compose.network"], "fog-network");
-    let subnet = docker_ok(&[
+    let subnet = docker(&[
         "network",
         "inspect",
         "--format",
@@ -191,7 +191,7 @@ fn networks_are_idempotent_labelled_and_conflicts_are_named() {
     // Another network overlapping our fog subnet is named in the error.
     let blocker = format!("{}-blocker", stack.project);
     let half = stack.fog_subnet.replace(".0/24", ".128/25");
-    docker_ok(&[
+    docker(&[
         "network",
         "create",
         "--subnet",
@@ -201,7 +201,7 @@ fn networks_are_idempotent_labelled_and_conflicts_are_named() {
         &blocker,
     ]);
     let out = stack.xtask(&["network", "create"]);
-    docker(&["network", "rm", &blocker]);
+    docker_output(&["network", "rm", &blocker]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(
@@ -211,7 +211,7 @@ fn networks_are_idempotent_labelled_and_conflicts_are_named() {
 
     // Our own network name with the wrong subnet is named too (slot 7 is kept free for this).
     let spare = format!("10.231.{}.0/24", 2 * (stack.slot + 1));
-    docker_ok(&[
+    docker(&[
         "network",
         "create",
         "--subnet",

@@ -6,8 +6,10 @@
 //! nothing it should keep, `env use dev` removes the mixnodes, and `down`
 //! leaves no container or network of the project behind while keeping volumes.
 
+mod common;
 mod engine_support;
 
+use common::*;
 use engine_support::*;
 use serde_json::Value;
 
@@ -28,11 +30,13 @@ fn services(ps: &[Value]) -> Vec<String> {
 
 #[test]
 fn dev_switch_to_betanet_and_back_then_down_leaves_nothing() {
-    if !engine_or_skip("dev_switch_to_betanet_and_back_then_down_leaves_nothing") {
+    let Some(stack) = Stack::stub(
+        "dev_switch_to_betanet_and_back_then_down_leaves_nothing",
+        "life",
+        1,
+    ) else {
         return;
-    }
-    ensure_stub_image();
-    let stack = Stack::new("life", 1, Some(STUB_IMAGE), &[]);
+    };
 
     let out = stack.xtask(&["dev", "--timeout", "120"]);
     assert!(out.status.success(), "dev failed: {}", stderr(&out));
@@ -126,11 +130,13 @@ fn dev_switch_to_betanet_and_back_then_down_leaves_nothing() {
 
 #[test]
 fn dry_run_prints_the_compose_commands_and_changes_nothing() {
-    if !engine_or_skip("dry_run_prints_the_compose_commands_and_changes_nothing") {
+    let Some(stack) = Stack::stub(
+        "dry_run_prints_the_compose_commands_and_changes_nothing",
+        "dry",
+        2,
+    ) else {
         return;
-    }
-    ensure_stub_image();
-    let stack = Stack::new("dry", 2, Some(STUB_IMAGE), &[]);
+    };
     let before = std::fs::read_to_string(&stack.env_file).unwrap();
     let out = stack.xtask(&["--dry-run", "betanet", "--dev", "--skip-images"]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -171,17 +177,54 @@ fn dry_run_prints_the_compose_commands_and_changes_nothing() {
         &[("FOG_ENV_FILE", fresh.to_str().unwrap())],
     );
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).contains("would create"), "{}", stdout(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains(&format!(
+            "# would create {} from .env.example with new random secrets (mode 0600)",
+            fresh.display()
+        )),
+        "{text}"
+    );
+    let up = text
+        .lines()
+        .find(|l| l.contains(" up -d --remove-orphans"))
+        .unwrap_or_else(|| panic!("no up command:\n{text}"));
+    assert!(
+        up.contains(&format!("--env-file {}", fresh.display())),
+        "{up}"
+    );
     assert!(!fresh.exists(), "dry run creates no env file");
+    assert!(stack.networks().is_empty(), "dry run creates no network");
+
+    // Prod, too: its strong-secret check accepts the secrets it would
+    // generate, and it writes neither the env file nor the secret files.
+    let secrets = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../secrets");
+    let had_secrets = secrets.exists();
+    let out = stack.xtask_with(
+        &["--dry-run", "prod", "--skip-images"],
+        &[("FOG_ENV_FILE", fresh.to_str().unwrap())],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("# would create"), "{text}");
+    assert!(text.contains(" up -d --remove-orphans"), "{text}");
+    assert!(!fresh.exists(), "dry run creates no env file");
+    assert_eq!(
+        secrets.exists(),
+        had_secrets,
+        "dry run writes no secret files"
+    );
 }
 
 #[test]
 fn restart_names_an_unknown_service_and_restarts_a_known_one() {
-    if !engine_or_skip("restart_names_an_unknown_service_and_restarts_a_known_one") {
+    let Some(stack) = Stack::stub(
+        "restart_names_an_unknown_service_and_restarts_a_known_one",
+        "restart",
+        3,
+    ) else {
         return;
-    }
-    ensure_stub_image();
-    let stack = Stack::new("restart", 3, Some(STUB_IMAGE), &[]);
+    };
     let out = stack.xtask(&["dev", "--timeout", "120"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let out = stack.xtask(&["restart", "postgress"]);

@@ -5,8 +5,10 @@
 //! makes the three mixnodes healthy, and a loadgen smoke run through Compose
 //! delivers 1,000 packets.
 
+mod common;
 mod engine_support;
 
+use common::*;
 use engine_support::*;
 use serde_json::Value;
 

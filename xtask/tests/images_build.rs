@@ -6,11 +6,11 @@
 //! on a user-defined network in 10.232.3.0/24. `fog-compute/mixnode` is meant
 //! to persist as a cache, so it is not removed.
 
-mod images_support;
+mod common;
 
 use std::{process::Command, sync::OnceLock};
 
-use images_support::*;
+use common::*;
 
 const IMAGE: &str = "fog-compute/mixnode:0.1.0";
 
@@ -25,9 +25,9 @@ fn build_twice() {
     BUILT.get_or_init(|| {
         let dir = temp_dir("imgs-build");
         let env_file = dir.join(".env");
-        let first = xtask(&["images", "build", "mixnode", "--quiet"], &env_file);
+        let first = xtask_env(&["images", "build", "mixnode", "--quiet"], &env_file);
         assert!(first.status.success(), "{}", text(&first));
-        let second = xtask(&["images", "build", "mixnode", "--quiet"], &env_file);
+        let second = xtask_env(&["images", "build", "mixnode", "--quiet"], &env_file);
         assert!(second.status.success(), "{}", text(&second));
         let stdout = String::from_utf8_lossy(&second.stdout);
         assert!(
@@ -46,11 +46,11 @@ fn build_twice() {
 
 #[test]
 fn mixnode_image_build_labels_user_healthcheck_and_cache() {
-    if !docker_or_skip("mixnode_image_build_labels_user_healthcheck_and_cache") {
+    let Some(mut guard) = engine_guard("mixnode_image_build_labels_user_healthcheck_and_cache")
+    else {
         return;
-    }
+    };
     build_twice();
-    let mut guard = Cleanup::default();
 
     assert_eq!(inspect("{{.Config.User}}"), "10001:10001");
     assert_eq!(
@@ -89,8 +89,7 @@ fn mixnode_image_build_labels_user_healthcheck_and_cache() {
     );
 
     // /data and /config belong to 10001; the binaries and libraries are there.
-    let container = unique("imgs-mix-fs");
-    guard.containers.push(container.clone());
+    let container = guard.container("imgs-mix-fs");
     docker(&["create", "--name", &container, IMAGE]);
     for (path, owner) in [("/data", "10001/10001"), ("/config", "10001/10001")] {
         let listing = Command::new("sh")
@@ -129,19 +128,15 @@ fn mixnode_image_build_labels_user_healthcheck_and_cache() {
 
 #[test]
 fn mixnode_image_resolves_container_names() {
-    if !docker_or_skip("mixnode_image_resolves_container_names") {
+    let Some(mut guard) = engine_guard("mixnode_image_resolves_container_names") else {
         return;
-    }
+    };
     build_twice();
-    let mut guard = Cleanup::default();
-    let network = unique("imgs-dns-net");
-    docker(&["network", "create", "--subnet", "10.232.3.0/24", &network]);
-    guard.networks.push(network.clone());
+    let network = guard.network("imgs-dns-net", "10.232.3.0/24");
     // Host getent needs only libc, which the image ships: it exercises the
     // image's loader, libc, nsswitch.conf and Docker's embedded DNS.
     let alias = unique("fogpeer");
-    let container = unique("imgs-dns");
-    guard.containers.push(container.clone());
+    let container = guard.container("imgs-dns");
     let out = docker(&[
         "run",
         "--name",
@@ -183,17 +178,13 @@ fn mixnode_image_resolves_container_names() {
 /// serves /health.
 #[test]
 fn mixnode_container_becomes_healthy() {
-    if !docker_or_skip("mixnode_container_becomes_healthy") {
+    let Some(mut guard) = engine_guard("mixnode_container_becomes_healthy") else {
         return;
-    }
+    };
     build_twice();
-    let mut guard = Cleanup::default();
-    let network = unique("imgs-mix-net");
-    docker(&["network", "create", "--subnet", "10.232.6.0/24", &network]);
-    guard.networks.push(network.clone());
-    let name = unique("imgs-mix");
+    let network = guard.network("imgs-mix-net", "10.232.6.0/24");
+    let name = guard.container("imgs-mix");
     let volume = format!("{name}-data");
-    guard.containers.push(name.clone());
     guard.volumes.push(volume.clone());
     let advertise = format!("MIX_ADVERTISE_ADDR={name}:1789");
     let mount = format!("{volume}:/data");

@@ -2,16 +2,15 @@
 //! a tiny uniquely tagged test image, and rejection of a corrupt bundle: the
 //! error names the file and nothing is loaded.
 
-mod images_support;
+mod common;
 
 use std::path::Path;
 
-use images_support::*;
+use common::*;
 
 /// Build a two-file `FROM scratch` image with a unique tag.
 fn test_image(guard: &mut Cleanup) -> String {
-    let context = temp_dir("imgs-bundle-ctx");
-    guard.paths.push(context.clone());
+    let context = guard.temp_dir("imgs-bundle-ctx");
     std::fs::write(
         context.join("payload.txt"),
         format!("bundle payload {}\n", unique("p")),
@@ -42,7 +41,7 @@ fn round_trip(guard: &mut Cleanup, output: &Path) {
     let image = test_image(guard);
     let id = image_id(&image);
     let env_file = output.with_extension("env");
-    let saved = xtask(
+    let saved = xtask_env(
         &[
             "images",
             "save",
@@ -54,7 +53,7 @@ fn round_trip(guard: &mut Cleanup, output: &Path) {
     );
     assert!(saved.status.success(), "{}", text(&saved));
     assert!(output.exists());
-    let again = xtask(
+    let again = xtask_env(
         &[
             "images",
             "save",
@@ -73,7 +72,7 @@ fn round_trip(guard: &mut Cleanup, output: &Path) {
 
     docker(&["rmi", &image]);
     assert!(!docker_ok(&["image", "inspect", &image]));
-    let loaded = xtask(
+    let loaded = xtask_env(
         &["images", "load", &output.display().to_string()],
         &env_file,
     );
@@ -87,12 +86,10 @@ fn round_trip(guard: &mut Cleanup, output: &Path) {
 
 #[test]
 fn bundle_directory_round_trip_and_corruption() {
-    if !docker_or_skip("bundle_directory_round_trip_and_corruption") {
+    let Some(mut guard) = engine_guard("bundle_directory_round_trip_and_corruption") else {
         return;
-    }
-    let dir = temp_dir("imgs-bundle");
-    let mut guard = Cleanup::default();
-    guard.paths.push(dir.clone());
+    };
+    let dir = guard.temp_dir("imgs-bundle");
     let bundle = dir.join("bundle");
     round_trip(&mut guard, &bundle);
 
@@ -116,7 +113,7 @@ fn bundle_directory_round_trip_and_corruption() {
     bytes[mid] ^= 0xff;
     std::fs::write(&path, bytes).unwrap();
     docker(&["rmi", &image]);
-    let out = xtask(
+    let out = xtask_env(
         &["images", "load", &bundle.display().to_string()],
         &dir.join(".env"),
     );
@@ -135,12 +132,10 @@ fn bundle_directory_round_trip_and_corruption() {
 
 #[test]
 fn bundle_tar_round_trip() {
-    if !docker_or_skip("bundle_tar_round_trip") {
+    let Some(mut guard) = engine_guard("bundle_tar_round_trip") else {
         return;
-    }
-    let dir = temp_dir("imgs-bundle-tar");
-    let mut guard = Cleanup::default();
-    guard.paths.push(dir.clone());
+    };
+    let dir = guard.temp_dir("imgs-bundle-tar");
     round_trip(&mut guard, &dir.join("bundle.tar"));
     let leftovers: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
@@ -156,10 +151,9 @@ fn bundle_tar_round_trip() {
 
 #[test]
 fn load_of_a_missing_bundle_is_a_usage_error() {
-    let dir = temp_dir("imgs-bundle-missing");
     let mut guard = Cleanup::default();
-    guard.paths.push(dir.clone());
-    let out = xtask(
+    let dir = guard.temp_dir("imgs-bundle-missing");
+    let out = xtask_env(
         &["images", "load", &dir.join("nope").display().to_string()],
         &dir.join(".env"),
     );

@@ -4,13 +4,39 @@
 //! 16000-16999 on 127.0.0.1, and connects with psql from the host using
 //! POSTGRES_USER/PASSWORD/DB and POSTGRES_PASSWORD_FILE.
 
-mod images_support;
+mod common;
 
 use std::{os::unix::fs::PermissionsExt, process::Command, sync::OnceLock, time::Duration};
 
-use images_support::*;
+use common::*;
 
-const POSTGRES: &str = "fog-offline/postgres:15-bookworm";
+/// The offline image `images offline` set `var` to, checked to be
+/// `<repository>:<prefix><rest of a full version>-bookworm` (e.g. `15.14-bookworm`).
+fn offline_image(var: &str, repository: &str, prefix: &str) -> String {
+    let env = offline_images();
+    let image = env
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{var}=")))
+        .unwrap_or_else(|| panic!("no {var} in:\n{env}"))
+        .to_string();
+    let version = image
+        .strip_prefix(&format!("{repository}:"))
+        .and_then(|tag| tag.strip_suffix("-bookworm"))
+        .unwrap_or_else(|| panic!("{var}={image} is not {repository}:<version>-bookworm"));
+    assert!(
+        version.starts_with(prefix)
+            && version.split('.').count() >= 2
+            && version
+                .split('.')
+                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())),
+        "{var}={image}: the tag is not a full {prefix}* version"
+    );
+    image
+}
+
+fn postgres_image() -> String {
+    offline_image("POSTGRES_IMAGE", "fog-offline/postgres", "15.")
+}
 
 /// Build the offline images once per test binary; returns the env file text.
 fn offline_images() -> &'static String {
@@ -23,7 +49,7 @@ fn offline_images() -> &'static String {
             "# test env\nPOSTGRES_IMAGE=postgres:15.8-alpine\nPOSTGRES_USER=fog\n",
         )
         .unwrap();
-        let out = xtask(&["images", "offline", "--quiet"], &env_file);
+        let out = xtask_env(&["images", "offline", "--quiet"], &env_file);
         assert!(
             out.status.success(),
             "images offline failed:\n{}",
@@ -31,7 +57,7 @@ fn offline_images() -> &'static String {
         );
         let mode = std::fs::metadata(&env_file).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "env file mode after update");
-        let again = xtask(&["images", "offline", "--quiet", "--no-env"], &env_file);
+        let again = xtask_env(&["images", "offline", "--quiet", "--no-env"], &env_file);
         assert!(again.status.success(), "{}", text(&again));
         let stdout = String::from_utf8_lossy(&again.stdout);
         assert_eq!(
@@ -53,37 +79,32 @@ fn offline_images() -> &'static String {
 
 #[test]
 fn offline_run_points_env_at_offline_images() {
-    if !docker_or_skip("offline_run_points_env_at_offline_images") {
+    if !engine_or_skip("offline_run_points_env_at_offline_images") {
         return;
     }
     let env = offline_images();
     assert!(
-        env.starts_with(
-            "# test env\nPOSTGRES_IMAGE=fog-offline/postgres:15-bookworm\nPOSTGRES_USER=fog\n"
-        ),
+        env.starts_with(&format!(
+            "# test env\nPOSTGRES_IMAGE={}\nPOSTGRES_USER=fog\n",
+            postgres_image()
+        )),
         "{env}"
     );
-    for line in [
-        "PROMETHEUS_IMAGE=fog-offline/prometheus:2.42-bookworm",
-        "ALERTMANAGER_IMAGE=fog-offline/alertmanager:0.25-bookworm",
-        "NODE_EXPORTER_IMAGE=fog-offline/node-exporter:1.5-bookworm",
+    for (var, repository, prefix) in [
+        ("PROMETHEUS_IMAGE", "fog-offline/prometheus", "2.42."),
+        ("ALERTMANAGER_IMAGE", "fog-offline/alertmanager", "0.25."),
+        ("NODE_EXPORTER_IMAGE", "fog-offline/node-exporter", "1.5."),
     ] {
-        assert!(
-            env.lines().any(|l| l == line),
-            "missing `{line}` in:\n{env}"
-        );
+        offline_image(var, repository, prefix);
     }
     assert!(!env.contains("GRAFANA_IMAGE=fog-offline"), "{env}");
 }
 
 /// Start the offline Postgres image; returns the container name.
 fn start_postgres(guard: &mut Cleanup, subnet: &str, port: u16, extra: &[&str]) -> String {
-    let network = unique("imgs-pg-net");
-    docker(&["network", "create", "--subnet", subnet, &network]);
-    guard.networks.push(network.clone());
-    let name = unique("imgs-pg");
+    let network = guard.network("imgs-pg-net", subnet);
+    let name = guard.container("imgs-pg");
     let volume = format!("{name}-data");
-    guard.containers.push(name.clone());
     guard.volumes.push(volume.clone());
     let publish = format!("127.0.0.1:{port}:5432");
     let mount = format!("{volume}:/var/lib/postgresql/data");
@@ -110,7 +131,8 @@ fn start_postgres(guard: &mut Cleanup, subnet: &str, port: u16, extra: &[&str]) 
         "60",
     ];
     args.extend_from_slice(extra);
-    args.push(POSTGRES);
+    let image = postgres_image();
+    args.push(&image);
     docker(&args);
     wait_healthy(&name, Duration::from_secs(90));
     name
@@ -155,11 +177,10 @@ fn query(port: u16, password: &str, sql: &str) -> String {
 
 #[test]
 fn offline_postgres_initialises_and_accepts_password() {
-    if !docker_or_skip("offline_postgres_initialises_and_accepts_password") {
+    let Some(mut guard) = engine_guard("offline_postgres_initialises_and_accepts_password") else {
         return;
-    }
+    };
     offline_images();
-    let mut guard = Cleanup::default();
     let name = start_postgres(
         &mut guard,
         "10.232.1.0/24",
@@ -195,13 +216,11 @@ fn offline_postgres_initialises_and_accepts_password() {
 
 #[test]
 fn offline_postgres_reads_password_file() {
-    if !docker_or_skip("offline_postgres_reads_password_file") {
+    let Some(mut guard) = engine_guard("offline_postgres_reads_password_file") else {
         return;
-    }
+    };
     offline_images();
-    let mut guard = Cleanup::default();
-    let dir = temp_dir("imgs-pg-secret");
-    guard.paths.push(dir.clone());
+    let dir = guard.temp_dir("imgs-pg-secret");
     let secret = dir.join("postgres_password");
     std::fs::write(&secret, "from-a-file\n").unwrap();
     std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -222,15 +241,20 @@ fn offline_postgres_reads_password_file() {
 
 #[test]
 fn offline_postgres_refuses_to_init_without_password() {
-    if !docker_or_skip("offline_postgres_refuses_to_init_without_password") {
+    let Some(mut guard) = engine_guard("offline_postgres_refuses_to_init_without_password") else {
         return;
-    }
+    };
     offline_images();
-    let mut guard = Cleanup::default();
-    let name = unique("imgs-pg-nopw");
-    guard.containers.push(name.clone());
+    let name = guard.container("imgs-pg-nopw");
     let out = Command::new("docker")
-        .args(["run", "--name", &name, "--network", "none", POSTGRES])
+        .args([
+            "run",
+            "--name",
+            &name,
+            "--network",
+            "none",
+            &postgres_image(),
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -243,36 +267,32 @@ fn offline_postgres_refuses_to_init_without_password() {
 
 #[test]
 fn offline_monitoring_images_serve_http() {
-    if !docker_or_skip("offline_monitoring_images_serve_http") {
+    let Some(mut guard) = engine_guard("offline_monitoring_images_serve_http") else {
         return;
-    }
+    };
     offline_images();
-    let mut guard = Cleanup::default();
-    let network = unique("imgs-mon-net");
-    docker(&["network", "create", "--subnet", "10.232.4.0/24", &network]);
-    guard.networks.push(network.clone());
+    let network = guard.network("imgs-mon-net", "10.232.4.0/24");
     for (image, port, path, expect) in [
         (
-            "fog-offline/prometheus:2.42-bookworm",
+            offline_image("PROMETHEUS_IMAGE", "fog-offline/prometheus", "2.42."),
             9090,
             "/-/healthy",
             "Healthy",
         ),
         (
-            "fog-offline/alertmanager:0.25-bookworm",
+            offline_image("ALERTMANAGER_IMAGE", "fog-offline/alertmanager", "0.25."),
             9093,
             "/-/healthy",
             "OK",
         ),
         (
-            "fog-offline/node-exporter:1.5-bookworm",
+            offline_image("NODE_EXPORTER_IMAGE", "fog-offline/node-exporter", "1.5."),
             9100,
             "/metrics",
             "node_exporter_build_info",
         ),
     ] {
-        let name = unique("imgs-mon");
-        guard.containers.push(name.clone());
+        let name = guard.container("imgs-mon");
         let health = format!("wget -q -O /dev/null http://127.0.0.1:{port}{path}");
         docker(&[
             "run",
@@ -287,7 +307,7 @@ fn offline_monitoring_images_serve_http() {
             "1s",
             "--health-retries",
             "60",
-            image,
+            &image,
         ]);
         wait_healthy(&name, Duration::from_secs(60));
         assert_eq!(
@@ -306,13 +326,11 @@ fn offline_monitoring_images_serve_http() {
 /// the services that have none.
 #[test]
 fn ensure_switches_a_fresh_env_file_to_offline_images() {
-    if !docker_or_skip("ensure_switches_a_fresh_env_file_to_offline_images") {
+    let Some(mut guard) = engine_guard("ensure_switches_a_fresh_env_file_to_offline_images") else {
         return;
-    }
+    };
     offline_images();
-    let dir = temp_dir("imgs-ensure");
-    let mut guard = Cleanup::default();
-    guard.paths.push(dir.clone());
+    let dir = guard.temp_dir("imgs-ensure");
     let env_file = dir.join(".env");
     std::fs::write(
         &env_file,
@@ -347,13 +365,17 @@ fn ensure_switches_a_fresh_env_file_to_offline_images() {
     );
     let env = std::fs::read_to_string(&env_file).unwrap();
     assert!(
-        env.starts_with(
-            "POSTGRES_IMAGE=fog-offline/postgres:15-bookworm\nPOSTGRES_PASSWORD=keep-me\n"
-        ),
+        env.starts_with(&format!(
+            "POSTGRES_IMAGE={}\nPOSTGRES_PASSWORD=keep-me\n",
+            postgres_image()
+        )),
         "{env}"
     );
     assert!(
-        env.contains("ALERTMANAGER_IMAGE=fog-offline/alertmanager:0.25-bookworm\n"),
+        env.contains(&format!(
+            "ALERTMANAGER_IMAGE={}\n",
+            offline_image("ALERTMANAGER_IMAGE", "fog-offline/alertmanager", "0.25.")
+        )),
         "{env}"
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -403,11 +425,10 @@ fn ensure_switches_a_fresh_env_file_to_offline_images() {
 /// to another uid (as upstream's postgres image leaves them) is adopted.
 #[test]
 fn offline_postgres_keeps_and_adopts_its_volume() {
-    if !docker_or_skip("offline_postgres_keeps_and_adopts_its_volume") {
+    let Some(mut guard) = engine_guard("offline_postgres_keeps_and_adopts_its_volume") else {
         return;
-    }
+    };
     offline_images();
-    let mut guard = Cleanup::default();
     let first = start_postgres(
         &mut guard,
         "10.232.5.0/24",
@@ -434,13 +455,12 @@ fn offline_postgres_keeps_and_adopts_its_volume() {
         &mount,
         "--entrypoint",
         "chown",
-        POSTGRES,
+        &postgres_image(),
         "-R",
         "70:70",
         "/var/lib/postgresql/data",
     ]);
-    let second = unique("imgs-pg-again");
-    guard.containers.push(second.clone());
+    let second = guard.container("imgs-pg-again");
     docker(&[
         "run",
         "-d",
@@ -458,7 +478,7 @@ fn offline_postgres_keeps_and_adopts_its_volume() {
         "1s",
         "--health-retries",
         "60",
-        POSTGRES,
+        &postgres_image(),
     ]);
     wait_healthy(&second, Duration::from_secs(90));
     assert_eq!(query(16005, "pw", "select v from kept"), "7");

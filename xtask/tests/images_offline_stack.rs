@@ -5,7 +5,7 @@
 //! name, networks in 10.232.10.0/24 and 10.232.11.0/24, host ports
 //! 16101-16103 on 127.0.0.1; `down -v` on drop.
 
-mod images_support;
+mod common;
 
 use std::{
     io::{Read, Write},
@@ -15,7 +15,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use images_support::*;
+use common::*;
 
 /// `docker compose` (v2) when present, else `docker-compose` (v1).
 fn compose_program() -> Option<Vec<&'static str>> {
@@ -80,7 +80,7 @@ fn http_get(port: u16, path: &str) -> String {
 
 #[test]
 fn offline_images_run_under_the_real_overlays() {
-    if !docker_or_skip("offline_images_run_under_the_real_overlays") {
+    if !engine_or_skip("offline_images_run_under_the_real_overlays") {
         return;
     }
     let Some(program) = compose_program() else {
@@ -94,11 +94,10 @@ fn offline_images_run_under_the_real_overlays() {
         .parent()
         .unwrap()
         .to_path_buf();
-    let dir = temp_dir("imgs-stack");
     let mut guard = Cleanup::default();
-    guard.paths.push(dir.clone());
+    let dir = guard.temp_dir("imgs-stack");
     let env_file = dir.join(".env");
-    let built = xtask(
+    let built = xtask_env(
         &[
             "images",
             "offline",

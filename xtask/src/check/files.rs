@@ -11,6 +11,9 @@ use super::rules::image_repository;
 use super::Finding;
 use crate::compose::types::scalar_string;
 use crate::compose::{key_str, Location, Project, Seg, SourceFile};
+/// A key that names a secret (PASSWORD, SECRET, TOKEN or KEY, not `*_FILE`):
+/// the same test that decides which `.env` values are generated.
+use crate::dotenv::is_secret_key;
 
 pub fn run(project: &Project, out: &mut Vec<Finding>) {
     for (i, file) in project.files.iter().enumerate() {
@@ -81,15 +84,6 @@ fn image_tags(file: &SourceFile, out: &mut Vec<Finding>) {
             "pin a version tag (or digest) through the image variable in .env.example",
         ));
     }
-}
-
-/// A key that names a secret: PASSWORD, SECRET, TOKEN or KEY in it, not `*_FILE`.
-pub fn is_secret_key(key: &str) -> bool {
-    let upper = key.to_ascii_uppercase();
-    !upper.ends_with("_FILE")
-        && ["PASSWORD", "SECRET", "TOKEN", "KEY"]
-            .iter()
-            .any(|w| upper.contains(w))
 }
 
 /// `scheme://user:password@host` with a literal password.
@@ -178,11 +172,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn secret_keys_tags_and_urls() {
-        assert!(is_secret_key("POSTGRES_PASSWORD"));
-        assert!(is_secret_key("api_token"));
-        assert!(!is_secret_key("POSTGRES_PASSWORD_FILE"));
-        assert!(!is_secret_key("POSTGRES_USER"));
+    fn tags_and_urls() {
+        // Secret keys are dotenv's `is_secret_key`, tested there.
         assert!(is_floating_tag("15-alpine") && is_floating_tag("stable"));
         assert!(!is_floating_tag("15.8-alpine") && !is_floating_tag("3f2a9c1"));
         assert!(url_with_literal_password("postgres://fog:pw@db:5432/fog"));

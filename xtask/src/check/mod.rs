@@ -215,7 +215,7 @@ enum Format {
 #[derive(clap::Args)]
 #[command(after_help = "\
 By default every named environment is checked (prod, dev, betanet, monitoring and their
-combinations), with variables from the process environment, then .env (else .env.example).
+combinations), with variables from the process environment, then .env or $FOG_ENV_FILE (else .env.example).
 With -f, the .env beside the first file is used; `dev`/`prod` in a file name picks the
 dev/prod port rules. Exit 0 when clean (warnings allowed), 1 on any error, 2 on bad usage.
 

@@ -1,6 +1,7 @@
 //! Where interpolation variables come from: the process environment first,
-//! then one env file (`.env` syntax: `KEY=VALUE`, `export KEY=VALUE`, `#`
-//! comments, optional single or double quotes around the value). Compose gives
+//! then one env file (`.env` syntax as [`crate::dotenv::parse_line`] reads it:
+//! `KEY=VALUE`, `export KEY=VALUE`, `#` comments, optional single or double
+//! quotes around the value). Compose gives
 //! the process environment precedence over the file, and so does [`EnvSource`].
 
 use std::collections::HashMap;
@@ -49,9 +50,10 @@ impl EnvSource {
     }
 
     /// For the repository's environments: the process environment, then the
-    /// repo-root `.env`, or `.env.example` when there is no `.env`.
+    /// env file (`$FOG_ENV_FILE` or the repo-root `.env`, as everywhere else),
+    /// or `.env.example` when there is none.
     pub fn for_repo(root: &Path) -> Result<EnvSource, LoadError> {
-        let dot_env = root.join(".env");
+        let dot_env = crate::dotenv::DotEnv::locate(root);
         let file = if dot_env.is_file() {
             Some(dot_env)
         } else {
@@ -82,38 +84,13 @@ impl EnvSource {
     }
 }
 
-/// Parse `.env` text. Lines without `=` and comments are skipped.
+/// Parse `.env` text with [`crate::dotenv::parse_line`], the one reader of
+/// the syntax. Lines without `=` and comments are skipped.
 pub fn parse_env_file(text: &str) -> HashMap<String, String> {
-    let mut vars = HashMap::new();
-    for line in text.lines() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let line = line.strip_prefix("export ").unwrap_or(line);
-        let Some((key, value)) = line.split_once('=') else {
-            continue;
-        };
-        let value = value.trim();
-        let value = if let Some(inner) = quoted(value, '"') {
-            inner.replace("\\n", "\n").replace("\\\"", "\"")
-        } else if let Some(inner) = quoted(value, '\'') {
-            inner.to_string()
-        } else {
-            // An unquoted value ends at ` #` (an inline comment).
-            match value.find(" #") {
-                Some(i) => value[..i].trim_end().to_string(),
-                None => value.to_string(),
-            }
-        };
-        vars.insert(key.trim().to_string(), value);
-    }
-    vars
-}
-
-fn quoted(value: &str, q: char) -> Option<&str> {
-    (value.len() >= 2 && value.starts_with(q) && value.ends_with(q))
-        .then(|| &value[1..value.len() - 1])
+    text.lines()
+        .filter_map(crate::dotenv::parse_line)
+        .map(|line| (line.key, line.value))
+        .collect()
 }
 
 #[cfg(test)]

@@ -9,7 +9,8 @@ use std::{fs, path::Path};
 
 use anyhow::{Context, Result};
 
-use super::envfile::Vars;
+use super::envfile::image_env;
+use crate::compose::interpolate::interpolate;
 use crate::environments::Environment;
 
 /// How an image variable's image comes into the engine.
@@ -26,41 +27,68 @@ pub enum Source {
 pub struct OfflineService {
     /// Image name below `fog-offline/` and directory below `docker/offline/`.
     pub name: &'static str,
-    /// The pinned tag: Debian's upstream major.minor plus `-bookworm`.
-    pub tag: &'static str,
-    /// The Debian package that provides it and the version prefix the tag pins.
+    /// The Debian package that provides it and the upstream version prefix
+    /// it must have (the tag is the full upstream version, see [`tag_for`]).
     pub package: &'static str,
     pub version_prefix: &'static str,
 }
 
 impl OfflineService {
-    pub fn image(&self) -> String {
-        format!("fog-offline/{}:{}", self.name, self.tag)
+    /// `fog-offline/<name>`, the repository of every tag of this service.
+    pub fn repository(&self) -> String {
+        format!("fog-offline/{}", self.name)
     }
+
+    /// The image for Debian package version `debian_version` of its package.
+    pub fn image(&self, debian_version: &str) -> String {
+        format!("{}:{}", self.repository(), tag_for(debian_version))
+    }
+
+    /// The image name when the package version is not known yet (no base
+    /// imported): the pinned prefix with `*` for the rest.
+    pub fn image_pattern(&self) -> String {
+        format!("{}:{}*-bookworm", self.repository(), self.version_prefix)
+    }
+
+    /// Whether `image` is one of this service's offline images.
+    pub fn is_its_image(&self, image: &str) -> bool {
+        image
+            .strip_prefix(&self.repository())
+            .is_some_and(|tag| tag.starts_with(':'))
+    }
+}
+
+/// The tag for a Debian package version: the upstream version (no epoch, no
+/// Debian revision, no `+ds`-style repack suffix) plus `-bookworm`, e.g.
+/// `15.14-0+deb12u1` gives `15.14-bookworm` and `2.42.0+ds-5+deb12u1` gives
+/// `2.42.0-bookworm`. A full version, so `check`'s floating-tag rule is quiet.
+pub fn tag_for(debian_version: &str) -> String {
+    let no_epoch = debian_version
+        .split_once(':')
+        .map_or(debian_version, |(_, v)| v);
+    let upstream = no_epoch.rsplit_once('-').map_or(no_epoch, |(u, _)| u);
+    let upstream = upstream.split('+').next().unwrap_or(upstream);
+    format!("{upstream}-bookworm")
 }
 
 pub const OFFLINE_SERVICES: &[OfflineService] = &[
     OfflineService {
         name: "postgres",
-        tag: "15-bookworm",
         package: "postgresql-15",
         version_prefix: "15.",
     },
     OfflineService {
         name: "prometheus",
-        tag: "2.42-bookworm",
         package: "prometheus",
         version_prefix: "2.42.",
     },
     OfflineService {
         name: "alertmanager",
-        tag: "0.25-bookworm",
         package: "prometheus-alertmanager",
         version_prefix: "0.25.",
     },
     OfflineService {
         name: "node-exporter",
-        tag: "1.5-bookworm",
         package: "prometheus-node-exporter",
         version_prefix: "1.5.",
     },
@@ -152,7 +180,7 @@ pub struct Needed {
 
 /// Images the environment needs, one entry per distinct image, in file order.
 pub fn needed(env: &Environment, root: &Path) -> Result<Vec<Needed>> {
-    let vars = Vars::load(root)?;
+    let vars = image_env(root)?;
     let files = env.files();
     let mut raw: Vec<(String, String)> = Vec::new();
     if files.iter().all(|f| root.join(f).is_file()) {
@@ -177,7 +205,11 @@ pub fn needed(env: &Environment, root: &Path) -> Result<Vec<Needed>> {
     let mut out: Vec<Needed> = Vec::new();
     for (service, raw_image) in raw {
         let spec = IMAGE_VARS.iter().find(|s| raw_image.contains(s.var));
-        let image = interpolate(&raw_image, &|k| vars.get(k));
+        let image = interpolate(&raw_image, &vars).map_err(|e| {
+            anyhow::anyhow!(
+                "service `{service}` image `{raw_image}`: {e}; set the variable in .env"
+            )
+        })?;
         match out.iter_mut().find(|n| n.image == image) {
             Some(n) => n.services.push(service),
             None => out.push(Needed {
@@ -214,69 +246,41 @@ fn service_images(path: &Path) -> Result<Vec<(String, String)>> {
         .collect())
 }
 
-/// Compose-style interpolation of `$VAR`, `${VAR}`, `${VAR:-default}`,
-/// `${VAR-default}` and `$$`; other forms are left as they are.
-pub fn interpolate(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> String {
-    let mut out = String::new();
-    let mut rest = text;
-    while let Some(pos) = rest.find('$') {
-        out.push_str(&rest[..pos]);
-        let after = &rest[pos + 1..];
-        if let Some(tail) = after.strip_prefix('$') {
-            out.push('$');
-            rest = tail;
-        } else if let Some(body) = after.strip_prefix('{') {
-            let Some(end) = body.find('}') else {
-                out.push_str(&rest[pos..]);
-                return out;
-            };
-            let expr = &body[..end];
-            out.push_str(&expand(expr, lookup));
-            rest = &body[end + 1..];
-        } else {
-            let len = after
-                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                .unwrap_or(after.len());
-            out.push_str(&lookup(&after[..len]).unwrap_or_default());
-            rest = &after[len..];
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
-fn expand(expr: &str, lookup: &dyn Fn(&str) -> Option<String>) -> String {
-    if let Some((name, default)) = expr.split_once(":-") {
-        return lookup(name)
-            .filter(|v| !v.is_empty())
-            .unwrap_or_else(|| default.to_string());
-    }
-    if let Some((name, default)) = expr.split_once('-') {
-        return lookup(name).unwrap_or_else(|| default.to_string());
-    }
-    lookup(expr).unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn interpolation_forms() {
-        let lookup = |k: &str| match k {
-            "SET" => Some("x".to_string()),
-            "EMPTY" => Some(String::new()),
-            _ => None,
-        };
-        assert_eq!(interpolate("${SET:-d}", &lookup), "x");
-        assert_eq!(interpolate("${EMPTY:-d}", &lookup), "d");
-        assert_eq!(interpolate("${EMPTY-d}", &lookup), "");
-        assert_eq!(interpolate("${UNSET-d}", &lookup), "d");
-        assert_eq!(interpolate("a/$SET:1 $$x", &lookup), "a/x:1 $x");
+        // The image values go through the compose model's interpolation.
+        let env = crate::compose::EnvSource::from_pairs([("SET", "x"), ("EMPTY", "")]);
+        let interpolate =
+            |text: &str, env: &crate::compose::EnvSource| interpolate(text, env).unwrap();
+        assert_eq!(interpolate("${SET:-d}", &env), "x");
+        assert_eq!(interpolate("${EMPTY:-d}", &env), "d");
+        assert_eq!(interpolate("${EMPTY-d}", &env), "");
+        assert_eq!(interpolate("${UNSET-d}", &env), "d");
+        assert_eq!(interpolate("a/$SET:1 $$x", &env), "a/x:1 $x");
         assert_eq!(
-            interpolate("prom/prometheus:${TAG:-v2.53.2}", &lookup),
+            interpolate("prom/prometheus:${TAG:-v2.53.2}", &env),
             "prom/prometheus:v2.53.2"
         );
+    }
+
+    #[test]
+    fn tags_are_full_upstream_versions() {
+        assert_eq!(tag_for("15.14-0+deb12u1"), "15.14-bookworm");
+        assert_eq!(tag_for("2.42.0+ds-5+deb12u1"), "2.42.0-bookworm");
+        assert_eq!(tag_for("0.25.0-1+b4"), "0.25.0-bookworm");
+        assert_eq!(tag_for("1:1.5.0-1"), "1.5.0-bookworm");
+        let pg = &OFFLINE_SERVICES[0];
+        assert_eq!(
+            pg.image("15.18-0+deb12u1"),
+            "fog-offline/postgres:15.18-bookworm"
+        );
+        assert!(pg.is_its_image("fog-offline/postgres:15.18-bookworm"));
+        assert!(!pg.is_its_image("fog-offline/postgres-x:1.0"));
+        assert_eq!(pg.image_pattern(), "fog-offline/postgres:15.*-bookworm");
     }
 
     #[test]

@@ -2,37 +2,28 @@
 //! Compose and bring-up read them: the process environment first, then the
 //! env file (`$FOG_ENV_FILE` or the repo-root `.env`), then `.env.example`.
 //! Read-only: listing images never creates or rewrites the env file (writes
-//! go through `crate::dotenv::DotEnv`).
+//! go through `crate::dotenv::DotEnv`). Interpolation is the compose model's.
 
-use std::{collections::BTreeMap, path::Path};
+use std::path::Path;
 
 use anyhow::Result;
 
+use crate::compose::EnvSource;
 use crate::dotenv::{DotEnv, EnvFile};
 
-/// A read-only view of the variables compose would interpolate with.
-#[derive(Debug, Clone, Default)]
-pub struct Vars {
-    file: BTreeMap<String, String>,
-}
-
-impl Vars {
-    pub fn load(root: &Path) -> Result<Vars> {
-        let mut file = BTreeMap::new();
-        for path in [root.join(".env.example"), DotEnv::locate(root)] {
-            if path.is_file() {
-                let env = EnvFile::read(&path)?;
-                file.extend(env.pairs().map(|(k, v)| (k.to_string(), v.to_string())));
+/// The variables compose would interpolate the `image:` values with, as the
+/// compose model's [`EnvSource`]: the process environment, then the env file
+/// layered over `.env.example`.
+pub fn image_env(root: &Path) -> Result<EnvSource> {
+    let mut env = EnvSource::with_process_env(None).map_err(|e| anyhow::anyhow!("{e}"))?;
+    for path in [root.join(".env.example"), DotEnv::locate(root)] {
+        if path.is_file() {
+            for (key, value) in EnvFile::read(&path)?.pairs() {
+                env.set_file_var(key, value);
             }
         }
-        Ok(Vars { file })
     }
-
-    pub fn get(&self, key: &str) -> Option<String> {
-        std::env::var(key)
-            .ok()
-            .or_else(|| self.file.get(key).cloned())
-    }
+    Ok(env)
 }
 
 #[cfg(test)]
@@ -50,11 +41,11 @@ mod tests {
         .unwrap();
         // FOG_ENV_FILE is not set by the unit tests, so the env file is <root>/.env.
         std::fs::write(root.join(".env"), "B=file\nC=file\n").unwrap();
-        let vars = Vars::load(&root).unwrap();
+        let vars = image_env(&root).unwrap();
         std::fs::remove_dir_all(&root).unwrap();
-        assert_eq!(vars.get("A").as_deref(), Some("example"));
-        assert_eq!(vars.get("B").as_deref(), Some("file"));
-        assert_eq!(vars.get("PATH"), std::env::var("PATH").ok());
+        assert_eq!(vars.get("A"), Some("example"));
+        assert_eq!(vars.get("B"), Some("file"));
+        assert_eq!(vars.get("PATH"), std::env::var("PATH").ok().as_deref());
         assert_eq!(vars.get("XTASK_SURELY_UNSET_VARIABLE"), None);
     }
 }

@@ -7,7 +7,7 @@ use anyhow::Result;
 use serde::Serialize;
 use xshell::Shell;
 
-use super::{catalog, docker, Format, Source, ALL_ENV};
+use super::{catalog, docker, offline, Format, Source, ALL_ENV};
 use crate::{environments::Environment, process::Runner, project_root};
 
 #[derive(clap::Args)]
@@ -35,24 +35,29 @@ struct Row {
 
 pub fn run(sh: &Shell, runner: &Runner, args: Args) -> Result<()> {
     let env: Environment = args.env.parse()?;
+    let versions = offline::base_versions(sh, runner, &offline::base_image())?;
     let rows: Vec<Row> = catalog::needed(&env, &project_root())?
         .into_iter()
-        .map(|n| Row {
-            present: docker::image_exists(sh, runner, &n.image),
-            variable: n.var,
-            source: match n.source {
-                Source::Project(_) => "build",
-                Source::Upstream(Some(s)) if s.image() == n.image => "offline",
-                Source::Upstream(_) => "pull",
-            },
-            offline_image: match n.source {
-                Source::Upstream(Some(s)) => Some(s.image()),
-                _ => None,
-            },
-            image: n.image,
-            services: n.services,
+        .map(|n| -> Result<Row> {
+            Ok(Row {
+                present: docker::image_exists(sh, runner, &n.image),
+                variable: n.var,
+                source: match n.source {
+                    Source::Project(_) => "build",
+                    Source::Upstream(Some(s)) if s.is_its_image(&n.image) => "offline",
+                    Source::Upstream(_) => "pull",
+                },
+                offline_image: match n.source {
+                    Source::Upstream(Some(s)) => {
+                        Some(offline::service_image(s, versions.as_ref())?)
+                    }
+                    _ => None,
+                },
+                image: n.image,
+                services: n.services,
+            })
         })
-        .collect();
+        .collect::<Result<_>>()?;
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
         Format::Table => print!("{}", table(&rows)),
@@ -112,7 +117,7 @@ mod tests {
             services: vec!["postgres".into()],
             present: false,
             source: "pull",
-            offline_image: Some("fog-offline/postgres:15-bookworm".into()),
+            offline_image: Some("fog-offline/postgres:15.14-bookworm".into()),
         }];
         let text = table(&rows);
         let lines: Vec<&str> = text.lines().collect();

@@ -225,11 +225,14 @@ pub fn ensure_for_with(
         }
     }
     if !wanted.is_empty() {
-        offline::build_services(&sh, runner, &wanted, false, false, progress)?;
+        let built = offline::build_services(&sh, runner, &wanted, false, false, progress)?;
         report.env_updates = missing
             .iter()
             .filter_map(|n| match n.source {
-                Source::Upstream(Some(service)) => Some((n.var?.to_string(), service.image())),
+                Source::Upstream(Some(service)) => {
+                    let (_, image, _) = built.iter().find(|(s, _, _)| *s == service)?;
+                    Some((n.var?.to_string(), image.clone()))
+                }
                 _ => None,
             })
             .collect();

@@ -4,10 +4,13 @@
 //! under `target/offline-rootfs/<hash of the package list>/`, trimmed (docs,
 //! man pages, locales, apt lists, the LLVM JIT, the default cluster), imported
 //! once as `fog-offline/base:bookworm-<hash>`, and each service image is a
-//! small `docker build` from `docker/offline/<service>/` on top of it. Service
-//! images carry the inputs hash label, so a second run builds nothing.
+//! small `docker build` from `docker/offline/<service>/` on top of it, tagged
+//! with the full upstream version of its Debian package in that rootfs (the
+//! base image carries the versions as a label). Service images carry the
+//! inputs hash label, so a second run builds nothing.
 
 use std::{
+    collections::BTreeMap,
     fs,
     io::{BufRead, BufReader},
     path::{Path, PathBuf},
@@ -28,6 +31,9 @@ use super::{
 use crate::{dotenv::DotEnv, process::Runner, project_root};
 
 pub const SUITE: &str = "bookworm";
+/// Label of the base image: `package=version,...` of the offline services'
+/// Debian packages in the imported rootfs.
+pub const VERSIONS_LABEL: &str = "org.fog-compute.offline.versions";
 pub const MIRROR: &str = "http://deb.debian.org/debian";
 /// Packages of the shared rootfs (debootstrap `--include`).
 pub const PACKAGES: &[&str] = &[
@@ -103,7 +109,7 @@ pub fn run(sh: &Shell, runner: &Runner, args: Args) -> Result<()> {
     let built = build_services(sh, runner, &wanted, args.force, args.refresh, !args.quiet)?;
     if !runner.dry_run {
         // Every service image is the shared base plus a few kB of its own.
-        let base = format!("fog-offline/base:{SUITE}-{}", rootfs_key());
+        let base = base_image();
         let base_size = docker::image_size(sh, runner, &base).unwrap_or(0);
         println!("{:<42} {:>9} {:>10} {:>8}", "IMAGE", "SIZE", "OWN", "BUILD");
         println!(
@@ -112,7 +118,7 @@ pub fn run(sh: &Shell, runner: &Runner, args: Args) -> Result<()> {
             "-",
             "-"
         );
-        for (image, seconds) in &built {
+        for (_, image, seconds) in &built {
             let size = docker::image_size(sh, runner, image).unwrap_or(0);
             let own = size.saturating_sub(base_size);
             let how = seconds.map_or("cached".into(), |s| format!("{s:.1}s"));
@@ -127,9 +133,10 @@ pub fn run(sh: &Shell, runner: &Runner, args: Args) -> Result<()> {
         let updates: Vec<(String, String)> = super::IMAGE_VARS
             .iter()
             .filter_map(|v| match v.source {
-                super::Source::Upstream(Some(s)) if wanted.contains(&s) => {
-                    Some((v.var.to_string(), s.image()))
-                }
+                super::Source::Upstream(Some(s)) => built
+                    .iter()
+                    .find(|(b, _, _)| *b == s)
+                    .map(|(_, image, _)| (v.var.to_string(), image.clone())),
                 _ => None,
             })
             .collect();
@@ -143,8 +150,11 @@ pub fn run(sh: &Shell, runner: &Runner, args: Args) -> Result<()> {
     Ok(())
 }
 
-/// Build the offline images for `services`; returns each image with its
-/// build time in seconds (`None` when it was up to date).
+/// One offline service image: the service, its image, its build time in
+/// seconds (`None` when it was up to date).
+pub type Built = (&'static OfflineService, String, Option<f64>);
+
+/// Build the offline images for `services`.
 pub fn build_services(
     sh: &Shell,
     runner: &Runner,
@@ -152,18 +162,19 @@ pub fn build_services(
     force: bool,
     fresh_base: bool,
     progress: bool,
-) -> Result<Vec<(String, Option<f64>)>> {
+) -> Result<Vec<Built>> {
     let base = ensure_base(sh, runner, fresh_base, progress)?;
+    let versions = base_versions(sh, runner, &base)?;
     let mut out = Vec::new();
     for service in services {
-        let image = service.image();
+        let image = service_image(service, versions.as_ref())?;
         let context = project_root().join("docker/offline").join(service.name);
         // The base's id, not just its tag: a refreshed base rebuilds the services.
         let base_id = docker::image_id(sh, runner, &base).unwrap_or_else(|| base.clone());
         let hash = hash_tree(&context, &base_id)?;
         let current = docker::image_labels(sh, runner, &image);
         if !force && current.as_ref().and_then(|l| l.get(INPUTS_LABEL)) == Some(&hash) {
-            out.push((image, None));
+            out.push((*service, image, None));
             continue;
         }
         let started = Instant::now();
@@ -176,7 +187,10 @@ pub fn build_services(
             "--label".into(),
             format!("{INPUTS_LABEL}={hash}"),
             "--label".into(),
-            format!("org.opencontainers.image.version={}", service.tag),
+            format!(
+                "org.opencontainers.image.version={}",
+                image.rsplit_once(':').map_or("", |(_, tag)| tag)
+            ),
             "-t".into(),
             image.clone(),
             context.display().to_string(),
@@ -184,9 +198,67 @@ pub fn build_services(
         let result = docker::run_quiet(runner, &args);
         bar.finish_and_clear();
         result?;
-        out.push((image, Some(started.elapsed().as_secs_f64())));
+        out.push((*service, image, Some(started.elapsed().as_secs_f64())));
     }
     Ok(out)
+}
+
+/// The base image of the current package list.
+pub fn base_image() -> String {
+    format!("fog-offline/base:{SUITE}-{}", rootfs_key())
+}
+
+/// `service`'s image for the package versions of the base (its pattern,
+/// `15.*-bookworm`, when they are not known: a dry run before the first import).
+pub fn service_image(
+    service: &OfflineService,
+    versions: Option<&BTreeMap<String, String>>,
+) -> Result<String> {
+    let Some(versions) = versions else {
+        return Ok(service.image_pattern());
+    };
+    let version = versions.get(service.package).with_context(|| {
+        format!(
+            "package {} is not in the offline base image: run `cargo xtask images offline --refresh`",
+            service.package
+        )
+    })?;
+    check_version(service, version)?;
+    Ok(service.image(version))
+}
+
+/// The offline services' package versions in `base`: its label, or for a
+/// base imported before the label existed, `dpkg-query` inside it. `None`
+/// when the base is not in the engine (or in a dry run, for the old base).
+pub fn base_versions(
+    sh: &Shell,
+    runner: &Runner,
+    base: &str,
+) -> Result<Option<BTreeMap<String, String>>> {
+    let labels = docker::image_labels(sh, runner, base).unwrap_or_default();
+    if let Some(label) = labels.get(VERSIONS_LABEL) {
+        return Ok(Some(parse_versions(label)));
+    }
+    if runner.dry_run || !docker::image_exists(sh, runner, base) {
+        return Ok(None);
+    }
+    let format = "${Package}=${Version},";
+    let packages: Vec<&str> = OFFLINE_SERVICES.iter().map(|s| s.package).collect();
+    let listed = runner
+        .probe(xshell::cmd!(
+            sh,
+            "docker run --rm --network none --entrypoint dpkg-query {base} -W -f {format} {packages...}"
+        ))
+        .with_context(|| format!("reading the package versions in {base}"))?;
+    Ok(Some(parse_versions(&listed)))
+}
+
+/// `package=version,...` (the label's form) as a map.
+fn parse_versions(text: &str) -> BTreeMap<String, String> {
+    text.split(',')
+        .filter_map(|pair| pair.trim().split_once('='))
+        .map(|(p, v)| (p.to_string(), v.to_string()))
+        .collect()
 }
 
 /// Point the env file's image variables at offline images. The env file is
@@ -249,11 +321,16 @@ fn refresh_base(sh: &Shell, runner: &Runner) -> Result<()> {
 /// only removed them for real outside `--dry-run`).
 fn ensure_base(sh: &Shell, runner: &Runner, fresh: bool, progress: bool) -> Result<String> {
     let key = rootfs_key();
-    let base = format!("fog-offline/base:{SUITE}-{key}");
+    let base = base_image();
     if !fresh && docker::image_exists(sh, runner, &base) {
         return Ok(base);
     }
     let rootfs = ensure_rootfs(runner, &key, fresh, progress)?;
+    let versions = if runner.dry_run && !rootfs.is_dir() {
+        "<package=version,... from the rootfs>".to_string()
+    } else {
+        check_versions(&rootfs)?
+    };
     let size = tree_size(&rootfs);
     let started = Instant::now();
     let bar = docker::bar(progress, Some(size), format!("docker import {base}"));
@@ -268,6 +345,8 @@ fn ensure_base(sh: &Shell, runner: &Runner, fresh: bool, progress: bool) -> Resu
         "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8",
         "--change",
         "CMD [\"/bin/bash\"]",
+        "--change",
+        &format!("LABEL {VERSIONS_LABEL}={versions}"),
         "-",
         &base,
     ]);
@@ -385,22 +464,29 @@ fn ensure_rootfs(runner: &Runner, key: &str, fresh: bool, progress: bool) -> Res
     Ok(done.join("rootfs"))
 }
 
-/// Fail when Debian's package versions no longer match the pinned tags.
-fn check_versions(rootfs: &Path) -> Result<()> {
+/// The offline services' package versions in the rootfs as `package=version,...`
+/// (the base image's label); fails when one no longer has its pinned prefix.
+fn check_versions(rootfs: &Path) -> Result<String> {
     let status = fs::read_to_string(rootfs.join("var/lib/dpkg/status"))
         .context("reading the rootfs's dpkg status")?;
+    let mut pairs = Vec::new();
     for service in OFFLINE_SERVICES {
         let version = package_version(&status, service.package)
             .with_context(|| format!("package {} is not in the rootfs", service.package))?;
-        if !version.starts_with(service.version_prefix) {
-            bail!(
-                "Debian's {} is {version} but fog-offline/{}:{} pins {}*: update the tag in xtask/src/images/catalog.rs",
-                service.package,
-                service.name,
-                service.tag,
-                service.version_prefix
-            );
-        }
+        check_version(service, &version)?;
+        pairs.push(format!("{}={version}", service.package));
+    }
+    Ok(pairs.join(","))
+}
+
+fn check_version(service: &OfflineService, version: &str) -> Result<()> {
+    if !version.starts_with(service.version_prefix) {
+        bail!(
+            "Debian's {} is {version} but {} pins {}*: update `version_prefix` in xtask/src/images/catalog.rs",
+            service.package,
+            service.repository(),
+            service.version_prefix
+        );
     }
     Ok(())
 }
@@ -457,6 +543,28 @@ mod tests {
         );
         assert_eq!(package_version(status, "wget").as_deref(), Some("1.21.3-1"));
         assert_eq!(package_version(status, "postgresql-15"), None);
+    }
+
+    #[test]
+    fn versions_label_round_trips_into_service_images() {
+        let versions =
+            parse_versions("postgresql-15=15.18-0+deb12u1,prometheus=2.42.0+ds-5+deb12u1,");
+        assert_eq!(versions.len(), 2);
+        let postgres = &OFFLINE_SERVICES[0];
+        assert_eq!(
+            service_image(postgres, Some(&versions)).unwrap(),
+            "fog-offline/postgres:15.18-bookworm"
+        );
+        assert_eq!(
+            service_image(postgres, None).unwrap(),
+            "fog-offline/postgres:15.*-bookworm"
+        );
+        let wrong = parse_versions("postgresql-15=16.1-1");
+        let err = service_image(postgres, Some(&wrong))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("pins 15.*"), "{err}");
+        assert!(service_image(&OFFLINE_SERVICES[2], Some(&versions)).is_err());
     }
 
     #[test]

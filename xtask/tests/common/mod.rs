@@ -1,10 +1,16 @@
-//! Helpers shared by the integration tests: run the built `xtask` binary and
-//! read its JSON findings as (rule, file name, line) facts.
+//! Helpers shared by every xtask integration test (`mod common;` in each
+//! file): run the built `xtask` binary (from the crate directory, or against a
+//! test's own env file), read `check`'s JSON findings as (rule, file name,
+//! line) facts, find the Docker engine and Compose (missing ones skip a test
+//! outside CI and fail it under `CI=true`), query Docker, and a [`Cleanup`]
+//! guard that removes the containers, networks, volumes, images and temp paths
+//! a test created, even when the test fails.
 #![allow(dead_code)]
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 /// `xtask/` (the crate directory); fixtures live below `tests/fixtures`.
 pub fn crate_dir() -> PathBuf {
@@ -24,8 +30,100 @@ pub fn xtask(args: &[&str]) -> Output {
         .expect("run the xtask binary")
 }
 
+/// Run the built xtask with `FOG_ENV_FILE` pointing at a test's own env file.
+pub fn xtask_env(args: &[&str], env_file: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(args)
+        .env("FOG_ENV_FILE", env_file)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the xtask binary")
+}
+
 pub fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Stdout and stderr of a run, for assertion messages.
+pub fn text(output: &Output) -> String {
+    format!(
+        "status {}\n--- stdout\n{}--- stderr\n{}",
+        output.status,
+        stdout(output),
+        stderr(output)
+    )
+}
+
+/// Whether `CI` asks for every e2e test to run (`CI=true`, or any value but `false`).
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false")
+}
+
+/// `true` when the Docker engine answers; `false` (skip) only outside CI.
+pub fn engine_or_skip(test: &str) -> bool {
+    let ok = Command::new("docker")
+        .args(["info", "--format", "{{.ServerVersion}}"])
+        .stdin(Stdio::null())
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            !in_ci(),
+            "{test}: CI is set but the Docker engine is not reachable (`docker info` failed)"
+        );
+        eprintln!("{test}: skipped: no Docker engine (set CI=true to make this a failure)");
+    }
+    ok
+}
+
+/// A [`Cleanup`] guard when the engine answers; `None` (skip) only outside CI.
+pub fn engine_guard(test: &str) -> Option<Cleanup> {
+    engine_or_skip(test).then(Cleanup::default)
+}
+
+/// The Compose program: `docker compose` (v2) when present, else `docker-compose` (v1).
+pub fn compose_program() -> Option<Vec<&'static str>> {
+    let works = |cmd: &str, args: &[&str]| {
+        Command::new(cmd)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if works("docker", &["compose", "version"]) {
+        Some(vec!["docker", "compose"])
+    } else if works("docker-compose", &["version"]) {
+        Some(vec!["docker-compose"])
+    } else {
+        None
+    }
+}
+
+/// [`compose_program`], or `None` (skip) outside CI when there is none.
+pub fn compose_or_skip(test: &str) -> Option<Vec<&'static str>> {
+    let found = compose_program();
+    if found.is_none() {
+        assert!(
+            !in_ci(),
+            "{test}: CI is set but neither `docker compose` nor `docker-compose` is installed"
+        );
+        eprintln!(
+            "{test}: skipped: no docker compose / docker-compose (set CI=true to require it)"
+        );
+    }
+    found
+}
+
+/// A `Command` for the Compose program (a test that got past [`engine_or_skip`]).
+pub fn compose_command() -> Command {
+    let program = compose_program().expect("docker compose or docker-compose is installed");
+    let mut cmd = Command::new(program[0]);
+    cmd.args(&program[1..]);
+    cmd
 }
 
 /// One finding reduced to what tests assert: rule id, file name, line.
@@ -65,4 +163,135 @@ pub fn check_facts(args: &[&str]) -> (i32, BTreeSet<Fact>) {
 
 pub fn fact(rule: &str, file: &str, line: u64) -> Fact {
     (rule.to_string(), file.to_string(), Some(line))
+}
+
+/// A name unique to this test process, for containers, networks and tags.
+pub fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{prefix}-{}-{nanos:x}", std::process::id())
+}
+
+/// Run docker; never panics (a missing `docker` is exit status 127), for
+/// cleanup code and tests that look at the failure.
+pub fn docker_output(args: &[&str]) -> Output {
+    Command::new("docker")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|_| Output {
+            status: std::os::unix::process::ExitStatusExt::from_raw(127 << 8),
+            stdout: Vec::new(),
+            stderr: b"docker not found".to_vec(),
+        })
+}
+
+/// Run docker and return trimmed stdout, panicking with its stderr on failure.
+pub fn docker(args: &[&str]) -> String {
+    let out = docker_output(args);
+    assert!(
+        out.status.success(),
+        "docker {} failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Whether `docker <args>` succeeds.
+pub fn docker_ok(args: &[&str]) -> bool {
+    docker_output(args).status.success()
+}
+
+/// Removes what a test created, in reverse dependency order, on drop.
+#[derive(Default)]
+pub struct Cleanup {
+    pub containers: Vec<String>,
+    pub networks: Vec<String>,
+    pub volumes: Vec<String>,
+    pub images: Vec<String>,
+    pub paths: Vec<PathBuf>,
+}
+
+impl Cleanup {
+    /// A network with a unique name on `subnet`, removed on drop.
+    pub fn network(&mut self, prefix: &str, subnet: &str) -> String {
+        let network = unique(prefix);
+        docker(&["network", "create", "--subnet", subnet, &network]);
+        self.networks.push(network.clone());
+        network
+    }
+
+    /// A unique container name, its container removed on drop.
+    pub fn container(&mut self, prefix: &str) -> String {
+        let name = unique(prefix);
+        self.containers.push(name.clone());
+        name
+    }
+
+    /// A fresh temp directory, removed on drop.
+    pub fn temp_dir(&mut self, prefix: &str) -> PathBuf {
+        let dir = temp_dir(prefix);
+        self.paths.push(dir.clone());
+        dir
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for c in &self.containers {
+            docker_output(&["rm", "-f", "-v", c]);
+        }
+        for n in &self.networks {
+            docker_output(&["network", "rm", n]);
+        }
+        for v in &self.volumes {
+            docker_output(&["volume", "rm", "-f", v]);
+        }
+        for i in &self.images {
+            docker_output(&["rmi", "-f", i]);
+        }
+        for p in &self.paths {
+            let _ = std::fs::remove_dir_all(p).or_else(|_| std::fs::remove_file(p));
+        }
+    }
+}
+
+/// A fresh directory under the system temp dir (registered for cleanup by the caller).
+pub fn temp_dir(prefix: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(unique(prefix));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Wait until the container's healthcheck reports `healthy`; panic with its
+/// logs when it turns unhealthy, exits, or `timeout` passes.
+pub fn wait_healthy(container: &str, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let state = docker(&[
+            "inspect",
+            "--format",
+            "{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{end}}",
+            container,
+        ]);
+        if state.ends_with(" healthy") {
+            return;
+        }
+        if state.starts_with("exited")
+            || state.starts_with("dead")
+            || state.ends_with("unhealthy")
+            || Instant::now() > deadline
+        {
+            let logs = docker_output(&["logs", "--tail", "30", container]);
+            panic!(
+                "{container} did not become healthy ({state}):\n{}{}",
+                String::from_utf8_lossy(&logs.stdout),
+                String::from_utf8_lossy(&logs.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
 }

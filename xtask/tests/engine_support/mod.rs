@@ -3,7 +3,7 @@
 //! /24 subnets carved from 10.231.0.0/16 and host ports from 15000-15999 by its
 //! slot number, and a [`Stack`] guard whose `Drop` removes the project's
 //! containers, networks and volumes (by label and name) even when the test
-//! fails. Under `CI=true` a missing engine fails the test; elsewhere it skips.
+//! fails. The engine check, Docker queries and output helpers are `common`'s.
 #![allow(dead_code)]
 
 use std::{
@@ -13,73 +13,22 @@ use std::{
     sync::Mutex,
 };
 
+use crate::common::{docker, docker_output};
+
 /// A throwaway image for the mechanics tests: `/bin/sh` and `sleep` from the
 /// host, plus `wget`, `pg_isready` and `mixnode healthcheck` stand-ins that
 /// succeed, so every service of the real overlays starts and turns healthy.
 pub const STUB_IMAGE: &str = "fogt-stub:1";
-
-/// Whether the engine answers. Under `CI=true` it must; elsewhere the test skips.
-pub fn engine_or_skip(test: &str) -> bool {
-    let ok = Command::new("docker")
-        .args(["version", "--format", "{{.Server.Version}}"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("CI=true but the Docker engine is unavailable: {test} cannot run");
-        }
-        eprintln!("skipping {test}: no Docker engine (set CI=true to make this a failure)");
-    }
-    ok
-}
-
-pub fn docker(args: &[&str]) -> Output {
-    Command::new("docker")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|_| Output {
-            status: std::os::unix::process::ExitStatusExt::from_raw(127 << 8),
-            stdout: Vec::new(),
-            stderr: b"docker not found".to_vec(),
-        })
-}
-
-pub fn docker_ok(args: &[&str]) -> String {
-    let out = docker(args);
-    assert!(
-        out.status.success(),
-        "docker {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-/// `docker compose` (v2) when present, else `docker-compose` (v1).
-pub fn compose_command() -> Command {
-    let v2 = Command::new("docker")
-        .args(["compose", "version"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if v2 {
-        let mut cmd = Command::new("docker");
-        cmd.arg("compose");
-        cmd
-    } else {
-        Command::new("docker-compose")
-    }
-}
 
 static STUB_LOCK: Mutex<()> = Mutex::new(());
 
 /// Build [`STUB_IMAGE`] with `docker import` unless it exists.
 pub fn ensure_stub_image() {
     let _guard = STUB_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    if docker(&["image", "inspect", STUB_IMAGE]).status.success() {
+    if docker_output(&["image", "inspect", STUB_IMAGE])
+        .status
+        .success()
+    {
         return;
     }
     let script = r#"set -eu
@@ -119,7 +68,10 @@ pub fn ensure_failing_image() -> String {
     const FAILING: &str = "fogt-stub:fail";
     ensure_stub_image();
     let _guard = STUB_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    if !docker(&["image", "inspect", FAILING]).status.success() {
+    if !docker_output(&["image", "inspect", FAILING])
+        .status
+        .success()
+    {
         let dockerfile = format!(
             "FROM {STUB_IMAGE}\nENTRYPOINT [\"/bin/sh\", \"-c\", \"echo 'stub: configured to fail' >&2; exit 3\", \"stub\"]\n"
         );
@@ -148,7 +100,7 @@ const SLOTS: u16 = 12;
 /// and CI) do not collide: the first bank, from the pid on, whose fog subnet no
 /// Docker network uses and whose first port is free.
 fn free_slot(slot: u16) -> u16 {
-    let ids = String::from_utf8_lossy(&docker(&["network", "ls", "-q"]).stdout).into_owned();
+    let ids = String::from_utf8_lossy(&docker_output(&["network", "ls", "-q"]).stdout).into_owned();
     let mut args = vec![
         "network",
         "inspect",
@@ -156,7 +108,7 @@ fn free_slot(slot: u16) -> u16 {
         "{{range .IPAM.Config}}{{.Subnet}} {{end}}",
     ];
     args.extend(ids.lines());
-    let used = String::from_utf8_lossy(&docker(&args).stdout).into_owned();
+    let used = String::from_utf8_lossy(&docker_output(&args).stdout).into_owned();
     let start = (std::process::id() % 4) as u16;
     (0..4)
         .map(|i| slot + SLOTS * ((start + i) % 4))
@@ -260,6 +212,16 @@ impl Stack {
         stack
     }
 
+    /// [`Stack::new`] on [`STUB_IMAGE`] when the engine answers (see
+    /// `common::engine_or_skip`); `None` skips the test.
+    pub fn stub(test: &str, name: &str, slot: u16) -> Option<Stack> {
+        if !crate::common::engine_or_skip(test) {
+            return None;
+        }
+        ensure_stub_image();
+        Some(Stack::new(name, slot, Some(STUB_IMAGE), &[]))
+    }
+
     /// The host port of `var` in this stack.
     pub fn port(&self, var: &str) -> u16 {
         let text = fs::read_to_string(&self.env_file).unwrap();
@@ -300,7 +262,7 @@ impl Stack {
     /// Containers (any state) labelled with this project.
     pub fn containers(&self) -> Vec<String> {
         let filter = format!("label=com.docker.compose.project={}", self.project);
-        docker_ok(&["ps", "-aq", "--filter", &filter])
+        docker(&["ps", "-aq", "--filter", &filter])
             .lines()
             .map(String::from)
             .collect()
@@ -308,7 +270,7 @@ impl Stack {
 
     /// Which of this stack's two networks exist.
     pub fn networks(&self) -> Vec<String> {
-        docker_ok(&["network", "ls", "--format", "{{.Name}}"])
+        docker(&["network", "ls", "--format", "{{.Name}}"])
             .lines()
             .filter(|n| *n == self.fog_network || *n == self.betanet_network)
             .map(String::from)
@@ -317,7 +279,7 @@ impl Stack {
 
     pub fn volumes(&self) -> Vec<String> {
         let filter = format!("label=com.docker.compose.project={}", self.project);
-        docker_ok(&["volume", "ls", "-q", "--filter", &filter])
+        docker(&["volume", "ls", "-q", "--filter", &filter])
             .lines()
             .map(String::from)
             .collect()
@@ -326,7 +288,7 @@ impl Stack {
 
 /// Lines of a docker query, empty if it fails (cleanup must never panic).
 fn lines_of(args: &[&str]) -> Vec<String> {
-    let out = docker(args);
+    let out = docker_output(args);
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(String::from)
@@ -340,24 +302,16 @@ impl Drop for Stack {
         if !ids.is_empty() {
             let mut args = vec!["rm", "-f", "-v"];
             args.extend(ids.iter().map(String::as_str));
-            docker(&args);
+            docker_output(&args);
         }
         for net in [&self.fog_network, &self.betanet_network] {
-            if docker(&["network", "inspect", net]).status.success() {
-                docker(&["network", "rm", net]);
+            if docker_output(&["network", "inspect", net]).status.success() {
+                docker_output(&["network", "rm", net]);
             }
         }
         for vol in lines_of(&["volume", "ls", "-q", "--filter", &label]) {
-            docker(&["volume", "rm", &vol]);
+            docker_output(&["volume", "rm", &vol]);
         }
         let _ = fs::remove_dir_all(&self.dir);
     }
-}
-
-pub fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-pub fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
