@@ -169,18 +169,14 @@ fn which(tool: &str) -> Result<std::path::PathBuf, ()> {
         .ok_or(())
 }
 
-#[test]
-fn draining_node_answers_503_and_still_sends_delayed_packets() {
-    use std::time::Duration;
+/// A middle node holding one packet for `delay` in its delay queue, already
+/// sent SIGTERM and answering 503 on /health while it drains.
+fn draining_node_holding_one_packet(delay: std::time::Duration) -> (tempfile::TempDir, Node, Sink) {
     let dir = tempfile::tempdir().unwrap();
-    let mut node = Node::start("middle", dir.path(), &[]);
+    let node = Node::start("middle", dir.path(), &[]);
     let sink = Sink::start();
-    let packet = common::packet_with_delay(
-        node.public_key(),
-        &node.mix_address(),
-        &sink.address,
-        Duration::from_millis(2500),
-    );
+    let packet =
+        common::packet_with_delay(node.public_key(), &node.mix_address(), &sink.address, delay);
     std::net::TcpStream::connect(node.mix_address())
         .unwrap()
         .write_all(&packet)
@@ -192,6 +188,13 @@ fn draining_node_answers_503_and_still_sends_delayed_packets() {
     common::eventually(5, "health 503 while draining", || {
         matches!(node.get("/health"), Ok((503, _)))
     });
+    (dir, node, sink)
+}
+
+#[test]
+fn draining_node_answers_503_and_still_sends_delayed_packets() {
+    use std::time::Duration;
+    let (_dir, mut node, sink) = draining_node_holding_one_packet(Duration::from_millis(2500));
     assert_eq!(sink.count(), 0, "released before its delay");
     let status = node.wait_exit();
     assert!(status.success(), "exit status {status}");
@@ -204,26 +207,7 @@ fn draining_node_answers_503_and_still_sends_delayed_packets() {
 #[test]
 fn second_sigterm_cuts_the_drain_short() {
     use std::time::{Duration, Instant};
-    let dir = tempfile::tempdir().unwrap();
-    let mut node = Node::start("middle", dir.path(), &[]);
-    let sink = Sink::start();
-    let packet = common::packet_with_delay(
-        node.public_key(),
-        &node.mix_address(),
-        &sink.address,
-        Duration::from_secs(6),
-    );
-    std::net::TcpStream::connect(node.mix_address())
-        .unwrap()
-        .write_all(&packet)
-        .unwrap();
-    common::eventually(20, "packet in the delay queue", || {
-        node.metrics().get("mixnode_queue_depth") == 1.0
-    });
-    node.send_sigterm();
-    common::eventually(5, "draining", || {
-        matches!(node.get("/health"), Ok((503, _)))
-    });
+    let (_dir, mut node, sink) = draining_node_holding_one_packet(Duration::from_secs(6));
     let started = Instant::now();
     let status = node.terminate();
     assert!(status.success(), "exit status {status}");
