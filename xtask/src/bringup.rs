@@ -17,7 +17,7 @@ use crate::{
     dotenv::{self, DotEnv},
     engine::{
         compose::{Model, Service},
-        containers, health, networks, ports,
+        containers, health, ports,
         project::Project,
     },
     environments::Environment,
@@ -63,14 +63,7 @@ pub fn bring_up(
     }
     project.record_active(environment, global.dry_run)?;
     project.link_compose_env(global.dry_run)?;
-    let wants = networks::wanted(&project.env)?;
-    networks::ensure(
-        sh,
-        &runner,
-        &project.name,
-        &project.engine.compose_version,
-        &wants,
-    )?;
+    project.ensure_networks(sh, &runner)?;
 
     let mut phases = Vec::new();
     let mut skipped: Vec<String> = Vec::new();

@@ -54,7 +54,7 @@ impl Cmd {
                 runner.run_capture(cmd!(sh, "docker volume rm {left...}"))?;
             }
         }
-        let wants = networks::wanted(&project.env)?;
+        let wants = project.networks()?;
         networks::remove(sh, &runner, &project.name, &wants)?;
         if !global.dry_run {
             let kept = if self.volumes {

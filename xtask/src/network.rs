@@ -34,16 +34,9 @@ impl Cmd {
     pub fn run(self, sh: &Shell, global: &Global) -> Result<()> {
         let runner = Runner::new(global);
         let project = Project::open(global.dry_run, global.verbose)?;
-        let wants = networks::wanted(&project.env)?;
         match self.action {
             Action::Create => {
-                networks::ensure(
-                    sh,
-                    &runner,
-                    &project.name,
-                    &project.engine.compose_version,
-                    &wants,
-                )?;
+                let wants = project.ensure_networks(sh, &runner)?;
                 if !global.dry_run {
                     for w in &wants {
                         eprintln!("network {} ({}) ready", w.name, w.subnet);
@@ -51,6 +44,7 @@ impl Cmd {
                 }
             }
             Action::Rm => {
+                let wants = project.networks()?;
                 let removed = networks::remove(sh, &runner, &project.name, &wants)?;
                 if !global.dry_run && removed.is_empty() {
                     eprintln!("no network of project {} to remove", project.name);
@@ -58,6 +52,7 @@ impl Cmd {
             }
             Action::Ls => {
                 let existing = networks::existing(sh, &runner)?;
+                let wants = project.networks()?;
                 println!(
                     "{:16}  {:24}  {:18}  {:22}  CONTAINERS",
                     "KEY", "NAME", "SUBNET", "ENGINE"

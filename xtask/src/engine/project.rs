@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use super::{compose::Compose, Engine};
+use super::{compose::Compose, networks, Engine};
+use crate::process::Runner;
 use crate::{dotenv::DotEnv, environments::Environment, usage_bail};
 
 /// An opened stack: env file loaded (created if needed) and the engine found.
@@ -20,6 +21,23 @@ pub struct Project {
 }
 
 impl Project {
+    /// The project's two networks: keys, names and subnets from `.env`.
+    pub fn networks(&self) -> Result<Vec<networks::Wanted>> {
+        networks::wanted(&self.env)
+    }
+
+    /// Create (or adopt) the project's networks as `.env` names them, and
+    /// return them. Idempotent; conflicts are errors naming what collides.
+    pub fn ensure_networks(
+        &self,
+        sh: &xshell::Shell,
+        runner: &Runner,
+    ) -> Result<Vec<networks::Wanted>> {
+        let wants = self.networks()?;
+        networks::ensure(sh, runner, &self.name, &self.engine.compose_version, &wants)?;
+        Ok(wants)
+    }
+
     /// Ensure the env file, then detect the engine.
     pub fn open(dry_run: bool, verbose: bool) -> Result<Project> {
         let root = crate::project_root();
