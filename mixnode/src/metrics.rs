@@ -257,14 +257,9 @@ fn escape(value: &str) -> String {
 mod tests {
     use super::*;
 
-    #[test]
-    fn histogram_is_cumulative_and_counts_everything() {
-        let m = Metrics::default();
-        m.observe(Duration::from_micros(30));
-        m.observe(Duration::from_micros(5));
-        m.observe(Duration::from_millis(3));
-        m.observe(Duration::from_secs(5));
-        let text = m.render(&Info {
+    /// A middle node at version 0.1.0, revision `abc`, with an empty replay filter.
+    fn test_info() -> Info<'static> {
+        Info {
             version: "0.1.0",
             revision: "abc",
             role: "middle",
@@ -272,7 +267,17 @@ mod tests {
             replay_filter_bytes: 0,
             replay_filter_entries: 0,
             replay_false_positive_rate: 0.0,
-        });
+        }
+    }
+
+    #[test]
+    fn histogram_is_cumulative_and_counts_everything() {
+        let m = Metrics::default();
+        m.observe(Duration::from_micros(30));
+        m.observe(Duration::from_micros(5));
+        m.observe(Duration::from_millis(3));
+        m.observe(Duration::from_secs(5));
+        let text = m.render(&test_info());
         assert!(
             text.contains("mixnode_processing_seconds_bucket{le=\"0.00001\"} 1\n"),
             "{text}"
@@ -299,15 +304,7 @@ mod tests {
         for (i, reason) in DropReason::ALL.iter().enumerate() {
             assert_eq!(*reason as usize, i, "{reason:?}");
         }
-        let text = m.render(&Info {
-            version: "0.1.0",
-            revision: "abc",
-            role: "middle",
-            uptime: Duration::from_secs(1),
-            replay_filter_bytes: 0,
-            replay_filter_entries: 0,
-            replay_false_positive_rate: 0.0,
-        });
+        let text = m.render(&test_info());
         assert!(text.contains("mixnode_packets_dropped_total{reason=\"role\"} 1\n"));
         assert!(text.contains("mixnode_packets_dropped_total{reason=\"shutdown\"} 0\n"));
     }

@@ -277,21 +277,9 @@ fn count_frames(mut stream: TcpStream, counter: &AtomicU64, times: &Mutex<Vec<In
 pub fn packet_with_delay(node: PublicKey, node_addr: &str, next: &str, delay: Duration) -> Vec<u8> {
     let other = SecretKey::generate().public_key();
     let route = [
-        RouteHop {
-            address: node_addr.to_string(),
-            public_key: node,
-            delay,
-        },
-        RouteHop {
-            address: next.to_string(),
-            public_key: other,
-            delay: Duration::ZERO,
-        },
-        RouteHop {
-            address: "127.0.0.1:9".to_string(),
-            public_key: other,
-            delay: Duration::ZERO,
-        },
+        hop(node_addr, node, delay),
+        hop(next, other, Duration::ZERO),
+        hop("127.0.0.1:9", other, Duration::ZERO),
     ];
     build_packet(&route, b"delayed").unwrap()
 }
@@ -305,16 +293,12 @@ pub fn packet_for_exit(
     delay: Duration,
 ) -> Vec<u8> {
     let route = [
-        RouteHop {
-            address: node_addr.to_string(),
-            public_key: node,
-            delay,
-        },
-        RouteHop {
-            address: destination.to_string(),
-            public_key: SecretKey::generate().public_key(),
-            delay: Duration::ZERO,
-        },
+        hop(node_addr, node, delay),
+        hop(
+            destination,
+            SecretKey::generate().public_key(),
+            Duration::ZERO,
+        ),
     ];
     build_packet(&route, b"for the destination").unwrap()
 }
@@ -324,21 +308,9 @@ pub fn packet_for_exit(
 pub fn packets_via(node: PublicKey, node_addr: &str, next: &str, count: usize) -> Vec<Vec<u8>> {
     let other = SecretKey::generate().public_key();
     let route = [
-        RouteHop {
-            address: node_addr.to_string(),
-            public_key: node,
-            delay: Duration::ZERO,
-        },
-        RouteHop {
-            address: next.to_string(),
-            public_key: other,
-            delay: Duration::ZERO,
-        },
-        RouteHop {
-            address: "127.0.0.1:9".to_string(),
-            public_key: other,
-            delay: Duration::ZERO,
-        },
+        hop(node_addr, node, Duration::ZERO),
+        hop(next, other, Duration::ZERO),
+        hop("127.0.0.1:9", other, Duration::ZERO),
     ];
     (0..count)
         .map(|i| build_packet(&route, &(i as u64).to_le_bytes()).unwrap())
@@ -361,4 +333,13 @@ pub fn may_skip(tool: &str) -> bool {
     }
     eprintln!("skipping: {tool} not found (set CI=true to make this a failure)");
     true
+}
+
+/// One route element: where it listens, its key, how long it holds the packet.
+pub fn hop(address: &str, public_key: PublicKey, delay: Duration) -> RouteHop {
+    RouteHop {
+        address: address.to_string(),
+        public_key,
+        delay,
+    }
 }
