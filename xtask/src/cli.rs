@@ -1,0 +1,83 @@
+//! The command line: [`Cli`] with its global flags and one [`Command`] variant
+//! per module, and the dispatch from a variant to its module's `run`. Kept in
+//! the library so completions, man pages and tests see the same definition.
+
+use clap::{Parser, Subcommand};
+use xshell::Shell;
+
+use crate::{
+    bench, betanet, check, ci, config, dev, down, env, images, logs, network, prod, ps, restart,
+    up, Global,
+};
+
+/// fog-compute workflows: compose overlays, Docker environments, the mixnode.
+#[derive(Parser)]
+#[command(
+    name = "xtask",
+    bin_name = "cargo xtask",
+    version,
+    about,
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Check compose files for the defects that broke the old layout (no Docker needed).
+    Check(check::Cmd),
+    /// Print the merged, interpolated compose model for an environment.
+    Config(config::Cmd),
+    /// Run every CI check: fmt, clippy, tests, compose check.
+    Ci(ci::Cmd),
+    /// Run a benchmark and print the measured figures.
+    Bench(bench::Cmd),
+    /// Bring up the dev environment (base+dev).
+    Dev(dev::Cmd),
+    /// Bring up the betanet environment (base+betanet).
+    Betanet(betanet::Cmd),
+    /// Bring up the prod environment (base+prod).
+    Prod(prod::Cmd),
+    /// Bring up any environment, e.g. `--env dev+betanet+monitoring`.
+    Up(up::Cmd),
+    /// Stop the active environment (volumes are kept).
+    Down(down::Cmd),
+    /// Show services with state, health and ports.
+    Ps(ps::Cmd),
+    /// Show service logs.
+    Logs(logs::Cmd),
+    /// Restart one service.
+    Restart(restart::Cmd),
+    /// Show, list or switch the active environment.
+    Env(env::Cmd),
+    /// Create, list or remove the project's Docker networks.
+    Network(network::Cmd),
+    /// Build, list, save or load images; build third-party images offline.
+    Images(images::Cmd),
+}
+
+impl Command {
+    pub fn run(self, sh: &Shell, global: &Global) -> anyhow::Result<()> {
+        match self {
+            Command::Check(cmd) => cmd.run(sh, global),
+            Command::Config(cmd) => cmd.run(sh, global),
+            Command::Ci(cmd) => cmd.run(sh, global),
+            Command::Bench(cmd) => cmd.run(sh, global),
+            Command::Dev(cmd) => cmd.run(sh, global),
+            Command::Betanet(cmd) => cmd.run(sh, global),
+            Command::Prod(cmd) => cmd.run(sh, global),
+            Command::Up(cmd) => cmd.run(sh, global),
+            Command::Down(cmd) => cmd.run(sh, global),
+            Command::Ps(cmd) => cmd.run(sh, global),
+            Command::Logs(cmd) => cmd.run(sh, global),
+            Command::Restart(cmd) => cmd.run(sh, global),
+            Command::Env(cmd) => cmd.run(sh, global),
+            Command::Network(cmd) => cmd.run(sh, global),
+            Command::Images(cmd) => cmd.run(sh, global),
+        }
+    }
+}

@@ -1,0 +1,24 @@
+//! What every command shares: the global flags (`--dry-run`, `-v`) and the
+//! repository root that paths are resolved against. Nothing here depends on
+//! any command module, so every module can import it without a cycle.
+
+use clap::Args;
+
+/// Flags every subcommand accepts.
+#[derive(Args, Debug, Clone, Default)]
+pub struct Global {
+    /// Print the exact commands a mutating step would run, and run none of them.
+    #[arg(long, global = true)]
+    pub dry_run: bool,
+    /// Print each external command as it runs.
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+}
+
+/// The repository root: the parent of this crate's manifest directory.
+pub fn project_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the repository root")
+        .to_path_buf()
+}

@@ -1,0 +1,33 @@
+//! The fog-compute workflow tool as a library: every `cargo xtask` command is a
+//! module here, so integration tests drive the real code instead of copies.
+//! `main.rs` only parses the command line and dispatches through [`cli::Cli`];
+//! [`global`] holds what every command shares (flags, the repository root) and
+//! [`usage`] the error type that maps to exit code 2.
+
+pub mod bench;
+pub mod betanet;
+pub mod bringup;
+pub mod check;
+pub mod ci;
+pub mod cli;
+pub mod compose;
+pub mod config;
+pub mod dev;
+pub mod dotenv;
+pub mod down;
+pub mod engine;
+pub mod env;
+pub mod environments;
+pub mod global;
+pub mod images;
+pub mod logs;
+pub mod network;
+pub mod process;
+pub mod prod;
+pub mod ps;
+pub mod restart;
+pub mod up;
+pub mod usage;
+
+pub use global::{project_root, Global};
+pub use usage::UsageError;
