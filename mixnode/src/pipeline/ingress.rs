@@ -30,7 +30,7 @@ use crate::warnings::Warning;
 
 /// How long a sender above its fair share may wait for room before its
 /// frames are dropped.
-pub const OVER_SHARE_GRACE: Duration = Duration::from_millis(200);
+pub const OVER_SHARE_GRACE: Duration = Duration::from_secs(1);
 /// Longest any reader waits for room before dropping (the node's packets
 /// all leave within their delay plus processing, so this is never reached
 /// by a merely busy node).
@@ -94,12 +94,13 @@ async fn read_frames(
             read = stream.read(&mut buf[filled..]) => read,
             _ = tokio::time::sleep_until(wake) => {
                 metrics.conn_event(on_wake);
-                break;
+                Ok(0)
             }
             _ = stop.changed() => break,
         };
         match read {
             Ok(0) | Err(_) => {
+                // Cut short (end, error or deadline) mid-frame.
                 if filled > 0 {
                     metrics.received.fetch_add(1, Relaxed);
                     metrics.drop_packets(DropReason::Malformed, 1);

@@ -236,9 +236,11 @@ impl Sources {
         }
     }
 
-    /// Whether `source` holds more than its share of the queue (with `n` more).
+    /// Whether `source` holds its whole share of the queue and wants `n`
+    /// more while other sources are connected (a lone sender is never over
+    /// its share: it is only slowed).
     pub fn over_share(&self, source: &Source, n: usize) -> bool {
-        source.in_flight() + n > self.fair_share()
+        self.active.load(Relaxed) > 1 && source.in_flight() + n > self.fair_share()
     }
 
     /// Open connections.
