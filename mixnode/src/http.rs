@@ -148,11 +148,10 @@ pub fn get(url: &str, timeout: Duration) -> Result<(u16, String), ClientError> {
     let mut stream = StdTcpStream::connect_timeout(&addr, timeout).map_err(io)?;
     stream.set_read_timeout(Some(timeout)).map_err(io)?;
     stream.set_write_timeout(Some(timeout)).map_err(io)?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(io)?;
+    // One write: a server that answers before reading it all cannot break
+    // the request in the middle.
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).map_err(io)?;
     // `timeout` bounds the whole response, not just each read.
     let deadline = std::time::Instant::now() + timeout;
     let mut raw = Vec::new();
