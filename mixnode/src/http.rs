@@ -53,7 +53,10 @@ fn to_hyper(response: Response) -> hyper::Response<Full<Bytes>> {
     *out.status_mut() =
         hyper::StatusCode::from_u16(response.status).unwrap_or(hyper::StatusCode::OK);
     let headers = out.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static(response.content_type));
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static(response.content_type),
+    );
     headers.insert(CONNECTION, HeaderValue::from_static("close"));
     out
 }

@@ -172,7 +172,10 @@ mod tests {
     fn truncated_key_is_an_error_not_a_new_identity() {
         let dir = tempfile::tempdir().unwrap();
         fs::write(dir.path().join(KEY_FILE), [1u8; 7]).unwrap();
-        let err = load_or_generate(dir.path(), false).err().unwrap().to_string();
+        let err = load_or_generate(dir.path(), false)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(err.contains("holds 7 bytes"), "{err}");
     }
 
@@ -190,11 +193,21 @@ mod tests {
         key_file_with(dir.path(), &[0u8; 32], 0o600);
         assert!(err(false).contains("all zeros"), "{}", err(false));
         let path = key_file_with(dir.path(), &[9u8; 32], 0o644);
-        assert!(err(false).contains("mode 644, readable by others"), "{}", err(false));
-        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o644);
+        assert!(
+            err(false).contains("mode 644, readable by others"),
+            "{}",
+            err(false)
+        );
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o644
+        );
         // The flag tightens it and goes on.
         assert!(load_or_generate(dir.path(), true).is_ok());
-        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         fs::remove_file(&path).unwrap();
         // A directory, a symlink to /dev/zero and a FIFO: refused at once.
         fs::create_dir(&path).unwrap();

@@ -279,7 +279,10 @@ impl Metrics {
         );
         for (metric, help) in [
             ("refused", "Inbound mix connections refused, by reason."),
-            ("closed", "Inbound mix connections the node closed, by reason."),
+            (
+                "closed",
+                "Inbound mix connections the node closed, by reason.",
+            ),
         ] {
             let name = format!("mixnode_connections_{metric}_total");
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");

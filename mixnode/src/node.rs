@@ -95,9 +95,16 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
     let replay = ReplayFilter::new(config.replay_capacity, key.public_key().fingerprint());
     let replay_path = config.data_dir.join(REPLAY_FILE);
     match replay.load(&replay_path) {
-        Ok(()) => tracing::info!(entries = replay.len(), "replay filter restored from {}", replay_path.display()),
+        Ok(()) => tracing::info!(
+            entries = replay.len(),
+            "replay filter restored from {}",
+            replay_path.display()
+        ),
         Err(crate::replay::SnapshotError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => tracing::warn!("not using {}: {e}; starting with an empty replay filter", replay_path.display()),
+        Err(e) => tracing::warn!(
+            "not using {}: {e}; starting with an empty replay filter",
+            replay_path.display()
+        ),
     }
     let shared = Arc::new(Shared {
         admission: Admission::new(config.target_throughput),
@@ -209,7 +216,8 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
 /// Saves the replay filter (on a blocking thread: it writes the whole filter).
 async fn save_replay(shared: &Arc<Shared>, path: &std::path::Path) {
     let (shared, path) = (shared.clone(), path.to_path_buf());
-    let saved = tokio::task::spawn_blocking(move || shared.replay.save(&path).map_err(|e| (e, path))).await;
+    let saved =
+        tokio::task::spawn_blocking(move || shared.replay.save(&path).map_err(|e| (e, path))).await;
     if let Ok(Err((e, path))) = saved {
         tracing::warn!("cannot save the replay filter to {}: {e}", path.display());
     }

@@ -213,7 +213,8 @@ impl ReplayFilter {
         if &head[..8] != SNAPSHOT_MAGIC {
             return Err(SnapshotError::Magic);
         }
-        let field = |i: usize| u64::from_le_bytes(head[8 + i * 8..16 + i * 8].try_into().expect("8"));
+        let field =
+            |i: usize| u64::from_le_bytes(head[8 + i * 8..16 + i * 8].try_into().expect("8"));
         let words = self.bits_per_shard / 64;
         if field(0) != self.epoch() || field(1) != self.capacity as u64 || field(2) != words {
             return Err(SnapshotError::Mismatch);

@@ -79,7 +79,9 @@ impl Topology {
 
     /// Whether an exit may deliver to `address`.
     pub fn may_deliver(&self, address: &str) -> bool {
-        self.exit_allow.as_ref().map_or(true, |a| a.contains(address))
+        self.exit_allow
+            .as_ref()
+            .map_or(true, |a| a.contains(address))
     }
 
     /// Replaces the registry's part of the topology.
@@ -89,7 +91,12 @@ impl Topology {
 
     /// Known mixes: static entries plus registry rows.
     pub fn known_mixes(&self) -> usize {
-        self.static_peers.len() + self.registry.read().unwrap_or_else(|e| e.into_inner()).len()
+        self.static_peers.len()
+            + self
+                .registry
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .len()
     }
 }
 

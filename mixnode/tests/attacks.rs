@@ -73,7 +73,9 @@ fn idle_and_slow_connections_cannot_lock_out_senders() {
     // The established peer still gets in (a reserved slot) and is served.
     let mut legit = connect_from(LEGIT, &node.mix_address());
     send_all(&mut legit, &packets[1..]);
-    common::eventually(30, "200 legitimate packets forwarded", || sink.count() == 201);
+    common::eventually(30, "200 legitimate packets forwarded", || {
+        sink.count() == 201
+    });
     assert!(node.metrics().get("mixnode_inbound_connections") <= 64.0);
 
     // Silent connections are closed at the idle timeout; the dripping one,
@@ -101,13 +103,23 @@ fn no_open_relay_and_exit_allow_restricts_destinations() {
         let node = Node::start(role, dir.path(), &[("MIX_PEERS", &mix.address)]);
         let key = node.public_key();
         let mut stream = TcpStream::connect(node.mix_address()).unwrap();
-        send_all(&mut stream, &packets_via(key, &node.mix_address(), &stranger.address, 100));
-        send_all(&mut stream, &packets_via(key, &node.mix_address(), &mix.address, 3));
+        send_all(
+            &mut stream,
+            &packets_via(key, &node.mix_address(), &stranger.address, 100),
+        );
+        send_all(
+            &mut stream,
+            &packets_via(key, &node.mix_address(), &mix.address, 3),
+        );
         common::eventually(20, "relay drops counted", || {
             node.metrics().dropped("unknown_next_hop") == 100.0
         });
         let m = node.wait_quiescent();
-        assert_eq!((m.forwarded(), m.dropped_total()), (3.0, 100.0), "{role}: {m:?}");
+        assert_eq!(
+            (m.forwarded(), m.dropped_total()),
+            (3.0, 100.0),
+            "{role}: {m:?}"
+        );
         common::eventually(10, "mix got its packets", || mix.count() == 3);
     }
     std::thread::sleep(Duration::from_millis(200));
@@ -118,9 +130,17 @@ fn no_open_relay_and_exit_allow_restricts_destinations() {
     let exit = Node::start("exit", dir.path(), &[("EXIT_ALLOW", &allowed.address)]);
     let key = exit.public_key();
     let mut stream = TcpStream::connect(exit.mix_address()).unwrap();
-    send_all(&mut stream, &common::packets_for_exit(key, &exit.mix_address(), &allowed.address, 5));
-    send_all(&mut stream, &common::packets_for_exit(key, &exit.mix_address(), &stranger.address, 7));
-    common::eventually(20, "exit_denied", || exit.metrics().dropped("exit_denied") == 7.0);
+    send_all(
+        &mut stream,
+        &common::packets_for_exit(key, &exit.mix_address(), &allowed.address, 5),
+    );
+    send_all(
+        &mut stream,
+        &common::packets_for_exit(key, &exit.mix_address(), &stranger.address, 7),
+    );
+    common::eventually(20, "exit_denied", || {
+        exit.metrics().dropped("exit_denied") == 7.0
+    });
     let m = exit.wait_quiescent();
     assert_eq!((m.delivered(), m.dropped_total()), (5.0, 7.0), "{m:?}");
     assert_eq!(stranger.count(), 0);
@@ -140,7 +160,12 @@ fn long_delays_are_refused_and_one_sender_cannot_starve_another() {
     let delayed = |delay_ms: u64, n: usize| -> Vec<Vec<u8>> {
         (0..n)
             .map(|_| {
-                common::packet_with_delay(key, &addr, &sink.address, Duration::from_millis(delay_ms))
+                common::packet_with_delay(
+                    key,
+                    &addr,
+                    &sink.address,
+                    Duration::from_millis(delay_ms),
+                )
             })
             .collect()
     };
@@ -183,7 +208,12 @@ fn long_delays_are_refused_and_one_sender_cannot_starve_another() {
 fn thousands_of_next_hops_are_evicted_and_logged_once() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("node.log");
-    let node = Node::start_logged("exit", &dir.path().join("data"), &[("MAX_QUEUE_DEPTH", "100000")], Some(log.clone()));
+    let node = Node::start_logged(
+        "exit",
+        &dir.path().join("data"),
+        &[("MAX_QUEUE_DEPTH", "100000")],
+        Some(log.clone()),
+    );
     let key = node.public_key();
     let addr = node.mix_address();
     // 4,500 distinct dead destinations (more than the 4,096-entry table).
@@ -196,14 +226,23 @@ fn thousands_of_next_hops_are_evicted_and_logged_once() {
     }
     // Then a live one: delivered, not refused for a full table.
     let live = Sink::start();
-    send_all(&mut stream, &common::packets_for_exit(key, &addr, &live.address, 3));
+    send_all(
+        &mut stream,
+        &common::packets_for_exit(key, &addr, &live.address, 3),
+    );
     common::eventually(60, "live destination served", || live.count() == 3);
     let m = node.wait_quiescent();
     assert!(m.get("mixnode_next_hops_evicted_total") >= 400.0, "{m:?}");
     assert_eq!(m.delivered(), 3.0);
-    assert!(m.get("mixnode_warnings_total{kind=\"peer_unreachable\"}") >= 1000.0, "{m:?}");
+    assert!(
+        m.get("mixnode_warnings_total{kind=\"peer_unreachable\"}") >= 1000.0,
+        "{m:?}"
+    );
     let lines = std::fs::read_to_string(&log).unwrap();
-    let warned = lines.lines().filter(|l| l.contains("cannot connect")).count();
+    let warned = lines
+        .lines()
+        .filter(|l| l.contains("cannot connect"))
+        .count();
     assert!(warned <= 2, "{warned} warning lines:\n{lines}");
 }
 

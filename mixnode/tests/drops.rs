@@ -198,12 +198,7 @@ fn delay_queue_holds_each_packet_for_its_own_delay() {
     let node = Node::start("middle", dir.path(), &[]);
     let sink = Sink::start();
     let key = node.public_key();
-    let slow = common::packet_with_delay(
-        key,
-        &node.mix_address(),
-        &sink.address,
-        HELD,
-    );
+    let slow = common::packet_with_delay(key, &node.mix_address(), &sink.address, HELD);
     let fast = common::packet_with_delay(key, &node.mix_address(), &sink.address, Duration::ZERO);
     let sent = Instant::now();
     let mut stream = TcpStream::connect(node.mix_address()).unwrap();
@@ -229,12 +224,7 @@ fn exit_holds_each_packet_for_its_own_delay_before_delivering() {
     let node = Node::start("exit", dir.path(), &[]);
     let destination = Sink::start();
     let key = node.public_key();
-    let slow = common::packet_for_exit(
-        key,
-        &node.mix_address(),
-        &destination.address,
-        HELD,
-    );
+    let slow = common::packet_for_exit(key, &node.mix_address(), &destination.address, HELD);
     let fast = common::packet_for_exit(
         key,
         &node.mix_address(),

@@ -115,7 +115,12 @@ fn huge_status_bodies_and_blocked_writes_are_bounded() {
         while std::io::Write::write_all(s, &chunk).is_ok() {}
     });
     let started = std::time::Instant::now();
-    let out = loadgen(&["--nodes", &format!("http://127.0.0.1:{port}"), "--packets", "1"]);
+    let out = loadgen(&[
+        "--nodes",
+        &format!("http://127.0.0.1:{port}"),
+        "--packets",
+        "1",
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("larger than 4 MiB"), "{stderr}");

@@ -228,7 +228,10 @@ fn topology_table_decides_relays_and_its_absence_is_logged_once() {
             >= 2.0
     });
     let lines = std::fs::read_to_string(&log).unwrap();
-    let missing = lines.lines().filter(|l| l.contains("does not exist")).count();
+    let missing = lines
+        .lines()
+        .filter(|l| l.contains("does not exist"))
+        .count();
     assert_eq!(missing, 1, "{lines}");
     // Meanwhile the sink is no known mix.
     send(4);

@@ -24,7 +24,11 @@ const RATE: u64 = 100;
 /// 60 MB above the process's own ~30 MB; this allows generous slack.
 const RSS_BOUND: u64 = 200 * 1024 * 1024;
 
-fn hostile(stop: &Arc<AtomicBool>, every: Duration, mut act: impl FnMut() + Send + 'static) -> std::thread::JoinHandle<()> {
+fn hostile(
+    stop: &Arc<AtomicBool>,
+    every: Duration,
+    mut act: impl FnMut() + Send + 'static,
+) -> std::thread::JoinHandle<()> {
     let stop = stop.clone();
     std::thread::spawn(move || {
         while !stop.load(Relaxed) {
@@ -86,7 +90,11 @@ fn sixty_seconds_of_mixed_attack_and_legitimate_traffic() {
     let other = SecretKey::generate().public_key();
     let hop = |a: &str, d| common::hop(a, other, d);
     let to_stranger = build_packet(
-        &[common::hop(&addr, key, Duration::ZERO), hop("evil.example:1789", Duration::ZERO), hop("x:1", Duration::ZERO)],
+        &[
+            common::hop(&addr, key, Duration::ZERO),
+            hop("evil.example:1789", Duration::ZERO),
+            hop("x:1", Duration::ZERO),
+        ],
         b"relay me",
     )
     .unwrap();
@@ -111,7 +119,14 @@ fn sixty_seconds_of_mixed_attack_and_legitimate_traffic() {
     // A flood of packets with in-bound delays from 127.0.0.4: it may hold
     // its fair share of the queue, no more.
     let flood: Vec<Vec<u8>> = (0..4000)
-        .map(|_| packet_with_delay(key, &addr, &attack_sink.address, Duration::from_millis(1900)))
+        .map(|_| {
+            packet_with_delay(
+                key,
+                &addr,
+                &attack_sink.address,
+                Duration::from_millis(1900),
+            )
+        })
         .collect();
     let a = addr.clone();
     let mut flooded = false;
@@ -160,7 +175,10 @@ fn sixty_seconds_of_mixed_attack_and_legitimate_traffic() {
     while !sender.is_finished() {
         peak_rss = peak_rss.max(node.rss_bytes());
         let health = mixnode::http::get(&url, Duration::from_secs(2));
-        assert!(matches!(health, Ok((200, _))), "/health during the soak: {health:?}");
+        assert!(
+            matches!(health, Ok((200, _))),
+            "/health during the soak: {health:?}"
+        );
         std::thread::sleep(Duration::from_secs(1));
     }
     sender.join().unwrap();

@@ -97,7 +97,10 @@ pub fn read(lookup: Lookup) -> Result<Option<Database>, ConfigError> {
             ))
         }
         (Some(url), None) => ("DATABASE_URL", url),
-        (None, Some(path)) => ("DATABASE_URL_FILE", read_secret("DATABASE_URL_FILE", path.trim())?),
+        (None, Some(path)) => (
+            "DATABASE_URL_FILE",
+            read_secret("DATABASE_URL_FILE", path.trim())?,
+        ),
         (None, None) => {
             if password_file.is_some() {
                 return Err(ConfigError::Conflict(
@@ -174,7 +177,10 @@ mod tests {
         ]);
         assert!(e.contains("carries a password too"), "{e}");
         assert!(!e.contains("literal"), "{e}");
-        let e = err(&[("DATABASE_URL", "postgres://a@b/c"), ("DATABASE_URL_FILE", pw)]);
+        let e = err(&[
+            ("DATABASE_URL", "postgres://a@b/c"),
+            ("DATABASE_URL_FILE", pw),
+        ]);
         assert!(e.contains("both set"), "{e}");
         let e = err(&[("DATABASE_PASSWORD_FILE", pw)]);
         assert!(e.contains("without DATABASE_URL"), "{e}");
@@ -182,7 +188,10 @@ mod tests {
             ("DATABASE_URL", "postgres://a@b/c"),
             ("DATABASE_PASSWORD_FILE", "/nonexistent/pw"),
         ]);
-        assert!(e.starts_with("DATABASE_PASSWORD_FILE=/nonexistent/pw: "), "{e}");
+        assert!(
+            e.starts_with("DATABASE_PASSWORD_FILE=/nonexistent/pw: "),
+            "{e}"
+        );
         let e = err(&[
             ("DATABASE_URL", "postgres://a@b/c"),
             ("DATABASE_PASSWORD_FILE", dir.path().to_str().unwrap()),

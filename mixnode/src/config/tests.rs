@@ -35,27 +35,75 @@ fn bad_values_name_the_variable() {
             "abc",
             "PIPELINE_WORKERS=abc: expected an integer from 1 to 64 (threads)",
         ),
-        ("PIPELINE_WORKERS", "65", "PIPELINE_WORKERS=65: expected an integer from 1 to 64"),
-        ("BATCH_SIZE", "0", "BATCH_SIZE=0: expected an integer from 1 to 1024"),
-        ("BATCH_SIZE", "1000000000", "BATCH_SIZE=1000000000: expected an integer from 1 to 1024"),
-        ("POOL_SIZE", "99999999999999", "POOL_SIZE=99999999999999: expected an integer"),
-        ("MAX_QUEUE_DEPTH", "1000001", "MAX_QUEUE_DEPTH=1000001: expected an integer"),
-        ("MAX_DELAY_MS", "10001", "MAX_DELAY_MS=10001: expected an integer from 0 to 10000"),
+        (
+            "PIPELINE_WORKERS",
+            "65",
+            "PIPELINE_WORKERS=65: expected an integer from 1 to 64",
+        ),
+        (
+            "BATCH_SIZE",
+            "0",
+            "BATCH_SIZE=0: expected an integer from 1 to 1024",
+        ),
+        (
+            "BATCH_SIZE",
+            "1000000000",
+            "BATCH_SIZE=1000000000: expected an integer from 1 to 1024",
+        ),
+        (
+            "POOL_SIZE",
+            "99999999999999",
+            "POOL_SIZE=99999999999999: expected an integer",
+        ),
+        (
+            "MAX_QUEUE_DEPTH",
+            "1000001",
+            "MAX_QUEUE_DEPTH=1000001: expected an integer",
+        ),
+        (
+            "MAX_DELAY_MS",
+            "10001",
+            "MAX_DELAY_MS=10001: expected an integer from 0 to 10000",
+        ),
         ("MAX_CONNECTIONS", "0", "MAX_CONNECTIONS=0: expected"),
-        ("MIX_IDLE_TIMEOUT_MS", "5", "MIX_IDLE_TIMEOUT_MS=5: expected"),
+        (
+            "MIX_IDLE_TIMEOUT_MS",
+            "5",
+            "MIX_IDLE_TIMEOUT_MS=5: expected",
+        ),
         ("NODE_PORT", "70000", "NODE_PORT=70000: expected a TCP port"),
         ("MIX_ADVERTISE_ADDR", "nohost", "MIX_ADVERTISE_ADDR=nohost"),
         ("BIND_ADDR", "everywhere", "BIND_ADDR=everywhere"),
         ("TARGET_THROUGHPUT", "-1", "TARGET_THROUGHPUT=-1"),
-        ("REPLAY_CAPACITY", "lots", "REPLAY_CAPACITY=lots: expected an integer"),
+        (
+            "REPLAY_CAPACITY",
+            "lots",
+            "REPLAY_CAPACITY=lots: expected an integer",
+        ),
         ("REPLAY_CAPACITY", "1023", "REPLAY_CAPACITY=1023: expected"),
-        ("REPLAY_CAPACITY", "1000000001", "REPLAY_CAPACITY=1000000001"),
-        ("MIX_PEERS", "a:1,b c:2", "MIX_PEERS=b c:2: expected a comma-separated list"),
+        (
+            "REPLAY_CAPACITY",
+            "1000000001",
+            "REPLAY_CAPACITY=1000000001",
+        ),
+        (
+            "MIX_PEERS",
+            "a:1,b c:2",
+            "MIX_PEERS=b c:2: expected a comma-separated list",
+        ),
         ("EXIT_ALLOW", "x:99999", "EXIT_ALLOW=x:99999"),
-        ("FIX_KEY_PERMISSIONS", "maybe", "FIX_KEY_PERMISSIONS=maybe: expected true or false"),
+        (
+            "FIX_KEY_PERMISSIONS",
+            "maybe",
+            "FIX_KEY_PERMISSIONS=maybe: expected true or false",
+        ),
         ("DATA_DIR", "", "DATA_DIR=: expected a directory path"),
         ("DATA_DIR", "  ", "DATA_DIR=  : expected a directory path"),
-        ("NODE_TYPE", "gateway", "NODE_TYPE=gateway: expected entry, middle or exit"),
+        (
+            "NODE_TYPE",
+            "gateway",
+            "NODE_TYPE=gateway: expected entry, middle or exit",
+        ),
     ];
     for (name, value, want) in cases {
         let mut pairs = vec![("NODE_TYPE", "entry")];
@@ -86,7 +134,10 @@ fn every_range_accepts_its_bounds_and_rejects_beyond() {
             let below = (range.min - 1).to_string();
             assert!(parse(&[("NODE_TYPE", "exit"), (range.name, &below)]).is_err());
         }
-        assert!((range.min..=range.max).contains(&range.default), "{range:?}");
+        assert!(
+            (range.min..=range.max).contains(&range.default),
+            "{range:?}"
+        );
     }
 }
 

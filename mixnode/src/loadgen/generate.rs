@@ -49,7 +49,11 @@ pub fn spawn(
                     .map(|seq| build_one(&nodes, &destination, run_id, seq, mean_delay, &mut rng))
                     .collect();
                 let failed = built.is_err();
-                if tx.send(built.map(|packets| Chunk { first, packets })).is_err() || failed {
+                if tx
+                    .send(built.map(|packets| Chunk { first, packets }))
+                    .is_err()
+                    || failed
+                {
                     return;
                 }
             }

@@ -20,9 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::packet::{
-    unwrap_packet, Action, PublicKey, RouteHop, SecretKey, PACKET_LEN,
-};
+use crate::packet::{unwrap_packet, Action, PublicKey, RouteHop, SecretKey, PACKET_LEN};
 pub use args::{parse, Args, UsageError, HELP};
 pub use report::Report;
 
@@ -200,7 +198,9 @@ pub fn run(args: &Args) -> Result<Report, LoadgenError> {
     let mut prebuilt = std::collections::VecDeque::new();
     if args.packets <= generate::PREBUILD {
         for _ in 0..generate::chunks(args.packets) {
-            let chunk = chunks.recv().map_err(|_| LoadgenError::Build("builder thread panicked".into()))?;
+            let chunk = chunks
+                .recv()
+                .map_err(|_| LoadgenError::Build("builder thread panicked".into()))?;
             prebuilt.push_back(chunk.map_err(LoadgenError::Build)?);
         }
     }

@@ -146,8 +146,7 @@ impl Sources {
         if state.total >= self.max_total {
             return Err(ConnEvent::RefusedTotal);
         }
-        if state.total >= self.max_total - self.reserved && !state.established.contains_key(&ip)
-        {
+        if state.total >= self.max_total - self.reserved && !state.established.contains_key(&ip) {
             return Err(ConnEvent::RefusedReserved);
         }
         state.total += 1;
@@ -213,10 +212,7 @@ impl Sources {
     /// Counts up to `n` packets from `source` into the queue, within the
     /// source's fair share and the queue cap. Returns how many it took.
     pub fn take(&self, source: &Source, n: usize) -> usize {
-        let allowed = self
-            .fair_share()
-            .saturating_sub(source.in_flight())
-            .min(n);
+        let allowed = self.fair_share().saturating_sub(source.in_flight()).min(n);
         let mut current = self.global.load(Relaxed);
         loop {
             let take = self.max_depth.saturating_sub(current).min(allowed);

@@ -27,7 +27,9 @@ const MIXNODES: [&str; 3] = ["mixnode-1", "mixnode-2", "mixnode-3"];
 const IMAGE_VARS: [&str; 2] = ["MIXNODE_IMAGE", "POSTGRES_IMAGE"];
 
 #[derive(clap::Args)]
-#[command(after_help = "Examples:\n  cargo xtask bench betanet\n  cargo xtask bench betanet --rates 5000,10000,15000 --seconds 2 --json\n  MIXNODE_IMAGE=fog-compute/mixnode:dev POSTGRES_IMAGE=fog-offline/postgres:15.18-bookworm cargo xtask bench betanet")]
+#[command(
+    after_help = "Examples:\n  cargo xtask bench betanet\n  cargo xtask bench betanet --rates 5000,10000,15000 --seconds 2 --json\n  MIXNODE_IMAGE=fog-compute/mixnode:dev POSTGRES_IMAGE=fog-offline/postgres:15.18-bookworm cargo xtask bench betanet"
+)]
 pub struct Cmd {
     /// Offered rates in packets/s, tried in rising order.
     #[arg(long, value_delimiter = ',', default_value = "5000,10000,15000,20000")]
@@ -66,11 +68,15 @@ struct Teardown<'a> {
 
 impl Drop for Teardown<'_> {
     fn drop(&mut self) {
-        let down = self
-            .compose
-            .cmd(self.sh, &["down", "--volumes", "--remove-orphans", "-t", "2"]);
+        let down = self.compose.cmd(
+            self.sh,
+            &["down", "--volumes", "--remove-orphans", "-t", "2"],
+        );
         if let Err(e) = self.runner.run(down) {
-            eprintln!("warning: cleaning up {} failed: {e:#}", self.compose.project);
+            eprintln!(
+                "warning: cleaning up {} failed: {e:#}",
+                self.compose.project
+            );
         }
         if !self.runner.dry_run {
             let _ = std::fs::remove_dir_all(&self.dir);
@@ -79,12 +85,17 @@ impl Drop for Teardown<'_> {
 }
 
 fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 impl Cmd {
     pub fn run(self, sh: &Shell, global: &crate::Global) -> Result<()> {
-        if self.rates.is_empty() || self.rates.contains(&0) || !(0.1..=600.0).contains(&self.seconds) {
+        if self.rates.is_empty()
+            || self.rates.contains(&0)
+            || !(0.1..=600.0).contains(&self.seconds)
+        {
             return Err(crate::UsageError(
                 "--rates needs positive packets/s values and --seconds 0.1 to 600".into(),
             )
@@ -128,15 +139,29 @@ impl Cmd {
             if interrupted.load(Ordering::Relaxed) {
                 bail!("interrupted; removed {project}");
             }
-            let packets = ((rate as f64 * self.seconds).ceil() as u64).max(1).to_string();
+            let packets = ((rate as f64 * self.seconds).ceil() as u64)
+                .max(1)
+                .to_string();
             let rate_arg = rate.to_string();
             eprintln!("loadgen: {packets} packets at {rate} packets/s...");
             let cmd = compose.cmd(
                 sh,
                 &[
-                    "--profile", "loadgen", "run", "--rm", "-T", "loadgen",
-                    "--nodes", "http://mixnode-1:8080,http://mixnode-2:8080,http://mixnode-3:8080",
-                    "--packets", &packets, "--rate", &rate_arg, "--json", "--timeout", "30",
+                    "--profile",
+                    "loadgen",
+                    "run",
+                    "--rm",
+                    "-T",
+                    "loadgen",
+                    "--nodes",
+                    "http://mixnode-1:8080,http://mixnode-2:8080,http://mixnode-3:8080",
+                    "--packets",
+                    &packets,
+                    "--rate",
+                    &rate_arg,
+                    "--json",
+                    "--timeout",
+                    "30",
                 ],
             );
             if runner.dry_run {
@@ -169,7 +194,12 @@ impl Cmd {
 
     /// The bench's env file: `.env.example` with the user's image choices,
     /// a fresh password, its own network names, subnets and host ports.
-    fn write_env(&self, root: &std::path::Path, project: &str, path: &std::path::Path) -> Result<()> {
+    fn write_env(
+        &self,
+        root: &std::path::Path,
+        project: &str,
+        path: &std::path::Path,
+    ) -> Result<()> {
         let mut env = EnvFile::read(&root.join(".env.example"))?;
         let user = EnvFile::read(&DotEnv::locate(root)).ok();
         for var in IMAGE_VARS {
@@ -187,7 +217,12 @@ impl Cmd {
         env.set("FOG_NETWORK_SUBNET", &self.fog_subnet);
         env.set("BETANET_NETWORK_SUBNET", &self.betanet_subnet);
         env.set("RUST_LOG", "warn");
-        for var in ["MIXNODE1_PORT", "MIXNODE2_PORT", "MIXNODE3_PORT", "POSTGRES_PORT"] {
+        for var in [
+            "MIXNODE1_PORT",
+            "MIXNODE2_PORT",
+            "MIXNODE3_PORT",
+            "POSTGRES_PORT",
+        ] {
             env.set(var, &free_port()?.to_string());
         }
         env.write(path)
@@ -196,10 +231,11 @@ impl Cmd {
 
 /// The last JSON line of loadgen's output as a [`Step`].
 fn parse_step(rate: u32, text: &str) -> Option<Step> {
-    let report: Value = text
-        .lines()
-        .rev()
-        .find_map(|l| serde_json::from_str::<Value>(l.trim()).ok().filter(Value::is_object))?;
+    let report: Value = text.lines().rev().find_map(|l| {
+        serde_json::from_str::<Value>(l.trim())
+            .ok()
+            .filter(Value::is_object)
+    })?;
     let num = |k: &str| report.get(k).and_then(Value::as_f64);
     let latency = |k: &str| {
         report
@@ -273,7 +309,10 @@ mod tests {
             "noise\n{\"sent\":100,\"delivered\":100,\"throughput_pps\":4990.0,\"latency_ms\":{\"p50\":3.5,\"p99\":20.0}}\n",
         )
         .unwrap();
-        assert_eq!((a.sent, a.delivered, a.p50_ms, a.p99_ms), (100, 100, 3.5, 20.0));
+        assert_eq!(
+            (a.sent, a.delivered, a.p50_ms, a.p99_ms),
+            (100, 100, 3.5, 20.0)
+        );
         let b = parse_step(9000, "{\"sent\":100,\"delivered\":99}").unwrap();
         let c = parse_step(7000, "{\"sent\":50,\"delivered\":50}").unwrap();
         assert!(parse_step(1, "no json").is_none());
