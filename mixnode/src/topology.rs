@@ -79,9 +79,10 @@ impl Topology {
 
     /// Whether an exit may deliver to `address`.
     pub fn may_deliver(&self, address: &str) -> bool {
-        self.exit_allow
-            .as_ref()
-            .map_or(true, |a| a.contains(address))
+        match &self.exit_allow {
+            Some(allowed) => allowed.contains(address),
+            None => true,
+        }
     }
 
     /// Replaces the registry's part of the topology.
