@@ -38,6 +38,15 @@ impl Cluster {
         self.dir.path().join("data")
     }
 
+    /// A running cluster, or `None` (skip) when the binaries are missing and CI is unset.
+    fn start_or_skip() -> Option<Cluster> {
+        if !Path::new(PG_BIN).join("initdb").exists() || !Path::new(PG_BIN).join("psql").exists() {
+            may_skip("PostgreSQL 15 binaries");
+            return None;
+        }
+        Some(Cluster::start())
+    }
+
     fn start() -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let as_nobody = unsafe_is_root();
@@ -136,11 +145,9 @@ fn unsafe_is_root() -> bool {
 
 #[test]
 fn node_registers_and_heartbeats_in_topology_table() {
-    if !Path::new(PG_BIN).join("initdb").exists() || !Path::new(PG_BIN).join("psql").exists() {
-        may_skip("PostgreSQL 15 binaries");
+    let Some(cluster) = Cluster::start_or_skip() else {
         return;
-    }
-    let cluster = Cluster::start();
+    };
     let migration = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../migrations/0001_mixnode_topology.sql"
@@ -190,11 +197,9 @@ fn node_registers_and_heartbeats_in_topology_table() {
 
 #[test]
 fn topology_table_decides_relays_and_its_absence_is_logged_once() {
-    if !Path::new(PG_BIN).join("initdb").exists() || !Path::new(PG_BIN).join("psql").exists() {
-        may_skip("PostgreSQL 15 binaries");
+    let Some(cluster) = Cluster::start_or_skip() else {
         return;
-    }
-    let cluster = Cluster::start();
+    };
     let dir = tempfile::tempdir().unwrap();
     // The password comes from a file (trust auth ignores it, but it must be
     // accepted and inserted); the URL carries none.

@@ -111,7 +111,7 @@ impl Cmd {
         let dir = std::env::temp_dir().join(&project);
         std::fs::create_dir_all(&dir)?;
         let env_file = dir.join("bench.env");
-        self.write_env(&root, &project, &env_file)?;
+        let ports = self.write_env(&root, &project, &env_file)?;
         let compose = Compose::new(
             engine,
             &root,
@@ -180,26 +180,42 @@ impl Cmd {
             })?;
             steps.push(step);
         }
+        // Where packets went, per node, over all rates (from each /status).
+        let nodes: Vec<(String, Value)> = if runner.dry_run {
+            Vec::new()
+        } else {
+            MIXNODES
+                .iter()
+                .zip(&ports)
+                .filter_map(|(name, port)| Some((name.to_string(), node_counters(*port)?)))
+                .collect()
+        };
         drop(teardown);
         if runner.dry_run {
             return Ok(());
         }
         if self.json {
-            println!("{}", report_json(&steps));
+            let mut report = report_json(&steps);
+            report["nodes"] = nodes.into_iter().collect::<serde_json::Map<_, _>>().into();
+            println!("{report}");
         } else {
             print!("{}", table(&steps));
+            for (name, counters) in &nodes {
+                println!("{name}: {}", summarize(counters));
+            }
         }
         Ok(())
     }
 
     /// The bench's env file: `.env.example` with the user's image choices,
     /// a fresh password, its own network names, subnets and host ports.
+    /// Returns the mixnodes' published HTTP ports.
     fn write_env(
         &self,
         root: &std::path::Path,
         project: &str,
         path: &std::path::Path,
-    ) -> Result<()> {
+    ) -> Result<Vec<u16>> {
         let mut env = EnvFile::read(&root.join(".env.example"))?;
         let user = EnvFile::read(&DotEnv::locate(root)).ok();
         for var in IMAGE_VARS {
@@ -217,16 +233,58 @@ impl Cmd {
         env.set("FOG_NETWORK_SUBNET", &self.fog_subnet);
         env.set("BETANET_NETWORK_SUBNET", &self.betanet_subnet);
         env.set("RUST_LOG", "warn");
+        let mut ports = Vec::new();
         for var in [
             "MIXNODE1_PORT",
             "MIXNODE2_PORT",
             "MIXNODE3_PORT",
             "POSTGRES_PORT",
         ] {
-            env.set(var, &free_port()?.to_string());
+            let port = free_port()?;
+            env.set(var, &port.to_string());
+            ports.push(port);
         }
-        env.write(path)
+        env.write(path)?;
+        Ok(ports)
     }
+}
+
+/// `counters` of a node's `/status` on 127.0.0.1:`port` (plain HTTP/1.1).
+fn node_counters(port: u16) -> Option<Value> {
+    use std::io::{Read, Write};
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(3)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    stream
+        .write_all(b"GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut raw = Vec::new();
+    stream.take(1 << 20).read_to_end(&mut raw).ok()?;
+    let text = String::from_utf8_lossy(&raw);
+    let body = text.split_once("\r\n\r\n")?.1;
+    serde_json::from_str::<Value>(body)
+        .ok()?
+        .get("counters")
+        .cloned()
+}
+
+/// `received 100, forwarded 98, dropped overload 2` from a node's counters.
+fn summarize(counters: &Value) -> String {
+    let n = |k: &str| counters.get(k).and_then(Value::as_u64).unwrap_or(0);
+    let mut out = format!(
+        "received {}, forwarded {}, delivered {}",
+        n("received"),
+        n("forwarded"),
+        n("delivered")
+    );
+    if let Some(dropped) = counters.get("dropped").and_then(Value::as_object) {
+        for (reason, count) in dropped {
+            if count.as_u64().unwrap_or(0) > 0 {
+                out.push_str(&format!(", dropped {reason} {count}"));
+            }
+        }
+    }
+    out
 }
 
 /// The last JSON line of loadgen's output as a [`Step`].
@@ -320,5 +378,11 @@ mod tests {
         assert_eq!(highest_zero_loss(&[b]), None);
         let t = table(&[a]);
         assert!(t.contains("highest rate with zero loss: 5000"), "{t}");
+        let counters = serde_json::json!({"received": 5, "forwarded": 3, "delivered": 0,
+            "dropped": {"overload": 2, "replay": 0}});
+        assert_eq!(
+            summarize(&counters),
+            "received 5, forwarded 3, delivered 0, dropped overload 2"
+        );
     }
 }
