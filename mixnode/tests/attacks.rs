@@ -33,8 +33,8 @@ fn idle_and_slow_connections_cannot_lock_out_senders() {
         &[
             ("MAX_CONNECTIONS", "64"),
             ("MAX_CONNECTIONS_PER_SOURCE", "16"),
-            ("MIX_READ_TIMEOUT_MS", "4000"),
-            ("MIX_IDLE_TIMEOUT_MS", "1500"),
+            ("MIX_READ_TIMEOUT_MS", "8000"),
+            ("MIX_IDLE_TIMEOUT_MS", "6000"),
         ],
     );
     let sink = Sink::start();

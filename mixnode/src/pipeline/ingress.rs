@@ -7,9 +7,8 @@
 //! cannot hold a slot byte by byte), and a connection silent for
 //! MIX_IDLE_TIMEOUT_MS is closed. When the queue is full, or the sender holds
 //! more than its fair share of it, the reader stops reading, so TCP flow
-//! control slows the sender; only a sender above its fair share for
-//! [`OVER_SHARE_GRACE`] (or anyone for [`MAX_BACKPRESSURE`]) has frames
-//! dropped as `overload`. A connection that ends mid-frame counts that frame
+//! control slows the sender, for as long as it takes; only a sender above
+//! its fair share for [`OVER_SHARE_GRACE`] has frames dropped as `overload`. A connection that ends mid-frame counts that frame
 //! as received and dropped `malformed`.
 
 use std::sync::atomic::Ordering::Relaxed;
@@ -31,10 +30,6 @@ use crate::warnings::Warning;
 /// How long a sender above its fair share may wait for room before its
 /// frames are dropped.
 pub const OVER_SHARE_GRACE: Duration = Duration::from_secs(1);
-/// Longest any reader waits for room before dropping (the node's packets
-/// all leave within their delay plus processing, so this is never reached
-/// by a merely busy node).
-pub const MAX_BACKPRESSURE: Duration = Duration::from_secs(10);
 
 /// Accepts connections until `stop` turns true, then returns (dropping the
 /// listener so new connections are refused).
@@ -175,9 +170,11 @@ async fn admit(
     let started = Instant::now();
     let mut pause = Duration::from_millis(1);
     while admitted < frames && !*stop.borrow() {
-        let waited = started.elapsed();
-        let over = sources.over_share(slot.source(), frames - admitted);
-        if (over && waited >= OVER_SHARE_GRACE) || waited >= MAX_BACKPRESSURE {
+        // A sender within its share waits as long as it takes (its frames
+        // stay in its socket); one above its share is dropped after a grace.
+        if sources.over_share(slot.source(), frames - admitted)
+            && started.elapsed() >= OVER_SHARE_GRACE
+        {
             break;
         }
         tokio::select! {
