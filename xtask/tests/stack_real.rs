@@ -33,7 +33,10 @@ fn real_stacks_dev_betanet_monitoring_and_a_combination_are_healthy_from_outside
     stack.xtask_ok(&["dev", "--timeout", "300"]);
     assert_eq!(stack.services(), ["postgres", "prometheus"]);
     assert_eq!(
-        stack.inspect("postgres", "{{.Config.Image}}").split(':').next(),
+        stack
+            .inspect("postgres", "{{.Config.Image}}")
+            .split(':')
+            .next(),
         Some("fog-offline/postgres"),
         "dev runs the Debian-built image, not a stub"
     );
@@ -42,10 +45,14 @@ fn real_stacks_dev_betanet_monitoring_and_a_combination_are_healthy_from_outside
     assert!(out.status.success(), "psql: {}", text(&out));
     assert_eq!(stdout(&out).trim(), "42");
     let out = psql(pg, "a-wrong-password", "select 1");
-    assert!(!out.status.success(), "postgres must refuse a wrong password");
+    assert!(
+        !out.status.success(),
+        "postgres must refuse a wrong password"
+    );
     let (code, body) = http_get(stack.port("PROMETHEUS_PORT"), "/-/ready");
     assert_eq!(code, 200, "prometheus /-/ready: {body}");
 
+    everyday_commands_describe_the_running_stack(&stack);
     dry_runs_change_nothing(&stack);
     restart_changes_the_start_time(&stack);
     plain_compose_ps_sees_the_active_stack(&stack, &["postgres", "prometheus"]);
@@ -54,7 +61,13 @@ fn real_stacks_dev_betanet_monitoring_and_a_combination_are_healthy_from_outside
     stack.xtask_ok(&["env", "use", "betanet", "--timeout", "300"]);
     assert_eq!(
         stack.services(),
-        ["mixnode-1", "mixnode-2", "mixnode-3", "postgres", "prometheus"]
+        [
+            "mixnode-1",
+            "mixnode-2",
+            "mixnode-3",
+            "postgres",
+            "prometheus"
+        ]
     );
     for var in ["MIXNODE1_PORT", "MIXNODE2_PORT", "MIXNODE3_PORT"] {
         let (code, body) = http_get(stack.port(var), "/health");
@@ -72,7 +85,9 @@ fn real_stacks_dev_betanet_monitoring_and_a_combination_are_healthy_from_outside
     assert_eq!(code, 200, "alertmanager /-/healthy: {body}");
     let (code, body) = http_get(stack.port("NODE_EXPORTER_PORT"), "/metrics");
     assert!(
-        code == 200 && body.contains("node_exporter_build_info") && body.contains("node_cpu_seconds_total"),
+        code == 200
+            && body.contains("node_exporter_build_info")
+            && body.contains("node_cpu_seconds_total"),
         "node-exporter /metrics ({code}): {}",
         &body[..body.len().min(300)]
     );
@@ -83,25 +98,95 @@ fn real_stacks_dev_betanet_monitoring_and_a_combination_are_healthy_from_outside
     let prometheus = stack.port("PROMETHEUS_PORT");
     let (code, body) = http_get(prometheus, "/-/ready");
     assert_eq!(code, 200, "prometheus /-/ready: {body}");
-    eventually(120, "prometheus sees every mixnode, node-exporter and alertmanager up", || {
-        let (_, body) = http_get(prometheus, "/api/v1/targets?state=active");
-        let found = (
-            targets_up(&body, "mixnode"),
-            targets_up(&body, "node-exporter").len(),
-            targets_up(&body, "alertmanager").len(),
-        );
-        if found.0 == ["mixnode-1", "mixnode-2", "mixnode-3"] && found.1 == 1 && found.2 == 1 {
-            Ok(())
-        } else {
-            Err(format!("{found:?}"))
-        }
-    });
-    let out = psql(stack.port("POSTGRES_PORT"), POSTGRES_PASSWORD, "select count(*) >= 0 from pg_stat_activity");
-    assert!(out.status.success() && stdout(&out).trim() == "t", "psql: {}", text(&out));
+    eventually(
+        120,
+        "prometheus sees every mixnode, node-exporter and alertmanager up",
+        || {
+            let (_, body) = http_get(prometheus, "/api/v1/targets?state=active");
+            let found = (
+                targets_up(&body, "mixnode"),
+                targets_up(&body, "node-exporter").len(),
+                targets_up(&body, "alertmanager").len(),
+            );
+            if found.0 == ["mixnode-1", "mixnode-2", "mixnode-3"] && found.1 == 1 && found.2 == 1 {
+                Ok(())
+            } else {
+                Err(format!("{found:?}"))
+            }
+        },
+    );
+    let out = psql(
+        stack.port("POSTGRES_PORT"),
+        POSTGRES_PASSWORD,
+        "select count(*) >= 0 from pg_stat_activity",
+    );
+    assert!(
+        out.status.success() && stdout(&out).trim() == "t",
+        "psql: {}",
+        text(&out)
+    );
     chain_is_health_gated(&stack, began, combo_began);
+    save_names_every_image_the_environment_runs(&stack, "dev+betanet+monitoring");
 
     stack.xtask_ok(&["down", "--volumes", "--yes"]);
-    assert!(stack.leftovers().is_empty(), "left after down: {:?}", stack.leftovers());
+    assert!(
+        stack.leftovers().is_empty(),
+        "left after down: {:?}",
+        stack.leftovers()
+    );
+}
+
+/// `ps --format json`, `env show`, `env list` and `logs SERVICE` on the
+/// running dev stack say what is really there.
+fn everyday_commands_describe_the_running_stack(stack: &RealStack) {
+    let out = stack.xtask_ok(&["ps", "--format", "json"]);
+    let ps: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("ps prints JSON");
+    let mut rows: Vec<(String, String)> = ps
+        .iter()
+        .map(|c| {
+            (
+                c["service"].as_str().unwrap_or("").to_string(),
+                c["health"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    rows.sort();
+    assert_eq!(
+        rows,
+        [
+            ("postgres".into(), "healthy".into()),
+            ("prometheus".into(), "healthy".into())
+        ],
+        "{ps:?}"
+    );
+    let show = stdout(&stack.xtask_ok(&["env", "show"]));
+    assert!(
+        show.lines()
+            .any(|l| l.starts_with("environment:") && l.trim_end().ends_with(" dev")),
+        "{show}"
+    );
+    assert!(
+        show.contains(&format!("project:      {}", stack.project)),
+        "{show}"
+    );
+    let list = stdout(&stack.xtask_ok(&["env", "list"]));
+    assert!(
+        list.lines().any(|l| l.starts_with("* dev ")),
+        "the active one is marked: {list}"
+    );
+    for named in ["prod", "betanet", "monitoring", "dev+betanet"] {
+        assert!(
+            list.lines()
+                .any(|l| l.split_whitespace().next() == Some(named)),
+            "{named}: {list}"
+        );
+    }
+    let logs = stack.xtask_ok(&["logs", "postgres", "--tail", "200"]);
+    let logs = format!("{}{}", stdout(&logs), stderr(&logs));
+    assert!(
+        logs.contains("database system is ready to accept connections"),
+        "{logs}"
+    );
 }
 
 /// Every `--dry-run` prints the docker command it would run and changes
@@ -109,23 +194,63 @@ fn real_stacks_dev_betanet_monitoring_and_a_combination_are_healthy_from_outside
 fn dry_runs_change_nothing(stack: &RealStack) {
     let started = stack.inspect("postgres", "{{.Id}} {{.State.StartedAt}}");
     let env_before = std::fs::read_to_string(&stack.env_file).unwrap();
-    let cases: [(&[&str], &str); 7] = [
-        (&["--dry-run", "down", "--volumes", "--yes"], " down --remove-orphans --volumes"),
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &["--dry-run", "down", "--volumes", "--yes"],
+            " down --remove-orphans --volumes",
+        ),
         (&["--dry-run", "restart", "postgres"], " restart postgres"),
-        (&["--dry-run", "network", "rm"], "docker network rm"),
-        (&["--dry-run", "network", "create"], "foghon-"),
-        (&["--dry-run", "env", "use", "betanet"], " up -d --remove-orphans"),
+        (
+            &["--dry-run", "env", "use", "betanet"],
+            " up -d --remove-orphans",
+        ),
         (&["--dry-run", "images", "build"], "docker build"),
-        (&["--dry-run", "images", "offline", "--refresh"], "docker import"),
+        (
+            &["--dry-run", "images", "offline", "--refresh"],
+            "docker import",
+        ),
     ];
+    // `network rm` with the stack up would fail, so its dry run fails the same way.
+    let out = stack.xtask(&["--dry-run", "network", "rm"]);
+    assert!(
+        !out.status.success() && stderr(&out).contains("container(s) attached"),
+        "{}",
+        text(&out)
+    );
+    // Both networks exist, so `network create` has nothing to do, even for real.
+    let out = stack.xtask(&["--dry-run", "network", "create"]);
+    assert!(
+        out.status.success() && !stdout(&out).contains("docker network create"),
+        "{}",
+        text(&out)
+    );
     for (args, shown) in cases {
         let out = stack.xtask(args);
         assert!(out.status.success(), "{args:?}: {}", text(&out));
-        assert!(stdout(&out).contains(shown), "{args:?} prints `{shown}`: {}", text(&out));
-        assert_eq!(stack.services(), ["postgres", "prometheus"], "{args:?} changed the containers");
-        assert_eq!(stack.inspect("postgres", "{{.Id}} {{.State.StartedAt}}"), started, "{args:?}");
-        assert!(stack.leftovers().iter().any(|n| *n == stack.fog_network), "{args:?} removed a network");
-        assert_eq!(std::fs::read_to_string(&stack.env_file).unwrap(), env_before, "{args:?} wrote the env file");
+        assert!(
+            stdout(&out).contains(shown),
+            "{args:?} prints `{shown}`: {}",
+            text(&out)
+        );
+        assert_eq!(
+            stack.services(),
+            ["postgres", "prometheus"],
+            "{args:?} changed the containers"
+        );
+        assert_eq!(
+            stack.inspect("postgres", "{{.Id}} {{.State.StartedAt}}"),
+            started,
+            "{args:?}"
+        );
+        assert!(
+            stack.leftovers().iter().any(|n| *n == stack.fog_network),
+            "{args:?} removed a network"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&stack.env_file).unwrap(),
+            env_before,
+            "{args:?} wrote the env file"
+        );
     }
 }
 
@@ -139,8 +264,14 @@ fn restart_changes_the_start_time(stack: &RealStack) {
     let (id_before, at_before) = before.split_once('|').unwrap();
     let (id_after, at_after) = after.split_once('|').unwrap();
     assert_eq!(id_before, id_after, "restart keeps the container");
-    assert!(at_after > at_before, "StartedAt moved on: {at_before} -> {at_after}");
-    assert_eq!(stack.inspect("postgres", "{{.State.Health.Status}}"), "healthy");
+    assert!(
+        at_after > at_before,
+        "StartedAt moved on: {at_before} -> {at_after}"
+    );
+    assert_eq!(
+        stack.inspect("postgres", "{{.State.Health.Status}}"),
+        "healthy"
+    );
     let out = psql(stack.port("POSTGRES_PORT"), POSTGRES_PASSWORD, "select 1");
     assert!(out.status.success(), "psql after restart: {}", text(&out));
 }
@@ -154,11 +285,22 @@ fn restart_changes_the_start_time(stack: &RealStack) {
 fn plain_compose_ps_sees_the_active_stack(stack: &RealStack, services: &[&str]) {
     stack.xtask_ok(&["env", "use", "dev", "--timeout", "300"]);
     let env = std::fs::read_to_string(&stack.env_file).unwrap();
-    assert!(env.contains("COMPOSE_FILE=compose/base.yml:compose/dev.yml"), "{env}");
-    assert!(env.contains(&format!("COMPOSE_PROJECT_NAME={}", stack.project)), "{env}");
+    assert!(
+        env.contains("COMPOSE_FILE=compose/base.yml:compose/dev.yml"),
+        "{env}"
+    );
+    assert!(
+        env.contains(&format!("COMPOSE_PROJECT_NAME={}", stack.project)),
+        "{env}"
+    );
     let repo = crate_dir().parent().unwrap().to_path_buf();
     let copy = stack.dir.join("compose");
-    let cp = Command::new("cp").arg("-a").arg(repo.join("compose")).arg(&copy).status().unwrap();
+    let cp = Command::new("cp")
+        .arg("-a")
+        .arg(repo.join("compose"))
+        .arg(&copy)
+        .status()
+        .unwrap();
     assert!(cp.success());
     let _ = std::fs::remove_file(copy.join(".env"));
     std::os::unix::fs::symlink("../.env", copy.join(".env")).unwrap();
@@ -166,7 +308,11 @@ fn plain_compose_ps_sees_the_active_stack(stack: &RealStack, services: &[&str]) 
     if docker_ok(&["compose", "version"]) {
         programs.push(vec!["docker", "compose"]);
     }
-    if Command::new("docker-compose").arg("version").output().is_ok_and(|o| o.status.success()) {
+    if Command::new("docker-compose")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
         programs.push(vec!["docker-compose"]);
     }
     assert!(!programs.is_empty());
@@ -183,7 +329,9 @@ fn plain_compose_ps_sees_the_active_stack(stack: &RealStack, services: &[&str]) 
         let listed = stdout(&out);
         for service in services {
             assert!(
-                listed.lines().any(|l| l.contains(&stack.project) && l.contains(service)),
+                listed
+                    .lines()
+                    .any(|l| l.contains(&stack.project) && l.contains(service)),
                 "{program:?} ps lists {service} of {}:\n{listed}",
                 stack.project
             );
@@ -201,7 +349,9 @@ fn chain_is_health_gated(stack: &RealStack, began: u64, combo_began: u64) {
         let (before, after) = (pair[0], pair[1]);
         let started = events
             .iter()
-            .find(|(t, s, e)| s == after && e == "start" && *t >= u128::from(combo_began) * 1_000_000_000)
+            .find(|(t, s, e)| {
+                s == after && e == "start" && *t >= u128::from(combo_began) * 1_000_000_000
+            })
             .unwrap_or_else(|| panic!("no start of {after} in the combination: {events:?}"))
             .0;
         let last_start = events
@@ -211,10 +361,36 @@ fn chain_is_health_gated(stack: &RealStack, began: u64, combo_began: u64) {
             .max()
             .unwrap_or_else(|| panic!("{before} never started before {after}: {events:?}"));
         assert!(
-            events
-                .iter()
-                .any(|(t, s, e)| s == before && e == "health_status: healthy" && *t > last_start && *t < started),
+            events.iter().any(|(t, s, e)| s == before
+                && e == "health_status: healthy"
+                && *t > last_start
+                && *t < started),
             "{after} started before {before} was healthy: {events:?}"
         );
     }
+}
+
+/// `images save --env ENV` bundles every image the running environment uses
+/// (shown with `--dry-run`: the real save/load round trip and its checksum
+/// check are `images_bundle.rs`'s; a full bundle of these images is large).
+fn save_names_every_image_the_environment_runs(stack: &RealStack, env: &str) {
+    let bundle = stack.dir.join("bundle");
+    let bundle = bundle.display().to_string();
+    let out = stack.xtask_ok(&["--dry-run", "images", "save", "--env", env, "-o", &bundle]);
+    let line = stdout(&out)
+        .lines()
+        .find(|l| l.starts_with("docker save "))
+        .map(String::from)
+        .unwrap_or_else(|| panic!("no `docker save` line: {}", text(&out)));
+    for service in stack.services() {
+        let image = stack.inspect(&service, "{{.Config.Image}}");
+        assert!(
+            line.split_whitespace().any(|w| w == image),
+            "{service}'s image {image} is not in `{line}`"
+        );
+    }
+    assert!(
+        !std::path::Path::new(&bundle).exists(),
+        "a dry run writes no bundle"
+    );
 }

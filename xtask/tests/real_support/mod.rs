@@ -64,8 +64,11 @@ fn free_bank() -> u16 {
         .map(|i| (start + i) % 40)
         .find(|k| {
             let subnets = [2 * k, 2 * k + 1].map(|o| format!("10.239.{o}.0/24"));
-            !used.split_whitespace().any(|u| subnets.iter().any(|s| s == u))
-                && (0..10).all(|p| std::net::TcpListener::bind(("127.0.0.1", 53000 + 20 * k + p)).is_ok())
+            !used
+                .split_whitespace()
+                .any(|u| subnets.iter().any(|s| s == u))
+                && (0..10)
+                    .all(|p| std::net::TcpListener::bind(("127.0.0.1", 53000 + 20 * k + p)).is_ok())
         })
         .expect("a free bank of 10.239.0.0/16 subnets and 53000-53999 ports")
 }
@@ -109,7 +112,10 @@ impl RealStack {
 
     /// The host port this stack gave `var` (one of [`PORT_VARS`]).
     pub fn port(&self, var: &str) -> u16 {
-        let i = PORT_VARS.iter().position(|v| *v == var).expect("a port variable");
+        let i = PORT_VARS
+            .iter()
+            .position(|v| *v == var)
+            .expect("a port variable");
         self.port_base + i as u16
     }
 
@@ -131,7 +137,12 @@ impl RealStack {
     /// [`RealStack::xtask`], asserting success.
     pub fn xtask_ok(&self, args: &[&str]) -> Output {
         let out = self.xtask(args);
-        assert!(out.status.success(), "xtask {} failed:\n{}", args.join(" "), text(&out));
+        assert!(
+            out.status.success(),
+            "xtask {} failed:\n{}",
+            args.join(" "),
+            text(&out)
+        );
         out
     }
 
@@ -145,7 +156,10 @@ impl RealStack {
             "--filter",
             &format!("label=com.docker.compose.service={service}"),
         ]);
-        assert!(!id.is_empty() && !id.contains('\n'), "one container for {service}: {id:?}");
+        assert!(
+            !id.is_empty() && !id.contains('\n'),
+            "one container for {service}: {id:?}"
+        );
         id
     }
 
@@ -223,7 +237,10 @@ pub fn http_get(port: u16, path: &str) -> (u16, String) {
             .nth(1)
             .and_then(|c| c.parse().ok())
             .unwrap_or(0);
-        let body = raw.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+        let body = raw
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
         Ok((code, body))
     };
     attempt().unwrap_or_else(|e| (0, e.to_string()))
@@ -247,7 +264,16 @@ pub fn eventually<T>(secs: u64, what: &str, mut probe: impl FnMut() -> Result<T,
 /// `psql -tAc QUERY` over TCP to 127.0.0.1:`port` as fog/fog with `password`.
 pub fn psql(port: u16, password: &str, query: &str) -> Output {
     Command::new("psql")
-        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "fog", "-d", "fog"])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-U",
+            "fog",
+            "-d",
+            "fog",
+        ])
         .args(["-v", "ON_ERROR_STOP=1", "-tAc", query])
         .env("PGPASSWORD", password)
         .env("PGCONNECT_TIMEOUT", "10")
