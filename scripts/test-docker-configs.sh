@@ -91,6 +91,6 @@ if [[ "$failed" -ne 0 ]]; then
 fi
 echo "==> all ${#environments[@]} environments render with ${compose[*]} (${env_file})"
 if [[ "$xtask_status" -ne 0 ]]; then
-    echo "==> cargo xtask check, promtool or amtool failed; see the output above" >&2
+    echo "==> cargo xtask check, promtool or amtool failed, or a tool is missing under CI; see the output above" >&2
 fi
 exit "$xtask_status"

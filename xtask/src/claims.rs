@@ -5,6 +5,7 @@
 //! names no test, and when a named test (`path/to/file.rs::test_name`) does
 //! not exist as a `#[test]` function (or is `#[ignore]`d). No Docker needed;
 //! CI runs it as the `claims` check.
+
 use std::{collections::BTreeSet, fs};
 
 use anyhow::{bail, Context, Result};

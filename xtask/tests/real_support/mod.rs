@@ -107,6 +107,8 @@ impl RealStack {
             text.push_str(&format!("{k}={v}\n"));
         }
         fs::write(&stack.env_file, text).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&stack.env_file, fs::Permissions::from_mode(0o600)).unwrap();
         stack
     }
 
