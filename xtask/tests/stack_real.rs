@@ -111,7 +111,14 @@ fn real_stacks_dev_betanet_monitoring_and_a_combination_are_healthy_from_outside
             if found.0 == ["mixnode-1", "mixnode-2", "mixnode-3"] && found.1 == 1 && found.2 == 1 {
                 Ok(())
             } else {
-                Err(format!("{found:?}"))
+                // Name the likely cause: Docker's embedded DNS not resolving the services.
+                let prometheus = stack.container("prometheus");
+                let dns = docker_output(&["exec", &prometheus, "getent", "hosts", "mixnode-1"]);
+                Err(format!(
+                    "{found:?}; `getent hosts mixnode-1` in prometheus: {} {}",
+                    dns.status,
+                    stdout(&dns).trim()
+                ))
             }
         },
     );
@@ -243,7 +250,7 @@ fn dry_runs_change_nothing(stack: &RealStack) {
             "{args:?}"
         );
         assert!(
-            stack.leftovers().iter().any(|n| *n == stack.fog_network),
+            stack.leftovers().contains(&stack.fog_network),
             "{args:?} removed a network"
         );
         assert_eq!(
