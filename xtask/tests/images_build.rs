@@ -214,7 +214,7 @@ fn mixnode_container_becomes_healthy() {
         "1s",
         IMAGE,
     ]);
-    wait_healthy(&name, std::time::Duration::from_secs(60));
+    wait_healthy(&name, std::time::Duration::from_secs(180));
     let status = docker(&["inspect", "--format", "{{.State.Pid}}", &name]);
     let uid = std::fs::read_to_string(format!("/proc/{status}/status")).unwrap();
     let uid = uid
