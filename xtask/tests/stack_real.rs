@@ -201,7 +201,12 @@ fn everyday_commands_describe_the_running_stack(stack: &RealStack) {
 fn dry_runs_change_nothing(stack: &RealStack) {
     let started = stack.inspect("postgres", "{{.Id}} {{.State.StartedAt}}");
     let env_before = std::fs::read_to_string(&stack.env_file).unwrap();
-    let cases: [(&[&str], &str); 5] = [
+    let secret = crate_dir()
+        .parent()
+        .unwrap()
+        .join("secrets/postgres_password");
+    let secret_before = secret.exists();
+    let cases: [(&[&str], &str); 7] = [
         (
             &["--dry-run", "down", "--volumes", "--yes"],
             " down --remove-orphans --volumes",
@@ -211,6 +216,11 @@ fn dry_runs_change_nothing(stack: &RealStack) {
             &["--dry-run", "env", "use", "betanet"],
             " up -d --remove-orphans",
         ),
+        (
+            &["--dry-run", "betanet", "--dev"],
+            "-f compose/base.yml -f compose/dev.yml -f compose/betanet.yml up -d",
+        ),
+        (&["--dry-run", "prod"], "-f compose/prod.yml up -d"),
         (&["--dry-run", "images", "build"], "docker build"),
         (
             &["--dry-run", "images", "offline", "--refresh"],
@@ -257,6 +267,11 @@ fn dry_runs_change_nothing(stack: &RealStack) {
             std::fs::read_to_string(&stack.env_file).unwrap(),
             env_before,
             "{args:?} wrote the env file"
+        );
+        assert_eq!(
+            secret.exists(),
+            secret_before,
+            "{args:?} wrote a secret file"
         );
     }
 }
