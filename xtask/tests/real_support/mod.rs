@@ -6,7 +6,8 @@
 //! stack runs the real offline images (`FOG_OFFLINE=1`) with the overlays'
 //! own healthchecks; [`RealStack`]'s `Drop` removes its containers, networks
 //! and volumes (by label and name) even when the test fails. Checks from
-//! outside: [`http_get`] on 127.0.0.1 and [`psql`] over TCP.
+//! outside: [`http_get`] on 127.0.0.1 and [`psql`] over TCP; the start-up
+//! order from the engine's live event stream ([`EventWatch`]).
 #![allow(dead_code)]
 
 use std::{
@@ -306,41 +307,59 @@ pub fn targets_up(targets_json: &str, job: &str) -> Vec<String> {
     up
 }
 
-/// Container `start` and `health_status: healthy` events of `project` since
-/// `since` (unix seconds), as (nanoseconds, service, event), in engine order.
-pub fn events(project: &str, since: u64) -> Vec<(u128, String, String)> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 1;
-    let out = docker(&[
-        "events",
-        "--since",
-        &since.to_string(),
-        "--until",
-        &now.to_string(),
-        "--filter",
-        "type=container",
-        "--filter",
-        &format!("label=com.docker.compose.project={project}"),
-        "--format",
-        "{{.TimeNano}}|{{index .Actor.Attributes \"com.docker.compose.service\"}}|{{.Status}}",
-    ]);
-    out.lines()
-        .filter_map(|l| {
-            let mut parts = l.splitn(3, '|');
-            let nanos = parts.next()?.parse().ok()?;
-            Some((nanos, parts.next()?.to_string(), parts.next()?.to_string()))
-        })
-        .filter(|(_, _, e)| e == "start" || e == "health_status: healthy")
-        .collect()
+/// A live `docker events` stream of `project`'s container `start` and
+/// `health_status` events, read when [`EventWatch::finish`] stops it. Live,
+/// because the engine replays only its last 256 events for `--since`, and
+/// healthcheck execs fill that buffer within a minute.
+pub struct EventWatch(Option<std::process::Child>);
+
+impl EventWatch {
+    pub fn start(project: &str) -> EventWatch {
+        let child = Command::new("docker")
+            .args(["events", "--filter", "type=container"])
+            .args(["--filter", &format!("label=com.docker.compose.project={project}")])
+            .args(["--filter", "event=start", "--filter", "event=health_status"])
+            .args([
+                "--format",
+                "{{.TimeNano}}|{{index .Actor.Attributes \"com.docker.compose.service\"}}|{{.Status}}",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("docker events runs");
+        // Let the stream subscribe before anything happens.
+        std::thread::sleep(Duration::from_secs(1));
+        EventWatch(Some(child))
+    }
+
+    /// Stop the stream: (nanoseconds, service, `start` or `health_status: ...`), in engine order.
+    pub fn finish(mut self) -> Vec<(u128, String, String)> {
+        std::thread::sleep(Duration::from_secs(1));
+        let mut child = self.0.take().unwrap();
+        let _ = child.kill();
+        let mut out = String::new();
+        child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        let _ = child.wait();
+        out.lines()
+            .filter_map(|l| {
+                let mut parts = l.splitn(3, '|');
+                let nanos = parts.next()?.parse().ok()?;
+                Some((nanos, parts.next()?.to_string(), parts.next()?.to_string()))
+            })
+            .collect()
+    }
 }
 
-/// Unix seconds now.
-pub fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
+impl Drop for EventWatch {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
