@@ -77,16 +77,12 @@ pub fn side(sh: &Shell, runner: &Runner, loaded: &Loaded) -> Side {
     let mut side = Side {
         spec: loaded.spec.clone(),
         label: loaded.label.clone(),
-        files: loaded
-            .selection
-            .files
-            .iter()
-            .map(|f| short_path(f))
-            .collect(),
+        files: loaded.files.clone(),
         optional_services: optional.iter().map(|s| s.name.clone()).collect(),
         ..Side::default()
     };
     let mut repos: BTreeMap<String, ImageRow> = BTreeMap::new();
+    let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut declared = Declared::default();
     for svc in &running {
         let n = replicas(svc);
@@ -108,9 +104,16 @@ pub fn side(sh: &Shell, runner: &Runner, loaded: &Loaded) -> Side {
                 repository: repo.clone(),
                 instances: 0,
                 services: Vec::new(),
+                duplicated: false,
             });
             row.instances += n;
             row.services.push(svc.name.clone());
+            let group = check::instance_group(svc).unwrap_or_else(|| svc.name.clone());
+            let seen = groups.entry(repo.clone()).or_default();
+            if !seen.contains(&group) {
+                seen.push(group);
+            }
+            row.duplicated = seen.len() > 1;
         }
         side.services.push(ServiceRow {
             name: svc.name.clone(),

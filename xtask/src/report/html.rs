@@ -130,7 +130,10 @@ pub fn render(report: &Report, markdown: &str) -> String {
     };
     let repos: Vec<Row> = model::repositories(b, a)
         .into_iter()
-        .map(|(r, x, y)| (r, Some(x as f64), Some(y as f64)))
+        .map(|(r, x, y, dup)| {
+            let label = if dup { format!("{r} (duplicated)") } else { r };
+            (label, Some(x as f64), Some(y as f64))
+        })
         .collect();
     let metrics = model::metrics(b, a);
     let totals: Vec<(Row, Unit)> = metrics

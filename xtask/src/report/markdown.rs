@@ -83,8 +83,8 @@ fn totals(out: &mut String, report: &Report) {
 fn repositories(out: &mut String, report: &Report) {
     let rows: Vec<Vec<String>> = model::repositories(&report.before, &report.after)
         .into_iter()
-        .map(|(repo, b, a)| {
-            let mark = if b > 1 || a > 1 { " ⚠ duplicated" } else { "" };
+        .map(|(repo, b, a, duplicated)| {
+            let mark = if duplicated { " ⚠ duplicated" } else { "" };
             let pct = (b > 0).then(|| (a as f64 - b as f64) / b as f64 * 100.0);
             vec![
                 format!("`{repo}`{mark}"),

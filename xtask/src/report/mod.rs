@@ -98,6 +98,9 @@ pub struct Cmd {
     /// The running stack's usage against its limits (flags > 80% of a memory limit).
     #[arg(long, conflicts_with_all = ["before", "after", "live", "claims", "fail_on"])]
     current: bool,
+    /// The git repository REV:ENV specs read (default: this repository).
+    #[arg(long, value_name = "DIR")]
+    repo: Option<PathBuf>,
     /// With --current: the compose project (default: COMPOSE_PROJECT_NAME of the env file).
     #[arg(long, requires = "current", value_name = "NAME")]
     project: Option<String>,
@@ -117,8 +120,13 @@ impl Cmd {
             }
         }
         let (before, after) = (self.before.as_deref().unwrap_or_default(), self.after.as_deref().unwrap_or_default());
-        let before = spec::load(sh, &runner, "--before", before)?;
-        let after = spec::load(sh, &runner, "--after", after)?;
+        let repo = self
+            .repo
+            .clone()
+            .map(crate::images::absolute)
+            .unwrap_or_else(crate::project_root);
+        let before = spec::load(sh, &runner, "--before", before, &repo)?;
+        let after = spec::load(sh, &runner, "--after", after, &repo)?;
         let mut sides = [declared::side(sh, &runner, &before), declared::side(sh, &runner, &after)];
         let mut memory_counting = None;
         if self.live {

@@ -103,6 +103,9 @@ pub struct ImageRow {
     pub repository: String,
     pub instances: usize,
     pub services: Vec<String>,
+    /// Instances of different services (not replicas or numbered
+    /// siblings such as `mixnode-1..3`): duplicated infrastructure.
+    pub duplicated: bool,
 }
 
 /// A service the live run could not measure.
@@ -330,14 +333,15 @@ pub fn delta(before: &Side, after: &Side) -> Delta {
 }
 
 /// Repositories of both sides in a stable order: most instances before, then after.
-pub fn repositories(before: &Side, after: &Side) -> Vec<(String, usize, usize)> {
-    let mut out: Vec<(String, usize, usize)> = Vec::new();
+/// Rows are `(repository, before, after, duplicated on either side)`.
+pub fn repositories(before: &Side, after: &Side) -> Vec<(String, usize, usize, bool)> {
+    let mut out: Vec<(String, usize, usize, bool)> = Vec::new();
     for (side, is_after) in [(before, false), (after, true)] {
         for row in &side.images {
-            let i = match out.iter().position(|(r, _, _)| *r == row.repository) {
+            let i = match out.iter().position(|r| r.0 == row.repository) {
                 Some(i) => i,
                 None => {
-                    out.push((row.repository.clone(), 0, 0));
+                    out.push((row.repository.clone(), 0, 0, false));
                     out.len() - 1
                 }
             };
@@ -346,6 +350,7 @@ pub fn repositories(before: &Side, after: &Side) -> Vec<(String, usize, usize)> 
             } else {
                 out[i].1 = row.instances;
             }
+            out[i].3 |= row.duplicated;
         }
     }
     out.sort_by(|a, b| (b.1.max(b.2)).cmp(&a.1.max(a.2)).then(a.0.cmp(&b.0)));

@@ -70,6 +70,8 @@ pub struct Loaded {
     pub spec: String,
     pub label: String,
     pub selection: Selection,
+    /// The files as a reader knows them (`compose/base.yml@main` for a revision).
+    pub files: Vec<String>,
     pub project: Project,
     /// Holds files read from git; removed on drop.
     _checkout: Option<TempDir>,
@@ -100,8 +102,9 @@ impl Drop for TempDir {
     }
 }
 
-/// Load `text` (the value of `flag`) with the repository's variables.
-pub fn load(sh: &Shell, runner: &Runner, flag: &str, text: &str) -> Result<Loaded> {
+/// Load `text` (the value of `flag`) with the repository's variables;
+/// `REV:ENV` reads the git repository `repo`.
+pub fn load(sh: &Shell, runner: &Runner, flag: &str, text: &str, repo: &Path) -> Result<Loaded> {
     let spec = Spec::parse(flag, text)?;
     let root = crate::project_root();
     let env = EnvSource::for_repo(&root)?;
@@ -117,12 +120,15 @@ pub fn load(sh: &Shell, runner: &Runner, flag: &str, text: &str) -> Result<Loade
                     );
                 }
             }
-            (Selection::files(&files, None)?, None)
+            let mut selection = Selection::files(&files, None)?;
+            let short: Vec<String> = files.iter().map(|f| super::declared::short_path(f)).collect();
+            selection.label = short.join(" + ");
+            (selection, None)
         }
         Spec::Rev { rev, env: name } => {
             let environment: Environment = name.parse()?;
             let dir = TempDir::new("rev")?;
-            read_at_revision(sh, runner, &root, rev, &dir.0)
+            read_at_revision(sh, runner, repo, rev, &dir.0)
                 .with_context(|| format!("{flag} `{text}`"))?;
             let mut selection = Selection::named(environment.clone(), &env);
             selection.files = environment.files().iter().map(|f| dir.0.join(f)).collect();
@@ -141,8 +147,18 @@ pub fn load(sh: &Shell, runner: &Runner, flag: &str, text: &str) -> Result<Loade
     let project = selection
         .load()
         .with_context(|| format!("{flag} `{text}`: cannot load the compose files"))?;
+    let files = match &spec {
+        Spec::Rev { rev, env } => env
+            .parse::<Environment>()?
+            .files()
+            .iter()
+            .map(|f| format!("{}@{rev}", f.display()))
+            .collect(),
+        _ => selection.files.iter().map(|f| super::declared::short_path(f)).collect(),
+    };
     Ok(Loaded {
         spec: text.to_string(),
+        files,
         label: selection.label.clone(),
         selection,
         project,
@@ -159,7 +175,10 @@ fn read_at_revision(sh: &Shell, runner: &Runner, root: &Path, rev: &str, dest: &
         .probe(cmd!(sh, "git rev-parse --verify --quiet {commit}"))
         .is_none()
     {
-        usage_bail!("`{rev}` is not a git revision here (try `git log --oneline`)");
+        usage_bail!(
+            "`{rev}` is not a git revision of {} (try `git log --oneline`, or --repo DIR)",
+            root.display()
+        );
     }
     let listing = runner.read(cmd!(sh, "git ls-tree -r --name-only {rev} -- {COMPOSE_DIR}"))?;
     for rel in listing.lines().filter(|l| !l.is_empty()) {
