@@ -173,6 +173,7 @@ pub fn measure(
     let file = dir.0.join("compose.yml");
     crate::dotenv::write_atomic(&file, staged.yaml.as_bytes(), 0o600)?;
     side.not_measured = staged.not_measured.clone();
+    side.project = Some(project.clone());
     if staged.services.is_empty() {
         eprintln!("{}: no service has an image here; nothing to measure", side.label);
         finish(side, &HashMap::new(), &[], &HashMap::new(), &HashMap::new());

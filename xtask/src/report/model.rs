@@ -60,6 +60,8 @@ pub struct Side {
     pub time_to_healthy_s: Option<f64>,
     /// Live: samples taken (one per second).
     pub samples: Option<usize>,
+    /// Live: the compose project the side ran as (removed afterwards).
+    pub project: Option<String>,
     /// Sum of the sizes of the distinct images present in the local engine.
     pub images_bytes: Option<u64>,
     /// Images the side names that are not in the local engine.

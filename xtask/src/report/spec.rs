@@ -121,8 +121,7 @@ pub fn load(sh: &Shell, runner: &Runner, flag: &str, text: &str, repo: &Path) ->
                 }
             }
             let mut selection = Selection::files(&files, None)?;
-            let short: Vec<String> = files.iter().map(|f| super::declared::short_path(f)).collect();
-            selection.label = short.join(" + ");
+            selection.label = files_label(&files);
             (selection, None)
         }
         Spec::Rev { rev, env: name } => {
@@ -164,6 +163,22 @@ pub fn load(sh: &Shell, runner: &Runner, flag: &str, text: &str, repo: &Path) ->
         project,
         _checkout: checkout,
     })
+}
+
+/// `a.yml + b.yml (in dir)` when the files share a directory, else the paths.
+fn files_label(files: &[PathBuf]) -> String {
+    let parent = files[0].parent();
+    if files.iter().all(|f| f.parent() == parent) {
+        let names: Vec<String> = files
+            .iter()
+            .filter_map(|f| f.file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+            .collect();
+        let dir = parent.map(super::declared::short_path).unwrap_or_default();
+        return format!("{} (in {dir})", names.join(" + "));
+    }
+    let short: Vec<String> = files.iter().map(|f| super::declared::short_path(f)).collect();
+    short.join(" + ")
 }
 
 /// Write every file below `compose/` at `rev` into `dest/compose/`, each read
