@@ -18,8 +18,17 @@ pub fn escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// One chart row: label, before, after.
-type Row = (String, Option<f64>, Option<f64>);
+/// One bar: a value, or the text shown instead (`not measured`, `no limit`, `absent`).
+pub type Cell = Result<f64, String>;
+
+/// One chart row: label, before, after, and the unit of its values.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub label: String,
+    pub before: Cell,
+    pub after: Cell,
+    pub unit: Unit,
+}
 
 const LABEL_W: f64 = 230.0;
 const BAR_W: f64 = 420.0;
@@ -27,10 +36,11 @@ const ROW_H: f64 = 40.0;
 
 /// A horizontal grouped bar chart. `own_scale` scales each row to its own
 /// maximum (totals of different units); otherwise one scale for all rows.
-pub fn bar_chart(id: &str, title: &str, unit: Unit, rows: &[Row], own_scale: bool) -> String {
+pub fn bar_chart(id: &str, title: &str, rows: &[Row], own_scale: bool) -> String {
+    let num = |c: &Cell| c.as_ref().ok().copied();
     let all_max = rows
         .iter()
-        .flat_map(|(_, b, a)| [*b, *a])
+        .flat_map(|r| [num(&r.before), num(&r.after)])
         .flatten()
         .fold(0.0, f64::max);
     let height = 34.0 + ROW_H * rows.len() as f64 + 24.0;
@@ -41,39 +51,38 @@ pub fn bar_chart(id: &str, title: &str, unit: Unit, rows: &[Row], own_scale: boo
         r#"<svg id="{id}" class="chart" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" aria-label="{t}"><text class="title" x="0" y="18">{t}</text>"#,
         t = escape(title)
     );
-    for (i, (label, before, after)) in rows.iter().enumerate() {
+    for (i, row) in rows.iter().enumerate() {
         let y = 34.0 + ROW_H * i as f64;
         let max = if own_scale {
-            before.unwrap_or(0.0).max(after.unwrap_or(0.0))
+            num(&row.before).unwrap_or(0.0).max(num(&row.after).unwrap_or(0.0))
         } else {
             all_max
         };
+        let label = escape(&row.label);
         let _ = write!(
             svg,
-            r#"<text class="label" x="{x}" y="{ty}" text-anchor="end">{l}</text>"#,
+            r#"<text class="label" x="{x}" y="{ty}" text-anchor="end">{label}</text>"#,
             x = LABEL_W - 8.0,
             ty = y + 17.0,
-            l = escape(label)
         );
-        for (j, (side, v)) in [("before", before), ("after", after)].into_iter().enumerate() {
+        for (j, (side, cell)) in [("before", &row.before), ("after", &row.after)].into_iter().enumerate() {
             let by = y + 2.0 + 16.0 * j as f64;
-            match v {
-                Some(v) => {
+            let vy = by + 11.0;
+            match cell {
+                Ok(v) => {
                     let w = if max > 0.0 { (v / max * BAR_W).max(1.0) } else { 1.0 };
-                    let text = value(unit, *v);
+                    let text = value(row.unit, *v);
                     let _ = write!(
                         svg,
-                        r#"<rect class="bar {side}" data-row="{l}" data-side="{side}" x="{LABEL_W}" y="{by}" width="{w:.1}" height="14"><title>{l} {side}: {text}</title></rect><text class="value" x="{tx:.1}" y="{vy}">{text}</text>"#,
-                        l = escape(label),
+                        r#"<rect class="bar {side}" data-row="{label}" data-side="{side}" x="{LABEL_W}" y="{by}" width="{w:.1}" height="14"><title>{label} {side}: {text}</title></rect><text class="value" x="{tx:.1}" y="{vy}">{text}</text>"#,
                         tx = LABEL_W + w + 4.0,
-                        vy = by + 11.0,
                     );
                 }
-                None => {
+                Err(why) => {
                     let _ = write!(
                         svg,
-                        r#"<text class="missing" x="{LABEL_W}" y="{vy}">{side}: not measured</text>"#,
-                        vy = by + 11.0
+                        r#"<text class="missing" x="{LABEL_W}" y="{vy}">{side}: {w}</text>"#,
+                        w = escape(why)
                     );
                 }
             }
@@ -104,12 +113,16 @@ pub fn render(report: &Report, markdown: &str) -> String {
     let (b, a) = (&report.before, &report.after);
     let names: Vec<&model::ServiceDelta> = report.delta.services.iter().collect();
     let find = |side: &model::Side, name: &str| side.services.iter().find(|s| s.name == name).cloned();
-    let per_service = |f: &dyn Fn(&model::ServiceRow) -> Option<f64>| -> Vec<Row> {
+    let missing = if report.live { "not measured" } else { "no limit" };
+    let per_service = |unit: Unit, f: &dyn Fn(&model::ServiceRow) -> Option<f64>| -> Vec<Row> {
         names
             .iter()
             .map(|d| {
-                let v = |side: &model::Side| find(side, &d.name).and_then(|r| f(&r));
-                (d.name.clone(), v(b), v(a))
+                let v = |side: &model::Side| match find(side, &d.name) {
+                    None => Err("absent".to_string()),
+                    Some(r) => f(&r).ok_or_else(|| missing.to_string()),
+                };
+                Row { label: d.name.clone(), before: v(b), after: v(a), unit }
             })
             .collect()
     };
@@ -117,30 +130,37 @@ pub fn render(report: &Report, markdown: &str) -> String {
         (
             "Memory per service (mean of the samples)",
             "CPU per service (mean %, 100% = one core)",
-            per_service(&|r| r.memory_bytes),
-            per_service(&|r| r.cpu_percent),
+            per_service(Unit::Bytes, &|r| r.memory_bytes),
+            per_service(Unit::Percent, &|r| r.cpu_percent),
         )
     } else {
         (
             "Declared memory limit per service (replicas counted)",
             "Declared CPU limit per service (replicas counted)",
-            per_service(&|r| r.memory_limit_bytes.map(|m| m as f64 * r.containers as f64)),
-            per_service(&|r| r.cpu_limit.map(|c| c * r.containers as f64)),
+            per_service(Unit::Bytes, &|r| r.memory_limit_bytes.map(|m| m as f64 * r.containers as f64)),
+            per_service(Unit::Cpus, &|r| r.cpu_limit.map(|c| c * r.containers as f64)),
         )
     };
     let repos: Vec<Row> = model::repositories(b, a)
         .into_iter()
-        .map(|(r, x, y, dup)| {
-            let label = if dup { format!("{r} (duplicated)") } else { r };
-            (label, Some(x as f64), Some(y as f64))
+        .map(|(r, x, y, dup)| Row {
+            label: if dup { format!("{r} (duplicated)") } else { r },
+            before: Ok(x as f64),
+            after: Ok(y as f64),
+            unit: Unit::Count,
         })
         .collect();
     let metrics = model::metrics(b, a);
-    let totals: Vec<(Row, Unit)> = metrics
+    let totals: Vec<Row> = metrics
         .iter()
         .filter(|m| ["containers", "memory", "cpu", "memory-limit", "images", "ports"].contains(&m.key))
         .filter(|m| !m.live || report.live)
-        .map(|m| ((m.label.to_string(), m.before, m.after), m.unit))
+        .map(|m| Row {
+            label: m.label.to_string(),
+            before: m.before.ok_or_else(|| "—".to_string()),
+            after: m.after.ok_or_else(|| "—".to_string()),
+            unit: m.unit,
+        })
         .collect();
     let mut html = String::new();
     let _ = write!(
@@ -154,14 +174,12 @@ pub fn render(report: &Report, markdown: &str) -> String {
     };
     let _ = writeln!(html, "<p>{}</p>", escape(&how));
     let _ = writeln!(html, "<h2>Totals</h2>");
-    for (i, (row, unit)) in totals.iter().enumerate() {
-        html.push_str(&bar_chart(&format!("total-{i}"), &row.0, *unit, std::slice::from_ref(row), true));
-    }
+    html.push_str(&bar_chart("totals", "Totals (each row on its own scale)", &totals, true));
     let _ = writeln!(html, "<h2>Services</h2>");
-    html.push_str(&bar_chart("memory", mem_title, Unit::Bytes, &mem, false));
-    html.push_str(&bar_chart("cpu", cpu_title, if report.live { Unit::Percent } else { Unit::Cpus }, &cpu, false));
+    html.push_str(&bar_chart("memory", mem_title, &mem, false));
+    html.push_str(&bar_chart("cpu", cpu_title, &cpu, false));
     let _ = writeln!(html, "<h2>Instances per image repository</h2>");
-    html.push_str(&bar_chart("repositories", "Containers per image repository", Unit::Count, &repos, false));
+    html.push_str(&bar_chart("repositories", "Containers per image repository", &repos, false));
     let _ = writeln!(html, "<h2>Figures</h2><table><tr><th>metric</th><th>before</th><th>after</th><th>delta</th><th>%</th></tr>");
     for m in metrics.iter().filter(|m| !m.live || report.live) {
         let _ = writeln!(
@@ -192,11 +210,12 @@ mod tests {
 
     #[test]
     fn chart_has_one_bar_per_value_and_marks_missing() {
+        let row = |label: &str, before: Cell, after: Cell| Row { label: label.into(), before, after, unit: Unit::Count };
         let rows = vec![
-            ("prometheus".to_string(), Some(3.0), Some(1.0)),
-            ("grafana <x>".to_string(), None, Some(2.0)),
+            row("prometheus", Ok(3.0), Ok(1.0)),
+            row("grafana <x>", Err("not measured".into()), Ok(2.0)),
         ];
-        let svg = bar_chart("c", "Chart", Unit::Count, &rows, false);
+        let svg = bar_chart("c", "Chart", &rows, false);
         assert_eq!(svg.matches("<rect class=\"bar ").count(), 3);
         assert!(svg.contains("before: not measured"));
         assert!(svg.contains("grafana &lt;x&gt;"));
