@@ -23,7 +23,11 @@ fn files(dir: &str, names: &[&str]) -> String {
 fn legacy3() -> String {
     files(
         "report/legacy3",
-        &["docker-compose.yml", "docker-compose.betanet.yml", "docker-compose.monitoring.yml"],
+        &[
+            "docker-compose.yml",
+            "docker-compose.betanet.yml",
+            "docker-compose.monitoring.yml",
+        ],
     )
 }
 
@@ -42,7 +46,12 @@ fn instances(side: &Value, repository: &str) -> (u64, bool) {
         .unwrap()
         .iter()
         .find(|r| r["repository"] == repository)
-        .map_or((0, false), |r| (r["instances"].as_u64().unwrap(), r["duplicated"].as_bool().unwrap()))
+        .map_or((0, false), |r| {
+            (
+                r["instances"].as_u64().unwrap(),
+                r["duplicated"].as_bool().unwrap(),
+            )
+        })
 }
 
 #[test]
@@ -58,7 +67,11 @@ fn three_legacy_stacks_against_the_consolidated_environment() {
     assert_eq!(b["declared"]["memory_limit_bytes"], 0);
     assert_eq!(instances(b, "prom/prometheus"), (3, true));
     assert_eq!(instances(b, "grafana/grafana"), (3, true));
-    assert_eq!(instances(b, "fog-compute/mixnode"), (3, false), "numbered siblings are not duplicates");
+    assert_eq!(
+        instances(b, "fog-compute/mixnode"),
+        (3, false),
+        "numbered siblings are not duplicates"
+    );
     // compose/base.yml + betanet.yml + monitoring.yml.
     assert_eq!(a["service_count"], 10);
     assert_eq!(a["optional_services"], serde_json::json!(["loadgen"]));
@@ -72,12 +85,27 @@ fn three_legacy_stacks_against_the_consolidated_environment() {
     assert_eq!(a["declared"]["cpu_limit"], 4.0);
     assert_eq!(d["containers"], -2.0);
     assert_eq!(d["percent"]["containers"], -2.0 / 12.0 * 100.0);
-    assert_eq!(d["findings_fixed"], serde_json::json!(["duplicate-service"]));
+    assert_eq!(
+        d["findings_fixed"],
+        serde_json::json!(["duplicate-service"])
+    );
     assert_eq!(b["findings"]["by_rule"]["duplicate-service"], 4);
-    let md = xtask(&["report", "--before", &legacy3(), "--after", "betanet+monitoring"]);
+    let md = xtask(&[
+        "report",
+        "--before",
+        &legacy3(),
+        "--after",
+        "betanet+monitoring",
+    ]);
     let md = String::from_utf8_lossy(&md.stdout).into_owned();
-    assert!(md.contains("| `prom/prometheus` ⚠ duplicated | 3 | 1 | -2 | -66.7% |"), "{md}");
-    assert!(md.contains("| `fog-compute/mixnode` | 3 | 3 | 0 | +0.0% |"), "{md}");
+    assert!(
+        md.contains("| `prom/prometheus` ⚠ duplicated | 3 | 1 | -2 | -66.7% |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| `fog-compute/mixnode` | 3 | 3 | 0 | +0.0% |"),
+        "{md}"
+    );
     assert!(md.contains("| services | 12 | 10 | -2 | -16.7% |"), "{md}");
 }
 
@@ -85,7 +113,11 @@ fn three_legacy_stacks_against_the_consolidated_environment() {
 fn planted_legacy_layout_against_betanet() {
     let before = files(
         "legacy",
-        &["docker-compose.yml", "docker-compose.betanet.yml", "docker-compose.monitoring.yml"],
+        &[
+            "docker-compose.yml",
+            "docker-compose.betanet.yml",
+            "docker-compose.monitoring.yml",
+        ],
     );
     let doc = json(&["--before", &before, "--after", "betanet"]);
     let (b, a) = (&doc["before"], &doc["after"]);
@@ -112,30 +144,75 @@ fn json_has_the_documented_shape() {
     assert_eq!(doc["schema"], "fog-compute/report/v1");
     assert_eq!(doc["live"], false);
     for side in ["before", "after", "delta"] {
-        for key in ["containers", "memory_bytes", "cpu_percent", "images_bytes", "ports", "services"] {
-            assert!(doc[side].get(key).is_some(), "{side}.{key} missing: {}", doc[side]);
+        for key in [
+            "containers",
+            "memory_bytes",
+            "cpu_percent",
+            "images_bytes",
+            "ports",
+            "services",
+        ] {
+            assert!(
+                doc[side].get(key).is_some(),
+                "{side}.{key} missing: {}",
+                doc[side]
+            );
         }
     }
-    assert!(doc["before"]["memory_bytes"].is_null(), "static reports have no measured memory");
+    assert!(
+        doc["before"]["memory_bytes"].is_null(),
+        "static reports have no measured memory"
+    );
     let rows = doc["after"]["services"].as_array().unwrap();
     let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["postgres", "prometheus", "grafana", "loki", "mixnode-1", "mixnode-2", "mixnode-3"]);
+    assert_eq!(
+        names,
+        [
+            "postgres",
+            "prometheus",
+            "grafana",
+            "loki",
+            "mixnode-1",
+            "mixnode-2",
+            "mixnode-3"
+        ]
+    );
     let m1 = &rows[4];
     assert_eq!(m1["memory_limit_bytes"], 512 << 20);
     assert_eq!(m1["status"], "static");
     let delta_rows = doc["delta"]["services"].as_array().unwrap();
-    let m3 = delta_rows.iter().find(|r| r["name"] == "mixnode-3").unwrap();
-    assert_eq!((m3["containers_before"].as_u64(), m3["containers_after"].as_u64()), (Some(0), Some(1)));
+    let m3 = delta_rows
+        .iter()
+        .find(|r| r["name"] == "mixnode-3")
+        .unwrap();
+    assert_eq!(
+        (
+            m3["containers_before"].as_u64(),
+            m3["containers_after"].as_u64()
+        ),
+        (Some(0), Some(1))
+    );
 }
 
 fn git(dir: &Path, args: &[&str]) {
     let out = Command::new("git")
-        .args(["-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"])
+        .args([
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "-c",
+            "commit.gpgsign=false",
+        ])
         .args(args)
         .current_dir(dir)
         .output()
         .expect("git runs");
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -163,50 +240,114 @@ fn rev_env_reads_a_temporary_git_repository() {
     // The working tree differs from both commits: the report must not read it.
     std::fs::write(compose.join("betanet.yml"), "not: [valid").unwrap();
     let r = repo.display().to_string();
-    let doc = json(&["--repo", &r, "--before", "HEAD~1:betanet", "--after", "HEAD:betanet"]);
+    let doc = json(&[
+        "--repo",
+        &r,
+        "--before",
+        "HEAD~1:betanet",
+        "--after",
+        "HEAD:betanet",
+    ]);
     assert_eq!(doc["before"]["label"], "betanet at HEAD~1");
     assert_eq!(doc["before"]["files"][1], "compose/betanet.yml@HEAD~1");
     assert_eq!(doc["before"]["containers"], 7);
     assert_eq!(doc["after"]["containers"], 9, "mixnode-4 runs two replicas");
     assert_eq!(doc["delta"]["containers"], 2.0);
     // Its own `deploy` replaces the anchor's (`<<` merges shallowly): 256M, two replicas.
-    assert_eq!(doc["delta"]["declared_memory_limit_bytes"], 2.0 * (256 << 20) as f64);
-    let out = xtask(&["report", "--repo", &r, "--before", "HEAD~1:monitoring", "--after", "betanet"]);
+    assert_eq!(
+        doc["delta"]["declared_memory_limit_bytes"],
+        2.0 * (256 << 20) as f64
+    );
+    let out = xtask(&[
+        "report",
+        "--repo",
+        &r,
+        "--before",
+        "HEAD~1:monitoring",
+        "--after",
+        "betanet",
+    ]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(stderr(&out).contains("`compose/monitoring.yml` does not exist at revision HEAD~1"), "{}", text(&out));
-    let out = xtask(&["report", "--repo", &r, "--before", "nosuchrev:betanet", "--after", "betanet"]);
+    assert!(
+        stderr(&out).contains("`compose/monitoring.yml` does not exist at revision HEAD~1"),
+        "{}",
+        text(&out)
+    );
+    let out = xtask(&[
+        "report",
+        "--repo",
+        &r,
+        "--before",
+        "nosuchrev:betanet",
+        "--after",
+        "betanet",
+    ]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(stderr(&out).contains("`nosuchrev` is not a git revision"), "{}", text(&out));
+    assert!(
+        stderr(&out).contains("`nosuchrev` is not a git revision"),
+        "{}",
+        text(&out)
+    );
 }
 
 #[test]
 fn budgets_fail_the_run_and_bad_ones_are_usage_errors() {
-    let run = |budget: &str| xtask(&["report", "--before", &legacy3(), "--after", "betanet+monitoring", "--format", "json", "--fail-on", budget]);
+    let run = |budget: &str| {
+        xtask(&[
+            "report",
+            "--before",
+            &legacy3(),
+            "--after",
+            "betanet+monitoring",
+            "--format",
+            "json",
+            "--fail-on",
+            budget,
+        ])
+    };
     let ok = run("containers>+0");
     assert!(ok.status.success(), "{}", text(&ok));
     let doc: Value = serde_json::from_slice(&ok.stdout).unwrap();
     assert_eq!(doc["budgets"][0]["exceeded"], false);
     let grew = run("memory-limit>+10%");
     assert_eq!(grew.status.code(), Some(1), "{}", text(&grew));
-    assert!(stderr(&grew).contains("budget exceeded: `memory-limit>+10%`"), "{}", text(&grew));
+    assert!(
+        stderr(&grew).contains("budget exceeded: `memory-limit>+10%`"),
+        "{}",
+        text(&grew)
+    );
     let doc: Value = serde_json::from_slice(&grew.stdout).unwrap();
-    assert_eq!(doc["budgets"][0]["exceeded"], true, "the report is still printed");
+    assert_eq!(
+        doc["budgets"][0]["exceeded"], true,
+        "the report is still printed"
+    );
     let ports = run("ports>=6");
     assert_eq!(ports.status.code(), Some(1), "{}", text(&ports));
     for bad in ["memory>>10%", "memroy>+10%", "containers", "ports>+3MB"] {
         let out = run(bad);
         assert_eq!(out.status.code(), Some(2), "{bad}: {}", text(&out));
-        assert!(stderr(&out).contains("METRIC>LIMIT"), "{bad}: {}", text(&out));
+        assert!(
+            stderr(&out).contains("METRIC>LIMIT"),
+            "{bad}: {}",
+            text(&out)
+        );
     }
     let live_only = run("memory>+10%");
     assert_eq!(live_only.status.code(), Some(2), "{}", text(&live_only));
-    assert!(stderr(&live_only).contains("only with --live"), "{}", text(&live_only));
+    assert!(
+        stderr(&live_only).contains("only with --live"),
+        "{}",
+        text(&live_only)
+    );
 }
 
 #[test]
 fn bad_specs_are_usage_errors() {
     for (spec, says) in [
-        ("staging", "--before `staging`: unknown environment part `staging`"),
+        (
+            "staging",
+            "--before `staging`: unknown environment part `staging`",
+        ),
         ("missing-1.yml,missing-2.yml", "does not exist"),
         ("main:", "REV:ENV needs both parts"),
     ] {
@@ -215,5 +356,10 @@ fn bad_specs_are_usage_errors() {
         assert!(stderr(&out).contains(says), "{spec}: {}", text(&out));
     }
     let out = xtask(&["report", "--after", "betanet"]);
-    assert_eq!(out.status.code(), Some(2), "--before is required: {}", text(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "--before is required: {}",
+        text(&out)
+    );
 }

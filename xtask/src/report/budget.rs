@@ -90,12 +90,14 @@ pub fn parse(text: &str) -> Result<Budget, UsageError> {
     let limit = match (growth, unit) {
         (true, "%") => Limit::GrowthPercent(value),
         (false, "%") if metric.unit != Unit::Percent => {
-            return Err(usage(text, "a percentage limit needs `+` (growth), e.g. memory>+10%"))
+            return Err(usage(
+                text,
+                "a percentage limit needs `+` (growth), e.g. memory>+10%",
+            ))
         }
         (_, u) => {
-            let factor = scale(metric.unit, u).ok_or_else(|| {
-                usage(text, &format!("unit `{u}` does not fit metric `{name}`"))
-            })?;
+            let factor = scale(metric.unit, u)
+                .ok_or_else(|| usage(text, &format!("unit `{u}` does not fit metric `{name}`")))?;
             if growth {
                 Limit::Growth(value * factor)
             } else {
@@ -144,15 +146,26 @@ pub fn evaluate(budgets: &[Budget], metrics: &[Metric]) -> Result<Vec<BudgetResu
             let (exceeded, detail) = match b.limit {
                 Limit::GrowthPercent(p) => {
                     let grew = if before == 0.0 {
-                        if after > 0.0 { f64::INFINITY } else { 0.0 }
+                        if after > 0.0 {
+                            f64::INFINITY
+                        } else {
+                            0.0
+                        }
                     } else {
                         (after - before) / before * 100.0
                     };
-                    (over(grew, p), format!("{} changed {}", m.key, units::percent(Some(grew))))
+                    (
+                        over(grew, p),
+                        format!("{} changed {}", m.key, units::percent(Some(grew))),
+                    )
                 }
                 Limit::Growth(d) => (
                     over(after - before, d),
-                    format!("{} changed {}", m.key, units::signed(m.unit, Some(after - before))),
+                    format!(
+                        "{} changed {}",
+                        m.key,
+                        units::signed(m.unit, Some(after - before))
+                    ),
                 ),
                 Limit::Ceiling(c) => (
                     over(after, c),
@@ -176,17 +189,30 @@ mod tests {
     use super::*;
 
     fn metric(key: &'static str, unit: Unit, before: f64, after: f64) -> Metric {
-        Metric { key, label: key, unit, before: Some(before), after: Some(after), live: false }
+        Metric {
+            key,
+            label: key,
+            unit,
+            before: Some(before),
+            after: Some(after),
+            live: false,
+        }
     }
 
     #[test]
     fn grammar() {
         let b = parse("memory>+10%").unwrap();
-        assert_eq!((b.metric, b.limit, b.inclusive), ("memory", Limit::GrowthPercent(10.0), false));
+        assert_eq!(
+            (b.metric, b.limit, b.inclusive),
+            ("memory", Limit::GrowthPercent(10.0), false)
+        );
         assert_eq!(parse("containers >= +0").unwrap().limit, Limit::Growth(0.0));
         assert!(parse("containers>=+0").unwrap().inclusive);
         assert_eq!(parse("images>2GB").unwrap().limit, Limit::Ceiling(2e9));
-        assert_eq!(parse("memory>+64MiB").unwrap().limit, Limit::Growth(64.0 * 1048576.0));
+        assert_eq!(
+            parse("memory>+64MiB").unwrap().limit,
+            Limit::Growth(64.0 * 1048576.0)
+        );
         assert_eq!(parse("cpu>150%").unwrap().limit, Limit::Ceiling(150.0));
         let all = parse_all(&["memory>+10%, ports>+0".into(), "errors>0".into()]).unwrap();
         assert_eq!(all.len(), 3);
@@ -194,11 +220,24 @@ mod tests {
 
     #[test]
     fn bad_expressions_say_what_to_write() {
-        for bad in ["memory", "memroy>+10%", "memory>+ten%", "memory>10%", "ports>+3MB", "memory>+1e999"] {
+        for bad in [
+            "memory",
+            "memroy>+10%",
+            "memory>+ten%",
+            "memory>10%",
+            "ports>+3MB",
+            "memory>+1e999",
+        ] {
             let err = parse(bad).unwrap_err();
-            assert!(err.0.contains(&format!("`{bad}`")) && err.0.contains("METRIC>LIMIT"), "{bad}: {err}");
+            assert!(
+                err.0.contains(&format!("`{bad}`")) && err.0.contains("METRIC>LIMIT"),
+                "{bad}: {err}"
+            );
         }
-        assert!(parse("memroy>+10%").unwrap_err().0.contains("unknown metric `memroy`"));
+        assert!(parse("memroy>+10%")
+            .unwrap_err()
+            .0
+            .contains("unknown metric `memroy`"));
     }
 
     #[test]
@@ -216,7 +255,12 @@ mod tests {
         assert!(run("ports>+0%").exceeded, "growth from zero is infinite");
         assert!(run("memory>110").exceeded);
         assert_eq!(run("memory>+10%").detail, "memory changed +15.0%");
-        let live = Metric { before: None, after: None, live: true, ..metric("cpu", Unit::Percent, 0.0, 0.0) };
+        let live = Metric {
+            before: None,
+            after: None,
+            live: true,
+            ..metric("cpu", Unit::Percent, 0.0, 0.0)
+        };
         let err = evaluate(&parse_all(&["cpu>+5%".into()]).unwrap(), &[live]).unwrap_err();
         assert!(err.0.contains("--live"), "{err}");
     }

@@ -28,7 +28,9 @@ fn verdict(claimed: f64, measured: Option<f64>) -> String {
     match measured {
         None => "not measured".into(),
         Some(m) if (m - claimed).abs() <= claimed * TOLERANCE => "holds".into(),
-        Some(m) if m < claimed => format!("overstated ({:.1}× the measurement)", claimed / m.max(1.0)),
+        Some(m) if m < claimed => {
+            format!("overstated ({:.1}× the measurement)", claimed / m.max(1.0))
+        }
         Some(m) => format!("understated (measured {:.1}× the claim)", m / claimed),
     }
 }
@@ -39,7 +41,11 @@ fn per_instance(sides: [&Side; 2], name: &str) -> (Option<f64>, String) {
     let mut instances = 0;
     let mut missing = 0;
     for side in sides {
-        for row in side.services.iter().filter(|r| r.repository.as_deref().map(kind) == Some(name)) {
+        for row in side
+            .services
+            .iter()
+            .filter(|r| r.repository.as_deref().map(kind) == Some(name))
+        {
             match row.memory_bytes {
                 Some(m) if row.containers > 0 => {
                     total += m;
@@ -107,7 +113,11 @@ pub fn check(before: &Side, after: &Side, live: bool) -> Vec<Claim> {
         verdict: verdict(TOTAL_BEFORE - TOTAL_AFTER, saving),
         measured_bytes: saving,
         basis: saving.map_or("needs both totals".into(), |s| {
-            format!("{} of the claimed {}", units::bytes(s), units::bytes(TOTAL_BEFORE - TOTAL_AFTER))
+            format!(
+                "{} of the claimed {}",
+                units::bytes(s),
+                units::bytes(TOTAL_BEFORE - TOTAL_AFTER)
+            )
         }),
     });
     out
@@ -131,23 +141,36 @@ mod tests {
     #[test]
     fn matches_by_repository_and_judges() {
         let before = Side {
-            services: vec![row("prom/prometheus", 1, Some(40.0 * MB)), row("grafana/grafana", 1, None)],
+            services: vec![
+                row("prom/prometheus", 1, Some(40.0 * MB)),
+                row("grafana/grafana", 1, None),
+            ],
             memory_bytes: Some(100.0 * MB),
             ..Side::default()
         };
         let after = Side {
-            services: vec![row("fog-offline/prometheus", 1, Some(60.0 * MB)), row("fog-offline/postgres", 1, Some(55.0 * MB))],
+            services: vec![
+                row("fog-offline/prometheus", 1, Some(60.0 * MB)),
+                row("fog-offline/postgres", 1, Some(55.0 * MB)),
+            ],
             memory_bytes: Some(115.0 * MB),
             ..Side::default()
         };
         let claims = check(&before, &after, true);
         assert_eq!(claims[0].measured_bytes, Some(50.0 * MB));
-        assert!(claims[0].verdict.starts_with("overstated (4.0×"), "{}", claims[0].verdict);
+        assert!(
+            claims[0].verdict.starts_with("overstated (4.0×"),
+            "{}",
+            claims[0].verdict
+        );
         assert_eq!(claims[1].verdict, "not measured");
         assert!(claims[1].basis.contains("none measured"));
         assert_eq!(claims[2].verdict, "holds");
         assert_eq!(claims[5].measured_bytes, Some(-15.0 * MB));
         let static_claims = check(&before, &after, false);
-        assert!(static_claims.iter().take(3).all(|c| c.verdict == "not measured"));
+        assert!(static_claims
+            .iter()
+            .take(3)
+            .all(|c| c.verdict == "not measured"));
     }
 }

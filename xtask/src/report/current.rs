@@ -11,9 +11,9 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use xshell::{cmd, Shell};
 
+use super::model::Unit;
 use super::sampler::parse_line;
 use super::units::{bytes, opt};
-use super::model::Unit;
 use crate::engine::containers;
 use crate::process::Runner;
 
@@ -68,7 +68,10 @@ pub fn measure(sh: &Shell, runner: &Runner, project: &str) -> Result<Current> {
     let ids: Vec<&str> = running.iter().map(|c| c.id.as_str()).collect();
     let stats_ids = ids.clone();
     let format = "{{json .}}";
-    let stats = runner.read(cmd!(sh, "docker stats --no-stream --format {format} {stats_ids...}"))?;
+    let stats = runner.read(cmd!(
+        sh,
+        "docker stats --no-stream --format {format} {stats_ids...}"
+    ))?;
     let readings: HashMap<String, super::sampler::Reading> =
         stats.lines().filter_map(parse_line).collect();
     let format = "{{.Name}} {{.HostConfig.Memory}} {{.HostConfig.NanoCpus}}";
@@ -92,7 +95,11 @@ pub fn measure(sh: &Shell, runner: &Runner, project: &str) -> Result<Current> {
             flagged: share.is_some_and(|s| s > FLAG_AT),
         });
     }
-    let flagged = rows.iter().filter(|r| r.flagged).map(|r| r.service.clone()).collect();
+    let flagged = rows
+        .iter()
+        .filter(|r| r.flagged)
+        .map(|r| r.service.clone())
+        .collect();
     Ok(Current {
         project: project.to_string(),
         memory_counting: super::live::memory_counting(sh, runner),
@@ -111,7 +118,10 @@ pub fn parse_limits(text: &str) -> HashMap<String, (Option<u64>, Option<f64>)> {
             let nano: u64 = parts.next()?.parse().ok()?;
             Some((
                 name,
-                ((memory > 0).then_some(memory), (nano > 0).then(|| nano as f64 / 1e9)),
+                (
+                    (memory > 0).then_some(memory),
+                    (nano > 0).then(|| nano as f64 / 1e9),
+                ),
             ))
         })
         .collect()
@@ -122,8 +132,14 @@ pub fn render(current: &Current) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "# Running stack `{}`\n", current.project);
     let _ = writeln!(out, "Memory is {}.\n", current.memory_counting);
-    let _ = writeln!(out, "| service | container | memory | limit | of limit | CPU | CPU limit | |");
-    let _ = writeln!(out, "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |");
+    let _ = writeln!(
+        out,
+        "| service | container | memory | limit | of limit | CPU | CPU limit | |"
+    );
+    let _ = writeln!(
+        out,
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |"
+    );
     for r in &current.containers {
         let _ = writeln!(
             out,
@@ -131,15 +147,24 @@ pub fn render(current: &Current) -> String {
             r.service,
             r.container,
             bytes(r.memory_bytes),
-            r.memory_limit_bytes.map_or("none".into(), |l| bytes(l as f64)),
+            r.memory_limit_bytes
+                .map_or("none".into(), |l| bytes(l as f64)),
             opt(Unit::Percent, r.memory_of_limit_percent),
             r.cpu_percent,
             r.cpu_limit.map_or("none".into(), |c| format!("{c:.2}")),
-            if r.flagged { "⚠ above 80% of its memory limit" } else { "" }
+            if r.flagged {
+                "⚠ above 80% of its memory limit"
+            } else {
+                ""
+            }
         );
     }
     if !current.flagged.is_empty() {
-        let _ = writeln!(out, "\nAbove 80% of the memory limit: {}.", current.flagged.join(", "));
+        let _ = writeln!(
+            out,
+            "\nAbove 80% of the memory limit: {}.",
+            current.flagged.join(", ")
+        );
     }
     out
 }

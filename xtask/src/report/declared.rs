@@ -34,7 +34,10 @@ pub fn resources(svc: &Service) -> Resources {
     let res = raw.get("deploy").and_then(|d| d.get("resources"));
     let part = |kind: &str, key: &str| res.and_then(|r| r.get(kind)).and_then(|k| k.get(key));
     let ram = |v: Option<&Value>| v.map(scalar_string).and_then(|s| parse_ram(&s));
-    let cpus = |v: Option<&Value>| v.map(scalar_string).and_then(|s| s.trim().parse::<f64>().ok());
+    let cpus = |v: Option<&Value>| {
+        v.map(scalar_string)
+            .and_then(|s| s.trim().parse::<f64>().ok())
+    };
     Resources {
         memory_limit: ram(part("limits", "memory")).or_else(|| ram(raw.get("mem_limit"))),
         cpu_limit: cpus(part("limits", "cpus")).or_else(|| cpus(raw.get("cpus"))),
@@ -72,8 +75,10 @@ fn published_ports(svc: &Service) -> usize {
 /// sizes (no engine: every image counts as missing).
 pub fn side(sh: &Shell, runner: &Runner, loaded: &Loaded) -> Side {
     let project = &loaded.project;
-    let (running, optional): (Vec<&Service>, Vec<&Service>) =
-        project.services().iter().partition(|s| s.profiles.is_empty());
+    let (running, optional): (Vec<&Service>, Vec<&Service>) = project
+        .services()
+        .iter()
+        .partition(|s| s.profiles.is_empty());
     let mut side = Side {
         spec: loaded.spec.clone(),
         label: loaded.label.clone(),
@@ -135,7 +140,11 @@ pub fn side(sh: &Shell, runner: &Runner, loaded: &Loaded) -> Side {
     side.networks = project.network_names().len() + usize::from(uses_default);
     side.volumes = project.volume_names().len();
     let mut images: Vec<ImageRow> = repos.into_values().collect();
-    images.sort_by(|a, b| b.instances.cmp(&a.instances).then(a.repository.cmp(&b.repository)));
+    images.sort_by(|a, b| {
+        b.instances
+            .cmp(&a.instances)
+            .then(a.repository.cmp(&b.repository))
+    });
     side.images = images;
     let mut distinct: Vec<&str> = running.iter().filter_map(|s| s.image.as_deref()).collect();
     distinct.sort_unstable();
@@ -195,7 +204,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join(format!("c{}.yml", yaml.len()));
         std::fs::write(&file, yaml).unwrap();
-        let p = Project::load(&[file.clone()], &EnvSource::empty()).unwrap();
+        let p = Project::load(std::slice::from_ref(&file), &EnvSource::empty()).unwrap();
         let _ = std::fs::remove_file(file);
         p
     }

@@ -54,7 +54,9 @@ pub fn bar_chart(id: &str, title: &str, rows: &[Row], own_scale: bool) -> String
     for (i, row) in rows.iter().enumerate() {
         let y = 34.0 + ROW_H * i as f64;
         let max = if own_scale {
-            num(&row.before).unwrap_or(0.0).max(num(&row.after).unwrap_or(0.0))
+            num(&row.before)
+                .unwrap_or(0.0)
+                .max(num(&row.after).unwrap_or(0.0))
         } else {
             all_max
         };
@@ -65,12 +67,19 @@ pub fn bar_chart(id: &str, title: &str, rows: &[Row], own_scale: bool) -> String
             x = LABEL_W - 8.0,
             ty = y + 17.0,
         );
-        for (j, (side, cell)) in [("before", &row.before), ("after", &row.after)].into_iter().enumerate() {
+        for (j, (side, cell)) in [("before", &row.before), ("after", &row.after)]
+            .into_iter()
+            .enumerate()
+        {
             let by = y + 2.0 + 16.0 * j as f64;
             let vy = by + 11.0;
             match cell {
                 Ok(v) => {
-                    let w = if max > 0.0 { (v / max * BAR_W).max(1.0) } else { 1.0 };
+                    let w = if max > 0.0 {
+                        (v / max * BAR_W).max(1.0)
+                    } else {
+                        1.0
+                    };
                     let text = value(row.unit, *v);
                     let _ = write!(
                         svg,
@@ -112,8 +121,13 @@ td:first-child,th:first-child{text-align:left}\
 pub fn render(report: &Report, markdown: &str) -> String {
     let (b, a) = (&report.before, &report.after);
     let names: Vec<&model::ServiceDelta> = report.delta.services.iter().collect();
-    let find = |side: &model::Side, name: &str| side.services.iter().find(|s| s.name == name).cloned();
-    let missing = if report.live { "not measured" } else { "no limit" };
+    let find =
+        |side: &model::Side, name: &str| side.services.iter().find(|s| s.name == name).cloned();
+    let missing = if report.live {
+        "not measured"
+    } else {
+        "no limit"
+    };
     let per_service = |unit: Unit, f: &dyn Fn(&model::ServiceRow) -> Option<f64>| -> Vec<Row> {
         names
             .iter()
@@ -122,7 +136,12 @@ pub fn render(report: &Report, markdown: &str) -> String {
                     None => Err("absent".to_string()),
                     Some(r) => f(&r).ok_or_else(|| missing.to_string()),
                 };
-                Row { label: d.name.clone(), before: v(b), after: v(a), unit }
+                Row {
+                    label: d.name.clone(),
+                    before: v(b),
+                    after: v(a),
+                    unit,
+                }
             })
             .collect()
     };
@@ -137,8 +156,12 @@ pub fn render(report: &Report, markdown: &str) -> String {
         (
             "Declared memory limit per service (replicas counted)",
             "Declared CPU limit per service (replicas counted)",
-            per_service(Unit::Bytes, &|r| r.memory_limit_bytes.map(|m| m as f64 * r.containers as f64)),
-            per_service(Unit::Cpus, &|r| r.cpu_limit.map(|c| c * r.containers as f64)),
+            per_service(Unit::Bytes, &|r| {
+                r.memory_limit_bytes.map(|m| m as f64 * r.containers as f64)
+            }),
+            per_service(Unit::Cpus, &|r| {
+                r.cpu_limit.map(|c| c * r.containers as f64)
+            }),
         )
     };
     let repos: Vec<Row> = model::repositories(b, a)
@@ -153,7 +176,17 @@ pub fn render(report: &Report, markdown: &str) -> String {
     let metrics = model::metrics(b, a);
     let totals: Vec<Row> = metrics
         .iter()
-        .filter(|m| ["containers", "memory", "cpu", "memory-limit", "images", "ports"].contains(&m.key))
+        .filter(|m| {
+            [
+                "containers",
+                "memory",
+                "cpu",
+                "memory-limit",
+                "images",
+                "ports",
+            ]
+            .contains(&m.key)
+        })
         .filter(|m| !m.live || report.live)
         .map(|m| Row {
             label: m.label.to_string(),
@@ -169,17 +202,31 @@ pub fn render(report: &Report, markdown: &str) -> String {
         t = escape(&format!("{} → {}", b.label, a.label))
     );
     let how = match &report.memory_counting {
-        Some(how) => format!("Live, {}/{} one-second samples; memory is {how}.", opt(Unit::Count, b.samples.map(|n| n as f64)), opt(Unit::Count, a.samples.map(|n| n as f64))),
+        Some(how) => format!(
+            "Live, {}/{} one-second samples; memory is {how}.",
+            opt(Unit::Count, b.samples.map(|n| n as f64)),
+            opt(Unit::Count, a.samples.map(|n| n as f64))
+        ),
         None => "Static: from the merged compose models.".into(),
     };
     let _ = writeln!(html, "<p>{}</p>", escape(&how));
     let _ = writeln!(html, "<h2>Totals</h2>");
-    html.push_str(&bar_chart("totals", "Totals (each row on its own scale)", &totals, true));
+    html.push_str(&bar_chart(
+        "totals",
+        "Totals (each row on its own scale)",
+        &totals,
+        true,
+    ));
     let _ = writeln!(html, "<h2>Services</h2>");
     html.push_str(&bar_chart("memory", mem_title, &mem, false));
     html.push_str(&bar_chart("cpu", cpu_title, &cpu, false));
     let _ = writeln!(html, "<h2>Instances per image repository</h2>");
-    html.push_str(&bar_chart("repositories", "Containers per image repository", &repos, false));
+    html.push_str(&bar_chart(
+        "repositories",
+        "Containers per image repository",
+        &repos,
+        false,
+    ));
     let _ = writeln!(html, "<h2>Figures</h2><table><tr><th>metric</th><th>before</th><th>after</th><th>delta</th><th>%</th></tr>");
     for m in metrics.iter().filter(|m| !m.live || report.live) {
         let _ = writeln!(
@@ -195,12 +242,24 @@ pub fn render(report: &Report, markdown: &str) -> String {
     html.push_str("</table>\n");
     let missing: Vec<String> = [("before", b), ("after", a)]
         .iter()
-        .flat_map(|(n, s)| s.not_measured.iter().map(move |x| format!("<li>{n}: <code>{}</code>: {}</li>", escape(&x.service), escape(&x.reason))))
+        .flat_map(|(n, s)| {
+            s.not_measured.iter().map(move |x| {
+                format!(
+                    "<li>{n}: <code>{}</code>: {}</li>",
+                    escape(&x.service),
+                    escape(&x.reason)
+                )
+            })
+        })
         .collect();
     if !missing.is_empty() {
         let _ = writeln!(html, "<h2>Not measured</h2><ul>{}</ul>", missing.join(""));
     }
-    let _ = writeln!(html, "<h2>Full report</h2><pre>{}</pre>\n</body></html>", escape(markdown));
+    let _ = writeln!(
+        html,
+        "<h2>Full report</h2><pre>{}</pre>\n</body></html>",
+        escape(markdown)
+    );
     html
 }
 
@@ -210,7 +269,12 @@ mod tests {
 
     #[test]
     fn chart_has_one_bar_per_value_and_marks_missing() {
-        let row = |label: &str, before: Cell, after: Cell| Row { label: label.into(), before, after, unit: Unit::Count };
+        let row = |label: &str, before: Cell, after: Cell| Row {
+            label: label.into(),
+            before,
+            after,
+            unit: Unit::Count,
+        };
         let rows = vec![
             row("prometheus", Ok(3.0), Ok(1.0)),
             row("grafana <x>", Err("not measured".into()), Ok(2.0)),
@@ -219,7 +283,10 @@ mod tests {
         assert_eq!(svg.matches("<rect class=\"bar ").count(), 3);
         assert!(svg.contains("before: not measured"));
         assert!(svg.contains("grafana &lt;x&gt;"));
-        assert!(svg.contains(r#"width="420.0""#), "largest value spans the bar width: {svg}");
+        assert!(
+            svg.contains(r#"width="420.0""#),
+            "largest value spans the bar width: {svg}"
+        );
         assert!(!svg.contains("<script"));
     }
 }

@@ -59,7 +59,8 @@ pub fn memory_counting(sh: &Shell, runner: &Runner) -> String {
         .unwrap_or_default();
     match version.trim() {
         "2" => "docker stats MEM USAGE: cgroup memory usage minus inactive_file (cgroup v2)".into(),
-        "1" => "docker stats MEM USAGE: cgroup memory usage minus total_inactive_file (cgroup v1)".into(),
+        "1" => "docker stats MEM USAGE: cgroup memory usage minus total_inactive_file (cgroup v1)"
+            .into(),
         _ => "docker stats MEM USAGE: memory usage minus inactive page cache".into(),
     }
 }
@@ -109,7 +110,10 @@ impl Drop for Stack<'_> {
             let format = "{{.Id}}";
             let exists = self
                 .runner
-                .probe(cmd!(self.sh, "docker network inspect --format {format} {net}"))
+                .probe(cmd!(
+                    self.sh,
+                    "docker network inspect --format {format} {net}"
+                ))
                 .is_some();
             if exists {
                 let _ = self.runner.run(cmd!(self.sh, "docker network rm {net}"));
@@ -130,7 +134,10 @@ fn free_subnets(sh: &Shell, runner: &Runner, count: usize) -> Result<Vec<String>
     let used = if ids.is_empty() {
         String::new()
     } else {
-        runner.read(cmd!(sh, "docker network inspect --format {format} {ids...}"))?
+        runner.read(cmd!(
+            sh,
+            "docker network inspect --format {format} {ids...}"
+        ))?
     };
     let used: Vec<&str> = used.split_whitespace().collect();
     let start = std::process::id() as usize % 16;
@@ -165,7 +172,9 @@ pub fn measure(
     let dir = TempDir::new(tag)?;
     let networks_needed = loaded.project.network_names().len() + 1;
     let subnets = if runner.dry_run {
-        (0..networks_needed).map(|i| format!("10.236.{i}.0/24")).collect()
+        (0..networks_needed)
+            .map(|i| format!("10.236.{i}.0/24"))
+            .collect()
     } else {
         free_subnets(sh, runner, networks_needed)?
     };
@@ -175,7 +184,10 @@ pub fn measure(
     side.not_measured = staged.not_measured.clone();
     side.project = Some(project.clone());
     if staged.services.is_empty() {
-        eprintln!("{}: no service has an image here; nothing to measure", side.label);
+        eprintln!(
+            "{}: no service has an image here; nothing to measure",
+            side.label
+        );
         finish(side, &HashMap::new(), &[], &HashMap::new(), &HashMap::new());
         return Ok(());
     }
@@ -196,7 +208,10 @@ pub fn measure(
     let began = Instant::now();
     let up = runner.run(stack.compose(&["up", "-d", "--remove-orphans"]));
     if runner.dry_run {
-        println!("# would wait up to {}s until ready, then sample docker stats every second for {}s", options.timeout, options.duration);
+        println!(
+            "# would wait up to {}s until ready, then sample docker stats every second for {}s",
+            options.timeout, options.duration
+        );
         return Ok(());
     }
     if let Err(err) = &up {
@@ -260,7 +275,8 @@ fn wait(
             if ready.contains_key(service) || failed.iter().any(|f| &f.service == service) {
                 continue;
             }
-            let mine: Vec<&containers::Container> = all.iter().filter(|c| &c.service == service).collect();
+            let mine: Vec<&containers::Container> =
+                all.iter().filter(|c| &c.service == service).collect();
             match health::standing(&mine) {
                 health::Standing::Ready if mine.iter().any(|c| c.is_running()) => {
                     ready.insert(service.clone(), began.elapsed().as_secs_f64());

@@ -26,7 +26,10 @@ pub fn render(report: &Report) -> String {
             );
         }
         None => {
-            let _ = writeln!(out, "- static: from the merged compose models (add `--live` to measure)");
+            let _ = writeln!(
+                out,
+                "- static: from the merged compose models (add `--live` to measure)"
+            );
         }
     }
     out.push('\n');
@@ -106,7 +109,8 @@ fn services(out: &mut String, report: &Report) {
         .services
         .iter()
         .map(|d| {
-            let find = |side: &model::Side| side.services.iter().find(|s| s.name == d.name).cloned();
+            let find =
+                |side: &model::Side| side.services.iter().find(|s| s.name == d.name).cloned();
             let (b, a) = (find(&report.before), find(&report.after));
             let mem = |r: &Option<model::ServiceRow>| match r {
                 None => "—".to_string(),
@@ -114,11 +118,16 @@ fn services(out: &mut String, report: &Report) {
                     Some(m) => value(Unit::Bytes, m),
                     None => "not measured".into(),
                 },
-                Some(r) => opt(Unit::Bytes, r.memory_limit_bytes.map(|x| x as f64 * r.containers as f64)),
+                Some(r) => opt(
+                    Unit::Bytes,
+                    r.memory_limit_bytes.map(|x| x as f64 * r.containers as f64),
+                ),
             };
             let cpu = |r: &Option<model::ServiceRow>| match r {
                 None => "—".to_string(),
-                Some(r) if live => r.cpu_percent.map_or("not measured".into(), |c| value(Unit::Percent, c)),
+                Some(r) if live => r
+                    .cpu_percent
+                    .map_or("not measured".into(), |c| value(Unit::Percent, c)),
                 Some(r) => opt(Unit::Cpus, r.cpu_limit.map(|x| x * r.containers as f64)),
             };
             let mut row = vec![
@@ -131,7 +140,9 @@ fn services(out: &mut String, report: &Report) {
                 cpu(&a),
             ];
             if live {
-                let t = |r: &Option<model::ServiceRow>| opt(Unit::Seconds, r.as_ref().and_then(|r| r.time_to_healthy_s));
+                let t = |r: &Option<model::ServiceRow>| {
+                    opt(Unit::Seconds, r.as_ref().and_then(|r| r.time_to_healthy_s))
+                };
                 row.push(t(&b));
                 row.push(t(&a));
             }
@@ -140,17 +151,41 @@ fn services(out: &mut String, report: &Report) {
         .collect();
     let _ = writeln!(out, "## Services\n");
     if live {
-        let _ = writeln!(out, "Memory and CPU are the means over the samples, all replicas of a service together.\n");
+        let _ = writeln!(
+            out,
+            "Memory and CPU are the means over the samples, all replicas of a service together.\n"
+        );
         table(
             out,
-            &["service", "containers before", "after", "memory before", "after", "CPU before", "after", "healthy after (s) before", "after"],
+            &[
+                "service",
+                "containers before",
+                "after",
+                "memory before",
+                "after",
+                "CPU before",
+                "after",
+                "healthy after (s) before",
+                "after",
+            ],
             &rows,
         );
     } else {
-        let _ = writeln!(out, "Memory and CPU are the declared limits, replicas counted (— = no limit).\n");
+        let _ = writeln!(
+            out,
+            "Memory and CPU are the declared limits, replicas counted (— = no limit).\n"
+        );
         table(
             out,
-            &["service", "containers before", "after", "memory limit before", "after", "CPU limit before", "after"],
+            &[
+                "service",
+                "containers before",
+                "after",
+                "memory limit before",
+                "after",
+                "CPU limit before",
+                "after",
+            ],
             &rows,
         );
     }
@@ -169,7 +204,11 @@ fn not_measured(out: &mut String, report: &Report) {
     if lines.is_empty() {
         return;
     }
-    let _ = writeln!(out, "## Not measured (left out of the measured totals)\n\n{}\n", lines.join("\n"));
+    let _ = writeln!(
+        out,
+        "## Not measured (left out of the measured totals)\n\n{}\n",
+        lines.join("\n")
+    );
 }
 
 fn findings(out: &mut String, report: &Report) {
@@ -183,7 +222,13 @@ fn findings(out: &mut String, report: &Report) {
             let x = *b.by_rule.get(rule).unwrap_or(&0) as f64;
             let y = *a.by_rule.get(rule).unwrap_or(&0) as f64;
             let pct = (x > 0.0).then(|| (y - x) / x * 100.0);
-            vec![format!("`{rule}`"), value(Unit::Count, x), value(Unit::Count, y), signed(Unit::Count, Some(y - x)), percent(pct)]
+            vec![
+                format!("`{rule}`"),
+                value(Unit::Count, x),
+                value(Unit::Count, y),
+                signed(Unit::Count, Some(y - x)),
+                percent(pct),
+            ]
         })
         .collect();
     let _ = writeln!(out, "## `cargo xtask check` findings per rule\n");
@@ -192,7 +237,13 @@ fn findings(out: &mut String, report: &Report) {
         return;
     }
     table(out, &["rule", "before", "after", "delta", "%"], &rows);
-    let list = |v: &[String]| if v.is_empty() { "none".to_string() } else { v.join(", ") };
+    let list = |v: &[String]| {
+        if v.is_empty() {
+            "none".to_string()
+        } else {
+            v.join(", ")
+        }
+    };
     let _ = writeln!(
         out,
         "Fixed (gone after): {}. Introduced (new after): {}.\n",
@@ -220,7 +271,11 @@ fn claims(out: &mut String, report: &Report) {
         })
         .collect();
     let _ = writeln!(out, "## The design's claims, checked\n");
-    table(out, &["claim", "claimed", "measured", "verdict", "basis"], &rows);
+    table(
+        out,
+        &["claim", "claimed", "measured", "verdict", "basis"],
+        &rows,
+    );
 }
 
 fn budgets(out: &mut String, report: &Report) {
@@ -232,7 +287,11 @@ fn budgets(out: &mut String, report: &Report) {
         .iter()
         .map(|b| {
             let result = if b.exceeded { "**exceeded**" } else { "ok" };
-            vec![format!("`{}`", b.budget), b.detail.clone(), result.to_string()]
+            vec![
+                format!("`{}`", b.budget),
+                b.detail.clone(),
+                result.to_string(),
+            ]
         })
         .collect();
     let _ = writeln!(out, "## Budgets\n");

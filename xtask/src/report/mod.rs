@@ -116,10 +116,17 @@ impl Cmd {
         let probe = model::metrics(&Default::default(), &Default::default());
         for b in &budgets {
             if !self.live && probe.iter().any(|m| m.key == b.metric && m.live) {
-                usage_bail!("--fail-on `{}`: `{}` is measured only with --live", b.text, b.metric);
+                usage_bail!(
+                    "--fail-on `{}`: `{}` is measured only with --live",
+                    b.text,
+                    b.metric
+                );
             }
         }
-        let (before, after) = (self.before.as_deref().unwrap_or_default(), self.after.as_deref().unwrap_or_default());
+        let (before, after) = (
+            self.before.as_deref().unwrap_or_default(),
+            self.after.as_deref().unwrap_or_default(),
+        );
         let repo = self
             .repo
             .clone()
@@ -127,7 +134,10 @@ impl Cmd {
             .unwrap_or_else(crate::project_root);
         let before = spec::load(sh, &runner, "--before", before, &repo)?;
         let after = spec::load(sh, &runner, "--after", after, &repo)?;
-        let mut sides = [declared::side(sh, &runner, &before), declared::side(sh, &runner, &after)];
+        let mut sides = [
+            declared::side(sh, &runner, &before),
+            declared::side(sh, &runner, &after),
+        ];
         let mut memory_counting = None;
         if self.live {
             let engine = crate::engine::Engine::detect(global.verbose)?;
@@ -137,7 +147,10 @@ impl Cmd {
                 timeout: self.timeout,
                 prefix: "fogrep".into(),
             };
-            for (side, (loaded, tag)) in sides.iter_mut().zip([(&before, "before"), (&after, "after")]) {
+            for (side, (loaded, tag)) in sides
+                .iter_mut()
+                .zip([(&before, "before"), (&after, "after")])
+            {
                 live::measure(sh, &runner, &engine, loaded, tag, &options, side)?;
             }
             if global.dry_run {
@@ -159,7 +172,8 @@ impl Cmd {
         if self.claims {
             report.claims = claims::check(&report.before, &report.after, self.live);
         }
-        report.budgets = budget::evaluate(&budgets, &model::metrics(&report.before, &report.after))?;
+        report.budgets =
+            budget::evaluate(&budgets, &model::metrics(&report.before, &report.after))?;
         let markdown = markdown::render(&report);
         let text = match self.format {
             Format::Md => markdown,

@@ -54,9 +54,13 @@ pub struct Stream {
 impl Stream {
     pub fn start(containers: &[String], verbose: bool) -> Result<Stream> {
         let mut cmd = Command::new("docker");
-        cmd.args(["stats", "--format", "{{json .}}"]).args(containers);
+        cmd.args(["stats", "--format", "{{json .}}"])
+            .args(containers);
         if verbose {
-            eprintln!("+ docker stats --format '{{{{json .}}}}' {}", containers.join(" "));
+            eprintln!(
+                "+ docker stats --format '{{{{json .}}}}' {}",
+                containers.join(" ")
+            );
         }
         let mut child = cmd
             .stdin(Stdio::null())
@@ -86,7 +90,13 @@ impl Stream {
 
     /// Wait until every container has had `frames` frames (the first frame's
     /// CPU has no previous sample), at most `limit`; `stop` aborts the wait.
-    pub fn warm_up(&self, containers: &[String], frames: u64, limit: Duration, stop: &dyn Fn() -> bool) {
+    pub fn warm_up(
+        &self,
+        containers: &[String],
+        frames: u64,
+        limit: Duration,
+        stop: &dyn Fn() -> bool,
+    ) {
         let deadline = Instant::now() + limit;
         while Instant::now() < deadline && !stop() {
             let map = self.latest.lock().unwrap_or_else(|e| e.into_inner());
@@ -139,27 +149,47 @@ pub struct Summary {
 
 /// Per-service and total figures from `snapshots` (container -> reading),
 /// with `owner` mapping each container to its service.
-pub fn summarise(snapshots: &[HashMap<String, Reading>], owner: &HashMap<String, String>) -> Summary {
+pub fn summarise(
+    snapshots: &[HashMap<String, Reading>],
+    owner: &HashMap<String, String>,
+) -> Summary {
     let mut per_service: BTreeMap<String, Vec<Reading>> = BTreeMap::new();
     let mut totals: Vec<Reading> = Vec::new();
     for snap in snapshots {
         let mut by_service: BTreeMap<&str, Reading> = BTreeMap::new();
         for (container, reading) in snap {
-            let Some(service) = owner.get(container) else { continue };
-            let e = by_service.entry(service).or_insert(Reading { memory: 0.0, cpu: 0.0 });
+            let Some(service) = owner.get(container) else {
+                continue;
+            };
+            let e = by_service.entry(service).or_insert(Reading {
+                memory: 0.0,
+                cpu: 0.0,
+            });
             e.memory += reading.memory;
             e.cpu += reading.cpu;
         }
-        let total = by_service.values().fold(Reading { memory: 0.0, cpu: 0.0 }, |a, r| Reading {
-            memory: a.memory + r.memory,
-            cpu: a.cpu + r.cpu,
-        });
+        let total = by_service.values().fold(
+            Reading {
+                memory: 0.0,
+                cpu: 0.0,
+            },
+            |a, r| Reading {
+                memory: a.memory + r.memory,
+                cpu: a.cpu + r.cpu,
+            },
+        );
         for (service, r) in by_service {
             per_service.entry(service.to_string()).or_default().push(r);
         }
         totals.push(total);
     }
-    let mean = |xs: &[f64]| if xs.is_empty() { 0.0 } else { xs.iter().sum::<f64>() / xs.len() as f64 };
+    let mean = |xs: &[f64]| {
+        if xs.is_empty() {
+            0.0
+        } else {
+            xs.iter().sum::<f64>() / xs.len() as f64
+        }
+    };
     let max = |xs: &[f64]| xs.iter().copied().fold(0.0, f64::max);
     let services: BTreeMap<String, ServiceFigures> = per_service
         .into_iter()
@@ -200,7 +230,13 @@ mod tests {
         let line = "\x1b[H{\"BlockIO\":\"0B / 0B\",\"CPUPerc\":\"1.50%\",\"Container\":\"p-db-1\",\"MemUsage\":\"20MiB / 23.54GiB\",\"Name\":\"p-db-1\"} \x1b[K";
         let (name, r) = parse_line(line.split('\x1b').nth(1).unwrap()).unwrap();
         assert_eq!(name, "p-db-1");
-        assert_eq!(r, Reading { memory: 20.0 * 1048576.0, cpu: 1.5 });
+        assert_eq!(
+            r,
+            Reading {
+                memory: 20.0 * 1048576.0,
+                cpu: 1.5
+            }
+        );
         assert!(parse_line("[K").is_none());
         assert!(parse_line("{\"Name\":\"x\",\"MemUsage\":\"--\",\"CPUPerc\":\"--\"}").is_none());
         assert!(parse_line("{truncated").is_none());
@@ -214,8 +250,18 @@ mod tests {
             .collect();
         let r = |memory, cpu| Reading { memory, cpu };
         let snaps: Vec<HashMap<String, Reading>> = vec![
-            [("a-1".into(), r(10.0, 1.0)), ("a-2".into(), r(10.0, 1.0)), ("b-1".into(), r(5.0, 0.0))].into(),
-            [("a-1".into(), r(20.0, 3.0)), ("a-2".into(), r(10.0, 1.0)), ("b-1".into(), r(5.0, 2.0))].into(),
+            [
+                ("a-1".into(), r(10.0, 1.0)),
+                ("a-2".into(), r(10.0, 1.0)),
+                ("b-1".into(), r(5.0, 0.0)),
+            ]
+            .into(),
+            [
+                ("a-1".into(), r(20.0, 3.0)),
+                ("a-2".into(), r(10.0, 1.0)),
+                ("b-1".into(), r(5.0, 2.0)),
+            ]
+            .into(),
             [("stray".into(), r(999.0, 99.0))].into(),
         ];
         let s = summarise(&snaps[..2], &owner);

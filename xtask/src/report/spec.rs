@@ -34,9 +34,8 @@ impl Spec {
                 "{flag} is empty; give an environment (betanet), REV:ENV (main:dev) or files (a.yml,b.yml)"
             )));
         }
-        let looks_like_file = |p: &str| {
-            p.ends_with(".yml") || p.ends_with(".yaml") || Path::new(p).is_file()
-        };
+        let looks_like_file =
+            |p: &str| p.ends_with(".yml") || p.ends_with(".yaml") || Path::new(p).is_file();
         if text.contains(',') || looks_like_file(text) {
             let files: Vec<PathBuf> = text
                 .split(',')
@@ -86,10 +85,8 @@ impl TempDir {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
             .unwrap_or(0);
-        let dir = std::env::temp_dir().join(format!(
-            "fogrep-{tag}-{}-{nanos:x}",
-            std::process::id()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("fogrep-{tag}-{}-{nanos:x}", std::process::id()));
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
         Ok(TempDir(dir))
@@ -153,7 +150,11 @@ pub fn load(sh: &Shell, runner: &Runner, flag: &str, text: &str, repo: &Path) ->
             .iter()
             .map(|f| format!("{}@{rev}", f.display()))
             .collect(),
-        _ => selection.files.iter().map(|f| super::declared::short_path(f)).collect(),
+        _ => selection
+            .files
+            .iter()
+            .map(|f| super::declared::short_path(f))
+            .collect(),
     };
     Ok(Loaded {
         spec: text.to_string(),
@@ -177,13 +178,22 @@ fn files_label(files: &[PathBuf]) -> String {
         let dir = parent.map(super::declared::short_path).unwrap_or_default();
         return format!("{} (in {dir})", names.join(" + "));
     }
-    let short: Vec<String> = files.iter().map(|f| super::declared::short_path(f)).collect();
+    let short: Vec<String> = files
+        .iter()
+        .map(|f| super::declared::short_path(f))
+        .collect();
     short.join(" + ")
 }
 
 /// Write every file below `compose/` at `rev` into `dest/compose/`, each read
 /// with `git show REV:path` (the working tree is not touched).
-fn read_at_revision(sh: &Shell, runner: &Runner, root: &Path, rev: &str, dest: &Path) -> Result<()> {
+fn read_at_revision(
+    sh: &Shell,
+    runner: &Runner,
+    root: &Path,
+    rev: &str,
+    dest: &Path,
+) -> Result<()> {
     let _dir = sh.push_dir(root);
     let commit = format!("{rev}^{{commit}}");
     if runner
@@ -195,7 +205,10 @@ fn read_at_revision(sh: &Shell, runner: &Runner, root: &Path, rev: &str, dest: &
             root.display()
         );
     }
-    let listing = runner.read(cmd!(sh, "git ls-tree -r --name-only {rev} -- {COMPOSE_DIR}"))?;
+    let listing = runner.read(cmd!(
+        sh,
+        "git ls-tree -r --name-only {rev} -- {COMPOSE_DIR}"
+    ))?;
     for rel in listing.lines().filter(|l| !l.is_empty()) {
         let object = format!("{rev}:{rel}");
         let bytes = cmd!(sh, "git show {object}")

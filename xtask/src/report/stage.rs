@@ -186,7 +186,10 @@ pub fn stage(
         if let Some(Value::Mapping(items)) = top.get_mut(section) {
             for (key, item) in items.iter_mut() {
                 let file = item.get("file").and_then(Value::as_str).map(String::from);
-                if file.as_deref().is_some_and(|f| std::path::Path::new(f).is_file()) {
+                if file
+                    .as_deref()
+                    .is_some_and(|f| std::path::Path::new(f).is_file())
+                {
                     continue;
                 }
                 let placeholder = secret_dir.join(format!("{section}-{}", key_str(key)));

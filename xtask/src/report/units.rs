@@ -23,7 +23,7 @@ pub fn parse_ram(text: &str) -> Option<u64> {
         _ => return None,
     };
     let bytes = number * 1024f64.powi(power);
-    (bytes.is_finite() && bytes >= 0.0 && bytes < 1e19).then_some(bytes as u64)
+    (0.0..1e19).contains(&bytes).then_some(bytes as u64)
 }
 
 /// A size as `docker stats` prints it: `12.5MiB` (binary) or `1.2MB` (decimal).
@@ -87,7 +87,7 @@ pub fn opt(unit: Unit, v: Option<f64>) -> String {
 pub fn signed(unit: Unit, d: Option<f64>) -> String {
     match d {
         None => "—".into(),
-        Some(d) if d == 0.0 => "0".into(),
+        Some(0.0) => "0".into(),
         Some(d) => {
             let text = value(unit, d.abs());
             if d > 0.0 {
