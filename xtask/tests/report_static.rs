@@ -258,36 +258,19 @@ fn rev_env_reads_a_temporary_git_repository() {
         doc["delta"]["declared_memory_limit_bytes"],
         2.0 * (256 << 20) as f64
     );
-    let out = xtask(&[
-        "report",
-        "--repo",
-        &r,
-        "--before",
-        "HEAD~1:monitoring",
-        "--after",
-        "betanet",
-    ]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(
-        stderr(&out).contains("`compose/monitoring.yml` does not exist at revision HEAD~1"),
-        "{}",
-        text(&out)
-    );
-    let out = xtask(&[
-        "report",
-        "--repo",
-        &r,
-        "--before",
-        "nosuchrev:betanet",
-        "--after",
-        "betanet",
-    ]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(
-        stderr(&out).contains("`nosuchrev` is not a git revision"),
-        "{}",
-        text(&out)
-    );
+    for (before, says) in [
+        (
+            "HEAD~1:monitoring",
+            "`compose/monitoring.yml` does not exist at revision HEAD~1",
+        ),
+        ("nosuchrev:betanet", "`nosuchrev` is not a git revision"),
+    ] {
+        let out = xtask(&[
+            "report", "--repo", &r, "--before", before, "--after", "betanet",
+        ]);
+        assert_eq!(out.status.code(), Some(2), "{before}: {}", text(&out));
+        assert!(stderr(&out).contains(says), "{before}: {}", text(&out));
+    }
 }
 
 #[test]

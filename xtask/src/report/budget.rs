@@ -77,16 +77,9 @@ pub fn parse(text: &str) -> Result<Budget, UsageError> {
         Some(n) => (true, n.trim()),
         None => (false, rest),
     };
-    let split = number
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(number.len());
-    let (digits, unit) = number.split_at(split);
-    let value: f64 = digits
-        .parse()
-        .ok()
-        .filter(|v: &f64| v.is_finite())
+    let (value, unit) = units::split_number(number)
+        .filter(|(v, _)| v.is_finite())
         .ok_or_else(|| usage(text, &format!("`{rest}` is not a number")))?;
-    let unit = unit.trim();
     let limit = match (growth, unit) {
         (true, "%") => Limit::GrowthPercent(value),
         (false, "%") if metric.unit != Unit::Percent => {

@@ -5,16 +5,22 @@
 
 use super::model::Unit;
 
+/// A leading decimal number and the rest: `12.5MiB` -> (12.5, "MiB").
+pub fn split_number(text: &str) -> Option<(f64, &str)> {
+    let s = text.trim();
+    let end = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let number: f64 = s[..end].parse().ok()?;
+    Some((number, s[end..].trim()))
+}
+
 /// A Compose memory value in bytes: digits with an optional fraction and an
 /// optional suffix `b`, `k`, `m`, `g`, `t` (optionally followed by `b`), any case.
 pub fn parse_ram(text: &str) -> Option<u64> {
-    let s = text.trim().to_ascii_lowercase();
-    let digits_end = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (number, suffix) = s.split_at(digits_end);
-    let number: f64 = number.parse().ok()?;
-    let power = match suffix.trim() {
+    let lower = text.to_ascii_lowercase();
+    let (number, suffix) = split_number(&lower)?;
+    let power = match suffix {
         "" | "b" => 0,
         "k" | "kb" => 1,
         "m" | "mb" => 2,
@@ -28,13 +34,8 @@ pub fn parse_ram(text: &str) -> Option<u64> {
 
 /// A size as `docker stats` prints it: `12.5MiB` (binary) or `1.2MB` (decimal).
 pub fn parse_docker_size(text: &str) -> Option<f64> {
-    let s = text.trim();
-    let digits_end = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (number, suffix) = s.split_at(digits_end);
-    let number: f64 = number.parse().ok()?;
-    let factor = match suffix.trim() {
+    let (number, suffix) = split_number(text)?;
+    let factor = match suffix {
         "B" | "" => 1.0,
         "KiB" => 1024.0,
         "MiB" => 1024f64.powi(2),
