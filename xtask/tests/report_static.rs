@@ -346,3 +346,32 @@ fn bad_specs_are_usage_errors() {
         text(&out)
     );
 }
+
+#[test]
+fn one_run_writes_several_formats() {
+    let mut guard = Cleanup::default();
+    let dir = guard.temp_dir("fogrep-out");
+    let path = |name: &str| dir.join(name).display().to_string();
+    let out = xtask(&[
+        "report",
+        "--before",
+        "base",
+        "--after",
+        "betanet",
+        "--out",
+        &path("r.md"),
+        "--out",
+        &path("r.json"),
+        "--out",
+        &path("r.html"),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.stdout.is_empty(), "with --out nothing goes to stdout");
+    let md = std::fs::read_to_string(dir.join("r.md")).unwrap();
+    assert!(md.starts_with("# Resource report: base → betanet"), "{md}");
+    let doc: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("r.json")).unwrap()).unwrap();
+    assert_eq!(doc["after"]["containers"], 7);
+    let html = std::fs::read_to_string(dir.join("r.html")).unwrap();
+    assert!(html.starts_with("<!DOCTYPE html>") && html.contains("<svg id=\"memory\""));
+}

@@ -231,6 +231,21 @@ mod tests {
             .unwrap_err()
             .0
             .contains("unknown metric `memroy`"));
+        let long = format!("memory>+{}%", "9".repeat(5000));
+        for odd in [
+            ">",
+            ">=",
+            "memory>+",
+            "memory>+.%",
+            "memory>+..1%",
+            "∞>+1%",
+            "memory>+1€",
+            "memory>+-5%",
+            long.as_str(),
+        ] {
+            let _ = parse(odd); // no panic, whatever the input
+        }
+        assert!(parse("memory>+1€").is_err() && parse("memory>+.%").is_err());
     }
 
     #[test]

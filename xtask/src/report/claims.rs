@@ -27,6 +27,7 @@ fn kind(repository: &str) -> &str {
 fn verdict(claimed: f64, measured: Option<f64>) -> String {
     match measured {
         None => "not measured".into(),
+        Some(m) if m <= 0.0 => "does not hold (measured no saving)".into(),
         Some(m) if (m - claimed).abs() <= claimed * TOLERANCE => "holds".into(),
         Some(m) if m < claimed => {
             format!("overstated ({:.1}× the measurement)", claimed / m.max(1.0))

@@ -46,6 +46,8 @@ pub fn catch_ctrl_c() {
 #[derive(Debug, Clone)]
 pub struct Options {
     pub duration: u64,
+    /// Seconds to let the side run once healthy, before sampling.
+    pub settle: u64,
     pub timeout: u64,
     /// Project-name prefix; also the prefix of network names.
     pub prefix: String,
@@ -73,13 +75,13 @@ struct Stack<'a> {
     project: String,
     file: PathBuf,
     networks: Vec<String>,
-    _dir: TempDir,
+    dir: TempDir,
 }
 
 impl Stack<'_> {
     fn compose(&self, args: &[&str]) -> xshell::Cmd<'_> {
         let (program, lead) = self.engine.compose_program();
-        let dir = self._dir.0.display().to_string();
+        let dir = self.dir.0.display().to_string();
         let file = self.file.display().to_string();
         let project = &self.project;
         self.sh
@@ -131,13 +133,15 @@ fn free_subnets(sh: &Shell, runner: &Runner, count: usize) -> Result<Vec<String>
     let ids = runner.read(cmd!(sh, "docker network ls -q"))?;
     let ids: Vec<&str> = ids.lines().collect();
     let format = "{{range .IPAM.Config}}{{.Subnet}} {{end}}";
+    // A network may vanish between `ls` and `inspect` (other stacks come and
+    // go): `inspect` still prints the others, so its exit status is ignored.
     let used = if ids.is_empty() {
         String::new()
     } else {
-        runner.read(cmd!(
-            sh,
-            "docker network inspect --format {format} {ids...}"
-        ))?
+        let inspect = cmd!(sh, "docker network inspect --format {format} {ids...}");
+        crate::engine::trace(runner, &inspect);
+        let out = inspect.quiet().ignore_status().output()?;
+        String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let used: Vec<&str> = used.split_whitespace().collect();
     let start = std::process::id() as usize % 16;
@@ -168,6 +172,9 @@ pub fn measure(
     options: &Options,
     side: &mut Side,
 ) -> Result<()> {
+    if interrupted() {
+        bail!("interrupted before {} started", side.label);
+    }
     let project = format!("{}-{tag}-{}", options.prefix, std::process::id());
     let dir = TempDir::new(tag)?;
     let networks_needed = loaded.project.network_names().len() + 1;
@@ -198,7 +205,7 @@ pub fn measure(
         project: project.clone(),
         file,
         networks: staged.networks.clone(),
-        _dir: dir,
+        dir,
     };
     eprintln!(
         "{}: starting {} service(s) as project {project}",
@@ -231,23 +238,32 @@ pub fn measure(
     let names: Vec<String> = running.iter().map(|c| c.name.clone()).collect();
     let mut snapshots = Vec::new();
     if !names.is_empty() {
+        pause_until(
+            Instant::now() + Duration::from_secs(options.settle),
+            &side.label,
+        )?;
         let stream = Stream::start(&names, runner.verbose)?;
         stream.warm_up(&names, 2, Duration::from_secs(15), &interrupted);
         let start = Instant::now();
         for tick in 1..=options.duration {
-            let next = start + Duration::from_secs(tick);
-            while Instant::now() < next {
-                if interrupted() {
-                    bail!("interrupted while sampling {}", side.label);
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
+            pause_until(start + Duration::from_secs(tick), &side.label)?;
             snapshots.push(stream.snapshot());
         }
     }
     let images: HashMap<String, String> = staged.services.into_iter().collect();
     drop(stack);
     finish(side, &ready, &snapshots, &owner, &images);
+    Ok(())
+}
+
+/// Sleep until `until`, giving up when Ctrl-C is pressed.
+fn pause_until(until: Instant, label: &str) -> Result<()> {
+    while Instant::now() < until {
+        if interrupted() {
+            bail!("interrupted while measuring {label}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
     Ok(())
 }
 

@@ -64,7 +64,7 @@ cpu-max, time-to-healthy. Exit 2 on a bad spec or budget.
 Examples:
   cargo xtask report --before xtask/tests/fixtures/legacy/docker-compose.yml,xtask/tests/fixtures/legacy/docker-compose.betanet.yml --after betanet
   cargo xtask report --before main:betanet --after betanet --format json --fail-on 'containers>+0'
-  cargo xtask report --before base --after monitoring --live --duration 10 --format html --out report.html
+  cargo xtask report --before base --after monitoring --live --duration 10 --out report.html --out report.json
   cargo xtask report --before legacy.yml,legacy-monitoring.yml --after dev+monitoring --live --claims
   cargo xtask report --current")]
 pub struct Cmd {
@@ -80,15 +80,20 @@ pub struct Cmd {
     /// Seconds of sampling per side with --live.
     #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
     duration: u64,
+    /// Seconds to let a side run after it is healthy, before sampling (--live).
+    #[arg(long, value_name = "SECS", default_value_t = 0)]
+    settle: u64,
     /// Seconds to wait for a side to become healthy with --live.
     #[arg(long, value_name = "SECS", default_value_t = 180)]
     timeout: u64,
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     format: Format,
-    /// Write the report to FILE (atomically) instead of stdout.
+    /// Write the report to FILE (atomically) instead of stdout. Repeat it to
+    /// write several formats from one run: `.md`, `.json` and `.html` pick
+    /// their format, any other name gets --format.
     #[arg(long, value_name = "FILE")]
-    out: Option<PathBuf>,
+    out: Vec<PathBuf>,
     /// Lay the design's savings claims beside the measured figures.
     #[arg(long)]
     claims: bool,
@@ -144,6 +149,7 @@ impl Cmd {
             live::catch_ctrl_c();
             let options = live::Options {
                 duration: self.duration,
+                settle: self.settle,
                 timeout: self.timeout,
                 prefix: "fogrep".into(),
             };
@@ -175,12 +181,25 @@ impl Cmd {
         report.budgets =
             budget::evaluate(&budgets, &model::metrics(&report.before, &report.after))?;
         let markdown = markdown::render(&report);
-        let text = match self.format {
-            Format::Md => markdown,
-            Format::Json => format!("{}\n", serde_json::to_string_pretty(&report)?),
-            Format::Html => html::render(&report, &markdown),
+        let render = |format: Format| -> Result<String> {
+            Ok(match format {
+                Format::Md => markdown.clone(),
+                Format::Json => format!("{}\n", serde_json::to_string_pretty(&report)?),
+                Format::Html => html::render(&report, &markdown),
+            })
         };
-        self.emit(&text)?;
+        if self.out.is_empty() {
+            write_stdout(&render(self.format)?)?;
+        }
+        for path in &self.out {
+            let format = match path.extension().and_then(|e| e.to_str()) {
+                Some("md") => Format::Md,
+                Some("json") => Format::Json,
+                Some("html" | "htm") => Format::Html,
+                _ => self.format,
+            };
+            write_file(path, &render(format)?)?;
+        }
         let exceeded: Vec<String> = report
             .budgets
             .iter()
@@ -203,18 +222,17 @@ impl Cmd {
             Format::Json => format!("{}\n", serde_json::to_string_pretty(&now)?),
             _ => current::render(&now),
         };
-        self.emit(&text)
-    }
-
-    fn emit(&self, text: &str) -> Result<()> {
-        match &self.out {
-            Some(path) => {
-                let path = crate::images::absolute(path.clone());
-                crate::dotenv::write_atomic(&path, text.as_bytes(), 0o644)?;
-                eprintln!("wrote {}", path.display());
-                Ok(())
-            }
-            None => write_stdout(text),
+        match self.out.first() {
+            Some(path) => write_file(path, &text),
+            None => write_stdout(&text),
         }
     }
+}
+
+/// Write `text` to `path` atomically (temp file, fsync, rename).
+fn write_file(path: &std::path::Path, text: &str) -> Result<()> {
+    let path = crate::images::absolute(path.to_path_buf());
+    crate::dotenv::write_atomic(&path, text.as_bytes(), 0o644)?;
+    eprintln!("wrote {}", path.display());
+    Ok(())
 }
