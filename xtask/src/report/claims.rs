@@ -6,7 +6,6 @@
 //! holds when the measurement is within 25% of it.
 
 use super::model::{Claim, Side};
-use super::units;
 
 const MB: f64 = 1_000_000.0;
 
@@ -87,14 +86,14 @@ pub fn check(before: &Side, after: &Side, live: bool) -> Vec<Claim> {
             basis,
         });
     }
-    for (what, claimed, side) in [
-        ("total before", TOTAL_BEFORE, before),
-        ("total after", TOTAL_AFTER, after),
+    for (what, claimed, side, name) in [
+        ("total before", TOTAL_BEFORE, before, "before"),
+        ("total after", TOTAL_AFTER, after, "after"),
     ] {
         let basis = match (live, side.not_measured.len()) {
             (false, _) => "static report: add --live to measure".to_string(),
-            (true, 0) => format!("{}: every service measured", side.label),
-            (true, n) => format!("{}: measured services only, {n} not measured", side.label),
+            (true, 0) => format!("{name}: every service measured"),
+            (true, n) => format!("{name}: measured services only, {n} not measured"),
         };
         out.push(Claim {
             claim: what.to_string(),
@@ -115,9 +114,10 @@ pub fn check(before: &Side, after: &Side, live: bool) -> Vec<Claim> {
         measured_bytes: saving,
         basis: saving.map_or("needs both totals".into(), |s| {
             format!(
-                "{} of the claimed {}",
-                units::bytes(s),
-                units::bytes(TOTAL_BEFORE - TOTAL_AFTER)
+                "{:.1} MB of the claimed {:.0} MB ({:.1}% of before)",
+                s / MB,
+                (TOTAL_BEFORE - TOTAL_AFTER) / MB,
+                before.memory_bytes.map_or(0.0, |b| s / b * 100.0)
             )
         }),
     });

@@ -14,8 +14,13 @@ pub fn render(report: &Report) -> String {
     let mut out = String::new();
     let (b, a) = (&report.before, &report.after);
     let _ = writeln!(out, "# Resource report: {} → {}\n", b.label, a.label);
-    let _ = writeln!(out, "- before: `{}` ({})", b.spec, b.files.join(", "));
-    let _ = writeln!(out, "- after: `{}` ({})", a.spec, a.files.join(", "));
+    for (name, side) in [("before", b), ("after", a)] {
+        let _ = write!(out, "- {name}: `{}`", side.spec);
+        if side.files.join(",") != side.spec {
+            let _ = write!(out, " ({})", side.files.join(", "));
+        }
+        out.push('\n');
+    }
     match &report.memory_counting {
         Some(how) => {
             let _ = writeln!(
