@@ -1,6 +1,7 @@
 //! `cargo xtask report --live` on the real engine: the legacy main stack
-//! (`report/legacy3/docker-compose.yml`: postgres, prometheus, grafana)
-//! against `base` (postgres, prometheus, grafana, loki). Each side is really
+//! (`report/legacy3/docker-compose.yml`: postgres, prometheus, grafana, plus
+//! `report/broken.yml`, a service that exits with code 3) against `base`
+//! (postgres, prometheus, grafana, loki). Each side is really
 //! started under its own `fogrep-*` project, sampled for 3 seconds and
 //! removed; services with no image here (grafana, loki) are listed as not
 //! measured. A second test presses Ctrl-C (SIGINT) mid-run and finds nothing
@@ -124,9 +125,11 @@ fn live_report_measures_two_real_environments() {
     }
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     ensure_offline_images();
-    let legacy = fixture("report/legacy3/docker-compose.yml")
-        .display()
-        .to_string();
+    let legacy = format!(
+        "{},{}",
+        fixture("report/legacy3/docker-compose.yml").display(),
+        fixture("report/broken.yml").display()
+    );
     let child = report_command(&[
         "--before",
         &legacy,
@@ -190,6 +193,17 @@ fn live_report_measures_two_real_environments() {
         );
     }
     assert!(doc["after"]["not_measured"].to_string().contains("loki"));
+    let broken = doc["before"]["not_measured"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["service"] == "broken")
+        .expect("the failing service is listed");
+    assert!(
+        broken["reason"].as_str().unwrap().contains("exit code 3"),
+        "{broken}"
+    );
+    assert_eq!(row(&doc["before"], "broken")["status"], "not-measured");
     // base's Prometheus has a healthcheck (5s interval): it is ready only once it passes.
     assert!(
         row(&doc["after"], "prometheus")["time_to_healthy_s"]

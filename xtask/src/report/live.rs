@@ -227,7 +227,26 @@ pub fn measure(
     let names: Vec<String> = staged.services.iter().map(|(s, _)| s.clone()).collect();
     let (ready, failed) = wait(sh, runner, &project, &names, began, up.is_err(), options)?;
     side.not_measured.extend(failed);
-    let running: Vec<containers::Container> = containers::list(sh, runner, &project)?
+    let all = containers::list(sh, runner, &project)?;
+    // A service seen ready that has stopped since (it crashed right after start).
+    let mut ready = ready;
+    ready.retain(|service, _| {
+        let mine: Vec<&containers::Container> =
+            all.iter().filter(|c| &c.service == service).collect();
+        if mine.iter().any(|c| c.is_running()) {
+            return true;
+        }
+        let why = match health::standing(&mine) {
+            health::Standing::Failed(why) | health::Standing::Pending(why) => why,
+            health::Standing::Ready => "exited with code 0".into(),
+        };
+        side.not_measured.push(NotMeasured {
+            service: service.clone(),
+            reason: format!("stopped right after it started: {why}"),
+        });
+        false
+    });
+    let running: Vec<containers::Container> = all
         .into_iter()
         .filter(|c| c.is_running() && ready.contains_key(&c.service))
         .collect();
