@@ -65,7 +65,7 @@ Examples:
   cargo xtask report --before xtask/tests/fixtures/legacy/docker-compose.yml,xtask/tests/fixtures/legacy/docker-compose.betanet.yml --after betanet
   cargo xtask report --before main:betanet --after betanet --format json --fail-on 'containers>+0'
   cargo xtask report --before base --after monitoring --live --duration 10 --out report.html --out report.json
-  cargo xtask report --before legacy.yml,legacy-monitoring.yml --after dev+monitoring --live --claims
+  cargo xtask report --before old/docker-compose.yml,old/docker-compose.monitoring.yml --after monitoring --live --claims
   cargo xtask report --current")]
 pub struct Cmd {
     /// The stack before the change (SPEC).
