@@ -221,8 +221,11 @@ pub fn measure(
         );
         return Ok(());
     }
-    if let Err(err) = &up {
-        eprintln!("warning: {err:#}; measuring whatever started");
+    if up.is_err() {
+        eprintln!(
+            "warning: compose up failed for {} (its error is above); measuring whatever started",
+            side.label
+        );
     }
     let names: Vec<String> = staged.services.iter().map(|(s, _)| s.clone()).collect();
     let (ready, failed) = wait(sh, runner, &project, &names, began, up.is_err(), options)?;
@@ -327,7 +330,9 @@ fn wait(
                 health::Standing::Pending(why) if up_failed && mine.is_empty() => {
                     failed.push(NotMeasured {
                         service: service.clone(),
-                        reason: format!("compose up failed before it was created ({why})"),
+                        reason: format!(
+                            "compose up failed before it was created ({why}); `cargo xtask check` on these files names the defects"
+                        ),
                     })
                 }
                 health::Standing::Pending(why) => waiting.push((service.clone(), why)),
