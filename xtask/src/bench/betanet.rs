@@ -102,8 +102,12 @@ impl Cmd {
             .into());
         }
         let interrupted = Arc::new(AtomicBool::new(false));
-        signal_hook::flag::register(signal_hook::consts::SIGINT, interrupted.clone())
-            .context("cannot install the Ctrl-C handler")?;
+        let flag = interrupted.clone();
+        ctrlc::set_handler(move || {
+            flag.store(true, Ordering::Relaxed);
+            eprintln!("interrupted: removing the bench's containers, networks and volumes");
+        })
+        .context("cannot install the Ctrl-C handler")?;
         let runner = Runner::new(global);
         let root = crate::project_root();
         let engine = Engine::detect(global.verbose)?;
