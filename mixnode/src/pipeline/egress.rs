@@ -6,7 +6,10 @@
 //! traffic. A next mix's buffer holds up to MAX_QUEUE_DEPTH packets (a slow
 //! mix fills this node's queue, which stops this node reading, which pushes
 //! back on its senders); a destination's, at an exit, POOL_SIZE. A full
-//! buffer drops as `overload` (or `unreachable` while the peer is down);
+//! buffer of a connected peer sends the packet back to the delay queue for
+//! a retry in [`RETRY`] (it keeps its queue slot, so the node's queue fills
+//! and reading stops); a full buffer of a peer that is down drops as
+//! `unreachable`;
 //! packets in a failed write or connect drop as `unreachable`. The table
 //! holds [`MAX_PEERS`] next hops and evicts the least recently used one to
 //! make room (its task flushes what it holds and exits). Connection
@@ -39,6 +42,8 @@ pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// MIX_IDLE_TIMEOUT_MS (60 s), so the sender, not the receiver, ends them.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 pub const WRITE_BATCH: usize = 256;
+/// Wait before a packet whose next hop's buffer was full is offered again.
+pub const RETRY: std::time::Duration = std::time::Duration::from_millis(2);
 /// Distinct next hops tracked at once (exit destinations are chosen by senders).
 pub const MAX_PEERS: usize = 4096;
 
@@ -68,8 +73,12 @@ impl Peers {
     }
 
     /// Moves a due packet into its peer's buffer (it stays counted in the
-    /// node's queue depth until written or dropped).
-    pub fn dispatch(&mut self, packet: Outbound) {
+    /// node's queue depth until written or dropped). When a connected
+    /// peer's buffer is full the packet comes back, to be retried shortly:
+    /// it keeps its queue slot, so a slow next hop or destination fills the
+    /// node's queue and the node stops reading (backpressure) instead of
+    /// dropping; it expires after MAX_PACKET_AGE like any other.
+    pub fn dispatch(&mut self, packet: Outbound) -> Option<Outbound> {
         let shared = self.shared.clone();
         let metrics = &shared.metrics;
         // Dropping the packet gives its queue slot back.
@@ -77,21 +86,22 @@ impl Peers {
         if packet.received.elapsed()
             > MAX_PACKET_AGE + packet.release.saturating_duration_since(packet.received)
         {
-            return drop_one(DropReason::Expired);
+            drop_one(DropReason::Expired);
+            return None;
         }
         let mut packet = packet;
         for _attempt in 0..2 {
             let peer = self.peer(&packet.next, packet.kind);
             metrics.outbound_depth.fetch_add(1, Relaxed);
             match peer.tx.try_send(packet) {
-                Ok(()) => return,
-                Err(TrySendError::Full(_)) => {
+                Ok(()) => return None,
+                Err(TrySendError::Full(p)) => {
                     metrics.outbound_depth.fetch_sub(1, Relaxed);
-                    return drop_one(if peer.connected.load(Relaxed) {
-                        DropReason::Overload
-                    } else {
-                        DropReason::Unreachable
-                    });
+                    if peer.connected.load(Relaxed) {
+                        return Some(p);
+                    }
+                    drop_one(DropReason::Unreachable);
+                    return None;
                 }
                 Err(TrySendError::Closed(p)) => {
                     // The peer's task exited when idle: start a new one.
@@ -102,6 +112,7 @@ impl Peers {
             }
         }
         drop_one(DropReason::Unreachable);
+        None
     }
 
     fn peer(&mut self, address: &str, kind: Kind) -> &Peer {
