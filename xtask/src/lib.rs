@@ -12,6 +12,7 @@ pub mod ci;
 pub mod cli;
 pub mod compose;
 pub mod config;
+pub mod deploy;
 pub mod dev;
 pub mod dotenv;
 pub mod down;
