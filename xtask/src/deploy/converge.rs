@@ -118,7 +118,11 @@ pub fn standing(
         .collect();
     if let Some((state, message)) = update {
         if matches!(state, "paused" | "rollback_paused" | "rollback_completed") {
-            return Standing::Failed(format!("update {state}: {message}"));
+            let cause = fresh_failures
+                .first()
+                .map(|t| format!("; {}", describe(t)))
+                .unwrap_or_default();
+            return Standing::Failed(format!("update {state} ({message}){cause}"));
         }
     }
     if one_shot {
@@ -147,7 +151,7 @@ pub fn standing(
         .or(mine.first());
     Standing::Waiting(match latest {
         Some(t) if !t.error.is_empty() => describe(t),
-        Some(t) => format!("{} {}", t.name, t.current),
+        Some(t) => format!("{} {}", t.name, t.state()),
         None => "no task yet".into(),
     })
 }
@@ -316,16 +320,28 @@ pub fn wait(
             let logs = if name == "stack" {
                 String::new()
             } else {
-                runner
-                    .probe(cmd!(sh, "docker service logs --raw --tail 10 {full}"))
-                    .filter(|l| !l.is_empty())
-                    .map(|l| format!("\nlast log lines of {full}:\n{l}"))
-                    .unwrap_or_default()
+                service_logs(sh, runner, &full)
             };
             Err(anyhow!(
                 "stack {stack}: service `{name}` did not converge: {why}{logs}\n(see `cargo xtask deploy status --stack {stack}`)"
             ))
         }
+    }
+}
+
+/// The last log lines of a service, stdout and stderr (read-only query).
+fn service_logs(sh: &Shell, runner: &Runner, full: &str) -> String {
+    let query = cmd!(sh, "docker service logs --raw --tail 10 {full}");
+    if runner.verbose {
+        eprintln!("+ {query}");
+    }
+    match query.quiet().ignore_status().output() {
+        Ok(out) if !out.stdout.is_empty() || !out.stderr.is_empty() => format!(
+            "\nlast log lines of {full}:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        _ => String::new(),
     }
 }
 
@@ -431,6 +447,14 @@ mod tests {
         assert!(matches!(
             standing("s_a", false, Some((1, 1)), Some(("rollback_completed", "update rolled back")), &tasks, &none),
             Standing::Failed(w) if w.contains("rolled back")
+        ));
+        let failed = vec![
+            tasks[0].clone(),
+            task("x", "s_a.1", "Shutdown", "Failed 3 seconds ago", "task: non-zero exit (3)"),
+        ];
+        assert!(matches!(
+            standing("s_a", false, Some((1, 1)), Some(("rollback_completed", "done")), &failed, &none),
+            Standing::Failed(w) if w.contains("task s_a.1 (x) on node vm: Failed 3 seconds ago: task: non-zero exit (3)")
         ));
         let starting = vec![
             tasks[0].clone(),

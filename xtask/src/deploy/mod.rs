@@ -68,6 +68,10 @@ pub struct DeployArgs {
     /// Publish host-IP ports on every interface (Swarm cannot bind one IP).
     #[arg(long)]
     publish: bool,
+    /// How service names resolve: `dnsrr` (task addresses, as with Compose;
+    /// needs no IPVS) or `vip` (Swarm's virtual IPs and ingress mesh).
+    #[arg(long, value_enum, default_value = "dnsrr")]
+    endpoint_mode: render::EndpointMode,
     /// Print the stack file and the translation notes; deploy nothing.
     #[arg(long)]
     print: bool,
@@ -190,6 +194,7 @@ pub fn deploy(sh: &Shell, global: &Global, args: &DeployArgs) -> Result<Outcome>
         stack: stack.clone(),
         replicas: args.replicas.clone(),
         publish: args.publish,
+        endpoint_mode: args.endpoint_mode,
         ..Options::default()
     };
     if args.print {

@@ -91,6 +91,28 @@ pub struct Options {
     pub left_out: BTreeMap<String, String>,
     /// Report a missing secret file instead of failing (`check --target swarm`).
     pub lenient: bool,
+    /// `vip` (Swarm's default, needs IPVS in every node's kernel) or `dnsrr`
+    /// (service names resolve to the task addresses, as with Compose).
+    pub endpoint_mode: EndpointMode,
+}
+
+/// How a service name resolves on the overlay networks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum EndpointMode {
+    /// DNS round robin over the task addresses; ports publish in host mode.
+    #[default]
+    Dnsrr,
+    /// A virtual IP balanced by IPVS; ports publish on the ingress mesh.
+    Vip,
+}
+
+impl EndpointMode {
+    fn name(self) -> &'static str {
+        match self {
+            EndpointMode::Dnsrr => "dnsrr",
+            EndpointMode::Vip => "vip",
+        }
+    }
 }
 
 /// What happened to a key Swarm does not take as it is.
@@ -252,7 +274,7 @@ pub fn render(project: &Project, opts: &Options) -> Result<Plan> {
         if let Some(secrets) = raw.get("secrets") {
             out.insert("secrets".into(), secrets.clone());
         }
-        render_ports(svc, opts.publish, &mut out, &mut note);
+        render_ports(svc, opts, &mut out, &mut note);
         let (volumes, service_configs) =
             render_volumes(project, name, raw.get("volumes"), &opts.stack, &mut note)?;
         if !volumes.is_empty() {
@@ -293,6 +315,7 @@ pub fn render(project: &Project, opts: &Options) -> Result<Plan> {
                 stateful,
                 healthcheck: svc.has_healthcheck(),
                 replicas,
+                endpoint_mode: opts.endpoint_mode,
             },
             &mut |key, message| note(Some(name), key, Action::Translated, message),
         );
@@ -410,7 +433,7 @@ type NoteFn<'a> = dyn FnMut(Option<&str>, &str, Action, String) + 'a;
 
 fn render_ports(
     svc: &crate::compose::Service,
-    publish: bool,
+    opts: &Options,
     out: &mut Mapping,
     note: &mut NoteFn<'_>,
 ) {
@@ -425,7 +448,7 @@ fn render_ports(
             );
             continue;
         };
-        if !p.all_interfaces() && !publish {
+        if !p.all_interfaces() && !opts.publish {
             note(
                 Some(&svc.name),
                 "ports",
@@ -462,7 +485,11 @@ fn render_ports(
         m.insert("target".into(), Value::from(p.target.start));
         m.insert("published".into(), Value::from(published.start));
         m.insert("protocol".into(), p.protocol.clone().into());
-        m.insert("mode".into(), "ingress".into());
+        let mode = match opts.endpoint_mode {
+            EndpointMode::Dnsrr => "host",
+            EndpointMode::Vip => "ingress",
+        };
+        m.insert("mode".into(), mode.into());
         ports.push(Value::Mapping(m));
     }
     if !ports.is_empty() {
@@ -530,6 +557,7 @@ struct DeployDefaults {
     stateful: bool,
     healthcheck: bool,
     replicas: Option<u64>,
+    endpoint_mode: EndpointMode,
 }
 
 /// The overlays' `deploy:` (3.9 keys only) with defaults for what they leave
@@ -544,6 +572,9 @@ fn render_deploy(raw: &Mapping, d: &DeployDefaults, note: &mut dyn FnMut(&str, S
         .expect("filter_keys keeps a mapping");
     if let Some(n) = d.replicas {
         m.insert("replicas".into(), Value::from(n));
+    }
+    if !m.contains_key("endpoint_mode") {
+        m.insert("endpoint_mode".into(), d.endpoint_mode.name().into());
     }
     if d.one_shot {
         let labels = m
