@@ -77,6 +77,17 @@ const CHECKS: &[Check] = &[
         // every environment when those tools are installed.
         command: |sh| cmd!(sh, "bash scripts/test-docker-configs.sh"),
     },
+    Check {
+        name: "swarm",
+        failure_hint: "the one-node Swarm test failed; rerun it with `cargo test -p xtask --test swarm_single -- --ignored --nocapture`",
+        // Ignored by `test`: it turns the engine into a swarm for ~2 minutes.
+        command: |sh| {
+            cmd!(
+                sh,
+                "cargo test -p xtask --locked --test swarm_single -- --ignored"
+            )
+        },
+    },
 ];
 
 impl Cmd {

@@ -67,9 +67,7 @@ pub fn parse_tasks(text: &str) -> Vec<Task> {
             (f.len() >= 5).then(|| Task {
                 id: f[0].to_string(),
                 // `docker stack ps` prefixes history rows with ` \_ `.
-                name: f[1]
-                    .trim_start_matches(|c| c == ' ' || c == '\\' || c == '_')
-                    .to_string(),
+                name: f[1].trim_start_matches([' ', '\\', '_']).to_string(),
                 node: f[2].to_string(),
                 desired: f[3].to_string(),
                 current: f[4].to_string(),
@@ -215,17 +213,28 @@ pub fn task_ids(sh: &Shell, runner: &Runner, stack: &str) -> BTreeSet<String> {
         .unwrap_or_default()
 }
 
-/// Wait until every service of `services` (compose names) converged.
-pub fn wait(
-    sh: &Shell,
-    runner: &Runner,
-    stack: &str,
-    services: &[String],
-    one_shots: &[String],
-    baseline: &BTreeSet<String>,
-    timeout: Duration,
-    rolling_back: bool,
-) -> Result<Duration> {
+/// What [`wait`] waits for.
+pub struct Goal<'a> {
+    /// Compose names of the services that must converge.
+    pub services: &'a [String],
+    /// Those of them that run once and complete.
+    pub one_shots: &'a [String],
+    /// Task ids from before the change (their failures are old).
+    pub baseline: &'a BTreeSet<String>,
+    pub timeout: Duration,
+    /// A rollback was asked for: `rollback_completed` is success.
+    pub rolling_back: bool,
+}
+
+/// Wait until every service of the goal converged.
+pub fn wait(sh: &Shell, runner: &Runner, stack: &str, goal: &Goal<'_>) -> Result<Duration> {
+    let Goal {
+        services,
+        one_shots,
+        baseline,
+        timeout,
+        rolling_back,
+    } = *goal;
     let started = Instant::now();
     if runner.dry_run {
         println!(
@@ -450,7 +459,13 @@ mod tests {
         ));
         let failed = vec![
             tasks[0].clone(),
-            task("x", "s_a.1", "Shutdown", "Failed 3 seconds ago", "task: non-zero exit (3)"),
+            task(
+                "x",
+                "s_a.1",
+                "Shutdown",
+                "Failed 3 seconds ago",
+                "task: non-zero exit (3)",
+            ),
         ];
         assert!(matches!(
             standing("s_a", false, Some((1, 1)), Some(("rollback_completed", "done")), &failed, &none),

@@ -238,19 +238,25 @@ pub fn deploy(sh: &Shell, global: &Global, args: &DeployArgs) -> Result<Outcome>
     assets::create(sh, &runner, &stack, &plan.secrets)?;
     assets::create(sh, &runner, &stack, &plan.configs)?;
     let deploy_began = Instant::now();
-    runner.run(cmd!(
+    // Its progress lines go to stderr: stdout stays for `--format json`.
+    let said = runner.run_capture(cmd!(
         sh,
         "docker stack deploy --prune --resolve-image never -c {file} {stack}"
     ))?;
+    if !said.is_empty() && args.format == Format::Text {
+        eprintln!("{said}");
+    }
     converge::wait(
         sh,
         &runner,
         &stack,
-        &plan.services,
-        &plan.one_shots,
-        &baseline,
-        Duration::from_secs(args.timeout),
-        false,
+        &converge::Goal {
+            services: &plan.services,
+            one_shots: &plan.one_shots,
+            baseline: &baseline,
+            timeout: Duration::from_secs(args.timeout),
+            rolling_back: false,
+        },
     )?;
     let converged = deploy_began.elapsed().as_secs_f64();
     let mut keep = plan.secrets.clone();

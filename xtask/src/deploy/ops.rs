@@ -328,7 +328,16 @@ fn rollback(
         return Ok(());
     }
     let took = converge::wait(
-        sh, runner, stack, &all, &one_shots, &baseline, timeout, true,
+        sh,
+        runner,
+        stack,
+        &converge::Goal {
+            services: &all,
+            one_shots: &one_shots,
+            baseline: &baseline,
+            timeout,
+            rolling_back: true,
+        },
     )?;
     eprintln!(
         "stack {stack}: rolled back {} and converged in {:.1}s",
