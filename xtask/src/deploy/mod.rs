@@ -12,6 +12,7 @@
 pub mod assets;
 pub mod converge;
 mod ops;
+mod policy;
 pub mod render;
 pub mod target;
 
