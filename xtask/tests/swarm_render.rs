@@ -259,7 +259,18 @@ fn replicas_by_role_name_and_node_type_and_pinned_images() {
         },
     )
     .unwrap_err();
-    assert!(err.to_string().contains("--replicas nosuch=N"), "{err}");
+    assert!(
+        err.to_string().contains("no service or role `nosuch`"),
+        "{err}"
+    );
+    let placed = plan_with(&dir, |o| {
+        o.placement = vec![("mix".into(), "node.labels.fog.mix == true".into())]
+    });
+    assert_eq!(
+        svc(&placed, "mix-1")["deploy"]["placement"]["constraints"][0],
+        "node.labels.fog.mix == true"
+    );
+    assert!(svc(&placed, "web")["deploy"].get("placement").is_none());
 }
 
 #[test]

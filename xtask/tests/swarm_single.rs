@@ -114,7 +114,7 @@ fn betanet_on_a_one_node_swarm_delivers_survives_a_rolling_update_and_leaves_not
 
     // 1,000 packets through the three mixnodes.
     let lg = cleanup.container("fogswarm1-loadgen");
-    let run = loadgen(&network, &lg, 1000, 30);
+    let run = loadgen(None, &network, &lg, 1000, 30);
     assert_eq!(
         (run.sent, run.delivered, &run.error),
         (1000, 1000, &None),
@@ -132,7 +132,7 @@ fn betanet_on_a_one_node_swarm_delivers_survives_a_rolling_update_and_leaves_not
         let name = cleanup.container("fogswarm1-probe");
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
-                let run = loadgen(&network, &name, 200, 5);
+                let run = loadgen(None, &network, &name, 200, 5);
                 runs.lock().unwrap().push(run);
             }
         })
@@ -191,12 +191,12 @@ fn betanet_on_a_one_node_swarm_delivers_survives_a_rolling_update_and_leaves_not
     // The first packets after an update can meet a pooled connection to a
     // task that is gone (the mixnode notices only when a write fails): one
     // warm-up run, reported, then the full run must lose nothing.
-    let warm = loadgen(&network, &lg, 200, 10);
+    let warm = loadgen(None, &network, &lg, 200, 10);
     eprintln!(
         "swarm_single: first run after the update: {}/{} delivered",
         warm.delivered, warm.sent
     );
-    let after = loadgen(&network, &lg, 1000, 30);
+    let after = loadgen(None, &network, &lg, 1000, 30);
     assert_eq!(
         (after.sent, after.delivered),
         (1000, 1000),

@@ -66,6 +66,10 @@ pub struct DeployArgs {
     /// `entry=2` (by NODE_TYPE) or `mixnode-2=2`. Repeatable.
     #[arg(long, value_name = "ROLE=N", value_parser = parse_replicas)]
     replicas: Vec<(String, u64)>,
+    /// A placement constraint for a service or role, e.g.
+    /// `mixnode=node.labels.fog.mix==true`. Repeatable.
+    #[arg(long, value_name = "ROLE=CONSTRAINT", value_parser = parse_placement)]
+    placement: Vec<(String, String)>,
     /// Publish host-IP ports on every interface (Swarm cannot bind one IP).
     #[arg(long)]
     publish: bool,
@@ -148,6 +152,17 @@ fn parse_replicas(s: &str) -> Result<(String, u64), String> {
     Ok((role.to_string(), n))
 }
 
+fn parse_placement(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((role, c)) if !role.is_empty() && (c.contains("==") || c.contains("!=")) => {
+            Ok((role.to_string(), c.to_string()))
+        }
+        _ => Err(format!(
+            "`{s}`: use ROLE=CONSTRAINT, e.g. mixnode=node.labels.fog.mix==true"
+        )),
+    }
+}
+
 impl Cmd {
     pub fn run(self, sh: &Shell, global: &Global) -> Result<()> {
         match self.action {
@@ -196,6 +211,7 @@ pub fn deploy(sh: &Shell, global: &Global, args: &DeployArgs) -> Result<Outcome>
         replicas: args.replicas.clone(),
         publish: args.publish,
         endpoint_mode: args.endpoint_mode,
+        placement: args.placement.clone(),
         ..Options::default()
     };
     if args.print {
@@ -395,6 +411,11 @@ mod tests {
         assert!(parse_replicas("mixnode=-1").is_err());
         assert!(parse_replicas("=2").is_err());
         assert!(parse_replicas("x=1000").is_err());
+        assert_eq!(
+            parse_placement("mixnode=node.labels.fog.mix==true").unwrap(),
+            ("mixnode".into(), "node.labels.fog.mix==true".into())
+        );
+        assert!(parse_placement("mixnode=node1").is_err());
         let digests = "127.0.0.1:52500/fog/mixnode@sha256:aa other/repo@sha256:bb";
         assert_eq!(
             pin("127.0.0.1:52500/fog/mixnode:0.1.0", digests).as_deref(),

@@ -78,6 +78,9 @@ pub struct Options {
     pub left_out: BTreeMap<String, String>,
     /// Report a missing secret file instead of failing (`check --target swarm`).
     pub lenient: bool,
+    /// `(role or service, constraint)` from `--placement`, e.g.
+    /// `("mixnode", "node.labels.fog.mix == true")`.
+    pub placement: Vec<(String, String)>,
     /// `vip` (Swarm's default, needs IPVS in every node's kernel) or `dnsrr`
     /// (service names resolve to the task addresses, as with Compose).
     pub endpoint_mode: EndpointMode,
@@ -165,14 +168,19 @@ pub fn render(project: &Project, opts: &Options) -> Result<Plan> {
         });
     };
     let one_shots = one_shot_services(project);
-    for (role, _) in &opts.replicas {
+    for role in opts
+        .replicas
+        .iter()
+        .map(|r| &r.0)
+        .chain(opts.placement.iter().map(|p| &p.0))
+    {
         if !project
             .services()
             .iter()
             .any(|s| matches_role(project, &s.name, role))
         {
             crate::usage_bail!(
-                "--replicas {role}=N: no service or role `{role}` in this environment; known: {}",
+                "--replicas/--placement {role}=...: no service or role `{role}` in this environment; known: {}",
                 project.service_names().join(", ")
             );
         }
@@ -306,6 +314,8 @@ pub fn render(project: &Project, opts: &Options) -> Result<Plan> {
             },
             &mut |key, message| note(Some(name), key, Action::Translated, message),
         );
+        let mut deploy = deploy;
+        add_constraints(&mut deploy, project, name, &opts.placement);
         out.insert("deploy".into(), deploy);
         services.insert(name.into(), Value::Mapping(out));
         deployed.push(name.to_string());
@@ -367,6 +377,37 @@ pub fn with_swarm_overlay(project: &Project) -> Result<Project> {
         files.push(overlay);
     }
     Ok(Project::from_sources(files, project.env())?)
+}
+
+/// Append the `--placement` constraints that match `service`.
+fn add_constraints(
+    deploy: &mut Value,
+    project: &Project,
+    service: &str,
+    rules: &[(String, String)],
+) {
+    let wanted: Vec<Value> = rules
+        .iter()
+        .filter(|(role, _)| matches_role(project, service, role))
+        .map(|(_, c)| Value::from(c.as_str()))
+        .collect();
+    if wanted.is_empty() {
+        return;
+    }
+    let Some(m) = deploy.as_mapping_mut() else {
+        return;
+    };
+    let placement = m
+        .entry("placement".into())
+        .or_insert_with(|| Value::Mapping(Mapping::new()));
+    if let Some(p) = placement.as_mapping_mut() {
+        let list = p
+            .entry("constraints".into())
+            .or_insert_with(|| Value::Sequence(Vec::new()));
+        if let Some(list) = list.as_sequence_mut() {
+            list.extend(wanted);
+        }
+    }
 }
 
 /// Whether `--replicas ROLE=N` applies to `service`: its name, a name prefix

@@ -210,11 +210,22 @@ pub struct Run {
     pub error: Option<String>,
 }
 
-/// Send `packets` through mixnode-1..3 from a container on `network`.
-pub fn loadgen(network: &str, container: &str, packets: u64, timeout_s: u64) -> Run {
+/// Send `packets` through mixnode-1..3 from a container on `network`, on
+/// this engine or (`host`) on another one.
+pub fn loadgen(
+    host: Option<&str>,
+    network: &str,
+    container: &str,
+    packets: u64,
+    timeout_s: u64,
+) -> Run {
     let packets = packets.to_string();
     let timeout = timeout_s.to_string();
-    let out = docker_output(&[
+    let mut args: Vec<&str> = match host {
+        Some(h) => vec!["-H", h],
+        None => Vec::new(),
+    };
+    args.extend([
         "run",
         "--rm",
         "--name",
@@ -235,6 +246,7 @@ pub fn loadgen(network: &str, container: &str, packets: u64, timeout_s: u64) -> 
         &timeout,
         "--json",
     ]);
+    let out = docker_output(&args);
     let stdout = String::from_utf8_lossy(&out.stdout);
     match serde_json::from_str::<serde_json::Value>(stdout.trim()) {
         Ok(doc) => Run {
