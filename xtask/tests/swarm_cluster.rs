@@ -4,8 +4,9 @@
 //! APIs on 127.0.0.1:52371-52373. The host engine never joins a swarm. The
 //! containers get every capability the host daemon has (it lacks
 //! CAP_SYS_RESOURCE, so `--privileged` is refused here), vfs storage and
-//! their own cgroup parent. The mixnode image is loaded into each node;
-//! `deploy` places the mixnodes by node label, one per node; killing a worker
+//! their own cgroup parent. The mixnode image goes through Debian's
+//! `docker-registry` (pushed over 127.0.0.1:52500, pulled by the nodes by
+//! digest); `deploy` places the mixnodes by node label, one per node; killing a worker
 //! reschedules its mixnode and loadgen delivers again. Deploy-to-converged,
 //! time to recover and the loss during failover are printed (the benchmark
 //! figures in the README come from here). Run by `cargo xtask ci --only
@@ -17,10 +18,13 @@ mod swarm_support;
 use std::time::{Duration, Instant};
 
 use common::{docker, docker_output, text, Cleanup};
-use swarm_support::{loadgen, xtask, MIXNODE_IMAGE};
+use swarm_support::{loadgen, xtask, Place, MIXNODE_IMAGE};
 
 const STACK: &str = "fogswarm3";
-const NODE_IMAGE: &str = "fogswarm-node:1";
+const NODE_IMAGE: &str = "fogswarm-node:2";
+/// Debian's docker-registry on the node network, published on the host's loopback for pushes.
+const REGISTRY_IP: &str = "10.238.250.5";
+const REGISTRY_PUSH: &str = "127.0.0.1:52500";
 const NODE_NET: &str = "fogswarm-nodes";
 
 fn api(i: usize) -> String {
@@ -60,27 +64,11 @@ fn ensure_node_image(env_file: &std::path::Path) {
     let base = base().expect("images offline builds fog-offline/base");
     let dockerfile = format!(
         "FROM {base}\n\
-         RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker.io iptables iproute2 >/dev/null && rm -rf /var/lib/apt/lists/* /usr/share/doc\n\
+         RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker.io docker-registry iptables iproute2 >/dev/null && rm -rf /var/lib/apt/lists/* /usr/share/doc\n\
          VOLUME /var/lib/docker\n\
-         ENTRYPOINT [\"dockerd\", \"--host=unix:///var/run/docker.sock\", \"--host=tcp://0.0.0.0:2375\", \"--tls=false\", \"--storage-driver=vfs\"]\n"
+         ENTRYPOINT [\"dockerd\", \"--host=unix:///var/run/docker.sock\", \"--host=tcp://0.0.0.0:2375\", \"--tls=false\", \"--storage-driver=vfs\", \"--insecure-registry={REGISTRY_IP}:5000\"]\n"
     );
-    let mut child = std::process::Command::new("docker")
-        .args(["build", "-q", "-t", NODE_IMAGE, "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("docker build runs");
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(dockerfile.as_bytes())
-        .unwrap();
-    assert!(
-        child.wait().unwrap().success(),
-        "building {NODE_IMAGE} failed"
-    );
+    swarm_support::build_image(NODE_IMAGE, &dockerfile);
 }
 
 /// Start node `i` (1..=3) as a container; removed (with its engine's data) by `cleanup`.
@@ -247,12 +235,45 @@ fn three_node_swarm_places_one_mixnode_per_node_and_recovers_from_losing_a_worke
             ],
         );
     }
-    // Distribute the image (no registry: save once, load into each engine).
-    let saved = dir.join("mixnode.tar");
-    docker(&["save", "-o", saved.to_str().unwrap(), MIXNODE_IMAGE]);
-    for i in 1..=3 {
-        on(i, &["load", "-q", "-i", saved.to_str().unwrap()]);
+    // Distribute the image through Debian's docker-registry: push from the
+    // host over 127.0.0.1, the nodes pull it by digest over the node network.
+    cleanup.containers.push("fogswarm-registry".into());
+    docker_output(&["rm", "-f", "-v", "fogswarm-registry"]);
+    let publish = format!("{REGISTRY_PUSH}:5000");
+    docker(&[
+        "run",
+        "-d",
+        "--name",
+        "fogswarm-registry",
+        "--network",
+        NODE_NET,
+        "--ip",
+        REGISTRY_IP,
+        "-p",
+        &publish,
+        "--entrypoint",
+        "docker-registry",
+        NODE_IMAGE,
+        "serve",
+        "/etc/docker/registry/config.yml",
+    ]);
+    let pushed = format!(
+        "{REGISTRY_PUSH}/fog-compute/mixnode:swarm-{}",
+        std::process::id()
+    );
+    cleanup.images.push(pushed.clone());
+    docker(&["tag", MIXNODE_IMAGE, &pushed]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !docker_output(&["push", "-q", &pushed]).status.success() {
+        assert!(
+            Instant::now() < deadline,
+            "cannot push to the registry on {REGISTRY_PUSH}"
+        );
+        std::thread::sleep(Duration::from_secs(1));
     }
+    let image = pushed.replace(REGISTRY_PUSH, &format!("{REGISTRY_IP}:5000"));
+    let text_now = std::fs::read_to_string(&env_file).unwrap();
+    std::fs::write(&env_file, text_now.replace(MIXNODE_IMAGE, &image)).unwrap();
 
     let host = api(1);
     let out = xtask(
@@ -288,6 +309,20 @@ fn three_node_swarm_places_one_mixnode_per_node_and_recovers_from_losing_a_worke
     );
     let outcome: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let converged = outcome["converged_seconds"].as_f64().unwrap();
+    let spec = on(
+        1,
+        &[
+            "service",
+            "inspect",
+            "--format",
+            "{{.Spec.TaskTemplate.ContainerSpec.Image}}",
+            &format!("{STACK}_mixnode-1"),
+        ],
+    );
+    assert!(
+        spec.starts_with(&format!("{REGISTRY_IP}:5000/fog-compute/mixnode@sha256:")),
+        "pinned by digest: {spec}"
+    );
     let placed = placement();
     let nodes: std::collections::BTreeSet<&str> = placed.iter().map(|(_, n)| n.as_str()).collect();
     assert_eq!(
@@ -296,8 +331,14 @@ fn three_node_swarm_places_one_mixnode_per_node_and_recovers_from_losing_a_worke
         "one mixnode per node: {placed:?}"
     );
 
+    let network = format!("{STACK}-betanet");
+    let there = Place {
+        host: Some(&host),
+        image: &image,
+        network: &network,
+    };
     let lg = cleanup.container("fogswarm3-loadgen");
-    let run = loadgen(Some(&host), &format!("{STACK}-betanet"), &lg, 1000, 30);
+    let run = loadgen(&there, &lg, 1000, 30);
     assert_eq!(
         (run.sent, run.delivered),
         (1000, 1000),
@@ -315,7 +356,7 @@ fn three_node_swarm_places_one_mixnode_per_node_and_recovers_from_losing_a_worke
     docker(&["kill", &format!("fogswarm-{victim}")]);
     let (mut sent, mut delivered, mut runs) = (0, 0, 0);
     let recovered = loop {
-        let r = loadgen(Some(&host), &format!("{STACK}-betanet"), &lg, 100, 3);
+        let r = loadgen(&there, &lg, 100, 3);
         runs += 1;
         sent += 100;
         delivered += r.delivered;

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{docker, docker_output, text};
-use swarm_support::{leftovers, loadgen, xtask, Run, Swarm, MIXNODE_IMAGE};
+use swarm_support::{leftovers, loadgen, xtask, Place, Run, Swarm, MIXNODE_IMAGE};
 
 const STACK: &str = "fogswarm1";
 
@@ -37,20 +37,22 @@ fn derived_image(tag: &str, entrypoint: Option<&str>) {
     if let Some(e) = entrypoint {
         dockerfile.push_str(&format!("ENTRYPOINT {e}\n"));
     }
-    let mut child = std::process::Command::new("docker")
-        .args(["build", "-q", "-t", tag, "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("docker build runs");
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(dockerfile.as_bytes())
-        .unwrap();
-    assert!(child.wait().unwrap().success(), "building {tag} failed");
+    swarm_support::build_image(tag, &dockerfile);
+}
+
+/// `deploy` again with the mixnodes on `image` (images as they are).
+fn redeploy(env_file: &std::path::Path, image: &str, timeout: &str) -> std::process::Output {
+    let args = [
+        "deploy",
+        "--env",
+        "betanet",
+        "--stack",
+        STACK,
+        "--skip-images",
+        "--timeout",
+        timeout,
+    ];
+    xtask(env_file, &args, &[("MIXNODE_IMAGE", image)])
 }
 
 #[test]
@@ -67,6 +69,11 @@ fn betanet_on_a_one_node_swarm_delivers_survives_a_rolling_update_and_leaves_not
     };
     swarm.stacks.push((STACK.to_string(), env_file.clone()));
     let network = format!("{STACK}-betanet");
+    let here = Place {
+        host: None,
+        image: MIXNODE_IMAGE,
+        network: &network,
+    };
 
     // Deploy and converge.
     let out = xtask(
@@ -114,7 +121,7 @@ fn betanet_on_a_one_node_swarm_delivers_survives_a_rolling_update_and_leaves_not
 
     // 1,000 packets through the three mixnodes.
     let lg = cleanup.container("fogswarm1-loadgen");
-    let run = loadgen(None, &network, &lg, 1000, 30);
+    let run = loadgen(&here, &lg, 1000, 30);
     assert_eq!(
         (run.sent, run.delivered, &run.error),
         (1000, 1000, &None),
@@ -132,26 +139,18 @@ fn betanet_on_a_one_node_swarm_delivers_survives_a_rolling_update_and_leaves_not
         let name = cleanup.container("fogswarm1-probe");
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
-                let run = loadgen(None, &network, &name, 200, 5);
+                let at = Place {
+                    host: None,
+                    image: MIXNODE_IMAGE,
+                    network: &network,
+                };
+                let run = loadgen(&at, &name, 200, 5);
                 runs.lock().unwrap().push(run);
             }
         })
     };
     let began = Instant::now();
-    let out = xtask(
-        &env_file,
-        &[
-            "deploy",
-            "--env",
-            "betanet",
-            "--stack",
-            STACK,
-            "--skip-images",
-            "--timeout",
-            "300",
-        ],
-        &[("MIXNODE_IMAGE", &new_tag)],
-    );
+    let out = redeploy(&env_file, &new_tag, "300");
     let update_took = began.elapsed();
     // Let one more run start after the update completed.
     std::thread::sleep(Duration::from_secs(2));
@@ -191,12 +190,12 @@ fn betanet_on_a_one_node_swarm_delivers_survives_a_rolling_update_and_leaves_not
     // The first packets after an update can meet a pooled connection to a
     // task that is gone (the mixnode notices only when a write fails): one
     // warm-up run, reported, then the full run must lose nothing.
-    let warm = loadgen(None, &network, &lg, 200, 10);
+    let warm = loadgen(&here, &lg, 200, 10);
     eprintln!(
         "swarm_single: first run after the update: {}/{} delivered",
         warm.delivered, warm.sent
     );
-    let after = loadgen(None, &network, &lg, 1000, 30);
+    let after = loadgen(&here, &lg, 1000, 30);
     assert_eq!(
         (after.sent, after.delivered),
         (1000, 1000),
@@ -237,20 +236,7 @@ fn betanet_on_a_one_node_swarm_delivers_survives_a_rolling_update_and_leaves_not
         Some("[\"/usr/local/bin/mixnode\", \"no-such-argument\"]"),
     );
     cleanup.images.push(bad_tag.clone());
-    let out = xtask(
-        &env_file,
-        &[
-            "deploy",
-            "--env",
-            "betanet",
-            "--stack",
-            STACK,
-            "--skip-images",
-            "--timeout",
-            "240",
-        ],
-        &[("MIXNODE_IMAGE", &bad_tag)],
-    );
+    let out = redeploy(&env_file, &bad_tag, "240");
     assert!(
         !out.status.success(),
         "a broken image converged: {}",

@@ -326,7 +326,13 @@ fn resolve_images(
         if !svc.profiles.is_empty() {
             continue;
         }
-        match runner.probe(cmd!(sh, "docker image inspect --format {format} {image}")) {
+        let mut found = runner.probe(cmd!(sh, "docker image inspect --format {format} {image}"));
+        if found.is_none() && names_registry(image) {
+            // A registry image: the manager pulls it, which also gives its digest.
+            runner.run(cmd!(sh, "docker pull -q {image}"))?;
+            found = runner.probe(cmd!(sh, "docker image inspect --format {format} {image}"));
+        }
+        match found {
             Some(digests) => {
                 if let Some(pinned) = pin(image, &digests) {
                     opts.pinned.insert(image.clone(), pinned);
@@ -353,6 +359,13 @@ fn resolve_images(
         }
     }
     Ok(())
+}
+
+/// Whether `image` names a registry host (`host:port/...`, `registry.example/...`).
+pub fn names_registry(image: &str) -> bool {
+    image
+        .split_once('/')
+        .is_some_and(|(host, _)| host.contains('.') || host.contains(':') || host == "localhost")
 }
 
 /// `repo@sha256:...` for `image` from `docker image inspect`'s RepoDigests.
@@ -422,6 +435,10 @@ mod tests {
             Some("127.0.0.1:52500/fog/mixnode@sha256:aa")
         );
         assert_eq!(pin("fog-compute/mixnode:0.1.0", ""), None);
+        assert!(names_registry("127.0.0.1:52500/fog/mixnode:1"));
+        assert!(names_registry("registry.example/x"));
+        assert!(!names_registry("fog-compute/mixnode:0.1.0"));
+        assert!(!names_registry("postgres:15"));
         assert_eq!(pin("x@sha256:cc", digests), None);
         assert_eq!(
             pin("other/repo", digests).as_deref(),

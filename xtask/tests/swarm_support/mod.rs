@@ -210,15 +210,40 @@ pub struct Run {
     pub error: Option<String>,
 }
 
-/// Send `packets` through mixnode-1..3 from a container on `network`, on
-/// this engine or (`host`) on another one.
-pub fn loadgen(
-    host: Option<&str>,
-    network: &str,
-    container: &str,
-    packets: u64,
-    timeout_s: u64,
-) -> Run {
+/// `docker build -t tag -` from `dockerfile` (no context; nothing pulled
+/// when its `FROM` is local).
+pub fn build_image(tag: &str, dockerfile: &str) {
+    use std::io::Write;
+    let mut child = Command::new("docker")
+        .args(["build", "-q", "-t", tag, "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("docker build runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(dockerfile.as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success(), "building {tag} failed");
+}
+
+/// Where and how [`loadgen`] runs: this engine (or `host`), the image.
+#[derive(Clone, Copy)]
+pub struct Place<'a> {
+    pub host: Option<&'a str>,
+    pub image: &'a str,
+    pub network: &'a str,
+}
+
+/// Send `packets` through mixnode-1..3 from a container on the network.
+pub fn loadgen(at: &Place<'_>, container: &str, packets: u64, timeout_s: u64) -> Run {
+    let Place {
+        host,
+        image,
+        network,
+    } = *at;
     let packets = packets.to_string();
     let timeout = timeout_s.to_string();
     let mut args: Vec<&str> = match host {
@@ -237,7 +262,7 @@ pub fn loadgen(
         "--read-only",
         "--entrypoint",
         "/usr/local/bin/loadgen",
-        MIXNODE_IMAGE,
+        image,
         "--nodes",
         "http://mixnode-1:8080,http://mixnode-2:8080,http://mixnode-3:8080",
         "--packets",
