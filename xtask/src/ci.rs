@@ -77,10 +77,10 @@ const CHECKS: &[Check] = &[
         // every environment when those tools are installed.
         command: |sh| cmd!(sh, "bash scripts/test-docker-configs.sh"),
     },
+    // The Swarm tests are ignored by `test`: each sets up a swarm for a minute or two.
     Check {
         name: "swarm",
         failure_hint: "the one-node Swarm test failed; rerun it with `cargo test -p xtask --test swarm_single -- --ignored --nocapture`",
-        // Ignored by `test`: it turns the engine into a swarm for ~2 minutes.
         command: |sh| {
             cmd!(
                 sh,
@@ -88,42 +88,38 @@ const CHECKS: &[Check] = &[
             )
         },
     },
-];
-
-/// Checks that run only when named with `--only` (too long for every run).
-const ON_DEMAND: &[Check] = &[Check {
-    name: "swarm-cluster",
-    failure_hint: "the three-node Swarm test failed; rerun it with `cargo test -p xtask --test swarm_cluster -- --ignored --nocapture`",
-    command: |sh| {
-        cmd!(
-            sh,
-            "cargo test -p xtask --locked --test swarm_cluster -- --ignored --nocapture"
-        )
+    Check {
+        name: "swarm-cluster",
+        failure_hint: "the three-node Swarm test failed; rerun it with `cargo test -p xtask --test swarm_cluster -- --ignored --nocapture`",
+        command: |sh| {
+            cmd!(
+                sh,
+                "cargo test -p xtask --locked --test swarm_cluster -- --ignored --nocapture"
+            )
+        },
     },
-}];
+];
 
 impl Cmd {
     pub fn run(self, sh: &Shell, _global: &Global) -> Result<()> {
         if self.list {
-            for check in CHECKS.iter().chain(ON_DEMAND) {
+            for check in CHECKS {
                 println!("{}", check.name);
             }
             return Ok(());
         }
         for name in &self.only {
-            if !CHECKS.iter().chain(ON_DEMAND).any(|c| c.name == name) {
-                let known: Vec<_> = CHECKS.iter().chain(ON_DEMAND).map(|c| c.name).collect();
+            if !CHECKS.iter().any(|c| c.name == name) {
+                let known: Vec<_> = CHECKS.iter().map(|c| c.name).collect();
                 crate::usage_bail!(
                     "unknown check `{name}` in --only; known: {}",
                     known.join(", ")
                 );
             }
         }
-        // ON_DEMAND checks run only when `--only` names them.
-        let selected = CHECKS.iter().chain(ON_DEMAND).filter(|c| {
-            self.only.iter().any(|n| n == c.name)
-                || (self.only.is_empty() && !ON_DEMAND.iter().any(|d| d.name == c.name))
-        });
+        let selected = CHECKS
+            .iter()
+            .filter(|c| self.only.is_empty() || self.only.iter().any(|n| n == c.name));
 
         let mut results: Vec<(&Check, bool, Duration)> = Vec::new();
         for check in selected {

@@ -329,7 +329,7 @@ fn resolve_images(
         let mut found = runner.probe(cmd!(sh, "docker image inspect --format {format} {image}"));
         if found.is_none() && names_registry(image) {
             // A registry image: the manager pulls it, which also gives its digest.
-            runner.run(cmd!(sh, "docker pull -q {image}"))?;
+            runner.run_capture(cmd!(sh, "docker pull -q {image}"))?;
             found = runner.probe(cmd!(sh, "docker image inspect --format {format} {image}"));
         }
         match found {
