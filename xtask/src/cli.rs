@@ -7,7 +7,7 @@ use xshell::Shell;
 
 use crate::{
     bench, betanet, check, ci, config, deploy, dev, down, env, images, logs, network, prod, ps,
-    restart, up, Global,
+    report, restart, up, Global,
 };
 
 /// fog-compute workflows: compose overlays, Docker environments, the mixnode.
@@ -60,6 +60,8 @@ pub enum Command {
     Images(images::Cmd),
     /// Deploy an environment to Docker Swarm; `deploy status|rm|rollback`.
     Deploy(deploy::Cmd),
+    /// Compare two stacks' resources (static or --live), or show the running stack's usage.
+    Report(report::Cmd),
 }
 
 impl Command {
@@ -81,6 +83,7 @@ impl Command {
             Command::Network(cmd) => cmd.run(sh, global),
             Command::Images(cmd) => cmd.run(sh, global),
             Command::Deploy(cmd) => cmd.run(sh, global),
+            Command::Report(cmd) => cmd.run(sh, global),
         }
     }
 }
