@@ -9,8 +9,7 @@
 //! digest); `deploy` places the mixnodes by node label, one per node; killing a worker
 //! reschedules its mixnode and loadgen delivers again. Deploy-to-converged,
 //! time to recover and the loss during failover are printed (the benchmark
-//! figures in the README come from here). Run by the `swarm-cluster` CI
-//! check (`cargo xtask ci --only swarm-cluster`); ignored by the plain test run.
+//! figures in the README come from here).
 
 mod common;
 mod swarm_support;
@@ -165,7 +164,6 @@ fn placement() -> Vec<(String, String)> {
 }
 
 #[test]
-#[ignore = "builds a three-node swarm; run by `cargo xtask ci --only swarm-cluster`"]
 fn three_node_swarm_places_one_mixnode_per_node_and_recovers_from_losing_a_worker() {
     let test = "swarm_cluster";
     let Some(mut cleanup) = common::engine_guard(test) else {

@@ -6,8 +6,8 @@
 //! back with the failing task named, `deploy rollback` returns to the
 //! previous spec, and `deploy rm --volumes` leaves nothing of the stack.
 //! Needs the mixnode and offline images, which `deploy` builds when missing.
-//! Run by `cargo xtask ci --only swarm` (ignored by the plain test run, so
-//! the swarm is not set up twice).
+//! One test in its own binary: `cargo test` runs binaries one at a time, so
+//! no other test of the run sees the engine in swarm mode.
 
 mod common;
 mod swarm_support;
@@ -56,7 +56,6 @@ fn redeploy(env_file: &std::path::Path, image: &str, timeout: &str) -> std::proc
 }
 
 #[test]
-#[ignore = "sets up a swarm; run by `cargo xtask ci --only swarm`"]
 fn betanet_on_a_one_node_swarm_delivers_survives_a_rolling_update_and_leaves_nothing() {
     let test = "swarm_single";
     let Some(mut cleanup) = common::engine_guard(test) else {

@@ -338,20 +338,15 @@ pub fn wait(sh: &Shell, runner: &Runner, stack: &str, goal: &Goal<'_>) -> Result
     }
 }
 
-/// The last log lines of a service, stdout and stderr (read-only query).
+/// The last log lines of a service, its stdout and stderr together
+/// (`docker service logs` splits them; a shell joins them).
 fn service_logs(sh: &Shell, runner: &Runner, full: &str) -> String {
-    let query = cmd!(sh, "docker service logs --raw --tail 10 {full}");
-    if runner.verbose {
-        eprintln!("+ {query}");
-    }
-    match query.quiet().ignore_status().output() {
-        Ok(out) if !out.stdout.is_empty() || !out.stderr.is_empty() => format!(
-            "\nlast log lines of {full}:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-        _ => String::new(),
-    }
+    let script = "docker service logs --raw --tail 10 \"$0\" 2>&1";
+    runner
+        .probe(cmd!(sh, "sh -c {script} {full}"))
+        .filter(|l| !l.is_empty())
+        .map(|l| format!("\nlast log lines of {full}:\n{l}"))
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
