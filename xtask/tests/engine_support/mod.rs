@@ -1,5 +1,5 @@
 //! Shared helpers for the engine's Docker end-to-end tests: each test gets its
-//! own temp env file (`FOG_ENV_FILE`), compose project `fogt-<test>-<pid>`, two
+//! own temp env file (`FOG_ENV_FILE`), compose project `fogeng-<test>-<pid>`, two
 //! /24 subnets carved from 10.231.0.0/16 and host ports from 15000-15999 by its
 //! slot number, and a [`Stack`] guard whose `Drop` removes the project's
 //! containers, networks and volumes (by label and name) even when the test
@@ -142,7 +142,7 @@ impl Stack {
     pub fn new(test: &str, slot: u16, image: Option<&str>, extra: &[(&str, String)]) -> Stack {
         assert!((1..SLOTS).contains(&slot));
         let slot = free_slot(slot);
-        let project = format!("fogt-{test}-{}", std::process::id());
+        let project = format!("fogeng-{test}-{}", std::process::id());
         let dir = std::env::temp_dir().join(&project);
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
