@@ -34,7 +34,8 @@ pub struct Compose {
 pub trait ModelExt {
     /// Services that start without `--profile` (what `up` starts by default).
     fn default_services(&self) -> Vec<&Service>;
-    /// Top-level file secrets: `(name, absolute file)`.
+    /// Top-level file secrets: `(name, file)`, relative paths resolved
+    /// against the project directory as Compose does.
     fn secret_files(&self) -> Vec<(String, PathBuf)>;
 }
 
@@ -52,10 +53,25 @@ impl ModelExt for Model {
             .flatten()
             .filter_map(|(name, s)| {
                 let file = s.get("file")?.as_str()?;
-                Some((name.as_str()?.to_string(), PathBuf::from(file)))
+                Some((name.as_str()?.to_string(), lexical(&self.dir.join(file))))
             })
             .collect()
     }
+}
+
+/// `a/compose/../secrets/x` as `a/secrets/x` (no symlinks are followed).
+fn lexical(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for part in path.components() {
+        match part {
+            std::path::Component::ParentDir if out.file_name().is_some() => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// Whether the service has a `build:` section (its image may be built).
@@ -167,6 +183,10 @@ mod tests {
                 ("0.0.0.0".to_string(), 16000, 70),
                 ("0.0.0.0".to_string(), 16001, 71),
             ]
+        );
+        assert_eq!(
+            lexical(Path::new("/r/compose/../secrets/./p")),
+            Path::new("/r/secrets/p")
         );
         let lg = service("services:\n  lg:\n    image: x:1\n    profiles: [loadgen]\n");
         assert!(!builds(&lg));
