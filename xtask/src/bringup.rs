@@ -1,6 +1,6 @@
 //! Bringing an environment up, shared by `dev`, `betanet`, `prod`, `up` and
-//! `env use`: ensure `.env` (and for prod strong secrets and secret files),
-//! record the environment as active, create the networks, check the images
+//! `env use`: ensure `.env` (for prod strong secrets) and the secret files the
+//! model declares, record the environment as active, create the networks, check the images
 //! and host ports, run `compose up -d --remove-orphans --renew-anon-volumes`
 //! (which also removes the containers of overlays no longer in use and keeps
 //! named volumes), wait until every service is healthy, and print the URLs of
@@ -99,9 +99,7 @@ pub fn bring_up(
     phases.push(("images", images_began.elapsed().as_secs_f64()));
     let compose = project.compose(environment);
     let model = compose.model(&project.env)?;
-    if environment.has("prod") {
-        write_secret_files(&project.env, &model, global.dry_run)?;
-    }
+    write_secret_files(&project.env, &model, global.dry_run)?;
     let left_out = missing_images(sh, &runner, environment, &model, skipped)?;
     let services: Vec<&Service> = model
         .default_services()
@@ -222,7 +220,8 @@ fn refuse_weak_secrets(env: &DotEnv) -> Result<()> {
     )
 }
 
-/// Write the file secrets prod.yml declares, if missing: the value of the
+/// Write the file secrets the model declares (prod.yml's, and betanet's
+/// `postgres_password` for the mixnodes in every environment), if missing: the value of the
 /// matching variable (`postgres_password` <- `POSTGRES_PASSWORD`) or a fresh
 /// random one, no trailing newline. Existing files are never overwritten.
 /// Compose (without Swarm) bind-mounts them with their host mode and Grafana
