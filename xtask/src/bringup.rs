@@ -30,8 +30,8 @@ use anyhow::{bail, Result};
 use xshell::{cmd, Shell};
 
 use crate::{
-    dotenv::{self, DotEnv},
     compose::{Project as Model, Service},
+    dotenv::{self, DotEnv},
     engine::{
         compose::{builds, published, ModelExt},
         containers, health, ports,

@@ -32,8 +32,8 @@ fn root_without_debootstrap_installs_it_with_apt_get() {
     )
     .unwrap();
     std::fs::set_permissions(&apt, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let path = std::env::join_paths([&dir, &PathBuf::from("/bin"), &PathBuf::from("/usr/bin")])
-        .unwrap();
+    let path =
+        std::env::join_paths([&dir, &PathBuf::from("/bin"), &PathBuf::from("/usr/bin")]).unwrap();
 
     let found = debootstrap::ensure(&Runner::default(), Some(&path), true).unwrap();
     assert_eq!(found, dir.join("debootstrap"));

@@ -93,7 +93,9 @@ fn missing_cli_and_missing_compose_each_say_what_to_install() {
         );
     } else {
         // A system-wide plugin (/usr/lib/docker/cli-plugins) cannot be hidden.
-        eprintln!("missing_compose: the v2 plugin is installed system-wide; testing FOG_COMPOSE=v1 only");
+        eprintln!(
+            "missing_compose: the v2 plugin is installed system-wide; testing FOG_COMPOSE=v1 only"
+        );
     }
     let out = with(&[("FOG_COMPOSE", "v1")]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));

@@ -249,7 +249,8 @@ fn stub_images_xtask_logic_restart_names_an_unknown_service_and_restarts_a_known
 
 #[test]
 fn stub_images_xtask_logic_a_failing_service_is_named_with_its_last_log_lines() {
-    if !engine_or_skip("stub_images_xtask_logic_a_failing_service_is_named_with_its_last_log_lines") {
+    if !engine_or_skip("stub_images_xtask_logic_a_failing_service_is_named_with_its_last_log_lines")
+    {
         return;
     }
     ensure_stub_image();

@@ -17,6 +17,7 @@ use engine_support::*;
 use serde_json::Value;
 use xtask::compose::{EnvSource, MountKind};
 use xtask::config::Selection;
+use xtask::engine::compose::ModelExt;
 
 /// `(kind, source, target)` of every mount, as `docker inspect` shows it.
 type Mounts = BTreeSet<(String, String, String)>;
@@ -28,6 +29,7 @@ fn model_mounts(stack: &Stack, environment: &str) -> Vec<(String, Mounts)> {
         .load()
         .unwrap();
     let volumes = model.section("volumes").cloned().unwrap_or_default();
+    let secret_files = model.secret_files();
     model
         .services()
         .iter()
@@ -51,8 +53,42 @@ fn model_mounts(stack: &Stack, environment: &str) -> Vec<(String, Mounts)> {
                         }
                     })
                 })
+                .chain(secret_mounts(s, &secret_files))
                 .collect();
             (s.name.clone(), mounts)
+        })
+        .collect()
+}
+
+/// Without Swarm, Compose bind-mounts each file secret of a service at
+/// `/run/secrets/<target or name>`.
+fn secret_mounts(
+    service: &xtask::compose::Service,
+    files: &[(String, std::path::PathBuf)],
+) -> Vec<(String, String, String)> {
+    let Some(list) = service.raw.get("secrets").and_then(|s| s.as_sequence()) else {
+        return Vec::new();
+    };
+    list.iter()
+        .filter_map(|entry| {
+            let (source, target) = match entry.as_str() {
+                Some(name) => (name.to_string(), name.to_string()),
+                None => {
+                    let source = entry.get("source")?.as_str()?.to_string();
+                    let target = entry
+                        .get("target")
+                        .and_then(|t| t.as_str())
+                        .map_or(source.clone(), String::from);
+                    (source, target)
+                }
+            };
+            let (_, file) = files.iter().find(|(n, _)| *n == source)?;
+            let target = if target.starts_with('/') {
+                target
+            } else {
+                format!("/run/secrets/{target}")
+            };
+            Some(("bind".to_string(), file.display().to_string(), target))
         })
         .collect()
 }
@@ -128,7 +164,18 @@ fn psql(stack: &Stack, sql: &str) -> std::process::Output {
     ]);
     assert!(!id.is_empty(), "a running postgres container");
     docker_output(&[
-        "exec", &id, "psql", "-U", "fog", "-d", "fog", "-tA", "-v", "ON_ERROR_STOP=1", "-c", sql,
+        "exec",
+        &id,
+        "psql",
+        "-U",
+        "fog",
+        "-d",
+        "fog",
+        "-tA",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-c",
+        sql,
     ])
 }
 
@@ -164,7 +211,11 @@ fn switch_round_trip_keeps_dev_data_apart_and_mounts_match_the_model() {
         &["env", "use", "betanet", "--timeout", "300", "--skip-images"],
         &offline,
     );
-    assert!(out.status.success(), "env use betanet failed: {}", text(&out));
+    assert!(
+        out.status.success(),
+        "env use betanet failed: {}",
+        text(&out)
+    );
     assert!(
         !stderr(&out).contains("from the previous container"),
         "Compose carried a volume over: {}",

@@ -45,7 +45,11 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 fn compose_program() -> Option<Vec<&'static str>> {
     let (flavor, _) = crate::engine::find_compose(false).ok()?;
     let (program, lead) = flavor.program();
-    Some(std::iter::once(program).chain(lead.iter().copied()).collect())
+    Some(
+        std::iter::once(program)
+            .chain(lead.iter().copied())
+            .collect(),
+    )
 }
 
 /// Total wall time of `<compose> config -q` over every selection, in ms.

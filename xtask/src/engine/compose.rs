@@ -150,9 +150,11 @@ impl Compose {
         }
         vars.file_path = Some(env.path.clone());
         let files: Vec<PathBuf> = self.files.iter().map(|f| self.root.join(f)).collect();
-        Model::load(&files, &vars).map_err(anyhow::Error::from).context(
-            "the environment's compose files do not load; `cargo xtask check` names the defect",
-        )
+        Model::load(&files, &vars)
+            .map_err(anyhow::Error::from)
+            .context(
+                "the environment's compose files do not load; `cargo xtask check` names the defect",
+            )
     }
 }
 

@@ -6,10 +6,7 @@
 //! command that installs it. The search path is a parameter so tests can hide
 //! the real debootstrap and put a recording apt-get double in its place.
 
-use std::{
-    ffi::OsStr,
-    path::PathBuf,
-};
+use std::{ffi::OsStr, path::PathBuf};
 
 use anyhow::{bail, Result};
 use xshell::{cmd, Shell};

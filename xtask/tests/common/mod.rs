@@ -90,7 +90,11 @@ pub fn engine_guard(test: &str) -> Option<Cleanup> {
 pub fn compose_program() -> Option<Vec<&'static str>> {
     let (flavor, _) = xtask::engine::find_compose(false).ok()?;
     let (program, lead) = flavor.program();
-    Some(std::iter::once(program).chain(lead.iter().copied()).collect())
+    Some(
+        std::iter::once(program)
+            .chain(lead.iter().copied())
+            .collect(),
+    )
 }
 
 /// [`compose_program`], or `None` (skip) outside CI when there is none.
@@ -100,7 +104,10 @@ pub fn compose_or_skip(test: &str) -> Option<Vec<&'static str>> {
         assert!(
             !in_ci(),
             "{test}: CI is set but the Compose flavour asked for is missing: {}",
-            xtask::engine::find_compose(false).err().map(|e| e.to_string()).unwrap_or_default()
+            xtask::engine::find_compose(false)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
         );
         eprintln!(
             "{test}: skipped: no docker compose / docker-compose (set CI=true to require it)"
