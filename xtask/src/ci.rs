@@ -87,11 +87,12 @@ const CHECKS: &[Check] = &[
         failure_hint: "an engine end-to-end test failed under Compose v1 (`test` ran them under v2); rerun with `FOG_COMPOSE=v1 cargo test -p xtask --test <name>`",
         // The `test` check runs everything under the default flavour (v2
         // where installed); this runs the engine and conformance tests again
-        // under v1, selected by the one variable the xtask reads.
+        // under v1, selected by the one variable the xtask reads. `--workspace`
+        // keeps the `test` check's feature set, so nothing is rebuilt.
         command: |sh| {
             cmd!(
                 sh,
-                "cargo test -p xtask --locked --test engine_switch --test engine_lifecycle --test engine_errors --test engine_offline --test conformance"
+                "cargo test --workspace --locked --test engine_switch --test engine_lifecycle --test engine_errors --test engine_offline --test conformance"
             )
             .env("FOG_COMPOSE", "v1")
         },

@@ -45,12 +45,12 @@ impl Flavor {
         }
     }
 
-    /// `v1` or `v2`, as [`FLAVOR_VAR`] spells it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Flavor::V2 => "v2",
-            Flavor::V1 => "v1",
-        }
+    /// [`Flavor::program`] as one argv prefix: `["docker", "compose"]`.
+    pub fn argv(self) -> Vec<&'static str> {
+        let (program, lead) = self.program();
+        std::iter::once(program)
+            .chain(lead.iter().copied())
+            .collect()
     }
 
     /// The flavour [`FLAVOR_VAR`] asks for; `None` when unset, empty or `auto`.
@@ -70,9 +70,7 @@ impl Flavor {
     /// flavour does not answer `version --short`.
     pub fn version(self, verbose: bool) -> Option<String> {
         let (program, lead) = self.program();
-        if which(program).is_none() {
-            return None;
-        }
+        which(program)?;
         let mut argv = vec![program];
         argv.extend_from_slice(lead);
         argv.extend(["version", "--short"]);
