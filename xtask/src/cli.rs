@@ -6,8 +6,8 @@ use clap::{Parser, Subcommand};
 use xshell::Shell;
 
 use crate::{
-    bench, betanet, check, ci, config, dev, down, env, images, logs, network, prod, ps, restart,
-    up, Global,
+    bench, betanet, check, ci, config, dev, down, env, images, logs, network, prod, ps, report,
+    restart, up, Global,
 };
 
 /// fog-compute workflows: compose overlays, Docker environments, the mixnode.
@@ -58,6 +58,8 @@ pub enum Command {
     Network(network::Cmd),
     /// Build, list, save or load images; build third-party images offline.
     Images(images::Cmd),
+    /// Compare two stacks' resources (static or --live), or show the running stack's usage.
+    Report(report::Cmd),
 }
 
 impl Command {
@@ -78,6 +80,7 @@ impl Command {
             Command::Env(cmd) => cmd.run(sh, global),
             Command::Network(cmd) => cmd.run(sh, global),
             Command::Images(cmd) => cmd.run(sh, global),
+            Command::Report(cmd) => cmd.run(sh, global),
         }
     }
 }

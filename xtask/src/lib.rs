@@ -25,6 +25,7 @@ pub mod network;
 pub mod process;
 pub mod prod;
 pub mod ps;
+pub mod report;
 pub mod restart;
 pub mod up;
 pub mod usage;
