@@ -58,7 +58,9 @@ fn missing_cli_and_missing_compose_each_say_what_to_install() {
         .unwrap();
     std::os::unix::fs::symlink(docker_path, only_docker.join("docker")).unwrap();
     let config = home.join(".docker");
+    // An empty FOG_COMPOSE is "either flavour", whatever the caller set.
     let hidden = [
+        ("FOG_COMPOSE", ""),
         ("PATH", only_docker.to_str().unwrap()),
         ("HOME", home.to_str().unwrap()),
         ("DOCKER_CONFIG", config.to_str().unwrap()),
