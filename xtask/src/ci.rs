@@ -78,6 +78,11 @@ const CHECKS: &[Check] = &[
         command: |sh| cmd!(sh, "bash scripts/test-docker-configs.sh"),
     },
     Check {
+        name: "claims",
+        failure_hint: "TESTING.md maps a README command or promise to no test, or to one that does not exist; `cargo xtask claims` names each",
+        command: |sh| cmd!(sh, "cargo xtask claims"),
+    },
+    Check {
         name: "compose-lint",
         failure_hint: "compose-lint found a MEDIUM or worse issue in the merged prod models; compose/README.md lists the accepted findings",
         command: |sh| cmd!(sh, "bash scripts/compose-lint.sh"),

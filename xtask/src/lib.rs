@@ -9,6 +9,7 @@ pub mod betanet;
 pub mod bringup;
 pub mod check;
 pub mod ci;
+pub mod claims;
 pub mod cli;
 pub mod compose;
 pub mod config;
