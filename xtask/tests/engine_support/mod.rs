@@ -170,6 +170,12 @@ impl Stack {
             ("POSTGRES_PASSWORD", "Tq7vXz0pLm4Rk8sW2nYb6cHd".into()),
             ("GRAFANA_ADMIN_USER", "admin".into()),
             ("GRAFANA_ADMIN_PASSWORD", "Pz3qWn8xKv5Lr1tYb7mCs9Dg".into()),
+            // Secret files in the stack's own temp dir (removed on drop),
+            // never the repository's `secrets/` with a test password.
+            (
+                "FOG_SECRETS_DIR",
+                stack.dir.join("secrets").display().to_string(),
+            ),
         ];
         let ports = [
             "POSTGRES_PORT",
