@@ -99,7 +99,7 @@ pub fn bring_up(
     phases.push(("images", images_began.elapsed().as_secs_f64()));
     let compose = project.compose(environment);
     let model = compose.model(&project.env)?;
-    write_secret_files(&project.env, &model, global.dry_run)?;
+    write_secret_files(|k| project.env.get(k), &model, global.dry_run)?;
     let left_out = missing_images(sh, &runner, environment, &model, skipped)?;
     let services: Vec<&Service> = model
         .default_services()
@@ -227,16 +227,18 @@ fn refuse_weak_secrets(env: &DotEnv) -> Result<()> {
 /// Compose (without Swarm) bind-mounts them with their host mode and Grafana
 /// reads its file as uid 472, so the files are 0644 inside a 0700 directory
 /// (as compose/prod.yml documents): the directory keeps other users out.
-fn write_secret_files(env: &DotEnv, model: &Model, dry_run: bool) -> Result<()> {
+/// `get` reads a variable (bring-up's `.env`, deploy's selection).
+pub fn write_secret_files(
+    get: impl Fn(&str) -> Option<String>,
+    model: &Model,
+    dry_run: bool,
+) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     for (name, file) in &model.secret_files() {
         if file.exists() {
             continue;
         }
-        let value = match env
-            .get(&name.to_ascii_uppercase())
-            .filter(|v| !v.is_empty())
-        {
+        let value = match get(&name.to_ascii_uppercase()).filter(|v| !v.is_empty()) {
             Some(v) => v,
             None => dotenv::random_secret(32)?,
         };
