@@ -116,12 +116,6 @@ const ALLOWED: &[(&str, &str, Kind, &str)] = &[
     ),
     (
         "bench/check.rs",
-        "compose_program",
-        Kind::ReadOnly,
-        "compose version probe",
-    ),
-    (
-        "bench/check.rs",
         "compose_config_ms",
         Kind::ReadOnly,
         "times `compose config`",

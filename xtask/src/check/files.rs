@@ -86,9 +86,18 @@ fn image_tags(file: &SourceFile, out: &mut Vec<Finding>) {
     }
 }
 
-/// `scheme://user:password@host` with a literal password.
-fn url_with_literal_password(value: &str) -> bool {
-    let Some((_, rest)) = value.split_once("://") else {
+/// `scheme://user:password@host` with a literal password (a `${VAR:-x}`
+/// expression counts as a variable, its `:` as no separator).
+pub(super) fn url_with_literal_password(value: &str) -> bool {
+    let mut masked = String::new();
+    let mut rest = value;
+    while let Some(i) = rest.find("${") {
+        masked.push_str(&rest[..i]);
+        masked.push_str("$V");
+        rest = rest[i..].find('}').map_or("", |j| &rest[i + j + 1..]);
+    }
+    masked.push_str(rest);
+    let Some((_, rest)) = masked.split_once("://") else {
         return false;
     };
     let Some((userinfo, _)) = rest.split_once('@') else {
@@ -178,6 +187,10 @@ mod tests {
         assert!(!is_floating_tag("15.8-alpine") && !is_floating_tag("3f2a9c1"));
         assert!(url_with_literal_password("postgres://fog:pw@db:5432/fog"));
         assert!(!url_with_literal_password("postgres://fog:${PW}@db/fog"));
+        assert!(!url_with_literal_password(
+            "postgres://${U:-fog}@db/${D:-fog}"
+        ));
+        assert!(url_with_literal_password("postgres://${U:-fog}:pw@db/fog"));
         assert!(!url_with_literal_password("http://mixnode-1:8080"));
     }
 }

@@ -223,7 +223,7 @@ dev/prod port rules. Exit 0 when clean (warnings allowed), 1 on any error, 2 on 
 
 Rules: yaml-syntax, interpolation, undeclared-network, undefined-dependency, undeclared-volume,
 port-conflict, duplicate-service, redefined-service, overlapping-subnet, invalid-subnet, unpinned-image,
-floating-tag (warning), literal-secret, prod-publishes-port, public-bind, missing-bind-source,
+floating-tag (warning), literal-secret, prod-publishes-port, prod-url-credential, public-bind, missing-bind-source,
 healthy-without-healthcheck; named environments also: repo-networks, repo-singleton,
 repo-grafana-port, repo-dev-volumes.
 

@@ -23,7 +23,33 @@ pub fn run(project: &Project, kind: Kind) -> Vec<Finding> {
     super::files::run(project, &mut out);
     exposure(project, kind, &mut out);
     bind_paths(project, &mut out);
+    if kind == Kind::Prod {
+        url_credentials(project, &mut out);
+    }
     out
+}
+
+/// Prod keeps every credential in files: no environment value of the merged,
+/// interpolated model may carry a password inside a URL
+/// (`postgres://user:password@host`), which `docker inspect` would show.
+fn url_credentials(project: &Project, out: &mut Vec<Finding>) {
+    for svc in project.services() {
+        for (key, value) in &svc.environment {
+            let Some(value) = value else { continue };
+            if !super::files::url_with_literal_password(value) {
+                continue;
+            }
+            out.push(Finding::error(
+                "prod-url-credential",
+                at(project, &["services", &svc.name, "environment", key]),
+                format!(
+                    "prod passes a password inside the URL of `{key}` to service `{}`",
+                    svc.name
+                ),
+                "leave the password out of the URL and mount it as a secret file (e.g. `DATABASE_PASSWORD_FILE: /run/secrets/postgres_password`)",
+            ));
+        }
+    }
 }
 
 fn at(project: &Project, path: &[&str]) -> Option<Location> {
@@ -361,6 +387,30 @@ fn bind_paths(project: &Project, out: &mut Vec<Finding>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prod_flags_a_password_inside_a_url() {
+        let dir = std::env::temp_dir().join(format!("fog-url-cred-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("prod.yml");
+        std::fs::write(
+            &file,
+            "services:\n  a:\n    image: x:1\n    environment:\n      DATABASE_URL: postgres://fog:${PW}@db/fog\n      PLAIN: postgres://fog@db/fog\n",
+        )
+        .unwrap();
+        let env = crate::compose::EnvSource::from_pairs([("PW", "s3cret")]);
+        let project = Project::load(&[file], &env).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        let rules = |kind| -> Vec<&str> {
+            run(&project, kind)
+                .iter()
+                .map(|f| f.rule)
+                .filter(|r| *r == "prod-url-credential")
+                .collect()
+        };
+        assert_eq!(rules(Kind::Prod), ["prod-url-credential"]);
+        assert!(rules(Kind::Dev).is_empty());
+    }
 
     #[test]
     fn repositories() {

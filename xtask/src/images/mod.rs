@@ -9,6 +9,7 @@
 mod build;
 mod bundle;
 mod catalog;
+pub mod debootstrap;
 mod digest;
 mod docker;
 mod envfile;

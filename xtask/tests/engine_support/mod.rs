@@ -1,5 +1,5 @@
 //! Shared helpers for the engine's Docker end-to-end tests: each test gets its
-//! own temp env file (`FOG_ENV_FILE`), compose project `fogt-<test>-<pid>`, two
+//! own temp env file (`FOG_ENV_FILE`), compose project `fogeng-<test>-<pid>`, two
 //! /24 subnets carved from 10.231.0.0/16 and host ports from 15000-15999 by its
 //! slot number, and a [`Stack`] guard whose `Drop` removes the project's
 //! containers, networks and volumes (by label and name) even when the test
@@ -142,7 +142,7 @@ impl Stack {
     pub fn new(test: &str, slot: u16, image: Option<&str>, extra: &[(&str, String)]) -> Stack {
         assert!((1..SLOTS).contains(&slot));
         let slot = free_slot(slot);
-        let project = format!("fogt-{test}-{}", std::process::id());
+        let project = format!("fogeng-{test}-{}", std::process::id());
         let dir = std::env::temp_dir().join(&project);
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
@@ -170,6 +170,12 @@ impl Stack {
             ("POSTGRES_PASSWORD", "Tq7vXz0pLm4Rk8sW2nYb6cHd".into()),
             ("GRAFANA_ADMIN_USER", "admin".into()),
             ("GRAFANA_ADMIN_PASSWORD", "Pz3qWn8xKv5Lr1tYb7mCs9Dg".into()),
+            // Secret files in the stack's own temp dir (removed on drop),
+            // never the repository's `secrets/` with a test password.
+            (
+                "FOG_SECRETS_DIR",
+                stack.dir.join("secrets").display().to_string(),
+            ),
         ];
         let ports = [
             "POSTGRES_PORT",
