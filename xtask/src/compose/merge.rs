@@ -10,6 +10,7 @@
 
 use serde_yaml::{Mapping, Value};
 
+use super::env::Flavour;
 use super::key_str;
 use super::lines::Seg;
 use super::types::{scalar_string, Mount, Port};
@@ -19,7 +20,7 @@ pub type NormaliseError = (Vec<Seg>, String);
 
 /// Bring every service of one (interpolated) file into the canonical forms
 /// above, so files can be merged and compared entry by entry.
-pub fn normalise_file(root: &mut Value) -> Result<(), NormaliseError> {
+pub fn normalise_file(root: &mut Value, flavour: Flavour) -> Result<(), NormaliseError> {
     let Some(map) = root.as_mapping_mut() else {
         return Err((Vec::new(), "a compose file must be a mapping".into()));
     };
@@ -92,8 +93,20 @@ pub fn normalise_file(root: &mut Value) -> Result<(), NormaliseError> {
                 *p = Value::String(port.to_short());
             }
         }
-        if let Some(Value::Sequence(volumes)) = svc.get("volumes") {
-            for (i, v) in volumes.iter().enumerate() {
+        if let Some(Value::Sequence(volumes)) = svc.get_mut("volumes") {
+            for (i, v) in volumes.iter_mut().enumerate() {
+                // `${UNSET}:/data`: v1 mounts the project directory, v2 refuses.
+                if let Value::String(s) = v {
+                    if s.starts_with(':') {
+                        if flavour == Flavour::V1 {
+                            *s = format!(".{s}");
+                        } else {
+                            let mut at = path("volumes");
+                            at.push(Seg::Index(i));
+                            return Err((at, format!("volume `{s}` has an empty source (an unset variable?)")));
+                        }
+                    }
+                }
                 Mount::parse(v).map_err(|m| {
                     let mut at = path("volumes");
                     at.push(Seg::Index(i));
@@ -264,7 +277,7 @@ mod tests {
         for doc in docs {
             let mut v: Value = serde_yaml::from_str(doc).unwrap();
             v.apply_merge().unwrap();
-            normalise_file(&mut v).unwrap();
+            normalise_file(&mut v, Flavour::V2).unwrap();
             merge(&mut out, v, &mut Vec::new());
         }
         out

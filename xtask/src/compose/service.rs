@@ -145,20 +145,35 @@ pub(super) fn render(project: &Project) -> String {
     super::emit::to_yaml(&out)
 }
 
-fn absolutise_service(svc: &mut Value, dir: &Path) {
+/// A build context that is a URL (git or http), kept as written.
+pub fn is_url(ctx: &str) -> bool {
+    ["http://", "https://", "git://", "git@", "ssh://", "github.com/"]
+        .iter()
+        .any(|p| ctx.starts_with(p))
+}
+
+/// `~` or `~/x` with the home directory, as Compose expands bind sources.
+fn expand_home(path: &str) -> String {
+    match (path.strip_prefix('~'), std::env::var("HOME")) {
+        (Some(rest), Ok(home)) if rest.is_empty() || rest.starts_with('/') => format!("{home}{rest}"),
+        _ => path.to_string(),
+    }
+}
+
+pub(super) fn absolutise_service(svc: &mut Value, dir: &Path) {
     if let Some(Value::Sequence(volumes)) = svc.get_mut("volumes") {
         for v in volumes {
             match v {
                 Value::String(s) => {
                     if let Some((src, rest)) = s.split_once(':') {
                         if is_host_path(src) {
-                            *s = format!("{}:{rest}", absolute(dir, src));
+                            *s = format!("{}:{rest}", absolute(dir, &expand_home(src)));
                         }
                     }
                 }
                 Value::Mapping(m) if m.get("type").and_then(Value::as_str) == Some("bind") => {
                     if let Some(Value::String(src)) = m.get_mut("source") {
-                        *src = absolute(dir, src);
+                        *src = absolute(dir, &expand_home(src));
                     }
                 }
                 _ => {}
@@ -166,10 +181,12 @@ fn absolutise_service(svc: &mut Value, dir: &Path) {
         }
     }
     match svc.get_mut("build") {
-        Some(Value::String(ctx)) => *ctx = absolute(dir, ctx),
+        Some(Value::String(ctx)) if !is_url(ctx) => *ctx = absolute(dir, ctx),
         Some(Value::Mapping(b)) => {
             if let Some(Value::String(ctx)) = b.get_mut("context") {
-                *ctx = absolute(dir, ctx);
+                if !is_url(ctx) {
+                    *ctx = absolute(dir, ctx);
+                }
             }
         }
         _ => {}
