@@ -54,7 +54,10 @@ fn text(v: &Value) -> String {
 fn ports(v: &Value) -> Vec<String> {
     let one = port(v);
     let (head, proto) = one.rsplit_once('/').unwrap();
-    let parts: Vec<&str> = head.split(':').collect();
+    let parts: Vec<&str> = head.rsplitn(3, ':').collect::<Vec<_>>().into_iter().rev().collect();
+    if parts.len() != 3 {
+        return vec![one];
+    }
     let range = |s: &str| -> Option<(u32, u32)> {
         let (a, b) = s.split_once('-').unwrap_or((s, s));
         Some((a.parse().ok()?, b.parse().ok()?))
@@ -80,13 +83,11 @@ fn port(v: &Value) -> String {
         other => {
             let s = text(other);
             let (spec, proto) = s.rsplit_once('/').unwrap_or((&s, "tcp"));
-            let parts: Vec<&str> = spec.split(':').collect();
-            let (ip, published, target) = match parts.as_slice() {
-                [t] => ("", "", *t),
-                [p, t] => ("", *p, *t),
-                [ip, p, t] => (*ip, *p, *t),
-                _ => panic!("unexpected port {s}"),
-            };
+            let mut parts = spec.rsplitn(3, ':');
+            let target = parts.next().unwrap_or_default();
+            let published = parts.next().unwrap_or_default();
+            let ip = parts.next().unwrap_or_default();
+            let ip = ip.trim_start_matches('[').trim_end_matches(']');
             (ip.into(), published.into(), target.into(), proto.into())
         }
     };

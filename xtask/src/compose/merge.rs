@@ -24,6 +24,8 @@ pub fn normalise_file(root: &mut Value, flavour: Flavour) -> Result<(), Normalis
     let Some(map) = root.as_mapping_mut() else {
         return Err((Vec::new(), "a compose file must be a mapping".into()));
     };
+    legacy_v1_format(map, flavour);
+    let map = root.as_mapping_mut().expect("checked above");
     let Some(services) = map.get_mut("services") else {
         return Ok(());
     };
@@ -107,15 +109,56 @@ pub fn normalise_file(root: &mut Value, flavour: Flavour) -> Result<(), Normalis
                         }
                     }
                 }
-                Mount::parse(v).map_err(|m| {
+            }
+            let mut targets: Vec<String> = Vec::new();
+            let mut keep = Vec::new();
+            for (i, v) in volumes.iter().enumerate() {
+                let mount = Mount::parse(v).map_err(|m| {
                     let mut at = path("volumes");
                     at.push(Seg::Index(i));
                     (at, m)
                 })?;
+                let target = mount.target.trim_end_matches('/').to_string();
+                // Two mounts at one target: v1 refuses, v2 keeps the last.
+                if let Some(j) = targets.iter().position(|t| *t == target) {
+                    if flavour == Flavour::V1 {
+                        let mut at = path("volumes");
+                        at.push(Seg::Index(i));
+                        return Err((at, format!("duplicate mount point `{target}`")));
+                    }
+                    keep[j] = false;
+                }
+                targets.push(target);
+                keep.push(true);
             }
+            let mut keep = keep.into_iter();
+            volumes.retain(|_| keep.next().unwrap_or(true));
         }
     }
     Ok(())
+}
+
+/// v1 reads a file with neither `version` nor `services` as the version 1
+/// format: every top-level key is a service (`net:` is `network_mode:`).
+/// v2 no longer does, and refuses such files.
+fn legacy_v1_format(map: &mut Mapping, flavour: Flavour) {
+    if flavour != Flavour::V1 || map.contains_key("services") || map.contains_key("version") {
+        return;
+    }
+    let mut services = Mapping::new();
+    for (k, mut v) in std::mem::take(map) {
+        if key_str(&k).starts_with("x-") {
+            map.insert(k, v);
+            continue;
+        }
+        if let Some(svc) = v.as_mapping_mut() {
+            if let Some(net) = svc.remove("net") {
+                svc.insert("network_mode".into(), net);
+            }
+        }
+        services.insert(k, v);
+    }
+    map.insert("services".into(), Value::Mapping(services));
 }
 
 fn started() -> Value {

@@ -300,7 +300,9 @@ impl Project {
             }
         };
         envfile::apply(&mut model, &dir, &env).map_err(merged_error)?;
+        validate::imply_dependencies(&mut model, env.flavour);
         validate::check_services(&model).map_err(merged_error)?;
+        validate::check_build_paths(&model, &dir, env.flavour).map_err(merged_error)?;
         let mut services = Vec::new();
         if let Some(map) = model.get("services").and_then(Value::as_mapping) {
             for (name, value) in map {

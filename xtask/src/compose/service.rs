@@ -121,8 +121,9 @@ pub(super) fn render(project: &Project) -> String {
             match key.as_str() {
                 "services" => {
                     if let Some(services) = v.as_mapping_mut() {
+                        let v1 = project.env.flavour == super::Flavour::V1;
                         for svc in services.values_mut() {
-                            absolutise_service(svc, &project.dir);
+                            absolutise_as(svc, &project.dir, v1);
                         }
                     }
                 }
@@ -160,14 +161,36 @@ fn expand_home(path: &str) -> String {
     }
 }
 
+/// A path without a trailing `/` (except `/` itself).
+fn clean(p: &str) -> String {
+    let t = p.trim_end_matches('/');
+    if t.is_empty() && p.starts_with('/') {
+        "/".into()
+    } else {
+        t.to_string()
+    }
+}
+
 pub(super) fn absolutise_service(svc: &mut Value, dir: &Path) {
+    absolutise_as(svc, dir, false)
+}
+
+fn absolutise_as(svc: &mut Value, dir: &Path, v1: bool) {
     if let Some(Value::Sequence(volumes)) = svc.get_mut("volumes") {
         for v in volumes {
             match v {
                 Value::String(s) => {
                     if let Some((src, rest)) = s.split_once(':') {
+                        // Compose cleans the target path; v1 also the source.
+                        let (target, mode) = rest.split_once(':').unwrap_or((rest, ""));
+                        let target = clean(target);
+                        let mode = if mode.is_empty() { String::new() } else { format!(":{mode}") };
                         if is_host_path(src) {
-                            *s = format!("{}:{rest}", absolute(dir, &expand_home(src)));
+                            let src = absolute(dir, &expand_home(src));
+                            let src = if v1 { clean(&src) } else { src };
+                            *s = format!("{src}:{target}{mode}");
+                        } else {
+                            *s = format!("{src}:{target}{mode}");
                         }
                     }
                 }

@@ -53,7 +53,13 @@ pub fn check_file(raw: &Value, flavour: Flavour) -> Result<(), Invalid> {
     let Some(top) = raw.as_mapping() else {
         return Err((Vec::new(), "a compose file must be a mapping of top-level keys".into()));
     };
-    for k in top.keys() {
+    if let Some(v) = top.get("version") {
+        if !v.is_string() {
+            return Err((vec![Seg::key("version")], "`version` must be a string, e.g. \"3.8\" (Compose ignores it)".into()));
+        }
+    }
+    let legacy = flavour == Flavour::V1 && !top.contains_key("services") && !top.contains_key("version");
+    for k in top.keys().filter(|_| !legacy) {
         let key = key_str(k);
         if key.starts_with("x-") {
             continue;
@@ -78,7 +84,7 @@ pub fn check_file(raw: &Value, flavour: Flavour) -> Result<(), Invalid> {
                 if key.starts_with("x-") {
                     continue;
                 }
-                if !SERVICE.contains(&key.as_str()) {
+                if !SERVICE.contains(&key.as_str()) && !(flavour == Flavour::V1 && key == "net") {
                     return Err((at(), format!("service `{name}` has unknown key `{key}` (not in the compose-spec)")));
                 }
                 if flavour == Flavour::V1 && SERVICE_V2_ONLY.contains(&key.as_str()) {
@@ -126,6 +132,76 @@ fn check_tags(raw: &Value, flavour: Flavour) -> Result<(), Invalid> {
     Ok(())
 }
 
+/// Dependencies v2 adds for `links`, `volumes_from` and `network_mode:
+/// service:` (so they must exist); v1 prints none.
+pub fn imply_dependencies(model: &mut Value, flavour: Flavour) {
+    if flavour != Flavour::V2 {
+        return;
+    }
+    let Some(services) = model.get_mut("services").and_then(Value::as_mapping_mut) else {
+        return;
+    };
+    for svc in services.values_mut() {
+        let Some(svc) = svc.as_mapping_mut() else { continue };
+        let mut implied = Vec::new();
+        let list = |v: Option<&Value>| -> Vec<String> {
+            v.and_then(Value::as_sequence).map(|s| s.iter().map(key_str).collect()).unwrap_or_default()
+        };
+        for link in list(svc.get("links")) {
+            implied.push(link.split(':').next().unwrap_or_default().to_string());
+        }
+        for from in list(svc.get("volumes_from")) {
+            if !from.starts_with("container:") {
+                implied.push(from.split(':').next().unwrap_or_default().to_string());
+            }
+        }
+        if let Some(dep) = svc.get("network_mode").and_then(Value::as_str).and_then(|m| m.strip_prefix("service:")) {
+            implied.push(dep.to_string());
+        }
+        if implied.is_empty() {
+            continue;
+        }
+        let deps = svc
+            .entry("depends_on".into())
+            .or_insert_with(|| Value::Mapping(Default::default()));
+        if let Some(deps) = deps.as_mapping_mut() {
+            for dep in implied {
+                deps.entry(dep.into()).or_insert_with(|| {
+                    let mut m = serde_yaml::Mapping::new();
+                    m.insert("condition".into(), "service_started".into());
+                    Value::Mapping(m)
+                });
+            }
+        }
+    }
+}
+
+/// v1 refuses a local build context that does not exist (v2 checks at build time).
+pub fn check_build_paths(model: &Value, dir: &std::path::Path, flavour: Flavour) -> Result<(), Invalid> {
+    if flavour != Flavour::V1 {
+        return Ok(());
+    }
+    let Some(services) = model.get("services").and_then(Value::as_mapping) else {
+        return Ok(());
+    };
+    for (name, svc) in services {
+        let ctx = match svc.get("build") {
+            Some(Value::String(c)) => c.clone(),
+            Some(Value::Mapping(b)) => b.get("context").map(key_str).unwrap_or_else(|| ".".into()),
+            _ => continue,
+        };
+        if super::service::is_url(&ctx) || dir.join(&ctx).is_dir() {
+            continue;
+        }
+        let name = key_str(name);
+        return Err((
+            vec![Seg::key("services"), Seg::Key(name.clone()), Seg::key("build")],
+            format!("service `{name}`: build context `{ctx}` does not exist (Compose v1 checks it)"),
+        ));
+    }
+    Ok(())
+}
+
 /// Rules on the merged services: an image or a build, and dependencies that
 /// exist and form no cycle.
 pub fn check_services(model: &Value) -> Result<(), Invalid> {
@@ -136,7 +212,7 @@ pub fn check_services(model: &Value) -> Result<(), Invalid> {
     for (name, svc) in services {
         let name = key_str(name);
         let at = || vec![Seg::key("services"), Seg::Key(name.clone())];
-        let has = |k: &str| svc.get(k).is_some_and(|v| !v.is_null());
+        let has = |k: &str| svc.get(k).is_some_and(|v| !v.is_null() && v.as_str() != Some(""));
         if !has("image") && !has("build") {
             return Err((at(), format!("service `{name}` has neither an image nor a build context; add `image:` or `build:`")));
         }
