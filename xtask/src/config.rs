@@ -28,7 +28,12 @@ pub struct SourceArgs {
     pub env_file: Option<PathBuf>,
     /// Read the files as this Compose does: v2 (`docker compose`) or v1
     /// (`docker-compose` 1.29, which refuses v2-only syntax such as `include`).
-    #[arg(long = "compose", value_enum, value_name = "VERSION", default_value = "v2")]
+    #[arg(
+        long = "compose",
+        value_enum,
+        value_name = "VERSION",
+        default_value = "v2"
+    )]
     pub flavour: Flavour,
 }
 

@@ -57,7 +57,10 @@ fn image_tags(project: &Project, file: &SourceFile, out: &mut Vec<Finding>) {
         let Some(image) = svc.get("image").map(scalar_string) else {
             continue;
         };
-        if project.service(&name).is_some_and(|s| s.raw.get("build").is_some()) {
+        if project
+            .service(&name)
+            .is_some_and(|s| s.raw.get("build").is_some())
+        {
             continue;
         }
         if image.contains('@') {
@@ -104,8 +107,18 @@ fn url_with_literal_password(value: &str) -> bool {
 /// Settings named like secrets that hold none: switches such as
 /// `MYSQL_ALLOW_EMPTY_PASSWORD=yes` or `MYSQL_RANDOM_ROOT_PASSWORD=1`.
 fn is_flag(key: &str, value: &str) -> bool {
-    const SWITCH: &[&str] = &["yes", "no", "true", "false", "on", "off", "1", "0", "y", "n"];
-    const FLAG_WORDS: &[&str] = &["ALLOW_EMPTY", "RANDOM", "GENERATE", "ONETIME", "_ENABLED", "_DISABLED", "REQUIRE"];
+    const SWITCH: &[&str] = &[
+        "yes", "no", "true", "false", "on", "off", "1", "0", "y", "n",
+    ];
+    const FLAG_WORDS: &[&str] = &[
+        "ALLOW_EMPTY",
+        "RANDOM",
+        "GENERATE",
+        "ONETIME",
+        "_ENABLED",
+        "_DISABLED",
+        "REQUIRE",
+    ];
     let key = key.to_ascii_uppercase();
     SWITCH.contains(&value.to_ascii_lowercase().as_str())
         || FLAG_WORDS.iter().any(|w| key.contains(w))

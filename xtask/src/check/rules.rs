@@ -170,8 +170,19 @@ fn instance_group(svc: &Service) -> Option<String> {
 /// Images of services that run once per environment: a second one is a
 /// duplicated service, not a replica. Workers sharing `alpine` are fine.
 const SINGLETON_IMAGES: &[&str] = &[
-    "prometheus", "grafana", "loki", "alertmanager", "postgres", "mysql", "mariadb",
-    "mongo", "redis", "elasticsearch", "node-exporter", "cadvisor", "traefik",
+    "prometheus",
+    "grafana",
+    "loki",
+    "alertmanager",
+    "postgres",
+    "mysql",
+    "mariadb",
+    "mongo",
+    "redis",
+    "elasticsearch",
+    "node-exporter",
+    "cadvisor",
+    "traefik",
 ];
 
 fn duplicate_images(project: &Project, out: &mut Vec<Finding>) {

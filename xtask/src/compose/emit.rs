@@ -90,7 +90,12 @@ fn string(s: &str) -> String {
             '\n' => out.push_str("\\n"),
             '\t' => out.push_str("\\t"),
             '\r' => out.push_str("\\r"),
-            c if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{fffe}' | '\u{ffff}') => {
+            c if c.is_control()
+                || matches!(
+                    c,
+                    '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{fffe}' | '\u{ffff}'
+                ) =>
+            {
                 out.push_str(&format!("\\u{:04x}", c as u32));
             }
             c => out.push(c),
@@ -147,7 +152,10 @@ mod tests {
     fn control_characters_are_escaped_and_read_back() {
         let s = "a\u{7f}b\u{85}c\u{1b}d\"e\\f\ng\u{2028}";
         let quoted = string(s);
-        assert!(!quoted.contains('\u{7f}') && !quoted.contains('\u{2028}'), "{quoted}");
+        assert!(
+            !quoted.contains('\u{7f}') && !quoted.contains('\u{2028}'),
+            "{quoted}"
+        );
         let back: String = serde_yaml::from_str(&quoted).unwrap();
         assert_eq!(back, s);
     }

@@ -108,7 +108,9 @@ impl EnvSource {
             let Some(line) = crate::dotenv::parse_line(raw) else {
                 continue;
             };
-            let literal = raw.split_once('=').is_some_and(|(_, v)| v.trim().starts_with('\''));
+            let literal = raw
+                .split_once('=')
+                .is_some_and(|(_, v)| v.trim().starts_with('\''));
             let value = if literal || !line.value.contains('$') {
                 line.value
             } else {

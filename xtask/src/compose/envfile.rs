@@ -23,8 +23,16 @@ pub fn apply(model: &mut Value, dir: &Path, env: &EnvSource) -> Result<(), Inval
     };
     for (name, svc) in services.iter_mut() {
         let name = super::key_str(name);
-        let at = || vec![Seg::key("services"), Seg::Key(name.clone()), Seg::key("env_file")];
-        let Some(svc) = svc.as_mapping_mut() else { continue };
+        let at = || {
+            vec![
+                Seg::key("services"),
+                Seg::Key(name.clone()),
+                Seg::key("env_file"),
+            ]
+        };
+        let Some(svc) = svc.as_mapping_mut() else {
+            continue;
+        };
         let mut merged = Mapping::new();
         if let Some(files) = svc.remove("env_file") {
             let items = match files {
@@ -48,10 +56,15 @@ pub fn apply(model: &mut Value, dir: &Path, env: &EnvSource) -> Result<(), Inval
                 if super::read::unusable(&full).is_some() && !required {
                     continue;
                 }
-                let text = super::read::read_text(&full)
-                    .map_err(|e| (at(), format!("env_file `{path}` of service `{name}`: {}", e.message)))?;
+                let text = super::read::read_text(&full).map_err(|e| {
+                    (
+                        at(),
+                        format!("env_file `{path}` of service `{name}`: {}", e.message),
+                    )
+                })?;
                 let vars = if env.flavour == Flavour::V2 {
-                    env.read_vars(&full, &text).map_err(|e| (at(), e.to_string()))?
+                    env.read_vars(&full, &text)
+                        .map_err(|e| (at(), e.to_string()))?
                 } else {
                     EnvSource::empty()
                         .read_vars(&full, &text.replace('$', "$$"))

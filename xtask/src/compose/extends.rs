@@ -65,7 +65,11 @@ pub fn resolve(model: &mut Value, file: &Path, env: &EnvSource) -> Result<(), In
         .map(|m| m.keys().map(key_str).collect())
         .unwrap_or_default();
     for name in names {
-        let at = vec![Seg::key("services"), Seg::Key(name.clone()), Seg::key("extends")];
+        let at = vec![
+            Seg::key("services"),
+            Seg::Key(name.clone()),
+            Seg::key("extends"),
+        ];
         if model["services"][name.as_str()].get("extends").is_none() {
             continue;
         }
@@ -92,11 +96,12 @@ fn resolve_one(
         return Err(format!("extends chain longer than {MAX_CHAIN} services"));
     }
     chain.push(link);
-    let mut svc = files
-        .services(file)?
-        .get(name)
-        .cloned()
-        .ok_or_else(|| format!("cannot extend service `{name}`: {} has no such service", file.display()))?;
+    let mut svc = files.services(file)?.get(name).cloned().ok_or_else(|| {
+        format!(
+            "cannot extend service `{name}`: {} has no such service",
+            file.display()
+        )
+    })?;
     let Some(ext) = svc.as_mapping_mut().and_then(|m| m.remove("extends")) else {
         chain.pop();
         return Ok(svc);
@@ -104,7 +109,10 @@ fn resolve_one(
     let (base_name, base_file) = match &ext {
         Value::String(s) => (s.clone(), None),
         Value::Mapping(m) => (
-            m.get("service").and_then(Value::as_str).ok_or("`extends` needs `service:`")?.to_string(),
+            m.get("service")
+                .and_then(Value::as_str)
+                .ok_or("`extends` needs `service:`")?
+                .to_string(),
             m.get("file").and_then(Value::as_str).map(str::to_string),
         ),
         _ => return Err("`extends` must be a service name or {service, file}".into()),
@@ -116,7 +124,9 @@ fn resolve_one(
     };
     let mut base = resolve_one(files, &base_path, &base_name, chain, flavour)?;
     if flavour == Flavour::V1 {
-        let links = ["links", "volumes_from"].iter().any(|k| base.get(k).is_some())
+        let links = ["links", "volumes_from"]
+            .iter()
+            .any(|k| base.get(k).is_some())
             || base
                 .get("network_mode")
                 .and_then(Value::as_str)

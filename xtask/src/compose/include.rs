@@ -44,25 +44,39 @@ pub fn resolve(model: &mut Value, file: &Path, env: &EnvSource) -> Result<(), In
                         _ => Vec::new(),
                     }
                 };
-                let project_dir = m.get("project_directory").and_then(Value::as_str).map(|d| dir.join(d));
+                let project_dir = m
+                    .get("project_directory")
+                    .and_then(Value::as_str)
+                    .map(|d| dir.join(d));
                 (list("path"), project_dir, list("env_file"))
             }
-            _ => return Err((at(), "an `include` entry must be a path or a mapping".into())),
+            _ => {
+                return Err((
+                    at(),
+                    "an `include` entry must be a path or a mapping".into(),
+                ))
+            }
         };
         if paths.is_empty() {
             return Err((at(), "an `include` entry needs `path`".into()));
         }
         let files: Vec<PathBuf> = paths.iter().map(|p| dir.join(p)).collect();
-        let inc_dir = project_dir.unwrap_or_else(|| {
-            files[0].parent().map(Path::to_path_buf).unwrap_or_default()
-        });
+        let inc_dir = project_dir
+            .unwrap_or_else(|| files[0].parent().map(Path::to_path_buf).unwrap_or_default());
         let mut inc_env = env.clone();
         let dot_env = inc_dir.join(".env");
-        for f in env_files.iter().map(|f| dir.join(f)).chain(Some(dot_env).filter(|p| p.is_file())) {
+        for f in env_files
+            .iter()
+            .map(|f| dir.join(f))
+            .chain(Some(dot_env).filter(|p| p.is_file()))
+        {
             inc_env.load_file(&f).map_err(|e| (at(), e.to_string()))?;
         }
         if DEPTH.get() >= MAX_CHAIN {
-            return Err((at(), format!("includes nested more than {MAX_CHAIN} levels deep (an include cycle?)")));
+            return Err((
+                at(),
+                format!("includes nested more than {MAX_CHAIN} levels deep (an include cycle?)"),
+            ));
         }
         DEPTH.set(DEPTH.get() + 1);
         let loaded = Project::load(&files, &inc_env);
@@ -74,21 +88,34 @@ pub fn resolve(model: &mut Value, file: &Path, env: &EnvSource) -> Result<(), In
                 super::service::absolutise_service(svc, &inc_dir);
             }
         }
-        let Some(inc_map) = inc_model.as_mapping() else { continue };
+        let Some(inc_map) = inc_model.as_mapping() else {
+            continue;
+        };
         let root = model.as_mapping_mut().expect("a compose file is a mapping");
         for section in ["services", "networks", "volumes", "secrets", "configs"] {
-            let Some(Value::Mapping(theirs)) = inc_map.get(section) else { continue };
+            let Some(Value::Mapping(theirs)) = inc_map.get(section) else {
+                continue;
+            };
             let ours = root
                 .entry(section.into())
                 .or_insert_with(|| Value::Mapping(Mapping::new()));
             if ours.is_null() {
                 *ours = Value::Mapping(Mapping::new());
             }
-            let Some(ours) = ours.as_mapping_mut() else { continue };
+            let Some(ours) = ours.as_mapping_mut() else {
+                continue;
+            };
             for (k, v) in theirs {
                 if ours.contains_key(k) {
                     if section == "services" {
-                        return Err((at(), format!("service `{}` is defined here and in included {}", key_str(k), files[0].display())));
+                        return Err((
+                            at(),
+                            format!(
+                                "service `{}` is defined here and in included {}",
+                                key_str(k),
+                                files[0].display()
+                            ),
+                        ));
                     }
                     continue;
                 }

@@ -167,6 +167,12 @@ fn expand(
         }
         _ => return Err(syntax()),
     };
+    // v1 knows no `+` forms and no interpolation inside a default.
+    if env.flavour == super::Flavour::V1
+        && (op.trim_start_matches(':').starts_with('+') || arg.contains("${"))
+    {
+        return Err(syntax());
+    }
     let kind = op.trim_start_matches(':').as_bytes()[0];
     match kind {
         b'-' | b'+' if cond => interpolate_in(arg, env, depth + 1, budget),

@@ -105,7 +105,10 @@ pub fn normalise_file(root: &mut Value, flavour: Flavour) -> Result<(), Normalis
                         } else {
                             let mut at = path("volumes");
                             at.push(Seg::Index(i));
-                            return Err((at, format!("volume `{s}` has an empty source (an unset variable?)")));
+                            return Err((
+                                at,
+                                format!("volume `{s}` has an empty source (an unset variable?)"),
+                            ));
                         }
                     }
                 }
@@ -218,6 +221,25 @@ fn list_to_map(v: &Value, item: impl Fn(&str) -> Value + Copy) -> Value {
         }
         Value::Null => Value::Mapping(Mapping::new()),
         other => other.clone(),
+    }
+}
+
+/// Drop the `!reset`/`!override` tags left after merging (a tag in the
+/// first file that defines a value just keeps the value).
+pub fn strip_tags(v: &mut Value) {
+    let mut stack = vec![v];
+    while let Some(v) = stack.pop() {
+        if let Value::Tagged(t) = v {
+            let inner = std::mem::replace(&mut t.value, Value::Null);
+            *v = inner;
+            stack.push(v);
+            continue;
+        }
+        match v {
+            Value::Mapping(m) => stack.extend(m.values_mut()),
+            Value::Sequence(items) => stack.extend(items.iter_mut()),
+            _ => {}
+        }
     }
 }
 

@@ -169,7 +169,7 @@ impl SourceFile {
         let invalid = |(at, msg): (Vec<Seg>, String)| {
             error(LoadErrorKind::Invalid, lines().nearest_line(&at), None, msg)
         };
-        validate::check_file(&raw, env.flavour).map_err(invalid)?;
+
         raw.apply_merge().map_err(|e| {
             error(
                 LoadErrorKind::Parse,
@@ -178,6 +178,7 @@ impl SourceFile {
                 format!("bad `<<` merge: {e}"),
             )
         })?;
+        validate::check_file(&raw, env.flavour).map_err(invalid)?;
         let mut model = raw.clone();
         interpolate::interpolate_value(&mut model, env, &mut Vec::new()).map_err(|(at, e)| {
             error(
@@ -285,7 +286,9 @@ impl Project {
         }
         let merged_error = |(at, message): (Vec<Seg>, String)| {
             let loc = locate_in(&files, &at).or_else(|| {
-                (1..at.len()).rev().find_map(|n| locate_in(&files, &at[..n]))
+                (1..at.len())
+                    .rev()
+                    .find_map(|n| locate_in(&files, &at[..n]))
             });
             LoadError {
                 kind: LoadErrorKind::Invalid,
@@ -299,9 +302,10 @@ impl Project {
                 message,
             }
         };
+        merge::strip_tags(&mut model);
         envfile::apply(&mut model, &dir, &env).map_err(merged_error)?;
         validate::imply_dependencies(&mut model, env.flavour);
-        validate::check_services(&model).map_err(merged_error)?;
+        validate::check_services(&model, env.flavour).map_err(merged_error)?;
         validate::check_build_paths(&model, &dir, env.flavour).map_err(merged_error)?;
         let mut services = Vec::new();
         if let Some(map) = model.get("services").and_then(Value::as_mapping) {

@@ -68,7 +68,10 @@ pub fn read_text(path: &Path) -> Result<String, LoadError> {
         return Err(error(
             path,
             None,
-            format!("is over the {} MB limit for input files", MAX_FILE_BYTES / (1024 * 1024)),
+            format!(
+                "is over the {} MB limit for input files",
+                MAX_FILE_BYTES / (1024 * 1024)
+            ),
         ));
     }
     decode(path, bytes)
@@ -116,6 +119,8 @@ mod tests {
     fn directories_and_missing_files_are_named() {
         let dir = std::env::temp_dir();
         assert!(unusable(&dir).unwrap().contains("directory"));
-        assert!(unusable(&dir.join("no-such-file-here")).unwrap().contains("does not exist"));
+        assert!(unusable(&dir.join("no-such-file-here"))
+            .unwrap()
+            .contains("does not exist"));
     }
 }

@@ -148,15 +148,24 @@ pub(super) fn render(project: &Project) -> String {
 
 /// A build context that is a URL (git or http), kept as written.
 pub fn is_url(ctx: &str) -> bool {
-    ["http://", "https://", "git://", "git@", "ssh://", "github.com/"]
-        .iter()
-        .any(|p| ctx.starts_with(p))
+    [
+        "http://",
+        "https://",
+        "git://",
+        "git@",
+        "ssh://",
+        "github.com/",
+    ]
+    .iter()
+    .any(|p| ctx.starts_with(p))
 }
 
 /// `~` or `~/x` with the home directory, as Compose expands bind sources.
 fn expand_home(path: &str) -> String {
     match (path.strip_prefix('~'), std::env::var("HOME")) {
-        (Some(rest), Ok(home)) if rest.is_empty() || rest.starts_with('/') => format!("{home}{rest}"),
+        (Some(rest), Ok(home)) if rest.is_empty() || rest.starts_with('/') => {
+            format!("{home}{rest}")
+        }
         _ => path.to_string(),
     }
 }
@@ -184,7 +193,11 @@ fn absolutise_as(svc: &mut Value, dir: &Path, v1: bool) {
                         // Compose cleans the target path; v1 also the source.
                         let (target, mode) = rest.split_once(':').unwrap_or((rest, ""));
                         let target = clean(target);
-                        let mode = if mode.is_empty() { String::new() } else { format!(":{mode}") };
+                        let mode = if mode.is_empty() {
+                            String::new()
+                        } else {
+                            format!(":{mode}")
+                        };
                         if is_host_path(src) {
                             let src = absolute(dir, &expand_home(src));
                             let src = if v1 { clean(&src) } else { src };

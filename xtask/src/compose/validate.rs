@@ -18,30 +18,114 @@ use super::lines::Seg;
 pub type Invalid = (Vec<Seg>, String);
 
 const TOP: &[&str] = &[
-    "version", "services", "networks", "volumes", "secrets", "configs", "name", "include",
-    "models",
+    "version", "services", "networks", "volumes", "secrets", "configs", "name", "include", "models",
 ];
 const TOP_V2_ONLY: &[&str] = &["name", "include", "models"];
 
 const SERVICE: &[&str] = &[
-    "annotations", "attach", "blkio_config", "build", "cap_add", "cap_drop", "cgroup",
-    "cgroup_parent", "command", "configs", "container_name", "cpu_count", "cpu_percent",
-    "cpu_period", "cpu_quota", "cpu_rt_period", "cpu_rt_runtime", "cpu_shares", "cpus",
-    "cpuset", "credential_spec", "depends_on", "deploy", "develop", "device_cgroup_rules",
-    "devices", "dns", "dns_opt", "dns_search", "domainname", "entrypoint", "env_file",
-    "environment", "expose", "extends", "external_links", "extra_hosts", "gpus", "group_add",
-    "healthcheck", "hostname", "image", "init", "ipc", "isolation", "label_file", "labels",
-    "links", "logging", "mac_address", "mem_limit", "mem_reservation", "mem_swappiness",
-    "memswap_limit", "models", "network_mode", "networks", "oom_kill_disable", "oom_score_adj",
-    "pid", "pids_limit", "platform", "ports", "post_start", "pre_stop", "privileged",
-    "profiles", "provider", "pull_policy", "read_only", "restart", "runtime", "scale",
-    "secrets", "security_opt", "shm_size", "stdin_open", "stop_grace_period", "stop_signal",
-    "storage_opt", "sysctls", "tmpfs", "tty", "ulimits", "use_api_socket", "user",
-    "userns_mode", "uts", "volumes", "volumes_from", "working_dir",
+    "annotations",
+    "attach",
+    "blkio_config",
+    "build",
+    "cap_add",
+    "cap_drop",
+    "cgroup",
+    "cgroup_parent",
+    "command",
+    "configs",
+    "container_name",
+    "cpu_count",
+    "cpu_percent",
+    "cpu_period",
+    "cpu_quota",
+    "cpu_rt_period",
+    "cpu_rt_runtime",
+    "cpu_shares",
+    "cpus",
+    "cpuset",
+    "credential_spec",
+    "depends_on",
+    "deploy",
+    "develop",
+    "device_cgroup_rules",
+    "devices",
+    "dns",
+    "dns_opt",
+    "dns_search",
+    "domainname",
+    "entrypoint",
+    "env_file",
+    "environment",
+    "expose",
+    "extends",
+    "external_links",
+    "extra_hosts",
+    "gpus",
+    "group_add",
+    "healthcheck",
+    "hostname",
+    "image",
+    "init",
+    "ipc",
+    "isolation",
+    "label_file",
+    "labels",
+    "links",
+    "logging",
+    "mac_address",
+    "mem_limit",
+    "mem_reservation",
+    "mem_swappiness",
+    "memswap_limit",
+    "models",
+    "network_mode",
+    "networks",
+    "oom_kill_disable",
+    "oom_score_adj",
+    "pid",
+    "pids_limit",
+    "platform",
+    "ports",
+    "post_start",
+    "pre_stop",
+    "privileged",
+    "profiles",
+    "provider",
+    "pull_policy",
+    "read_only",
+    "restart",
+    "runtime",
+    "scale",
+    "secrets",
+    "security_opt",
+    "shm_size",
+    "stdin_open",
+    "stop_grace_period",
+    "stop_signal",
+    "storage_opt",
+    "sysctls",
+    "tmpfs",
+    "tty",
+    "ulimits",
+    "use_api_socket",
+    "user",
+    "userns_mode",
+    "uts",
+    "volumes",
+    "volumes_from",
+    "working_dir",
 ];
 const SERVICE_V2_ONLY: &[&str] = &[
-    "annotations", "attach", "develop", "gpus", "label_file", "models", "post_start",
-    "pre_stop", "provider", "use_api_socket",
+    "annotations",
+    "attach",
+    "develop",
+    "gpus",
+    "label_file",
+    "models",
+    "post_start",
+    "pre_stop",
+    "provider",
+    "use_api_socket",
 ];
 
 fn v1_refuses(what: &str) -> String {
@@ -51,14 +135,21 @@ fn v1_refuses(what: &str) -> String {
 /// Keys and tags of one parsed (not yet interpolated) file.
 pub fn check_file(raw: &Value, flavour: Flavour) -> Result<(), Invalid> {
     let Some(top) = raw.as_mapping() else {
-        return Err((Vec::new(), "a compose file must be a mapping of top-level keys".into()));
+        return Err((
+            Vec::new(),
+            "a compose file must be a mapping of top-level keys".into(),
+        ));
     };
     if let Some(v) = top.get("version") {
         if !v.is_string() {
-            return Err((vec![Seg::key("version")], "`version` must be a string, e.g. \"3.8\" (Compose ignores it)".into()));
+            return Err((
+                vec![Seg::key("version")],
+                "`version` must be a string, e.g. \"3.8\" (Compose ignores it)".into(),
+            ));
         }
     }
-    let legacy = flavour == Flavour::V1 && !top.contains_key("services") && !top.contains_key("version");
+    let legacy =
+        flavour == Flavour::V1 && !top.contains_key("services") && !top.contains_key("version");
     for k in top.keys().filter(|_| !legacy) {
         let key = key_str(k);
         if key.starts_with("x-") {
@@ -67,25 +158,44 @@ pub fn check_file(raw: &Value, flavour: Flavour) -> Result<(), Invalid> {
         if !TOP.contains(&key.as_str()) {
             return Err((
                 vec![Seg::Key(key.clone())],
-                format!("unknown top-level key `{key}`; the compose-spec allows {}", TOP.join(", ")),
+                format!(
+                    "unknown top-level key `{key}`; the compose-spec allows {}",
+                    TOP.join(", ")
+                ),
             ));
         }
         if flavour == Flavour::V1 && TOP_V2_ONLY.contains(&key.as_str()) {
-            return Err((vec![Seg::Key(key.clone())], v1_refuses(&format!("top-level `{key}`"))));
+            return Err((
+                vec![Seg::Key(key.clone())],
+                v1_refuses(&format!("top-level `{key}`")),
+            ));
         }
     }
     if let Some(Value::Mapping(services)) = top.get("services") {
         for (name, svc) in services {
             let name = key_str(name);
-            let Some(svc) = svc.as_mapping() else { continue };
+            let Some(svc) = svc.as_mapping() else {
+                continue;
+            };
             for k in svc.keys() {
                 let key = key_str(k);
-                let at = || vec![Seg::key("services"), Seg::Key(name.clone()), Seg::Key(key.clone())];
+                let at = || {
+                    vec![
+                        Seg::key("services"),
+                        Seg::Key(name.clone()),
+                        Seg::Key(key.clone()),
+                    ]
+                };
                 if key.starts_with("x-") {
                     continue;
                 }
                 if !SERVICE.contains(&key.as_str()) && !(flavour == Flavour::V1 && key == "net") {
-                    return Err((at(), format!("service `{name}` has unknown key `{key}` (not in the compose-spec)")));
+                    return Err((
+                        at(),
+                        format!(
+                            "service `{name}` has unknown key `{key}` (not in the compose-spec)"
+                        ),
+                    ));
                 }
                 if flavour == Flavour::V1 && SERVICE_V2_ONLY.contains(&key.as_str()) {
                     return Err((at(), v1_refuses(&format!("`{key}`"))));
@@ -105,7 +215,12 @@ fn check_tags(raw: &Value, flavour: Flavour) -> Result<(), Invalid> {
                 let tag = t.tag.to_string();
                 let name = tag.trim_start_matches('!');
                 if name != "reset" && name != "override" {
-                    return Err((at, format!("unknown YAML tag `{tag}`; Compose knows only !reset and !override")));
+                    return Err((
+                        at,
+                        format!(
+                            "unknown YAML tag `{tag}`; Compose knows only !reset and !override"
+                        ),
+                    ));
                 }
                 if flavour == Flavour::V1 {
                     return Err((at, v1_refuses(&format!("the `{tag}` tag"))));
@@ -142,10 +257,14 @@ pub fn imply_dependencies(model: &mut Value, flavour: Flavour) {
         return;
     };
     for svc in services.values_mut() {
-        let Some(svc) = svc.as_mapping_mut() else { continue };
+        let Some(svc) = svc.as_mapping_mut() else {
+            continue;
+        };
         let mut implied = Vec::new();
         let list = |v: Option<&Value>| -> Vec<String> {
-            v.and_then(Value::as_sequence).map(|s| s.iter().map(key_str).collect()).unwrap_or_default()
+            v.and_then(Value::as_sequence)
+                .map(|s| s.iter().map(key_str).collect())
+                .unwrap_or_default()
         };
         for link in list(svc.get("links")) {
             implied.push(link.split(':').next().unwrap_or_default().to_string());
@@ -155,7 +274,11 @@ pub fn imply_dependencies(model: &mut Value, flavour: Flavour) {
                 implied.push(from.split(':').next().unwrap_or_default().to_string());
             }
         }
-        if let Some(dep) = svc.get("network_mode").and_then(Value::as_str).and_then(|m| m.strip_prefix("service:")) {
+        if let Some(dep) = svc
+            .get("network_mode")
+            .and_then(Value::as_str)
+            .and_then(|m| m.strip_prefix("service:"))
+        {
             implied.push(dep.to_string());
         }
         if implied.is_empty() {
@@ -177,7 +300,11 @@ pub fn imply_dependencies(model: &mut Value, flavour: Flavour) {
 }
 
 /// v1 refuses a local build context that does not exist (v2 checks at build time).
-pub fn check_build_paths(model: &Value, dir: &std::path::Path, flavour: Flavour) -> Result<(), Invalid> {
+pub fn check_build_paths(
+    model: &Value,
+    dir: &std::path::Path,
+    flavour: Flavour,
+) -> Result<(), Invalid> {
     if flavour != Flavour::V1 {
         return Ok(());
     }
@@ -195,8 +322,14 @@ pub fn check_build_paths(model: &Value, dir: &std::path::Path, flavour: Flavour)
         }
         let name = key_str(name);
         return Err((
-            vec![Seg::key("services"), Seg::Key(name.clone()), Seg::key("build")],
-            format!("service `{name}`: build context `{ctx}` does not exist (Compose v1 checks it)"),
+            vec![
+                Seg::key("services"),
+                Seg::Key(name.clone()),
+                Seg::key("build"),
+            ],
+            format!(
+                "service `{name}`: build context `{ctx}` does not exist (Compose v1 checks it)"
+            ),
         ));
     }
     Ok(())
@@ -204,7 +337,7 @@ pub fn check_build_paths(model: &Value, dir: &std::path::Path, flavour: Flavour)
 
 /// Rules on the merged services: an image or a build, and dependencies that
 /// exist and form no cycle.
-pub fn check_services(model: &Value) -> Result<(), Invalid> {
+pub fn check_services(model: &Value, flavour: Flavour) -> Result<(), Invalid> {
     let Some(services) = model.get("services").and_then(Value::as_mapping) else {
         return Ok(());
     };
@@ -212,7 +345,10 @@ pub fn check_services(model: &Value) -> Result<(), Invalid> {
     for (name, svc) in services {
         let name = key_str(name);
         let at = || vec![Seg::key("services"), Seg::Key(name.clone())];
-        let has = |k: &str| svc.get(k).is_some_and(|v| !v.is_null() && v.as_str() != Some(""));
+        let has = |k: &str| {
+            svc.get(k)
+                .is_some_and(|v| !v.is_null() && v.as_str() != Some(""))
+        };
         if !has("image") && !has("build") {
             return Err((at(), format!("service `{name}` has neither an image nor a build context; add `image:` or `build:`")));
         }
@@ -220,7 +356,13 @@ pub fn check_services(model: &Value) -> Result<(), Invalid> {
         if let Some(Value::Mapping(d)) = svc.get("depends_on") {
             for (dep, spec) in d {
                 let dep = key_str(dep);
-                let required = spec.get("required").and_then(Value::as_bool).unwrap_or(true);
+                let required = spec
+                    .get("required")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(true);
+                if flavour == Flavour::V1 && spec.get("required").is_some() {
+                    return Err((at(), v1_refuses("`depends_on` with `required:`")));
+                }
                 if dep == name {
                     return Err((at(), format!("service `{name}` depends on itself")));
                 }
@@ -229,7 +371,10 @@ pub fn check_services(model: &Value) -> Result<(), Invalid> {
                         let mut p = at();
                         p.push(Seg::key("depends_on"));
                         p.push(Seg::Key(dep.clone()));
-                        return Err((p, format!("service `{name}` depends on undefined service `{dep}`")));
+                        return Err((
+                            p,
+                            format!("service `{name}` depends on undefined service `{dep}`"),
+                        ));
                     }
                     continue;
                 }
@@ -239,7 +384,11 @@ pub fn check_services(model: &Value) -> Result<(), Invalid> {
         deps.insert(name, list);
     }
     if let Some(cycle) = find_cycle(&deps) {
-        let at = vec![Seg::key("services"), Seg::Key(cycle[0].clone()), Seg::key("depends_on")];
+        let at = vec![
+            Seg::key("services"),
+            Seg::Key(cycle[0].clone()),
+            Seg::key("depends_on"),
+        ];
         return Err((at, format!("dependency cycle: {}", cycle.join(" -> "))));
     }
     Ok(())
@@ -261,7 +410,8 @@ fn find_cycle(deps: &BTreeMap<String, Vec<String>>) -> Option<Vec<String>> {
                 *next += 1;
                 let child = child.as_str();
                 if let Some(i) = path.iter().position(|(n, _)| *n == child) {
-                    let mut cycle: Vec<String> = path[i..].iter().map(|(n, _)| n.to_string()).collect();
+                    let mut cycle: Vec<String> =
+                        path[i..].iter().map(|(n, _)| n.to_string()).collect();
                     cycle.push(child.to_string());
                     return Some(cycle);
                 }
@@ -287,27 +437,56 @@ mod tests {
 
     #[test]
     fn unknown_and_v2_only_keys() {
-        let (at, msg) = check_file(&yaml("services: {a: {image: x, wrongField: 1}}"), Flavour::V2).unwrap_err();
-        assert_eq!(super::super::lines::display_path(&at), "services.a.wrongField");
+        let (at, msg) = check_file(
+            &yaml("services: {a: {image: x, wrongField: 1}}"),
+            Flavour::V2,
+        )
+        .unwrap_err();
+        assert_eq!(
+            super::super::lines::display_path(&at),
+            "services.a.wrongField"
+        );
         assert!(msg.contains("wrongField"), "{msg}");
-        assert!(check_file(&yaml("name: p\nservices: {a: {image: x, develop: {}}}"), Flavour::V2).is_ok());
+        assert!(check_file(
+            &yaml("name: p\nservices: {a: {image: x, develop: {}}}"),
+            Flavour::V2
+        )
+        .is_ok());
         let (_, msg) = check_file(&yaml("name: p\nservices: {}"), Flavour::V1).unwrap_err();
         assert!(msg.contains("v2") && msg.contains("name"), "{msg}");
-        let (_, msg) = check_file(&yaml("services: {a: {image: x, ports: !reset []}}"), Flavour::V1).unwrap_err();
+        let (_, msg) = check_file(
+            &yaml("services: {a: {image: x, ports: !reset []}}"),
+            Flavour::V1,
+        )
+        .unwrap_err();
         assert!(msg.contains("!reset"), "{msg}");
         assert!(check_file(&yaml("services: {a: {image: !foo x}}"), Flavour::V2).is_err());
-        assert!(check_file(&yaml("x-any: 1\nservices: {a: {image: x, x-y: 2}}"), Flavour::V1).is_ok());
+        assert!(check_file(
+            &yaml("x-any: 1\nservices: {a: {image: x, x-y: 2}}"),
+            Flavour::V1
+        )
+        .is_ok());
+    }
+
+    fn check_services_v2(v: &Value) -> Result<(), Invalid> {
+        check_services(v, Flavour::V2)
     }
 
     #[test]
     fn cycles_are_named_with_their_path() {
         let m = yaml("services: {a: {image: x, depends_on: {b: {}}}, b: {image: x, depends_on: {c: {}}}, c: {image: x, depends_on: {a: {}}}}");
-        let (_, msg) = check_services(&m).unwrap_err();
+        let (_, msg) = check_services(&m, Flavour::V2).unwrap_err();
         assert_eq!(msg, "dependency cycle: a -> b -> c -> a");
         let m = yaml("services: {a: {image: x, depends_on: {a: {}}}}");
-        assert!(check_services(&m).unwrap_err().1.contains("itself"));
+        assert!(check_services(&m, Flavour::V2)
+            .unwrap_err()
+            .1
+            .contains("itself"));
         let m = yaml("services: {a: {build: ., depends_on: {b: {required: false}}}}");
-        assert!(check_services(&m).is_ok());
-        assert!(check_services(&yaml("services: {a: {command: x}}")).unwrap_err().1.contains("neither"));
+        assert!(check_services(&m, Flavour::V2).is_ok());
+        assert!(check_services_v2(&yaml("services: {a: {command: x}}"))
+            .unwrap_err()
+            .1
+            .contains("neither"));
     }
 }
