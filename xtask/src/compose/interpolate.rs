@@ -204,10 +204,10 @@ fn expand(
 pub fn interpolate_value(
     value: &mut Value,
     env: &EnvSource,
-    path: &mut Vec<Seg>,
+    path: &mut [Seg],
 ) -> Result<(), (Vec<Seg>, InterpolationError)> {
     let mut budget = MAX_EXPANDED_BYTES;
-    let base = path.clone();
+    let base = path.to_vec();
     let mut stack: Vec<(Vec<Seg>, &mut Value)> = vec![(base, value)];
     while let Some((at, v)) = stack.pop() {
         match v {

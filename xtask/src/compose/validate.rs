@@ -189,7 +189,7 @@ pub fn check_file(raw: &Value, flavour: Flavour) -> Result<(), Invalid> {
                 if key.starts_with("x-") {
                     continue;
                 }
-                if !SERVICE.contains(&key.as_str()) && !(flavour == Flavour::V1 && key == "net") {
+                if !(SERVICE.contains(&key.as_str()) || flavour == Flavour::V1 && key == "net") {
                     return Err((
                         at(),
                         format!(
