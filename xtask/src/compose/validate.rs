@@ -366,16 +366,9 @@ pub fn check_services(model: &Value, flavour: Flavour) -> Result<(), Invalid> {
                 if dep == name {
                     return Err((at(), format!("service `{name}` depends on itself")));
                 }
+                // An undefined dependency is left to `check`'s undefined-dependency rule.
+                let _ = required;
                 if !services.contains_key(dep.as_str()) {
-                    if required {
-                        let mut p = at();
-                        p.push(Seg::key("depends_on"));
-                        p.push(Seg::Key(dep.clone()));
-                        return Err((
-                            p,
-                            format!("service `{name}` depends on undefined service `{dep}`"),
-                        ));
-                    }
                     continue;
                 }
                 list.push(dep);
