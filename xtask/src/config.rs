@@ -156,6 +156,7 @@ impl Cmd {
     pub fn run(self, _sh: &Shell, _global: &crate::Global) -> Result<()> {
         let selection = self.source.selections(&["dev"])?.remove(0);
         let project = selection.load()?;
+        project.check_dependencies()?;
         if self.services {
             let mut names = project.service_names().join("\n");
             names.push('\n');

@@ -490,8 +490,7 @@ fn corpus_files(dir: &Path, out: &mut Vec<PathBuf>) {
 /// Compose v1, Compose v2 and `xtask config --compose v1|v2`. Compose must
 /// still behave as `corpus/EXPECT` records; we must refuse what each
 /// refuses and equal what each accepts, on at least 98% of the accepted
-/// files (v1: held at its measured 94%), and every difference must be
-/// listed with its reason. Prints the
+/// files, and every difference must be listed with its reason. Prints the
 /// ratios. `CORPUS_BLESS=1` rewrites EXPECT's Compose columns instead.
 #[test]
 fn corpus_matches_compose_v1_and_v2() {

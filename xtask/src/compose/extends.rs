@@ -26,6 +26,13 @@ struct Files<'a> {
 }
 
 impl Files<'_> {
+    /// Whether `path` is in the version 1 format (services at the top level).
+    fn legacy(&self, path: &Path) -> Result<bool, String> {
+        let text = super::read::read_text(path).map_err(|e| e.to_string())?;
+        let v: Value = serde_yaml::from_str(&text).unwrap_or(Value::Null);
+        Ok(v.get("services").is_none() && v.get("version").is_none())
+    }
+
     fn services(&mut self, path: &Path) -> Result<&Mapping, String> {
         if !self.loaded.contains_key(path) {
             let text = super::read::read_text(path).map_err(|e| e.to_string())?;
@@ -122,6 +129,15 @@ fn resolve_one(
         Some(f) => dir.join(f),
         None => file.to_path_buf(),
     };
+    if flavour == Flavour::V1
+        && base_path != file
+        && files.legacy(&base_path)? != files.legacy(file)?
+    {
+        return Err(format!(
+            "cannot extend `{base_name}` from {}: v1 refuses extends between the version 1 format and later formats",
+            base_path.display()
+        ));
+    }
     let mut base = resolve_one(files, &base_path, &base_name, chain, flavour)?;
     if flavour == Flavour::V1 {
         let links = ["links", "volumes_from"]

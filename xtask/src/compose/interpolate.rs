@@ -75,7 +75,13 @@ fn interpolate_in(
             out.push('$');
             rest = tail;
         } else if let Some(body_start) = after.strip_prefix('{') {
-            let end = matching_brace(body_start).ok_or_else(|| InterpolationError {
+            // v1 ends `${...}` at the first `}`: no nesting.
+            let end = if env.flavour == super::Flavour::V1 {
+                body_start.find('}')
+            } else {
+                matching_brace(body_start)
+            };
+            let end = end.ok_or_else(|| InterpolationError {
                 variable: String::new(),
                 message: format!("unclosed `${{` in `{}`", preview(input)),
             })?;
@@ -167,11 +173,13 @@ fn expand(
         }
         _ => return Err(syntax()),
     };
-    // v1 knows no `+` forms and no interpolation inside a default.
-    if env.flavour == super::Flavour::V1
-        && (op.trim_start_matches(':').starts_with('+') || arg.contains("${"))
-    {
+    // v1 knows no `+` forms and takes a default literally.
+    let v1 = env.flavour == super::Flavour::V1;
+    if v1 && op.trim_start_matches(':').starts_with('+') {
         return Err(syntax());
+    }
+    if v1 && cond && op.trim_start_matches(':').starts_with('-') {
+        return Ok(arg.to_string());
     }
     let kind = op.trim_start_matches(':').as_bytes()[0];
     match kind {
@@ -319,6 +327,15 @@ mod tests {
         assert_eq!(ok("${UNSET:-${SET}}"), "value");
         assert_eq!(ok("${UNSET:-${ALSO_UNSET:-deep}}"), "deep");
         assert_eq!(ok("${UNSET:-a:b/c}"), "a:b/c");
+    }
+
+    #[test]
+    fn v1_reads_defaults_literally_and_has_no_plus_forms() {
+        let v1 = env().with_flavour(super::super::Flavour::V1);
+        assert_eq!(interpolate("${UNSET:-${SET}}", &v1).unwrap(), "${SET}");
+        assert_eq!(interpolate("${UNSET:-$SET}", &v1).unwrap(), "$SET");
+        assert!(interpolate("${SET:+alt}", &v1).is_err());
+        assert_eq!(ok("${UNSET:-${SET}}"), "value");
     }
 
     #[test]

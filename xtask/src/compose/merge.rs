@@ -50,6 +50,9 @@ pub fn normalise_file(root: &mut Value, flavour: Flavour) -> Result<(), Normalis
                 format!("service `{name}` must be a mapping"),
             ));
         };
+        if flavour == Flavour::V1 {
+            v1_types(svc).map_err(|(k, m)| (path(&k), m))?;
+        }
         for key in ["environment", "labels", "sysctls"] {
             if let Some(v) = svc.get_mut(key) {
                 *v = key_value_map(v).map_err(|m| (path(key), m))?;
@@ -101,7 +104,7 @@ pub fn normalise_file(root: &mut Value, flavour: Flavour) -> Result<(), Normalis
                 if let Value::String(s) = v {
                     if s.starts_with(':') {
                         if flavour == Flavour::V1 {
-                            *s = format!(".{s}");
+                            // Kept empty: v1 prints it as a literal `.`.
                         } else {
                             let mut at = path("volumes");
                             at.push(Seg::Index(i));
@@ -162,6 +165,31 @@ fn legacy_v1_format(map: &mut Mapping, flavour: Flavour) {
         services.insert(k, v);
     }
     map.insert("services".into(), Value::Mapping(services));
+}
+
+/// Types v1's schema refuses and v2 accepts: booleans as environment
+/// values and `host_ip` in long-syntax ports.
+fn v1_types(svc: &Mapping) -> Result<(), (String, String)> {
+    if let Some(Value::Mapping(env)) = svc.get("environment") {
+        if let Some((k, _)) = env.iter().find(|(_, v)| v.is_bool()) {
+            return Err((
+                "environment".into(),
+                format!(
+                    "`{}` is a boolean; Compose v1 wants a string (quote it)",
+                    key_str(k)
+                ),
+            ));
+        }
+    }
+    if let Some(Value::Sequence(ports)) = svc.get("ports") {
+        if ports.iter().any(|p| p.get("host_ip").is_some()) {
+            return Err((
+                "ports".into(),
+                "`host_ip` in a long-syntax port is Compose v2 syntax, which v1 rejects".into(),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn started() -> Value {

@@ -334,6 +334,21 @@ impl Project {
         })
     }
 
+    /// What Compose refuses on top of what loading checks: a required
+    /// `depends_on` on an undefined service (`check` reports it as a finding).
+    pub fn check_dependencies(&self) -> Result<(), LoadError> {
+        validate::undefined_dependency(&self.model).map_err(|(at, message)| {
+            let loc = self.locate_nearest(&at);
+            LoadError {
+                kind: LoadErrorKind::Invalid,
+                file: loc.as_ref().map(|l| l.file.clone()).unwrap_or_default(),
+                line: loc.and_then(|l| l.line),
+                column: None,
+                message,
+            }
+        })
+    }
+
     /// Every service, in the order the files first define them.
     pub fn services(&self) -> &[Service] {
         &self.services

@@ -198,7 +198,9 @@ fn absolutise_as(svc: &mut Value, dir: &Path, v1: bool) {
                         } else {
                             format!(":{mode}")
                         };
-                        if is_host_path(src) {
+                        if src.is_empty() {
+                            *s = format!(".:{target}{mode}");
+                        } else if is_host_path(src) {
                             let src = absolute(dir, &expand_home(src));
                             let src = if v1 { clean(&src) } else { src };
                             *s = format!("{src}:{target}{mode}");
@@ -256,7 +258,21 @@ fn escape_strings(v: &mut Value) {
     match v {
         Value::String(s) if s.contains('$') => *s = escape(s),
         Value::Sequence(items) => items.iter_mut().for_each(escape_strings),
-        Value::Mapping(m) => m.values_mut().for_each(escape_strings),
+        // Compose escapes `$` in keys too (labels, environment names).
+        Value::Mapping(m) => {
+            let escaped: serde_yaml::Mapping = std::mem::take(m)
+                .into_iter()
+                .map(|(k, mut v)| {
+                    escape_strings(&mut v);
+                    let k = match k {
+                        Value::String(s) if s.contains('$') => Value::String(escape(&s)),
+                        k => k,
+                    };
+                    (k, v)
+                })
+                .collect();
+            *m = escaped;
+        }
         Value::Tagged(t) => escape_strings(&mut t.value),
         _ => {}
     }

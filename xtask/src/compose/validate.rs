@@ -387,6 +387,40 @@ pub fn check_services(model: &Value, flavour: Flavour) -> Result<(), Invalid> {
     Ok(())
 }
 
+/// A required `depends_on` on a service no file defines, as Compose
+/// refuses it. Kept apart from [`check_services`] so `check` can report it
+/// as its own finding (naming the overlay to add) while `config` refuses.
+pub fn undefined_dependency(model: &Value) -> Result<(), Invalid> {
+    let Some(services) = model.get("services").and_then(Value::as_mapping) else {
+        return Ok(());
+    };
+    for (name, svc) in services {
+        let Some(Value::Mapping(deps)) = svc.get("depends_on") else {
+            continue;
+        };
+        for (dep, spec) in deps {
+            let required = spec
+                .get("required")
+                .and_then(Value::as_bool)
+                .unwrap_or(true);
+            if required && !services.contains_key(dep) {
+                let (name, dep) = (key_str(name), key_str(dep));
+                let at = vec![
+                    Seg::key("services"),
+                    Seg::Key(name.clone()),
+                    Seg::key("depends_on"),
+                    Seg::Key(dep.clone()),
+                ];
+                return Err((
+                    at,
+                    format!("service `{name}` depends on undefined service `{dep}`"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The first cycle in `deps` as a path that ends where it starts
 /// (iterative depth-first search, so long chains cannot overflow the stack).
 fn find_cycle(deps: &BTreeMap<String, Vec<String>>) -> Option<Vec<String>> {
