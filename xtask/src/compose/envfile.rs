@@ -63,11 +63,14 @@ pub fn apply(model: &mut Value, dir: &Path, env: &EnvSource) -> Result<(), Inval
                     )
                 })?;
                 let vars = if env.flavour == Flavour::V2 {
-                    env.read_vars(&full, &text)
-                        .map_err(|e| (at(), e.to_string()))?
+                    env.read_vars(&full, &text).map_err(|e| (at(), e.to_string()))?
                 } else {
-                    EnvSource::empty()
-                        .read_vars(&full, &text.replace('$', "$$"))
+                    // v1 expands only `${...}`, from the process environment
+                    // and the lines above, not from the project's `.env`.
+                    EnvSource::with_process_env(None)
+                        .unwrap_or_default()
+                        .with_flavour(Flavour::V1)
+                        .read_vars(&full, &braced_only(&text))
                         .map_err(|e| (at(), e.to_string()))?
                 };
                 for (k, v) in vars {
@@ -93,4 +96,17 @@ pub fn apply(model: &mut Value, dir: &Path, env: &EnvSource) -> Result<(), Inval
         }
     }
     Ok(())
+}
+
+/// `$` not followed by `{` escaped as `$$`, so only `${...}` expands.
+fn braced_only(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c == '$' && chars.peek() != Some(&'{') {
+            out.push('$');
+        }
+    }
+    out
 }
