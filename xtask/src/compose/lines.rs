@@ -50,7 +50,16 @@ pub fn check_depth(text: &str) -> Result<(), (usize, String)> {
     let mut depth = 0usize;
     loop {
         match parser.next_token() {
-            Ok((Event::StreamEnd, _)) | Err(_) => return Ok(()),
+            Ok((Event::StreamEnd, _)) => return Ok(()),
+            // The scanner's own nesting limit: refuse here, since the full
+            // parser takes time quadratic in the depth to say the same.
+            Err(e) if e.to_string().contains("recursion limit") => {
+                return Err((
+                    e.marker().line(),
+                    format!("mappings and lists nested more than {max} levels deep"),
+                ))
+            }
+            Err(_) => return Ok(()),
             Ok((Event::MappingStart(..) | Event::SequenceStart(..), mark)) => {
                 depth += 1;
                 if depth > max {
@@ -270,6 +279,8 @@ services:
         let (line, msg) = check_depth(&deep).unwrap_err();
         assert_eq!(line, 2);
         assert!(msg.contains("64"), "{msg}");
+        let hostile = format!("a:\n  {}", "[".repeat(100_000));
+        assert_eq!(check_depth(&hostile).unwrap_err().0, 2);
     }
 
     #[test]
