@@ -16,8 +16,14 @@ use crate::compose::{key_str, Location, Project, Seg, SourceFile};
 use crate::dotenv::is_secret_key;
 
 pub fn run(project: &Project, out: &mut Vec<Finding>) {
+    let built: std::collections::HashSet<&str> = project
+        .services()
+        .iter()
+        .filter(|s| s.raw.get("build").is_some())
+        .map(|s| s.name.as_str())
+        .collect();
     for (i, file) in project.files.iter().enumerate() {
-        image_tags(project, file, out);
+        image_tags(&built, file, out);
         literal_secrets(file, out);
         redefinitions(&project.files[..i], file, out);
     }
@@ -52,15 +58,12 @@ fn is_floating_tag(tag: &str) -> bool {
 }
 
 /// Image tags; skipped where `image:` names what `build:` produces.
-fn image_tags(project: &Project, file: &SourceFile, out: &mut Vec<Finding>) {
+fn image_tags(built: &std::collections::HashSet<&str>, file: &SourceFile, out: &mut Vec<Finding>) {
     for (name, svc) in services(&file.model) {
         let Some(image) = svc.get("image").map(scalar_string) else {
             continue;
         };
-        if project
-            .service(&name)
-            .is_some_and(|s| s.raw.get("build").is_some())
-        {
+        if built.contains(name.as_str()) {
             continue;
         }
         if image.contains('@') {

@@ -174,7 +174,9 @@ fn check_project(
 
 /// Rules that are errors for the repository's own environments and
 /// warnings for `-f` files.
-const ADVICE_OUTSIDE_REPO: &[&str] = &["unpinned-image", "literal-secret"];
+/// (Docker creates a missing bind source as an empty directory, so for
+/// someone else's files that is advice too.)
+const ADVICE_OUTSIDE_REPO: &[&str] = &["unpinned-image", "literal-secret", "missing-bind-source"];
 
 /// For `-f` files: `prod` in a file name means prod rules, `dev` means dev rules.
 fn kind_from_file_names(files: &[PathBuf]) -> Kind {

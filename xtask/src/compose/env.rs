@@ -80,7 +80,7 @@ impl EnvSource {
     /// Replace the file layer with the variables of `path`, each value
     /// interpolated with the process environment and the lines above it.
     pub fn load_file(&mut self, path: &Path) -> Result<(), LoadError> {
-        let text = super::read::read_text(path)?;
+        let text = super::read::read_env_text(path)?;
         self.file = HashMap::new();
         for (key, value) in self.read_vars(path, &text)? {
             self.file.insert(key, value);

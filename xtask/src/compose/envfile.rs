@@ -53,17 +53,18 @@ pub fn apply(model: &mut Value, dir: &Path, env: &EnvSource) -> Result<(), Inval
                     _ => return Err((at(), "an `env_file` entry must be a path".into())),
                 };
                 let full = dir.join(&path);
-                if super::read::unusable(&full).is_some() && !required {
+                if !full.is_file() && !required {
                     continue;
                 }
-                let text = super::read::read_text(&full).map_err(|e| {
+                let text = super::read::read_env_text(&full).map_err(|e| {
                     (
                         at(),
                         format!("env_file `{path}` of service `{name}`: {}", e.message),
                     )
                 })?;
                 let vars = if env.flavour == Flavour::V2 {
-                    env.read_vars(&full, &text).map_err(|e| (at(), e.to_string()))?
+                    env.read_vars(&full, &text)
+                        .map_err(|e| (at(), e.to_string()))?
                 } else {
                     // v1 expands only `${...}`, from the process environment
                     // and the lines above, not from the project's `.env`.

@@ -1,6 +1,7 @@
 //! Reading input files within documented bounds, so hostile input ends
 //! quickly with a clear error instead of exhausting memory or the stack:
-//! compose and env files are at most [`MAX_FILE_BYTES`] (checked on the
+//! compose files are at most [`MAX_FILE_BYTES`] and env files at most
+//! [`MAX_ENV_FILE_BYTES`] (checked on the
 //! metadata and again while reading, so a larger file is never read whole),
 //! must be regular files (a directory or fifo is named as such), valid UTF-8
 //! (the error gives the line of the first bad byte); a UTF-8 byte-order mark
@@ -15,8 +16,11 @@ use std::path::Path;
 
 use super::{LoadError, LoadErrorKind};
 
-/// Largest compose or env file read: 10 MB.
-pub const MAX_FILE_BYTES: u64 = 10 * 1024 * 1024;
+/// Largest compose file read: 1 MB (the largest public compose files are
+/// tens of KB; a 1 MB file of 10,000 services loads in about a second).
+pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
+/// Largest env file read: 4 MB (room for values up to [`MAX_VALUE_BYTES`]).
+pub const MAX_ENV_FILE_BYTES: u64 = 4 * 1024 * 1024;
 /// Largest single value after interpolation: 1 MB.
 pub const MAX_VALUE_BYTES: usize = 1024 * 1024;
 /// Most bytes interpolation may add across one file: 16 MB.
@@ -38,39 +42,52 @@ fn error(path: &Path, line: Option<usize>, message: String) -> LoadError {
     }
 }
 
-/// Why `path` cannot be used as an input file, if it cannot.
+/// Why `path` cannot be used as a compose file, if it cannot.
 pub fn unusable(path: &Path) -> Option<String> {
+    unusable_within(path, MAX_FILE_BYTES)
+}
+
+fn unusable_within(path: &Path, limit: u64) -> Option<String> {
     match std::fs::metadata(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some("does not exist".into()),
         Err(e) => Some(format!("cannot be read: {e}")),
         Ok(m) if m.is_dir() => Some("is a directory, not a file".into()),
         Ok(m) if !m.is_file() => Some("is not a regular file (a fifo, socket or device)".into()),
-        Ok(m) if m.len() > MAX_FILE_BYTES => Some(format!(
-            "is {} bytes, over the {} MB limit for input files",
+        Ok(m) if m.len() > limit => Some(format!(
+            "is {} bytes, over the {} MB limit for this kind of file",
             m.len(),
-            MAX_FILE_BYTES / (1024 * 1024)
+            limit / (1024 * 1024)
         )),
         Ok(_) => None,
     }
 }
 
-/// Read a text input file within the limits above.
+/// Read a compose file within the limits above.
 pub fn read_text(path: &Path) -> Result<String, LoadError> {
-    if let Some(why) = unusable(path) {
+    read_within(path, MAX_FILE_BYTES)
+}
+
+/// Read an env file within the limits above.
+pub fn read_env_text(path: &Path) -> Result<String, LoadError> {
+    read_within(path, MAX_ENV_FILE_BYTES)
+}
+
+fn read_within(path: &Path, limit: u64) -> Result<String, LoadError> {
+    if let Some(why) = unusable_within(path, limit) {
         return Err(error(path, None, why));
     }
     let file = std::fs::File::open(path).map_err(|e| LoadError::read(path, &e))?;
     let mut bytes = Vec::new();
-    file.take(MAX_FILE_BYTES + 1)
+    file.take(limit + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| LoadError::read(path, &e))?;
-    if bytes.len() as u64 > MAX_FILE_BYTES {
+    if bytes.len() as u64 > limit {
         return Err(error(
             path,
             None,
             format!(
-                "is over the {} MB limit for input files",
-                MAX_FILE_BYTES / (1024 * 1024)
+                "is over the {} MB limit for this kind of file",
+                limit / (1024 * 1024)
             ),
         ));
     }
