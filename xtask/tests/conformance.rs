@@ -520,11 +520,11 @@ fn corpus_matches_compose_v1_and_v2() {
     let expect = expectations(&root);
     let bless = std::env::var("CORPUS_BLESS").is_ok();
 
-    // Two workers: the machine is shared.
+    // Four workers: each mostly waits for a Compose process to start.
     let queue = std::sync::Mutex::new(files.clone());
     let results = std::sync::Mutex::new(BTreeMap::new());
     std::thread::scope(|s| {
-        for _ in 0..2 {
+        for _ in 0..4 {
             s.spawn(|| loop {
                 let Some(file) = queue.lock().unwrap().pop() else {
                     break;
