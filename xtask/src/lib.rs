@@ -13,6 +13,7 @@ pub mod claims;
 pub mod cli;
 pub mod compose;
 pub mod config;
+pub mod deploy;
 pub mod dev;
 pub mod dotenv;
 pub mod down;
