@@ -71,6 +71,19 @@ const CHECKS: &[Check] = &[
         },
     },
     Check {
+        name: "fuzz-compose",
+        failure_hint:
+            "the compose_loader fuzz harness failed on its seeds or random inputs; see xtask/fuzz",
+        // cargo-fuzz is not installed here: the harness runs as a plain test
+        // over the conformance corpus, the hostile inputs and random mutations.
+        command: |sh| {
+            cmd!(
+                sh,
+                "cargo test --locked --manifest-path xtask/fuzz/Cargo.toml"
+            )
+        },
+    },
+    Check {
         name: "check",
         failure_hint: "the compose overlays have findings; `cargo xtask check` explains each",
         // `cargo xtask check`, then promtool/amtool and `compose config` for

@@ -162,9 +162,23 @@ fn check_project(
     let mut findings = rules::run(project, kind);
     if let Some(env) = &selection.environment {
         findings.extend(repo::run(project, env, prod_volumes));
+    } else {
+        // In someone else's files, pinning and literal credentials are
+        // advice; in this repository's environments they are invariants.
+        for f in &mut findings {
+            if ADVICE_OUTSIDE_REPO.contains(&f.rule) {
+                f.severity = Severity::Warning;
+            }
+        }
     }
     findings
 }
+
+/// Rules that are errors for the repository's own environments and
+/// warnings for `-f` files.
+/// (Docker creates a missing bind source as an empty directory, so for
+/// someone else's files that is advice too.)
+const ADVICE_OUTSIDE_REPO: &[&str] = &["unpinned-image", "literal-secret", "missing-bind-source"];
 
 /// For `-f` files: `prod` in a file name means prod rules, `dev` means dev rules.
 fn kind_from_file_names(files: &[PathBuf]) -> Kind {

@@ -165,7 +165,7 @@ fn port_conflicts(project: &Project, out: &mut Vec<Finding>) {
                     other_svc.name,
                     other.to_short()
                 ),
-                "publish one of them on another host port (a variable in .env)",
+                "publish one of them on another host port",
             ));
         }
     }
@@ -193,16 +193,39 @@ pub fn instance_group(svc: &Service) -> Option<String> {
     })
 }
 
+/// Images of services that run once per environment: a second one is a
+/// duplicated service, not a replica. Workers sharing `alpine` are fine.
+const SINGLETON_IMAGES: &[&str] = &[
+    "prometheus",
+    "grafana",
+    "loki",
+    "alertmanager",
+    "postgres",
+    "mysql",
+    "mariadb",
+    "mongo",
+    "redis",
+    "elasticsearch",
+    "node-exporter",
+    "cadvisor",
+    "traefik",
+];
+
 fn duplicate_images(project: &Project, out: &mut Vec<Finding>) {
     let mut by_repo: BTreeMap<&str, Vec<(&Service, String)>> = BTreeMap::new();
     for svc in project.services() {
         let (Some(image), Some(group)) = (&svc.image, instance_group(svc)) else {
             continue;
         };
-        by_repo
-            .entry(image_repository(image))
-            .or_default()
-            .push((svc, group));
+        if svc.raw.get("build").is_some() {
+            continue;
+        }
+        let repo = image_repository(image);
+        let last = repo.rsplit('/').next().unwrap_or(repo);
+        if !SINGLETON_IMAGES.contains(&last) {
+            continue;
+        }
+        by_repo.entry(repo).or_default().push((svc, group));
     }
     for (repo, services) in by_repo {
         let Some((first, first_group)) = services.first() else {
@@ -210,14 +233,14 @@ fn duplicate_images(project: &Project, out: &mut Vec<Finding>) {
         };
         for (svc, group) in &services[1..] {
             if group != first_group {
-                out.push(Finding::error(
+                out.push(Finding::warning(
                     "duplicate-service",
                     at(project, &["services", &svc.name]),
                     format!(
-                        "`{}` and `{}` both run `{repo}`: the environment has this service twice",
+                        "`{}` and `{}` both run `{repo}`, which usually runs once per environment",
                         first.name, svc.name
                     ),
-                    &format!("keep one `{repo}` service and delete `{}`", svc.name),
+                    &format!("keep one `{repo}` service, or give `{}` a profile if it is meant as a second instance", svc.name),
                 ));
             }
         }
@@ -288,7 +311,7 @@ fn subnet_overlaps(project: &Project, out: &mut Vec<Finding>) {
                 format!(
                     "network `{name}` subnet {subnet} overlaps `{other}` subnet {other_subnet}"
                 ),
-                "give each network its own non-overlapping subnet (FOG_/BETANET_NETWORK_SUBNET)",
+                "give each network its own non-overlapping subnet",
             ));
         }
     }
@@ -359,6 +382,8 @@ fn exposure(project: &Project, kind: Kind, out: &mut Vec<Finding>) {
     }
 }
 
+/// A missing relative bind source is a mistake in the project; a missing
+/// absolute one is usually a host path Docker creates (empty) itself.
 fn bind_paths(project: &Project, out: &mut Vec<Finding>) {
     for svc in project.services() {
         for mount in &svc.volumes {
@@ -368,18 +393,33 @@ fn bind_paths(project: &Project, out: &mut Vec<Finding>) {
             if mount.kind != MountKind::Bind || source.starts_with('~') {
                 continue;
             }
-            if !project.dir.join(source).exists() {
-                out.push(Finding::error(
+            let absolute = std::path::Path::new(source).is_absolute();
+            if project.dir.join(source).exists() {
+                continue;
+            }
+            let loc = mount_location(project, &svc.name, &mount.target);
+            out.push(if absolute {
+                Finding::warning(
                     "missing-bind-source",
-                    mount_location(project, &svc.name, &mount.target),
+                    loc,
+                    format!(
+                        "service `{}` bind-mounts host path `{source}`, which does not exist here; Docker will create it as an empty directory",
+                        svc.name
+                    ),
+                    &format!("create `{source}` on the host first if the service expects content there"),
+                )
+            } else {
+                Finding::error(
+                    "missing-bind-source",
+                    loc,
                     format!(
                         "service `{}` bind-mounts `{source}`, which does not exist in {}",
                         svc.name,
                         project.dir.display()
                     ),
-                    "create the path (relative paths resolve against the project directory) or fix the mount",
-                ));
-            }
+                    "create the path (relative paths resolve against the directory of the first compose file) or fix the mount",
+                )
+            });
         }
     }
 }
