@@ -11,7 +11,7 @@ use tokio_postgres::{Client, Config, NoTls};
 use crate::{plan::Applied, split, Error, Migration, HISTORY_TABLE};
 
 /// The advisory lock key: "fogmigr" in ASCII.
-pub const LOCK_KEY: i64 = 0x666f_676d_6967_72;
+pub const LOCK_KEY: i64 = 0x0066_6f67_6d69_6772;
 
 /// How long `connect` keeps retrying a refused connection.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
