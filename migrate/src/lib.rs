@@ -11,7 +11,9 @@
 //! order); [`db`] talks to the server; [`config`] reads the connection from
 //! `DATABASE_URL`, `DATABASE_URL_FILE` and `DATABASE_PASSWORD_FILE`.
 
+#[cfg(feature = "runner")]
 pub mod config;
+#[cfg(feature = "runner")]
 pub mod db;
 pub mod files;
 pub mod plan;
@@ -81,6 +83,7 @@ pub enum Error {
     Io(String),
 }
 
+#[cfg(feature = "runner")]
 impl From<tokio_postgres::Error> for Error {
     fn from(e: tokio_postgres::Error) -> Error {
         Error::Db(db::describe(&e))

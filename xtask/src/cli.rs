@@ -6,8 +6,8 @@ use clap::{Parser, Subcommand};
 use xshell::Shell;
 
 use crate::{
-    bench, betanet, check, ci, config, dev, down, env, images, logs, network, prod, ps, restart,
-    up, Global,
+    backup, bench, betanet, check, ci, config, dev, down, env, images, logs, migrate, network, prod, ps,
+    psql, restart, restore, up, Global,
 };
 
 /// fog-compute workflows: compose overlays, Docker environments, the mixnode.
@@ -58,6 +58,14 @@ pub enum Command {
     Network(network::Cmd),
     /// Build, list, save or load images; build third-party images offline.
     Images(images::Cmd),
+    /// Apply, list or verify database migrations inside the environment.
+    Migrate(migrate::Cmd),
+    /// Run psql inside the environment's Postgres (`-- ARGS` go to psql).
+    Psql(psql::Cmd),
+    /// Back up, list, verify (with a restore drill) and prune Postgres backups.
+    Backup(backup::Cmd),
+    /// Restore a backup: verify, pre-restore backup, restore aside, swap in.
+    Restore(restore::Cmd),
 }
 
 impl Command {
@@ -78,6 +86,10 @@ impl Command {
             Command::Env(cmd) => cmd.run(sh, global),
             Command::Network(cmd) => cmd.run(sh, global),
             Command::Images(cmd) => cmd.run(sh, global),
+            Command::Migrate(cmd) => cmd.run(sh, global),
+            Command::Psql(cmd) => cmd.run(sh, global),
+            Command::Backup(cmd) => cmd.run(sh, global),
+            Command::Restore(cmd) => cmd.run(sh, global),
         }
     }
 }

@@ -5,6 +5,7 @@
 //! [`usage`] the error type that maps to exit code 2.
 
 pub mod bench;
+pub mod backup;
 pub mod betanet;
 pub mod bringup;
 pub mod check;
@@ -21,11 +22,14 @@ pub mod environments;
 pub mod global;
 pub mod images;
 pub mod logs;
+pub mod migrate;
 pub mod network;
 pub mod process;
 pub mod prod;
 pub mod ps;
+pub mod psql;
 pub mod restart;
+pub mod restore;
 pub mod up;
 pub mod usage;
 
