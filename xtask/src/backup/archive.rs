@@ -10,6 +10,7 @@ use std::{
     collections::BTreeMap,
     fs::{self, File, OpenOptions},
     io::{Read, Write},
+    os::unix::fs::{DirBuilderExt, OpenOptionsExt},
     path::{Path, PathBuf},
 };
 
@@ -83,9 +84,11 @@ impl Atomic {
             name.to_string_lossy(),
             std::process::id()
         ));
+        // Backups hold the whole database: owner-only.
         let file = OpenOptions::new()
             .write(true)
             .create_new(true)
+            .mode(0o600)
             .open(&tmp)
             .with_context(|| format!("creating {}", tmp.display()))?;
         Ok(Atomic {
@@ -117,6 +120,15 @@ impl Drop for Atomic {
             let _ = fs::remove_file(&self.tmp);
         }
     }
+}
+
+/// Create the backup folder (0700) if it is missing.
+pub fn create_dir(dir: &Path) -> Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("creating {}", dir.display()))
 }
 
 pub fn fsync_dir(dir: &Path) -> Result<()> {

@@ -71,7 +71,7 @@ pub fn backup(db: &Database, runner: &Runner, dir: &Path, suffix: &str, progress
         println!("{} > {}", crate::psql::render(&dump), path.display());
         return Ok(None);
     }
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    archive::create_dir(dir)?;
     let server_version = db.sql(runner, &db.name, "SHOW server_version", false)?;
     // Counted just before the dump: with writers running, a drill may see more rows.
     let tables = parse_counts(&db.sql(runner, &db.name, COUNT_SQL, false)?)?;

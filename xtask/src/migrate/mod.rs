@@ -79,6 +79,10 @@ impl Cmd {
         ensure_image(sh, &runner)?;
         match self.action {
             Action::Up if global.dry_run => {
+                let image = crate::images::docker::image_exists(sh, &runner, &image_of(&db)?);
+                if !image {
+                    bail!("the migrate image is not built yet, so the plan cannot be read: run `cargo xtask images build migrate`, then this again");
+                }
                 println!("{}", crate::psql::render(&run_cmd(&db, &["up"])));
                 print_output(run_cmd(&db, &["up", "--dry-run"]), &runner)
             }
@@ -97,6 +101,16 @@ impl Cmd {
             Action::New { .. } => unreachable!("handled above"),
         }
     }
+}
+
+/// The image the environment's `migrate` service runs.
+fn image_of(db: &Database) -> Result<String> {
+    let env = crate::compose::EnvSource::with_process_env(Some(&db.project.env.path))?;
+    let model = crate::config::Selection::named(db.environment.clone(), &env).load()?;
+    model
+        .service(SERVICE)
+        .and_then(|s| s.image.clone())
+        .with_context(|| format!("environment {} has no `{SERVICE}` service with an image", db.environment))
 }
 
 /// Build the image unless its inputs (binary with the SQL) are unchanged.
