@@ -116,7 +116,7 @@ fn restore_into(db: &Database, runner: &Runner, path: &std::path::Path, manifest
     let result = (|| {
         let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
         let bar = stream::bar(progress, Some(manifest.size), &format!("pg_restore into {fresh}"));
-        let restored = stream::into_child(cmd, file, &bar);
+        let restored = stream::into_child(cmd, file, &bar, true);
         bar.finish_and_clear();
         restored?;
         let counts = postgres::parse_counts(&db.sql(runner, fresh, postgres::COUNT_SQL, false)?)?;

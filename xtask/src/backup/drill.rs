@@ -80,6 +80,7 @@ pub fn drill(path: &Path, manifest: &archive::Manifest, fallback_image: Option<&
         exec(&["pg_restore", "--exit-on-error", "--no-owner", "--no-privileges", "-U", "drill", "-d", "drill"]),
         file,
         &bar,
+        true,
     );
     bar.finish_and_clear();
     restored.context("the drill's restore failed")?;

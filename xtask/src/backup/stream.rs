@@ -64,8 +64,10 @@ pub fn from_child(mut cmd: Command, to: impl Write, bar: &ProgressBar) -> Result
     copied
 }
 
-/// Run `cmd` with `from` as its stdin. Returns its stdout.
-pub fn into_child(mut cmd: Command, from: impl Read, bar: &ProgressBar) -> Result<String> {
+/// Run `cmd` with `from` as its stdin. Returns its stdout. With `reads_all`
+/// unset (`pg_restore -l` stops after the table of contents) a tool that
+/// succeeds without reading everything is fine.
+pub fn into_child(mut cmd: Command, from: impl Read, bar: &ProgressBar, reads_all: bool) -> Result<String> {
     let line = render(&cmd);
     let mut child = cmd
         .stdin(Stdio::piped())
@@ -84,6 +86,18 @@ pub fn into_child(mut cmd: Command, from: impl Read, bar: &ProgressBar) -> Resul
     if !status.success() {
         bail!("`{line}` failed ({status}): {}", err.trim());
     }
-    fed?;
+    match fed {
+        Err(e) if !reads_all && is_broken_pipe(&e) => {}
+        other => {
+            other?;
+        }
+    }
     Ok(out)
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }

@@ -76,7 +76,7 @@ fn list_archive(path: &Path, db: Option<&Database>) -> Result<String> {
         }
     };
     let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    stream::into_child(cmd, file, &indicatif::ProgressBar::hidden())
+    stream::into_child(cmd, file, &indicatif::ProgressBar::hidden(), false)
         .with_context(|| format!("{}: pg_restore cannot read the archive", path.display()))
 }
 
