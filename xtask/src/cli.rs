@@ -6,8 +6,8 @@ use clap::{Parser, Subcommand};
 use xshell::Shell;
 
 use crate::{
-    backup, bench, betanet, check, ci, config, dev, down, env, images, logs, migrate, network, prod, ps,
-    psql, restart, restore, up, Global,
+    backup, bench, betanet, check, ci, config, dev, down, env, images, logs, migrate, network,
+    prod, ps, psql, restart, restore, up, Global,
 };
 
 /// fog-compute workflows: compose overlays, Docker environments, the mixnode.

@@ -4,8 +4,8 @@
 //! [`global`] holds what every command shares (flags, the repository root) and
 //! [`usage`] the error type that maps to exit code 2.
 
-pub mod bench;
 pub mod backup;
+pub mod bench;
 pub mod betanet;
 pub mod bringup;
 pub mod check;

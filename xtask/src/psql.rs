@@ -11,6 +11,7 @@ use std::process::{Command, Stdio};
 use anyhow::{bail, Context, Result};
 use xshell::Shell;
 
+pub use crate::images::docker::render;
 use crate::{
     compose::EnvSource,
     config::Selection,
@@ -19,7 +20,6 @@ use crate::{
     process::Runner,
     usage_bail, Global,
 };
-pub use crate::images::docker::render;
 
 /// The compose service that runs PostgreSQL.
 pub const SERVICE: &str = "postgres";
@@ -85,7 +85,10 @@ impl Database {
         let Some(service) = model.service(SERVICE) else {
             usage_bail!("environment {environment} has no `{SERVICE}` service");
         };
-        let user = service.env("POSTGRES_USER").unwrap_or("postgres").to_string();
+        let user = service
+            .env("POSTGRES_USER")
+            .unwrap_or("postgres")
+            .to_string();
         let name = service.env("POSTGRES_DB").unwrap_or(&user).to_string();
         let container = containers::list(sh, runner, &project.name)?
             .into_iter()
@@ -123,15 +126,33 @@ impl Database {
 
     /// psql with `-X -At -v ON_ERROR_STOP=1` on `database`, `sql` as `-c`.
     pub fn psql_args(&self, database: &str, sql: &str) -> Vec<String> {
-        ["psql", "-X", "-At", "-v", "ON_ERROR_STOP=1", "-U", &self.user, "-d", database, "-c", sql]
-            .iter()
-            .map(|s| s.to_string())
-            .collect()
+        [
+            "psql",
+            "-X",
+            "-At",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-U",
+            &self.user,
+            "-d",
+            database,
+            "-c",
+            sql,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
     }
 
     /// Run one SQL text and return its trimmed output. `mutating` statements
     /// are only printed under `--dry-run`.
-    pub fn sql(&self, runner: &Runner, database: &str, sql: &str, mutating: bool) -> Result<String> {
+    pub fn sql(
+        &self,
+        runner: &Runner,
+        database: &str,
+        sql: &str,
+        mutating: bool,
+    ) -> Result<String> {
         let mut cmd = self.exec("", &self.psql_args(database, sql));
         if mutating && runner.dry_run {
             println!("{}", render(&cmd));
@@ -140,7 +161,10 @@ impl Database {
         if runner.verbose {
             eprintln!("+ {}", render(&cmd));
         }
-        let out = cmd.stdin(Stdio::null()).output().context("running docker exec psql")?;
+        let out = cmd
+            .stdin(Stdio::null())
+            .output()
+            .context("running docker exec psql")?;
         if !out.status.success() {
             bail!(
                 "psql on database {database} failed: {}",

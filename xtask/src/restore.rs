@@ -55,11 +55,16 @@ impl Cmd {
         if !self.yes && !global.dry_run {
             confirm(&db, &manifest)?;
         }
-        let dir = self.dir.as_deref().map_or_else(|| crate::project_root().join("backups"), backup::absolute);
+        let dir = self
+            .dir
+            .as_deref()
+            .map_or_else(|| crate::project_root().join("backups"), backup::absolute);
         let stamp = archive::stamp(&crate::images::build::rfc3339_now()).to_lowercase();
         let pre = postgres::backup(&db, &runner, &dir, "-pre-restore", progress)
             .context("the pre-restore backup failed: nothing was touched")?;
-        let pre_path = pre.as_ref().map_or_else(|| dir.join("<pre-restore backup>"), |w| w.path.clone());
+        let pre_path = pre
+            .as_ref()
+            .map_or_else(|| dir.join("<pre-restore backup>"), |w| w.path.clone());
         let fresh = format!("{}_restore_{stamp}", db.name);
         let old = format!("{}_before_restore_{stamp}", db.name);
         let fail = |e: anyhow::Error| {
@@ -102,12 +107,32 @@ fn confirm(db: &Database, manifest: &archive::Manifest) -> Result<()> {
 }
 
 /// Restore into the new database `fresh` and check its row counts; drop it on failure.
-fn restore_into(db: &Database, runner: &Runner, path: &std::path::Path, manifest: &archive::Manifest, fresh: &str, progress: bool) -> Result<()> {
-    db.sql(runner, "postgres", &format!("CREATE DATABASE \"{fresh}\""), true)?;
-    let args: Vec<String> = ["pg_restore", "--exit-on-error", "--no-owner", "-U", &db.user, "-d", fresh]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+fn restore_into(
+    db: &Database,
+    runner: &Runner,
+    path: &std::path::Path,
+    manifest: &archive::Manifest,
+    fresh: &str,
+    progress: bool,
+) -> Result<()> {
+    db.sql(
+        runner,
+        "postgres",
+        &format!("CREATE DATABASE \"{fresh}\""),
+        true,
+    )?;
+    let args: Vec<String> = [
+        "pg_restore",
+        "--exit-on-error",
+        "--no-owner",
+        "-U",
+        &db.user,
+        "-d",
+        fresh,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     let cmd = db.exec("-i", &args);
     if runner.dry_run {
         println!("{} < {}", crate::psql::render(&cmd), path.display());
@@ -115,7 +140,11 @@ fn restore_into(db: &Database, runner: &Runner, path: &std::path::Path, manifest
     }
     let result = (|| {
         let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-        let bar = stream::bar(progress, Some(manifest.size), &format!("pg_restore into {fresh}"));
+        let bar = stream::bar(
+            progress,
+            Some(manifest.size),
+            &format!("pg_restore into {fresh}"),
+        );
         let restored = stream::into_child(cmd, file, &bar, true);
         bar.finish_and_clear();
         restored?;
@@ -124,15 +153,28 @@ fn restore_into(db: &Database, runner: &Runner, path: &std::path::Path, manifest
             .tables
             .iter()
             .filter(|(t, n)| counts.get(*t) != Some(n))
-            .map(|(t, n)| format!("{t}: {} restored, manifest says {n}", counts.get(t).map_or("none".into(), |c| c.to_string())))
+            .map(|(t, n)| {
+                format!(
+                    "{t}: {} restored, manifest says {n}",
+                    counts.get(t).map_or("none".into(), |c| c.to_string())
+                )
+            })
             .collect();
         if !differ.is_empty() {
-            bail!("the restored data does not match the manifest: {}", differ.join("; "));
+            bail!(
+                "the restored data does not match the manifest: {}",
+                differ.join("; ")
+            );
         }
         Ok(())
     })();
     if result.is_err() {
-        let _ = db.sql(runner, "postgres", &format!("DROP DATABASE IF EXISTS \"{fresh}\" WITH (FORCE)"), true);
+        let _ = db.sql(
+            runner,
+            "postgres",
+            &format!("DROP DATABASE IF EXISTS \"{fresh}\" WITH (FORCE)"),
+            true,
+        );
     }
     result
 }
@@ -143,11 +185,24 @@ fn swap(db: &Database, runner: &Runner, fresh: &str, old: &str) -> Result<()> {
     let block = format!("ALTER DATABASE \"{live}\" ALLOW_CONNECTIONS false");
     db.sql(runner, "postgres", &block, true)?;
     let renamed = (|| {
-        let others = format!("FROM pg_stat_activity WHERE datname = '{live}' AND pid <> pg_backend_pid()");
-        db.sql(runner, "postgres", &format!("SELECT count(pg_terminate_backend(pid)) {others}"), true)?;
+        let others =
+            format!("FROM pg_stat_activity WHERE datname = '{live}' AND pid <> pg_backend_pid()");
+        db.sql(
+            runner,
+            "postgres",
+            &format!("SELECT count(pg_terminate_backend(pid)) {others}"),
+            true,
+        )?;
         // Terminated backends take a moment to leave.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while !runner.dry_run && db.sql(runner, "postgres", &format!("SELECT count(*) {others}"), false)? != "0" {
+        while !runner.dry_run
+            && db.sql(
+                runner,
+                "postgres",
+                &format!("SELECT count(*) {others}"),
+                false,
+            )? != "0"
+        {
             if std::time::Instant::now() > deadline {
                 bail!("sessions on database {live} did not close within 30s");
             }
@@ -161,8 +216,18 @@ fn swap(db: &Database, runner: &Runner, fresh: &str, old: &str) -> Result<()> {
         )
     })();
     if let Err(e) = renamed {
-        let _ = db.sql(runner, "postgres", &format!("ALTER DATABASE \"{live}\" ALLOW_CONNECTIONS true"), true);
-        let _ = db.sql(runner, "postgres", &format!("DROP DATABASE IF EXISTS \"{fresh}\" WITH (FORCE)"), true);
+        let _ = db.sql(
+            runner,
+            "postgres",
+            &format!("ALTER DATABASE \"{live}\" ALLOW_CONNECTIONS true"),
+            true,
+        );
+        let _ = db.sql(
+            runner,
+            "postgres",
+            &format!("DROP DATABASE IF EXISTS \"{fresh}\" WITH (FORCE)"),
+            true,
+        );
         return Err(e.context("swapping the restored database in"));
     }
     Ok(())

@@ -14,7 +14,8 @@ use std::{fs, path::Path, path::PathBuf, time::Duration};
 
 use data_support::DataStack;
 
-const ROWS_SUM: &str = "SELECT count(*) || ':' || md5(string_agg(id::text || label, ',' ORDER BY id)) FROM items";
+const ROWS_SUM: &str =
+    "SELECT count(*) || ':' || md5(string_agg(id::text || label, ',' ORDER BY id)) FROM items";
 
 fn copy_backup(archive: &Path, to: &Path) -> PathBuf {
     fs::create_dir_all(to).unwrap();
@@ -31,12 +32,19 @@ fn copy_backup(archive: &Path, to: &Path) -> PathBuf {
 
 fn manifest(archive: &Path) -> serde_json::Value {
     let name = archive.file_name().unwrap().to_string_lossy().into_owned();
-    serde_json::from_str(&fs::read_to_string(archive.with_file_name(format!("{name}.manifest.json"))).unwrap()).unwrap()
+    serde_json::from_str(
+        &fs::read_to_string(archive.with_file_name(format!("{name}.manifest.json"))).unwrap(),
+    )
+    .unwrap()
 }
 
 fn write_manifest(archive: &Path, m: &serde_json::Value) {
     let name = archive.file_name().unwrap().to_string_lossy().into_owned();
-    fs::write(archive.with_file_name(format!("{name}.manifest.json")), m.to_string()).unwrap();
+    fs::write(
+        archive.with_file_name(format!("{name}.manifest.json")),
+        m.to_string(),
+    )
+    .unwrap();
 }
 
 fn stderr(out: &std::process::Output) -> String {
@@ -45,30 +53,58 @@ fn stderr(out: &std::process::Output) -> String {
 
 #[test]
 fn backup_verify_restore_and_every_refusal() {
-    let Some(stack) = DataStack::new("backup", 1, &["compose/base.yml"]) else { return };
+    let Some(stack) = DataStack::new("backup", 1, &["compose/base.yml"]) else {
+        return;
+    };
     stack.up(&["postgres"]);
     let backups = stack.dir.join("backups");
     let dir = backups.to_str().unwrap();
 
     // Two concurrent runs: each migration applied exactly once.
     let runs: Vec<_> = (0..2)
-        .map(|_| stack.command(&["migrate", "up"]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap())
+        .map(|_| {
+            stack
+                .command(&["migrate", "up"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
         .collect();
-    let outs: Vec<_> = runs.into_iter().map(|c| c.wait_with_output().unwrap()).collect();
+    let outs: Vec<_> = runs
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
     for out in &outs {
         assert!(out.status.success(), "{}", stderr(out));
     }
-    let files = fs::read_dir(data_support::repo_root().join("migrations")).unwrap().count();
-    let applied: usize = outs.iter().map(|o| String::from_utf8_lossy(&o.stdout).matches("applied V").count()).sum();
+    let files = fs::read_dir(data_support::repo_root().join("migrations"))
+        .unwrap()
+        .count();
+    let applied: usize = outs
+        .iter()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .matches("applied V")
+                .count()
+        })
+        .sum();
     assert_eq!(applied, files, "each migration applied by exactly one run");
-    assert_eq!(stack.sql("SELECT count(*) FROM fog_schema_history WHERE success"), files.to_string());
+    assert_eq!(
+        stack.sql("SELECT count(*) FROM fog_schema_history WHERE success"),
+        files.to_string()
+    );
     assert!(stack.ok(&["migrate", "status"]).contains("applied"));
     stack.ok(&["migrate", "verify", "--schema"]);
     // Drift: a column added behind the migrations' back.
     stack.sql("ALTER TABLE mixnode_topology ADD COLUMN drift integer");
     let out = stack.xtask(&["migrate", "verify", "--schema"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("-    drift integer"), "{}", common::text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("-    drift integer"),
+        "{}",
+        common::text(&out)
+    );
     assert!(stderr(&out).contains("schema drift"));
     stack.sql("ALTER TABLE mixnode_topology DROP COLUMN drift");
 
@@ -77,15 +113,27 @@ fn backup_verify_restore_and_every_refusal() {
     stack.sql("INSERT INTO items SELECT g, md5(g::text) || md5((g * 7)::text) FROM generate_series(1, 100000) g");
     let original = stack.sql(ROWS_SUM);
 
-    let summary: serde_json::Value = serde_json::from_str(&stack.ok(&["backup", "postgres", "--dir", dir, "--format", "json"])).unwrap();
+    let summary: serde_json::Value =
+        serde_json::from_str(&stack.ok(&["backup", "postgres", "--dir", dir, "--format", "json"]))
+            .unwrap();
     let archive = PathBuf::from(summary["path"].as_str().unwrap());
     assert!(archive.is_file());
     assert_eq!(manifest(&archive)["tables"]["public.items"], 100000);
-    let sha = std::process::Command::new("sha256sum").arg("-c").arg(archive.with_file_name(format!("{}.sha256", archive.file_name().unwrap().to_string_lossy()))).current_dir(&backups).output().unwrap();
+    let sha = std::process::Command::new("sha256sum")
+        .arg("-c")
+        .arg(archive.with_file_name(format!(
+            "{}.sha256",
+            archive.file_name().unwrap().to_string_lossy()
+        )))
+        .current_dir(&backups)
+        .output()
+        .unwrap();
     assert!(sha.status.success(), "sha256sum -c: {}", common::text(&sha));
     let a = archive.to_str().unwrap();
     stack.ok(&["backup", "verify", a]);
-    let drill: serde_json::Value = serde_json::from_str(&stack.ok(&["backup", "verify", a, "--restore", "--format", "json"])).unwrap();
+    let drill: serde_json::Value =
+        serde_json::from_str(&stack.ok(&["backup", "verify", a, "--restore", "--format", "json"]))
+            .unwrap();
     assert_eq!(drill["drill"]["passed"], true);
     assert!(drill["drill"]["indexes_checked"].as_i64().unwrap() >= 2);
 
@@ -96,7 +144,11 @@ fn backup_verify_restore_and_every_refusal() {
     write_manifest(&altered, &m);
     let out = stack.xtask(&["backup", "verify", altered.to_str().unwrap(), "--restore"]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("public.items: 100000 rows restored, manifest says 100001"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("public.items: 100000 rows restored, manifest says 100001"),
+        "{}",
+        stderr(&out)
+    );
 
     // One flipped byte: refused before anything is touched.
     let flipped = copy_backup(&archive, &stack.dir.join("flipped"));
@@ -109,26 +161,57 @@ fn backup_verify_restore_and_every_refusal() {
     let databases = stack.sql("SELECT string_agg(datname, ',' ORDER BY datname) FROM pg_database");
     let out = stack.xtask(&["restore", flipped.to_str().unwrap(), "--yes", "--dir", dir]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("checksum mismatch") && stderr(&out).contains("nothing was touched"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("checksum mismatch") && stderr(&out).contains("nothing was touched"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(stack.sql(ROWS_SUM), changed);
-    assert_eq!(stack.sql("SELECT string_agg(datname, ',' ORDER BY datname) FROM pg_database"), databases);
-    assert!(!fs::read_dir(&backups).unwrap().any(|e| e.unwrap().file_name().to_string_lossy().contains("pre-restore")));
-    assert!(!stack.xtask(&["backup", "verify", flipped.to_str().unwrap()]).status.success());
+    assert_eq!(
+        stack.sql("SELECT string_agg(datname, ',' ORDER BY datname) FROM pg_database"),
+        databases
+    );
+    assert!(!fs::read_dir(&backups).unwrap().any(|e| e
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .contains("pre-restore")));
+    assert!(!stack
+        .xtask(&["backup", "verify", flipped.to_str().unwrap()])
+        .status
+        .success());
 
     // No terminal and no --yes: exit 2.
     assert_eq!(stack.xtask(&["restore", a]).status.code(), Some(2));
 
     // Killed with SIGKILL midway: nothing that looks complete or verifies.
     let killdir = stack.dir.join("killed");
-    let mut child = stack.command(&["backup", "postgres", "--dir", killdir.to_str().unwrap()]).spawn().unwrap();
+    let mut child = stack
+        .command(&["backup", "postgres", "--dir", killdir.to_str().unwrap()])
+        .spawn()
+        .unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     loop {
-        let partial = fs::read_dir(&killdir).ok().into_iter().flatten().filter_map(|e| e.ok()).any(|e| e.file_name().to_string_lossy().contains(".partial-") && e.metadata().is_ok_and(|m| m.len() > 0));
+        let partial = fs::read_dir(&killdir)
+            .ok()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok())
+            .any(|e| {
+                e.file_name().to_string_lossy().contains(".partial-")
+                    && e.metadata().is_ok_and(|m| m.len() > 0)
+            });
         if partial {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "the backup never started writing");
-        assert!(child.try_wait().unwrap().is_none(), "the backup finished before it could be killed");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the backup never started writing"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the backup finished before it could be killed"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     child.kill().unwrap(); // SIGKILL
@@ -136,10 +219,24 @@ fn backup_verify_restore_and_every_refusal() {
     for entry in fs::read_dir(&killdir).unwrap() {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        assert!(name.starts_with('.') && name.contains(".partial-"), "a killed backup left {name}");
-        assert!(!stack.xtask(&["backup", "verify", path.to_str().unwrap()]).status.success());
+        assert!(
+            name.starts_with('.') && name.contains(".partial-"),
+            "a killed backup left {name}"
+        );
+        assert!(!stack
+            .xtask(&["backup", "verify", path.to_str().unwrap()])
+            .status
+            .success());
     }
-    let listed: serde_json::Value = serde_json::from_str(&stack.ok(&["backup", "list", "--dir", killdir.to_str().unwrap(), "--format", "json"])).unwrap();
+    let listed: serde_json::Value = serde_json::from_str(&stack.ok(&[
+        "backup",
+        "list",
+        "--dir",
+        killdir.to_str().unwrap(),
+        "--format",
+        "json",
+    ]))
+    .unwrap();
     assert_eq!(listed["backups"].as_array().unwrap().len(), 0);
 
     // Delete rows, restore: identical rows again.
@@ -147,7 +244,15 @@ fn backup_verify_restore_and_every_refusal() {
     stack.ok(&["restore", a, "--yes", "--dir", dir]);
     assert_eq!(stack.sql(ROWS_SUM), original);
     stack.ok(&["migrate", "verify"]);
-    let pre: Vec<_> = fs::read_dir(&backups).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().ends_with("-pre-restore.dump")).collect();
+    let pre: Vec<_> = fs::read_dir(&backups)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .ends_with("-pre-restore.dump")
+        })
+        .collect();
     assert_eq!(pre.len(), 1, "one pre-restore backup");
 
     // A dump that fails midway (truncated, its manifest made to match): the
@@ -157,18 +262,42 @@ fn backup_verify_restore_and_every_refusal() {
     let keep = &bytes[..bytes.len() * 6 / 10];
     fs::write(&truncated, keep).unwrap();
     use sha2::Digest;
-    let digest: String = sha2::Sha256::digest(keep).iter().map(|b| format!("{b:02x}")).collect();
+    let digest: String = sha2::Sha256::digest(keep)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     let mut m = manifest(&truncated);
     m["size"] = serde_json::json!(keep.len());
     m["sha256"] = serde_json::json!(digest);
     write_manifest(&truncated, &m);
-    let name = truncated.file_name().unwrap().to_string_lossy().into_owned();
-    fs::write(truncated.with_file_name(format!("{name}.sha256")), format!("{digest}  {name}\n")).unwrap();
+    let name = truncated
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    fs::write(
+        truncated.with_file_name(format!("{name}.sha256")),
+        format!("{digest}  {name}\n"),
+    )
+    .unwrap();
     stack.sql("UPDATE items SET label = 'after' WHERE id = 2");
     let before = stack.sql(ROWS_SUM);
-    let out = stack.xtask(&["restore", truncated.to_str().unwrap(), "--yes", "--dir", dir]);
+    let out = stack.xtask(&[
+        "restore",
+        truncated.to_str().unwrap(),
+        "--yes",
+        "--dir",
+        dir,
+    ]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("is untouched and the pre-restore backup is"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("is untouched and the pre-restore backup is"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(stack.sql(ROWS_SUM), before);
-    assert_eq!(stack.sql("SELECT count(*) FROM pg_database WHERE datname LIKE 'fog_restore_%'"), "0");
+    assert_eq!(
+        stack.sql("SELECT count(*) FROM pg_database WHERE datname LIKE 'fog_restore_%'"),
+        "0"
+    );
 }

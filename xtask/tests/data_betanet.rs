@@ -13,7 +13,10 @@ use data_support::DataStack;
 
 #[test]
 fn betanet_mixnodes_register_after_migrate() {
-    let Some(stack) = DataStack::new("betanet", 2, &["compose/base.yml", "compose/betanet.yml"]) else { return };
+    let Some(stack) = DataStack::new("betanet", 2, &["compose/base.yml", "compose/betanet.yml"])
+    else {
+        return;
+    };
     if !common::docker_ok(&["image", "inspect", "fog-compute/mixnode:0.1.0"]) {
         stack.ok(&["images", "build", "mixnode", "--quiet"]);
     }
@@ -21,8 +24,20 @@ fn betanet_mixnodes_register_after_migrate() {
     stack.up(&["mixnode-1", "mixnode-2", "mixnode-3"]);
 
     let filter = format!("label=com.docker.compose.project={}", stack.project);
-    let migrate = common::docker(&["ps", "-a", "--filter", &filter, "--filter", "label=com.docker.compose.service=migrate", "--format", "{{.Status}}"]);
-    assert!(migrate.starts_with("Exited (0)"), "migrate service: {migrate}");
+    let migrate = common::docker(&[
+        "ps",
+        "-a",
+        "--filter",
+        &filter,
+        "--filter",
+        "label=com.docker.compose.service=migrate",
+        "--format",
+        "{{.Status}}",
+    ]);
+    assert!(
+        migrate.starts_with("Exited (0)"),
+        "migrate service: {migrate}"
+    );
 
     let fresh = "SELECT string_agg(node_id || ':' || role, ',' ORDER BY node_id) FROM mixnode_topology WHERE last_seen > now() - interval '30 seconds'";
     let deadline = Instant::now() + Duration::from_secs(240);
@@ -31,7 +46,10 @@ fn betanet_mixnodes_register_after_migrate() {
         if nodes == "mixnode-1:entry,mixnode-2:middle,mixnode-3:exit" {
             break;
         }
-        assert!(Instant::now() < deadline, "mixnodes not registered with a fresh heartbeat: `{nodes}`");
+        assert!(
+            Instant::now() < deadline,
+            "mixnodes not registered with a fresh heartbeat: `{nodes}`"
+        );
         std::thread::sleep(Duration::from_secs(2));
     }
     // The heartbeat moves.
@@ -44,7 +62,10 @@ fn betanet_mixnodes_register_after_migrate() {
     for node in ["mixnode-1", "mixnode-2", "mixnode-3"] {
         let logs = stack.compose(&["logs", "--no-color", node]);
         let text = String::from_utf8_lossy(&logs.stdout);
-        assert!(!text.contains("topology heartbeat failed") && !text.contains("does not exist"), "{node}: {text}");
+        assert!(
+            !text.contains("topology heartbeat failed") && !text.contains("does not exist"),
+            "{node}: {text}"
+        );
     }
     assert!(stack.ok(&["migrate", "status"]).contains("applied"));
 }

@@ -78,7 +78,9 @@ pub struct Atomic {
 
 impl Atomic {
     pub fn create(dest: &Path) -> Result<Atomic> {
-        let name = dest.file_name().context("a backup path needs a file name")?;
+        let name = dest
+            .file_name()
+            .context("a backup path needs a file name")?;
         let tmp = dest.with_file_name(format!(
             ".{}.partial-{}",
             name.to_string_lossy(),
@@ -108,8 +110,9 @@ impl Atomic {
         file.sync_all()
             .with_context(|| format!("fsync {}", self.tmp.display()))?;
         drop(file);
-        fs::rename(&self.tmp, &self.dest)
-            .with_context(|| format!("renaming {} to {}", self.tmp.display(), self.dest.display()))?;
+        fs::rename(&self.tmp, &self.dest).with_context(|| {
+            format!("renaming {} to {}", self.tmp.display(), self.dest.display())
+        })?;
         fsync_dir(self.dest.parent().unwrap_or(Path::new(".")))
     }
 }
@@ -148,7 +151,11 @@ pub fn write_atomic(dest: &Path, bytes: &[u8]) -> Result<()> {
 
 /// Copy `from` into `to` in one pass, hashing and counting on `bar`.
 /// Returns the bytes copied and the hex sha256.
-pub fn copy_hashed(mut from: impl Read, mut to: impl Write, bar: &ProgressBar) -> Result<(u64, String)> {
+pub fn copy_hashed(
+    mut from: impl Read,
+    mut to: impl Write,
+    bar: &ProgressBar,
+) -> Result<(u64, String)> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; CHUNK];
     let mut total = 0u64;
@@ -178,7 +185,11 @@ pub fn hash_file(path: &Path, bar: &ProgressBar) -> Result<(u64, String)> {
 pub fn read_small(path: &Path) -> Result<String> {
     let meta = fs::metadata(path).with_context(|| format!("{} is missing", path.display()))?;
     if meta.len() > SMALL_FILE_LIMIT {
-        bail!("{} is {} bytes: not a file this tool wrote", path.display(), meta.len());
+        bail!(
+            "{} is {} bytes: not a file this tool wrote",
+            path.display(),
+            meta.len()
+        );
     }
     fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
 }
@@ -187,7 +198,10 @@ pub fn read_manifest(archive: &Path) -> Result<Manifest> {
     let path = manifest_path(archive);
     let text = read_small(&path)?;
     serde_json::from_str(&text).with_context(|| {
-        format!("{}: not a backup manifest (damaged or hand-edited)", path.display())
+        format!(
+            "{}: not a backup manifest (damaged or hand-edited)",
+            path.display()
+        )
     })
 }
 
@@ -195,7 +209,10 @@ pub fn read_manifest(archive: &Path) -> Result<Manifest> {
 pub fn commit_backup(archive: Atomic, manifest: &Manifest, dest: &Path) -> Result<()> {
     let mut json = serde_json::to_string_pretty(manifest)?;
     json.push('\n');
-    write_atomic(&sha256_path(dest), format!("{}  {}\n", manifest.sha256, manifest.file).as_bytes())?;
+    write_atomic(
+        &sha256_path(dest),
+        format!("{}  {}\n", manifest.sha256, manifest.file).as_bytes(),
+    )?;
     write_atomic(&manifest_path(dest), json.as_bytes())?;
     archive.commit()
 }
@@ -228,6 +245,9 @@ mod tests {
         assert_eq!(sha, migrate::files::hex(&Sha256::digest(b"whole")));
         fs::remove_dir_all(&dir).unwrap();
         assert_eq!(stamp("2026-12-01T09:06:11Z"), "20261201T090611Z");
-        assert_eq!(manifest_path(&dest).file_name().unwrap(), "a.dump.manifest.json");
+        assert_eq!(
+            manifest_path(&dest).file_name().unwrap(),
+            "a.dump.manifest.json"
+        );
     }
 }

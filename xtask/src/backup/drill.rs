@@ -38,20 +38,35 @@ struct Container(String);
 
 impl Drop for Container {
     fn drop(&mut self) {
-        let _ = Command::new("docker").args(["rm", "-f", "-v", &self.0]).output();
+        let _ = Command::new("docker")
+            .args(["rm", "-f", "-v", &self.0])
+            .output();
     }
 }
 
 fn docker(args: &[&str]) -> Result<String> {
-    let out = Command::new("docker").args(args).stdin(Stdio::null()).output().context("running docker")?;
+    let out = Command::new("docker")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .context("running docker")?;
     if !out.status.success() {
-        bail!("`docker {}` failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "`docker {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 /// Restore `path` (already verified) into a throwaway server and check it.
-pub fn drill(path: &Path, manifest: &archive::Manifest, fallback_image: Option<&str>, progress: bool) -> Result<Drill> {
+pub fn drill(
+    path: &Path,
+    manifest: &archive::Manifest,
+    fallback_image: Option<&str>,
+    progress: bool,
+) -> Result<Drill> {
     let image = if docker(&["image", "inspect", "--format", "{{.Id}}", &manifest.image]).is_ok() {
         manifest.image.clone()
     } else {
@@ -59,12 +74,28 @@ pub fn drill(path: &Path, manifest: &archive::Manifest, fallback_image: Option<&
             .map(str::to_string)
             .with_context(|| format!("the backup's image {} is not in the engine and no environment is running to lend its Postgres image", manifest.image))?
     };
-    let name = format!("fogdrill-{}-{}", std::process::id(), archive::stamp(&crate::images::build::rfc3339_now()).to_lowercase());
+    let name = format!(
+        "fogdrill-{}-{}",
+        std::process::id(),
+        archive::stamp(&crate::images::build::rfc3339_now()).to_lowercase()
+    );
     let password = migrate::files::checksum(&format!("{name}{:?}", Instant::now()));
     docker(&[
-        "run", "-d", "--name", &name, "--network", "none", "--label", "dev.fog-compute.drill=1",
-        "-e", "POSTGRES_USER=drill", "-e", &format!("POSTGRES_PASSWORD={}", &password[..24]),
-        "-e", "POSTGRES_DB=drill", &image,
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--network",
+        "none",
+        "--label",
+        "dev.fog-compute.drill=1",
+        "-e",
+        "POSTGRES_USER=drill",
+        "-e",
+        &format!("POSTGRES_PASSWORD={}", &password[..24]),
+        "-e",
+        "POSTGRES_DB=drill",
+        &image,
     ])?;
     let container = Container(name);
     wait_ready(&container.0, Duration::from_secs(120))?;
@@ -74,10 +105,23 @@ pub fn drill(path: &Path, manifest: &archive::Manifest, fallback_image: Option<&
         cmd
     };
     let started = Instant::now();
-    let bar = stream::bar(progress, Some(manifest.size), &format!("drill: pg_restore {}", manifest.file));
+    let bar = stream::bar(
+        progress,
+        Some(manifest.size),
+        &format!("drill: pg_restore {}", manifest.file),
+    );
     let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let restored = stream::into_child(
-        exec(&["pg_restore", "--exit-on-error", "--no-owner", "--no-privileges", "-U", "drill", "-d", "drill"]),
+        exec(&[
+            "pg_restore",
+            "--exit-on-error",
+            "--no-owner",
+            "--no-privileges",
+            "-U",
+            "drill",
+            "-d",
+            "drill",
+        ]),
         file,
         &bar,
         true,
@@ -86,11 +130,26 @@ pub fn drill(path: &Path, manifest: &archive::Manifest, fallback_image: Option<&
     restored.context("the drill's restore failed")?;
     let restore_seconds = started.elapsed().as_secs_f64();
     let psql = |sql: &str| -> Result<String> {
-        let cmd = exec(&["psql", "-X", "-At", "-v", "ON_ERROR_STOP=1", "-U", "drill", "-d", "drill", "-c", sql]);
+        let cmd = exec(&[
+            "psql",
+            "-X",
+            "-At",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-U",
+            "drill",
+            "-d",
+            "drill",
+            "-c",
+            sql,
+        ]);
         let line = render(&cmd);
         let out = { cmd }.stdin(Stdio::null()).output()?;
         if !out.status.success() {
-            bail!("`{line}` failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+            bail!(
+                "`{line}` failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
         }
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
     };
@@ -99,12 +158,18 @@ pub fn drill(path: &Path, manifest: &archive::Manifest, fallback_image: Option<&
     for (table, want) in &manifest.tables {
         match counts.get(table) {
             Some(got) if got == want => {}
-            Some(got) => differ.push(format!("{table}: {got} rows restored, manifest says {want}")),
+            Some(got) => differ.push(format!(
+                "{table}: {got} rows restored, manifest says {want}"
+            )),
             None => differ.push(format!("{table}: missing after restore")),
         }
     }
     if !differ.is_empty() {
-        bail!("{}: the restored data does not match the manifest: {}", path.display(), differ.join("; "));
+        bail!(
+            "{}: the restored data does not match the manifest: {}",
+            path.display(),
+            differ.join("; ")
+        );
     }
     let indexes_checked: i64 = psql(AMCHECK_SQL)?
         .lines()
@@ -127,7 +192,17 @@ fn wait_ready(container: &str, timeout: Duration) -> Result<()> {
     loop {
         // TCP on loopback: the init-time server listens on the socket only.
         let ready = Command::new("docker")
-            .args(["exec", container, "pg_isready", "-h", "127.0.0.1", "-U", "drill", "-d", "drill"])
+            .args([
+                "exec",
+                container,
+                "pg_isready",
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "drill",
+                "-d",
+                "drill",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
@@ -135,11 +210,19 @@ fn wait_ready(container: &str, timeout: Duration) -> Result<()> {
         if ready {
             return Ok(());
         }
-        let state = docker(&["inspect", "--format", "{{.State.Status}}", container]).unwrap_or_default();
+        let state =
+            docker(&["inspect", "--format", "{{.State.Status}}", container]).unwrap_or_default();
         if state != "running" || Instant::now() > deadline {
-            let logs = Command::new("docker").args(["logs", "--tail", "20", container]).output();
-            let logs = logs.map(|o| String::from_utf8_lossy(&o.stderr).into_owned()).unwrap_or_default();
-            bail!("the drill's Postgres {container} did not become ready ({state}): {}", logs.trim());
+            let logs = Command::new("docker")
+                .args(["logs", "--tail", "20", container])
+                .output();
+            let logs = logs
+                .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+                .unwrap_or_default();
+            bail!(
+                "the drill's Postgres {container} did not become ready ({state}): {}",
+                logs.trim()
+            );
         }
         std::thread::sleep(Duration::from_millis(500));
     }

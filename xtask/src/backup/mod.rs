@@ -96,7 +96,9 @@ pub fn absolute(path: &Path) -> PathBuf {
     if path.is_absolute() {
         path.to_path_buf()
     } else {
-        std::env::current_dir().unwrap_or_else(|_| crate::project_root()).join(path)
+        std::env::current_dir()
+            .unwrap_or_else(|_| crate::project_root())
+            .join(path)
     }
 }
 
@@ -111,7 +113,8 @@ impl Cmd {
         match self.action {
             Action::Postgres { common, keep } => {
                 let db = Database::open(sh, &runner, global)?;
-                let Some(written) = postgres::backup(&db, &runner, &common.dir(), "", progress())? else {
+                let Some(written) = postgres::backup(&db, &runner, &common.dir(), "", progress())?
+                else {
                     return Ok(());
                 };
                 print_written(&written, common.format)?;
@@ -121,7 +124,11 @@ impl Cmd {
                 Ok(())
             }
             Action::List { common } => prune::list(&common.dir(), common.format),
-            Action::Verify { file, restore, common } => {
+            Action::Verify {
+                file,
+                restore,
+                common,
+            } => {
                 let path = absolute(&file);
                 let db = Database::open(sh, &runner, global).ok();
                 let manifest = verify::verify(&path, db.as_ref(), progress())?;
@@ -131,16 +138,32 @@ impl Cmd {
                     let result = drill::drill(&path, &manifest, fallback, progress());
                     let record = match &result {
                         Ok(d) => d.clone(),
-                        Err(_) => drill::Drill { passed: false, image: String::new(), restore_seconds: 0.0, tables: 0, indexes_checked: 0, at: crate::images::build::rfc3339_now() },
+                        Err(_) => drill::Drill {
+                            passed: false,
+                            image: String::new(),
+                            restore_seconds: 0.0,
+                            tables: 0,
+                            indexes_checked: 0,
+                            at: crate::images::build::rfc3339_now(),
+                        },
                     };
-                    archive::write_atomic(&archive::drill_path(&path), serde_json::to_string_pretty(&record)?.as_bytes())?;
+                    archive::write_atomic(
+                        &archive::drill_path(&path),
+                        serde_json::to_string_pretty(&record)?.as_bytes(),
+                    )?;
                     let d = result?;
                     report["drill"] = serde_json::to_value(&d)?;
                 }
                 if common.format == Format::Json {
                     println!("{report}");
                 } else {
-                    println!("verified {} ({} bytes, sha256 {}, {} tables)", path.display(), manifest.size, manifest.sha256, manifest.tables.len());
+                    println!(
+                        "verified {} ({} bytes, sha256 {}, {} tables)",
+                        path.display(),
+                        manifest.size,
+                        manifest.sha256,
+                        manifest.tables.len()
+                    );
                     if let Some(d) = report.get("drill") {
                         println!("restore drill passed: restored in {:.1}s, row counts match, amcheck passed on {} indexes", d["restore_seconds"].as_f64().unwrap_or(0.0), d["indexes_checked"]);
                     }

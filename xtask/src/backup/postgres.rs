@@ -57,12 +57,26 @@ fn dump_args(db: &Database) -> Vec<String> {
 
 /// Back up the database into `dir`; `suffix` (e.g. `-pre-restore`) ends the
 /// name. `None` under `--dry-run`, which prints the commands instead.
-pub fn backup(db: &Database, runner: &Runner, dir: &Path, suffix: &str, progress: bool) -> Result<Option<Written>> {
+pub fn backup(
+    db: &Database,
+    runner: &Runner,
+    dir: &Path,
+    suffix: &str,
+    progress: bool,
+) -> Result<Option<Written>> {
     let created_at = crate::images::build::rfc3339_now();
-    let mut file = format!("{}-postgres-{}{suffix}.dump", db.project.name, archive::stamp(&created_at));
+    let mut file = format!(
+        "{}-postgres-{}{suffix}.dump",
+        db.project.name,
+        archive::stamp(&created_at)
+    );
     let mut n = 2;
     while dir.join(&file).exists() {
-        file = format!("{}-postgres-{}{suffix}-{n}.dump", db.project.name, archive::stamp(&created_at));
+        file = format!(
+            "{}-postgres-{}{suffix}-{n}.dump",
+            db.project.name,
+            archive::stamp(&created_at)
+        );
         n += 1;
     }
     let path = dir.join(&file);
@@ -78,7 +92,11 @@ pub fn backup(db: &Database, runner: &Runner, dir: &Path, suffix: &str, progress
     let started = Instant::now();
     let mut out = archive::Atomic::create(&path)?;
     let bar = stream::bar(progress, None, &format!("pg_dump {}", db.name));
-    let result = stream::from_child(dump, std::io::BufWriter::with_capacity(archive::CHUNK, out.file()), &bar);
+    let result = stream::from_child(
+        dump,
+        std::io::BufWriter::with_capacity(archive::CHUNK, out.file()),
+        &bar,
+    );
     bar.finish_and_clear();
     let (size, sha256) = result?;
     if size == 0 {

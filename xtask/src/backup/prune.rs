@@ -4,7 +4,10 @@
 //! whose restore drill passed; it runs after a successful backup, or on its
 //! own only once the newest backup verifies.
 
-use std::{fs, path::{Path, PathBuf}};
+use std::{
+    fs,
+    path::{Path, PathBuf},
+};
 
 use anyhow::{bail, Context, Result};
 
@@ -40,16 +43,27 @@ pub fn scan(dir: &Path) -> Result<(Vec<Entry>, usize)> {
         if !name.ends_with(".dump") || name.starts_with('.') {
             continue;
         }
-        let Ok(m) = archive::read_manifest(&path) else { continue };
+        let Ok(m) = archive::read_manifest(&path) else {
+            continue;
+        };
         if !m.tool.starts_with("xtask ") || m.file != name {
             continue;
         }
-        let drill = match archive::read_small(&archive::drill_path(&path)).ok().and_then(|t| serde_json::from_str::<Drill>(&t).ok()) {
+        let drill = match archive::read_small(&archive::drill_path(&path))
+            .ok()
+            .and_then(|t| serde_json::from_str::<Drill>(&t).ok())
+        {
             Some(d) if d.passed => "passed",
             Some(_) => "failed",
             None => "none",
         };
-        out.push(Entry { path, kind: m.kind, size: m.size, created_at: m.created_at, drill: drill.into() });
+        out.push(Entry {
+            path,
+            kind: m.kind,
+            size: m.size,
+            created_at: m.created_at,
+            drill: drill.into(),
+        });
     }
     out.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.path.cmp(&a.path)));
     Ok((out, partial))
@@ -58,20 +72,34 @@ pub fn scan(dir: &Path) -> Result<(Vec<Entry>, usize)> {
 pub fn list(dir: &Path, format: Format) -> Result<()> {
     let (entries, partial) = scan(dir)?;
     if format == Format::Json {
-        println!("{}", serde_json::json!({"dir": dir, "backups": entries, "partial": partial}));
+        println!(
+            "{}",
+            serde_json::json!({"dir": dir, "backups": entries, "partial": partial})
+        );
         return Ok(());
     }
     if entries.is_empty() {
         println!("no backups in {}", dir.display());
     } else {
-        println!("{:<56} {:<9} {:>10}  {:<20}  DRILL", "FILE", "KIND", "SIZE", "CREATED");
+        println!(
+            "{:<56} {:<9} {:>10}  {:<20}  DRILL",
+            "FILE", "KIND", "SIZE", "CREATED"
+        );
         for e in &entries {
             let name = e.path.file_name().unwrap_or_default().to_string_lossy();
-            println!("{name:<56} {:<9} {:>10}  {:<20}  {}", e.kind, human(e.size), e.created_at, e.drill);
+            println!(
+                "{name:<56} {:<9} {:>10}  {:<20}  {}",
+                e.kind,
+                human(e.size),
+                e.created_at,
+                e.drill
+            );
         }
     }
     if partial > 0 {
-        println!("note: {partial} unfinished file(s) from interrupted runs (.partial-*): safe to delete");
+        println!(
+            "note: {partial} unfinished file(s) from interrupted runs (.partial-*): safe to delete"
+        );
     }
     Ok(())
 }
@@ -94,7 +122,10 @@ pub fn verify_newest(dir: &Path) -> Result<()> {
     let m = archive::read_manifest(&newest.path)?;
     let (size, sha) = archive::hash_file(&newest.path, &indicatif::ProgressBar::hidden())?;
     if size != m.size || sha != m.sha256 {
-        bail!("the newest backup {} does not match its manifest: take a new backup before pruning", newest.path.display());
+        bail!(
+            "the newest backup {} does not match its manifest: take a new backup before pruning",
+            newest.path.display()
+        );
     }
     Ok(())
 }
@@ -113,7 +144,12 @@ pub fn to_remove(entries: &[Entry], keep: usize) -> Vec<&Entry> {
 pub fn prune(dir: &Path, keep: usize, runner: &Runner) -> Result<()> {
     let (entries, _) = scan(dir)?;
     for e in to_remove(&entries, keep) {
-        let files = [e.path.clone(), archive::sha256_path(&e.path), archive::manifest_path(&e.path), archive::drill_path(&e.path)];
+        let files = [
+            e.path.clone(),
+            archive::sha256_path(&e.path),
+            archive::manifest_path(&e.path),
+            archive::drill_path(&e.path),
+        ];
         for f in files.iter().filter(|f| f.exists()) {
             if runner.dry_run {
                 println!("rm {}", f.display());
@@ -133,14 +169,32 @@ mod tests {
     use super::*;
 
     fn entry(n: u32, drill: &str) -> Entry {
-        Entry { path: format!("/b/{n}.dump").into(), kind: "postgres".into(), size: 1, created_at: format!("2026-12-0{n}"), drill: drill.into() }
+        Entry {
+            path: format!("/b/{n}.dump").into(),
+            kind: "postgres".into(),
+            size: 1,
+            created_at: format!("2026-12-0{n}"),
+            drill: drill.into(),
+        }
     }
 
     #[test]
     fn prune_keeps_newest_and_newest_drilled() {
-        let entries = vec![entry(5, "none"), entry(4, "failed"), entry(3, "passed"), entry(2, "passed"), entry(1, "none")];
-        let gone: Vec<_> = to_remove(&entries, 2).iter().map(|e| e.path.clone()).collect();
-        assert_eq!(gone, [PathBuf::from("/b/2.dump"), PathBuf::from("/b/1.dump")]);
+        let entries = vec![
+            entry(5, "none"),
+            entry(4, "failed"),
+            entry(3, "passed"),
+            entry(2, "passed"),
+            entry(1, "none"),
+        ];
+        let gone: Vec<_> = to_remove(&entries, 2)
+            .iter()
+            .map(|e| e.path.clone())
+            .collect();
+        assert_eq!(
+            gone,
+            [PathBuf::from("/b/2.dump"), PathBuf::from("/b/1.dump")]
+        );
         // keep 0 still keeps the newest.
         assert_eq!(to_remove(&entries, 0).len(), 3);
     }

@@ -67,7 +67,12 @@ pub fn from_child(mut cmd: Command, to: impl Write, bar: &ProgressBar) -> Result
 /// Run `cmd` with `from` as its stdin. Returns its stdout. With `reads_all`
 /// unset (`pg_restore -l` stops after the table of contents) a tool that
 /// succeeds without reading everything is fine.
-pub fn into_child(mut cmd: Command, from: impl Read, bar: &ProgressBar, reads_all: bool) -> Result<String> {
+pub fn into_child(
+    mut cmd: Command,
+    from: impl Read,
+    bar: &ProgressBar,
+    reads_all: bool,
+) -> Result<String> {
     let line = render(&cmd);
     let mut child = cmd
         .stdin(Stdio::piped())

@@ -21,13 +21,23 @@ pub fn verify(path: &Path, db: Option<&Database>, progress: bool) -> Result<arch
         bail!("{} does not exist (or is not a file)", path.display());
     }
     if name.starts_with('.') || name.contains(".partial-") {
-        bail!("{}: an unfinished backup (a run was interrupted); it cannot be verified", path.display());
+        bail!(
+            "{}: an unfinished backup (a run was interrupted); it cannot be verified",
+            path.display()
+        );
     }
     let manifest = archive::read_manifest(path).with_context(|| {
-        format!("{}: no usable manifest, so the backup is incomplete or not this tool's", path.display())
+        format!(
+            "{}: no usable manifest, so the backup is incomplete or not this tool's",
+            path.display()
+        )
     })?;
     if manifest.file != name {
-        bail!("{}: the manifest describes `{}`, not this file", path.display(), manifest.file);
+        bail!(
+            "{}: the manifest describes `{}`, not this file",
+            path.display(),
+            manifest.file
+        );
     }
     let sha_path = archive::sha256_path(path);
     let sha_text = archive::read_small(&sha_path)?;
@@ -35,7 +45,11 @@ pub fn verify(path: &Path, db: Option<&Database>, progress: bool) -> Result<arch
     match recorded.as_slice() {
         [hash, file] if file.trim_start_matches('*') == name => {
             if *hash != manifest.sha256 {
-                bail!("{}: the .sha256 file says {hash} but the manifest says {}", path.display(), manifest.sha256);
+                bail!(
+                    "{}: the .sha256 file says {hash} but the manifest says {}",
+                    path.display(),
+                    manifest.sha256
+                );
             }
         }
         _ => bail!("{}: not a `<sha256>  {name}` line", sha_path.display()),
@@ -51,14 +65,21 @@ pub fn verify(path: &Path, db: Option<&Database>, progress: bool) -> Result<arch
         bail!("{}: checksum mismatch: the file hashes to {sha256}, the manifest says {}: the archive is damaged; do not restore it", path.display(), manifest.sha256);
     }
     if manifest.kind != "postgres" {
-        bail!("{}: kind `{}` is not a Postgres backup", path.display(), manifest.kind);
+        bail!(
+            "{}: kind `{}` is not a Postgres backup",
+            path.display(),
+            manifest.kind
+        );
     }
     let listing = list_archive(path, db)?;
     for table in manifest.tables.keys() {
         let (schema, table_name) = table.split_once('.').unwrap_or(("public", table));
         let entry = format!(" TABLE DATA {schema} {table_name} ");
         if !listing.lines().any(|l| l.contains(&entry)) {
-            bail!("{}: the manifest counts table {table} but the archive has no data for it", path.display());
+            bail!(
+                "{}: the manifest counts table {table} but the archive has no data for it",
+                path.display()
+            );
         }
     }
     Ok(manifest)
@@ -83,9 +104,15 @@ fn list_archive(path: &Path, db: Option<&Database>) -> Result<String> {
 /// A PostgreSQL client tool on the host: PATH, then Debian's versioned folders.
 pub fn host_tool(name: &str) -> Result<std::path::PathBuf> {
     let on_path = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).map(|d| d.join(name)).collect::<Vec<_>>())
+        .map(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join(name))
+                .collect::<Vec<_>>()
+        })
         .unwrap_or_default();
-    let debian = (13..=18).rev().map(|v| format!("/usr/lib/postgresql/{v}/bin/{name}").into());
+    let debian = (13..=18)
+        .rev()
+        .map(|v| format!("/usr/lib/postgresql/{v}/bin/{name}").into());
     on_path
         .into_iter()
         .chain(debian)

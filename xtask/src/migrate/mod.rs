@@ -71,7 +71,8 @@ impl Cmd {
         let runner = Runner::new(global);
         let dir = crate::project_root().join("migrations");
         // Bad file names, duplicate versions: caught before anything runs.
-        let files = migrate::files::load_dir(&dir).map_err(|e| anyhow::anyhow!("migrations/{e}"))?;
+        let files =
+            migrate::files::load_dir(&dir).map_err(|e| anyhow::anyhow!("migrations/{e}"))?;
         if let Action::New { name } = &self.action {
             return new_file(&dir, &files, name, global.dry_run);
         }
@@ -88,7 +89,11 @@ impl Cmd {
             }
             Action::Up => runner.run(xshell_cmd(sh, &db, &["up"])),
             Action::Status { format } => {
-                let args: &[&str] = if format == Format::Json { &["status", "--json"] } else { &["status"] };
+                let args: &[&str] = if format == Format::Json {
+                    &["status", "--json"]
+                } else {
+                    &["status"]
+                };
                 print_output(run_cmd(&db, args), &runner)
             }
             Action::Verify { schema } => {
@@ -110,7 +115,12 @@ fn image_of(db: &Database) -> Result<String> {
     model
         .service(SERVICE)
         .and_then(|s| s.image.clone())
-        .with_context(|| format!("environment {} has no `{SERVICE}` service with an image", db.environment))
+        .with_context(|| {
+            format!(
+                "environment {} has no `{SERVICE}` service with an image",
+                db.environment
+            )
+        })
 }
 
 /// Build the image unless its inputs (binary with the SQL) are unchanged.

@@ -19,13 +19,28 @@ const LCS_LIMIT: usize = 4_000_000;
 
 pub fn verify(_sh: &Shell, runner: &Runner, db: &Database) -> Result<()> {
     let scratch = format!("{}_schema_scratch_{}", db.name, std::process::id());
-    db.sql(runner, "postgres", &format!("CREATE DATABASE \"{scratch}\""), true)?;
+    db.sql(
+        runner,
+        "postgres",
+        &format!("CREATE DATABASE \"{scratch}\""),
+        true,
+    )?;
     if runner.dry_run {
-        println!("{}", crate::psql::render(&run_cmd(db, &["--dbname", &scratch, "up"])));
-        println!("# pg_dump --schema-only of {} and {scratch}, compared; then DROP DATABASE {scratch}", db.name);
+        println!(
+            "{}",
+            crate::psql::render(&run_cmd(db, &["--dbname", &scratch, "up"]))
+        );
+        println!(
+            "# pg_dump --schema-only of {} and {scratch}, compared; then DROP DATABASE {scratch}",
+            db.name
+        );
         return Ok(());
     }
-    let _drop = DropDatabase { db, runner, name: scratch.clone() };
+    let _drop = DropDatabase {
+        db,
+        runner,
+        name: scratch.clone(),
+    };
     let out = run_cmd(db, &["--dbname", &scratch, "up"])
         .stdin(Stdio::null())
         .output()
@@ -69,19 +84,38 @@ impl Drop for DropDatabase<'_> {
     fn drop(&mut self) {
         let sql = format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name);
         if let Err(e) = self.db.sql(self.runner, "postgres", &sql, true) {
-            eprintln!("warning: could not drop the scratch database {}: {e:#}", self.name);
+            eprintln!(
+                "warning: could not drop the scratch database {}: {e:#}",
+                self.name
+            );
         }
     }
 }
 
 fn dump(db: &Database, database: &str) -> Result<String> {
-    let args: Vec<String> = ["pg_dump", "-U", &db.user, "-d", database, "--schema-only", "--no-owner", "--no-privileges"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    let out = db.exec("", &args).stdin(Stdio::null()).output().context("running pg_dump")?;
+    let args: Vec<String> = [
+        "pg_dump",
+        "-U",
+        &db.user,
+        "-d",
+        database,
+        "--schema-only",
+        "--no-owner",
+        "--no-privileges",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let out = db
+        .exec("", &args)
+        .stdin(Stdio::null())
+        .output()
+        .context("running pg_dump")?;
     if !out.status.success() {
-        bail!("pg_dump --schema-only of {database} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "pg_dump --schema-only of {database} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -102,8 +136,14 @@ pub fn diff(a: &[String], b: &[String]) -> Vec<String> {
     let ops = if a.len().saturating_mul(b.len()) <= LCS_LIMIT {
         lcs_ops(a, b)
     } else {
-        let only_a = a.iter().filter(|l| !b.contains(l)).map(|l| ('-', l.as_str()));
-        let only_b = b.iter().filter(|l| !a.contains(l)).map(|l| ('+', l.as_str()));
+        let only_a = a
+            .iter()
+            .filter(|l| !b.contains(l))
+            .map(|l| ('-', l.as_str()));
+        let only_b = b
+            .iter()
+            .filter(|l| !a.contains(l))
+            .map(|l| ('+', l.as_str()));
         only_a.chain(only_b).map(|(c, l)| (c, l, None)).collect()
     };
     let mut out = Vec::new();
@@ -177,11 +217,15 @@ mod tests {
     #[test]
     fn a_drifted_column_shows_under_its_table() {
         let live = lines("CREATE TABLE t (\n    a integer,\n    extra text\n);\nCREATE TABLE u (\n    b integer\n);\n");
-        let replay = lines("CREATE TABLE t (\n    a integer\n);\nCREATE TABLE u (\n    b integer\n);\n");
+        let replay =
+            lines("CREATE TABLE t (\n    a integer\n);\nCREATE TABLE u (\n    b integer\n);\n");
         let d = diff(&live, &replay);
         assert!(d.contains(&"@@ CREATE TABLE t (".to_string()), "{d:?}");
         assert!(d.contains(&"-    extra text".to_string()), "{d:?}");
-        assert!(d.contains(&"-    a integer,".to_string()) && d.contains(&"+    a integer".to_string()), "{d:?}");
+        assert!(
+            d.contains(&"-    a integer,".to_string()) && d.contains(&"+    a integer".to_string()),
+            "{d:?}"
+        );
         assert!(!d.iter().any(|l| l.contains("b integer")));
     }
 }

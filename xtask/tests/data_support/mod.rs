@@ -30,7 +30,10 @@ pub fn postgres_image() -> String {
     let dir = std::env::temp_dir().join(format!("fogdata-offline-{}", std::process::id()));
     fs::create_dir_all(&dir).unwrap();
     let env_file = dir.join(".env");
-    let out = xtask_env(&["images", "offline", "--quiet", "--only", "postgres"], &env_file);
+    let out = xtask_env(
+        &["images", "offline", "--quiet", "--only", "postgres"],
+        &env_file,
+    );
     assert!(out.status.success(), "{}", text(&out));
     let env = fs::read_to_string(&env_file).unwrap();
     let image = env
@@ -122,7 +125,10 @@ impl DataStack {
         self.compose(&args);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
         while self.xtask(&["psql", "--", "-c", "SELECT 1"]).status.code() != Some(0) {
-            assert!(std::time::Instant::now() < deadline, "postgres did not come up");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "postgres did not come up"
+            );
             std::thread::sleep(std::time::Duration::from_secs(1));
         }
     }
@@ -140,7 +146,14 @@ impl DataStack {
     pub fn xtask(&self, args: &[&str]) -> Output {
         let started = std::time::Instant::now();
         let out = self.command(args).output().expect("xtask runs");
-        eprintln!("$ xtask {} -> {} in {:.1}s\n{}{}", args.join(" "), out.status, started.elapsed().as_secs_f64(), String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        eprintln!(
+            "$ xtask {} -> {} in {:.1}s\n{}{}",
+            args.join(" "),
+            out.status,
+            started.elapsed().as_secs_f64(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         out
     }
 
@@ -153,14 +166,27 @@ impl DataStack {
 
     /// One SQL query through `xtask psql`, unaligned output.
     pub fn sql(&self, sql: &str) -> String {
-        self.ok(&["psql", "--", "-X", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql]).trim().to_string()
+        self.ok(&[
+            "psql",
+            "--",
+            "-X",
+            "-At",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            sql,
+        ])
+        .trim()
+        .to_string()
     }
 }
 
 impl Drop for DataStack {
     fn drop(&mut self) {
         let label = format!("label=com.docker.compose.project={}", self.project);
-        let ids = String::from_utf8_lossy(&docker_output(&["ps", "-aq", "--filter", &label]).stdout).into_owned();
+        let ids =
+            String::from_utf8_lossy(&docker_output(&["ps", "-aq", "--filter", &label]).stdout)
+                .into_owned();
         let ids: Vec<&str> = ids.lines().collect();
         if !ids.is_empty() {
             let mut args = vec!["rm", "-f", "-v"];
@@ -170,7 +196,10 @@ impl Drop for DataStack {
         for net in [&self.fog_network, &self.betanet_network] {
             docker_output(&["network", "rm", net]);
         }
-        let vols = String::from_utf8_lossy(&docker_output(&["volume", "ls", "-q", "--filter", &label]).stdout).into_owned();
+        let vols = String::from_utf8_lossy(
+            &docker_output(&["volume", "ls", "-q", "--filter", &label]).stdout,
+        )
+        .into_owned();
         for vol in vols.lines() {
             docker_output(&["volume", "rm", "-f", vol]);
         }
