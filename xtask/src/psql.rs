@@ -153,7 +153,7 @@ impl Database {
         sql: &str,
         mutating: bool,
     ) -> Result<String> {
-        let mut cmd = self.exec("", &self.psql_args(database, sql));
+        let cmd = self.exec("", &self.psql_args(database, sql));
         if mutating && runner.dry_run {
             println!("{}", render(&cmd));
             return Ok(String::new());
@@ -161,16 +161,22 @@ impl Database {
         if runner.verbose {
             eprintln!("+ {}", render(&cmd));
         }
-        let out = cmd
-            .stdin(Stdio::null())
-            .output()
-            .context("running docker exec psql")?;
-        if !out.status.success() {
-            bail!(
-                "psql on database {database} failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        capture(cmd, &format!("psql on database {database}")).map(|s| s.trim().to_string())
     }
+}
+
+/// Run `cmd` with no stdin and return its stdout; a failure is an error
+/// naming `what` and quoting the command's stderr.
+pub fn capture(mut cmd: Command, what: &str) -> Result<String> {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("{what}: cannot run `{}`", render(&cmd)))?;
+    if !out.status.success() {
+        bail!(
+            "{what} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }

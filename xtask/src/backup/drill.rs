@@ -16,7 +16,7 @@ use std::{
 use anyhow::{bail, Context, Result};
 
 use super::{archive, postgres, stream};
-use crate::psql::render;
+use crate::psql::{capture, render};
 
 /// What a drill records.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -45,19 +45,10 @@ impl Drop for Container {
 }
 
 fn docker(args: &[&str]) -> Result<String> {
-    let out = Command::new("docker")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .context("running docker")?;
-    if !out.status.success() {
-        bail!(
-            "`docker {}` failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    let mut cmd = Command::new("docker");
+    cmd.args(args);
+    let what = format!("`{}`", render(&cmd));
+    capture(cmd, &what).map(|s| s.trim().to_string())
 }
 
 /// Restore `path` (already verified) into a throwaway server and check it.
@@ -143,15 +134,7 @@ pub fn drill(
             "-c",
             sql,
         ]);
-        let line = render(&cmd);
-        let out = { cmd }.stdin(Stdio::null()).output()?;
-        if !out.status.success() {
-            bail!(
-                "`{line}` failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        capture(cmd, "the drill's psql").map(|s| s.trim().to_string())
     };
     let counts = postgres::parse_counts(&psql(postgres::COUNT_SQL)?)?;
     let mut differ = Vec::new();

@@ -6,13 +6,14 @@
 //! dropped even when a step fails. Any difference is printed as `-`/`+`
 //! lines under the statement they belong to, and the command exits 1.
 
-use std::process::Stdio;
-
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use xshell::Shell;
 
 use super::run_cmd;
-use crate::{process::Runner, psql::Database};
+use crate::{
+    process::Runner,
+    psql::{capture, Database},
+};
 
 /// Above this many line pairs the diff falls back to lines missing on either side.
 const LCS_LIMIT: usize = 4_000_000;
@@ -41,16 +42,10 @@ pub fn verify(_sh: &Shell, runner: &Runner, db: &Database) -> Result<()> {
         runner,
         name: scratch.clone(),
     };
-    let out = run_cmd(db, &["--dbname", &scratch, "up"])
-        .stdin(Stdio::null())
-        .output()
-        .context("running the migrate service")?;
-    if !out.status.success() {
-        bail!(
-            "replaying migrations/ on the scratch database {scratch} failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
+    capture(
+        run_cmd(db, &["--dbname", &scratch, "up"]),
+        &format!("replaying migrations/ on the scratch database {scratch}"),
+    )?;
     let live = normalise(&dump(db, &db.name)?);
     let fresh = normalise(&dump(db, &scratch)?);
     let diff = diff(&live, &fresh);
@@ -106,18 +101,10 @@ fn dump(db: &Database, database: &str) -> Result<String> {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    let out = db
-        .exec("", &args)
-        .stdin(Stdio::null())
-        .output()
-        .context("running pg_dump")?;
-    if !out.status.success() {
-        bail!(
-            "pg_dump --schema-only of {database} failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    capture(
+        db.exec("", &args),
+        &format!("pg_dump --schema-only of {database}"),
+    )
 }
 
 /// The lines that carry schema: no comments, blanks or `\restrict` keys.
