@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what `cargo xtask ci` and the e2e tests need on a Debian bookworm
 # machine: debootstrap (offline images), docker-compose (when no Compose is
-# present), the PostgreSQL 15 client and server binaries, and promtool.
+# present), the PostgreSQL 15 client and server binaries, promtool, and
+# chromium (the HTML report test).
 # Idempotent: a second run installs nothing and does not touch apt.
 # promtool comes from Debian's prometheus .deb unpacked into /opt: never
 # `apt-get install prometheus`, whose service would start a server on :9090.
@@ -20,6 +21,8 @@ if ! command -v docker-compose >/dev/null && ! docker compose version >/dev/null
 fi
 command -v psql >/dev/null || missing+=(postgresql-client-15)
 [ -x /usr/lib/postgresql/15/bin/postgres ] || missing+=(postgresql-15)
+# Headless Chromium renders `cargo xtask report --format html` in a test.
+command -v chromium >/dev/null || missing+=(chromium)
 need_promtool=0
 command -v promtool >/dev/null || need_promtool=1
 

@@ -7,7 +7,7 @@ use xshell::Shell;
 
 use crate::{
     backup, bench, betanet, check, ci, config, dev, down, env, images, logs, migrate, network,
-    prod, ps, psql, restart, restore, up, Global,
+    prod, ps, psql, report, restart, restore, up, Global,
 };
 
 /// fog-compute workflows: compose overlays, Docker environments, the mixnode.
@@ -66,6 +66,8 @@ pub enum Command {
     Backup(backup::Cmd),
     /// Restore a backup: verify, pre-restore backup, restore aside, swap in.
     Restore(restore::Cmd),
+    /// Compare two stacks' resources (static or --live), or show the running stack's usage.
+    Report(report::Cmd),
 }
 
 impl Command {
@@ -90,6 +92,7 @@ impl Command {
             Command::Psql(cmd) => cmd.run(sh, global),
             Command::Backup(cmd) => cmd.run(sh, global),
             Command::Restore(cmd) => cmd.run(sh, global),
+            Command::Report(cmd) => cmd.run(sh, global),
         }
     }
 }

@@ -28,6 +28,7 @@ pub mod process;
 pub mod prod;
 pub mod ps;
 pub mod psql;
+pub mod report;
 pub mod restart;
 pub mod restore;
 pub mod up;
