@@ -60,6 +60,17 @@ fn backup_verify_restore_and_every_refusal() {
     let backups = stack.dir.join("backups");
     let dir = backups.to_str().unwrap();
 
+    // psql serves scripts on stdin.
+    let mut psql = stack
+        .command(&["psql", "--", "-At", "-v", "ON_ERROR_STOP=1"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut psql.stdin.take().unwrap(), b"SELECT 6 * 7;\n").unwrap();
+    let out = psql.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "42");
+
     // Two concurrent runs: each migration applied exactly once.
     let runs: Vec<_> = (0..2)
         .map(|_| {

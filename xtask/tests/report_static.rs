@@ -252,7 +252,10 @@ fn rev_env_reads_a_temporary_git_repository() {
     assert_eq!(doc["before"]["label"], "betanet at HEAD~1");
     assert_eq!(doc["before"]["files"][1], "compose/betanet.yml@HEAD~1");
     assert_eq!(doc["before"]["containers"], 8);
-    assert_eq!(doc["after"]["containers"], 10, "mixnode-4 runs two replicas");
+    assert_eq!(
+        doc["after"]["containers"], 10,
+        "mixnode-4 runs two replicas"
+    );
     assert_eq!(doc["delta"]["containers"], 2.0);
     // Its own `deploy` replaces the anchor's (`<<` merges shallowly): 256M, two replicas.
     assert_eq!(
