@@ -13,6 +13,7 @@ mod data_support;
 use std::{fs, path::Path, path::PathBuf, time::Duration};
 
 use data_support::DataStack;
+use sha2::Digest;
 
 const ROWS_SUM: &str =
     "SELECT count(*) || ':' || md5(string_agg(id::text || label, ',' ORDER BY id)) FROM items";
@@ -272,7 +273,6 @@ fn backup_verify_restore_and_every_refusal() {
     let bytes = fs::read(&truncated).unwrap();
     let keep = &bytes[..bytes.len() * 6 / 10];
     fs::write(&truncated, keep).unwrap();
-    use sha2::Digest;
     let digest: String = sha2::Sha256::digest(keep)
         .iter()
         .map(|b| format!("{b:02x}"))
@@ -310,5 +310,70 @@ fn backup_verify_restore_and_every_refusal() {
     assert_eq!(
         stack.sql("SELECT count(*) FROM pg_database WHERE datname LIKE 'fog_restore_%'"),
         "0"
+    );
+
+    // A volume: modes, owners and symlinks kept; a crafted `../` entry refused.
+    let volume = format!("{}_grafana_data", stack.project);
+    let image = data_support::postgres_image();
+    common::docker(&["run", "--rm", "-v", &format!("{volume}:/v"), &image, "sh", "-c", "mkdir -p /v/d && echo hi > /v/d/f && chmod 640 /v/d/f && chown 472:0 /v/d/f && ln -s d/f /v/link"]);
+    let summary: serde_json::Value = serde_json::from_str(&stack.ok(&[
+        "backup",
+        "volume",
+        "grafana_data",
+        "--dir",
+        dir,
+        "--format",
+        "json",
+    ]))
+    .unwrap();
+    let tarball = summary["path"].as_str().unwrap().to_string();
+    stack.ok(&["backup", "verify", &tarball]);
+    let listing = std::process::Command::new("tar")
+        .args(["-tzvf", &tarball, "--numeric-owner"])
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&listing.stdout).into_owned();
+    assert!(
+        listing
+            .lines()
+            .any(|l| l.starts_with("-rw-r----- 472/0") && l.ends_with("./d/f")),
+        "{listing}"
+    );
+    assert!(
+        listing
+            .lines()
+            .any(|l| l.starts_with('l') && l.ends_with("./link -> d/f")),
+        "{listing}"
+    );
+    let evil = stack.dir.join("evil").join("fogdata-evil.tar.gz");
+    fs::create_dir_all(evil.parent().unwrap()).unwrap();
+    let made = std::process::Command::new("python3")
+        .args(["-c", "import io,sys,tarfile\nt=tarfile.open(sys.argv[1],'w:gz')\ni=tarfile.TarInfo('../escaped');d=b'x';i.size=len(d);t.addfile(i,io.BytesIO(d));t.close()"])
+        .arg(&evil)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let bytes = fs::read(&evil).unwrap();
+    let digest: String = sha2::Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let mut m = manifest(Path::new(&tarball));
+    m["file"] = serde_json::json!("fogdata-evil.tar.gz");
+    m["size"] = serde_json::json!(bytes.len());
+    m["sha256"] = serde_json::json!(digest);
+    m.as_object_mut().unwrap().remove("entries");
+    write_manifest(&evil, &m);
+    fs::write(
+        evil.with_file_name("fogdata-evil.tar.gz.sha256"),
+        format!("{digest}  fogdata-evil.tar.gz\n"),
+    )
+    .unwrap();
+    let out = stack.xtask(&["backup", "verify", evil.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("entry `../escaped` points outside the volume"),
+        "{}",
+        stderr(&out)
     );
 }

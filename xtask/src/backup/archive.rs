@@ -43,6 +43,9 @@ pub struct Manifest {
     /// `schema.table` -> rows.
     pub tables: BTreeMap<String, i64>,
     pub created_at: String,
+    /// Volume backups: entries in the tar archive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entries: Option<u64>,
     /// `xtask <version>`: marks files this tool wrote (`prune` touches no others).
     pub tool: String,
 }
@@ -98,6 +101,11 @@ impl Atomic {
             dest: dest.to_path_buf(),
             file: Some(file),
         })
+    }
+
+    /// Where the data is until [`Atomic::commit`].
+    pub fn tmp_path(&self) -> &Path {
+        &self.tmp
     }
 
     pub fn file(&mut self) -> &mut File {
@@ -173,6 +181,45 @@ pub fn copy_hashed(
     }
     to.flush().context("flushing the stream")?;
     Ok((total, migrate::files::hex(&hasher.finalize())))
+}
+
+/// A writer that hashes and counts what passes through it.
+pub struct HashWriter<W> {
+    pub inner: W,
+    hasher: Sha256,
+    pub written: u64,
+}
+
+impl<W: Write> HashWriter<W> {
+    pub fn new(inner: W) -> Self {
+        HashWriter {
+            inner,
+            hasher: Sha256::new(),
+            written: 0,
+        }
+    }
+
+    /// Bytes written and their hex sha256.
+    pub fn finish(self) -> (W, u64, String) {
+        (
+            self.inner,
+            self.written,
+            migrate::files::hex(&self.hasher.finalize()),
+        )
+    }
+}
+
+impl<W: Write> Write for HashWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// sha256 and size of a file.

@@ -1,4 +1,4 @@
-//! `cargo xtask backup postgres|list|verify|prune`: backups that can be
+//! `cargo xtask backup postgres|volume|list|verify|prune`: backups that can be
 //! trusted at 3 a.m. `postgres` streams `pg_dump -Fc` out of the running
 //! container into `backups/` with a `.sha256` and a JSON manifest, written
 //! atomically ([`archive`]); `verify` checks checksum, manifest and the
@@ -13,6 +13,7 @@ pub mod postgres;
 pub mod prune;
 pub mod stream;
 pub mod verify;
+pub mod volume;
 
 use std::{
     io::IsTerminal,
@@ -33,6 +34,7 @@ Backups go to backups/ (gitignored): <project>-postgres-<UTC stamp>.dump, its .s
 Examples:
   cargo xtask backup postgres
   cargo xtask backup postgres --keep 7 --format json
+  cargo xtask backup volume grafana_data
   cargo xtask backup list
   cargo xtask backup verify backups/fog-postgres-20261201T090000Z.dump --restore
   cargo xtask backup prune --keep 7")]
@@ -50,6 +52,13 @@ enum Action {
         /// After a successful backup, keep only the newest N (see `prune`).
         #[arg(long, value_name = "N")]
         keep: Option<usize>,
+    },
+    /// Back up a named volume (overlay name `grafana_data` or engine name) as tar.gz.
+    Volume {
+        /// The volume, e.g. `grafana_data` or `fog_grafana_data`.
+        name: String,
+        #[command(flatten)]
+        common: Common,
     },
     /// The backups in the folder, newest first.
     List {
@@ -123,6 +132,14 @@ impl Cmd {
                 }
                 Ok(())
             }
+            Action::Volume { name, common } => {
+                let written =
+                    volume::backup(sh, &runner, global, &name, &common.dir(), progress())?;
+                match written {
+                    Some(w) => print_written(&w, common.format),
+                    None => Ok(()),
+                }
+            }
             Action::List { common } => prune::list(&common.dir(), common.format),
             Action::Verify {
                 file,
@@ -133,6 +150,13 @@ impl Cmd {
                 let db = Database::open(sh, &runner, global).ok();
                 let manifest = verify::verify(&path, db.as_ref(), progress())?;
                 let mut report = serde_json::json!({"path": path, "verified": true, "sha256": manifest.sha256, "size": manifest.size});
+                if restore && manifest.kind != "postgres" {
+                    crate::usage_bail!(
+                        "--restore drills Postgres backups; {} is a {} backup",
+                        path.display(),
+                        manifest.kind
+                    );
+                }
                 if restore {
                     let fallback = db.as_ref().map(|d| d.image.as_str());
                     let result = drill::drill(&path, &manifest, fallback, progress());
@@ -157,12 +181,15 @@ impl Cmd {
                 if common.format == Format::Json {
                     println!("{report}");
                 } else {
+                    let content = manifest.entries.map_or_else(
+                        || format!("{} tables", manifest.tables.len()),
+                        |n| format!("{n} entries"),
+                    );
                     println!(
-                        "verified {} ({} bytes, sha256 {}, {} tables)",
+                        "verified {} ({} bytes, sha256 {}, {content})",
                         path.display(),
                         manifest.size,
                         manifest.sha256,
-                        manifest.tables.len()
                     );
                     if let Some(d) = report.get("drill") {
                         println!("restore drill passed: restored in {:.1}s, row counts match, amcheck passed on {} indexes", d["restore_seconds"].as_f64().unwrap_or(0.0), d["indexes_checked"]);
@@ -184,10 +211,13 @@ fn print_written(w: &postgres::Written, format: Format) -> Result<()> {
         return Ok(());
     }
     let mb = w.size as f64 / 1e6;
+    let content = match w.manifest.entries {
+        Some(n) => format!("{n} entries"),
+        None => format!("{} tables", w.manifest.tables.len()),
+    };
     println!(
-        "backup {} ({mb:.1} MB, {} tables, {:.1}s, {:.1} MB/s)\nsha256 {}",
+        "backup {} ({mb:.1} MB, {content}, {:.1}s, {:.1} MB/s)\nsha256 {}",
         w.path.display(),
-        w.manifest.tables.len(),
         w.seconds,
         mb / w.seconds.max(1e-3),
         w.sha256

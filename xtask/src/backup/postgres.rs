@@ -116,6 +116,7 @@ pub fn backup(
         sha256: sha256.clone(),
         tables,
         created_at,
+        entries: None,
         tool: archive::tool(),
     };
     archive::commit_backup(out, &manifest, &path)?;

@@ -40,7 +40,7 @@ pub fn scan(dir: &Path) -> Result<(Vec<Entry>, usize)> {
             partial += 1;
             continue;
         }
-        if !name.ends_with(".dump") || name.starts_with('.') {
+        if !(name.ends_with(".dump") || name.ends_with(".tar.gz")) || name.starts_with('.') {
             continue;
         }
         let Ok(m) = archive::read_manifest(&path) else {

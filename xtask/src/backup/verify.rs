@@ -1,8 +1,10 @@
 //! `backup verify FILE`: a backup is trusted only if all of it agrees. The
 //! manifest must parse and name this file; the `.sha256` file must name it
 //! with the manifest's hash; the archive's size and sha256 (one read) must
-//! match; and `pg_restore -l` must list it, with a `TABLE DATA` entry for
-//! every table the manifest counted. Each refusal names what differs.
+//! match; then a Postgres archive must be listed by `pg_restore -l`, with a
+//! `TABLE DATA` entry for every table the manifest counted, and a volume
+//! archive must read in full with no absolute, `..` or escaping-link entry.
+//! Each refusal names what differs.
 
 use std::{fs::File, path::Path, process::Command};
 
@@ -64,12 +66,20 @@ pub fn verify(path: &Path, db: Option<&Database>, progress: bool) -> Result<arch
     if sha256 != manifest.sha256 {
         bail!("{}: checksum mismatch: the file hashes to {sha256}, the manifest says {}: the archive is damaged; do not restore it", path.display(), manifest.sha256);
     }
-    if manifest.kind != "postgres" {
-        bail!(
-            "{}: kind `{}` is not a Postgres backup",
-            path.display(),
-            manifest.kind
-        );
+    match manifest.kind.as_str() {
+        "postgres" => {}
+        "volume" => {
+            let entries = super::volume::check_archive(path)?;
+            if manifest.entries.is_some_and(|n| n != entries) {
+                bail!(
+                    "{}: {entries} entries, the manifest says {}",
+                    path.display(),
+                    manifest.entries.unwrap_or(0)
+                );
+            }
+            return Ok(manifest);
+        }
+        other => bail!("{}: unknown backup kind `{other}`", path.display()),
     }
     let listing = list_archive(path, db)?;
     for table in manifest.tables.keys() {

@@ -200,7 +200,13 @@ impl Drop for DataStack {
             &docker_output(&["volume", "ls", "-q", "--filter", &label]).stdout,
         )
         .into_owned();
-        for vol in vols.lines() {
+        // Volumes a test created with `docker run -v` carry no label, only the prefix.
+        let prefix = format!("name={}_", self.project);
+        let named = String::from_utf8_lossy(
+            &docker_output(&["volume", "ls", "-q", "--filter", &prefix]).stdout,
+        )
+        .into_owned();
+        for vol in vols.lines().chain(named.lines()) {
             docker_output(&["volume", "rm", "-f", vol]);
         }
         let _ = fs::remove_dir_all(&self.dir);
