@@ -376,4 +376,38 @@ fn backup_verify_restore_and_every_refusal() {
         "{}",
         stderr(&out)
     );
+
+    // `backup all`: the database and the volumes (not Postgres' own data
+    // directory) as one set; a damaged member fails the set.
+    let setdir = stack.dir.join("set");
+    let out: serde_json::Value = serde_json::from_str(&stack.ok(&[
+        "backup",
+        "all",
+        "--dir",
+        setdir.to_str().unwrap(),
+        "--format",
+        "json",
+    ]))
+    .unwrap();
+    let set_path = out["path"].as_str().unwrap().to_string();
+    let set: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&set_path).unwrap()).unwrap();
+    let kinds: Vec<&str> = set["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["postgres", "volume"], "{set}");
+    assert!(!set.to_string().contains("postgres_data"));
+    stack.ok(&["backup", "verify", &set_path]);
+    let member = setdir.join(set["members"][1]["file"].as_str().unwrap());
+    let mut bytes = fs::read(&member).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    fs::write(&member, bytes).unwrap();
+    assert!(!stack
+        .xtask(&["backup", "verify", &set_path])
+        .status
+        .success());
 }

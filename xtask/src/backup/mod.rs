@@ -1,4 +1,4 @@
-//! `cargo xtask backup postgres|volume|list|verify|prune`: backups that can be
+//! `cargo xtask backup postgres|volume|all|list|verify|prune`: backups that can be
 //! trusted at 3 a.m. `postgres` streams `pg_dump -Fc` out of the running
 //! container into `backups/` with a `.sha256` and a JSON manifest, written
 //! atomically ([`archive`]); `verify` checks checksum, manifest and the
@@ -11,6 +11,7 @@ pub mod archive;
 pub mod drill;
 pub mod postgres;
 pub mod prune;
+pub mod set;
 pub mod stream;
 pub mod verify;
 pub mod volume;
@@ -35,6 +36,7 @@ Examples:
   cargo xtask backup postgres
   cargo xtask backup postgres --keep 7 --format json
   cargo xtask backup volume grafana_data
+  cargo xtask backup all
   cargo xtask backup list
   cargo xtask backup verify backups/fog-postgres-20261201T090000Z.dump --restore
   cargo xtask backup prune --keep 7")]
@@ -57,6 +59,11 @@ enum Action {
     Volume {
         /// The volume, e.g. `grafana_data` or `fog_grafana_data`.
         name: String,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Postgres and every named volume, as one set with one manifest (before an upgrade).
+    All {
         #[command(flatten)]
         common: Common,
     },
@@ -140,6 +147,17 @@ impl Cmd {
                     None => Ok(()),
                 }
             }
+            Action::All { common } => {
+                if let Some(set) = set::backup_all(sh, &runner, global, &common.dir(), progress())?
+                {
+                    if common.format == Format::Json {
+                        println!("{}", serde_json::json!({"path": set}));
+                    } else {
+                        println!("backup set {}", set.display());
+                    }
+                }
+                Ok(())
+            }
             Action::List { common } => prune::list(&common.dir(), common.format),
             Action::Verify {
                 file,
@@ -148,6 +166,15 @@ impl Cmd {
             } => {
                 let path = absolute(&file);
                 let db = Database::open(sh, &runner, global).ok();
+                if path.to_string_lossy().ends_with(".set.json") {
+                    let set = set::verify_set(&path, db.as_ref(), progress())?;
+                    println!(
+                        "verified set {} ({} members)",
+                        path.display(),
+                        set.members.len()
+                    );
+                    return Ok(());
+                }
                 let manifest = verify::verify(&path, db.as_ref(), progress())?;
                 let mut report = serde_json::json!({"path": path, "verified": true, "sha256": manifest.sha256, "size": manifest.size});
                 if restore && manifest.kind != "postgres" {

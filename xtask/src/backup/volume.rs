@@ -33,6 +33,42 @@ impl Drop for Helper {
     }
 }
 
+/// The overlay names of the environment's volumes and their engine names.
+pub fn volumes(
+    global: &Global,
+) -> Result<(
+    Project,
+    crate::environments::Environment,
+    crate::compose::Project,
+    Vec<(String, String)>,
+)> {
+    let project = Project::open(global.dry_run, global.verbose)?;
+    let environment = project.active_or_bail()?;
+    let env = EnvSource::with_process_env(Some(&project.env.path))?;
+    let model = Selection::named(environment.clone(), &env).load()?;
+    let pairs = model
+        .volume_names()
+        .into_iter()
+        .map(|overlay| {
+            let engine = model
+                .section("volumes")
+                .and_then(|v| v.get(overlay.as_str()))
+                .and_then(|v| v.get("name"))
+                .and_then(|n| n.as_str())
+                .map_or_else(|| format!("{}_{overlay}", project.name), str::to_string);
+            (overlay, engine)
+        })
+        .collect();
+    Ok((project, environment, model, pairs))
+}
+
+/// Whether the engine has volume `name`.
+pub fn exists(sh: &Shell, name: &str) -> bool {
+    Runner::default()
+        .probe(xshell::cmd!(sh, "docker volume inspect {name}"))
+        .is_some()
+}
+
 /// Back up volume `name` of the active environment into `dir`.
 pub fn backup(
     sh: &Shell,
@@ -140,7 +176,7 @@ pub fn backup(
         file: file.clone(),
         project: project.name.clone(),
         environment: environment.to_string(),
-        service: overlay.clone(),
+        service: overlay.to_string(),
         image,
         server_version: String::new(),
         database: volume,
