@@ -410,4 +410,18 @@ fn backup_verify_restore_and_every_refusal() {
         .xtask(&["backup", "verify", &set_path])
         .status
         .success());
+
+    // --stop: the services using the volume are stopped for the copy and
+    // started again.
+    let out = stack.ok(&[
+        "backup",
+        "volume",
+        "postgres_data",
+        "--stop",
+        "--dir",
+        setdir.to_str().unwrap(),
+    ]);
+    assert!(out.contains("entries"), "{out}");
+    stack.up(&["postgres"]);
+    assert_eq!(stack.sql("SELECT count(*) FROM items"), "100000");
 }

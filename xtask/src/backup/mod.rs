@@ -59,6 +59,9 @@ enum Action {
     Volume {
         /// The volume, e.g. `grafana_data` or `fog_grafana_data`.
         name: String,
+        /// Stop the services using the volume for the copy (always started again).
+        #[arg(long)]
+        stop: bool,
         #[command(flatten)]
         common: Common,
     },
@@ -139,9 +142,9 @@ impl Cmd {
                 }
                 Ok(())
             }
-            Action::Volume { name, common } => {
+            Action::Volume { name, stop, common } => {
                 let written =
-                    volume::backup(sh, &runner, global, &name, &common.dir(), progress())?;
+                    volume::backup(sh, &runner, global, &name, &common.dir(), stop, progress())?;
                 match written {
                     Some(w) => print_written(&w, common.format),
                     None => Ok(()),

@@ -59,7 +59,9 @@ pub fn backup_all(
             eprintln!("note: volume {engine} does not exist yet; nothing to back up");
             continue;
         }
-        written.extend(volume::backup(sh, runner, global, &overlay, dir, progress)?);
+        written.extend(volume::backup(
+            sh, runner, global, &overlay, dir, false, progress,
+        )?);
     }
     if runner.dry_run {
         return Ok(None);

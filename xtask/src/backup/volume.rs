@@ -25,6 +25,62 @@ use crate::{
     Global,
 };
 
+/// Services stopped for a consistent copy; started again on drop, also after
+/// an error or Ctrl-C (the handler only sets a flag, so the copy fails and
+/// unwinds through here).
+struct Restart {
+    compose: crate::engine::compose::Compose,
+    runner: Runner,
+    services: Vec<String>,
+}
+
+impl Restart {
+    fn stop(
+        compose: crate::engine::compose::Compose,
+        runner: &Runner,
+        services: Vec<String>,
+    ) -> Result<Restart> {
+        // Ctrl-C then stops only the copy (its child gets the signal), and
+        // the drop below runs.
+        let _ = ctrlc::set_handler(|| {
+            eprintln!("interrupted: stopping the copy, then starting the services again")
+        });
+        let restart = Restart {
+            compose,
+            runner: *runner,
+            services,
+        };
+        if !restart.services.is_empty() {
+            let sh = Shell::new()?;
+            sh.change_dir(crate::project_root());
+            let mut args = vec!["stop"];
+            args.extend(restart.services.iter().map(String::as_str));
+            runner.run(restart.compose.cmd(&sh, &args))?;
+        }
+        Ok(restart)
+    }
+}
+
+impl Drop for Restart {
+    fn drop(&mut self) {
+        if self.services.is_empty() {
+            return;
+        }
+        let Ok(sh) = Shell::new() else { return };
+        sh.change_dir(crate::project_root());
+        let mut args = vec!["start"];
+        args.extend(self.services.iter().map(String::as_str));
+        if let Err(e) = self.runner.run(self.compose.cmd(&sh, &args)) {
+            eprintln!(
+                "warning: could not start {} again: {e:#}; run `cargo xtask restart SERVICE`",
+                self.services.join(", ")
+            );
+        } else if !self.runner.dry_run {
+            eprintln!("started {} again", self.services.join(", "));
+        }
+    }
+}
+
 struct Helper(String);
 
 impl Drop for Helper {
@@ -76,34 +132,47 @@ pub fn backup(
     global: &Global,
     name: &str,
     dir: &Path,
+    stop: bool,
     progress: bool,
 ) -> Result<Option<Written>> {
-    let project = Project::open(global.dry_run, global.verbose)?;
-    let environment = project.active_or_bail()?;
-    let env = EnvSource::with_process_env(Some(&project.env.path))?;
-    let model = Selection::named(environment.clone(), &env).load()?;
-    let engine_name = |overlay: &str| {
-        model
-            .section("volumes")
-            .and_then(|v| v.get(overlay))
-            .and_then(|v| v.get("name"))
-            .and_then(|n| n.as_str())
-            .map_or_else(|| format!("{}_{overlay}", project.name), str::to_string)
-    };
-    let names = model.volume_names();
-    let Some(overlay) = names.iter().find(|v| *v == name || engine_name(v) == name) else {
+    let (project, environment, model, pairs) = volumes(global)?;
+    let Some((overlay, volume)) = pairs.iter().find(|(o, e)| o == name || e == name).cloned()
+    else {
+        let names: Vec<&str> = pairs.iter().map(|(o, _)| o.as_str()).collect();
         usage_bail!(
             "no volume `{name}` in environment {environment}; volumes: {}",
             names.join(", ")
         );
     };
-    let volume = engine_name(overlay);
-    if crate::process::Runner::default()
-        .probe(xshell::cmd!(sh, "docker volume inspect {volume}"))
-        .is_none()
-    {
+    let overlay = &overlay;
+    if !exists(sh, &volume) {
         usage_bail!("volume {volume} does not exist yet (the environment never started the services that use it)");
     }
+    // With --stop: the running services that mount it, started again by the guard.
+    let _restart = if stop {
+        let users: Vec<String> = model
+            .services()
+            .iter()
+            .filter(|s| {
+                s.volumes
+                    .iter()
+                    .any(|m| m.source.as_deref() == Some(overlay.as_str()))
+            })
+            .map(|s| s.name.clone())
+            .collect();
+        let running: Vec<String> = crate::engine::containers::list(sh, runner, &project.name)?
+            .into_iter()
+            .filter(|c| c.is_running() && users.contains(&c.service))
+            .map(|c| c.service)
+            .collect();
+        Some(Restart::stop(
+            project.compose(&environment),
+            runner,
+            running,
+        )?)
+    } else {
+        None
+    };
     let image = model
         .services()
         .iter()
