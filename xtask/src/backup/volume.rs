@@ -89,15 +89,17 @@ impl Drop for Helper {
     }
 }
 
-/// The overlay names of the environment's volumes and their engine names.
-pub fn volumes(
-    global: &Global,
-) -> Result<(
+/// The project, its active environment, its compose model, and each volume's
+/// `(overlay name, engine name)`.
+pub type Volumes = (
     Project,
     crate::environments::Environment,
     crate::compose::Project,
     Vec<(String, String)>,
-)> {
+);
+
+/// The overlay names of the environment's volumes and their engine names.
+pub fn volumes(global: &Global) -> Result<Volumes> {
     let project = Project::open(global.dry_run, global.verbose)?;
     let environment = project.active_or_bail()?;
     let env = EnvSource::with_process_env(Some(&project.env.path))?;
