@@ -52,6 +52,9 @@ impl Cmd {
         let progress = backup::progress();
         let manifest = verify::verify(&path, Some(&db), progress)
             .context("refusing to restore: nothing was touched")?;
+        if manifest.kind != "postgres" {
+            bail!("{} is a {} backup: `restore` puts Postgres backups back; restore a volume by hand into a new volume (README, \"Without this tool\"), nothing was touched", path.display(), manifest.kind);
+        }
         if !self.yes && !global.dry_run {
             confirm(&db, &manifest)?;
         }
