@@ -6,6 +6,7 @@
 # Idempotent: a second run installs nothing and does not touch apt.
 # promtool comes from Debian's prometheus .deb unpacked into /opt: never
 # `apt-get install prometheus`, whose service would start a server on :9090.
+# amtool likewise comes from the prometheus-alertmanager .deb (no :9093 server).
 set -euo pipefail
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -25,8 +26,10 @@ command -v psql >/dev/null || missing+=(postgresql-client-15)
 command -v chromium >/dev/null || missing+=(chromium)
 need_promtool=0
 command -v promtool >/dev/null || need_promtool=1
+need_amtool=0
+command -v amtool >/dev/null || need_amtool=1
 
-if [ "${#missing[@]}" -eq 0 ] && [ "$need_promtool" -eq 0 ]; then
+if [ "${#missing[@]}" -eq 0 ] && [ "$need_promtool" -eq 0 ] && [ "$need_amtool" -eq 0 ]; then
 	echo "ci-setup: nothing to install"
 else
 	apt-get update -qq
@@ -60,7 +63,19 @@ if [ "$need_promtool" -eq 1 ]; then
 	rm -rf "$work"
 fi
 
+if [ "$need_amtool" -eq 1 ]; then
+	echo "ci-setup: unpacking amtool from Debian's prometheus-alertmanager package into /opt/alertmanager-deb"
+	work=$(mktemp -d)
+	chown _apt "$work" 2>/dev/null || true
+	(cd "$work" && apt-get download -qq prometheus-alertmanager)
+	mkdir -p /opt/alertmanager-deb
+	dpkg-deb -x "$work"/prometheus-alertmanager_*.deb /opt/alertmanager-deb
+	ln -sf /opt/alertmanager-deb/usr/bin/amtool /usr/local/bin/amtool
+	rm -rf "$work"
+fi
+
 if ! docker info >/dev/null 2>&1; then
 	echo "ci-setup: warning: the Docker engine is not reachable; the e2e tests fail under CI=true without it" >&2
 fi
 PATH="/usr/local/bin:$PATH" promtool --version 2>&1 | head -1
+PATH="/usr/local/bin:$PATH" amtool --version 2>&1 | head -1

@@ -77,6 +77,11 @@ const CHECKS: &[Check] = &[
         // every environment when those tools are installed.
         command: |sh| cmd!(sh, "bash scripts/test-docker-configs.sh"),
     },
+    Check {
+        name: "claims",
+        failure_hint: "TESTING.md maps a README command or promise to no test, or to one that does not exist; `cargo xtask claims` names each",
+        command: |sh| cmd!(sh, "cargo xtask claims"),
+    },
 ];
 
 impl Cmd {

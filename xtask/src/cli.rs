@@ -6,8 +6,8 @@ use clap::{Parser, Subcommand};
 use xshell::Shell;
 
 use crate::{
-    backup, bench, betanet, check, ci, config, dev, down, env, images, logs, migrate, network,
-    prod, ps, psql, report, restart, restore, up, Global,
+    backup, bench, betanet, check, ci, claims, config, deploy, dev, down, env, images, logs,
+    migrate, network, prod, ps, psql, report, restart, restore, up, Global,
 };
 
 /// fog-compute workflows: compose overlays, Docker environments, the mixnode.
@@ -34,6 +34,8 @@ pub enum Command {
     Config(config::Cmd),
     /// Run every CI check: fmt, clippy, tests, compose check.
     Ci(ci::Cmd),
+    /// Check TESTING.md: every README command and promise maps to tests that exist.
+    Claims(claims::Cmd),
     /// Run a benchmark and print the measured figures.
     Bench(bench::Cmd),
     /// Bring up the dev environment (base+dev).
@@ -66,6 +68,8 @@ pub enum Command {
     Backup(backup::Cmd),
     /// Restore a backup: verify, pre-restore backup, restore aside, swap in.
     Restore(restore::Cmd),
+    /// Deploy an environment to Docker Swarm; `deploy status|rm|rollback`.
+    Deploy(deploy::Cmd),
     /// Compare two stacks' resources (static or --live), or show the running stack's usage.
     Report(report::Cmd),
 }
@@ -76,6 +80,7 @@ impl Command {
             Command::Check(cmd) => cmd.run(sh, global),
             Command::Config(cmd) => cmd.run(sh, global),
             Command::Ci(cmd) => cmd.run(sh, global),
+            Command::Claims(cmd) => cmd.run(sh, global),
             Command::Bench(cmd) => cmd.run(sh, global),
             Command::Dev(cmd) => cmd.run(sh, global),
             Command::Betanet(cmd) => cmd.run(sh, global),
@@ -92,6 +97,7 @@ impl Command {
             Command::Psql(cmd) => cmd.run(sh, global),
             Command::Backup(cmd) => cmd.run(sh, global),
             Command::Restore(cmd) => cmd.run(sh, global),
+            Command::Deploy(cmd) => cmd.run(sh, global),
             Command::Report(cmd) => cmd.run(sh, global),
         }
     }
