@@ -47,11 +47,11 @@ impl Cmd {
         args.extend(["-d".into(), db.name.clone()]);
         args.extend(self.args);
         let mut cmd = db.exec(if tty { "-it" } else { "-i" }, &args);
-        if global.dry_run {
+        if runner.dry_run {
             println!("{}", render(&cmd));
             return Ok(());
         }
-        if global.verbose {
+        if runner.verbose {
             eprintln!("+ {}", render(&cmd));
         }
         let status = cmd.status().context("running docker exec")?;
@@ -154,20 +154,27 @@ impl Database {
         mutating: bool,
     ) -> Result<String> {
         let cmd = self.exec("", &self.psql_args(database, sql));
-        if mutating && runner.dry_run {
-            println!("{}", render(&cmd));
-            return Ok(String::new());
-        }
-        if runner.verbose {
-            eprintln!("+ {}", render(&cmd));
-        }
-        capture(cmd, &format!("psql on database {database}")).map(|s| s.trim().to_string())
+        capture(
+            runner,
+            mutating,
+            cmd,
+            &format!("psql on database {database}"),
+        )
+        .map(|s| s.trim().to_string())
     }
 }
 
 /// Run `cmd` with no stdin and return its stdout; a failure is an error
-/// naming `what` and quoting the command's stderr.
-pub fn capture(mut cmd: Command, what: &str) -> Result<String> {
+/// naming `what` and quoting the command's stderr. A `mutating` command is
+/// only printed under `--dry-run`.
+pub fn capture(runner: &Runner, mutating: bool, mut cmd: Command, what: &str) -> Result<String> {
+    if mutating && runner.dry_run {
+        println!("{}", render(&cmd));
+        return Ok(String::new());
+    }
+    if runner.verbose {
+        eprintln!("+ {}", render(&cmd));
+    }
     let out = cmd
         .stdin(Stdio::null())
         .output()

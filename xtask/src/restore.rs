@@ -148,7 +148,7 @@ fn restore_into(
             Some(manifest.size),
             &format!("pg_restore into {fresh}"),
         );
-        let restored = stream::into_child(cmd, file, &bar, true);
+        let restored = stream::into_child(runner, true, cmd, file, &bar, true);
         bar.finish_and_clear();
         restored?;
         let counts = postgres::parse_counts(&db.sql(runner, fresh, postgres::COUNT_SQL, false)?)?;

@@ -16,7 +16,10 @@ use std::{
 use anyhow::{bail, Context, Result};
 
 use super::{archive, postgres, stream};
-use crate::psql::{capture, render};
+use crate::{
+    process::Runner,
+    psql::{capture, render},
+};
 
 /// What a drill records.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -44,21 +47,28 @@ impl Drop for Container {
     }
 }
 
-fn docker(args: &[&str]) -> Result<String> {
+fn docker(runner: &Runner, mutating: bool, args: &[&str]) -> Result<String> {
     let mut cmd = Command::new("docker");
     cmd.args(args);
     let what = format!("`{}`", render(&cmd));
-    capture(cmd, &what).map(|s| s.trim().to_string())
+    capture(runner, mutating, cmd, &what).map(|s| s.trim().to_string())
 }
 
 /// Restore `path` (already verified) into a throwaway server and check it.
 pub fn drill(
+    runner: &Runner,
     path: &Path,
     manifest: &archive::Manifest,
     fallback_image: Option<&str>,
     progress: bool,
 ) -> Result<Drill> {
-    let image = if docker(&["image", "inspect", "--format", "{{.Id}}", &manifest.image]).is_ok() {
+    let image = if docker(
+        runner,
+        false,
+        &["image", "inspect", "--format", "{{.Id}}", &manifest.image],
+    )
+    .is_ok()
+    {
         manifest.image.clone()
     } else {
         fallback_image
@@ -71,23 +81,27 @@ pub fn drill(
         archive::stamp(&crate::images::build::rfc3339_now()).to_lowercase()
     );
     let password = migrate::files::checksum(&format!("{name}{:?}", Instant::now()));
-    docker(&[
-        "run",
-        "-d",
-        "--name",
-        &name,
-        "--network",
-        "none",
-        "--label",
-        "dev.fog-compute.drill=1",
-        "-e",
-        "POSTGRES_USER=drill",
-        "-e",
-        &format!("POSTGRES_PASSWORD={}", &password[..24]),
-        "-e",
-        "POSTGRES_DB=drill",
-        &image,
-    ])?;
+    docker(
+        runner,
+        true,
+        &[
+            "run",
+            "-d",
+            "--name",
+            &name,
+            "--network",
+            "none",
+            "--label",
+            "dev.fog-compute.drill=1",
+            "-e",
+            "POSTGRES_USER=drill",
+            "-e",
+            &format!("POSTGRES_PASSWORD={}", &password[..24]),
+            "-e",
+            "POSTGRES_DB=drill",
+            &image,
+        ],
+    )?;
     let container = Container(name);
     wait_ready(&container.0, Duration::from_secs(120))?;
     let exec = |args: &[&str]| {
@@ -103,6 +117,8 @@ pub fn drill(
     );
     let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let restored = stream::into_child(
+        runner,
+        true,
         exec(&[
             "pg_restore",
             "--exit-on-error",
@@ -134,7 +150,7 @@ pub fn drill(
             "-c",
             sql,
         ]);
-        capture(cmd, "the drill's psql").map(|s| s.trim().to_string())
+        capture(runner, false, cmd, "the drill's psql").map(|s| s.trim().to_string())
     };
     let counts = postgres::parse_counts(&psql(postgres::COUNT_SQL)?)?;
     let mut differ = Vec::new();
@@ -193,8 +209,12 @@ fn wait_ready(container: &str, timeout: Duration) -> Result<()> {
         if ready {
             return Ok(());
         }
-        let state =
-            docker(&["inspect", "--format", "{{.State.Status}}", container]).unwrap_or_default();
+        let state = docker(
+            &Runner::default(),
+            false,
+            &["inspect", "--format", "{{.State.Status}}", container],
+        )
+        .unwrap_or_default();
         if state != "running" || Instant::now() > deadline {
             let logs = Command::new("docker")
                 .args(["logs", "--tail", "20", container])

@@ -187,9 +187,11 @@ impl Cmd {
                         manifest.kind
                     );
                 }
-                if restore {
+                if restore && runner.dry_run {
+                    println!("# restore drill: docker run a throwaway Postgres (--network none), pg_restore {} into it, compare row counts, amcheck, docker rm -f", path.display());
+                } else if restore {
                     let fallback = db.as_ref().map(|d| d.image.as_str());
-                    let result = drill::drill(&path, &manifest, fallback, progress());
+                    let result = drill::drill(&runner, &path, &manifest, fallback, progress());
                     let record = match &result {
                         Ok(d) => d.clone(),
                         Err(_) => drill::Drill {

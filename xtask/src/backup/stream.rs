@@ -67,13 +67,20 @@ pub fn from_child(mut cmd: Command, to: impl Write, bar: &ProgressBar) -> Result
 /// Run `cmd` with `from` as its stdin. Returns its stdout. With `reads_all`
 /// unset (`pg_restore -l` stops after the table of contents) a tool that
 /// succeeds without reading everything is fine.
+/// A `mutating` command (a restore) is only printed under `--dry-run`.
 pub fn into_child(
+    runner: &crate::process::Runner,
+    mutating: bool,
     mut cmd: Command,
     from: impl Read,
     bar: &ProgressBar,
     reads_all: bool,
 ) -> Result<String> {
     let line = render(&cmd);
+    if mutating && runner.dry_run {
+        println!("{line} < <archive>");
+        return Ok(String::new());
+    }
     let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

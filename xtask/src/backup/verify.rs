@@ -107,8 +107,15 @@ fn list_archive(path: &Path, db: Option<&Database>) -> Result<String> {
         }
     };
     let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    stream::into_child(cmd, file, &indicatif::ProgressBar::hidden(), false)
-        .with_context(|| format!("{}: pg_restore cannot read the archive", path.display()))
+    stream::into_child(
+        &crate::process::Runner::default(),
+        false,
+        cmd,
+        file,
+        &indicatif::ProgressBar::hidden(),
+        false,
+    )
+    .with_context(|| format!("{}: pg_restore cannot read the archive", path.display()))
 }
 
 /// A PostgreSQL client tool on the host: PATH, then Debian's versioned folders.

@@ -203,6 +203,8 @@ pub fn backup(
     archive::create_dir(dir)?;
     let started = Instant::now();
     crate::psql::capture(
+        runner,
+        true,
         {
             let mut c = Command::new("docker");
             c.args([

@@ -43,11 +43,13 @@ pub fn verify(_sh: &Shell, runner: &Runner, db: &Database) -> Result<()> {
         name: scratch.clone(),
     };
     capture(
+        runner,
+        true,
         run_cmd(db, &["--dbname", &scratch, "up"]),
         &format!("replaying migrations/ on the scratch database {scratch}"),
     )?;
-    let live = normalise(&dump(db, &db.name)?);
-    let fresh = normalise(&dump(db, &scratch)?);
+    let live = normalise(&dump(runner, db, &db.name)?);
+    let fresh = normalise(&dump(runner, db, &scratch)?);
     let diff = diff(&live, &fresh);
     if diff.is_empty() {
         println!(
@@ -87,7 +89,7 @@ impl Drop for DropDatabase<'_> {
     }
 }
 
-fn dump(db: &Database, database: &str) -> Result<String> {
+fn dump(runner: &Runner, db: &Database, database: &str) -> Result<String> {
     let args: Vec<String> = [
         "pg_dump",
         "-U",
@@ -102,6 +104,8 @@ fn dump(db: &Database, database: &str) -> Result<String> {
     .map(|s| s.to_string())
     .collect();
     capture(
+        runner,
+        false,
         db.exec("", &args),
         &format!("pg_dump --schema-only of {database}"),
     )
