@@ -1,6 +1,6 @@
 //! Optional registration in PostgreSQL (when DATABASE_URL is set): the node
 //! UPSERTs its row in `mixnode_topology` (see
-//! `migrations/0001_mixnode_topology.sql`) at start-up and every
+//! `migrations/V0001__mixnode_topology.sql`) at start-up and every
 //! [`HEARTBEAT`] after, refreshing `last_seen`. Database trouble never stops
 //! the node: it logs a warning and reconnects with backoff.
 
@@ -64,7 +64,7 @@ pub async fn run(url: String, me: Registration, mut stop: watch::Receiver<bool>)
                             backoff = Duration::from_secs(1);
                         }
                         Err(e) => {
-                            tracing::warn!("topology heartbeat failed: {e}; is migrations/0001_mixnode_topology.sql applied?");
+                            tracing::warn!("topology heartbeat failed: {e}; is migrations/V0001__mixnode_topology.sql applied?");
                             break;
                         }
                     }

@@ -143,7 +143,7 @@ fn node_registers_and_heartbeats_in_topology_table() {
     let cluster = Cluster::start();
     let migration = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../migrations/0001_mixnode_topology.sql"
+        "/../migrations/V0001__mixnode_topology.sql"
     );
     cluster.psql(&["-f", migration]);
     // The migration is idempotent.

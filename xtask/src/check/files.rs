@@ -113,7 +113,13 @@ pub(super) fn url_with_literal_password(value: &str) -> bool {
     let Some((userinfo, _)) = rest.split_once('@') else {
         return false;
     };
-    matches!(userinfo.split_once(':'), Some((_, pw)) if !pw.is_empty() && !pw.contains('$'))
+    // `${USER:-fog}` is a variable with a default, not `user:password`.
+    let user_end = match userinfo.strip_prefix("${") {
+        Some(var) => var.find('}').map_or(0, |i| i + 3),
+        None => 0,
+    };
+    let after = &userinfo[user_end..];
+    matches!(after.split_once(':'), Some((_, pw)) if !pw.is_empty() && !pw.contains('$'))
 }
 
 /// Settings named like secrets that hold none: switches such as
@@ -229,5 +235,7 @@ mod tests {
         ));
         assert!(url_with_literal_password("postgres://${U:-fog}:pw@db/fog"));
         assert!(!url_with_literal_password("http://mixnode-1:8080"));
+        assert!(!url_with_literal_password("postgres://${U:-fog}@db/fog"));
+        assert!(url_with_literal_password("postgres://${U:-fog}:pw@db/fog"));
     }
 }

@@ -17,8 +17,9 @@ use crate::common::{docker, docker_output};
 
 /// A throwaway image for the mechanics tests: `/bin/sh` and `sleep` from the
 /// host, plus `wget`, `pg_isready` and `mixnode healthcheck` stand-ins that
-/// succeed, so every service of the real overlays starts and turns healthy.
-pub const STUB_IMAGE: &str = "fogt-stub:1";
+/// succeed, and `up` (the one-shot migrate service's command) exiting 0, so
+/// every service of the real overlays starts and turns healthy.
+pub const STUB_IMAGE: &str = "fogt-stub:2";
 
 static STUB_LOCK: Mutex<()> = Mutex::new(());
 
@@ -42,6 +43,7 @@ cat > usr/local/bin/stub <<'EOF'
 #!/bin/sh
 case "${0##*/} ${1:-}" in
   "wget "*|"pg_isready "*|"mixnode healthcheck") exit 0 ;;
+  "stub up") exit 0 ;; # the one-shot migrate service
 esac
 trap 'exit 0' TERM INT
 while :; do sleep 1 & wait $!; done
@@ -50,7 +52,7 @@ chmod 755 usr/local/bin/stub
 ln -s /usr/local/bin/stub usr/bin/wget; ln -s /usr/local/bin/stub usr/bin/pg_isready
 ln -s stub usr/local/bin/mixnode
 tar -C "$R" -c . | docker import --change 'ENTRYPOINT ["/usr/local/bin/stub"]' \
-  --change 'ENV PATH=/usr/local/bin:/usr/bin:/bin' - fogt-stub:1 >/dev/null
+  --change 'ENV PATH=/usr/local/bin:/usr/bin:/bin' - fogt-stub:2 >/dev/null
 "#;
     let out = Command::new("sh")
         .args(["-c", script])
@@ -201,6 +203,7 @@ impl Stack {
                 "NODE_EXPORTER_IMAGE",
                 "CADVISOR_IMAGE",
                 "ALERTMANAGER_IMAGE",
+                "MIGRATE_IMAGE",
                 "MIXNODE_IMAGE",
             ] {
                 lines.push((var, image.to_string()));
