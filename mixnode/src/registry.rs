@@ -1,6 +1,6 @@
 //! Optional registration in PostgreSQL (when a database is configured): the
 //! node UPSERTs its row in `mixnode_topology` (see
-//! `migrations/0001_mixnode_topology.sql`) at start-up and every
+//! `migrations/V0001__mixnode_topology.sql`) at start-up and every
 //! [`HEARTBEAT`] after, refreshing `last_seen`, and reads back every row's
 //! `mix_address` into the [`Topology`], the set of mixes it may relay to.
 //! Database trouble never stops the node: it keeps its last topology (and

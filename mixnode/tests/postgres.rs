@@ -150,7 +150,7 @@ fn node_registers_and_heartbeats_in_topology_table() {
     };
     let migration = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../migrations/0001_mixnode_topology.sql"
+        "/../migrations/V0001__mixnode_topology.sql"
     );
     cluster.psql(&["-f", migration]);
     // The migration is idempotent.
@@ -247,7 +247,7 @@ fn topology_table_decides_relays_and_its_absence_is_logged_once() {
     // Migrations applied and the sink registered: the node relays to it.
     let migration = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../migrations/0001_mixnode_topology.sql"
+        "/../migrations/V0001__mixnode_topology.sql"
     );
     cluster.psql(&["-f", migration]);
     cluster.psql(&[
