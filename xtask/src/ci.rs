@@ -58,7 +58,7 @@ const CHECKS: &[Check] = &[
     Check {
         name: "test",
         failure_hint: "a test failed; rerun it alone with `cargo test -p <crate> <name>`",
-        command: |sh| cmd!(sh, "cargo test --workspace --locked"),
+        command: |sh| cmd!(sh, "cargo test --workspace --locked --no-fail-fast"),
     },
     Check {
         name: "fuzz",
@@ -110,7 +110,7 @@ const CHECKS: &[Check] = &[
         command: |sh| {
             cmd!(
                 sh,
-                "cargo test --workspace --locked --test engine_switch --test engine_lifecycle --test engine_errors --test engine_offline --test conformance"
+                "cargo test --workspace --locked --no-fail-fast --test engine_switch --test engine_lifecycle --test engine_errors --test engine_offline --test conformance"
             )
             .env("FOG_COMPOSE", "v1")
         },

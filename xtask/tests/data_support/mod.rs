@@ -46,6 +46,9 @@ pub fn postgres_image() -> String {
     image
 }
 
+/// The test stacks' Postgres password (in the env file and the secret file).
+const DB_PASSWORD: &str = "Vb3nQx7pLr2Wm9sK4tYc8dHe";
+
 pub struct DataStack {
     pub project: String,
     pub dir: PathBuf,
@@ -72,17 +75,24 @@ impl DataStack {
         let fog_network = format!("{project}-fog");
         let betanet_network = format!("{project}-betanet");
         let port = 49000 + 20 * slot;
+        // The betanet mixnodes read the Postgres password from a secret file:
+        // the stack's own, in its temp dir, never the repository's `secrets/`.
+        let secrets = dir.join("secrets");
+        fs::create_dir_all(&secrets).unwrap();
+        fs::write(secrets.join("postgres_password"), DB_PASSWORD).unwrap();
         let text = format!(
             "COMPOSE_PROJECT_NAME={project}\nCOMPOSE_FILE={}\n\
              FOG_NETWORK_NAME={fog_network}\nFOG_NETWORK_SUBNET=10.235.{}.0/24\n\
              BETANET_NETWORK_NAME={betanet_network}\nBETANET_NETWORK_SUBNET=10.235.{}.0/24\n\
-             POSTGRES_USER=fog\nPOSTGRES_DB=fog\nPOSTGRES_PASSWORD=Vb3nQx7pLr2Wm9sK4tYc8dHe\n\
+             POSTGRES_USER=fog\nPOSTGRES_DB=fog\nPOSTGRES_PASSWORD={DB_PASSWORD}\n\
+             FOG_SECRETS_DIR={}\n\
              GRAFANA_ADMIN_USER=admin\nGRAFANA_ADMIN_PASSWORD=Ua2mPw6xJq1Ls5tRb8nCv3Df\n\
              POSTGRES_IMAGE={image}\nPOSTGRES_PORT={port}\n\
              MIXNODE1_PORT={}\nMIXNODE2_PORT={}\nMIXNODE3_PORT={}\n",
             files.join(":"),
             bank + 2 * slot,
             bank + 2 * slot + 1,
+            secrets.display(),
             port + 1,
             port + 2,
             port + 3,
