@@ -77,6 +77,11 @@ const CHECKS: &[Check] = &[
         // every environment when those tools are installed.
         command: |sh| cmd!(sh, "bash scripts/test-docker-configs.sh"),
     },
+    Check {
+        name: "actionlint",
+        failure_hint: "a workflow under .github/workflows has findings (or actionlint is missing: `bash scripts/ci-setup.sh`)",
+        command: |sh| cmd!(sh, "actionlint -no-color"),
+    },
 ];
 
 impl Cmd {
@@ -128,6 +133,10 @@ impl Cmd {
             failed.len()
         );
         if failed.is_empty() {
+            // `release plan` reads this: a full pass on a clean tree vouches for the commit.
+            if self.only.is_empty() {
+                crate::release::record_ci_pass(sh)?;
+            }
             return Ok(());
         }
         for (check, _, _) in &failed {

@@ -6,8 +6,8 @@ use clap::{Parser, Subcommand};
 use xshell::Shell;
 
 use crate::{
-    bench, betanet, check, ci, config, dev, down, env, images, logs, network, prod, ps, restart,
-    up, Global,
+    bench, betanet, check, ci, completions, config, dev, down, env, images, logs, network, prod,
+    ps, release, restart, up, Global,
 };
 
 /// fog-compute workflows: compose overlays, Docker environments, the mixnode.
@@ -58,6 +58,10 @@ pub enum Command {
     Network(network::Cmd),
     /// Build, list, save or load images; build third-party images offline.
     Images(images::Cmd),
+    /// Plan, build, sign, verify and publish a release.
+    Release(release::Cmd),
+    /// Print shell completions (bash, zsh, fish) or the man page.
+    Completions(completions::Cmd),
 }
 
 impl Command {
@@ -78,6 +82,8 @@ impl Command {
             Command::Env(cmd) => cmd.run(sh, global),
             Command::Network(cmd) => cmd.run(sh, global),
             Command::Images(cmd) => cmd.run(sh, global),
+            Command::Release(cmd) => cmd.run(sh, global),
+            Command::Completions(cmd) => cmd.run(sh, global),
         }
     }
 }
