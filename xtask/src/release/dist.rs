@@ -40,7 +40,7 @@ const SHIPPED: &[&str] = &[
 ];
 
 #[derive(clap::Args)]
-#[command(after_help = "Examples:
+#[command(disable_version_flag = true, after_help = "Examples:
   cargo xtask release dist
   cargo xtask release dist --out /tmp/rel --dry-run   # print the exact build command")]
 pub struct Args {

@@ -23,7 +23,7 @@ use crate::{
 };
 
 #[derive(clap::Args)]
-#[command(after_help = "Examples:
+#[command(disable_version_flag = true, after_help = "Examples:
   cargo xtask release images
   cargo xtask release images --include-third-party   # also bundle postgres, prometheus, ... when present")]
 pub struct Args {

@@ -61,7 +61,7 @@ enum Sub {
 #[derive(Args, Clone, Debug)]
 pub struct Common {
     /// Release version; the workspace version when omitted.
-    #[arg(long, value_name = "X.Y.Z")]
+    #[arg(long = "version", id = "release_version", value_name = "X.Y.Z")]
     version: Option<String>,
     /// Artifact directory (default: target/release-artifacts/<version>).
     #[arg(long, value_name = "DIR")]

@@ -23,7 +23,7 @@ use crate::{
 };
 
 #[derive(clap::Args)]
-#[command(after_help = "Examples:
+#[command(disable_version_flag = true, after_help = "Examples:
   cargo xtask release plan
   cargo xtask release plan --version 0.2.0 --registry registry.example:5000 --format json
   cargo xtask ci && cargo xtask release plan --require-ci   # what the release workflow runs")]

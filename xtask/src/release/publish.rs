@@ -22,7 +22,7 @@ use super::{
 use crate::{process::Runner, usage_bail};
 
 #[derive(clap::Args)]
-#[command(after_help = "Examples:
+#[command(disable_version_flag = true, after_help = "Examples:
   cargo xtask release publish --registry registry.example:5000
   cargo xtask release publish --registry 127.0.0.1:51500 --dry-run")]
 pub struct Args {
