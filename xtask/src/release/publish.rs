@@ -92,10 +92,18 @@ pub fn run(sh: &Shell, runner: &Runner, args: Args) -> Result<()> {
     for locked in lock.images.iter().filter(|l| l.project) {
         let name = locked.image.rsplit_once(':').map_or(&*locked.image, |(n, _)| n);
         let repository = format!("{registry}/{name}");
+        // Tag from the pinned id, not the local tags: those can move (a later
+        // `images build` retags, and untags stale sha tags).
+        let Some(id) = locked.id.clone() else {
+            bail!("{}: images.lock has no id for it: rerun `cargo xtask release images`", locked.image);
+        };
+        if !runner.dry_run && crate::images::image_id(sh, runner, &id).is_none() {
+            bail!("{} ({id}) is not in the engine: `cargo xtask release verify` loads the bundle", locked.image);
+        }
         let mut remote_tags = Vec::new();
         for tag in &locked.tags {
             let remote = format!("{registry}/{tag}");
-            runner.run(cmd!(sh, "docker tag {tag} {remote}"))?;
+            runner.run(cmd!(sh, "docker tag {id} {remote}"))?;
             runner.run(cmd!(sh, "docker push {remote}"))?;
             remote_tags.push(remote);
         }
