@@ -60,7 +60,11 @@ pub fn script(shell: Target) -> Vec<u8> {
         Target::Bash => S::Bash,
         Target::Zsh => S::Zsh,
         Target::Fish => S::Fish,
-        Target::Man => return man_pages().map(|mut p| p.swap_remove(0).1).unwrap_or_default(),
+        Target::Man => {
+            return man_pages()
+                .map(|mut p| p.swap_remove(0).1)
+                .unwrap_or_default()
+        }
     };
     let mut out = Vec::new();
     clap_complete::generate(generator, &mut Cli::command(), BIN, &mut out);

@@ -46,7 +46,10 @@ impl Registry {
         let registry = Registry(child);
         let deadline = Instant::now() + Duration::from_secs(60);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "docker-registry did not listen on {port}");
+            assert!(
+                Instant::now() < deadline,
+                "docker-registry did not listen on {port}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         registry
@@ -69,17 +72,30 @@ fn step(name: &str, root: &Path, args: &[&str], env: &[(&str, &str)]) -> String 
 }
 
 fn sizes(dir: &Path) {
-    let mut files: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap()).collect();
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .collect();
     files.sort_by_key(|e| e.file_name());
     for f in files {
-        eprintln!("artifact {:<52} {:>10} bytes", f.file_name().to_string_lossy(), f.metadata().unwrap().len());
+        eprintln!(
+            "artifact {:<52} {:>10} bytes",
+            f.file_name().to_string_lossy(),
+            f.metadata().unwrap().len()
+        );
     }
 }
 
 #[test]
 fn plan_dist_images_sign_verify_reproduce_and_publish() {
-    let Some(mut cleanup) = engine_guard("release_pipeline") else { return };
-    for (tool, arg) in [("minisign", "-v"), ("docker-registry", "--version"), ("sha256sum", "--version")] {
+    let Some(mut cleanup) = engine_guard("release_pipeline") else {
+        return;
+    };
+    for (tool, arg) in [
+        ("minisign", "-v"),
+        ("docker-registry", "--version"),
+        ("sha256sum", "--version"),
+    ] {
         if !tool_or_skip("release_pipeline", tool, arg) {
             return;
         }
@@ -111,15 +127,26 @@ fn plan_dist_images_sign_verify_reproduce_and_publish() {
     let out_s = out_a.display().to_string();
     let common_args = ["--version", version.as_str(), "--out", out_s.as_str()];
     let with = |step: &str| -> Vec<String> {
-        ["release", step].iter().chain(common_args.iter()).map(|s| s.to_string()).collect()
+        ["release", step]
+            .iter()
+            .chain(common_args.iter())
+            .map(|s| s.to_string())
+            .collect()
     };
     let run = |name: &str, args: Vec<String>, env: &[(&str, &str)]| {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         step(name, &a, &args, env)
     };
 
-    let plan = run("plan", with("plan"), &[("FOG_MINISIGN_KEY_FILE", &secret_s)]);
-    assert!(plan.contains(&format!("tag      fog-compute/mixnode:{version}")), "{plan}");
+    let plan = run(
+        "plan",
+        with("plan"),
+        &[("FOG_MINISIGN_KEY_FILE", &secret_s)],
+    );
+    assert!(
+        plan.contains(&format!("tag      fog-compute/mixnode:{version}")),
+        "{plan}"
+    );
     run("dist", with("dist"), &[]);
     let sums_after_dist = std::fs::read(out_a.join("SHA256SUMS")).unwrap();
     let archive = format!("fog-compute-{version}-");
@@ -133,41 +160,89 @@ fn plan_dist_images_sign_verify_reproduce_and_publish() {
     let mut images_args = with("images");
     images_args.push("--quiet".into());
     run("images", images_args, &[]);
-    let labels = docker(&["image", "inspect", "--format", "{{json .Config.Labels}}", &format!("fog-compute/mixnode:{version}")]);
+    let labels = docker(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{json .Config.Labels}}",
+        &format!("fog-compute/mixnode:{version}"),
+    ]);
     let labels: serde_json::Value = serde_json::from_str(&labels).unwrap();
     assert_eq!(labels["org.opencontainers.image.version"], version.as_str());
-    assert_eq!(labels["org.opencontainers.image.revision"], revision.as_str());
+    assert_eq!(
+        labels["org.opencontainers.image.revision"],
+        revision.as_str()
+    );
     assert_eq!(labels["org.opencontainers.image.licenses"], "Apache-2.0");
     let epoch: u64 = git(&a, &["log", "-1", "--format=%ct"]).parse().unwrap();
     let created = labels["org.opencontainers.image.created"].as_str().unwrap();
-    assert_eq!(created, xtask::images::rfc3339(epoch), "created is the commit time");
+    assert_eq!(
+        created,
+        xtask::images::rfc3339(epoch),
+        "created is the commit time"
+    );
     let lock: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out_a.join("images.lock")).unwrap()).unwrap();
-    assert_eq!(lock["images"][0]["image"], format!("fog-compute/mixnode:{version}"));
-    assert!(lock["images"][0]["id"].as_str().unwrap().starts_with("sha256:"));
+    assert_eq!(
+        lock["images"][0]["image"],
+        format!("fog-compute/mixnode:{version}")
+    );
+    assert!(lock["images"][0]["id"]
+        .as_str()
+        .unwrap()
+        .starts_with("sha256:"));
 
     run("sign", with("sign"), &[("FOG_MINISIGN_KEY", &secret_text)]);
-    let mut verify: Vec<String> = ["release", "verify", &out_s, "--pubkey", &public_s].map(String::from).to_vec();
+    let verify: Vec<String> = ["release", "verify", &out_s, "--pubkey", &public_s]
+        .map(String::from)
+        .to_vec();
     run("verify", verify.clone(), &[]);
     sizes(&out_a);
 
     // The operator's checks, without our tool.
     let sums = std::fs::read_to_string(out_a.join("SHA256SUMS")).unwrap();
-    for listed in [archive_name.as_str(), "images.lock", &format!("fog-compute-{version}-images.tar"), &format!("fog-compute-{version}.cdx.json")] {
-        assert!(sums.contains(&format!("  {listed}\n")), "SHA256SUMS lacks {listed}:\n{sums}");
+    for listed in [
+        archive_name.as_str(),
+        "images.lock",
+        &format!("fog-compute-{version}-images.tar"),
+        &format!("fog-compute-{version}.cdx.json"),
+    ] {
+        assert!(
+            sums.contains(&format!("  {listed}\n")),
+            "SHA256SUMS lacks {listed}:\n{sums}"
+        );
     }
-    let check = Command::new("sha256sum").arg("-c").arg("SHA256SUMS").current_dir(&out_a).output().unwrap();
+    let check = Command::new("sha256sum")
+        .arg("-c")
+        .arg("SHA256SUMS")
+        .current_dir(&out_a)
+        .output()
+        .unwrap();
     assert!(check.status.success(), "sha256sum -c: {}", text(&check));
-    let check = Command::new("minisign").args(["-V", "-p", &public_s, "-m", "SHA256SUMS"]).current_dir(&out_a).output().unwrap();
+    let check = Command::new("minisign")
+        .args(["-V", "-p", &public_s, "-m", "SHA256SUMS"])
+        .current_dir(&out_a)
+        .output()
+        .unwrap();
     assert!(check.status.success(), "minisign -V: {}", text(&check));
-    let sbom: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out_a.join(format!("fog-compute-{version}.cdx.json"))).unwrap()).unwrap();
+    let sbom: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out_a.join(format!("fog-compute-{version}.cdx.json"))).unwrap(),
+    )
+    .unwrap();
     assert_eq!(sbom["bomFormat"], "CycloneDX");
-    let names: Vec<&str> = sbom["components"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = sbom["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
     for shipped in ["tokio", "aws-lc-rs", "tokio-postgres"] {
         assert!(names.contains(&shipped), "SBOM lacks {shipped}: {names:?}");
     }
-    assert!(!names.contains(&"tempfile"), "dev-dependencies are not shipped: {names:?}");
+    assert!(
+        !names.contains(&"tempfile"),
+        "dev-dependencies are not shipped: {names:?}"
+    );
 
     // A modified SHA256SUMS no longer verifies.
     let good = std::fs::read(out_a.join("SHA256SUMS")).unwrap();
@@ -182,17 +257,36 @@ fn plan_dist_images_sign_verify_reproduce_and_publish() {
     assert_ne!(a, b);
     let out_b = cleanup.temp_dir("fogrel-out-b");
     let out_b_s = out_b.display().to_string();
-    step("dist (second clone)", &b, &["release", "dist", "--version", &version, "--out", &out_b_s], &[]);
+    step(
+        "dist (second clone)",
+        &b,
+        &["release", "dist", "--version", &version, "--out", &out_b_s],
+        &[],
+    );
     let archive_b = std::fs::read(out_b.join(&archive_name)).unwrap();
-    assert!(archive_a == archive_b, "{archive_name} differs between {} and {}", a.display(), b.display());
+    assert!(
+        archive_a == archive_b,
+        "{archive_name} differs between {} and {}",
+        a.display(),
+        b.display()
+    );
     assert_eq!(
         String::from_utf8_lossy(&std::fs::read(out_b.join("SHA256SUMS")).unwrap()),
         String::from_utf8_lossy(&sums_after_dist),
         "SHA256SUMS differs between the two checkouts"
     );
-    let listing = Command::new("tar").args(["tzvf", &archive_name]).current_dir(&out_b).output().unwrap();
+    let listing = Command::new("tar")
+        .args(["tzvf", &archive_name])
+        .current_dir(&out_b)
+        .output()
+        .unwrap();
     assert!(listing.status.success(), "{}", text(&listing));
-    assert!(!String::from_utf8_lossy(&listing.stdout).lines().any(|l| !l.contains(" root/root ")), "uid/gid are not root");
+    assert!(
+        !String::from_utf8_lossy(&listing.stdout)
+            .lines()
+            .any(|l| !l.contains(" root/root ")),
+        "uid/gid are not root"
+    );
 
     // Publish to a real registry, then pull back by digest into a clean state and run.
     let port = free_port();
@@ -202,18 +296,33 @@ fn plan_dist_images_sign_verify_reproduce_and_publish() {
     let mut publish = with("publish");
     publish.extend(["--registry".to_string(), registry.clone()]);
     run("publish", publish, &[]);
-    let published: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out_a.join("images.published.json")).unwrap()).unwrap();
-    let pinned = published["images"][0]["pinned"].as_str().unwrap().to_string();
-    assert!(pinned.starts_with(&format!("{registry}/fog-compute/mixnode@sha256:")), "{pinned}");
+    let published: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out_a.join("images.published.json")).unwrap(),
+    )
+    .unwrap();
+    let pinned = published["images"][0]["pinned"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        pinned.starts_with(&format!("{registry}/fog-compute/mixnode@sha256:")),
+        "{pinned}"
+    );
     cleanup.images.push(pinned.clone());
     let id = lock["images"][0]["id"].as_str().unwrap().to_string();
     for tag in [version.as_str(), short] {
         docker(&["rmi", &format!("fog-compute/mixnode:{tag}")]);
     }
-    assert!(!docker_ok(&["image", "inspect", &id]), "the image is still in the engine");
+    assert!(
+        !docker_ok(&["image", "inspect", &id]),
+        "the image is still in the engine"
+    );
     docker(&["pull", "--quiet", &pinned]);
     let ran = docker(&["run", "--rm", "--network", "none", &pinned, "--version"]);
     assert!(ran.contains("0.1.0"), "mixnode --version printed {ran:?}");
-    assert_eq!(docker(&["image", "inspect", "--format", "{{.Id}}", &pinned]), id, "pulled image differs from the released one");
+    assert_eq!(
+        docker(&["image", "inspect", "--format", "{{.Id}}", &pinned]),
+        id,
+        "pulled image differs from the released one"
+    );
 }

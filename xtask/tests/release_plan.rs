@@ -33,11 +33,20 @@ fn clean_clone_plans_every_step_and_ci_marker_counts() {
         .iter()
         .map(|s| s["name"].as_str().unwrap())
         .collect();
-    assert_eq!(steps, ["dist", "images", "sign", "verify", "publish", "tag"]);
+    assert_eq!(
+        steps,
+        ["dist", "images", "sign", "verify", "publish", "tag"]
+    );
     let version = plan["version"].as_str().unwrap().to_string();
     assert_eq!(plan["tag"], format!("v{version}"));
     let dist = &plan["steps"][0]["artifacts"];
-    assert!(dist[0].as_str().unwrap().starts_with(&format!("fog-compute-{version}-")), "{dist}");
+    assert!(
+        dist[0]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("fog-compute-{version}-")),
+        "{dist}"
+    );
     for check in plan["checks"].as_array().unwrap() {
         let pending_ci = check["name"] == "ci passed" && check["blocking"] == false;
         assert!(check["ok"] == true || pending_ci, "{check}");
@@ -62,7 +71,10 @@ fn dirty_tree_existing_tag_and_missing_changelog_are_one_line_errors() {
     let env = [("FOG_MINISIGN_KEY_FILE", key.as_str())];
 
     let err = xtask_err(&clone, &["release", "plan", "--version", "9.9.9"], &env);
-    assert!(err.contains("CHANGELOG.md has no `## [9.9.9]` section"), "{err}");
+    assert!(
+        err.contains("CHANGELOG.md has no `## [9.9.9]` section"),
+        "{err}"
+    );
     assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
 
     git(&clone, &["tag", "v9.9.8"]);
@@ -71,7 +83,10 @@ fn dirty_tree_existing_tag_and_missing_changelog_are_one_line_errors() {
 
     std::fs::write(clone.join("stray.txt"), "x").unwrap();
     let err = xtask_err(&clone, &["release", "plan"], &env);
-    assert!(err.contains("the tree is dirty") && err.contains("stray.txt"), "{err}");
+    assert!(
+        err.contains("the tree is dirty") && err.contains("stray.txt"),
+        "{err}"
+    );
     assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
 }
 
@@ -87,18 +102,37 @@ fn missing_or_in_repo_key_and_unreachable_registry_are_refused() {
 
     let inside = clone.join("README.md").display().to_string();
     let out = xtask_at(&clone, &["release", "sign", "--key", &inside], &[]);
-    assert_eq!(out.status.code(), Some(2), "a key in the repository is a usage error");
-    assert!(common::stderr(&out).contains("inside the repository"), "{}", common::text(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a key in the repository is a usage error"
+    );
+    assert!(
+        common::stderr(&out).contains("inside the repository"),
+        "{}",
+        common::text(&out)
+    );
 
     // Nothing listens on a port we just found free.
     let registry = format!("127.0.0.1:{}", free_port());
     let key = key_file(&mut cleanup);
     let env = [("FOG_MINISIGN_KEY_FILE", key.as_str())];
     let err = xtask_err(&clone, &["release", "plan", "--registry", &registry], &env);
-    assert!(err.contains(&format!("registry {registry} is unreachable")), "{err}");
-    let err = xtask_err(&clone, &["release", "publish", "--registry", &registry], &env);
+    assert!(
+        err.contains(&format!("registry {registry} is unreachable")),
+        "{err}"
+    );
+    let err = xtask_err(
+        &clone,
+        &["release", "publish", "--registry", &registry],
+        &env,
+    );
     assert!(err.contains("is unreachable"), "{err}");
-    let err = xtask_err(&clone, &["release", "publish", "--registry", "http://x/y"], &env);
+    let err = xtask_err(
+        &clone,
+        &["release", "publish", "--registry", "http://x/y"],
+        &env,
+    );
     assert!(err.contains("is not HOST[:PORT]"), "{err}");
 }
 
@@ -108,18 +142,29 @@ fn dry_run_prints_the_exact_commands_and_writes_nothing() {
     let clone = clone_head(&mut cleanup, &repo_root(), "fogrel-dry");
     let out_dir = cleanup.temp_dir("fogrel-dry-out").join("artifacts");
     let out_s = out_dir.display().to_string();
-    let dist = xtask_ok(&clone, &["--dry-run", "release", "dist", "--out", &out_s], &[]);
+    let dist = xtask_ok(
+        &clone,
+        &["--dry-run", "release", "dist", "--out", &out_s],
+        &[],
+    );
     for want in [
         "cargo build --release --locked --target",
         "--remap-path-prefix=",
         "SOURCE_DATE_EPOCH=",
         "+crt-static",
     ] {
-        assert!(dist.contains(want), "dist --dry-run lacks `{want}`:\n{dist}");
+        assert!(
+            dist.contains(want),
+            "dist --dry-run lacks `{want}`:\n{dist}"
+        );
     }
     let key = key_file(&mut cleanup);
     let env = [("FOG_MINISIGN_KEY_FILE", key.as_str())];
-    let sign = xtask_ok(&clone, &["--dry-run", "release", "sign", "--out", &out_s], &env);
+    let sign = xtask_ok(
+        &clone,
+        &["--dry-run", "release", "sign", "--out", &out_s],
+        &env,
+    );
     assert!(sign.contains("minisign -S -s"), "{sign}");
     assert!(!out_dir.exists(), "--dry-run wrote {}", out_dir.display());
 }

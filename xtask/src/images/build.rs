@@ -184,7 +184,11 @@ pub fn ensure(
 
 /// The workspace crate `name` (the crate an image under `docker/<name>/` is
 /// built from), its binaries, and the cargo metadata it came from.
-fn workspace_crate(sh: &Shell, runner: &Runner, name: &str) -> Result<(Metadata, Package, Vec<String>)> {
+fn workspace_crate(
+    sh: &Shell,
+    runner: &Runner,
+    name: &str,
+) -> Result<(Metadata, Package, Vec<String>)> {
     let mut metadata: Metadata = serde_json::from_str(&runner.read(cmd!(
         sh,
         "cargo metadata --no-deps --format-version 1 --offline"
@@ -242,7 +246,15 @@ pub fn build_release(
         stage(&context, &dockerfile, release.bin_dir, &bins)?;
         hash_tree(&context, release.version)?
     };
-    let mut spec = BuildSpec::new(&image, &repo, short, &package, release.revision, &hash, &context);
+    let mut spec = BuildSpec::new(
+        &image,
+        &repo,
+        short,
+        &package,
+        release.revision,
+        &hash,
+        &context,
+    );
     for arg in &mut spec.build_args {
         if arg.starts_with("VERSION=") {
             *arg = format!("VERSION={}", release.version);

@@ -119,9 +119,7 @@ fn check_version(v: &str) -> Result<String> {
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
     if !core_ok || !pre_ok || v.len() > 100 {
-        crate::usage_bail!(
-            "--version `{v}` is not X.Y.Z or X.Y.Z-pre (letters, digits, `.`, `-`)"
-        );
+        crate::usage_bail!("--version `{v}` is not X.Y.Z or X.Y.Z-pre (letters, digits, `.`, `-`)");
     }
     Ok(v.to_string())
 }
@@ -207,7 +205,15 @@ mod tests {
     fn versions_are_checked() {
         assert!(check_version("1.2.3").is_ok());
         assert!(check_version("0.1.0-rc.1").is_ok());
-        for bad in ["1.2", "1.2.3.4", "v1.2.3", "1.2.x", "1.2.3+meta", "1.2.3-a b", ""] {
+        for bad in [
+            "1.2",
+            "1.2.3.4",
+            "v1.2.3",
+            "1.2.x",
+            "1.2.3+meta",
+            "1.2.3-a b",
+            "",
+        ] {
             let err = check_version(bad).unwrap_err();
             assert!(err.to_string().contains("--version"), "{bad}: {err}");
         }

@@ -40,9 +40,12 @@ const SHIPPED: &[&str] = &[
 ];
 
 #[derive(clap::Args)]
-#[command(disable_version_flag = true, after_help = "Examples:
+#[command(
+    disable_version_flag = true,
+    after_help = "Examples:
   cargo xtask release dist
-  cargo xtask release dist --out /tmp/rel --dry-run   # print the exact build command")]
+  cargo xtask release dist --out /tmp/rel --dry-run   # print the exact build command"
+)]
 pub struct Args {
     #[command(flatten)]
     common: Common,
@@ -135,7 +138,10 @@ fn build_env(release: &Release, cargo_home: &Path, target_dir: &Path) -> Vec<(St
     let triple = release.target.replace('-', "_");
     vec![
         ("SOURCE_DATE_EPOCH".into(), release.epoch.to_string().into()),
-        ("CARGO_ENCODED_RUSTFLAGS".into(), rustflags.join("\x1f").into()),
+        (
+            "CARGO_ENCODED_RUSTFLAGS".into(),
+            rustflags.join("\x1f").into(),
+        ),
         (format!("CFLAGS_{triple}"), cflags.join(" ").into()),
         ("CARGO_PROFILE_RELEASE_DEBUG".into(), "0".into()),
         ("CARGO_PROFILE_RELEASE_STRIP".into(), "symbols".into()),
@@ -150,7 +156,12 @@ struct Member {
 }
 
 /// Everything the archive holds, keyed by its path below the top directory.
-fn members(sh: &Shell, runner: &Runner, release: &Release, bin_dir: &Path) -> Result<BTreeMap<String, Member>> {
+fn members(
+    sh: &Shell,
+    runner: &Runner,
+    release: &Release,
+    bin_dir: &Path,
+) -> Result<BTreeMap<String, Member>> {
     let mut files = BTreeMap::new();
     for bin in BINARIES {
         let path = bin_dir.join(bin);
@@ -174,11 +185,20 @@ fn members(sh: &Shell, runner: &Runner, release: &Release, bin_dir: &Path) -> Re
     for (shell, name) in completions::Target::SHELLS {
         files.insert(
             format!("completions/{name}"),
-            Member { data: completions::script(shell), mode: 0o644 },
+            Member {
+                data: completions::script(shell),
+                mode: 0o644,
+            },
         );
     }
     for (name, page) in completions::man_pages()? {
-        files.insert(format!("man/man1/{name}"), Member { data: page, mode: 0o644 });
+        files.insert(
+            format!("man/man1/{name}"),
+            Member {
+                data: page,
+                mode: 0o644,
+            },
+        );
     }
     Ok(files)
 }
@@ -244,7 +264,8 @@ pub fn listing(archive: &Path) -> Result<Vec<(String, u64)>> {
     let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(file));
     let mut out = Vec::new();
     for entry in tar.entries()? {
-        let entry = entry.with_context(|| format!("{}: truncated or not a tar.gz", archive.display()))?;
+        let entry =
+            entry.with_context(|| format!("{}: truncated or not a tar.gz", archive.display()))?;
         let path = entry.path()?.to_string_lossy().into_owned();
         out.push((path, entry.header().mtime()?));
     }
@@ -257,8 +278,20 @@ mod tests {
 
     fn sample() -> BTreeMap<String, Member> {
         let mut files = BTreeMap::new();
-        files.insert("z.txt".into(), Member { data: b"z".to_vec(), mode: 0o644 });
-        files.insert("a/b/c".into(), Member { data: b"c".to_vec(), mode: 0o755 });
+        files.insert(
+            "z.txt".into(),
+            Member {
+                data: b"z".to_vec(),
+                mode: 0o644,
+            },
+        );
+        files.insert(
+            "a/b/c".into(),
+            Member {
+                data: b"c".to_vec(),
+                mode: 0o755,
+            },
+        );
         files
     }
 
@@ -273,7 +306,10 @@ mod tests {
         fs::write(&path, &one).unwrap();
         let listed = listing(&path).unwrap();
         let names: Vec<&str> = listed.iter().map(|(p, _)| p.as_str()).collect();
-        assert_eq!(names, ["top/", "top/a/", "top/a/b/", "top/a/b/c", "top/z.txt"]);
+        assert_eq!(
+            names,
+            ["top/", "top/a/", "top/a/b/", "top/a/b/c", "top/z.txt"]
+        );
         assert!(listed.iter().all(|(_, m)| *m == 1_700_000_000));
         fs::write(&path, &one[..one.len() / 2]).unwrap();
         assert!(listing(&path).is_err(), "a truncated archive is an error");
@@ -292,13 +328,28 @@ mod tests {
             out: "/tmp/out".into(),
         };
         let env = build_env(&release, Path::new("/h/.cargo"), Path::new("/t"));
-        let get = |k: &str| env.iter().find(|(n, _)| n == k).unwrap().1.to_string_lossy().into_owned();
+        let get = |k: &str| {
+            env.iter()
+                .find(|(n, _)| n == k)
+                .unwrap()
+                .1
+                .to_string_lossy()
+                .into_owned()
+        };
         let flags = get("CARGO_ENCODED_RUSTFLAGS");
-        for want in ["+crt-static", "/src/a=/fog-compute", "/h/.cargo=/cargo", "/t=/target"] {
+        for want in [
+            "+crt-static",
+            "/src/a=/fog-compute",
+            "/h/.cargo=/cargo",
+            "/t=/target",
+        ] {
             assert!(flags.contains(want), "{flags}");
         }
         let cflags = get("CFLAGS_x86_64_unknown_linux_gnu");
-        assert!(cflags.contains("-ffile-prefix-map=/h/.cargo=/cargo"), "{cflags}");
+        assert!(
+            cflags.contains("-ffile-prefix-map=/h/.cargo=/cargo"),
+            "{cflags}"
+        );
         assert!(!cflags.contains("/src/a"), "{cflags}");
         assert_eq!(get("SOURCE_DATE_EPOCH"), "5");
     }

@@ -23,9 +23,12 @@ use crate::{
 };
 
 #[derive(clap::Args)]
-#[command(disable_version_flag = true, after_help = "Examples:
+#[command(
+    disable_version_flag = true,
+    after_help = "Examples:
   cargo xtask release images
-  cargo xtask release images --include-third-party   # also bundle postgres, prometheus, ... when present")]
+  cargo xtask release images --include-third-party   # also bundle postgres, prometheus, ... when present"
+)]
 pub struct Args {
     #[command(flatten)]
     common: Common,
@@ -92,7 +95,12 @@ pub fn run(sh: &Shell, runner: &Runner, args: Args) -> Result<()> {
     }
     let bundle = release.out.join(release.bundle_name());
     if runner.dry_run {
-        println!("# write {} and {} in {}", release.bundle_name(), LOCK, release.out.display());
+        println!(
+            "# write {} and {} in {}",
+            release.bundle_name(),
+            LOCK,
+            release.out.display()
+        );
     }
     images::save_bundle(sh, runner, &bundled, &bundle, !args.quiet)?;
     if runner.dry_run {
@@ -164,5 +172,6 @@ pub fn read_lock(dir: &std::path::Path) -> Result<Lock> {
             path.display()
         )
     })?;
-    serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: not an images.lock: {e}", path.display()))
+    serde_json::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("{}: not an images.lock: {e}", path.display()))
 }

@@ -23,10 +23,13 @@ use crate::{
 };
 
 #[derive(clap::Args)]
-#[command(disable_version_flag = true, after_help = "Examples:
+#[command(
+    disable_version_flag = true,
+    after_help = "Examples:
   cargo xtask release plan
   cargo xtask release plan --version 0.2.0 --registry registry.example:5000 --format json
-  cargo xtask ci && cargo xtask release plan --require-ci   # what the release workflow runs")]
+  cargo xtask ci && cargo xtask release plan --require-ci   # what the release workflow runs"
+)]
 pub struct Args {
     #[command(flatten)]
     common: Common,
@@ -95,16 +98,27 @@ pub fn run(sh: &Shell, runner: &Runner, args: Args) -> Result<()> {
         .map(|c| c.detail.as_str())
         .collect();
     if !errors.is_empty() {
-        bail!("release {} cannot be cut: {}", plan.version, errors.join("; "));
+        bail!(
+            "release {} cannot be cut: {}",
+            plan.version,
+            errors.join("; ")
+        );
     }
     Ok(())
 }
 
 fn checks(sh: &Shell, runner: &Runner, release: &Release, args: &Args) -> Vec<Check> {
-    let check = |name, ok, blocking, detail: String| Check { name, ok, blocking, detail };
+    let check = |name, ok, blocking, detail: String| Check {
+        name,
+        ok,
+        blocking,
+        detail,
+    };
     let mut out = Vec::new();
 
-    let status = runner.read(cmd!(sh, "git status --porcelain")).unwrap_or_else(|e| format!("?? {e}"));
+    let status = runner
+        .read(cmd!(sh, "git status --porcelain"))
+        .unwrap_or_else(|e| format!("?? {e}"));
     let dirty: Vec<&str> = status.lines().collect();
     out.push(match dirty.first() {
         None => check("clean tree", true, true, "no uncommitted changes".into()),
@@ -122,19 +136,33 @@ fn checks(sh: &Shell, runner: &Runner, release: &Release, args: &Args) -> Vec<Ch
 
     let tag = release.tag();
     let tag_ref = format!("refs/tags/{tag}");
-    out.push(match runner.probe(cmd!(sh, "git rev-parse -q --verify {tag_ref}")) {
-        None => check("tag absent", true, true, format!("{tag} does not exist yet")),
-        Some(_) => check(
-            "tag absent",
-            false,
-            true,
-            format!("tag {tag} already exists: bump the version in Cargo.toml or pass --version"),
-        ),
-    });
+    out.push(
+        match runner.probe(cmd!(sh, "git rev-parse -q --verify {tag_ref}")) {
+            None => check(
+                "tag absent",
+                true,
+                true,
+                format!("{tag} does not exist yet"),
+            ),
+            Some(_) => check(
+                "tag absent",
+                false,
+                true,
+                format!(
+                    "tag {tag} already exists: bump the version in Cargo.toml or pass --version"
+                ),
+            ),
+        },
+    );
 
     let changelog = fs::read_to_string(release.root.join("CHANGELOG.md")).unwrap_or_default();
     out.push(if has_section(&changelog, &release.version) {
-        check("changelog", true, true, format!("CHANGELOG.md has a {} section", release.version))
+        check(
+            "changelog",
+            true,
+            true,
+            format!("CHANGELOG.md has a {} section", release.version),
+        )
     } else {
         check(
             "changelog",
@@ -162,10 +190,17 @@ fn checks(sh: &Shell, runner: &Runner, release: &Release, args: &Args) -> Vec<Ch
         )
     });
 
-    out.push(match sign::resolve_key(args.key.as_deref(), &release.root) {
-        Ok(key) => check("signing key", true, true, format!("key from {}", key.describe())),
-        Err(e) => check("signing key", false, true, e.to_string()),
-    });
+    out.push(
+        match sign::resolve_key(args.key.as_deref(), &release.root) {
+            Ok(key) => check(
+                "signing key",
+                true,
+                true,
+                format!("key from {}", key.describe()),
+            ),
+            Err(e) => check("signing key", false, true, e.to_string()),
+        },
+    );
 
     if let Some(registry) = &args.registry {
         out.push(match publish::check_registry(registry) {
@@ -221,10 +256,18 @@ fn steps(release: &Release, args: &Args) -> Result<Vec<Step>> {
             &[release.bundle_name(), LOCK.into(), SUMS.into()],
             image_tags.clone(),
         ),
-        step("sign", format!("cargo xtask release sign{flags}"), &[SIG.into()], vec![]),
+        step(
+            "sign",
+            format!("cargo xtask release sign{flags}"),
+            &[SIG.into()],
+            vec![],
+        ),
         step(
             "verify",
-            format!("cargo xtask release verify {} --pubkey minisign.pub", release.out.display()),
+            format!(
+                "cargo xtask release verify {} --pubkey minisign.pub",
+                release.out.display()
+            ),
             &[],
             vec![],
         ),
@@ -232,11 +275,19 @@ fn steps(release: &Release, args: &Args) -> Result<Vec<Step>> {
             "publish",
             format!("cargo xtask release publish{flags} --registry {registry}"),
             &[PUBLISHED.into()],
-            image_tags.iter().map(|t| format!("{registry}/{t}")).collect(),
+            image_tags
+                .iter()
+                .map(|t| format!("{registry}/{t}"))
+                .collect(),
         ),
         step(
             "tag",
-            format!("git tag -a {} -m 'fog-compute {}' {}", release.tag(), release.version, release.revision),
+            format!(
+                "git tag -a {} -m 'fog-compute {}' {}",
+                release.tag(),
+                release.version,
+                release.revision
+            ),
             &[],
             vec![release.tag()],
         ),
@@ -275,7 +326,8 @@ mod tests {
 
     #[test]
     fn changelog_sections_are_found() {
-        let text = "# Changelog\n\n## [Unreleased]\n\n## [0.1.0] - 2026-12-01\n- first\n\n## 0.0.9\n";
+        let text =
+            "# Changelog\n\n## [Unreleased]\n\n## [0.1.0] - 2026-12-01\n- first\n\n## 0.0.9\n";
         assert!(has_section(text, "0.1.0"));
         assert!(has_section(text, "0.0.9"));
         assert!(!has_section(text, "0.1"));

@@ -22,9 +22,12 @@ use super::{
 use crate::{process::Runner, usage_bail};
 
 #[derive(clap::Args)]
-#[command(disable_version_flag = true, after_help = "Examples:
+#[command(
+    disable_version_flag = true,
+    after_help = "Examples:
   cargo xtask release publish --registry registry.example:5000
-  cargo xtask release publish --registry 127.0.0.1:51500 --dry-run")]
+  cargo xtask release publish --registry 127.0.0.1:51500 --dry-run"
+)]
 pub struct Args {
     #[command(flatten)]
     common: Common,
@@ -67,7 +70,9 @@ pub fn check_registry(registry: &str) -> Result<()> {
     };
     let addrs: Vec<_> = with_port
         .to_socket_addrs()
-        .map_err(|e| anyhow::anyhow!("registry {registry} is unreachable: cannot resolve it ({e})"))?
+        .map_err(|e| {
+            anyhow::anyhow!("registry {registry} is unreachable: cannot resolve it ({e})")
+        })?
         .collect();
     let mut last = None;
     for addr in &addrs {
@@ -90,15 +95,24 @@ pub fn run(sh: &Shell, runner: &Runner, args: Args) -> Result<()> {
     let lock = images::read_lock(&release.out)?;
     let mut pushed = Vec::new();
     for locked in lock.images.iter().filter(|l| l.project) {
-        let name = locked.image.rsplit_once(':').map_or(&*locked.image, |(n, _)| n);
+        let name = locked
+            .image
+            .rsplit_once(':')
+            .map_or(&*locked.image, |(n, _)| n);
         let repository = format!("{registry}/{name}");
         // Tag from the pinned id, not the local tags: those can move (a later
         // `images build` retags, and untags stale sha tags).
         let Some(id) = locked.id.clone() else {
-            bail!("{}: images.lock has no id for it: rerun `cargo xtask release images`", locked.image);
+            bail!(
+                "{}: images.lock has no id for it: rerun `cargo xtask release images`",
+                locked.image
+            );
         };
         if !runner.dry_run && crate::images::image_id(sh, runner, &id).is_none() {
-            bail!("{} ({id}) is not in the engine: `cargo xtask release verify` loads the bundle", locked.image);
+            bail!(
+                "{} ({id}) is not in the engine: `cargo xtask release verify` loads the bundle",
+                locked.image
+            );
         }
         let mut remote_tags = Vec::new();
         for tag in &locked.tags {
@@ -138,7 +152,10 @@ pub fn run(sh: &Shell, runner: &Runner, args: Args) -> Result<()> {
         println!("# write {}", path.display());
         return Ok(());
     }
-    write_atomic(&path, (serde_json::to_string_pretty(&record)? + "\n").as_bytes())?;
+    write_atomic(
+        &path,
+        (serde_json::to_string_pretty(&record)? + "\n").as_bytes(),
+    )?;
     println!("recorded digests in {}", path.display());
     Ok(())
 }
@@ -163,15 +180,24 @@ mod tests {
     fn malformed_registries_are_usage_errors() {
         for bad in ["", "http://x:5000", "x:5000/path", "a b"] {
             let err = check_registry(bad).unwrap_err();
-            assert!(err.downcast_ref::<crate::UsageError>().is_some(), "{bad}: {err}");
+            assert!(
+                err.downcast_ref::<crate::UsageError>().is_some(),
+                "{bad}: {err}"
+            );
         }
     }
 
     #[test]
     fn a_closed_port_is_unreachable() {
         // Bind then drop: the port is free and nothing listens on it.
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let err = check_registry(&format!("127.0.0.1:{port}")).unwrap_err().to_string();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let err = check_registry(&format!("127.0.0.1:{port}"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("unreachable"), "{err}");
     }
 }

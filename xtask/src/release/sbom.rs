@@ -64,8 +64,8 @@ pub fn write(sh: &Shell, runner: &Runner, release: &Release) -> Result<String> {
         "cargo metadata --format-version 1 --locked --offline --filter-platform {target}"
     ))?;
     let metadata: Metadata = serde_json::from_str(&json).context("parsing `cargo metadata`")?;
-    let lock = std::fs::read_to_string(release.root.join("Cargo.lock"))
-        .context("reading Cargo.lock")?;
+    let lock =
+        std::fs::read_to_string(release.root.join("Cargo.lock")).context("reading Cargo.lock")?;
     let doc = document(&metadata, &checksums(&lock), release)?;
     let name = release.sbom_name();
     write_atomic(
@@ -206,14 +206,32 @@ mod tests {
         };
         let dep = |pkg: &str, kind: Option<&str>| NodeDep {
             pkg: pkg.into(),
-            dep_kinds: vec![DepKind { kind: kind.map(str::to_string) }],
+            dep_kinds: vec![DepKind {
+                kind: kind.map(str::to_string),
+            }],
         };
         let metadata = Metadata {
-            packages: vec![pkg("m", CRATE), pkg("t", "tokio"), pkg("b", "cc"), pkg("d", "tempfile"), pkg("p", "pin")],
+            packages: vec![
+                pkg("m", CRATE),
+                pkg("t", "tokio"),
+                pkg("b", "cc"),
+                pkg("d", "tempfile"),
+                pkg("p", "pin"),
+            ],
             resolve: Resolve {
                 nodes: vec![
-                    Node { id: "m".into(), deps: vec![dep("t", None), dep("b", Some("build")), dep("d", Some("dev"))] },
-                    Node { id: "t".into(), deps: vec![dep("p", None)] },
+                    Node {
+                        id: "m".into(),
+                        deps: vec![
+                            dep("t", None),
+                            dep("b", Some("build")),
+                            dep("d", Some("dev")),
+                        ],
+                    },
+                    Node {
+                        id: "t".into(),
+                        deps: vec![dep("p", None)],
+                    },
                 ],
             },
         };

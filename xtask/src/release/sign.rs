@@ -22,10 +22,13 @@ use super::{
 use crate::{process::Runner, usage_bail};
 
 #[derive(clap::Args)]
-#[command(disable_version_flag = true, after_help = "Examples:
+#[command(
+    disable_version_flag = true,
+    after_help = "Examples:
   minisign -G -p fog.pub -s ~/keys/fog.key            # once: make a key pair
   cargo xtask release sign --key ~/keys/fog.key
-  FOG_MINISIGN_KEY=\"$(cat ~/keys/fog.key)\" FOG_MINISIGN_PASSWORD=... cargo xtask release sign")]
+  FOG_MINISIGN_KEY=\"$(cat ~/keys/fog.key)\" FOG_MINISIGN_PASSWORD=... cargo xtask release sign"
+)]
 pub struct Args {
     #[command(flatten)]
     common: Common,

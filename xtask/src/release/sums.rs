@@ -81,7 +81,10 @@ mod tests {
     #[test]
     fn parse_rejects_paths_and_bad_hashes() {
         let h = "a".repeat(64);
-        assert_eq!(parse(&format!("{h}  x.tar.gz\n")).unwrap()[&"x.tar.gz".to_string()], h);
+        assert_eq!(
+            parse(&format!("{h}  x.tar.gz\n")).unwrap()[&"x.tar.gz".to_string()],
+            h
+        );
         for bad in [
             format!("{h}  ../x"),
             format!("{h}  /etc/passwd"),

@@ -73,10 +73,16 @@ pub fn run(sh: &Shell, runner: &Runner, args: Args) -> Result<()> {
     }
     let (sums_file, sig) = (dir.join(SUMS), dir.join(SIG));
     if !sig.is_file() {
-        bail!("{} is missing: run `cargo xtask release sign`", sig.display());
+        bail!(
+            "{} is missing: run `cargo xtask release sign`",
+            sig.display()
+        );
     }
     if runner
-        .probe(cmd!(sh, "minisign -V -q -p {pubkey} -m {sums_file} -x {sig}"))
+        .probe(cmd!(
+            sh,
+            "minisign -V -q -p {pubkey} -m {sums_file} -x {sig}"
+        ))
         .is_none()
     {
         bail!(
@@ -123,7 +129,10 @@ pub fn run(sh: &Shell, runner: &Runner, args: Args) -> Result<()> {
             );
         }
     }
-    println!("ok  {bundle}: {} images loaded, ids match {LOCK}", loaded.len());
+    println!(
+        "ok  {bundle}: {} images loaded, ids match {LOCK}",
+        loaded.len()
+    );
     Ok(())
 }
 
@@ -138,7 +147,9 @@ fn check_listing(archive: &Path) -> Result<usize> {
         bail!("{name}: entries have different mtimes (not a reproducible archive)");
     }
     for (path, _) in &listing {
-        let inside = path.strip_prefix(top).is_some_and(|r| r.is_empty() || r.starts_with('/'));
+        let inside = path
+            .strip_prefix(top)
+            .is_some_and(|r| r.is_empty() || r.starts_with('/'));
         if !inside || path.split('/').any(|c| c == "..") {
             bail!("{name}: entry `{path}` is outside {top}/");
         }

@@ -26,13 +26,23 @@ pub fn repo_root() -> PathBuf {
 /// `git <args>` in `dir`, panicking with its output on failure.
 pub fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
-        .args(["-c", "user.name=fogrel test", "-c", "user.email=fogrel@example.invalid"])
+        .args([
+            "-c",
+            "user.name=fogrel test",
+            "-c",
+            "user.email=fogrel@example.invalid",
+        ])
         .args(args)
         .current_dir(dir)
         .stdin(Stdio::null())
         .output()
         .expect("run git");
-    assert!(out.status.success(), "git {args:?} in {}: {}", dir.display(), text(&out));
+    assert!(
+        out.status.success(),
+        "git {args:?} in {}: {}",
+        dir.display(),
+        text(&out)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
@@ -58,7 +68,10 @@ pub fn commit_changelog_section(clone: &Path, version: &str) {
     );
     assert_ne!(old, new, "CHANGELOG.md has no `## [Unreleased]` heading");
     std::fs::write(&path, new).unwrap();
-    git(clone, &["commit", "-q", "-am", &format!("changelog: {version}")]);
+    git(
+        clone,
+        &["commit", "-q", "-am", &format!("changelog: {version}")],
+    );
 }
 
 /// The target dir the release tests share between clones: cached across
@@ -97,7 +110,11 @@ pub fn xtask_ok(root: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
 /// Like [`xtask_at`] but panics if it succeeds; returns stderr.
 pub fn xtask_err(root: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
     let out = xtask_at(root, args, env);
-    assert!(!out.status.success(), "xtask {args:?} should fail: {}", text(&out));
+    assert!(
+        !out.status.success(),
+        "xtask {args:?} should fail: {}",
+        text(&out)
+    );
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
@@ -109,7 +126,10 @@ pub fn tool_or_skip(test: &str, program: &str, arg: &str) -> bool {
         .output()
         .is_ok();
     if !ok {
-        assert!(!crate::common::in_ci(), "{test}: CI is set but `{program}` is not installed (scripts/ci-setup.sh installs it)");
+        assert!(
+            !crate::common::in_ci(),
+            "{test}: CI is set but `{program}` is not installed (scripts/ci-setup.sh installs it)"
+        );
         eprintln!("{test}: skipped: `{program}` is not installed");
     }
     ok
