@@ -310,8 +310,10 @@ fn plan_dist_images_sign_verify_reproduce_and_publish() {
     );
     cleanup.images.push(pinned.clone());
     let id = lock["images"][0]["id"].as_str().unwrap().to_string();
+    // The sha tag may be gone already: `images build` elsewhere untags
+    // stale `<7 hex>` tags. Either way both must be gone before the pull.
     for tag in [version.as_str(), short] {
-        docker(&["rmi", &format!("fog-compute/mixnode:{tag}")]);
+        common::docker_output(&["rmi", &format!("fog-compute/mixnode:{tag}")]);
     }
     assert!(
         !docker_ok(&["image", "inspect", &id]),
