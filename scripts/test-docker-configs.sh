@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Validate the compose overlays: runs `cargo xtask check` (arguments are passed
-# through, e.g. `--format json` or an environment name); then, for each tool
-# that is installed, promtool (Prometheus config, rules, rule unit tests),
-# amtool (Alertmanager config) and Compose itself, which renders every named
-# environment with `config -q`. Compose uses the repo-root .env if present,
-# else .env.example.
+# through, e.g. `--format json` or an environment name); then promtool
+# (Prometheus config, rules, rule unit tests), amtool (Alertmanager config) and
+# Compose itself, which renders every named environment with `config -q`.
+# Compose uses the repo-root .env if present, else .env.example.
+# A missing tool is a failure naming it under CI=true (scripts/ci-setup.sh
+# installs all three); outside CI it is skipped with a line saying so.
 #
 # Usage: scripts/test-docker-configs.sh [cargo xtask check arguments...]
 # Exit status: non-zero if any check fails; every check runs regardless.
@@ -17,15 +18,33 @@ echo "==> cargo xtask check $*"
 xtask_status=0 # set non-zero by a failed xtask check, promtool or amtool run
 cargo xtask check "$@" || xtask_status=$?
 
-# Service configs, when their upstream checkers are installed.
+# CI=true (any value but empty or "false") turns a missing tool into a failure.
+in_ci=0
+[[ -n "${CI:-}" && "${CI}" != "false" ]] && in_ci=1
+
+# missing TOOL WHAT: fail under CI, else say what is skipped.
+missing() {
+    if [[ "$in_ci" -eq 1 ]]; then
+        echo "FAIL  $1 is not installed, so $2 cannot run (CI=true): run 'bash scripts/ci-setup.sh' as root" >&2
+        xtask_status=1
+    else
+        echo "==> SKIPPED $2: $1 is not installed (bash scripts/ci-setup.sh installs it; CI=true makes this a failure)" >&2
+    fi
+}
+
+# Service configs, with their upstream checkers.
 if command -v promtool >/dev/null 2>&1; then
     echo "==> promtool: config, rules and rule unit tests"
     promtool check config compose/config/prometheus/prometheus.yml || xtask_status=1
     promtool test rules compose/config/prometheus/tests/rules_test.yml || xtask_status=1
+else
+    missing promtool "the Prometheus config and rule checks"
 fi
 if command -v amtool >/dev/null 2>&1; then
     echo "==> amtool: alertmanager config"
     amtool check-config compose/config/alertmanager/alertmanager.yml || xtask_status=1
+else
+    missing amtool "the Alertmanager config check"
 fi
 
 if docker compose version >/dev/null 2>&1; then
@@ -33,7 +52,7 @@ if docker compose version >/dev/null 2>&1; then
 elif command -v docker-compose >/dev/null 2>&1; then
     compose=(docker-compose)
 else
-    echo "==> Compose not installed (neither 'docker compose' nor 'docker-compose'); skipping compose config checks"
+    missing "Compose (docker compose or docker-compose)" "the compose config checks"
     exit "$xtask_status"
 fi
 
@@ -72,6 +91,6 @@ if [[ "$failed" -ne 0 ]]; then
 fi
 echo "==> all ${#environments[@]} environments render with ${compose[*]} (${env_file})"
 if [[ "$xtask_status" -ne 0 ]]; then
-    echo "==> cargo xtask check, promtool or amtool failed; see the output above" >&2
+    echo "==> cargo xtask check, promtool or amtool failed, or a tool is missing under CI; see the output above" >&2
 fi
 exit "$xtask_status"

@@ -78,6 +78,11 @@ const CHECKS: &[Check] = &[
         command: |sh| cmd!(sh, "bash scripts/test-docker-configs.sh"),
     },
     Check {
+        name: "claims",
+        failure_hint: "TESTING.md maps a README command or promise to no test, or to one that does not exist; `cargo xtask claims` names each",
+        command: |sh| cmd!(sh, "cargo xtask claims"),
+    },
+    Check {
         name: "actionlint",
         failure_hint: "a workflow under .github/workflows has findings (or actionlint is missing: `bash scripts/ci-setup.sh`)",
         command: |sh| cmd!(sh, "actionlint -no-color"),

@@ -6,8 +6,8 @@ use clap::{Parser, Subcommand};
 use xshell::Shell;
 
 use crate::{
-    bench, betanet, check, ci, completions, config, dev, down, env, images, logs, network, prod,
-    ps, release, restart, up, Global,
+    bench, betanet, check, ci, claims, completions, config, dev, down, env, images, logs, network,
+    prod, ps, release, report, restart, up, Global,
 };
 
 /// fog-compute workflows: compose overlays, Docker environments, the mixnode.
@@ -34,6 +34,8 @@ pub enum Command {
     Config(config::Cmd),
     /// Run every CI check: fmt, clippy, tests, compose check.
     Ci(ci::Cmd),
+    /// Check TESTING.md: every README command and promise maps to tests that exist.
+    Claims(claims::Cmd),
     /// Run a benchmark and print the measured figures.
     Bench(bench::Cmd),
     /// Bring up the dev environment (base+dev).
@@ -58,6 +60,8 @@ pub enum Command {
     Network(network::Cmd),
     /// Build, list, save or load images; build third-party images offline.
     Images(images::Cmd),
+    /// Compare two stacks' resources (static or --live), or show the running stack's usage.
+    Report(report::Cmd),
     /// Plan, build, sign, verify and publish a release.
     Release(release::Cmd),
     /// Print shell completions (bash, zsh, fish) or the man page.
@@ -70,6 +74,7 @@ impl Command {
             Command::Check(cmd) => cmd.run(sh, global),
             Command::Config(cmd) => cmd.run(sh, global),
             Command::Ci(cmd) => cmd.run(sh, global),
+            Command::Claims(cmd) => cmd.run(sh, global),
             Command::Bench(cmd) => cmd.run(sh, global),
             Command::Dev(cmd) => cmd.run(sh, global),
             Command::Betanet(cmd) => cmd.run(sh, global),
@@ -82,6 +87,7 @@ impl Command {
             Command::Env(cmd) => cmd.run(sh, global),
             Command::Network(cmd) => cmd.run(sh, global),
             Command::Images(cmd) => cmd.run(sh, global),
+            Command::Report(cmd) => cmd.run(sh, global),
             Command::Release(cmd) => cmd.run(sh, global),
             Command::Completions(cmd) => cmd.run(sh, global),
         }

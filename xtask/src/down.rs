@@ -55,7 +55,19 @@ impl Cmd {
             }
         }
         let wants = project.networks()?;
-        networks::remove(sh, &runner, &project.name, &wants)?;
+        if global.dry_run {
+            // `compose down` did not run, so its containers are still
+            // attached: print the removals it would leave to do.
+            for n in networks::existing(sh, &runner)? {
+                if n.project.as_deref() == Some(&project.name)
+                    && wants.iter().any(|w| w.name == n.name)
+                {
+                    println!("docker network rm {}", n.name);
+                }
+            }
+        } else {
+            networks::remove(sh, &runner, &project.name, &wants)?;
+        }
         if !global.dry_run {
             let kept = if self.volumes {
                 "volumes deleted"

@@ -134,7 +134,7 @@ fn start_postgres(guard: &mut Cleanup, subnet: &str, port: u16, extra: &[&str]) 
     let image = postgres_image();
     args.push(&image);
     docker(&args);
-    wait_healthy(&name, Duration::from_secs(90));
+    wait_healthy(&name, Duration::from_secs(240));
     name
 }
 
@@ -158,10 +158,11 @@ fn psql(port: u16, password: &str, sql: &str) -> std::process::Output {
         .expect("running psql (install postgresql-client: scripts/ci-setup.sh)")
 }
 
-/// psql may race the server's switch from the init phase; retry briefly.
+/// psql may race the server's switch from the init phase; retry for up to
+/// about a minute (a generous bound: the shared machine is loaded).
 fn query(port: u16, password: &str, sql: &str) -> String {
     let mut last = None;
-    for _ in 0..20 {
+    for _ in 0..200 {
         let out = psql(port, password, sql);
         if out.status.success() {
             return String::from_utf8_lossy(&out.stdout).trim().to_string();
@@ -309,7 +310,7 @@ fn offline_monitoring_images_serve_http() {
             "60",
             &image,
         ]);
-        wait_healthy(&name, Duration::from_secs(60));
+        wait_healthy(&name, Duration::from_secs(180));
         assert_eq!(
             docker(&["inspect", "--format", "{{.Config.User}}", &name]),
             "nobody",
@@ -480,6 +481,6 @@ fn offline_postgres_keeps_and_adopts_its_volume() {
         "60",
         &postgres_image(),
     ]);
-    wait_healthy(&second, Duration::from_secs(90));
+    wait_healthy(&second, Duration::from_secs(240));
     assert_eq!(query(16005, "pw", "select v from kept"), "7");
 }

@@ -143,7 +143,7 @@ fn offline_images_run_under_the_real_overlays() {
     );
 
     let label = format!("label=com.docker.compose.project={project}");
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let deadline = Instant::now() + Duration::from_secs(300);
     loop {
         let states = docker(&[
             "ps",

@@ -12,6 +12,8 @@ mod files;
 mod repo;
 mod rules;
 
+pub use rules::{image_repository, instance_group};
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 

@@ -155,7 +155,7 @@ pub fn image_repository(image: &str) -> &str {
 }
 
 /// `web-1`, `web-2` are replicas of `web`; profiled services do not run by default.
-fn instance_group(svc: &Service) -> Option<String> {
+pub fn instance_group(svc: &Service) -> Option<String> {
     if !svc.profiles.is_empty() {
         return None;
     }

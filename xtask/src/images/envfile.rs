@@ -36,16 +36,20 @@ mod tests {
         std::fs::create_dir_all(&root).unwrap();
         std::fs::write(
             root.join(".env.example"),
-            "A=example\nB=example\nC=example\n",
+            "A=example\nB=example\nPATH=from-example\n",
         )
         .unwrap();
         // FOG_ENV_FILE is not set by the unit tests, so the env file is <root>/.env.
-        std::fs::write(root.join(".env"), "B=file\nC=file\n").unwrap();
+        // PATH is set in both files and in the process environment (every
+        // test process has it, so no test has to mutate its environment).
+        std::fs::write(root.join(".env"), "B=file\nPATH=from-file\n").unwrap();
         let vars = image_env(&root).unwrap();
         std::fs::remove_dir_all(&root).unwrap();
         assert_eq!(vars.get("A"), Some("example"));
         assert_eq!(vars.get("B"), Some("file"));
-        assert_eq!(vars.get("PATH"), std::env::var("PATH").ok().as_deref());
+        let process_path = std::env::var("PATH").expect("the test process has a PATH");
+        assert!(!process_path.starts_with("from-"));
+        assert_eq!(vars.get("PATH"), Some(process_path.as_str()));
         assert_eq!(vars.get("XTASK_SURELY_UNSET_VARIABLE"), None);
     }
 }

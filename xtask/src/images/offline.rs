@@ -290,8 +290,19 @@ pub fn point_env_at(runner: &Runner, root: &Path, updates: &[(String, String)]) 
 
 /// The key of the rootfs cache: a hash of everything that shapes the rootfs.
 pub fn rootfs_key() -> String {
+    key_of(
+        [SUITE, MIRROR]
+            .into_iter()
+            .chain(PACKAGES.iter().copied())
+            .chain(TRIM.iter().copied()),
+    )
+}
+
+/// The first 12 hex digits of the sha256 of `parts`, each ended by a NUL (so
+/// `["ab"]` and `["a", "b"]` differ).
+fn key_of<'a>(parts: impl IntoIterator<Item = &'a str>) -> String {
     let mut hasher = Sha256::new();
-    for part in [SUITE, MIRROR].iter().chain(PACKAGES).chain(TRIM) {
+    for part in parts {
         hasher.update(part.as_bytes());
         hasher.update([0]);
     }
@@ -568,9 +579,34 @@ mod tests {
     }
 
     #[test]
-    fn rootfs_key_is_stable_and_short() {
-        assert_eq!(rootfs_key(), rootfs_key());
-        assert_eq!(rootfs_key().len(), 12);
+    fn rootfs_key_is_stable_short_and_changes_with_every_input() {
+        // Stable across runs and builds: a pinned value for pinned inputs
+        // (sha256 of "bookworm\0postgresql-15\0").
+        assert_eq!(key_of(["bookworm", "postgresql-15"]), "ba2edeb7fb77");
+        let key = rootfs_key();
+        assert!(
+            key.len() == 12 && key.chars().all(|c| c.is_ascii_hexdigit()),
+            "{key}"
+        );
+        // Every input is in the key: change any one and the key changes.
+        let inputs: Vec<&str> = [SUITE, MIRROR]
+            .into_iter()
+            .chain(PACKAGES.iter().copied())
+            .chain(TRIM.iter().copied())
+            .collect();
+        assert_eq!(key_of(inputs.iter().copied()), key);
+        for i in 0..inputs.len() {
+            let mut changed = inputs.clone();
+            let other = format!("{}x", changed[i]);
+            changed[i] = &other;
+            assert_ne!(
+                key_of(changed),
+                key,
+                "input {i} ({}) is not in the key",
+                inputs[i]
+            );
+        }
+        assert_ne!(key_of(["ab"]), key_of(["a", "b"]), "parts are separated");
     }
 
     #[test]

@@ -1,0 +1,73 @@
+//! `cargo xtask ci`'s own promises, without Docker: `--list` names every
+//! check (the claim map's `claims` among them), an unknown `--only` is a usage
+//! error (exit 2) naming the known checks, and `scripts/test-docker-configs.sh`
+//! never skips silently: under `CI=true` a missing promtool, amtool or Compose
+//! is a failure naming the tool, outside CI a `SKIPPED` line says what did
+//! not run. The script runs with a PATH holding only the few shell tools it
+//! needs, so every checker is missing.
+
+mod common;
+
+use std::{path::PathBuf, process::Command};
+
+use common::*;
+
+#[test]
+fn ci_lists_its_checks_and_refuses_an_unknown_one() {
+    let out = xtask(&["ci", "--list"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let listed: Vec<String> = stdout(&out).lines().map(String::from).collect();
+    for check in ["fmt", "clippy", "test", "fuzz", "check", "claims"] {
+        assert!(listed.iter().any(|l| l == check), "{check} in {listed:?}");
+    }
+    let out = xtask(&["ci", "--only", "nope"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(stderr(&out).contains("unknown check `nope`") && stderr(&out).contains("claims"));
+}
+
+/// Run the config script with PATH = a dir of links to `tools` only.
+fn run_script_without_checkers(guard: &mut Cleanup, ci: bool) -> std::process::Output {
+    let bin = guard.temp_dir("ci-tools-bin");
+    for tool in ["dirname", "sed", "grep", "tr", "cat"] {
+        let found = ["/usr/bin", "/bin"]
+            .iter()
+            .map(|d| PathBuf::from(d).join(tool))
+            .find(|p| p.exists())
+            .unwrap_or_else(|| panic!("{tool} is installed"));
+        std::os::unix::fs::symlink(found, bin.join(tool)).unwrap();
+    }
+    let root = crate_dir().parent().unwrap().to_path_buf();
+    let mut cmd = Command::new("/bin/bash");
+    cmd.arg(root.join("scripts/test-docker-configs.sh"))
+        .env_clear()
+        .env("PATH", &bin)
+        .current_dir(&root);
+    if ci {
+        cmd.env("CI", "true");
+    }
+    cmd.output().expect("bash runs")
+}
+
+#[test]
+fn config_checks_fail_naming_each_missing_tool_under_ci_and_say_skipped_outside() {
+    let mut guard = Cleanup::default();
+    let out = run_script_without_checkers(&mut guard, true);
+    assert!(!out.status.success(), "{}", text(&out));
+    let err = stderr(&out);
+    for tool in ["promtool", "amtool", "Compose"] {
+        assert!(
+            err.lines()
+                .any(|l| l.starts_with(&format!("FAIL  {tool}")) && l.contains("CI=true")),
+            "{tool} is named as a failure: {err}"
+        );
+    }
+    let out = run_script_without_checkers(&mut guard, false);
+    let err = stderr(&out);
+    for what in ["Prometheus config", "Alertmanager config", "compose config"] {
+        assert!(
+            err.lines()
+                .any(|l| l.starts_with("==> SKIPPED") && l.contains(what)),
+            "a SKIPPED line for the {what} checks: {err}"
+        );
+    }
+}
