@@ -6,8 +6,8 @@ use clap::{Parser, Subcommand};
 use xshell::Shell;
 
 use crate::{
-    bench, betanet, check, ci, claims, completions, config, dev, down, env, images, logs, network,
-    prod, ps, release, report, restart, up, Global,
+    bench, betanet, check, ci, claims, completions, config, deploy, dev, down, env, images, logs,
+    network, prod, ps, release, report, restart, up, Global,
 };
 
 /// fog-compute workflows: compose overlays, Docker environments, the mixnode.
@@ -60,6 +60,8 @@ pub enum Command {
     Network(network::Cmd),
     /// Build, list, save or load images; build third-party images offline.
     Images(images::Cmd),
+    /// Deploy an environment to Docker Swarm; `deploy status|rm|rollback`.
+    Deploy(deploy::Cmd),
     /// Compare two stacks' resources (static or --live), or show the running stack's usage.
     Report(report::Cmd),
     /// Plan, build, sign, verify and publish a release.
@@ -87,6 +89,7 @@ impl Command {
             Command::Env(cmd) => cmd.run(sh, global),
             Command::Network(cmd) => cmd.run(sh, global),
             Command::Images(cmd) => cmd.run(sh, global),
+            Command::Deploy(cmd) => cmd.run(sh, global),
             Command::Report(cmd) => cmd.run(sh, global),
             Command::Release(cmd) => cmd.run(sh, global),
             Command::Completions(cmd) => cmd.run(sh, global),

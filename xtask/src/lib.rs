@@ -14,6 +14,7 @@ pub mod cli;
 pub mod completions;
 pub mod compose;
 pub mod config;
+pub mod deploy;
 pub mod dev;
 pub mod dotenv;
 pub mod down;

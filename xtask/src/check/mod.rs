@@ -238,11 +238,17 @@ pub struct Cmd {
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     format: Format,
+    /// Report what deploying to this target would drop (`swarm`).
+    #[arg(long, value_enum, value_name = "TARGET")]
+    target: Option<crate::deploy::target::Target>,
 }
 
 impl Cmd {
     pub fn run(self, _sh: &Shell, _global: &crate::Global) -> Result<()> {
         let selections = self.source.selections(NAMED)?;
+        if self.target.is_some() {
+            return crate::deploy::target::run(&selections, self.format == Format::Json);
+        }
         let reports = check_all(&selections);
         let errors = count(&reports, Severity::Error);
         let warnings = count(&reports, Severity::Warning);

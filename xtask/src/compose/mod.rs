@@ -33,7 +33,7 @@
 // The model is an API for several commands; not every item has a caller in every build.
 #![allow(dead_code)]
 
-mod emit;
+pub mod emit;
 pub mod env;
 pub mod interpolate;
 pub mod lines;

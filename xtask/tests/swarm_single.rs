@@ -1,0 +1,289 @@
+//! Betanet on a real one-node swarm (this engine, `docker swarm init` on
+//! 127.0.0.1 with the test's own address pool; see `swarm_support`):
+//! `deploy --env betanet` converges, `loadgen` delivers 1,000 packets through
+//! the three mixnodes, a rolling update to a new image tag keeps every
+//! mixnode answering while loadgen keeps sending, a failing image is rolled
+//! back with the failing task named, `deploy rollback` returns to the
+//! previous spec, and `deploy rm --volumes` leaves nothing of the stack.
+//! Needs the mixnode and offline images, which `deploy` builds when missing.
+//! One test in its own binary: `cargo test` runs binaries one at a time, so
+//! no other test of the run sees the engine in swarm mode.
+
+mod common;
+mod swarm_support;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{docker, docker_output, text};
+use swarm_support::{leftovers, loadgen, xtask, Place, Run, Swarm, MIXNODE_IMAGE};
+
+const STACK: &str = "fogswarm1";
+
+fn service_image(service: &str) -> String {
+    docker(&[
+        "service",
+        "inspect",
+        "--format",
+        "{{.Spec.TaskTemplate.ContainerSpec.Image}}",
+        &format!("{STACK}_{service}"),
+    ])
+}
+
+/// A new tag of the mixnode image that differs from it (one label more).
+fn derived_image(tag: &str, entrypoint: Option<&str>) {
+    let mut dockerfile = format!("FROM {MIXNODE_IMAGE}\nLABEL dev.fog-compute.test=\"{tag}\"\n");
+    if let Some(e) = entrypoint {
+        dockerfile.push_str(&format!("ENTRYPOINT {e}\n"));
+    }
+    swarm_support::build_image(tag, &dockerfile);
+}
+
+/// `deploy` again with the mixnodes on `image` (images as they are).
+fn redeploy(env_file: &std::path::Path, image: &str, timeout: &str) -> std::process::Output {
+    let args = [
+        "deploy",
+        "--env",
+        "betanet",
+        "--stack",
+        STACK,
+        "--skip-images",
+        "--timeout",
+        timeout,
+    ];
+    xtask(env_file, &args, &[("MIXNODE_IMAGE", image)])
+}
+
+#[test]
+fn betanet_on_a_one_node_swarm_delivers_survives_a_rolling_update_and_leaves_nothing() {
+    let test = "swarm_single";
+    let Some(mut cleanup) = common::engine_guard(test) else {
+        return;
+    };
+    let dir = cleanup.temp_dir("fogswarm1");
+    let env_file = swarm_support::env_file(&dir, STACK, 200, 52001);
+    let Some(mut swarm) = Swarm::init(test) else {
+        return;
+    };
+    swarm.stacks.push((STACK.to_string(), env_file.clone()));
+    let network = format!("{STACK}-betanet");
+    let here = Place {
+        host: None,
+        image: MIXNODE_IMAGE,
+        network: &network,
+    };
+
+    // Deploy and converge.
+    let out = xtask(
+        &env_file,
+        &[
+            "deploy",
+            "--env",
+            "betanet",
+            "--stack",
+            STACK,
+            "--format",
+            "json",
+            "--timeout",
+            "300",
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "deploy failed: {}", text(&out));
+    let outcome: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let services: Vec<&str> = outcome["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    for s in ["postgres", "mixnode-1", "mixnode-2", "mixnode-3"] {
+        assert!(services.contains(&s), "{s} not deployed: {services:?}");
+    }
+    eprintln!(
+        "swarm_single: deploy -> converged in {:.1}s ({:.1}s in all)",
+        outcome["converged_seconds"].as_f64().unwrap(),
+        outcome["total_seconds"].as_f64().unwrap()
+    );
+    let status = xtask(
+        &env_file,
+        &["deploy", "status", "--stack", STACK, "--format", "json"],
+        &[],
+    );
+    assert!(status.status.success(), "{}", text(&status));
+    let doc: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    for row in doc["services"].as_array().unwrap() {
+        let (running, desired) = row["replicas"].as_str().unwrap().split_once('/').unwrap();
+        assert_eq!(running, desired, "not converged: {row}");
+    }
+
+    // 1,000 packets through the three mixnodes.
+    let lg = cleanup.container("fogswarm1-loadgen");
+    let run = loadgen(&here, &lg, 1000, 30);
+    assert_eq!(
+        (run.sent, run.delivered, &run.error),
+        (1000, 1000, &None),
+        "loadgen on the swarm: {run:?}"
+    );
+
+    // A rolling update to a new tag while loadgen keeps sending.
+    let new_tag = format!("fogswarm-mixnode:update-{}", std::process::id());
+    derived_image(&new_tag, None);
+    cleanup.images.push(new_tag.clone());
+    let stop = Arc::new(AtomicBool::new(false));
+    let runs: Arc<Mutex<Vec<Run>>> = Arc::default();
+    let prober = {
+        let (stop, runs, network) = (stop.clone(), runs.clone(), network.clone());
+        let name = cleanup.container("fogswarm1-probe");
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let at = Place {
+                    host: None,
+                    image: MIXNODE_IMAGE,
+                    network: &network,
+                };
+                let run = loadgen(&at, &name, 200, 5);
+                runs.lock().unwrap().push(run);
+            }
+        })
+    };
+    let began = Instant::now();
+    let out = redeploy(&env_file, &new_tag, "300");
+    let update_took = began.elapsed();
+    // Let one more run start after the update completed.
+    std::thread::sleep(Duration::from_secs(2));
+    stop.store(true, Ordering::Relaxed);
+    prober.join().unwrap();
+    assert!(
+        out.status.success(),
+        "rolling update failed: {}",
+        text(&out)
+    );
+    for n in 1..=3 {
+        assert_eq!(service_image(&format!("mixnode-{n}")), new_tag);
+    }
+    let runs = runs.lock().unwrap().clone();
+    let sent: u64 = runs.iter().map(|r| r.sent).sum();
+    let delivered: u64 = runs.iter().map(|r| r.delivered).sum();
+    let unreachable: Vec<&String> = runs.iter().filter_map(|r| r.error.as_ref()).collect();
+    eprintln!(
+        "swarm_single: rolling update in {:.1}s; {} loadgen runs during it: {delivered}/{sent} delivered, {} could not reach a node",
+        update_took.as_secs_f64(),
+        runs.len(),
+        unreachable.len()
+    );
+    assert!(
+        runs.len() >= 2,
+        "loadgen ran {} time(s) during the update",
+        runs.len()
+    );
+    assert!(
+        unreachable.is_empty(),
+        "a mixnode stopped answering during the start-first update: {unreachable:?}"
+    );
+    assert!(
+        delivered > 0,
+        "nothing delivered during the update: {runs:?}"
+    );
+    // The first packets after an update can meet a pooled connection to a
+    // task that is gone (the mixnode notices only when a write fails): one
+    // warm-up run, reported, then the full run must lose nothing.
+    let warm = loadgen(&here, &lg, 200, 10);
+    eprintln!(
+        "swarm_single: first run after the update: {}/{} delivered",
+        warm.delivered, warm.sent
+    );
+    let after = loadgen(&here, &lg, 1000, 30);
+    assert_eq!(
+        (after.sent, after.delivered),
+        (1000, 1000),
+        "after the update: {after:?}"
+    );
+
+    // `deploy rollback` returns mixnode-2 to its previous spec.
+    let out = xtask(
+        &env_file,
+        &[
+            "deploy",
+            "rollback",
+            "--stack",
+            STACK,
+            "--service",
+            "mixnode-2",
+            "--timeout",
+            "240",
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        service_image("mixnode-2"),
+        MIXNODE_IMAGE,
+        "rolled back to the first deploy"
+    );
+    assert_eq!(
+        service_image("mixnode-1"),
+        new_tag,
+        "only mixnode-2 was rolled back"
+    );
+
+    // A failing image: the update rolls back and the failing task is named.
+    let bad_tag = format!("fogswarm-mixnode:broken-{}", std::process::id());
+    derived_image(
+        &bad_tag,
+        Some("[\"/usr/local/bin/mixnode\", \"no-such-argument\"]"),
+    );
+    cleanup.images.push(bad_tag.clone());
+    let out = redeploy(&env_file, &bad_tag, "240");
+    assert!(
+        !out.status.success(),
+        "a broken image converged: {}",
+        text(&out)
+    );
+    let err = common::stderr(&out);
+    assert!(
+        err.contains("did not converge") && err.contains("task fogswarm1_mixnode-"),
+        "the failure names the task: {err}"
+    );
+    assert!(err.contains("non-zero exit"), "and its error: {err}");
+    // Each service rolls back on its own; the first failure ends the wait.
+    let expected = [
+        (1, new_tag.as_str()),
+        (2, MIXNODE_IMAGE),
+        (3, new_tag.as_str()),
+    ];
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let now: Vec<String> = (1..=3)
+            .map(|n| service_image(&format!("mixnode-{n}")))
+            .collect();
+        if expected.iter().all(|(n, img)| now[n - 1] == *img) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not rolled back: {now:?}");
+        std::thread::sleep(Duration::from_secs(1));
+    }
+
+    // `deploy rm --volumes` leaves nothing of the stack.
+    let out = xtask(
+        &env_file,
+        &["deploy", "rm", "--stack", STACK, "--volumes", "--yes"],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(leftovers(STACK), Vec::<String>::new());
+    let nets = docker(&["network", "ls", "--format", "{{.Name}}"]);
+    assert!(!nets.contains("fogswarm1-"), "networks left: {nets}");
+    swarm.leave();
+    let state = docker(&["info", "--format", "{{.Swarm.LocalNodeState}}"]);
+    assert_eq!(state, "inactive");
+    let nets = docker_output(&["network", "ls", "--format", "{{.Name}}"]);
+    let nets = String::from_utf8_lossy(&nets.stdout);
+    assert!(
+        !nets
+            .lines()
+            .any(|n| n == "docker_gwbridge" || n == "ingress"),
+        "swarm networks left: {nets}"
+    );
+}
