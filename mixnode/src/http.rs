@@ -1,21 +1,35 @@
-//! A deliberately small HTTP/1.1 layer: a server for the node's three GET
-//! routes (one request per connection, `Connection: close`, request head
-//! capped at 8 KiB and 5 s, at most 64 connections at once) and a blocking
-//! client for `mixnode healthcheck` and `loadgen`, which only ever GET plain
-//! `http://host:port/path` URLs.
+//! HTTP for the node's three GET routes, served by hyper (HTTP/1.1 only):
+//! request heads must arrive within [`HEADER_TIMEOUT`], a connection lives
+//! at most [`CONNECTION_TIMEOUT`], and at most [`MAX_CONNECTIONS`] are served
+//! at once (more are closed unanswered), so slow or idle clients
+//! (slowloris) cannot make `/health` fail. Also a blocking client for
+//! `mixnode healthcheck` and `loadgen`, which only ever GET plain
+//! `http://host:port/path` URLs, with a timeout on every socket operation
+//! and a cap on the response size ([`MAX_RESPONSE`]).
 
+use std::convert::Infallible;
 use std::io::{Read, Write};
 use std::net::{TcpStream as StdTcpStream, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONNECTION, CONTENT_TYPE};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
 
-const MAX_HEAD: usize = 8 * 1024;
-const READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Time a client has to send its whole request head.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest a connection is served (keep-alive included).
+pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
 /// Concurrent HTTP connections served; more are closed unanswered.
-const MAX_CONNECTIONS: usize = 64;
+pub const MAX_CONNECTIONS: usize = 512;
+/// Largest response the client reads.
+pub const MAX_RESPONSE: u64 = 4 * 1024 * 1024;
 
 /// A response: status code, content type and body.
 pub struct Response {
@@ -34,15 +48,17 @@ impl Response {
     }
 }
 
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        400 => "Bad Request",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        503 => "Service Unavailable",
-        _ => "Status",
-    }
+fn to_hyper(response: Response) -> hyper::Response<Full<Bytes>> {
+    let mut out = hyper::Response::new(Full::new(Bytes::from(response.body)));
+    *out.status_mut() =
+        hyper::StatusCode::from_u16(response.status).unwrap_or(hyper::StatusCode::OK);
+    let headers = out.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static(response.content_type),
+    );
+    headers.insert(CONNECTION, HeaderValue::from_static("close"));
+    out
 }
 
 /// Serves `route(path)` for every GET until the task is dropped.
@@ -60,49 +76,30 @@ where
                 };
                 let route = route.clone();
                 tokio::spawn(async move {
-                    let _ = tokio::time::timeout(READ_TIMEOUT, handle(stream, &*route)).await;
+                    let service = service_fn(move |req: hyper::Request<Incoming>| {
+                        let response = if req.method() == hyper::Method::GET {
+                            route(req.uri().path())
+                        } else {
+                            Response::text(405, "only GET is supported\n")
+                        };
+                        async move { Ok::<_, Infallible>(to_hyper(response)) }
+                    });
+                    let connection = http1::Builder::new()
+                        .timer(TokioTimer::new())
+                        .header_read_timeout(HEADER_TIMEOUT)
+                        .max_buf_size(16 * 1024)
+                        .keep_alive(false)
+                        .serve_connection(TokioIo::new(stream), service);
+                    let _ = tokio::time::timeout(CONNECTION_TIMEOUT, connection).await;
                     drop(slot);
                 });
             }
             Err(e) => {
-                tracing::warn!("http accept failed: {e}");
+                tracing::debug!("http accept failed: {e}");
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
     }
-}
-
-async fn handle<F: Fn(&str) -> Response>(mut stream: TcpStream, route: &F) -> std::io::Result<()> {
-    let mut head = Vec::with_capacity(512);
-    let mut chunk = [0u8; 1024];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") && !head.ends_with(b"\n\n") {
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            break;
-        }
-        head.extend_from_slice(&chunk[..n]);
-        if head.len() > MAX_HEAD {
-            break;
-        }
-    }
-    let line = String::from_utf8_lossy(&head);
-    let mut parts = line.lines().next().unwrap_or("").split_whitespace();
-    let response = match (parts.next(), parts.next()) {
-        (Some("GET"), Some(target)) => route(target.split('?').next().unwrap_or(target)),
-        (Some(_), Some(_)) => Response::text(405, "only GET is supported\n"),
-        _ => Response::text(400, "bad request\n"),
-    };
-    let mut out = format!(
-        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        response.status,
-        reason(response.status),
-        response.content_type,
-        response.body.len()
-    )
-    .into_bytes();
-    out.extend_from_slice(response.body.as_bytes());
-    stream.write_all(&out).await?;
-    stream.shutdown().await
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -113,6 +110,8 @@ pub enum ClientError {
     Io { url: String, source: std::io::Error },
     #[error("{0}: not an HTTP response")]
     BadResponse(String),
+    #[error("{0}: response larger than 4 MiB")]
+    TooLarge(String),
 }
 
 /// GETs `url` (plain http only) and returns the status code and body.
@@ -152,13 +151,32 @@ pub fn get(url: &str, timeout: Duration) -> Result<(u16, String), ClientError> {
     let mut stream = StdTcpStream::connect_timeout(&addr, timeout).map_err(io)?;
     stream.set_read_timeout(Some(timeout)).map_err(io)?;
     stream.set_write_timeout(Some(timeout)).map_err(io)?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(io)?;
+    // One write: a server that answers before reading it all cannot break
+    // the request in the middle.
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).map_err(io)?;
+    // `timeout` bounds the whole response, not just each read.
+    let deadline = std::time::Instant::now() + timeout;
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).map_err(io)?;
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        let n = stream.read(&mut chunk).map_err(io)?;
+        if n == 0 {
+            break;
+        }
+        raw.extend_from_slice(&chunk[..n]);
+        if raw.len() as u64 > MAX_RESPONSE {
+            return Err(ClientError::TooLarge(url.to_string()));
+        }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "response not complete within the timeout",
+            )));
+        }
+        stream.set_read_timeout(Some(left)).map_err(io)?;
+    }
     let text = String::from_utf8_lossy(&raw);
     let (head, body) = text
         .split_once("\r\n\r\n")

@@ -12,3 +12,5 @@ pub mod metrics;
 pub mod node;
 pub mod pipeline;
 pub mod registry;
+pub mod topology;
+pub mod warnings;

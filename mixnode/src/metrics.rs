@@ -7,7 +7,47 @@
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::Arc;
 use std::time::Duration;
+
+use crate::warnings::{Warning, Warnings};
+
+/// Why an inbound mix connection was refused or closed by the node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnEvent {
+    /// Refused: its source address already holds MAX_CONNECTIONS_PER_SOURCE.
+    RefusedPerSource,
+    /// Refused: MAX_CONNECTIONS are open.
+    RefusedTotal,
+    /// Refused: only the reserved slots are left, kept for known mixes and
+    /// sources that have sent whole frames before.
+    RefusedReserved,
+    /// Closed: no byte for MIX_IDLE_TIMEOUT_MS.
+    ClosedIdle,
+    /// Closed: a frame (the first one from accept) did not complete within MIX_READ_TIMEOUT_MS.
+    ClosedReadTimeout,
+}
+
+impl ConnEvent {
+    pub const ALL: [ConnEvent; 5] = [
+        ConnEvent::RefusedPerSource,
+        ConnEvent::RefusedTotal,
+        ConnEvent::RefusedReserved,
+        ConnEvent::ClosedIdle,
+        ConnEvent::ClosedReadTimeout,
+    ];
+
+    /// (metric, reason label)
+    pub fn labels(self) -> (&'static str, &'static str) {
+        match self {
+            ConnEvent::RefusedPerSource => ("refused", "per_source"),
+            ConnEvent::RefusedTotal => ("refused", "total"),
+            ConnEvent::RefusedReserved => ("refused", "reserved"),
+            ConnEvent::ClosedIdle => ("closed", "idle"),
+            ConnEvent::ClosedReadTimeout => ("closed", "read_timeout"),
+        }
+    }
+}
 
 /// Why a packet left the node without being sent on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,10 +67,16 @@ pub enum DropReason {
     /// It asks this node for something its NODE_TYPE does not do: a deliver
     /// (exit) instruction at an `entry` or `middle` node.
     Role,
+    /// Its next hop is not a known mix (`MIX_PEERS` or the registry): no open relay.
+    UnknownNextHop,
+    /// It asks for a per-hop delay above `MAX_DELAY_MS`.
+    ExcessiveDelay,
+    /// An exit's destination outside `EXIT_ALLOW`.
+    ExitDenied,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 7] = [
+    pub const ALL: [DropReason; 10] = [
         DropReason::Malformed,
         DropReason::Replay,
         DropReason::Overload,
@@ -38,6 +84,9 @@ impl DropReason {
         DropReason::Unreachable,
         DropReason::Shutdown,
         DropReason::Role,
+        DropReason::UnknownNextHop,
+        DropReason::ExcessiveDelay,
+        DropReason::ExitDenied,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -49,6 +98,9 @@ impl DropReason {
             DropReason::Unreachable => "unreachable",
             DropReason::Shutdown => "shutdown",
             DropReason::Role => "role",
+            DropReason::UnknownNextHop => "unknown_next_hop",
+            DropReason::ExcessiveDelay => "excessive_delay",
+            DropReason::ExitDenied => "exit_denied",
         }
     }
 }
@@ -71,12 +123,21 @@ pub struct Metrics {
     pub delivered: AtomicU64,
     dropped: [AtomicU64; DropReason::ALL.len()],
     /// Packets admitted and not yet written or dropped (inbound queue,
-    /// delay queue and next-hop buffers); capped by MAX_QUEUE_DEPTH.
-    pub queue_depth: AtomicUsize,
+    /// delay queue and next-hop buffers); capped by MAX_QUEUE_DEPTH. Shared
+    /// with every packet's [`crate::pipeline::Ticket`], which gives its slot back when dropped.
+    pub queue_depth: Arc<AtomicUsize>,
     /// The part of `queue_depth` in next-hop buffers.
     pub outbound_depth: AtomicUsize,
     pub inbound_connections: AtomicUsize,
     pub outbound_connections: AtomicUsize,
+    conn_events: [AtomicU64; ConnEvent::ALL.len()],
+    /// Read-pauses because the queue was full or the sender above its fair share.
+    pub backpressure_waits: AtomicU64,
+    /// Entries evicted from the next-hop table (least recently used).
+    pub peers_evicted: AtomicU64,
+    /// Known mixes (MIX_PEERS entries + registry rows).
+    pub known_mixes: AtomicUsize,
+    pub warnings: Warnings,
     buckets: [AtomicU64; BUCKETS.len()],
     observed_count: AtomicU64,
     observed_sum_nanos: AtomicU64,
@@ -96,6 +157,14 @@ pub struct Info<'a> {
 impl Metrics {
     pub fn drop_packets(&self, reason: DropReason, n: u64) {
         self.dropped[reason as usize].fetch_add(n, Relaxed);
+    }
+
+    pub fn conn_event(&self, event: ConnEvent) {
+        self.conn_events[event as usize].fetch_add(1, Relaxed);
+    }
+
+    pub fn conn_events(&self, event: ConnEvent) -> u64 {
+        self.conn_events[event as usize].load(Relaxed)
     }
 
     pub fn dropped(&self, reason: DropReason) -> u64 {
@@ -208,6 +277,54 @@ impl Metrics {
             "Open connections to next hops.",
             self.outbound_connections.load(Relaxed) as f64,
         );
+        for (metric, help) in [
+            ("refused", "Inbound mix connections refused, by reason."),
+            (
+                "closed",
+                "Inbound mix connections the node closed, by reason.",
+            ),
+        ] {
+            let name = format!("mixnode_connections_{metric}_total");
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for event in ConnEvent::ALL {
+                let (m, reason) = event.labels();
+                if m == metric {
+                    let value = self.conn_events(event);
+                    let _ = writeln!(out, "{name}{{reason=\"{reason}\"}} {value}");
+                }
+            }
+        }
+        counter(
+            &mut out,
+            "mixnode_backpressure_waits_total",
+            "Times a mix connection stopped reading because the queue was full or its sender above its fair share.",
+            self.backpressure_waits.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "mixnode_next_hops_evicted_total",
+            "Idle next hops evicted from the next-hop table (least recently used).",
+            self.peers_evicted.load(Relaxed),
+        );
+        gauge(
+            &mut out,
+            "mixnode_known_mixes",
+            "Mixes this node may relay to (MIX_PEERS entries plus registry rows).",
+            self.known_mixes.load(Relaxed) as f64,
+        );
+        let _ = writeln!(
+            out,
+            "# HELP mixnode_warnings_total Warning conditions seen, by kind (each kind is logged at most once a minute).\n\
+             # TYPE mixnode_warnings_total counter"
+        );
+        for kind in Warning::ALL {
+            let _ = writeln!(
+                out,
+                "mixnode_warnings_total{{kind=\"{}\"}} {}",
+                kind.as_str(),
+                self.warnings.total(kind)
+            );
+        }
         gauge(
             &mut out,
             "mixnode_replay_filter_bytes",

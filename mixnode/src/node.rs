@@ -1,10 +1,12 @@
 //! Assembles and runs one mixnode: loads or creates the key, binds the mix
-//! and HTTP ports, starts the pipeline, serves `/health`, `/metrics` and
-//! `/status`, registers in PostgreSQL when asked, and on SIGTERM or Ctrl-C
+//! and HTTP ports, loads the replay filter's snapshot, starts the pipeline,
+//! serves `/health`, `/metrics` and `/status`, registers in PostgreSQL and
+//! reads the topology when asked, saves the replay filter every
+//! REPLAY_SAVE_INTERVAL_SECS, and on SIGTERM or Ctrl-C
 //! shuts down gracefully: `/health` turns 503, the mix port stops accepting
 //! and reading, packets already inside are sent on within [`DRAIN_DEADLINE`],
 //! whatever is left after that (or after a second signal) is counted as
-//! dropped `shutdown`.
+//! dropped `shutdown`, and the replay filter is saved a last time.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -17,10 +19,15 @@ use tokio::sync::watch;
 use crate::config::Config;
 use crate::http::{self, Response};
 use crate::keystore;
-use crate::metrics::{DropReason, Info};
+use crate::metrics::{DropReason, Info, Metrics};
+use crate::pipeline::sources::Sources;
 use crate::pipeline::{admission::Admission, ingress, scheduler, workers, Shared};
 use crate::registry::{self, Registration};
 use crate::replay::ReplayFilter;
+use crate::topology::Topology;
+
+/// The replay filter's snapshot in DATA_DIR.
+pub const REPLAY_FILE: &str = "replay.bin";
 
 /// Docker waits 10 s between SIGTERM and SIGKILL; finish well before that.
 pub const DRAIN_DEADLINE: Duration = Duration::from_secs(8);
@@ -55,7 +62,7 @@ struct Status {
 
 /// Runs the node until SIGTERM/Ctrl-C and a graceful drain.
 pub async fn run(config: Config) -> Result<(), NodeError> {
-    let (key, fresh) = keystore::load_or_generate(&config.data_dir)?;
+    let (key, fresh) = keystore::load_or_generate(&config.data_dir, config.fix_key_permissions)?;
     let public_key = key.public_key().to_string();
     let id = config
         .node_id
@@ -72,14 +79,39 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
     let mix_listener = bind("MIX_PORT", config.mix_port).await?;
     let http_listener = bind("NODE_PORT", config.node_port).await?;
 
+    let metrics = Metrics::default();
+    let sources = Arc::new(Sources::new(
+        config.max_connections,
+        config.max_connections_per_source,
+        config.max_queue_depth,
+        metrics.queue_depth.clone(),
+    ));
+    let topology = Topology::new(config.mix_peers.clone(), config.exit_allow.clone());
+    metrics.known_mixes.store(topology.known_mixes(), Relaxed);
+    // Sized by REPLAY_CAPACITY, 1e-6 false positives until that many
+    // packets. The key epoch is the node key (no rotation yet): past
+    // capacity the false-positive rate climbs, which
+    // `mixnode_replay_filter_false_positive_rate` shows.
+    let replay = ReplayFilter::new(config.replay_capacity, key.public_key().fingerprint());
+    let replay_path = config.data_dir.join(REPLAY_FILE);
+    match replay.load(&replay_path) {
+        Ok(()) => tracing::info!(
+            entries = replay.len(),
+            "replay filter restored from {}",
+            replay_path.display()
+        ),
+        Err(crate::replay::SnapshotError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => tracing::warn!(
+            "not using {}: {e}; starting with an empty replay filter",
+            replay_path.display()
+        ),
+    }
     let shared = Arc::new(Shared {
-        admission: Admission::new(config.target_throughput, config.max_queue_depth),
-        // Sized by REPLAY_CAPACITY, 1e-6 false positives until that many
-        // packets. The key epoch is the node key (no rotation yet): past
-        // capacity the false-positive rate climbs, which
-        // `mixnode_replay_filter_false_positive_rate` shows.
-        replay: ReplayFilter::new(config.replay_capacity, key.public_key().fingerprint()),
-        metrics: Default::default(),
+        admission: Admission::new(config.target_throughput),
+        sources,
+        topology,
+        replay,
+        metrics,
         key,
         config: config.clone(),
     });
@@ -115,7 +147,7 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
     };
     let http_server = tokio::spawn(http::serve(http_listener, routes));
 
-    if let Some(url) = config.database_url.clone() {
+    if let Some(db) = config.database.clone() {
         let me = Registration {
             node_id: id,
             role: config.role.as_str(),
@@ -125,8 +157,13 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
             version: VERSION,
             started_at: SystemTime::now(),
         };
-        tokio::spawn(registry::run(url, me, stop_rx.clone()));
+        tokio::spawn(registry::run(db, me, shared.clone(), stop_rx.clone()));
     }
+    let saver = tokio::spawn(save_replay_periodically(
+        shared.clone(),
+        replay_path.clone(),
+        stop_rx.clone(),
+    ));
 
     status.ready.store(true, Relaxed);
     tracing::info!(
@@ -164,6 +201,8 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
         );
     }
     http_server.abort();
+    let _ = saver.await;
+    save_replay(&shared, &replay_path).await;
     tracing::info!(
         received = metrics.received.load(Relaxed),
         forwarded = metrics.forwarded.load(Relaxed),
@@ -172,6 +211,29 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
         "stopped"
     );
     Ok(())
+}
+
+/// Saves the replay filter (on a blocking thread: it writes the whole filter).
+async fn save_replay(shared: &Arc<Shared>, path: &std::path::Path) {
+    let (shared, path) = (shared.clone(), path.to_path_buf());
+    let saved =
+        tokio::task::spawn_blocking(move || shared.replay.save(&path).map_err(|e| (e, path))).await;
+    if let Ok(Err((e, path))) = saved {
+        tracing::warn!("cannot save the replay filter to {}: {e}", path.display());
+    }
+}
+
+async fn save_replay_periodically(
+    shared: Arc<Shared>,
+    path: std::path::PathBuf,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(shared.config.replay_save_interval) => save_replay(&shared, &path).await,
+            _ = stop.changed() => return,
+        }
+    }
 }
 
 async fn wait_for_signal() -> Result<(), NodeError> {

@@ -5,7 +5,9 @@
 //! mutex-guarded shards, so a tag's check-and-insert is atomic and threads
 //! rarely contend. `rotate` clears it when the node's key epoch changes
 //! (tags are bound to the node key, so old-epoch packets fail authentication
-//! under the new key anyway).
+//! under the new key anyway). `save` writes a snapshot atomically and
+//! `load` reads one back if it belongs to the same epoch and sizing, so
+//! replay protection survives a restart (FORMAT.md, "Replay protection").
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -151,10 +153,135 @@ impl ReplayFilter {
     }
 }
 
+/// First bytes of a snapshot file.
+const SNAPSHOT_MAGIC: &[u8; 8] = b"MXRPLY01";
+
+/// Why a snapshot could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("not a replay filter snapshot")]
+    Magic,
+    #[error("snapshot belongs to another key epoch or REPLAY_CAPACITY")]
+    Mismatch,
+    #[error("snapshot checksum does not match (truncated or corrupt)")]
+    Checksum,
+}
+
+fn mix(sum: u64, word: u64) -> u64 {
+    (sum ^ word).wrapping_mul(0x0100_0000_01b3).rotate_left(17)
+}
+
+impl ReplayFilter {
+    /// Writes a snapshot to `path` atomically (temp file, fsync, rename):
+    /// magic, epoch, capacity, words per shard, inserted count, the bit
+    /// words (u64 little-endian, shard after shard) and a checksum. Shards
+    /// are copied one at a time, so inserts wait at most one shard copy.
+    pub fn save(&self, path: &std::path::Path) -> Result<(), SnapshotError> {
+        use std::io::Write;
+        let words = self.bits_per_shard / 64;
+        crate::keystore::write_atomically_with(path, |file| {
+            let mut out = std::io::BufWriter::with_capacity(1 << 16, file);
+            out.write_all(SNAPSHOT_MAGIC)?;
+            for v in [self.epoch(), self.capacity as u64, words, self.len() as u64] {
+                out.write_all(&v.to_le_bytes())?;
+            }
+            let mut sum = 0u64;
+            let mut copy: Vec<u64> = Vec::with_capacity(words as usize);
+            for shard in self.shards.iter() {
+                copy.clear();
+                copy.extend_from_slice(&shard.lock().unwrap_or_else(|e| e.into_inner()));
+                for w in &copy {
+                    sum = mix(sum, *w);
+                    out.write_all(&w.to_le_bytes())?;
+                }
+            }
+            out.write_all(&sum.to_le_bytes())?;
+            out.flush()
+        })?;
+        Ok(())
+    }
+
+    /// Reads a snapshot into this (fresh) filter if it matches its epoch and
+    /// sizing; on any error the filter is left empty.
+    pub fn load(&self, path: &std::path::Path) -> Result<(), SnapshotError> {
+        use std::io::Read;
+        let mut input = std::io::BufReader::with_capacity(1 << 16, std::fs::File::open(path)?);
+        let mut head = [0u8; 40];
+        input.read_exact(&mut head)?;
+        if &head[..8] != SNAPSHOT_MAGIC {
+            return Err(SnapshotError::Magic);
+        }
+        let field =
+            |i: usize| u64::from_le_bytes(head[8 + i * 8..16 + i * 8].try_into().expect("8"));
+        let words = self.bits_per_shard / 64;
+        if field(0) != self.epoch() || field(1) != self.capacity as u64 || field(2) != words {
+            return Err(SnapshotError::Mismatch);
+        }
+        let inserted = field(3);
+        let mut sum = 0u64;
+        let mut word = [0u8; 8];
+        let mut loaded: Vec<Box<[u64]>> = Vec::with_capacity(SHARDS);
+        for _ in 0..SHARDS {
+            let mut shard = vec![0u64; words as usize].into_boxed_slice();
+            for w in shard.iter_mut() {
+                input.read_exact(&mut word)?;
+                *w = u64::from_le_bytes(word);
+                sum = mix(sum, *w);
+            }
+            loaded.push(shard);
+        }
+        input.read_exact(&mut word)?;
+        if u64::from_le_bytes(word) != sum || input.read(&mut word)? != 0 {
+            return Err(SnapshotError::Checksum);
+        }
+        for (shard, bits) in self.shards.iter().zip(loaded) {
+            *shard.lock().unwrap_or_else(|e| e.into_inner()) = bits;
+        }
+        self.inserted.store(inserted as usize, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::sync::Arc;
+
+    #[test]
+    fn snapshot_round_trips_and_refuses_other_epochs_and_corruption() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("replay.bin");
+        let filter = ReplayFilter::new(5_000, 42);
+        for n in 0..3_000 {
+            filter.check_and_insert(&tag(n));
+        }
+        filter.save(&path).unwrap();
+        let back = ReplayFilter::new(5_000, 42);
+        back.load(&path).unwrap();
+        assert_eq!(back.len(), 3_000);
+        assert!((0..3_000).all(|n| !back.check_and_insert(&tag(n))));
+        assert!(back.check_and_insert(&tag(9_999_999)));
+        assert!(matches!(
+            ReplayFilter::new(5_000, 43).load(&path),
+            Err(SnapshotError::Mismatch)
+        ));
+        assert!(matches!(
+            ReplayFilter::new(6_000, 42).load(&path),
+            Err(SnapshotError::Mismatch)
+        ));
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[100] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        let corrupt = ReplayFilter::new(5_000, 42);
+        assert!(matches!(corrupt.load(&path), Err(SnapshotError::Checksum)));
+        assert!(corrupt.is_empty() && !corrupt.contains(&tag(1)));
+        std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+        assert!(matches!(corrupt.load(&path), Err(SnapshotError::Io(_))));
+        let leftovers = std::fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(leftovers, 1, "no temp files left behind");
+    }
 
     fn tag(n: u64) -> ReplayTag {
         // Spread n over 16 bytes the way HKDF output would look: SplitMix64.

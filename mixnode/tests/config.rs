@@ -1,5 +1,6 @@
-//! The binary's configuration surface: a bad variable exits 2 with one line
-//! naming it; the key survives restarts with mode 0600; `mixnode healthcheck`
+//! The binary's configuration surface: a bad variable (out of its range,
+//! contradictory database settings, an unusable key file, an empty DATA_DIR)
+//! exits 2 with one line naming it; the key survives restarts with mode 0600; `mixnode healthcheck`
 //! exits 0 against a healthy node and 1 when nothing answers;
 //! REPLAY_CAPACITY sizes the replay filter.
 
@@ -26,22 +27,62 @@ fn bad_env_value_exits_2_with_one_line_naming_the_variable() {
         (
             "PIPELINE_WORKERS",
             "abc",
-            "error: PIPELINE_WORKERS=abc: expected a positive integer",
+            "error: PIPELINE_WORKERS=abc: expected an integer from 1 to 64 (threads)",
+        ),
+        (
+            "PIPELINE_WORKERS",
+            "100000",
+            "error: PIPELINE_WORKERS=100000: expected an integer from 1 to 64",
         ),
         (
             "BATCH_SIZE",
             "0",
-            "error: BATCH_SIZE=0: expected a positive integer",
+            "error: BATCH_SIZE=0: expected an integer from 1 to 1024",
+        ),
+        (
+            "BATCH_SIZE",
+            "1000000000",
+            "error: BATCH_SIZE=1000000000: expected an integer from 1 to 1024",
+        ),
+        (
+            "BATCH_SIZE",
+            "99999999999999999999",
+            "error: BATCH_SIZE=99999999999999999999: expected",
         ),
         (
             "POOL_SIZE",
             "-3",
-            "error: POOL_SIZE=-3: expected a positive integer",
+            "error: POOL_SIZE=-3: expected an integer from 1 to 1000000",
+        ),
+        (
+            "POOL_SIZE",
+            "18446744073709551615",
+            "error: POOL_SIZE=18446744073709551615: expected",
         ),
         (
             "MAX_QUEUE_DEPTH",
             "lots",
-            "error: MAX_QUEUE_DEPTH=lots: expected a positive integer",
+            "error: MAX_QUEUE_DEPTH=lots: expected an integer",
+        ),
+        (
+            "MAX_QUEUE_DEPTH",
+            "1000000000",
+            "error: MAX_QUEUE_DEPTH=1000000000: expected an integer from 1 to 1000000",
+        ),
+        (
+            "MAX_DELAY_MS",
+            "99000",
+            "error: MAX_DELAY_MS=99000: expected an integer from 0 to 10000",
+        ),
+        (
+            "MAX_CONNECTIONS",
+            "0",
+            "error: MAX_CONNECTIONS=0: expected an integer from 1",
+        ),
+        (
+            "MIX_READ_TIMEOUT_MS",
+            "1",
+            "error: MIX_READ_TIMEOUT_MS=1: expected",
         ),
         (
             "TARGET_THROUGHPUT",
@@ -79,6 +120,21 @@ fn bad_env_value_exits_2_with_one_line_naming_the_variable() {
             "99999999999",
             "error: REPLAY_CAPACITY=99999999999: expected an integer",
         ),
+        (
+            "MIX_PEERS",
+            "a b:1",
+            "error: MIX_PEERS=a b:1: expected a comma-separated list",
+        ),
+        (
+            "DATA_DIR",
+            "",
+            "error: DATA_DIR=: expected a directory path",
+        ),
+        (
+            "DATABASE_PASSWORD_FILE",
+            "/nonexistent",
+            "error: DATABASE_PASSWORD_FILE is set without DATABASE_URL",
+        ),
     ];
     for (name, value, want) in cases {
         let mut vars = vec![
@@ -98,6 +154,98 @@ fn bad_env_value_exits_2_with_one_line_naming_the_variable() {
     let out = run_with(&[("DATA_DIR", data)]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("NODE_TYPE is not set"));
+}
+
+#[test]
+fn literal_password_beside_a_password_file_exits_2_without_echoing_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "fromfile\n").unwrap();
+    let out = run_with(&[
+        ("NODE_TYPE", "entry"),
+        ("DATA_DIR", dir.path().to_str().unwrap()),
+        ("DATABASE_URL", "postgres://fog:literal@postgres:5432/fog"),
+        ("DATABASE_PASSWORD_FILE", pw.to_str().unwrap()),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("carries a password too"), "{stderr}");
+    assert!(!stderr.contains("literal"), "{stderr}");
+}
+
+/// Runs the node against a DATA_DIR whose node.key was made by `make`;
+/// it must exit 2 promptly with one line containing `want`.
+fn refuses_key(make: impl FnOnce(&std::path::Path), want: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    make(&dir.path().join("node.key"));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mixnode"))
+        .env_clear()
+        .envs([
+            ("NODE_TYPE", "entry"),
+            ("DATA_DIR", dir.path().to_str().unwrap()),
+            ("NODE_PORT", &common::free_port().to_string()),
+            ("MIX_PORT", &common::free_port().to_string()),
+            ("BIND_ADDR", "127.0.0.1"),
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("node hung on a key file that should be refused ({want})");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(2), "{want}: {stderr}");
+    assert!(stderr.contains(want), "{want}: {stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+}
+
+#[test]
+fn hostile_key_files_exit_2_promptly_with_one_line() {
+    use std::fs;
+    refuses_key(
+        |p| {
+            assert!(Command::new("mkfifo").arg(p).status().unwrap().success());
+        },
+        "is not a regular file",
+    );
+    refuses_key(
+        |p| std::os::unix::fs::symlink("/dev/zero", p).unwrap(),
+        "is not a regular file",
+    );
+    let private = |p: &std::path::Path, bytes: &[u8]| {
+        fs::write(p, bytes).unwrap();
+        fs::set_permissions(p, fs::Permissions::from_mode(0o600)).unwrap();
+    };
+    refuses_key(|p| private(p, &[0u8; 32]), "is all zeros");
+    refuses_key(|p| private(p, &[1u8; 4096]), "holds 4096 bytes");
+    refuses_key(
+        |p| {
+            fs::write(p, [7u8; 32]).unwrap();
+            fs::set_permissions(p, fs::Permissions::from_mode(0o666)).unwrap();
+        },
+        "readable by others; run `chmod 600",
+    );
+}
+
+#[test]
+fn fix_key_permissions_tightens_a_loose_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("node.key");
+    std::fs::write(&key, [7u8; 32]).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let _node = Node::start("entry", dir.path(), &[("FIX_KEY_PERMISSIONS", "true")]);
+    let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
 }
 
 #[test]

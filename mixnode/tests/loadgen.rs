@@ -50,8 +50,10 @@ fn bad_flags_exit_2_and_unreachable_nodes_exit_1() {
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(
         String::from_utf8_lossy(&out.stderr).trim(),
-        "error: --packets many: expected a positive integer"
+        "error: --packets many: expected a positive integer up to 20000000 (about 25 bytes of bookkeeping each)"
     );
+    let out = loadgen(&["--nodes", "http://127.0.0.1:1", "--packets", "20000001"]);
+    assert_eq!(out.status.code(), Some(2));
     let port = common::free_port();
     let out = loadgen(&[
         "--nodes",
@@ -87,4 +89,68 @@ fn last_node_that_is_not_an_exit_is_refused_before_sending() {
     assert!(out.stdout.is_empty());
     // Nothing was sent.
     assert_eq!(middle.metrics().received(), 0.0);
+}
+
+/// A fake node: answers every HTTP request on its port with `body` (after
+/// `head`), forever.
+fn fake_http(head: &'static str, body: impl Fn(&mut std::net::TcpStream) + Send + 'static) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut s in listener.incoming().flatten() {
+            let mut buf = [0u8; 1024];
+            let _ = std::io::Read::read(&mut s, &mut buf);
+            let _ = std::io::Write::write_all(&mut s, head.as_bytes());
+            body(&mut s);
+        }
+    });
+    port
+}
+
+#[test]
+fn huge_status_bodies_and_blocked_writes_are_bounded() {
+    // A /status of endless bytes: refused at 4 MiB, not read to the end.
+    let port = fake_http("HTTP/1.1 200 OK\r\n\r\n", |s| {
+        let chunk = vec![b'x'; 1 << 20];
+        while std::io::Write::write_all(s, &chunk).is_ok() {}
+    });
+    fails_promptly(port, &["--packets", "1"], "larger than 4 MiB");
+
+    // An "entry" that accepts and never reads: the blocked write gives up
+    // after --timeout instead of hanging.
+    let sink = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mix = sink.local_addr().unwrap().to_string();
+    let key = mixnode::packet::SecretKey::generate().public_key();
+    let status: &'static str = Box::leak(
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n\
+             {{\"public_key\":\"{key}\",\"mix_address\":\"{mix}\",\"role\":\"exit\"}}"
+        )
+        .into_boxed_str(),
+    );
+    let port = fake_http(status, |_| {});
+    let _held = std::thread::spawn(move || {
+        let conns: Vec<_> = sink.incoming().take(1).collect();
+        std::thread::sleep(std::time::Duration::from_secs(120));
+        drop(conns);
+    });
+    fails_promptly(
+        port,
+        &["--packets", "5000", "--timeout", "2"],
+        "cannot send to the entry node",
+    );
+}
+
+/// loadgen against the fake node on `port` exits 1 within a minute with
+/// `want` in its error.
+fn fails_promptly(port: u16, extra: &[&str], want: &str) {
+    let started = std::time::Instant::now();
+    let nodes = format!("http://127.0.0.1:{port}");
+    let mut args = vec!["--nodes", &nodes];
+    args.extend_from_slice(extra);
+    let out = loadgen(&args);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(want), "{stderr}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
 }

@@ -38,6 +38,15 @@ impl Cluster {
         self.dir.path().join("data")
     }
 
+    /// A running cluster, or `None` (skip) when the binaries are missing and CI is unset.
+    fn start_or_skip() -> Option<Cluster> {
+        if !Path::new(PG_BIN).join("initdb").exists() || !Path::new(PG_BIN).join("psql").exists() {
+            may_skip("PostgreSQL 15 binaries");
+            return None;
+        }
+        Some(Cluster::start())
+    }
+
     fn start() -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let as_nobody = unsafe_is_root();
@@ -136,14 +145,12 @@ fn unsafe_is_root() -> bool {
 
 #[test]
 fn node_registers_and_heartbeats_in_topology_table() {
-    if !Path::new(PG_BIN).join("initdb").exists() || !Path::new(PG_BIN).join("psql").exists() {
-        may_skip("PostgreSQL 15 binaries");
+    let Some(cluster) = Cluster::start_or_skip() else {
         return;
-    }
-    let cluster = Cluster::start();
+    };
     let migration = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../migrations/0001_mixnode_topology.sql"
+        "/../migrations/V0001__mixnode_topology.sql"
     );
     cluster.psql(&["-f", migration]);
     // The migration is idempotent.
@@ -186,4 +193,74 @@ fn node_registers_and_heartbeats_in_topology_table() {
     // Without a restart, the heartbeat (every 10 s) moves last_seen on again.
     let after_restart = seen();
     common::eventually(25, "heartbeat", || seen() != after_restart);
+}
+
+#[test]
+fn topology_table_decides_relays_and_its_absence_is_logged_once() {
+    let Some(cluster) = Cluster::start_or_skip() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // The password comes from a file (trust auth ignores it, but it must be
+    // accepted and inserted); the URL carries none.
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "unused-by-trust\n").unwrap();
+    let url = format!("postgres://postgres@127.0.0.1:{}/postgres", cluster.port);
+    let log = dir.path().join("node.log");
+    let node = Node::start_logged(
+        "middle",
+        &dir.path().join("data"),
+        &[
+            ("DATABASE_URL", &url),
+            ("DATABASE_PASSWORD_FILE", pw.to_str().unwrap()),
+            // No static peers: only the registry names mixes.
+            ("MIX_PEERS", ""),
+        ],
+        Some(log.clone()),
+    );
+    let sink = common::Sink::start();
+    let send = |n: usize| {
+        let packets = common::packets_via(node.public_key(), &node.mix_address(), &sink.address, n);
+        let mut stream = std::net::TcpStream::connect(node.mix_address()).unwrap();
+        for p in &packets {
+            std::io::Write::write_all(&mut stream, p).unwrap();
+        }
+    };
+    // The table is missing: two heartbeats fail, one line is logged.
+    common::eventually(40, "two failed heartbeats", || {
+        node.metrics()
+            .get("mixnode_warnings_total{kind=\"topology_missing\"}")
+            >= 2.0
+    });
+    let lines = std::fs::read_to_string(&log).unwrap();
+    let missing = lines
+        .lines()
+        .filter(|l| l.contains("does not exist"))
+        .count();
+    assert_eq!(missing, 1, "{lines}");
+    // Meanwhile the sink is no known mix.
+    send(4);
+    common::eventually(20, "unknown_next_hop", || {
+        node.metrics().dropped("unknown_next_hop") == 4.0
+    });
+
+    // Migrations applied and the sink registered: the node relays to it.
+    let migration = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../migrations/V0001__mixnode_topology.sql"
+    );
+    cluster.psql(&["-f", migration]);
+    cluster.psql(&[
+        "-c",
+        &format!(
+            "INSERT INTO mixnode_topology (node_id, role, mix_address, http_port, public_key, version, started_at, last_seen) \
+             VALUES ('sink', 'exit', '{}', 1, repeat('ab', 32), 't', now(), now())",
+            sink.address
+        ),
+    ]);
+    common::eventually(40, "registry read back", || {
+        node.metrics().get("mixnode_known_mixes") >= 2.0
+    });
+    send(5);
+    common::eventually(20, "relayed to the registered mix", || sink.count() == 5);
 }

@@ -1,9 +1,25 @@
 //! Bringing an environment up, shared by `dev`, `betanet`, `prod`, `up` and
-//! `env use`: ensure `.env` (and for prod strong secrets and secret files),
-//! record the environment as active, create the networks, check the images
-//! and host ports, run `compose up -d --remove-orphans` (which also removes
-//! the containers of overlays no longer in use and keeps volumes), wait until
-//! every service is healthy, and print the URLs of the published ports.
+//! `env use`: ensure `.env` (for prod strong secrets) and the secret files the
+//! model declares, record the environment as active, create the networks, check the images
+//! and host ports, run `compose up -d --remove-orphans --renew-anon-volumes`
+//! (which also removes the containers of overlays no longer in use and keeps
+//! named volumes), wait until every service is healthy, and print the URLs of
+//! the published ports. The model comes from `crate::compose` (the one
+//! `config` prints); Compose is only asked to act.
+//!
+//! Why `--renew-anon-volumes` on every `up`: when Compose v1 recreates a
+//! container it copies each volume the *image* declares (`VOLUME
+//! /var/lib/postgresql/data`) from the previous container, even when the new
+//! model mounts a different named volume there ("Host mapping ... has no
+//! effect"), so `env use betanet` after `dev` ran betanet's Postgres on
+//! `postgres_dev_data`. With the flag neither flavour carries anything over:
+//! every recreated container mounts exactly the volumes its merged model
+//! names, so a switch never mixes data. Containers Compose does not recreate
+//! are untouched, named volumes are kept, and the only cost is that an
+//! anonymous volume (an image `VOLUME` the model maps nothing to; none in our
+//! overlays) starts empty when its container is recreated, as it would on a
+//! fresh machine. Removing the containers whose mounts change before `up`
+//! would do the same with a second reading of the engine's state.
 
 use std::{
     path::Path,
@@ -14,9 +30,10 @@ use anyhow::{bail, Result};
 use xshell::{cmd, Shell};
 
 use crate::{
+    compose::{Project as Model, Service},
     dotenv::{self, DotEnv},
     engine::{
-        compose::{Model, Service},
+        compose::{builds, published, ModelExt},
         containers, health, ports,
         project::Project,
     },
@@ -81,22 +98,8 @@ pub fn bring_up(
     }
     phases.push(("images", images_began.elapsed().as_secs_f64()));
     let compose = project.compose(environment);
-    let model = if project.env.path.exists() {
-        compose.model(sh, &runner)?
-    } else {
-        // Dry run before the first real one: the env file exists only in
-        // memory, so Compose reads a private temporary copy for the query.
-        let tmp = std::env::temp_dir().join(format!("fog-dry-run-{}.env", std::process::id()));
-        dotenv::write_atomic(&tmp, project.env.file.render().as_bytes(), 0o600)?;
-        let mut query = compose.clone();
-        query.env_file = tmp.clone();
-        let model = query.model(sh, &runner);
-        let _ = std::fs::remove_file(&tmp);
-        model?
-    };
-    if environment.has("prod") {
-        write_secret_files(&project.env, &model, global.dry_run)?;
-    }
+    let model = compose.model(&project.env)?;
+    write_secret_files(|k| project.env.get(k), &model, global.dry_run)?;
     let left_out = missing_images(sh, &runner, environment, &model, skipped)?;
     let services: Vec<&Service> = model
         .default_services()
@@ -114,7 +117,9 @@ pub fn bring_up(
     ports::check_free(sh, &runner, &project.env, &services, &own)?;
 
     let names: Vec<String> = services.iter().map(|s| s.name.clone()).collect();
-    let mut up = vec!["up", "-d", "--remove-orphans"];
+    // `--renew-anon-volumes`: see the module comment (a switch never carries
+    // a volume over from the previous container).
+    let mut up = vec!["up", "-d", "--remove-orphans", "--renew-anon-volumes"];
     if !left_out.is_empty() {
         up.extend(names.iter().map(String::as_str));
     }
@@ -134,7 +139,7 @@ pub fn bring_up(
     )?;
     phases.push(("health", waited.as_secs_f64()));
     if !global.dry_run && !args.quiet {
-        let checked = services.iter().filter(|s| s.healthcheck).count();
+        let checked = services.iter().filter(|s| s.has_healthcheck()).count();
         eprintln!(
             "{environment} is up: {} service(s) ready, {checked} with a passing healthcheck, in {:.1}s (project {})",
             names.len(),
@@ -186,7 +191,7 @@ fn missing_images(
                 "# image {image} for `{}` is not in the engine yet",
                 service.name
             );
-        } else if !service.builds {
+        } else if !builds(service) {
             bail!(
                 "image {image} for service `{}` is not in the engine and cannot be pulled here: run `cargo xtask images build` (project images) or `cargo xtask images offline` (third-party)",
                 service.name
@@ -215,22 +220,25 @@ fn refuse_weak_secrets(env: &DotEnv) -> Result<()> {
     )
 }
 
-/// Write the file secrets prod.yml declares, if missing: the value of the
+/// Write the file secrets the model declares (prod.yml's, and betanet's
+/// `postgres_password` for the mixnodes in every environment), if missing: the value of the
 /// matching variable (`postgres_password` <- `POSTGRES_PASSWORD`) or a fresh
 /// random one, no trailing newline. Existing files are never overwritten.
 /// Compose (without Swarm) bind-mounts them with their host mode and Grafana
 /// reads its file as uid 472, so the files are 0644 inside a 0700 directory
 /// (as compose/prod.yml documents): the directory keeps other users out.
-fn write_secret_files(env: &DotEnv, model: &Model, dry_run: bool) -> Result<()> {
+/// `get` reads a variable (bring-up's `.env`, deploy's selection).
+pub fn write_secret_files(
+    get: impl Fn(&str) -> Option<String>,
+    model: &Model,
+    dry_run: bool,
+) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    for (name, file) in &model.secret_files {
+    for (name, file) in &model.secret_files() {
         if file.exists() {
             continue;
         }
-        let value = match env
-            .get(&name.to_ascii_uppercase())
-            .filter(|v| !v.is_empty())
-        {
+        let value = match get(&name.to_ascii_uppercase()).filter(|v| !v.is_empty()) {
             Some(v) => v,
             None => dotenv::random_secret(32)?,
         };
@@ -263,21 +271,17 @@ fn print_urls(env: &DotEnv, services: &[&Service]) {
     let rows: Vec<(String, String)> = services
         .iter()
         .flat_map(|s| {
-            s.ports.iter().map(move |p| {
-                let host = if p.host_ip == "0.0.0.0" {
-                    "127.0.0.1"
-                } else {
-                    &p.host_ip
-                };
+            published(s).into_iter().map(move |(ip, port, _)| {
+                let host = if ip == "0.0.0.0" { "127.0.0.1" } else { &ip };
                 let url = if s.name == "postgres" {
                     format!(
                         "postgresql://{}@{host}:{}/{}",
                         env.get_or("POSTGRES_USER", "fog"),
-                        p.port,
+                        port,
                         env.get_or("POSTGRES_DB", "fog")
                     )
                 } else {
-                    format!("http://{host}:{}", p.port)
+                    format!("http://{host}:{port}")
                 };
                 (s.name.clone(), url)
             })

@@ -71,6 +71,19 @@ const CHECKS: &[Check] = &[
         },
     },
     Check {
+        name: "fuzz-compose",
+        failure_hint:
+            "the compose_loader fuzz harness failed on its seeds or random inputs; see xtask/fuzz",
+        // cargo-fuzz is not installed here: the harness runs as a plain test
+        // over the conformance corpus, the hostile inputs and random mutations.
+        command: |sh| {
+            cmd!(
+                sh,
+                "cargo test --locked --manifest-path xtask/fuzz/Cargo.toml"
+            )
+        },
+    },
+    Check {
         name: "check",
         failure_hint: "the compose overlays have findings; `cargo xtask check` explains each",
         // `cargo xtask check`, then promtool/amtool and `compose config` for
@@ -81,6 +94,26 @@ const CHECKS: &[Check] = &[
         name: "claims",
         failure_hint: "TESTING.md maps a README command or promise to no test, or to one that does not exist; `cargo xtask claims` names each",
         command: |sh| cmd!(sh, "cargo xtask claims"),
+    },
+    Check {
+        name: "compose-lint",
+        failure_hint: "compose-lint found a MEDIUM or worse issue in the merged prod models; compose/README.md lists the accepted findings",
+        command: |sh| cmd!(sh, "bash scripts/compose-lint.sh"),
+    },
+    Check {
+        name: "engine-v1",
+        failure_hint: "an engine end-to-end test failed under Compose v1 (`test` ran them under v2); rerun with `FOG_COMPOSE=v1 cargo test -p xtask --test <name>`",
+        // The `test` check runs everything under the default flavour (v2
+        // where installed); this runs the engine and conformance tests again
+        // under v1, selected by the one variable the xtask reads. `--workspace`
+        // keeps the `test` check's feature set, so nothing is rebuilt.
+        command: |sh| {
+            cmd!(
+                sh,
+                "cargo test --workspace --locked --test engine_switch --test engine_lifecycle --test engine_errors --test engine_offline --test conformance"
+            )
+            .env("FOG_COMPOSE", "v1")
+        },
     },
     Check {
         name: "actionlint",

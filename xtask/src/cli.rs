@@ -6,8 +6,8 @@ use clap::{Parser, Subcommand};
 use xshell::Shell;
 
 use crate::{
-    bench, betanet, check, ci, claims, completions, config, deploy, dev, down, env, images, logs,
-    network, prod, ps, release, report, restart, up, Global,
+    backup, bench, betanet, check, ci, claims, completions, config, deploy, dev, down, env, images,
+    logs, migrate, network, prod, ps, psql, release, report, restart, restore, up, Global,
 };
 
 /// fog-compute workflows: compose overlays, Docker environments, the mixnode.
@@ -60,6 +60,14 @@ pub enum Command {
     Network(network::Cmd),
     /// Build, list, save or load images; build third-party images offline.
     Images(images::Cmd),
+    /// Apply, list or verify database migrations inside the environment.
+    Migrate(migrate::Cmd),
+    /// Run psql inside the environment's Postgres (`-- ARGS` go to psql).
+    Psql(psql::Cmd),
+    /// Back up, list, verify (with a restore drill) and prune Postgres backups.
+    Backup(backup::Cmd),
+    /// Restore a backup: verify, pre-restore backup, restore aside, swap in.
+    Restore(restore::Cmd),
     /// Deploy an environment to Docker Swarm; `deploy status|rm|rollback`.
     Deploy(deploy::Cmd),
     /// Compare two stacks' resources (static or --live), or show the running stack's usage.
@@ -89,6 +97,10 @@ impl Command {
             Command::Env(cmd) => cmd.run(sh, global),
             Command::Network(cmd) => cmd.run(sh, global),
             Command::Images(cmd) => cmd.run(sh, global),
+            Command::Migrate(cmd) => cmd.run(sh, global),
+            Command::Psql(cmd) => cmd.run(sh, global),
+            Command::Backup(cmd) => cmd.run(sh, global),
+            Command::Restore(cmd) => cmd.run(sh, global),
             Command::Deploy(cmd) => cmd.run(sh, global),
             Command::Report(cmd) => cmd.run(sh, global),
             Command::Release(cmd) => cmd.run(sh, global),

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use xshell::Shell;
 
-use crate::compose::{EnvSource, Project};
+use crate::compose::{EnvSource, Flavour, Project};
 use crate::environments::Environment;
 use crate::usage_bail;
 
@@ -26,6 +26,15 @@ pub struct SourceArgs {
     /// environment still wins, as in Compose).
     #[arg(long, value_name = "FILE")]
     pub env_file: Option<PathBuf>,
+    /// Read the files as this Compose does: v2 (`docker compose`) or v1
+    /// (`docker-compose` 1.29, which refuses v2-only syntax such as `include`).
+    #[arg(
+        long = "compose",
+        value_enum,
+        value_name = "VERSION",
+        default_value = "v2"
+    )]
+    pub flavour: Flavour,
 }
 
 /// One set of files to load, with the variables to interpolate them with.
@@ -57,9 +66,9 @@ impl Selection {
     /// beside the first file. A missing file is a usage error.
     pub fn files(files: &[PathBuf], env_file: Option<&Path>) -> Result<Selection> {
         for f in files {
-            if !f.is_file() {
+            if let Some(why) = crate::compose::read::unusable(f) {
                 usage_bail!(
-                    "compose file `{}` does not exist; pass an existing file to -f",
+                    "compose file `{}` {why}; pass a compose file to -f",
                     f.display()
                 );
             }
@@ -100,15 +109,15 @@ impl SourceArgs {
             }
         }
         if !self.file.is_empty() {
-            return Ok(vec![Selection::files(
-                &self.file,
-                self.env_file.as_deref(),
-            )?]);
+            let mut selection = Selection::files(&self.file, self.env_file.as_deref())?;
+            selection.env = selection.env.with_flavour(self.flavour);
+            return Ok(vec![selection]);
         }
         let env = match &self.env_file {
             Some(path) => EnvSource::with_process_env(Some(path))?,
             None => EnvSource::for_repo(&crate::project_root())?,
-        };
+        }
+        .with_flavour(self.flavour);
         let names: Vec<&str> = match &self.env {
             Some(name) => vec![name.as_str()],
             None => default.to_vec(),
@@ -133,6 +142,7 @@ Examples:
   cargo xtask config
   cargo xtask config --env prod+betanet
   cargo xtask config -f a.yml -f b.yml --services
+  cargo xtask config -f docker-compose.yml --compose v1
   cargo xtask config --env dev --env-file .env.example")]
 pub struct Cmd {
     #[command(flatten)]
@@ -146,6 +156,7 @@ impl Cmd {
     pub fn run(self, _sh: &Shell, _global: &crate::Global) -> Result<()> {
         let selection = self.source.selections(&["dev"])?.remove(0);
         let project = selection.load()?;
+        project.check_dependencies()?;
         if self.services {
             let mut names = project.service_names().join("\n");
             names.push('\n');

@@ -4,6 +4,7 @@
 //! [`global`] holds what every command shares (flags, the repository root) and
 //! [`usage`] the error type that maps to exit code 2.
 
+pub mod backup;
 pub mod bench;
 pub mod betanet;
 pub mod bringup;
@@ -24,13 +25,16 @@ pub mod environments;
 pub mod global;
 pub mod images;
 pub mod logs;
+pub mod migrate;
 pub mod network;
 pub mod process;
 pub mod prod;
 pub mod ps;
+pub mod psql;
 pub mod release;
 pub mod report;
 pub mod restart;
+pub mod restore;
 pub mod up;
 pub mod usage;
 

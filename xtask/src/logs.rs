@@ -40,11 +40,11 @@ impl Cmd {
             args.extend(["--tail", tail]);
         }
         if let Some(service) = &self.service {
-            let model = compose.model(sh, &runner)?;
+            let model = compose.model(&project.env)?;
             if model.service(service).is_none() {
                 usage_bail!(
                     "no service `{service}` in environment {environment}; valid services: {}",
-                    model.names().join(", ")
+                    model.service_names().join(", ")
                 );
             }
             args.push(service);

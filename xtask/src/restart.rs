@@ -30,12 +30,12 @@ impl Cmd {
         let project = Project::open(global.dry_run, global.verbose)?;
         let environment = project.active_or_bail()?;
         let compose = project.compose(&environment);
-        let model = compose.model(sh, &runner)?;
+        let model = compose.model(&project.env)?;
         if model.service(&self.service).is_none() {
             usage_bail!(
                 "no service `{}` in environment {environment}; valid services: {}",
                 self.service,
-                model.names().join(", ")
+                model.service_names().join(", ")
             );
         }
         let running = containers::list(sh, &runner, &project.name)?

@@ -161,3 +161,245 @@ fn the_repository_environments_all_check_clean() {
     assert_eq!(doc["environments"].as_array().unwrap().len(), 10);
     assert_eq!(out.status.code(), Some(0));
 }
+
+/// Run `xtask config -f FILE` under `/usr/bin/time` when it exists, so the
+/// hostile inputs below print their wall time and peak memory (the figures
+/// for issue 8: `cargo test -p xtask --test check_rules hostile -- --nocapture`).
+fn config_measured(name: &str, args: &[&str], dir: &std::path::Path) -> std::process::Output {
+    let bin = env!("CARGO_BIN_EXE_xtask");
+    let timed = std::path::Path::new("/usr/bin/time").exists();
+    let report = dir.join(format!("{name}.time"));
+    let mut cmd = if timed {
+        let mut c = std::process::Command::new("/usr/bin/time");
+        c.arg("-f").arg("%e %M").arg("-o").arg(&report).arg(bin);
+        c
+    } else {
+        std::process::Command::new(bin)
+    };
+    let out = cmd.args(args).current_dir(dir).output().expect("run xtask");
+    if let Ok(figures) = std::fs::read_to_string(&report) {
+        // `/usr/bin/time` puts "Command exited with non-zero status N" first.
+        let mut it = figures
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .split_whitespace();
+        let (secs, kb) = (it.next().unwrap_or("?"), it.next().unwrap_or("?"));
+        eprintln!(
+            "hostile {name:<24} {secs:>6} s {kb:>8} KB peak RSS  exit {:?}",
+            out.status.code()
+        );
+    }
+    out
+}
+
+fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("xtask-hostile-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Every hostile input of issue 8 ends in a clear error (or a correct
+/// result) with a position, never a crash: nested defaults, `[` x 100000,
+/// a 1 MB `.env` value referenced 1000 times, a file over the 1 MB limit
+/// (and a valid file just under it, 10,000 services),
+/// a BOM before `.env`, a directory or fifo as `-f`, invalid UTF-8, and a
+/// DEL character, which `config` must write so that its output reads back.
+#[test]
+fn hostile_inputs_end_in_clear_errors() {
+    let dir = scratch("all");
+    let stderr = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).into_owned();
+    let write = |name: &str, text: &[u8]| {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    };
+
+    let nested = format!(
+        "services:\n  a:\n    image: \"{}x{}\"\n",
+        "${A:-".repeat(4000),
+        "}".repeat(4000)
+    );
+    let f = write("nested.yml", nested.as_bytes());
+    let out = config_measured("nested-defaults", &["config", "-f", &f], &dir);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("nested.yml:3") && stderr(&out).contains("nested more than 32"),
+        "{}",
+        stderr(&out)
+    );
+
+    let f = write(
+        "brackets.yml",
+        format!("services:\n  a: {}", "[".repeat(100_000)).as_bytes(),
+    );
+    let out = config_measured("brackets-100000", &["config", "-f", &f], &dir);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("brackets.yml:2") && stderr(&out).contains("nested more than 64"),
+        "{}",
+        stderr(&out)
+    );
+
+    let big = dir.join("big");
+    std::fs::create_dir_all(&big).unwrap();
+    std::fs::write(big.join(".env"), format!("BIG={}\n", "v".repeat(1 << 20))).unwrap();
+    let refs = vec!["$BIG"; 1000].join(", ");
+    std::fs::write(
+        big.join("c.yml"),
+        format!("services:\n  a:\n    image: x\n    command: [{refs}]\n"),
+    )
+    .unwrap();
+    let f = big.join("c.yml").display().to_string();
+    let out = config_measured("1MB-value-x1000", &["config", "-f", &f], &dir);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("16 MB"), "{}", stderr(&out));
+
+    let huge = dir.join("huge.yml");
+    let file = std::fs::File::create(&huge).unwrap();
+    file.set_len(4 << 30).unwrap(); // sparse 4 GB: refused on its size, never read
+    let out = config_measured(
+        "4GB-file",
+        &["config", "-f", &huge.display().to_string()],
+        &dir,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("over the 1 MB limit for this kind of file"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::remove_file(&huge).unwrap();
+
+    let mut at_limit = String::from("services:\n");
+    let mut i = 0;
+    while at_limit.len() < 1_000_000 {
+        at_limit.push_str(&format!(
+            "  s{i}:\n    image: busybox:1.36\n    environment:\n      A: \"${{X:-{i}}}\"\n    ports: [\"{}\"]\n",
+            1000 + i % 60000
+        ));
+        i += 1;
+    }
+    if at_limit.len() > 1024 * 1024 {
+        at_limit.truncate(at_limit[..1024 * 1024].rfind("\n  s").unwrap() + 1);
+    }
+    let f = write("at-limit.yml", at_limit.as_bytes());
+    let out = config_measured("1MB-file-config", &["config", "-f", &f], &dir);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = config_measured("1MB-file-check", &["check", "-f", &f], &dir);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    let bom = dir.join("bom");
+    std::fs::create_dir_all(&bom).unwrap();
+    std::fs::write(bom.join(".env"), "\u{feff}FIRST=kept\nSECOND=too\n").unwrap();
+    std::fs::write(
+        bom.join("c.yml"),
+        "services:\n  a:\n    image: \"x:${FIRST}-${SECOND}\"\n",
+    )
+    .unwrap();
+    let f = bom.join("c.yml").display().to_string();
+    let out = config_measured("bom-env", &["config", "-f", &f], &dir);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("x:kept-too"), "{}", stdout(&out));
+
+    let out = config_measured(
+        "directory-as-f",
+        &["config", "-f", &dir.display().to_string()],
+        &dir,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("is a directory"), "{}", stderr(&out));
+    let fifo = dir.join("fifo.yml");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    if made.is_ok_and(|s| s.success()) {
+        let out = config_measured(
+            "fifo-as-f",
+            &["config", "-f", &fifo.display().to_string()],
+            &dir,
+        );
+        assert_eq!(out.status.code(), Some(2));
+        assert!(
+            stderr(&out).contains("not a regular file"),
+            "{}",
+            stderr(&out)
+        );
+    }
+
+    let f = write(
+        "latin1.yml",
+        b"services:\n  a:\n    image: x\n    environment:\n      A: caf\xe9\n",
+    );
+    let out = config_measured("invalid-utf8", &["config", "-f", &f], &dir);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("latin1.yml:5") && stderr(&out).contains("UTF-8"),
+        "{}",
+        stderr(&out)
+    );
+
+    let f = write(
+        "del.yml",
+        b"services:\n  a:\n    image: x\n    environment:\n      A: \"x\\x7fy\"\n",
+    );
+    let out = config_measured("del-character", &["config", "-f", &f], &dir);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(!out.stdout.contains(&0x7f), "a raw DEL was written");
+    let again = write("del-out.yml", &out.stdout);
+    let out = xtask(&["config", "-f", &again]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "our output does not read back: {}",
+        stderr(&out)
+    );
+    let doc: serde_yaml::Value = serde_yaml::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        doc["services"]["a"]["environment"]["A"].as_str(),
+        Some("x\u{7f}y")
+    );
+
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `check` on the corpus files Compose accepts: no error-level finding
+/// (prints the count of warnings, which are advice).
+#[test]
+fn check_raises_no_error_on_legitimate_corpus_files() {
+    let root = common::fixture("corpus");
+    let expect = std::fs::read_to_string(root.join("EXPECT")).unwrap();
+    let (mut files, mut warnings) = (0, 0);
+    let mut errors = Vec::new();
+    for line in expect.lines().filter(|l| !l.starts_with('#')) {
+        let mut parts = line.split(' ');
+        let (Some(path), Some(v1), Some(v2)) = (parts.next(), parts.next(), parts.next()) else {
+            continue;
+        };
+        // Legitimate: both Compose versions accept it.
+        if v1 != "v1=ok" || v2 != "v2=ok" {
+            continue;
+        }
+        files += 1;
+        let file = root.join(path).display().to_string();
+        let out = xtask(&["check", "--format", "json", "-f", &file]);
+        let doc: serde_json::Value =
+            serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{path}: {e}"));
+        warnings += doc["warnings"].as_u64().unwrap_or(0);
+        for env in doc["environments"].as_array().unwrap() {
+            for f in env["findings"].as_array().unwrap() {
+                if f["severity"] == "error" {
+                    errors.push(format!("{path}: {} {}", f["rule"], f["message"]));
+                }
+            }
+        }
+    }
+    eprintln!(
+        "check on {files} legitimate corpus files: {} errors, {warnings} warnings",
+        errors.len()
+    );
+    assert!(files >= 100, "only {files} legitimate files");
+    assert!(
+        errors.is_empty(),
+        "error-level findings on legitimate files:\n{}",
+        errors.join("\n")
+    );
+}

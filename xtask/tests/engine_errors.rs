@@ -43,25 +43,73 @@ fn missing_cli_and_missing_compose_each_say_what_to_install() {
         "{err}"
     );
 
-    // Only the docker CLI on PATH, no docker-compose (and, here, no v2 plugin).
-    let has_v2 = docker_output(&["compose", "version"]).status.success();
-    if has_v2 || !engine_or_skip("missing_compose") {
+    // Only the docker CLI on PATH (no docker-compose), and a HOME and
+    // DOCKER_CONFIG without the v2 plugin in `cli-plugins/`.
+    if !engine_or_skip("missing_compose") {
         return;
     }
     let only_docker = stack.dir.join("only-docker");
+    let home = stack.dir.join("home");
     std::fs::create_dir_all(&only_docker).unwrap();
+    std::fs::create_dir_all(home.join(".docker")).unwrap();
     let docker_path = std::env::split_paths(&std::env::var_os("PATH").unwrap())
         .map(|d| d.join("docker"))
         .find(|p| p.is_file())
         .unwrap();
     std::os::unix::fs::symlink(docker_path, only_docker.join("docker")).unwrap();
-    let out = stack.xtask_with(&["ps"], &[("PATH", only_docker.to_str().unwrap())]);
-    assert_eq!(out.status.code(), Some(1));
+    let config = home.join(".docker");
+    // An empty FOG_COMPOSE is "either flavour", whatever the caller set.
+    let hidden = [
+        ("FOG_COMPOSE", ""),
+        ("PATH", only_docker.to_str().unwrap()),
+        ("HOME", home.to_str().unwrap()),
+        ("DOCKER_CONFIG", config.to_str().unwrap()),
+    ];
+    let plugin_hidden = !std::process::Command::new(only_docker.join("docker"))
+        .args(["compose", "version"])
+        .env("HOME", &home)
+        .env("DOCKER_CONFIG", &config)
+        .output()
+        .unwrap()
+        .status
+        .success();
+    let with = |extra: &[(&'static str, &'static str)]| {
+        let mut env = hidden.to_vec();
+        env.extend_from_slice(extra);
+        stack.xtask_with(&["ps"], &env)
+    };
+    if plugin_hidden {
+        let out = with(&[]);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains("Docker Compose is missing") && err.contains("docker-compose-plugin"),
+            "{err}"
+        );
+        let out = with(&[("FOG_COMPOSE", "v2")]);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        assert!(
+            stderr(&out).contains("FOG_COMPOSE=v2 but `docker compose` does not answer"),
+            "{}",
+            text(&out)
+        );
+    } else {
+        // A system-wide plugin (/usr/lib/docker/cli-plugins) cannot be hidden.
+        eprintln!(
+            "missing_compose: the v2 plugin is installed system-wide; testing FOG_COMPOSE=v1 only"
+        );
+    }
+    let out = with(&[("FOG_COMPOSE", "v1")]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let err = stderr(&out);
     assert!(
-        err.contains("Docker Compose is missing") && err.contains("docker-compose-plugin"),
+        err.contains("FOG_COMPOSE=v1 but `docker-compose` is not on PATH")
+            && err.contains("apt-get install docker-compose"),
         "{err}"
     );
+    let out = with(&[("FOG_COMPOSE", "v3")]);
+    assert_eq!(out.status.code(), Some(2), "a bad flavour is a usage error");
+    assert!(stderr(&out).contains("FOG_COMPOSE=`v3`"), "{}", text(&out));
 }
 
 #[test]

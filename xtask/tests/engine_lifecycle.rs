@@ -5,6 +5,9 @@
 //! comes up healthy, `env use betanet` adds three healthy mixnodes and removes
 //! nothing it should keep, `env use dev` removes the mixnodes, and `down`
 //! leaves no container or network of the project behind while keeping volumes.
+//! Every test here is named `stub_images_xtask_logic_*`: the stub image shows
+//! the xtask's own logic (order, flags, cleanup, messages), not that the real
+//! services work; `engine_switch` and `engine_offline` run the real images.
 
 mod common;
 mod engine_support;
@@ -29,9 +32,9 @@ fn services(ps: &[Value]) -> Vec<String> {
 }
 
 #[test]
-fn dev_switch_to_betanet_and_back_then_down_leaves_nothing() {
+fn stub_images_xtask_logic_dev_switch_to_betanet_and_back_then_down_leaves_nothing() {
     let Some(stack) = Stack::stub(
-        "dev_switch_to_betanet_and_back_then_down_leaves_nothing",
+        "stub_images_xtask_logic_dev_switch_to_betanet_and_back_then_down_leaves_nothing",
         "life",
         1,
     ) else {
@@ -129,9 +132,9 @@ fn dev_switch_to_betanet_and_back_then_down_leaves_nothing() {
 }
 
 #[test]
-fn dry_run_prints_the_compose_commands_and_changes_nothing() {
+fn stub_images_xtask_logic_dry_run_prints_the_compose_commands_and_changes_nothing() {
     let Some(stack) = Stack::stub(
-        "dry_run_prints_the_compose_commands_and_changes_nothing",
+        "stub_images_xtask_logic_dry_run_prints_the_compose_commands_and_changes_nothing",
         "dry",
         2,
     ) else {
@@ -153,6 +156,10 @@ fn dry_run_prints_the_compose_commands_and_changes_nothing() {
         .find(|l| l.contains(" up -d --remove-orphans"))
         .expect("prints the up command");
     assert!(up.contains(&format!("-p {}", stack.project)), "{up}");
+    assert!(
+        up.contains("--renew-anon-volumes"),
+        "a recreated container never inherits its predecessor's volumes: {up}"
+    );
     assert!(
         up.contains("-f compose/base.yml -f compose/dev.yml -f compose/betanet.yml"),
         "{up}"
@@ -217,9 +224,9 @@ fn dry_run_prints_the_compose_commands_and_changes_nothing() {
 }
 
 #[test]
-fn restart_names_an_unknown_service_and_restarts_a_known_one() {
+fn stub_images_xtask_logic_restart_names_an_unknown_service_and_restarts_a_known_one() {
     let Some(stack) = Stack::stub(
-        "restart_names_an_unknown_service_and_restarts_a_known_one",
+        "stub_images_xtask_logic_restart_names_an_unknown_service_and_restarts_a_known_one",
         "restart",
         3,
     ) else {
@@ -241,8 +248,9 @@ fn restart_names_an_unknown_service_and_restarts_a_known_one() {
 }
 
 #[test]
-fn a_failing_service_is_named_with_its_last_log_lines() {
-    if !engine_or_skip("a_failing_service_is_named_with_its_last_log_lines") {
+fn stub_images_xtask_logic_a_failing_service_is_named_with_its_last_log_lines() {
+    if !engine_or_skip("stub_images_xtask_logic_a_failing_service_is_named_with_its_last_log_lines")
+    {
         return;
     }
     ensure_stub_image();

@@ -17,17 +17,6 @@ use std::{
 
 use common::*;
 
-/// `docker compose` (v2) when present, else `docker-compose` (v1).
-fn compose_program() -> Option<Vec<&'static str>> {
-    let v2 = Command::new("docker").args(["compose", "version"]).output();
-    if v2.is_ok_and(|o| o.status.success()) {
-        return Some(vec!["docker", "compose"]);
-    }
-    let v1 = Command::new("docker-compose").arg("version").output();
-    v1.is_ok_and(|o| o.status.success())
-        .then(|| vec!["docker-compose"])
-}
-
 struct Stack {
     program: Vec<&'static str>,
     project: String,

@@ -72,8 +72,8 @@ fn three_legacy_stacks_against_the_consolidated_environment() {
         (3, false),
         "numbered siblings are not duplicates"
     );
-    // compose/base.yml + betanet.yml + monitoring.yml.
-    assert_eq!(a["service_count"], 10);
+    // compose/base.yml + betanet.yml + monitoring.yml (with the one-shot migrate).
+    assert_eq!(a["service_count"], 11);
     assert_eq!(a["optional_services"], serde_json::json!(["loadgen"]));
     assert_eq!(a["ports"], 6);
     assert_eq!(a["networks"], 2);
@@ -83,8 +83,8 @@ fn three_legacy_stacks_against_the_consolidated_environment() {
     // mixnodes 3 x 512M, node-exporter 128M, alertmanager 128M, cadvisor 256M.
     assert_eq!(a["declared"]["memory_limit_bytes"], 4u64 * (512 << 20));
     assert_eq!(a["declared"]["cpu_limit"], 4.0);
-    assert_eq!(d["containers"], -2.0);
-    assert_eq!(d["percent"]["containers"], -2.0 / 12.0 * 100.0);
+    assert_eq!(d["containers"], -1.0);
+    assert_eq!(d["percent"]["containers"], -1.0 / 12.0 * 100.0);
     assert_eq!(
         d["findings_fixed"],
         serde_json::json!(["duplicate-service"])
@@ -106,7 +106,7 @@ fn three_legacy_stacks_against_the_consolidated_environment() {
         md.contains("| `fog-compute/mixnode` | 3 | 3 | 0 | +0.0% |"),
         "{md}"
     );
-    assert!(md.contains("| services | 12 | 10 | -2 | -16.7% |"), "{md}");
+    assert!(md.contains("| services | 12 | 11 | -1 | -8.3% |"), "{md}");
 }
 
 #[test]
@@ -131,8 +131,8 @@ fn planted_legacy_layout_against_betanet() {
     assert_eq!(b["findings"]["by_rule"]["unpinned-image"], 9);
     assert_eq!(b["findings"]["by_rule"]["literal-secret"], 5);
     assert_eq!(b["findings"]["by_rule"]["undeclared-network"], 4);
-    assert_eq!(a["service_count"], 7);
-    assert_eq!(a["containers"], 7);
+    assert_eq!(a["service_count"], 8);
+    assert_eq!(a["containers"], 8);
     assert_eq!(a["ports"], 3);
     assert_eq!(a["findings"]["errors"], 0);
     assert_eq!(instances(a, "fog-compute/mixnode"), (3, false));
@@ -169,6 +169,7 @@ fn json_has_the_documented_shape() {
         names,
         [
             "postgres",
+            "migrate",
             "prometheus",
             "grafana",
             "loki",
@@ -177,7 +178,7 @@ fn json_has_the_documented_shape() {
             "mixnode-3"
         ]
     );
-    let m1 = &rows[4];
+    let m1 = &rows[5];
     assert_eq!(m1["memory_limit_bytes"], 512 << 20);
     assert_eq!(m1["status"], "static");
     let delta_rows = doc["delta"]["services"].as_array().unwrap();
@@ -250,8 +251,11 @@ fn rev_env_reads_a_temporary_git_repository() {
     ]);
     assert_eq!(doc["before"]["label"], "betanet at HEAD~1");
     assert_eq!(doc["before"]["files"][1], "compose/betanet.yml@HEAD~1");
-    assert_eq!(doc["before"]["containers"], 7);
-    assert_eq!(doc["after"]["containers"], 9, "mixnode-4 runs two replicas");
+    assert_eq!(doc["before"]["containers"], 8);
+    assert_eq!(
+        doc["after"]["containers"], 10,
+        "mixnode-4 runs two replicas"
+    );
     assert_eq!(doc["delta"]["containers"], 2.0);
     // Its own `deploy` replaces the anchor's (`<<` merges shallowly): 256M, two replicas.
     assert_eq!(
@@ -371,7 +375,7 @@ fn one_run_writes_several_formats() {
     assert!(md.starts_with("# Resource report: base → betanet"), "{md}");
     let doc: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("r.json")).unwrap()).unwrap();
-    assert_eq!(doc["after"]["containers"], 7);
+    assert_eq!(doc["after"]["containers"], 8);
     let html = std::fs::read_to_string(dir.join("r.html")).unwrap();
     assert!(html.starts_with("<!DOCTYPE html>") && html.contains("<svg id=\"memory\""));
 }

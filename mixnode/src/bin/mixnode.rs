@@ -87,6 +87,11 @@ fn run() -> ExitCode {
     };
     match runtime.block_on(mixnode::node::run(config)) {
         Ok(()) => ExitCode::SUCCESS,
+        // A key file that cannot be used is a configuration problem.
+        Err(e @ mixnode::node::NodeError::Key(_)) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE

@@ -14,7 +14,8 @@ OPTIONS:
     --nodes URLS        the nodes' HTTP base URLs in route order (entry first,
                         an exit node last: only an exit delivers); loadgen
                         reads each /status for its key, mix address and role
-    --packets N         packets to send
+    --packets N         packets to send (up to 20000000; built ahead in a
+                        bounded window of 50000, about 135 MB)
     --rate R            send at most R packets/s (default: as fast as possible)
     --delay-ms MS       mean mix delay at every node, exit included,
                         exponential (default 0)
@@ -24,7 +25,8 @@ OPTIONS:
                         when every node URL is local, else this host's address
                         on the way to the entry node, else its name; with
                         the listening port)
-    --timeout SECS      wait this long after sending for stragglers (default 30)
+    --timeout SECS      wait this long after sending for stragglers, and at
+                        most this long for any connect, read or write (default 30)
     --json              print one JSON object instead of a table
 
 EXIT STATUS:
@@ -34,6 +36,10 @@ EXIT STATUS:
 EXAMPLE:
     loadgen --nodes http://127.0.0.1:9001,http://127.0.0.1:9002,http://127.0.0.1:9003 --packets 5000
 ";
+
+/// Largest `--packets`: the per-packet bookkeeping (send time, seen flag,
+/// latency; about 25 bytes each) stays under 500 MB.
+pub const MAX_PACKETS: usize = 20_000_000;
 
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -101,8 +107,10 @@ pub fn parse(raw: &[String]) -> Result<Option<Args>, UsageError> {
                 packets = Some(
                     v.parse::<usize>()
                         .ok()
-                        .filter(|n| *n > 0)
-                        .ok_or_else(|| bad(name, &v, "a positive integer"))?,
+                        .filter(|n| *n > 0 && *n <= MAX_PACKETS)
+                        .ok_or_else(|| {
+                            bad(name, &v, "a positive integer up to 20000000 (about 25 bytes of bookkeeping each)")
+                        })?,
                 );
             }
             "--rate" => {
@@ -189,7 +197,7 @@ mod tests {
     fn bad_flags_name_themselves() {
         assert_eq!(
             p("--nodes http://a:1 --packets x").unwrap_err().0,
-            "--packets x: expected a positive integer"
+            "--packets x: expected a positive integer up to 20000000 (about 25 bytes of bookkeeping each)"
         );
         assert!(p("--packets 3")
             .unwrap_err()

@@ -1,14 +1,17 @@
 //! `loadgen`: reads each node's `/status` (in route order), becomes the
 //! packets' destination (a TCP listener speaking the same framing that
-//! unwraps the final layer), builds every packet before sending (generation
-//! time is reported apart), sends them to the entry node over one TCP
-//! connection, optionally paced, and reports sent, delivered, lost,
+//! unwraps the final layer), builds the packets (a short run completely
+//! before sending, so generation time is reported apart; a long one
+//! streamed with bounded memory, see [`generate`]), sends them to the entry
+//! node over one TCP connection, optionally paced, with `--timeout` on
+//! every socket operation, and reports sent, delivered, lost,
 //! throughput and end-to-end latency percentiles. Each payload carries the
 //! run id and the packet's sequence number; the send instant of every
 //! sequence number is recorded as it leaves, so latency is measured from the
 //! moment a packet is written, not from when it was built.
 
 pub mod args;
+pub mod generate;
 mod report;
 
 use std::io::{Read, Write};
@@ -17,9 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::packet::{
-    build_packet, unwrap_packet, Action, PublicKey, RouteHop, SecretKey, PACKET_LEN,
-};
+use crate::packet::{unwrap_packet, Action, PublicKey, RouteHop, SecretKey, PACKET_LEN};
 pub use args::{parse, Args, UsageError, HELP};
 pub use report::Report;
 
@@ -101,61 +102,6 @@ impl Xorshift {
         }
         Duration::from_secs_f64(-mean.as_secs_f64() * (1.0 - self.next_f64()).ln())
     }
-}
-
-/// Builds `count` packets along `nodes` to `destination`, on every core.
-pub fn build_packets(
-    nodes: &[NodeInfo],
-    destination: &RouteHop,
-    count: usize,
-    run_id: u64,
-    mean_delay: Duration,
-) -> Result<Vec<Vec<u8>>, LoadgenError> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(count.max(1));
-    let per_thread = count.div_ceil(threads);
-    let results: Vec<Result<Vec<Vec<u8>>, String>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                scope.spawn(move || {
-                    let mut rng =
-                        Xorshift(run_id ^ (t as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
-                    let range = (t * per_thread)..((t + 1) * per_thread).min(count);
-                    range
-                        .map(|seq| {
-                            let mut route: Vec<RouteHop> = nodes
-                                .iter()
-                                .map(|n| RouteHop {
-                                    address: n.mix_address.clone(),
-                                    public_key: n.public_key,
-                                    delay: rng.exponential(mean_delay),
-                                })
-                                .collect();
-                            route.push(destination.clone());
-                            let mut payload = Vec::with_capacity(20);
-                            payload.extend_from_slice(MAGIC);
-                            payload.extend_from_slice(&run_id.to_le_bytes());
-                            payload.extend_from_slice(&(seq as u64).to_le_bytes());
-                            build_packet(&route, &payload).map_err(|e| e.to_string())
-                        })
-                        .collect()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err("builder thread panicked".into()))
-            })
-            .collect()
-    });
-    let mut packets = Vec::with_capacity(count);
-    for part in results {
-        packets.extend(part.map_err(LoadgenError::Build)?);
-    }
-    Ok(packets)
 }
 
 /// What the destination has seen so far.
@@ -248,7 +194,16 @@ pub fn run(args: &Args) -> Result<Report, LoadgenError> {
     );
 
     let generation_started = Instant::now();
-    let packets = build_packets(&nodes, &destination, args.packets, run_id, args.mean_delay)?;
+    let chunks = generate::spawn(&nodes, &destination, args.packets, run_id, args.mean_delay);
+    let mut prebuilt = std::collections::VecDeque::new();
+    if args.packets <= generate::PREBUILD {
+        for _ in 0..generate::chunks(args.packets) {
+            let chunk = chunks
+                .recv()
+                .map_err(|_| LoadgenError::Build("builder thread panicked".into()))?;
+            prebuilt.push_back(chunk.map_err(LoadgenError::Build)?);
+        }
+    }
     let generation = generation_started.elapsed();
 
     let arrivals = Arc::new(Arrivals {
@@ -273,26 +228,47 @@ pub fn run(args: &Args) -> Result<Report, LoadgenError> {
         addr: entry.clone(),
         source,
     };
-    let mut stream = TcpStream::connect(entry).map_err(send_error)?;
+    let addr = std::net::ToSocketAddrs::to_socket_addrs(entry.as_str())
+        .map_err(send_error)?
+        .next()
+        .ok_or_else(|| send_error(std::io::ErrorKind::NotFound.into()))?;
+    let mut stream = TcpStream::connect_timeout(&addr, args.timeout.max(Duration::from_millis(1)))
+        .map_err(send_error)?;
     stream.set_nodelay(true).ok();
-    let chunk = 32;
-    for (first, group) in packets.chunks(chunk).enumerate() {
-        let first = first * chunk;
-        if let Some(rate) = args.rate {
-            let due = start + Duration::from_secs_f64(first as f64 / rate);
-            if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                std::thread::sleep(wait);
+    // A write blocked longer than --timeout (the node stopped reading) fails.
+    stream
+        .set_write_timeout(Some(args.timeout.max(Duration::from_millis(1))))
+        .map_err(send_error)?;
+    let group = 32;
+    let mut sent = 0usize;
+    let mut bytes = Vec::with_capacity(group * PACKET_LEN);
+    for _ in 0..generate::chunks(args.packets) {
+        let chunk = match prebuilt.pop_front() {
+            Some(chunk) => chunk,
+            None => chunks
+                .recv()
+                .map_err(|_| LoadgenError::Build("builder thread panicked".into()))?
+                .map_err(LoadgenError::Build)?,
+        };
+        for (offset, packets) in chunk.packets.chunks(group).enumerate() {
+            if let Some(rate) = args.rate {
+                let due = start + Duration::from_secs_f64(sent as f64 / rate);
+                if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
             }
+            let first = chunk.first + offset * group;
+            let now = start.elapsed().as_nanos().max(1) as u64;
+            for i in 0..packets.len() {
+                arrivals.sent_at[first + i].store(now, Relaxed);
+            }
+            bytes.clear();
+            for packet in packets {
+                bytes.extend_from_slice(packet);
+            }
+            stream.write_all(&bytes).map_err(send_error)?;
+            sent += packets.len();
         }
-        let now = start.elapsed().as_nanos().max(1) as u64;
-        for (i, _) in group.iter().enumerate() {
-            arrivals.sent_at[first + i].store(now, Relaxed);
-        }
-        let mut bytes = Vec::with_capacity(group.len() * PACKET_LEN);
-        for packet in group {
-            bytes.extend_from_slice(packet);
-        }
-        stream.write_all(&bytes).map_err(send_error)?;
     }
     stream.flush().map_err(send_error)?;
     let send_time = start.elapsed();

@@ -3,10 +3,19 @@
 //! buffered in one go (up to [`WRITE_BATCH`] packets per flush), reconnects
 //! with exponential backoff ([`INITIAL_BACKOFF`] doubling to [`MAX_BACKOFF`])
 //! when the connection fails, and exits after [`IDLE_TIMEOUT`] without
-//! traffic. A full buffer drops as `overload` (or `unreachable` while the
-//! peer is down); packets in a failed write or connect drop as `unreachable`.
-//! A packet counts as forwarded/delivered once its bytes are written; until
-//! then it stays in the node's queue depth, so MAX_QUEUE_DEPTH bounds these
+//! traffic. A next mix's buffer holds up to MAX_QUEUE_DEPTH packets (a slow
+//! mix fills this node's queue, which stops this node reading, which pushes
+//! back on its senders); a destination's, at an exit, POOL_SIZE. A full
+//! buffer of a connected peer sends the packet back to the delay queue for
+//! a retry in [`RETRY`] (it keeps its queue slot, so the node's queue fills
+//! and reading stops); a full buffer of a peer that is down drops as
+//! `unreachable`;
+//! packets in a failed write or connect drop as `unreachable`. The table
+//! holds [`MAX_PEERS`] next hops and evicts the least recently used one to
+//! make room (its task flushes what it holds and exits). Connection
+//! failures are logged at most once a minute (see [`crate::warnings`]). A
+//! packet counts as forwarded/delivered once its bytes are written; until
+//! then it holds its [`super::Ticket`], so MAX_QUEUE_DEPTH bounds these
 //! buffers too.
 
 use std::collections::HashMap;
@@ -22,19 +31,27 @@ use tokio::time::timeout;
 
 use super::{Kind, Outbound, Shared};
 use crate::metrics::{DropReason, MAX_PACKET_AGE};
+use crate::warn_limited;
+use crate::warnings::Warning;
 
 pub const INITIAL_BACKOFF: Duration = Duration::from_millis(50);
 pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Idle outbound connections close after this; below the default
+/// MIX_IDLE_TIMEOUT_MS (60 s), so the sender, not the receiver, ends them.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 pub const WRITE_BATCH: usize = 256;
+/// Wait before a packet whose next hop's buffer was full is offered again.
+pub const RETRY: std::time::Duration = std::time::Duration::from_millis(2);
 /// Distinct next hops tracked at once (exit destinations are chosen by senders).
 pub const MAX_PEERS: usize = 4096;
 
 struct Peer {
     tx: mpsc::Sender<Outbound>,
     connected: Arc<AtomicBool>,
+    /// Dispatch count at its last use (for LRU eviction).
+    last_used: u64,
 }
 
 /// The set of next hops, owned by the scheduler task.
@@ -42,6 +59,7 @@ pub struct Peers {
     shared: Arc<Shared>,
     map: HashMap<String, Peer>,
     tasks: Vec<JoinHandle<()>>,
+    uses: u64,
 }
 
 impl Peers {
@@ -50,38 +68,40 @@ impl Peers {
             shared,
             map: HashMap::new(),
             tasks: Vec::new(),
+            uses: 0,
         }
     }
 
     /// Moves a due packet into its peer's buffer (it stays counted in the
-    /// node's queue depth until written or dropped).
-    pub fn dispatch(&mut self, packet: Outbound) {
+    /// node's queue depth until written or dropped). When a connected
+    /// peer's buffer is full the packet comes back, to be retried shortly:
+    /// it keeps its queue slot, so a slow next hop or destination fills the
+    /// node's queue and the node stops reading (backpressure) instead of
+    /// dropping; it expires after MAX_PACKET_AGE like any other.
+    pub fn dispatch(&mut self, packet: Outbound) -> Option<Outbound> {
         let shared = self.shared.clone();
         let metrics = &shared.metrics;
-        let drop_one = |reason| {
-            metrics.queue_depth.fetch_sub(1, Relaxed);
-            metrics.drop_packets(reason, 1);
-        };
+        // Dropping the packet gives its queue slot back.
+        let drop_one = |reason| metrics.drop_packets(reason, 1);
         if packet.received.elapsed()
             > MAX_PACKET_AGE + packet.release.saturating_duration_since(packet.received)
         {
-            return drop_one(DropReason::Expired);
+            drop_one(DropReason::Expired);
+            return None;
         }
         let mut packet = packet;
         for _attempt in 0..2 {
-            let Some(peer) = self.peer(&packet.next) else {
-                return drop_one(DropReason::Overload);
-            };
+            let peer = self.peer(&packet.next, packet.kind);
             metrics.outbound_depth.fetch_add(1, Relaxed);
             match peer.tx.try_send(packet) {
-                Ok(()) => return,
-                Err(TrySendError::Full(_)) => {
+                Ok(()) => return None,
+                Err(TrySendError::Full(p)) => {
                     metrics.outbound_depth.fetch_sub(1, Relaxed);
-                    return drop_one(if peer.connected.load(Relaxed) {
-                        DropReason::Overload
-                    } else {
-                        DropReason::Unreachable
-                    });
+                    if peer.connected.load(Relaxed) {
+                        return Some(p);
+                    }
+                    drop_one(DropReason::Unreachable);
+                    return None;
                 }
                 Err(TrySendError::Closed(p)) => {
                     // The peer's task exited when idle: start a new one.
@@ -92,18 +112,35 @@ impl Peers {
             }
         }
         drop_one(DropReason::Unreachable);
+        None
     }
 
-    fn peer(&mut self, address: &str) -> Option<&Peer> {
+    fn peer(&mut self, address: &str, kind: Kind) -> &Peer {
+        self.uses += 1;
         if !self.map.contains_key(address) {
             if self.map.len() >= MAX_PEERS {
                 self.map.retain(|_, p| !p.tx.is_closed());
                 self.tasks.retain(|t| !t.is_finished());
-                if self.map.len() >= MAX_PEERS {
-                    return None;
+            }
+            if self.map.len() >= MAX_PEERS {
+                // Evict the least recently used next hop; its task writes
+                // out what it holds, then exits.
+                let oldest = self
+                    .map
+                    .iter()
+                    .min_by_key(|(_, p)| p.last_used)
+                    .map(|(a, _)| a.clone());
+                if let Some(oldest) = oldest {
+                    self.map.remove(&oldest);
+                    self.shared.metrics.peers_evicted.fetch_add(1, Relaxed);
                 }
             }
-            let (tx, rx) = mpsc::channel(self.shared.config.pool_size);
+            let config = &self.shared.config;
+            let capacity = match kind {
+                Kind::Relay => config.pool_size.max(config.max_queue_depth),
+                Kind::Deliver => config.pool_size,
+            };
+            let (tx, rx) = mpsc::channel(capacity);
             let connected = Arc::new(AtomicBool::new(false));
             let task = tokio::spawn(forward(
                 address.to_string(),
@@ -116,9 +153,18 @@ impl Peers {
                 self.tasks.retain(|t| !t.is_finished());
             }
             self.tasks.push(task);
-            self.map.insert(address.to_string(), Peer { tx, connected });
+            self.map.insert(
+                address.to_string(),
+                Peer {
+                    tx,
+                    connected,
+                    last_used: 0,
+                },
+            );
         }
-        self.map.get(address)
+        let peer = self.map.get_mut(address).expect("inserted above");
+        peer.last_used = self.uses;
+        peer
     }
 
     /// Closes every buffer and waits until each peer task has flushed.
@@ -137,7 +183,6 @@ fn drain_unreachable(rx: &mut mpsc::Receiver<Outbound>, shared: &Shared) -> usiz
         n += 1;
     }
     shared.metrics.outbound_depth.fetch_sub(n, Relaxed);
-    shared.metrics.queue_depth.fetch_sub(n, Relaxed);
     shared
         .metrics
         .drop_packets(DropReason::Unreachable, n as u64);
@@ -163,7 +208,7 @@ async fn forward(
                     _ => "connect timed out".to_string(),
                 };
                 let dropped = drain_unreachable(&mut rx, &shared);
-                tracing::warn!(peer = %address, dropped, retry_in = ?backoff, "cannot connect: {error}");
+                warn_limited!(metrics.warnings, Warning::PeerUnreachable, peer = %address, dropped, retry_in = ?backoff, "cannot connect: {error}");
                 if dropped > 0 {
                     last_traffic = tokio::time::Instant::now();
                 }
@@ -201,14 +246,15 @@ async fn forward(
             })
             .await;
             metrics.outbound_depth.fetch_sub(n, Relaxed);
-            metrics.queue_depth.fetch_sub(n, Relaxed);
             if let Ok(Ok(())) = written {
                 let delivered = batch.iter().filter(|p| p.kind == Kind::Deliver).count();
                 metrics.delivered.fetch_add(delivered as u64, Relaxed);
                 metrics.forwarded.fetch_add((n - delivered) as u64, Relaxed);
+                batch.clear();
             } else {
                 metrics.drop_packets(DropReason::Unreachable, n as u64);
-                tracing::warn!(peer = %address, dropped = n, "write failed; reconnecting");
+                batch.clear();
+                warn_limited!(metrics.warnings, Warning::PeerWriteFailed, peer = %address, dropped = n, "write failed; reconnecting");
                 break false;
             }
         };

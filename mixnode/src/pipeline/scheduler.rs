@@ -11,10 +11,12 @@ use std::time::Instant;
 
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use super::egress::Peers;
+use super::egress::{Peers, RETRY};
 use super::{Outbound, Shared};
 
 struct Delayed {
+    /// When to offer it to its next hop: its release, or a retry.
+    due: Instant,
     seq: u64,
     packet: Outbound,
 }
@@ -32,7 +34,7 @@ impl PartialOrd for Delayed {
 }
 impl Ord for Delayed {
     fn cmp(&self, other: &Self) -> Ordering {
-        (self.packet.release, self.seq).cmp(&(other.packet.release, other.seq))
+        (self.due, self.seq).cmp(&(other.due, other.seq))
     }
 }
 
@@ -43,18 +45,21 @@ pub async fn run(mut from_workers: UnboundedReceiver<Vec<Outbound>>, shared: Arc
     let mut seq = 0u64;
     let mut open = true;
     while open || !heap.is_empty() {
-        let next_due = heap.peek().map(|d| d.0.packet.release);
+        let next_due = heap.peek().map(|d| d.0.due);
         tokio::select! {
             biased;
             batch = from_workers.recv(), if open => match batch {
                 Some(batch) => {
                     let now = Instant::now();
                     for packet in batch {
-                        if packet.release <= now {
-                            peers.dispatch(packet);
+                        let (due, back) = if packet.release <= now {
+                            (now + RETRY, peers.dispatch(packet))
                         } else {
+                            (packet.release, Some(packet))
+                        };
+                        if let Some(packet) = back {
                             seq += 1;
-                            heap.push(Reverse(Delayed { seq, packet }));
+                            heap.push(Reverse(Delayed { due, seq, packet }));
                         }
                     }
                 }
@@ -63,10 +68,19 @@ pub async fn run(mut from_workers: UnboundedReceiver<Vec<Outbound>>, shared: Arc
             _ = sleep_until(next_due), if next_due.is_some() => {}
         }
         let now = Instant::now();
-        while heap.peek().is_some_and(|d| d.0.packet.release <= now) {
+        let mut retry = Vec::new();
+        while heap.peek().is_some_and(|d| d.0.due <= now) {
             if let Some(Reverse(due)) = heap.pop() {
-                peers.dispatch(due.packet);
+                retry.extend(peers.dispatch(due.packet));
             }
+        }
+        for packet in retry {
+            seq += 1;
+            heap.push(Reverse(Delayed {
+                due: now + RETRY,
+                seq,
+                packet,
+            }));
         }
     }
     peers.close().await;

@@ -1,11 +1,12 @@
 //! PIPELINE_WORKERS OS threads that unwrap packets: the CPU-bound step (one
 //! X25519 per packet). Each takes a whole batch from the shared queue,
-//! unwraps every frame, checks its replay tag and that the node's role may
-//! act on it (only an exit delivers), and hands the survivors, each with its
-//! mix delay, to the scheduler as one batch. The threads end when the
+//! unwraps every frame, checks its replay tag, that the node's role may act
+//! on it (only an exit delivers, only to EXIT_ALLOW when set), that a relay
+//! goes to a known mix (no open relay) and that its delay is within
+//! MAX_DELAY_MS, and hands the survivors, each with its mix delay, to the
+//! scheduler as one batch. The threads end when the
 //! ingress side hangs up.
 
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -57,7 +58,6 @@ fn run(
         }
         if let Err(unsent) = to_scheduler.send(ready) {
             let n = unsent.0.len();
-            shared.metrics.queue_depth.fetch_sub(n, Relaxed);
             shared.metrics.drop_packets(DropReason::Shutdown, n as u64);
         }
     }
@@ -78,7 +78,7 @@ fn process(shared: &Shared, inbound: Inbound) -> Option<Outbound> {
             Some(out)
         }
         Err(reason) => {
-            metrics.queue_depth.fetch_sub(1, Relaxed);
+            // The packet (and its ticket) is dropped here.
             metrics.drop_packets(reason, 1);
             None
         }
@@ -89,6 +89,7 @@ fn unwrap_one(shared: &Shared, inbound: Inbound) -> Result<Outbound, DropReason>
     let Inbound {
         frame: mut packet,
         received,
+        ticket,
     } = inbound;
     // Unwrap in the frame's own buffer: it becomes the next packet.
     let unwrapped = unwrap_in_place(&shared.key, &mut packet).map_err(|e| {
@@ -103,6 +104,10 @@ fn unwrap_one(shared: &Shared, inbound: Inbound) -> Result<Outbound, DropReason>
         return Err(DropReason::Replay);
     }
     let (next, kind, delay) = match unwrapped.action {
+        // Mixes relay only to mixes: never an open relay.
+        InPlaceAction::Relay { next_address, .. } if !shared.topology.is_mix(&next_address) => {
+            return Err(DropReason::UnknownNextHop)
+        }
         InPlaceAction::Relay {
             next_address,
             delay,
@@ -111,12 +116,17 @@ fn unwrap_one(shared: &Shared, inbound: Inbound) -> Result<Outbound, DropReason>
         InPlaceAction::Deliver { .. } if shared.config.role != Role::Exit => {
             return Err(DropReason::Role)
         }
+        InPlaceAction::Deliver { destination, .. }
+            if !shared.topology.may_deliver(&destination) =>
+        {
+            return Err(DropReason::ExitDenied)
+        }
         InPlaceAction::Deliver { destination, delay } => (destination, Kind::Deliver, delay),
         // A mix is never a packet's destination.
         InPlaceAction::Final { .. } => return Err(DropReason::Malformed),
     };
-    if delay > MAX_PACKET_AGE {
-        return Err(DropReason::Expired);
+    if delay > shared.config.max_delay {
+        return Err(DropReason::ExcessiveDelay);
     }
     Ok(Outbound {
         next,
@@ -124,5 +134,6 @@ fn unwrap_one(shared: &Shared, inbound: Inbound) -> Result<Outbound, DropReason>
         packet,
         received,
         release: Instant::now() + delay,
+        ticket,
     })
 }

@@ -29,12 +29,25 @@ pub struct Node {
     pub data_dir: PathBuf,
     env: Vec<(String, String)>,
     role: String,
+    /// Where the node's stderr goes (inherited when `None`).
+    log: Option<PathBuf>,
 }
 
 impl Node {
     /// Starts a node and waits until `/health` answers 200.
     pub fn start(role: &str, data_dir: &Path, extra: &[(&str, &str)]) -> Node {
+        Node::start_logged(role, data_dir, extra, None)
+    }
+
+    /// Like [`Node::start`], with the node's stderr written to `log`.
+    pub fn start_logged(
+        role: &str,
+        data_dir: &Path,
+        extra: &[(&str, &str)],
+        log: Option<PathBuf>,
+    ) -> Node {
         let mut node = Node {
+            log,
             child: None,
             http_port: free_port(),
             mix_port: free_port(),
@@ -59,9 +72,20 @@ impl Node {
             .env("MIX_ADVERTISE_ADDR", format!("127.0.0.1:{}", self.mix_port))
             .env("DATA_DIR", &self.data_dir)
             .env("RUST_LOG", "warn")
+            // Every 127.0.0.1 listener counts as a mix (tests' sinks pose as mixes).
+            .env("MIX_PEERS", "127.0.0.1")
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
+            .stderr(match &self.log {
+                Some(path) => Stdio::from(
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(path)
+                        .unwrap(),
+                ),
+                None => Stdio::inherit(),
+            });
         self.child = Some(cmd.spawn().expect("spawn mixnode"));
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
@@ -74,6 +98,21 @@ impl Node {
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!("mixnode did not become healthy within 30 s");
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("node running").id()
+    }
+
+    /// The node's resident set size in bytes (from /proc).
+    pub fn rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .expect("VmRSS")
+            * 1024
     }
 
     pub fn url(&self) -> String {
@@ -269,7 +308,8 @@ fn count_frames(mut stream: TcpStream, counter: &AtomicU64, times: &Mutex<Vec<In
             .lock()
             .unwrap()
             .extend((before..bytes / PACKET_LEN).map(|_| now));
-        counter.store((bytes / PACKET_LEN) as u64, Ordering::Relaxed);
+        // Summed over every connection (a node may reconnect).
+        counter.fetch_add((bytes / PACKET_LEN - before) as u64, Ordering::Relaxed);
     }
 }
 
@@ -314,6 +354,31 @@ pub fn packets_via(node: PublicKey, node_addr: &str, next: &str, count: usize) -
     ];
     (0..count)
         .map(|i| build_packet(&route, &(i as u64).to_le_bytes()).unwrap())
+        .collect()
+}
+
+/// A TCP connection to `addr` from the loopback source address `source`
+/// (e.g. 127.0.0.2), so one test can play several peers.
+pub fn connect_from(source: [u8; 4], addr: &str) -> TcpStream {
+    let target: std::net::SocketAddr = addr.parse().unwrap();
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let from = std::net::SocketAddr::from((source, 0));
+    socket.bind(&from.into()).unwrap();
+    socket.connect(&target.into()).unwrap();
+    let stream: TcpStream = socket.into();
+    stream.set_nodelay(true).unwrap();
+    stream
+}
+
+/// Packets that `node` (as an exit) delivers to `destination`, `count` of them.
+pub fn packets_for_exit(
+    node: PublicKey,
+    node_addr: &str,
+    destination: &str,
+    count: usize,
+) -> Vec<Vec<u8>> {
+    (0..count)
+        .map(|_| packet_for_exit(node, node_addr, destination, Duration::ZERO))
         .collect()
 }
 

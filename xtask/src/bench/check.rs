@@ -5,7 +5,7 @@
 //! whichever is installed). Figures are printed, never asserted.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -41,23 +41,15 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-/// `docker compose` when it answers, else `docker-compose`, else `None`.
+/// The Compose program [`crate::engine::find_compose`] picks, or `None`.
 fn compose_program() -> Option<Vec<&'static str>> {
-    let works = |program: &str, args: &[&str]| {
-        Command::new(program)
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if works("docker", &["compose", "version"]) {
-        Some(vec!["docker", "compose"])
-    } else if works("docker-compose", &["version"]) {
-        Some(vec!["docker-compose"])
-    } else {
-        None
-    }
+    let (flavor, _) = crate::engine::find_compose(false).ok()?;
+    let (program, lead) = flavor.program();
+    Some(
+        std::iter::once(program)
+            .chain(lead.iter().copied())
+            .collect(),
+    )
 }
 
 /// Total wall time of `<compose> config -q` over every selection, in ms.

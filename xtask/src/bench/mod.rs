@@ -2,6 +2,7 @@
 //! JSON with `--json`). Figures are measured, never asserted: the numbers go
 //! into the closing notes and BENCHMARKS.md files with the command that made them.
 
+mod betanet;
 mod check;
 mod mixnode;
 mod switch;
@@ -22,6 +23,8 @@ enum Target {
     Check(check::Cmd),
     /// Environment switch dev -> betanet with images present.
     Switch(switch::Cmd),
+    /// The compose betanet under loadgen at rising rates: zero-loss rate, p50/p99.
+    Betanet(betanet::Cmd),
 }
 
 impl Cmd {
@@ -30,6 +33,7 @@ impl Cmd {
             Target::Mixnode(cmd) => cmd.run(sh, global),
             Target::Check(cmd) => cmd.run(sh, global),
             Target::Switch(cmd) => cmd.run(sh, global),
+            Target::Betanet(cmd) => cmd.run(sh, global),
         }
     }
 }

@@ -16,8 +16,14 @@ use crate::compose::{key_str, Location, Project, Seg, SourceFile};
 use crate::dotenv::is_secret_key;
 
 pub fn run(project: &Project, out: &mut Vec<Finding>) {
+    let built: std::collections::HashSet<&str> = project
+        .services()
+        .iter()
+        .filter(|s| s.raw.get("build").is_some())
+        .map(|s| s.name.as_str())
+        .collect();
     for (i, file) in project.files.iter().enumerate() {
-        image_tags(file, out);
+        image_tags(&built, file, out);
         literal_secrets(file, out);
         redefinitions(&project.files[..i], file, out);
     }
@@ -51,11 +57,15 @@ fn is_floating_tag(tag: &str) -> bool {
     !tag.contains('.') && !hex
 }
 
-fn image_tags(file: &SourceFile, out: &mut Vec<Finding>) {
+/// Image tags; skipped where `image:` names what `build:` produces.
+fn image_tags(built: &std::collections::HashSet<&str>, file: &SourceFile, out: &mut Vec<Finding>) {
     for (name, svc) in services(&file.model) {
         let Some(image) = svc.get("image").map(scalar_string) else {
             continue;
         };
+        if built.contains(name.as_str()) {
+            continue;
+        }
         if image.contains('@') {
             continue;
         }
@@ -81,20 +91,55 @@ fn image_tags(file: &SourceFile, out: &mut Vec<Finding>) {
             "unpinned-image",
             at(),
             format!("service `{name}` image `{image}` {problem}"),
-            "pin a version tag (or digest) through the image variable in .env.example",
+            "pin a version tag or a digest, e.g. `name:1.2.3` or `name@sha256:...`",
         ));
     }
 }
 
-/// `scheme://user:password@host` with a literal password.
-fn url_with_literal_password(value: &str) -> bool {
-    let Some((_, rest)) = value.split_once("://") else {
+/// `scheme://user:password@host` with a literal password (a `${VAR:-x}`
+/// expression counts as a variable, its `:` as no separator).
+pub(super) fn url_with_literal_password(value: &str) -> bool {
+    let mut masked = String::new();
+    let mut rest = value;
+    while let Some(i) = rest.find("${") {
+        masked.push_str(&rest[..i]);
+        masked.push_str("$V");
+        rest = rest[i..].find('}').map_or("", |j| &rest[i + j + 1..]);
+    }
+    masked.push_str(rest);
+    let Some((_, rest)) = masked.split_once("://") else {
         return false;
     };
     let Some((userinfo, _)) = rest.split_once('@') else {
         return false;
     };
-    matches!(userinfo.split_once(':'), Some((_, pw)) if !pw.is_empty() && !pw.contains('$'))
+    // `${USER:-fog}` is a variable with a default, not `user:password`.
+    let user_end = match userinfo.strip_prefix("${") {
+        Some(var) => var.find('}').map_or(0, |i| i + 3),
+        None => 0,
+    };
+    let after = &userinfo[user_end..];
+    matches!(after.split_once(':'), Some((_, pw)) if !pw.is_empty() && !pw.contains('$'))
+}
+
+/// Settings named like secrets that hold none: switches such as
+/// `MYSQL_ALLOW_EMPTY_PASSWORD=yes` or `MYSQL_RANDOM_ROOT_PASSWORD=1`.
+fn is_flag(key: &str, value: &str) -> bool {
+    const SWITCH: &[&str] = &[
+        "yes", "no", "true", "false", "on", "off", "1", "0", "y", "n",
+    ];
+    const FLAG_WORDS: &[&str] = &[
+        "ALLOW_EMPTY",
+        "RANDOM",
+        "GENERATE",
+        "ONETIME",
+        "_ENABLED",
+        "_DISABLED",
+        "REQUIRE",
+    ];
+    let key = key.to_ascii_uppercase();
+    SWITCH.contains(&value.to_ascii_lowercase().as_str())
+        || FLAG_WORDS.iter().any(|w| key.contains(w))
 }
 
 fn literal_secrets(file: &SourceFile, out: &mut Vec<Finding>) {
@@ -118,6 +163,9 @@ fn literal_secrets(file: &SourceFile, out: &mut Vec<Finding>) {
         };
         for (key, value, seg) in pairs {
             let is_path = value.starts_with('/') || value.starts_with("./");
+            if is_flag(&key, &value) {
+                continue;
+            }
             let named_secret =
                 is_secret_key(&key) && !value.is_empty() && !value.contains('$') && !is_path;
             let why = if named_secret {
@@ -134,7 +182,7 @@ fn literal_secrets(file: &SourceFile, out: &mut Vec<Finding>) {
                 location(file, &path),
                 why,
                 &format!(
-                    "interpolate it from .env (`${{{key}:?...}}`) or use a `{key}_FILE` secret"
+                    "take it from the environment (`{key}: ${{{key}:?set {key}}}` with the value in your .env) or use a `{key}_FILE` secret"
                 ),
             ));
         }
@@ -153,8 +201,12 @@ fn redefinitions(earlier: &[Arc<SourceFile>], file: &SourceFile, out: &mut Vec<F
         let Some((first_file, first_image)) = first else {
             continue;
         };
+        // Changing the tag (or the same image) is what overrides are for.
+        if image_repository(&first_image) == image_repository(&image) {
+            continue;
+        }
         let first_at = first_file.lines().nearest_line(&service_path(&name, &[]));
-        out.push(Finding::error(
+        out.push(Finding::warning(
             "redefined-service",
             location(file, &service_path(&name, &[])),
             format!(
@@ -162,7 +214,7 @@ fn redefinitions(earlier: &[Arc<SourceFile>], file: &SourceFile, out: &mut Vec<F
                 first_file.path.display(),
                 first_at.unwrap_or(0)
             ),
-            &format!("extend `{name}` (ports, volumes, environment) without repeating `image:`"),
+            &format!("if `{name}` is meant to be a different service, give it its own name"),
         ));
     }
 }
@@ -178,6 +230,12 @@ mod tests {
         assert!(!is_floating_tag("15.8-alpine") && !is_floating_tag("3f2a9c1"));
         assert!(url_with_literal_password("postgres://fog:pw@db:5432/fog"));
         assert!(!url_with_literal_password("postgres://fog:${PW}@db/fog"));
+        assert!(!url_with_literal_password(
+            "postgres://${U:-fog}@db/${D:-fog}"
+        ));
+        assert!(url_with_literal_password("postgres://${U:-fog}:pw@db/fog"));
         assert!(!url_with_literal_password("http://mixnode-1:8080"));
+        assert!(!url_with_literal_password("postgres://${U:-fog}@db/fog"));
+        assert!(url_with_literal_password("postgres://${U:-fog}:pw@db/fog"));
     }
 }

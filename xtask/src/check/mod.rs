@@ -162,9 +162,23 @@ fn check_project(
     let mut findings = rules::run(project, kind);
     if let Some(env) = &selection.environment {
         findings.extend(repo::run(project, env, prod_volumes));
+    } else {
+        // In someone else's files, pinning and literal credentials are
+        // advice; in this repository's environments they are invariants.
+        for f in &mut findings {
+            if ADVICE_OUTSIDE_REPO.contains(&f.rule) {
+                f.severity = Severity::Warning;
+            }
+        }
     }
     findings
 }
+
+/// Rules that are errors for the repository's own environments and
+/// warnings for `-f` files.
+/// (Docker creates a missing bind source as an empty directory, so for
+/// someone else's files that is advice too.)
+const ADVICE_OUTSIDE_REPO: &[&str] = &["unpinned-image", "literal-secret", "missing-bind-source"];
 
 /// For `-f` files: `prod` in a file name means prod rules, `dev` means dev rules.
 fn kind_from_file_names(files: &[PathBuf]) -> Kind {
@@ -223,7 +237,7 @@ dev/prod port rules. Exit 0 when clean (warnings allowed), 1 on any error, 2 on 
 
 Rules: yaml-syntax, interpolation, undeclared-network, undefined-dependency, undeclared-volume,
 port-conflict, duplicate-service, redefined-service, overlapping-subnet, invalid-subnet, unpinned-image,
-floating-tag (warning), literal-secret, prod-publishes-port, public-bind, missing-bind-source,
+floating-tag (warning), literal-secret, prod-publishes-port, prod-url-credential, public-bind, missing-bind-source,
 healthy-without-healthcheck; named environments also: repo-networks, repo-singleton,
 repo-grafana-port, repo-dev-volumes.
 

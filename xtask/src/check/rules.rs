@@ -23,7 +23,33 @@ pub fn run(project: &Project, kind: Kind) -> Vec<Finding> {
     super::files::run(project, &mut out);
     exposure(project, kind, &mut out);
     bind_paths(project, &mut out);
+    if kind == Kind::Prod {
+        url_credentials(project, &mut out);
+    }
     out
+}
+
+/// Prod keeps every credential in files: no environment value of the merged,
+/// interpolated model may carry a password inside a URL
+/// (`postgres://user:password@host`), which `docker inspect` would show.
+fn url_credentials(project: &Project, out: &mut Vec<Finding>) {
+    for svc in project.services() {
+        for (key, value) in &svc.environment {
+            let Some(value) = value else { continue };
+            if !super::files::url_with_literal_password(value) {
+                continue;
+            }
+            out.push(Finding::error(
+                "prod-url-credential",
+                at(project, &["services", &svc.name, "environment", key]),
+                format!(
+                    "prod passes a password inside the URL of `{key}` to service `{}`",
+                    svc.name
+                ),
+                "leave the password out of the URL and mount it as a secret file (e.g. `DATABASE_PASSWORD_FILE: /run/secrets/postgres_password`)",
+            ));
+        }
+    }
 }
 
 fn at(project: &Project, path: &[&str]) -> Option<Location> {
@@ -139,7 +165,7 @@ fn port_conflicts(project: &Project, out: &mut Vec<Finding>) {
                     other_svc.name,
                     other.to_short()
                 ),
-                "publish one of them on another host port (a variable in .env)",
+                "publish one of them on another host port",
             ));
         }
     }
@@ -167,16 +193,39 @@ pub fn instance_group(svc: &Service) -> Option<String> {
     })
 }
 
+/// Images of services that run once per environment: a second one is a
+/// duplicated service, not a replica. Workers sharing `alpine` are fine.
+const SINGLETON_IMAGES: &[&str] = &[
+    "prometheus",
+    "grafana",
+    "loki",
+    "alertmanager",
+    "postgres",
+    "mysql",
+    "mariadb",
+    "mongo",
+    "redis",
+    "elasticsearch",
+    "node-exporter",
+    "cadvisor",
+    "traefik",
+];
+
 fn duplicate_images(project: &Project, out: &mut Vec<Finding>) {
     let mut by_repo: BTreeMap<&str, Vec<(&Service, String)>> = BTreeMap::new();
     for svc in project.services() {
         let (Some(image), Some(group)) = (&svc.image, instance_group(svc)) else {
             continue;
         };
-        by_repo
-            .entry(image_repository(image))
-            .or_default()
-            .push((svc, group));
+        if svc.raw.get("build").is_some() {
+            continue;
+        }
+        let repo = image_repository(image);
+        let last = repo.rsplit('/').next().unwrap_or(repo);
+        if !SINGLETON_IMAGES.contains(&last) {
+            continue;
+        }
+        by_repo.entry(repo).or_default().push((svc, group));
     }
     for (repo, services) in by_repo {
         let Some((first, first_group)) = services.first() else {
@@ -184,14 +233,14 @@ fn duplicate_images(project: &Project, out: &mut Vec<Finding>) {
         };
         for (svc, group) in &services[1..] {
             if group != first_group {
-                out.push(Finding::error(
+                out.push(Finding::warning(
                     "duplicate-service",
                     at(project, &["services", &svc.name]),
                     format!(
-                        "`{}` and `{}` both run `{repo}`: the environment has this service twice",
+                        "`{}` and `{}` both run `{repo}`, which usually runs once per environment",
                         first.name, svc.name
                     ),
-                    &format!("keep one `{repo}` service and delete `{}`", svc.name),
+                    &format!("keep one `{repo}` service, or give `{}` a profile if it is meant as a second instance", svc.name),
                 ));
             }
         }
@@ -262,7 +311,7 @@ fn subnet_overlaps(project: &Project, out: &mut Vec<Finding>) {
                 format!(
                     "network `{name}` subnet {subnet} overlaps `{other}` subnet {other_subnet}"
                 ),
-                "give each network its own non-overlapping subnet (FOG_/BETANET_NETWORK_SUBNET)",
+                "give each network its own non-overlapping subnet",
             ));
         }
     }
@@ -333,6 +382,8 @@ fn exposure(project: &Project, kind: Kind, out: &mut Vec<Finding>) {
     }
 }
 
+/// A missing relative bind source is a mistake in the project; a missing
+/// absolute one is usually a host path Docker creates (empty) itself.
 fn bind_paths(project: &Project, out: &mut Vec<Finding>) {
     for svc in project.services() {
         for mount in &svc.volumes {
@@ -342,18 +393,33 @@ fn bind_paths(project: &Project, out: &mut Vec<Finding>) {
             if mount.kind != MountKind::Bind || source.starts_with('~') {
                 continue;
             }
-            if !project.dir.join(source).exists() {
-                out.push(Finding::error(
+            let absolute = std::path::Path::new(source).is_absolute();
+            if project.dir.join(source).exists() {
+                continue;
+            }
+            let loc = mount_location(project, &svc.name, &mount.target);
+            out.push(if absolute {
+                Finding::warning(
                     "missing-bind-source",
-                    mount_location(project, &svc.name, &mount.target),
+                    loc,
+                    format!(
+                        "service `{}` bind-mounts host path `{source}`, which does not exist here; Docker will create it as an empty directory",
+                        svc.name
+                    ),
+                    &format!("create `{source}` on the host first if the service expects content there"),
+                )
+            } else {
+                Finding::error(
+                    "missing-bind-source",
+                    loc,
                     format!(
                         "service `{}` bind-mounts `{source}`, which does not exist in {}",
                         svc.name,
                         project.dir.display()
                     ),
-                    "create the path (relative paths resolve against the project directory) or fix the mount",
-                ));
-            }
+                    "create the path (relative paths resolve against the directory of the first compose file) or fix the mount",
+                )
+            });
         }
     }
 }
@@ -361,6 +427,30 @@ fn bind_paths(project: &Project, out: &mut Vec<Finding>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prod_flags_a_password_inside_a_url() {
+        let dir = std::env::temp_dir().join(format!("fog-url-cred-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("prod.yml");
+        std::fs::write(
+            &file,
+            "services:\n  a:\n    image: x:1\n    environment:\n      DATABASE_URL: postgres://fog:${PW}@db/fog\n      PLAIN: postgres://fog@db/fog\n",
+        )
+        .unwrap();
+        let env = crate::compose::EnvSource::from_pairs([("PW", "s3cret")]);
+        let project = Project::load(&[file], &env).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        let rules = |kind| -> Vec<&str> {
+            run(&project, kind)
+                .iter()
+                .map(|f| f.rule)
+                .filter(|r| *r == "prod-url-credential")
+                .collect()
+        };
+        assert_eq!(rules(Kind::Prod), ["prod-url-credential"]);
+        assert!(rules(Kind::Dev).is_empty());
+    }
 
     #[test]
     fn repositories() {

@@ -74,13 +74,35 @@ fn scalar(v: &Value) -> String {
     }
 }
 
-/// Plain when safe in YAML 1.1 and 1.2, else a double-quoted (JSON) string.
+/// Plain when safe in YAML 1.1 and 1.2, else a double-quoted string in
+/// which every character YAML does not allow raw (C0 and C1 controls, DEL,
+/// line and paragraph separators, a BOM) is escaped, so output reads back.
 fn string(s: &str) -> String {
     if is_plain_safe(s) {
-        s.to_string()
-    } else {
-        serde_json::to_string(s).unwrap_or_default()
+        return s.to_string();
     }
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control()
+                || matches!(
+                    c,
+                    '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{fffe}' | '\u{ffff}'
+                ) =>
+            {
+                out.push_str(&format!("\\u{:04x}", c as u32));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 fn is_plain_safe(s: &str) -> bool {
@@ -124,6 +146,18 @@ mod tests {
         ] {
             assert_eq!(string(s), s);
         }
+    }
+
+    #[test]
+    fn control_characters_are_escaped_and_read_back() {
+        let s = "a\u{7f}b\u{85}c\u{1b}d\"e\\f\ng\u{2028}";
+        let quoted = string(s);
+        assert!(
+            !quoted.contains('\u{7f}') && !quoted.contains('\u{2028}'),
+            "{quoted}"
+        );
+        let back: String = serde_yaml::from_str(&quoted).unwrap();
+        assert_eq!(back, s);
     }
 
     #[test]

@@ -3,11 +3,24 @@
 //! `KEY=VALUE`, `export KEY=VALUE`, `#` comments, optional single or double
 //! quotes around the value). Compose gives
 //! the process environment precedence over the file, and so does [`EnvSource`].
+//! Values may use the variables above them (`IMAGE=${NAME:-x}`), read top
+//! to bottom as both Compose versions do; single-quoted values stay literal.
+//! The source also carries the [`Flavour`] of Compose whose reading of the
+//! files the model follows.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use super::LoadError;
+
+/// Which Compose the model reads the files like: v2 (`docker compose`, the
+/// default) or v1 (`docker-compose` 1.29, which rejects v2-only syntax).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Flavour {
+    V1,
+    #[default]
+    V2,
+}
 
 /// Variables for interpolation, looked up process environment first.
 #[derive(Debug, Clone, Default)]
@@ -16,6 +29,8 @@ pub struct EnvSource {
     file: HashMap<String, String>,
     /// The env file the variables came from, if any.
     pub file_path: Option<PathBuf>,
+    /// The Compose whose rules the model follows.
+    pub flavour: Flavour,
 }
 
 impl EnvSource {
@@ -62,12 +77,55 @@ impl EnvSource {
         EnvSource::with_process_env(file.as_deref())
     }
 
-    /// Replace the file layer with the variables of `path`.
+    /// Replace the file layer with the variables of `path`, each value
+    /// interpolated with the process environment and the lines above it.
     pub fn load_file(&mut self, path: &Path) -> Result<(), LoadError> {
-        let text = std::fs::read_to_string(path).map_err(|e| LoadError::read(path, &e))?;
-        self.file = parse_env_file(&text);
+        let text = super::read::read_env_text(path)?;
+        self.file = HashMap::new();
+        for (key, value) in self.read_vars(path, &text)? {
+            self.file.insert(key, value);
+        }
         self.file_path = Some(path.to_path_buf());
         Ok(())
+    }
+
+    /// The same source reading the files like `flavour`.
+    pub fn with_flavour(mut self, flavour: Flavour) -> EnvSource {
+        self.flavour = flavour;
+        self
+    }
+
+    /// `KEY=VALUE` lines of an env file in order, values interpolated with
+    /// this source plus the lines above (a service's `env_file` too).
+    pub fn read_vars(&self, path: &Path, text: &str) -> Result<Vec<(String, String)>, LoadError> {
+        let mut scope = EnvSource {
+            process: self.process.clone(),
+            file: self.file.clone(),
+            ..EnvSource::default()
+        };
+        let mut out = Vec::new();
+        for (i, raw) in super::read::strip_bom(text).lines().enumerate() {
+            let Some(line) = crate::dotenv::parse_line(raw) else {
+                continue;
+            };
+            let literal = raw
+                .split_once('=')
+                .is_some_and(|(_, v)| v.trim().starts_with('\''));
+            let value = if literal || !line.value.contains('$') {
+                line.value
+            } else {
+                super::interpolate::interpolate(&line.value, &scope).map_err(|e| LoadError {
+                    kind: super::LoadErrorKind::Interpolation,
+                    file: path.to_path_buf(),
+                    line: Some(i + 1),
+                    column: None,
+                    message: format!("{}: {e}", line.key),
+                })?
+            };
+            scope.file.insert(line.key.clone(), value.clone());
+            out.push((line.key, value));
+        }
+        Ok(out)
     }
 
     /// Set a variable in the file layer (the process environment still wins).
@@ -87,7 +145,8 @@ impl EnvSource {
 /// Parse `.env` text with [`crate::dotenv::parse_line`], the one reader of
 /// the syntax. Lines without `=` and comments are skipped.
 pub fn parse_env_file(text: &str) -> HashMap<String, String> {
-    text.lines()
+    super::read::strip_bom(text)
+        .lines()
         .filter_map(crate::dotenv::parse_line)
         .map(|line| (line.key, line.value))
         .collect()
@@ -109,6 +168,24 @@ mod tests {
         assert_eq!(vars["E"], "x");
         assert_eq!(vars["F"], "");
         assert_eq!(vars.len(), 6);
+    }
+
+    #[test]
+    fn values_use_the_lines_above_and_a_bom_loses_nothing() {
+        let env = EnvSource::from_pairs([("P", "proc")]);
+        let vars = env
+            .read_vars(
+                Path::new(".env"),
+                "\u{feff}A=1\nB=${A}x\nC='${A}'\nD=${NOPE:-d}-$P\nP=file\nE=$P\n",
+            )
+            .unwrap();
+        let get = |k: &str| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("A"), Some("1"));
+        assert_eq!(get("B"), Some("1x"));
+        assert_eq!(get("C"), Some("${A}"));
+        assert_eq!(get("D"), Some("d-proc"));
+        // The process environment still wins inside the file.
+        assert_eq!(get("E"), Some("proc"));
     }
 
     #[test]

@@ -9,6 +9,7 @@ use serde_yaml::Value;
 
 use super::env::EnvSource;
 use super::lines::Seg;
+use super::read::{MAX_EXPANDED_BYTES, MAX_NESTING, MAX_VALUE_BYTES};
 
 /// Why a string could not be interpolated. `variable` is empty for syntax errors.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,10 +24,50 @@ impl fmt::Display for InterpolationError {
     }
 }
 
-/// Interpolate one string.
+/// Interpolate one string (at most [`MAX_VALUE_BYTES`] out, defaults nested
+/// at most [`MAX_NESTING`] deep).
 pub fn interpolate(input: &str, env: &EnvSource) -> Result<String, InterpolationError> {
-    let mut out = String::with_capacity(input.len());
+    let mut budget = MAX_EXPANDED_BYTES;
+    interpolate_in(input, env, 0, &mut budget)
+}
+
+fn too_big(what: &str) -> InterpolationError {
+    InterpolationError {
+        variable: String::new(),
+        message: what.to_string(),
+    }
+}
+
+/// `budget` is how many bytes interpolation may still add (shared by a file).
+fn interpolate_in(
+    input: &str,
+    env: &EnvSource,
+    depth: usize,
+    budget: &mut usize,
+) -> Result<String, InterpolationError> {
+    if depth > MAX_NESTING {
+        return Err(too_big(&format!(
+            "interpolation nested more than {MAX_NESTING} levels deep"
+        )));
+    }
+    let mut out = String::with_capacity(input.len().min(MAX_VALUE_BYTES));
     let mut rest = input;
+    let push = |out: &mut String, piece: &str, budget: &mut usize| {
+        if out.len() + piece.len() > MAX_VALUE_BYTES.max(input.len()) {
+            return Err(too_big(&format!(
+                "a value grows over {} MB after interpolation",
+                MAX_VALUE_BYTES / (1024 * 1024)
+            )));
+        }
+        *budget = budget.checked_sub(piece.len()).ok_or_else(|| {
+            too_big(&format!(
+                "interpolation would add more than {} MB to this file",
+                MAX_EXPANDED_BYTES / (1024 * 1024)
+            ))
+        })?;
+        out.push_str(piece);
+        Ok(())
+    };
     while let Some(pos) = rest.find('$') {
         out.push_str(&rest[..pos]);
         let after = &rest[pos + 1..];
@@ -34,11 +75,18 @@ pub fn interpolate(input: &str, env: &EnvSource) -> Result<String, Interpolation
             out.push('$');
             rest = tail;
         } else if let Some(body_start) = after.strip_prefix('{') {
-            let end = matching_brace(body_start).ok_or_else(|| InterpolationError {
+            // v1 ends `${...}` at the first `}`: no nesting.
+            let end = if env.flavour == super::Flavour::V1 {
+                body_start.find('}')
+            } else {
+                matching_brace(body_start)
+            };
+            let end = end.ok_or_else(|| InterpolationError {
                 variable: String::new(),
-                message: format!("unclosed `${{` in `{input}`"),
+                message: format!("unclosed `${{` in `{}`", preview(input)),
             })?;
-            out.push_str(&expand(&body_start[..end], env)?);
+            let piece = expand(&body_start[..end], env, depth, budget)?;
+            push(&mut out, &piece, budget)?;
             rest = &body_start[end + 1..];
         } else {
             let len = name_len(after);
@@ -46,13 +94,25 @@ pub fn interpolate(input: &str, env: &EnvSource) -> Result<String, Interpolation
                 // A lone `$` stays as it is (Compose does the same).
                 out.push('$');
             } else {
-                out.push_str(env.get(&after[..len]).unwrap_or(""));
+                push(&mut out, env.get(&after[..len]).unwrap_or(""), budget)?;
             }
             rest = &after[len..];
         }
     }
     out.push_str(rest);
     Ok(out)
+}
+
+/// The start of a long value, for error messages.
+fn preview(s: &str) -> String {
+    if s.len() <= 80 {
+        return s.to_string();
+    }
+    let mut end = 77;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &s[..end])
 }
 
 /// Index of the `}` closing a `${`, counting nested `${ ... }`.
@@ -84,13 +144,18 @@ fn name_len(s: &str) -> usize {
         .count()
 }
 
-fn expand(body: &str, env: &EnvSource) -> Result<String, InterpolationError> {
+fn expand(
+    body: &str,
+    env: &EnvSource,
+    depth: usize,
+    budget: &mut usize,
+) -> Result<String, InterpolationError> {
     let len = name_len(body);
     let name = &body[..len];
     let op = &body[len..];
     let syntax = || InterpolationError {
         variable: name.to_string(),
-        message: format!("invalid interpolation `${{{body}}}`"),
+        message: format!("invalid interpolation `${{{}}}`", preview(body)),
     };
     if name.is_empty() {
         return Err(syntax());
@@ -108,13 +173,20 @@ fn expand(body: &str, env: &EnvSource) -> Result<String, InterpolationError> {
         }
         _ => return Err(syntax()),
     };
+    // v1 knows no `+` forms and takes a default literally.
+    let v1 = env.flavour == super::Flavour::V1;
+    if v1 && op.trim_start_matches(':').starts_with('+') {
+        return Err(syntax());
+    }
+    if v1 && cond && op.trim_start_matches(':').starts_with('-') {
+        return Ok(arg.to_string());
+    }
     let kind = op.trim_start_matches(':').as_bytes()[0];
     match kind {
-        b'-' if cond => interpolate(arg, env),
-        b'+' if cond => interpolate(arg, env),
+        b'-' | b'+' if cond => interpolate_in(arg, env, depth + 1, budget),
         b'+' => Ok(String::new()),
         b'?' if cond => {
-            let detail = interpolate(arg, env)?;
+            let detail = interpolate_in(arg, env, depth + 1, budget)?;
             let reason = if op.starts_with(':') {
                 "is unset or empty"
             } else {
@@ -133,33 +205,45 @@ fn expand(body: &str, env: &EnvSource) -> Result<String, InterpolationError> {
     }
 }
 
-/// Interpolate every string scalar under `value` (mapping keys untouched).
-/// On error returns the key path of the offending value with the error.
+/// Interpolate every string scalar under `value` (mapping keys untouched),
+/// sharing one [`MAX_EXPANDED_BYTES`] budget. Iterative, so no input depth
+/// can exhaust the stack. On error returns the key path of the offending
+/// value with the error.
 pub fn interpolate_value(
     value: &mut Value,
     env: &EnvSource,
-    path: &mut Vec<Seg>,
+    path: &mut [Seg],
 ) -> Result<(), (Vec<Seg>, InterpolationError)> {
-    match value {
-        Value::String(s) if s.contains('$') => {
-            *s = interpolate(s, env).map_err(|e| (path.clone(), e))?;
-        }
-        Value::Sequence(items) => {
-            for (i, item) in items.iter_mut().enumerate() {
-                path.push(Seg::Index(i));
-                interpolate_value(item, env, path)?;
-                path.pop();
+    let mut budget = MAX_EXPANDED_BYTES;
+    let base = path.to_vec();
+    let mut stack: Vec<(Vec<Seg>, &mut Value)> = vec![(base, value)];
+    while let Some((at, v)) = stack.pop() {
+        match v {
+            Value::String(s) if s.contains('$') => {
+                *s = interpolate_in(s, env, 0, &mut budget).map_err(|e| (at, e))?;
             }
-        }
-        Value::Mapping(map) => {
-            for (k, v) in map.iter_mut() {
-                path.push(Seg::Key(super::key_str(k)));
-                interpolate_value(v, env, path)?;
-                path.pop();
+            Value::Sequence(items) => {
+                for (i, item) in items.iter_mut().enumerate().rev() {
+                    let mut p = at.clone();
+                    p.push(Seg::Index(i));
+                    stack.push((p, item));
+                }
             }
+            Value::Mapping(map) => {
+                let mut children: Vec<_> = map
+                    .iter_mut()
+                    .map(|(k, v)| {
+                        let mut p = at.clone();
+                        p.push(Seg::Key(super::key_str(k)));
+                        (p, v)
+                    })
+                    .collect();
+                children.reverse();
+                stack.extend(children);
+            }
+            Value::Tagged(tagged) => stack.push((at, &mut tagged.value)),
+            _ => {}
         }
-        Value::Tagged(tagged) => interpolate_value(&mut tagged.value, env, path)?,
-        _ => {}
     }
     Ok(())
 }
@@ -246,6 +330,15 @@ mod tests {
     }
 
     #[test]
+    fn v1_reads_defaults_literally_and_has_no_plus_forms() {
+        let v1 = env().with_flavour(super::super::Flavour::V1);
+        assert_eq!(interpolate("${UNSET:-${SET}}", &v1).unwrap(), "${SET}");
+        assert_eq!(interpolate("${UNSET:-$SET}", &v1).unwrap(), "$SET");
+        assert!(interpolate("${SET:+alt}", &v1).is_err());
+        assert_eq!(ok("${UNSET:-${SET}}"), "value");
+    }
+
+    #[test]
     fn syntax_errors() {
         assert!(interpolate("${SET", &env())
             .unwrap_err()
@@ -253,6 +346,22 @@ mod tests {
             .contains("unclosed"));
         assert!(interpolate("${}", &env()).is_err());
         assert!(interpolate("${SET*x}", &env()).is_err());
+    }
+
+    #[test]
+    fn hostile_nesting_and_growth_are_refused() {
+        let nested = format!("{}x{}", "${A:-".repeat(4000), "}".repeat(4000));
+        let err = interpolate(&nested, &env()).unwrap_err();
+        assert!(err.message.contains("nested more than"), "{err}");
+        let big = "v".repeat(600 * 1024);
+        let env = EnvSource::from_pairs([("BIG", big.as_str())]);
+        assert_eq!(interpolate("$BIG", &env).unwrap().len(), big.len());
+        let err = interpolate("$BIG$BIG", &env).unwrap_err();
+        assert!(err.message.contains("over 1 MB"), "{err}");
+        let mut doc: Value =
+            serde_yaml::from_str(&format!("[{}]", vec!["$BIG"; 1000].join(","))).unwrap();
+        let (_, err) = interpolate_value(&mut doc, &env, &mut Vec::new()).unwrap_err();
+        assert!(err.message.contains("16 MB"), "{err}");
     }
 
     #[test]

@@ -40,6 +40,41 @@ pub fn display_path(path: &[Seg]) -> String {
     out
 }
 
+/// Refuse YAML nested deeper than [`super::read::MAX_DEPTH`] before any
+/// recursive parser sees it: a streaming pass over the events that stops at
+/// the first node too deep, so `[` x 100000 costs microseconds. Syntax
+/// errors are left to the full parser, which reports them with a position.
+pub fn check_depth(text: &str) -> Result<(), (usize, String)> {
+    let max = super::read::MAX_DEPTH;
+    let mut parser = Parser::new_from_str(text);
+    let mut depth = 0usize;
+    loop {
+        match parser.next_token() {
+            Ok((Event::StreamEnd, _)) => return Ok(()),
+            // The scanner's own nesting limit: refuse here, since the full
+            // parser takes time quadratic in the depth to say the same.
+            Err(e) if e.to_string().contains("recursion limit") => {
+                return Err((
+                    e.marker().line(),
+                    format!("mappings and lists nested more than {max} levels deep"),
+                ))
+            }
+            Err(_) => return Ok(()),
+            Ok((Event::MappingStart(..) | Event::SequenceStart(..), mark)) => {
+                depth += 1;
+                if depth > max {
+                    return Err((
+                        mark.line(),
+                        format!("mappings and lists nested more than {max} levels deep"),
+                    ));
+                }
+            }
+            Ok((Event::MappingEnd | Event::SequenceEnd, _)) => depth = depth.saturating_sub(1),
+            Ok(_) => {}
+        }
+    }
+}
+
 /// Key path -> line for one file.
 #[derive(Debug, Default, Clone)]
 pub struct LineIndex {
@@ -235,6 +270,17 @@ services:
         assert_eq!(idx.line(&p("services.one.ports[1]")), Some(9));
         assert_eq!(idx.line(&p("services.one.ports[1].target")), Some(9));
         assert_eq!(idx.line(&p("services.two.environment.A")), Some(12));
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_with_its_line() {
+        assert!(check_depth(DOC).is_ok());
+        let deep = format!("a:\n  {}{}", "[".repeat(100), "]".repeat(100));
+        let (line, msg) = check_depth(&deep).unwrap_err();
+        assert_eq!(line, 2);
+        assert!(msg.contains("64"), "{msg}");
+        let hostile = format!("a:\n  {}", "[".repeat(100_000));
+        assert_eq!(check_depth(&hostile).unwrap_err().0, 2);
     }
 
     #[test]

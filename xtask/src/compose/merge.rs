@@ -10,6 +10,7 @@
 
 use serde_yaml::{Mapping, Value};
 
+use super::env::Flavour;
 use super::key_str;
 use super::lines::Seg;
 use super::types::{scalar_string, Mount, Port};
@@ -19,10 +20,12 @@ pub type NormaliseError = (Vec<Seg>, String);
 
 /// Bring every service of one (interpolated) file into the canonical forms
 /// above, so files can be merged and compared entry by entry.
-pub fn normalise_file(root: &mut Value) -> Result<(), NormaliseError> {
+pub fn normalise_file(root: &mut Value, flavour: Flavour) -> Result<(), NormaliseError> {
     let Some(map) = root.as_mapping_mut() else {
         return Err((Vec::new(), "a compose file must be a mapping".into()));
     };
+    legacy_v1_format(map, flavour);
+    let map = root.as_mapping_mut().expect("checked above");
     let Some(services) = map.get_mut("services") else {
         return Ok(());
     };
@@ -47,6 +50,9 @@ pub fn normalise_file(root: &mut Value) -> Result<(), NormaliseError> {
                 format!("service `{name}` must be a mapping"),
             ));
         };
+        if flavour == Flavour::V1 {
+            v1_types(svc).map_err(|(k, m)| (path(&k), m))?;
+        }
         for key in ["environment", "labels", "sysctls"] {
             if let Some(v) = svc.get_mut(key) {
                 *v = key_value_map(v).map_err(|m| (path(key), m))?;
@@ -92,14 +98,95 @@ pub fn normalise_file(root: &mut Value) -> Result<(), NormaliseError> {
                 *p = Value::String(port.to_short());
             }
         }
-        if let Some(Value::Sequence(volumes)) = svc.get("volumes") {
+        if let Some(Value::Sequence(volumes)) = svc.get_mut("volumes") {
+            for (i, v) in volumes.iter_mut().enumerate() {
+                // `${UNSET}:/data`: v1 mounts the project directory, v2 refuses.
+                if let Value::String(s) = v {
+                    if s.starts_with(':') {
+                        if flavour == Flavour::V1 {
+                            // Kept empty: v1 prints it as a literal `.`.
+                        } else {
+                            let mut at = path("volumes");
+                            at.push(Seg::Index(i));
+                            return Err((
+                                at,
+                                format!("volume `{s}` has an empty source (an unset variable?)"),
+                            ));
+                        }
+                    }
+                }
+            }
+            let mut targets: Vec<String> = Vec::new();
+            let mut keep = Vec::new();
             for (i, v) in volumes.iter().enumerate() {
-                Mount::parse(v).map_err(|m| {
+                let mount = Mount::parse(v).map_err(|m| {
                     let mut at = path("volumes");
                     at.push(Seg::Index(i));
                     (at, m)
                 })?;
+                let target = mount.target.trim_end_matches('/').to_string();
+                // Two mounts at one target: v1 refuses, v2 keeps the last.
+                if let Some(j) = targets.iter().position(|t| *t == target) {
+                    if flavour == Flavour::V1 {
+                        let mut at = path("volumes");
+                        at.push(Seg::Index(i));
+                        return Err((at, format!("duplicate mount point `{target}`")));
+                    }
+                    keep[j] = false;
+                }
+                targets.push(target);
+                keep.push(true);
             }
+            let mut keep = keep.into_iter();
+            volumes.retain(|_| keep.next().unwrap_or(true));
+        }
+    }
+    Ok(())
+}
+
+/// v1 reads a file with neither `version` nor `services` as the version 1
+/// format: every top-level key is a service (`net:` is `network_mode:`).
+/// v2 no longer does, and refuses such files.
+fn legacy_v1_format(map: &mut Mapping, flavour: Flavour) {
+    if flavour != Flavour::V1 || map.contains_key("services") || map.contains_key("version") {
+        return;
+    }
+    let mut services = Mapping::new();
+    for (k, mut v) in std::mem::take(map) {
+        if key_str(&k).starts_with("x-") {
+            map.insert(k, v);
+            continue;
+        }
+        if let Some(svc) = v.as_mapping_mut() {
+            if let Some(net) = svc.remove("net") {
+                svc.insert("network_mode".into(), net);
+            }
+        }
+        services.insert(k, v);
+    }
+    map.insert("services".into(), Value::Mapping(services));
+}
+
+/// Types v1's schema refuses and v2 accepts: booleans as environment
+/// values and `host_ip` in long-syntax ports.
+fn v1_types(svc: &Mapping) -> Result<(), (String, String)> {
+    if let Some(Value::Mapping(env)) = svc.get("environment") {
+        if let Some((k, _)) = env.iter().find(|(_, v)| v.is_bool()) {
+            return Err((
+                "environment".into(),
+                format!(
+                    "`{}` is a boolean; Compose v1 wants a string (quote it)",
+                    key_str(k)
+                ),
+            ));
+        }
+    }
+    if let Some(Value::Sequence(ports)) = svc.get("ports") {
+        if ports.iter().any(|p| p.get("host_ip").is_some()) {
+            return Err((
+                "ports".into(),
+                "`host_ip` in a long-syntax port is Compose v2 syntax, which v1 rejects".into(),
+            ));
         }
     }
     Ok(())
@@ -162,6 +249,25 @@ fn list_to_map(v: &Value, item: impl Fn(&str) -> Value + Copy) -> Value {
         }
         Value::Null => Value::Mapping(Mapping::new()),
         other => other.clone(),
+    }
+}
+
+/// Drop the `!reset`/`!override` tags left after merging (a tag in the
+/// first file that defines a value just keeps the value).
+pub fn strip_tags(v: &mut Value) {
+    let mut stack = vec![v];
+    while let Some(v) = stack.pop() {
+        if let Value::Tagged(t) = v {
+            let inner = std::mem::replace(&mut t.value, Value::Null);
+            *v = inner;
+            stack.push(v);
+            continue;
+        }
+        match v {
+            Value::Mapping(m) => stack.extend(m.values_mut()),
+            Value::Sequence(items) => stack.extend(items.iter_mut()),
+            _ => {}
+        }
     }
 }
 
@@ -264,7 +370,7 @@ mod tests {
         for doc in docs {
             let mut v: Value = serde_yaml::from_str(doc).unwrap();
             v.apply_merge().unwrap();
-            normalise_file(&mut v).unwrap();
+            normalise_file(&mut v, Flavour::V2).unwrap();
             merge(&mut out, v, &mut Vec::new());
         }
         out

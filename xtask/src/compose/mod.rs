@@ -35,11 +35,16 @@
 
 pub mod emit;
 pub mod env;
+mod envfile;
+mod extends;
+mod include;
 pub mod interpolate;
 pub mod lines;
 pub mod merge;
+pub mod read;
 mod service;
 pub mod types;
+mod validate;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -47,7 +52,7 @@ use std::sync::Arc;
 
 use serde_yaml::{Mapping, Value};
 
-pub use env::EnvSource;
+pub use env::{EnvSource, Flavour};
 
 pub use lines::{LineIndex, Seg};
 pub use service::Service;
@@ -116,7 +121,7 @@ pub struct SourceFile {
 impl SourceFile {
     /// Parse, index, interpolate and normalise one file.
     pub fn load(path: &Path, env: &EnvSource) -> Result<SourceFile, LoadError> {
-        let text = std::fs::read_to_string(path).map_err(|e| LoadError::read(path, &e))?;
+        let text = read::read_text(path)?;
         SourceFile::from_text(path, &text, env)
     }
 
@@ -133,6 +138,10 @@ impl SourceFile {
             column,
             message,
         };
+        let text = read::strip_bom(text);
+        if let Err((line, msg)) = lines::check_depth(text) {
+            return Err(error(LoadErrorKind::Parse, Some(line), None, msg));
+        }
         let mut raw: Value = match serde_yaml::from_str(text) {
             Ok(v) => v,
             Err(e) => {
@@ -149,9 +158,18 @@ impl SourceFile {
             }
         };
         if raw.is_null() {
-            raw = Value::Mapping(Mapping::new());
+            return Err(error(
+                LoadErrorKind::Invalid,
+                None,
+                None,
+                "empty compose file; define at least `services:`".into(),
+            ));
         }
         let lines = || LineIndex::build(text);
+        let invalid = |(at, msg): (Vec<Seg>, String)| {
+            error(LoadErrorKind::Invalid, lines().nearest_line(&at), None, msg)
+        };
+
         raw.apply_merge().map_err(|e| {
             error(
                 LoadErrorKind::Parse,
@@ -160,6 +178,7 @@ impl SourceFile {
                 format!("bad `<<` merge: {e}"),
             )
         })?;
+        validate::check_file(&raw, env.flavour).map_err(invalid)?;
         let mut model = raw.clone();
         interpolate::interpolate_value(&mut model, env, &mut Vec::new()).map_err(|(at, e)| {
             error(
@@ -169,7 +188,7 @@ impl SourceFile {
                 format!("{}: {e}", lines::display_path(&at)),
             )
         })?;
-        merge::normalise_file(&mut model).map_err(|(at, msg)| {
+        merge::normalise_file(&mut model, env.flavour).map_err(|(at, msg)| {
             error(
                 LoadErrorKind::Invalid,
                 lines().nearest_line(&at),
@@ -177,6 +196,8 @@ impl SourceFile {
                 format!("{}: {msg}", lines::display_path(&at)),
             )
         })?;
+        extends::resolve(&mut model, path, env).map_err(invalid)?;
+        include::resolve(&mut model, path, env).map_err(invalid)?;
         Ok(SourceFile {
             path: path.to_path_buf(),
             text: text.to_string(),
@@ -263,6 +284,29 @@ impl Project {
         for file in &files {
             merge::merge(&mut model, file.model.clone(), &mut Vec::new());
         }
+        let merged_error = |(at, message): (Vec<Seg>, String)| {
+            let loc = locate_in(&files, &at).or_else(|| {
+                (1..at.len())
+                    .rev()
+                    .find_map(|n| locate_in(&files, &at[..n]))
+            });
+            LoadError {
+                kind: LoadErrorKind::Invalid,
+                file: loc
+                    .as_ref()
+                    .map(|l| l.file.clone())
+                    .or_else(|| files.first().map(|f| f.path.clone()))
+                    .unwrap_or_default(),
+                line: loc.and_then(|l| l.line),
+                column: None,
+                message,
+            }
+        };
+        merge::strip_tags(&mut model);
+        envfile::apply(&mut model, &dir, &env).map_err(merged_error)?;
+        validate::imply_dependencies(&mut model, env.flavour);
+        validate::check_services(&model, env.flavour).map_err(merged_error)?;
+        validate::check_build_paths(&model, &dir, env.flavour).map_err(merged_error)?;
         let mut services = Vec::new();
         if let Some(map) = model.get("services").and_then(Value::as_mapping) {
             for (name, value) in map {
@@ -287,6 +331,21 @@ impl Project {
             model,
             services,
             env,
+        })
+    }
+
+    /// What Compose refuses on top of what loading checks: a required
+    /// `depends_on` on an undefined service (`check` reports it as a finding).
+    pub fn check_dependencies(&self) -> Result<(), LoadError> {
+        validate::undefined_dependency(&self.model).map_err(|(at, message)| {
+            let loc = self.locate_nearest(&at);
+            LoadError {
+                kind: LoadErrorKind::Invalid,
+                file: loc.as_ref().map(|l| l.file.clone()).unwrap_or_default(),
+                line: loc.and_then(|l| l.line),
+                column: None,
+                message,
+            }
         })
     }
 

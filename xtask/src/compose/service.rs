@@ -121,8 +121,9 @@ pub(super) fn render(project: &Project) -> String {
             match key.as_str() {
                 "services" => {
                     if let Some(services) = v.as_mapping_mut() {
+                        let v1 = project.env.flavour == super::Flavour::V1;
                         for svc in services.values_mut() {
-                            absolutise_service(svc, &project.dir);
+                            absolutise_as(svc, &project.dir, v1);
                         }
                     }
                 }
@@ -145,20 +146,72 @@ pub(super) fn render(project: &Project) -> String {
     super::emit::to_yaml(&out)
 }
 
-fn absolutise_service(svc: &mut Value, dir: &Path) {
+/// A build context that is a URL (git or http), kept as written.
+pub fn is_url(ctx: &str) -> bool {
+    [
+        "http://",
+        "https://",
+        "git://",
+        "git@",
+        "ssh://",
+        "github.com/",
+    ]
+    .iter()
+    .any(|p| ctx.starts_with(p))
+}
+
+/// `~` or `~/x` with the home directory, as Compose expands bind sources.
+fn expand_home(path: &str) -> String {
+    match (path.strip_prefix('~'), std::env::var("HOME")) {
+        (Some(rest), Ok(home)) if rest.is_empty() || rest.starts_with('/') => {
+            format!("{home}{rest}")
+        }
+        _ => path.to_string(),
+    }
+}
+
+/// A path without a trailing `/` (except `/` itself).
+fn clean(p: &str) -> String {
+    let t = p.trim_end_matches('/');
+    if t.is_empty() && p.starts_with('/') {
+        "/".into()
+    } else {
+        t.to_string()
+    }
+}
+
+pub(super) fn absolutise_service(svc: &mut Value, dir: &Path) {
+    absolutise_as(svc, dir, false)
+}
+
+fn absolutise_as(svc: &mut Value, dir: &Path, v1: bool) {
     if let Some(Value::Sequence(volumes)) = svc.get_mut("volumes") {
         for v in volumes {
             match v {
                 Value::String(s) => {
                     if let Some((src, rest)) = s.split_once(':') {
-                        if is_host_path(src) {
-                            *s = format!("{}:{rest}", absolute(dir, src));
+                        // Compose cleans the target path; v1 also the source.
+                        let (target, mode) = rest.split_once(':').unwrap_or((rest, ""));
+                        let target = clean(target);
+                        let mode = if mode.is_empty() {
+                            String::new()
+                        } else {
+                            format!(":{mode}")
+                        };
+                        if src.is_empty() {
+                            *s = format!(".:{target}{mode}");
+                        } else if is_host_path(src) {
+                            let src = absolute(dir, &expand_home(src));
+                            let src = if v1 { clean(&src) } else { src };
+                            *s = format!("{src}:{target}{mode}");
+                        } else {
+                            *s = format!("{src}:{target}{mode}");
                         }
                     }
                 }
                 Value::Mapping(m) if m.get("type").and_then(Value::as_str) == Some("bind") => {
                     if let Some(Value::String(src)) = m.get_mut("source") {
-                        *src = absolute(dir, src);
+                        *src = absolute(dir, &expand_home(src));
                     }
                 }
                 _ => {}
@@ -166,10 +219,12 @@ fn absolutise_service(svc: &mut Value, dir: &Path) {
         }
     }
     match svc.get_mut("build") {
-        Some(Value::String(ctx)) => *ctx = absolute(dir, ctx),
+        Some(Value::String(ctx)) if !is_url(ctx) => *ctx = absolute(dir, ctx),
         Some(Value::Mapping(b)) => {
             if let Some(Value::String(ctx)) = b.get_mut("context") {
-                *ctx = absolute(dir, ctx);
+                if !is_url(ctx) {
+                    *ctx = absolute(dir, ctx);
+                }
             }
         }
         _ => {}
@@ -203,7 +258,21 @@ fn escape_strings(v: &mut Value) {
     match v {
         Value::String(s) if s.contains('$') => *s = escape(s),
         Value::Sequence(items) => items.iter_mut().for_each(escape_strings),
-        Value::Mapping(m) => m.values_mut().for_each(escape_strings),
+        // Compose escapes `$` in keys too (labels, environment names).
+        Value::Mapping(m) => {
+            let escaped: serde_yaml::Mapping = std::mem::take(m)
+                .into_iter()
+                .map(|(k, mut v)| {
+                    escape_strings(&mut v);
+                    let k = match k {
+                        Value::String(s) if s.contains('$') => Value::String(escape(&s)),
+                        k => k,
+                    };
+                    (k, v)
+                })
+                .collect();
+            *m = escaped;
+        }
         Value::Tagged(t) => escape_strings(&mut t.value),
         _ => {}
     }

@@ -178,6 +178,8 @@ impl Mount {
                     [s, t, m] => (Some(*s), *t, *m),
                     _ => return Err(format!("bad volume `{s}`; use SOURCE:TARGET[:ro]")),
                 };
+                // An empty source (v1 reads `${UNSET}:/x` so) is the project directory.
+                let source = source.map(|s| if s.is_empty() { "." } else { s });
                 let kind = match source {
                     None => MountKind::Volume,
                     Some(src) if is_host_path(src) => MountKind::Bind,

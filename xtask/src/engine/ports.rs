@@ -12,7 +12,8 @@ use std::{
 use anyhow::{bail, Result};
 use xshell::{cmd, Shell};
 
-use super::compose::Service;
+use super::compose::published;
+use crate::compose::Service;
 use crate::{dotenv::DotEnv, process::Runner};
 
 /// Fail with a clear line if a host port the services publish is taken by
@@ -25,35 +26,35 @@ pub fn check_free(
     own: &[String],
 ) -> Result<()> {
     for service in services {
-        for p in &service.ports {
+        for (host_ip, port, _) in published(service) {
             let mine = own.iter().any(|o| {
                 o.split("->")
                     .next()
                     .and_then(|hp| hp.rsplit(':').next())
                     .and_then(|port| port.parse::<u16>().ok())
-                    == Some(p.port)
+                    == Some(port)
             });
             if mine {
                 continue;
             }
-            let ip: Ipv4Addr = p.host_ip.parse().unwrap_or(Ipv4Addr::UNSPECIFIED);
-            let Err(err) = TcpListener::bind((ip, p.port)) else {
+            let ip: Ipv4Addr = host_ip.parse().unwrap_or(Ipv4Addr::UNSPECIFIED);
+            let Err(err) = TcpListener::bind((ip, port)) else {
                 continue;
             };
             if err.kind() != ErrorKind::AddrInUse {
                 continue;
             }
-            let holder = holder(sh, runner, p.port);
+            let holder = holder(sh, runner, port);
             let variable = env
                 .file
                 .pairs()
-                .find(|(k, v)| k.ends_with("_PORT") && v.trim() == p.port.to_string())
+                .find(|(k, v)| k.ends_with("_PORT") && v.trim() == port.to_string())
                 .map(|(k, _)| format!("set another {k} in {}", env.path.display()))
                 .unwrap_or_else(|| "free the port or change it in .env".to_string());
             bail!(
                 "port {}:{} for service `{}` is already taken by {holder}: stop it, or {variable}",
-                p.host_ip,
-                p.port,
+                host_ip,
+                port,
                 service.name
             );
         }

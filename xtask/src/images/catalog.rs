@@ -138,6 +138,13 @@ pub const IMAGE_VARS: &[ImageVar] = &[
         source: Source::Upstream(None),
     },
     ImageVar {
+        var: "MIGRATE_IMAGE",
+        default: "fog-compute/migrate:0.1.0",
+        overlay: "base",
+        services: &["migrate"],
+        source: Source::Project("migrate"),
+    },
+    ImageVar {
         var: "MIXNODE_IMAGE",
         default: "fog-compute/mixnode:0.1.0",
         overlay: "betanet",
@@ -296,6 +303,7 @@ mod tests {
                 "PROMETHEUS_IMAGE",
                 "GRAFANA_IMAGE",
                 "LOKI_IMAGE",
+                "MIGRATE_IMAGE",
                 "MIXNODE_IMAGE"
             ]
         );

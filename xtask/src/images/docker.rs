@@ -61,7 +61,7 @@ pub fn bar(progress: bool, total: Option<u64>, message: String) -> ProgressBar {
     bar
 }
 
-fn render(cmd: &Command) -> String {
+pub fn render(cmd: &Command) -> String {
     let mut parts = vec![cmd.get_program().to_string_lossy().into_owned()];
     parts.extend(cmd.get_args().map(|a| {
         let a = a.to_string_lossy();

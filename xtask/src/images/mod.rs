@@ -6,11 +6,12 @@
 //! `save` and `load` move images to air-gapped hosts as a checksummed bundle.
 //! [`ensure_for`] is what bring-up calls before `compose up`.
 
-mod build;
+pub mod build;
 mod bundle;
 mod catalog;
+pub mod debootstrap;
 mod digest;
-mod docker;
+pub mod docker;
 mod envfile;
 mod ls;
 mod offline;

@@ -384,7 +384,15 @@ fn ensure_rootfs(runner: &Runner, key: &str, fresh: bool, progress: bool) -> Res
     let partial = cache.join(format!("{key}.partial-{}", std::process::id()));
     let rootfs = partial.join("rootfs");
     let include = format!("--include={}", PACKAGES.join(","));
-    let mut debootstrap = Command::new("debootstrap");
+    let program = match super::debootstrap::ensure_here(runner) {
+        Ok(program) => program,
+        Err(e) if runner.dry_run => {
+            println!("# {e}");
+            PathBuf::from("debootstrap")
+        }
+        Err(e) => return Err(e),
+    };
+    let mut debootstrap = Command::new(&program);
     debootstrap
         .args(["--variant=minbase", &include, SUITE])
         .arg(&rootfs)
@@ -402,9 +410,6 @@ fn ensure_rootfs(runner: &Runner, key: &str, fresh: bool, progress: bool) -> Res
             done.display()
         );
         return Ok(done.join("rootfs"));
-    }
-    if which("debootstrap").is_none() {
-        bail!("debootstrap is not installed: run `bash scripts/ci-setup.sh` (or `apt-get install debootstrap`)");
     }
     if partial.exists() {
         fs::remove_dir_all(&partial).with_context(|| format!("removing {}", partial.display()))?;
@@ -531,14 +536,6 @@ fn tree_size(dir: &Path) -> u64 {
         }
     }
     total
-}
-
-fn which(program: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join(program))
-            .find(|p| p.is_file())
-    })
 }
 
 #[cfg(test)]

@@ -85,22 +85,16 @@ pub fn engine_guard(test: &str) -> Option<Cleanup> {
     engine_or_skip(test).then(Cleanup::default)
 }
 
-/// The Compose program: `docker compose` (v2) when present, else `docker-compose` (v1).
+/// The Compose program the xtask itself picks (`xtask::engine::find_compose`:
+/// the flavour `FOG_COMPOSE` names, else v2, else v1), or `None`.
 pub fn compose_program() -> Option<Vec<&'static str>> {
-    let works = |cmd: &str, args: &[&str]| {
-        Command::new(cmd)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    if works("docker", &["compose", "version"]) {
-        Some(vec!["docker", "compose"])
-    } else if works("docker-compose", &["version"]) {
-        Some(vec!["docker-compose"])
-    } else {
-        None
-    }
+    let (flavor, _) = xtask::engine::find_compose(false).ok()?;
+    let (program, lead) = flavor.program();
+    Some(
+        std::iter::once(program)
+            .chain(lead.iter().copied())
+            .collect(),
+    )
 }
 
 /// [`compose_program`], or `None` (skip) outside CI when there is none.
@@ -109,7 +103,11 @@ pub fn compose_or_skip(test: &str) -> Option<Vec<&'static str>> {
     if found.is_none() {
         assert!(
             !in_ci(),
-            "{test}: CI is set but neither `docker compose` nor `docker-compose` is installed"
+            "{test}: CI is set but the Compose flavour asked for is missing: {}",
+            xtask::engine::find_compose(false)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
         );
         eprintln!(
             "{test}: skipped: no docker compose / docker-compose (set CI=true to require it)"

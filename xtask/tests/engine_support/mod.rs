@@ -1,5 +1,5 @@
 //! Shared helpers for the engine's Docker end-to-end tests: each test gets its
-//! own temp env file (`FOG_ENV_FILE`), compose project `fogt-<test>-<pid>`, two
+//! own temp env file (`FOG_ENV_FILE`), compose project `fogeng-<test>-<pid>`, two
 //! /24 subnets carved from 10.231.0.0/16 and host ports from 15000-15999 by its
 //! slot number, and a [`Stack`] guard whose `Drop` removes the project's
 //! containers, networks and volumes (by label and name) even when the test
@@ -17,8 +17,9 @@ use crate::common::{docker, docker_output};
 
 /// A throwaway image for the mechanics tests: `/bin/sh` and `sleep` from the
 /// host, plus `wget`, `pg_isready` and `mixnode healthcheck` stand-ins that
-/// succeed, so every service of the real overlays starts and turns healthy.
-pub const STUB_IMAGE: &str = "fogt-stub:1";
+/// succeed, and `up` (the one-shot migrate service's command) exiting 0, so
+/// every service of the real overlays starts and turns healthy.
+pub const STUB_IMAGE: &str = "fogt-stub:2";
 
 static STUB_LOCK: Mutex<()> = Mutex::new(());
 
@@ -42,6 +43,7 @@ cat > usr/local/bin/stub <<'EOF'
 #!/bin/sh
 case "${0##*/} ${1:-}" in
   "wget "*|"pg_isready "*|"mixnode healthcheck") exit 0 ;;
+  "stub up") exit 0 ;; # the one-shot migrate service
 esac
 trap 'exit 0' TERM INT
 while :; do sleep 1 & wait $!; done
@@ -50,7 +52,7 @@ chmod 755 usr/local/bin/stub
 ln -s /usr/local/bin/stub usr/bin/wget; ln -s /usr/local/bin/stub usr/bin/pg_isready
 ln -s stub usr/local/bin/mixnode
 tar -C "$R" -c . | docker import --change 'ENTRYPOINT ["/usr/local/bin/stub"]' \
-  --change 'ENV PATH=/usr/local/bin:/usr/bin:/bin' - fogt-stub:1 >/dev/null
+  --change 'ENV PATH=/usr/local/bin:/usr/bin:/bin' - fogt-stub:2 >/dev/null
 "#;
     let out = Command::new("sh")
         .args(["-c", script])
@@ -142,7 +144,7 @@ impl Stack {
     pub fn new(test: &str, slot: u16, image: Option<&str>, extra: &[(&str, String)]) -> Stack {
         assert!((1..SLOTS).contains(&slot));
         let slot = free_slot(slot);
-        let project = format!("fogt-{test}-{}", std::process::id());
+        let project = format!("fogeng-{test}-{}", std::process::id());
         let dir = std::env::temp_dir().join(&project);
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
@@ -170,6 +172,12 @@ impl Stack {
             ("POSTGRES_PASSWORD", "Tq7vXz0pLm4Rk8sW2nYb6cHd".into()),
             ("GRAFANA_ADMIN_USER", "admin".into()),
             ("GRAFANA_ADMIN_PASSWORD", "Pz3qWn8xKv5Lr1tYb7mCs9Dg".into()),
+            // Secret files in the stack's own temp dir (removed on drop),
+            // never the repository's `secrets/` with a test password.
+            (
+                "FOG_SECRETS_DIR",
+                stack.dir.join("secrets").display().to_string(),
+            ),
         ];
         let ports = [
             "POSTGRES_PORT",
@@ -195,6 +203,7 @@ impl Stack {
                 "NODE_EXPORTER_IMAGE",
                 "CADVISOR_IMAGE",
                 "ALERTMANAGER_IMAGE",
+                "MIGRATE_IMAGE",
                 "MIXNODE_IMAGE",
             ] {
                 lines.push((var, image.to_string()));

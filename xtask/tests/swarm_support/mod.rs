@@ -169,10 +169,12 @@ pub fn env_file(dir: &Path, stack: &str, base: u8, port: u16) -> PathBuf {
          POSTGRES_USER=fog\nPOSTGRES_DB=fog\nPOSTGRES_PASSWORD=Tq7vXz0pLm4Rk8sW2nYb6cHd\n\
          GRAFANA_ADMIN_USER=admin\nGRAFANA_ADMIN_PASSWORD=Pz3qWn8xKv5Lr1tYb7mCs9Dg\n\
          MIXNODE_IMAGE={MIXNODE_IMAGE}\n\
-         MIXNODE1_PORT={port}\nMIXNODE2_PORT={}\nMIXNODE3_PORT={}\n",
+         MIXNODE1_PORT={port}\nMIXNODE2_PORT={}\nMIXNODE3_PORT={}\n\
+         FOG_SECRETS_DIR={}\n",
         base + 1,
         port + 1,
-        port + 2
+        port + 2,
+        dir.join("secrets").display()
     );
     std::fs::write(&file, text).unwrap();
     use std::os::unix::fs::PermissionsExt;

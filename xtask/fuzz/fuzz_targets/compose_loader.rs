@@ -1,0 +1,5 @@
+//! cargo-fuzz target: the compose loader (interpolation, `.env` reading,
+//! normalisation, merge, `config` output) on arbitrary bytes; see `src/lib.rs`.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| xtask_fuzz::compose_loader(data));

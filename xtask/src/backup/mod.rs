@@ -1,0 +1,258 @@
+//! `cargo xtask backup postgres|volume|all|list|verify|prune`: backups that can be
+//! trusted at 3 a.m. `postgres` streams `pg_dump -Fc` out of the running
+//! container into `backups/` with a `.sha256` and a JSON manifest, written
+//! atomically ([`archive`]); `verify` checks checksum, manifest and the
+//! archive's own listing, and with `--restore` runs a restore drill in a
+//! throwaway container ([`drill`]); `prune --keep N` removes only files this
+//! tool wrote, never the newest backup that passed a drill, and only after the
+//! newest backup verified. The archives are plain `pg_restore` input.
+
+pub mod archive;
+pub mod drill;
+pub mod postgres;
+pub mod prune;
+pub mod set;
+pub mod stream;
+pub mod verify;
+pub mod volume;
+
+use std::{
+    io::IsTerminal,
+    path::{Path, PathBuf},
+};
+
+use anyhow::Result;
+use xshell::Shell;
+
+use crate::{migrate::Format, process::Runner, psql::Database, Global};
+
+#[derive(clap::Args)]
+#[command(after_help = "\
+Backups go to backups/ (gitignored): <project>-postgres-<UTC stamp>.dump, its .sha256
+(`sha256sum -c` reads it) and .manifest.json. Restore without this tool:
+  pg_restore --exit-on-error --no-owner -d NEWDB FILE.dump
+
+Examples:
+  cargo xtask backup postgres
+  cargo xtask backup postgres --keep 7 --format json
+  cargo xtask backup volume grafana_data
+  cargo xtask backup all
+  cargo xtask backup list
+  cargo xtask backup verify backups/fog-postgres-20261201T090000Z.dump --restore
+  cargo xtask backup prune --keep 7")]
+pub struct Cmd {
+    #[command(subcommand)]
+    action: Action,
+}
+
+#[derive(clap::Subcommand)]
+enum Action {
+    /// Dump the environment's database (pg_dump -Fc, streamed, sha256, manifest).
+    Postgres {
+        #[command(flatten)]
+        common: Common,
+        /// After a successful backup, keep only the newest N (see `prune`).
+        #[arg(long, value_name = "N")]
+        keep: Option<usize>,
+    },
+    /// Back up a named volume (overlay name `grafana_data` or engine name) as tar.gz.
+    Volume {
+        /// The volume, e.g. `grafana_data` or `fog_grafana_data`.
+        name: String,
+        /// Stop the services using the volume for the copy (always started again).
+        #[arg(long)]
+        stop: bool,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Postgres and every named volume, as one set with one manifest (before an upgrade).
+    All {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// The backups in the folder, newest first.
+    List {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Check checksum, manifest and listing; --restore also runs a restore drill.
+    Verify {
+        file: PathBuf,
+        /// Restore into a throwaway container and compare row counts, run amcheck.
+        #[arg(long)]
+        restore: bool,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Remove all but the newest N backups this tool wrote.
+    Prune {
+        #[arg(long, value_name = "N")]
+        keep: usize,
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+#[derive(clap::Args)]
+struct Common {
+    /// The backup folder [default: backups/ in the repository].
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+}
+
+impl Common {
+    fn dir(&self) -> PathBuf {
+        self.dir
+            .as_deref()
+            .map_or_else(|| crate::project_root().join("backups"), absolute)
+    }
+}
+
+/// A path from the command line; a relative one is taken from the current directory.
+pub fn absolute(path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .unwrap_or_else(|_| crate::project_root())
+            .join(path)
+    }
+}
+
+/// Progress bars only on a terminal.
+pub fn progress() -> bool {
+    std::io::stderr().is_terminal()
+}
+
+impl Cmd {
+    pub fn run(self, sh: &Shell, global: &Global) -> Result<()> {
+        let runner = Runner::new(global);
+        match self.action {
+            Action::Postgres { common, keep } => {
+                let db = Database::open(sh, &runner, global)?;
+                let Some(written) = postgres::backup(&db, &runner, &common.dir(), "", progress())?
+                else {
+                    return Ok(());
+                };
+                print_written(&written, common.format)?;
+                if let Some(keep) = keep {
+                    prune::prune(&common.dir(), keep, &runner)?;
+                }
+                Ok(())
+            }
+            Action::Volume { name, stop, common } => {
+                let written =
+                    volume::backup(sh, &runner, global, &name, &common.dir(), stop, progress())?;
+                match written {
+                    Some(w) => print_written(&w, common.format),
+                    None => Ok(()),
+                }
+            }
+            Action::All { common } => {
+                if let Some(set) = set::backup_all(sh, &runner, global, &common.dir(), progress())?
+                {
+                    if common.format == Format::Json {
+                        println!("{}", serde_json::json!({"path": set}));
+                    } else {
+                        println!("backup set {}", set.display());
+                    }
+                }
+                Ok(())
+            }
+            Action::List { common } => prune::list(&common.dir(), common.format),
+            Action::Verify {
+                file,
+                restore,
+                common,
+            } => {
+                let path = absolute(&file);
+                let db = Database::open(sh, &runner, global).ok();
+                if path.to_string_lossy().ends_with(".set.json") {
+                    let set = set::verify_set(&path, db.as_ref(), progress())?;
+                    println!(
+                        "verified set {} ({} members)",
+                        path.display(),
+                        set.members.len()
+                    );
+                    return Ok(());
+                }
+                let manifest = verify::verify(&path, db.as_ref(), progress())?;
+                let mut report = serde_json::json!({"path": path, "verified": true, "sha256": manifest.sha256, "size": manifest.size});
+                if restore && manifest.kind != "postgres" {
+                    crate::usage_bail!(
+                        "--restore drills Postgres backups; {} is a {} backup",
+                        path.display(),
+                        manifest.kind
+                    );
+                }
+                if restore && runner.dry_run {
+                    println!("# restore drill: docker run a throwaway Postgres (--network none), pg_restore {} into it, compare row counts, amcheck, docker rm -f", path.display());
+                } else if restore {
+                    let fallback = db.as_ref().map(|d| d.image.as_str());
+                    let result = drill::drill(&runner, &path, &manifest, fallback, progress());
+                    let record = match &result {
+                        Ok(d) => d.clone(),
+                        Err(_) => drill::Drill {
+                            passed: false,
+                            image: String::new(),
+                            restore_seconds: 0.0,
+                            tables: 0,
+                            indexes_checked: 0,
+                            at: crate::images::build::rfc3339_now(),
+                        },
+                    };
+                    archive::write_atomic(
+                        &archive::drill_path(&path),
+                        serde_json::to_string_pretty(&record)?.as_bytes(),
+                    )?;
+                    let d = result?;
+                    report["drill"] = serde_json::to_value(&d)?;
+                }
+                if common.format == Format::Json {
+                    println!("{report}");
+                } else {
+                    let content = manifest.entries.map_or_else(
+                        || format!("{} tables", manifest.tables.len()),
+                        |n| format!("{n} entries"),
+                    );
+                    println!(
+                        "verified {} ({} bytes, sha256 {}, {content})",
+                        path.display(),
+                        manifest.size,
+                        manifest.sha256,
+                    );
+                    if let Some(d) = report.get("drill") {
+                        println!("restore drill passed: restored in {:.1}s, row counts match, amcheck passed on {} indexes", d["restore_seconds"].as_f64().unwrap_or(0.0), d["indexes_checked"]);
+                    }
+                }
+                Ok(())
+            }
+            Action::Prune { keep, common } => {
+                prune::verify_newest(&common.dir())?;
+                prune::prune(&common.dir(), keep, &runner)
+            }
+        }
+    }
+}
+
+fn print_written(w: &postgres::Written, format: Format) -> Result<()> {
+    if format == Format::Json {
+        println!("{}", serde_json::to_string(w)?);
+        return Ok(());
+    }
+    let mb = w.size as f64 / 1e6;
+    let content = match w.manifest.entries {
+        Some(n) => format!("{n} entries"),
+        None => format!("{} tables", w.manifest.tables.len()),
+    };
+    println!(
+        "backup {} ({mb:.1} MB, {content}, {:.1}s, {:.1} MB/s)\nsha256 {}",
+        w.path.display(),
+        w.seconds,
+        mb / w.seconds.max(1e-3),
+        w.sha256
+    );
+    Ok(())
+}

@@ -1,0 +1,115 @@
+//! Streams through `docker exec`: an archive out of a container's stdout into
+//! a host file, or a host file into a container's stdin, hashed in the same
+//! pass and counted on an indicatif bar (bytes and rate). The container's
+//! stderr is collected on a thread so neither side can stall the other, and
+//! a failure names the command and quotes what it printed.
+
+use std::{
+    io::{Read, Write},
+    process::{Command, Stdio},
+    thread,
+};
+
+use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::psql::render;
+
+/// A byte bar with rate, hidden unless `progress`.
+pub fn bar(progress: bool, total: Option<u64>, message: &str) -> ProgressBar {
+    if !progress {
+        return ProgressBar::hidden();
+    }
+    let template = match total {
+        Some(_) => "{msg} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} {elapsed}",
+        None => "{spinner} {msg} {bytes} {binary_bytes_per_sec} {elapsed}",
+    };
+    let bar = total.map_or_else(ProgressBar::new_spinner, ProgressBar::new);
+    bar.set_style(
+        ProgressStyle::with_template(template)
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_message(message.to_string());
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    bar
+}
+
+fn collect(mut from: impl Read + Send + 'static) -> thread::JoinHandle<String> {
+    thread::spawn(move || {
+        let mut text = Vec::new();
+        // Bounded: a chatty tool cannot fill memory.
+        let _ = (&mut from).take(1 << 20).read_to_end(&mut text);
+        let _ = std::io::copy(&mut from, &mut std::io::sink());
+        String::from_utf8_lossy(&text).into_owned()
+    })
+}
+
+/// Run `cmd`, writing its stdout into `to`. Returns bytes and sha256.
+pub fn from_child(mut cmd: Command, to: impl Write, bar: &ProgressBar) -> Result<(u64, String)> {
+    let line = render(&cmd);
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting `{line}`"))?;
+    let stderr = collect(child.stderr.take().expect("piped"));
+    let copied = super::archive::copy_hashed(child.stdout.take().expect("piped"), to, bar);
+    let status = child.wait().context("waiting for docker exec")?;
+    let err = stderr.join().unwrap_or_default();
+    if !status.success() {
+        bail!("`{line}` failed ({status}): {}", err.trim());
+    }
+    copied
+}
+
+/// Run `cmd` with `from` as its stdin. Returns its stdout. With `reads_all`
+/// unset (`pg_restore -l` stops after the table of contents) a tool that
+/// succeeds without reading everything is fine.
+/// A `mutating` command (a restore) is only printed under `--dry-run`.
+pub fn into_child(
+    runner: &crate::process::Runner,
+    mutating: bool,
+    mut cmd: Command,
+    from: impl Read,
+    bar: &ProgressBar,
+    reads_all: bool,
+) -> Result<String> {
+    let line = render(&cmd);
+    if mutating && runner.dry_run {
+        println!("{line} < <archive>");
+        return Ok(String::new());
+    }
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting `{line}`"))?;
+    let stdout = collect(child.stdout.take().expect("piped"));
+    let stderr = collect(child.stderr.take().expect("piped"));
+    let stdin = child.stdin.take().expect("piped");
+    // A tool that stops reading (it failed) breaks the pipe: its own error says why.
+    let fed = super::archive::copy_hashed(from, stdin, bar);
+    let status = child.wait().context("waiting for docker exec")?;
+    let out = stdout.join().unwrap_or_default();
+    let err = stderr.join().unwrap_or_default();
+    if !status.success() {
+        bail!("`{line}` failed ({status}): {}", err.trim());
+    }
+    match fed {
+        Err(e) if !reads_all && is_broken_pipe(&e) => {}
+        other => {
+            other?;
+        }
+    }
+    Ok(out)
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}

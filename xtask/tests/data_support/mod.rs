@@ -1,0 +1,214 @@
+//! Shared harness of the data-workflow e2e tests (`migrate`, `backup`,
+//! `restore`, `psql` against the real engine): each test gets its own env file,
+//! compose project `fogdata-<test>-<pid>`, two /24 subnets in 10.235.0.0/16
+//! and host ports in 49000-49999 by slot, the offline Postgres image
+//! (`images offline --only postgres`), and a [`DataStack`] guard whose `Drop`
+//! removes the project's containers, networks and volumes even on failure.
+#![allow(dead_code)]
+
+use std::{
+    fs,
+    path::PathBuf,
+    process::{Command, Output, Stdio},
+    sync::Mutex,
+};
+
+use crate::common::{docker_output, engine_or_skip, text, xtask_env};
+
+pub fn repo_root() -> PathBuf {
+    crate::common::crate_dir().parent().unwrap().to_path_buf()
+}
+
+static OFFLINE: Mutex<Option<String>> = Mutex::new(None);
+
+/// The offline Postgres image, built once per test process.
+pub fn postgres_image() -> String {
+    let mut guard = OFFLINE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(image) = guard.as_ref() {
+        return image.clone();
+    }
+    let dir = std::env::temp_dir().join(format!("fogdata-offline-{}", std::process::id()));
+    fs::create_dir_all(&dir).unwrap();
+    let env_file = dir.join(".env");
+    let out = xtask_env(
+        &["images", "offline", "--quiet", "--only", "postgres"],
+        &env_file,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let env = fs::read_to_string(&env_file).unwrap();
+    let image = env
+        .lines()
+        .find_map(|l| l.strip_prefix("POSTGRES_IMAGE="))
+        .expect("images offline sets POSTGRES_IMAGE")
+        .to_string();
+    let _ = fs::remove_dir_all(&dir);
+    *guard = Some(image.clone());
+    image
+}
+
+pub struct DataStack {
+    pub project: String,
+    pub dir: PathBuf,
+    pub env_file: PathBuf,
+    pub fog_network: String,
+    pub betanet_network: String,
+    pub files: Vec<&'static str>,
+}
+
+impl DataStack {
+    /// `None` (skip) without an engine outside CI. `slot` 0..16 picks the
+    /// subnets 10.235.(bank+2*slot).0/24 and (+1), and ports 49000 + 20*slot.
+    pub fn new(test: &str, slot: u16, files: &[&'static str]) -> Option<DataStack> {
+        if !engine_or_skip(test) {
+            return None;
+        }
+        let image = postgres_image();
+        let bank = 32 * (std::process::id() % 4) as u16;
+        let project = format!("fogdata-{test}-{}", std::process::id());
+        let dir = std::env::temp_dir().join(&project);
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let env_file = dir.join(".env");
+        let fog_network = format!("{project}-fog");
+        let betanet_network = format!("{project}-betanet");
+        let port = 49000 + 20 * slot;
+        let text = format!(
+            "COMPOSE_PROJECT_NAME={project}\nCOMPOSE_FILE={}\n\
+             FOG_NETWORK_NAME={fog_network}\nFOG_NETWORK_SUBNET=10.235.{}.0/24\n\
+             BETANET_NETWORK_NAME={betanet_network}\nBETANET_NETWORK_SUBNET=10.235.{}.0/24\n\
+             POSTGRES_USER=fog\nPOSTGRES_DB=fog\nPOSTGRES_PASSWORD=Vb3nQx7pLr2Wm9sK4tYc8dHe\n\
+             GRAFANA_ADMIN_USER=admin\nGRAFANA_ADMIN_PASSWORD=Ua2mPw6xJq1Ls5tRb8nCv3Df\n\
+             POSTGRES_IMAGE={image}\nPOSTGRES_PORT={port}\n\
+             MIXNODE1_PORT={}\nMIXNODE2_PORT={}\nMIXNODE3_PORT={}\n",
+            files.join(":"),
+            bank + 2 * slot,
+            bank + 2 * slot + 1,
+            port + 1,
+            port + 2,
+            port + 3,
+        );
+        fs::write(&env_file, text).unwrap();
+        Some(DataStack {
+            project,
+            dir,
+            env_file,
+            fog_network,
+            betanet_network,
+            files: files.to_vec(),
+        })
+    }
+
+    pub fn compose(&self, args: &[&str]) -> Output {
+        let program = crate::common::compose_program().expect("compose is installed");
+        let mut cmd = Command::new(program[0]);
+        cmd.args(&program[1..])
+            .args(["--project-directory", "compose", "--env-file"])
+            .arg(&self.env_file)
+            .args(["-p", &self.project]);
+        for f in &self.files {
+            cmd.args(["-f", f]);
+        }
+        let out = cmd
+            .args(args)
+            .current_dir(repo_root())
+            .stdin(Stdio::null())
+            .output()
+            .expect("compose runs");
+        assert!(out.status.success(), "compose {args:?}: {}", text(&out));
+        out
+    }
+
+    /// Start `services` and wait for Postgres to accept connections.
+    pub fn up(&self, services: &[&str]) {
+        let mut args = vec!["up", "-d"];
+        args.extend_from_slice(services);
+        self.compose(&args);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+        while self.xtask(&["psql", "--", "-c", "SELECT 1"]).status.code() != Some(0) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "postgres did not come up"
+            );
+            std::thread::sleep(std::time::Duration::from_secs(1));
+        }
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
+        cmd.args(args)
+            .env("FOG_ENV_FILE", &self.env_file)
+            .env_remove("COMPOSE_FILE")
+            .env_remove("COMPOSE_PROJECT_NAME")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    pub fn xtask(&self, args: &[&str]) -> Output {
+        let started = std::time::Instant::now();
+        let out = self.command(args).output().expect("xtask runs");
+        eprintln!(
+            "$ xtask {} -> {} in {:.1}s\n{}{}",
+            args.join(" "),
+            out.status,
+            started.elapsed().as_secs_f64(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// `xtask` that must succeed; its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.xtask(args);
+        assert!(out.status.success(), "xtask {args:?}: {}", text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// One SQL query through `xtask psql`, unaligned output.
+    pub fn sql(&self, sql: &str) -> String {
+        self.ok(&[
+            "psql",
+            "--",
+            "-X",
+            "-At",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            sql,
+        ])
+        .trim()
+        .to_string()
+    }
+}
+
+impl Drop for DataStack {
+    fn drop(&mut self) {
+        let label = format!("label=com.docker.compose.project={}", self.project);
+        let ids =
+            String::from_utf8_lossy(&docker_output(&["ps", "-aq", "--filter", &label]).stdout)
+                .into_owned();
+        let ids: Vec<&str> = ids.lines().collect();
+        if !ids.is_empty() {
+            let mut args = vec!["rm", "-f", "-v"];
+            args.extend(ids);
+            docker_output(&args);
+        }
+        for net in [&self.fog_network, &self.betanet_network] {
+            docker_output(&["network", "rm", net]);
+        }
+        let vols = String::from_utf8_lossy(
+            &docker_output(&["volume", "ls", "-q", "--filter", &label]).stdout,
+        )
+        .into_owned();
+        // Volumes a test created with `docker run -v` carry no label, only the prefix.
+        let prefix = format!("name={}_", self.project);
+        let named = String::from_utf8_lossy(
+            &docker_output(&["volume", "ls", "-q", "--filter", &prefix]).stdout,
+        )
+        .into_owned();
+        for vol in vols.lines().chain(named.lines()) {
+            docker_output(&["volume", "rm", "-f", vol]);
+        }
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
