@@ -105,8 +105,10 @@ fn plan_dist_images_sign_verify_reproduce_and_publish() {
     commit_changelog_section(&a, &version);
     let revision = git(&a, &["rev-parse", "HEAD"]);
     let short = &revision[..7];
-    for tag in [version.as_str(), short] {
-        cleanup.images.push(format!("fog-compute/mixnode:{tag}"));
+    for repo in ["mixnode", "migrate"] {
+        for tag in [version.as_str(), short] {
+            cleanup.images.push(format!("fog-compute/{repo}:{tag}"));
+        }
     }
 
     let keys = cleanup.temp_dir("fogrel-keys");
@@ -183,6 +185,14 @@ fn plan_dist_images_sign_verify_reproduce_and_publish() {
     );
     let lock: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out_a.join("images.lock")).unwrap()).unwrap();
+    let mixnode_image = format!("fog-compute/mixnode:{version}");
+    let mixnode = lock["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["image"] == mixnode_image.as_str())
+        .expect("images.lock pins the mixnode")
+        .clone();
     assert_eq!(
         lock["images"][0]["image"],
         format!("fog-compute/mixnode:{version}")
@@ -309,7 +319,7 @@ fn plan_dist_images_sign_verify_reproduce_and_publish() {
         "{pinned}"
     );
     cleanup.images.push(pinned.clone());
-    let id = lock["images"][0]["id"].as_str().unwrap().to_string();
+    let id = mixnode["id"].as_str().unwrap().to_string();
     // The sha tag may be gone already: `images build` elsewhere untags
     // stale `<7 hex>` tags. Either way both must be gone before the pull.
     for tag in [version.as_str(), short] {

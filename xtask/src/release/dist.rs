@@ -87,6 +87,29 @@ struct Metadata {
 
 /// The reproducible release build; returns the directory holding the binaries.
 pub fn build(sh: &Shell, runner: &Runner, release: &Release) -> Result<PathBuf> {
+    let bins: Vec<String> = BINARIES.iter().map(|b| format!("--bin={b}")).collect();
+    build_with(sh, runner, release, &[format!("-p={CRATE}")], &bins)
+}
+
+/// The same reproducible build for other crates' binaries (every project
+/// image's crate, for `release images`).
+pub fn build_crates(
+    sh: &Shell,
+    runner: &Runner,
+    release: &Release,
+    crates: &[String],
+) -> Result<PathBuf> {
+    let packages: Vec<String> = crates.iter().map(|c| format!("-p={c}")).collect();
+    build_with(sh, runner, release, &packages, &["--bins".to_string()])
+}
+
+fn build_with(
+    sh: &Shell,
+    runner: &Runner,
+    release: &Release,
+    packages: &[String],
+    bins: &[String],
+) -> Result<PathBuf> {
     let metadata: Metadata = serde_json::from_str(&runner.read(cmd!(
         sh,
         "cargo metadata --no-deps --format-version 1 --offline"
@@ -99,10 +122,9 @@ pub fn build(sh: &Shell, runner: &Runner, release: &Release) -> Result<PathBuf> 
         .context("neither CARGO_HOME nor HOME is set")?;
     let env = build_env(release, &cargo_home, &target_dir);
     let target = &release.target;
-    let bins: Vec<String> = BINARIES.iter().map(|b| format!("--bin={b}")).collect();
     let mut build = cmd!(
         sh,
-        "cargo build --release --locked --target {target} -p {CRATE} {bins...}"
+        "cargo build --release --locked --target {target} {packages...} {bins...}"
     );
     for (key, value) in &env {
         build = build.env(key, value);

@@ -69,7 +69,9 @@ pub struct Locked {
 pub fn run(sh: &Shell, runner: &Runner, args: Args) -> Result<()> {
     let _timer = Timer::start("images");
     let release = Release::load(sh, runner, &args.common)?;
-    let bin_dir = dist::build(sh, runner, &release)?;
+    dist::build(sh, runner, &release)?;
+    let names = images::project_images()?;
+    let bin_dir = dist::build_crates(sh, runner, &release, &names)?;
     let created = release.created();
     let spec = ReleaseBuild {
         version: &release.version,
@@ -78,7 +80,7 @@ pub fn run(sh: &Shell, runner: &Runner, args: Args) -> Result<()> {
         bin_dir: &bin_dir,
     };
     let mut built: BTreeMap<String, [String; 2]> = BTreeMap::new();
-    for name in images::project_images()? {
+    for name in names {
         let tags = images::build_release(sh, runner, &name, &spec, !args.quiet)?;
         eprintln!("built {} and {}", tags[0], tags[1]);
         built.insert(name, tags);
