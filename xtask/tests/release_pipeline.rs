@@ -193,14 +193,7 @@ fn plan_dist_images_sign_verify_reproduce_and_publish() {
         .find(|i| i["image"] == mixnode_image.as_str())
         .expect("images.lock pins the mixnode")
         .clone();
-    assert_eq!(
-        lock["images"][0]["image"],
-        format!("fog-compute/mixnode:{version}")
-    );
-    assert!(lock["images"][0]["id"]
-        .as_str()
-        .unwrap()
-        .starts_with("sha256:"));
+    assert!(mixnode["id"].as_str().unwrap().starts_with("sha256:"));
 
     run("sign", with("sign"), &[("FOG_MINISIGN_KEY", &secret_text)]);
     let verify: Vec<String> = ["release", "verify", &out_s, "--pubkey", &public_s]
