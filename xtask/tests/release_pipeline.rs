@@ -303,7 +303,16 @@ fn plan_dist_images_sign_verify_reproduce_and_publish() {
         &std::fs::read_to_string(out_a.join("images.published.json")).unwrap(),
     )
     .unwrap();
-    let pinned = published["images"][0]["pinned"]
+    let pushed = published["images"].as_array().unwrap();
+    for p in pushed {
+        cleanup
+            .images
+            .push(p["pinned"].as_str().unwrap().to_string());
+    }
+    let pinned = pushed
+        .iter()
+        .find(|p| p["image"] == mixnode_image.as_str())
+        .expect("the mixnode was published")["pinned"]
         .as_str()
         .unwrap()
         .to_string();
