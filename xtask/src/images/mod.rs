@@ -23,7 +23,10 @@ use clap::{Args, Subcommand, ValueEnum};
 use xshell::{cmd, Shell};
 
 use crate::{environments::Environment, process::Runner, project_root};
-pub use catalog::{Source, IMAGE_VARS};
+pub use build::{build_release, project_images, rfc3339, rfc3339_now, ReleaseBuild};
+pub use bundle::{load_bundle, save_bundle, sha256_file};
+pub use catalog::{needed, Needed, Source, IMAGE_VARS};
+pub use docker::image_id;
 
 /// Build, list, save or load images; build third-party images offline.
 #[derive(Args)]
