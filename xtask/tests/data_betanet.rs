@@ -17,9 +17,9 @@ fn betanet_mixnodes_register_after_migrate() {
     else {
         return;
     };
-    if !common::docker_ok(&["image", "inspect", "fog-compute/mixnode:0.1.0"]) {
-        stack.ok(&["images", "build", "mixnode", "--quiet"]);
-    }
+    // Always through the build (a content-hash skip when up to date), never
+    // a stale image left by an older checkout.
+    stack.ok(&["images", "build", "mixnode", "--quiet"]);
     stack.ok(&["images", "build", "migrate", "--quiet"]);
     stack.up(&["mixnode-1", "mixnode-2", "mixnode-3"]);
 

@@ -24,6 +24,18 @@ enum Kind {
 /// (file below xtask/src, enclosing fn, kind, why).
 const ALLOWED: &[(&str, &str, Kind, &str)] = &[
     (
+        "bench/betanet.rs",
+        "run",
+        Kind::ChecksDryRun,
+        "loadgen in the bench's own throwaway project: a dry run prints it through Runner and skips it; its exit 1 (packets lost) is a measurement",
+    ),
+    (
+        "release/sign.rs",
+        "run",
+        Kind::ChecksDryRun,
+        "minisign with the key password piped on stdin, which Runner cannot express; a dry run returns before it",
+    ),
+    (
         "backup/drill.rs",
         "drop",
         Kind::Local,
@@ -97,7 +109,7 @@ const ALLOWED: &[(&str, &str, Kind, &str)] = &[
     ),
     (
         "images/bundle.rs",
-        "save",
+        "save_bundle",
         Kind::ChecksDryRun,
         "tar of the staged bundle, after the dry-run return",
     ),
@@ -109,7 +121,7 @@ const ALLOWED: &[(&str, &str, Kind, &str)] = &[
     ),
     (
         "images/bundle.rs",
-        "load",
+        "load_bundle",
         Kind::Local,
         "tar -x of a bundle into a temp dir, before verifying it",
     ),

@@ -148,8 +148,17 @@ fn real_stacks_dev_betanet_monitoring_and_a_combination_are_healthy_from_outside
 fn everyday_commands_describe_the_running_stack(stack: &RealStack) {
     let out = stack.xtask_ok(&["ps", "--format", "json"]);
     let ps: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("ps prints JSON");
+    // The one-shot `migrate` has run to completion; the rest are healthy.
+    for c in ps.iter().filter(|c| c["service"] == "migrate") {
+        assert_eq!(
+            (&c["state"], &c["exit_code"]),
+            (&serde_json::json!("exited"), &serde_json::json!(0)),
+            "{c}"
+        );
+    }
     let mut rows: Vec<(String, String)> = ps
         .iter()
+        .filter(|c| c["service"] != "migrate")
         .map(|c| {
             (
                 c["service"].as_str().unwrap_or("").to_string(),

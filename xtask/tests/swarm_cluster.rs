@@ -185,6 +185,9 @@ fn three_node_swarm_places_one_mixnode_per_node_and_recovers_from_losing_a_worke
     let text_now = std::fs::read_to_string(&env_file).unwrap();
     std::fs::write(&env_file, text_now + &extra).unwrap();
     ensure_node_image(&env_file);
+    // The stack names the migrate image too (scaled to 0 here: no Postgres).
+    let out = xtask(&env_file, &["images", "build", "migrate", "--quiet"], &[]);
+    assert!(out.status.success(), "images build migrate: {}", text(&out));
     assert!(
         docker_output(&["image", "inspect", MIXNODE_IMAGE])
             .status
@@ -297,6 +300,8 @@ fn three_node_swarm_places_one_mixnode_per_node_and_recovers_from_losing_a_worke
             "grafana=0",
             "--replicas",
             "loki=0",
+            "--replicas",
+            "migrate=0",
             "--timeout",
             "240",
         ],

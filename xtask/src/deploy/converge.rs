@@ -123,6 +123,10 @@ pub fn standing(
             return Standing::Failed(format!("update {state} ({message}){cause}"));
         }
     }
+    if matches!(replicas, Some((0, 0))) {
+        // Scaled to zero (`--replicas NAME=0`): nothing to wait for.
+        return Standing::Ready;
+    }
     if one_shot {
         if mine.iter().any(|t| t.state() == "Complete") {
             return Standing::Ready;

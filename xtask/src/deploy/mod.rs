@@ -343,6 +343,16 @@ fn resolve_images(
         if !svc.profiles.is_empty() {
             continue;
         }
+        // A service scaled to 0 (`--replicas NAME=0`) runs no task and pulls nothing.
+        let scaled_to_zero = opts
+            .replicas
+            .iter()
+            .rev()
+            .find(|(role, _)| render::matches_role(project, &svc.name, role))
+            .is_some_and(|(_, n)| *n == 0);
+        if scaled_to_zero {
+            continue;
+        }
         let mut found = runner.probe(cmd!(sh, "docker image inspect --format {format} {image}"));
         if found.is_none() && names_registry(image) {
             // A registry image: the manager pulls it, which also gives its digest.
