@@ -133,6 +133,11 @@ impl DataStack {
         let mut args = vec!["up", "-d"];
         args.extend_from_slice(services);
         self.compose(&args);
+        self.wait_ready();
+    }
+
+    /// Wait (up to 180 s) until Postgres accepts connections, starting nothing.
+    pub fn wait_ready(&self) {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
         while self.xtask(&["psql", "--", "-c", "SELECT 1"]).status.code() != Some(0) {
             assert!(
