@@ -476,6 +476,15 @@ fn volume_restore_round_trip_and_refusals() {
     let backups = stack.dir.join("backups");
     let dir = backups.to_str().unwrap();
     let image = data_support::postgres_image();
+    // The helpers' anonymous volumes (Postgres' image declares a VOLUME) go with them.
+    let dangling = || -> std::collections::BTreeSet<String> {
+        common::docker(&["volume", "ls", "-q", "--filter", "dangling=true"])
+            .lines()
+            .filter(|v| v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()))
+            .map(str::to_string)
+            .collect()
+    };
+    let dangling_before = dangling();
 
     // A volume nothing runs on: modes, owners, symlinks, an empty folder.
     let grafana = format!("{}_grafana_data", stack.project);
@@ -596,4 +605,9 @@ fn volume_restore_round_trip_and_refusals() {
         stderr(&out)
     );
     assert_eq!(listing(&grafana), original);
+    let leaked: Vec<String> = dangling().difference(&dangling_before).cloned().collect();
+    assert!(
+        leaked.is_empty(),
+        "helpers left anonymous volumes: {leaked:?}"
+    );
 }

@@ -81,12 +81,15 @@ impl Drop for Restart {
     }
 }
 
-/// A helper container, removed on drop.
+/// A helper container, removed on drop with its anonymous volumes (an image
+/// that declares a `VOLUME`, like Postgres', gives every container one).
 pub struct Helper(pub String);
 
 impl Drop for Helper {
     fn drop(&mut self) {
-        let _ = Command::new("docker").args(["rm", "-f", &self.0]).output();
+        let _ = Command::new("docker")
+            .args(["rm", "-f", "-v", &self.0])
+            .output();
     }
 }
 
@@ -209,7 +212,7 @@ pub fn backup(
     if runner.dry_run {
         println!("docker create --name {helper} --network none -v {mount} {image}");
         println!("docker cp {helper}:/volume/. - | gzip > {}", path.display());
-        println!("docker rm -f {helper}");
+        println!("docker rm -f -v {helper}");
         return Ok(None);
     }
     archive::create_dir(dir)?;
