@@ -12,6 +12,9 @@ use crate::process::Runner;
 pub const PROJECT_LABEL: &str = "com.docker.compose.project";
 pub const SERVICE_LABEL: &str = "com.docker.compose.service";
 const ONEOFF_LABEL: &str = "com.docker.compose.oneoff";
+/// Set in the overlays on a service that runs once and exits (`migrate`):
+/// it is ready only once it exited 0.
+pub const ONE_SHOT_LABEL: &str = "fog.one-shot";
 
 /// One service container as the engine reports it.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -28,6 +31,8 @@ pub struct Container {
     pub restart_count: i64,
     /// Published ports as `127.0.0.1:5433->5432/tcp`.
     pub ports: Vec<String>,
+    /// Labelled [`ONE_SHOT_LABEL`]: running means not finished yet.
+    pub one_shot: bool,
 }
 
 impl Container {
@@ -109,6 +114,7 @@ pub fn parse_inspect(text: &str) -> Result<Vec<Container>> {
             exit_code: item["State"]["ExitCode"].as_i64().unwrap_or(0),
             restart_count: item["RestartCount"].as_i64().unwrap_or(0),
             ports,
+            one_shot: labels[ONE_SHOT_LABEL].as_str() == Some("true"),
         });
     }
     Ok(out)

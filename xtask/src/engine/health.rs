@@ -23,7 +23,8 @@ const POLL: Duration = Duration::from_millis(500);
 /// Where one expected service stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Standing {
-    /// Running and healthy, or running without a healthcheck, or finished with 0.
+    /// Running and healthy, or running without a healthcheck (not a one-shot),
+    /// or finished with 0.
     Ready,
     /// Not created yet, starting, or restarting.
     Pending(String),
@@ -50,6 +51,9 @@ pub fn standing(containers: &[&Container]) -> Standing {
                 return Standing::Failed(format!("{} (exit code {})", c.state, c.exit_code))
             }
             ("running", Some("unhealthy")) => return Standing::Failed("unhealthy".into()),
+            ("running", None) if c.one_shot => {
+                pending = Some("running (runs once: waiting for it to finish)".into())
+            }
             ("running", None | Some("healthy")) => {}
             (state, health) => {
                 pending = Some(match health {
@@ -207,7 +211,27 @@ mod tests {
             exit_code: code,
             restart_count: 0,
             ports: vec![],
+            one_shot: false,
         }
+    }
+
+    #[test]
+    fn a_one_shot_is_ready_only_once_it_exited_0() {
+        let running = Container {
+            one_shot: true,
+            ..c("running", None, 0)
+        };
+        assert!(matches!(standing(&[&running]), Standing::Pending(_)));
+        let done = Container {
+            one_shot: true,
+            ..c("exited", None, 0)
+        };
+        assert_eq!(standing(&[&done]), Standing::Ready);
+        let failed = Container {
+            one_shot: true,
+            ..c("exited", None, 1)
+        };
+        assert!(matches!(standing(&[&failed]), Standing::Failed(_)));
     }
 
     #[test]
