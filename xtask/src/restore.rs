@@ -20,7 +20,7 @@ use xshell::Shell;
 use crate::{
     backup::{self, archive, postgres, stream, verify},
     process::Runner,
-    psql::Database,
+    psql::{Database, Target},
     usage_bail, Global,
 };
 
@@ -32,7 +32,8 @@ as <db>_before_restore_<stamp>; drop it when satisfied.
 
 Examples:
   cargo xtask restore backups/fog-postgres-20261201T090000Z.dump
-  cargo xtask restore backups/fog-postgres-20261201T090000Z.dump --yes")]
+  cargo xtask restore backups/fog-postgres-20261201T090000Z.dump --yes
+  cargo xtask restore backups/fog-prod-postgres-20261201T090000Z.dump --stack fog-prod --yes")]
 pub struct Cmd {
     /// The backup archive (`.dump`) to restore.
     file: PathBuf,
@@ -42,13 +43,15 @@ pub struct Cmd {
     /// Folder for the pre-restore backup [default: backups/ in the repository].
     #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
+    #[command(flatten)]
+    target: Target,
 }
 
 impl Cmd {
     pub fn run(self, sh: &Shell, global: &Global) -> Result<()> {
         let runner = Runner::new(global);
         let path = backup::absolute(&self.file);
-        let db = Database::open(sh, &runner, global)?;
+        let db = Database::open(sh, &runner, global, &self.target)?;
         let progress = backup::progress();
         let manifest = verify::verify(&path, Some(&db), progress)
             .context("refusing to restore: nothing was touched")?;
@@ -94,11 +97,14 @@ impl Cmd {
 
 fn confirm(db: &Database, manifest: &archive::Manifest) -> Result<()> {
     if !std::io::stdin().is_terminal() {
-        usage_bail!("restore replaces database {} of project {}: pass --yes to confirm (no terminal to ask on)", db.name, db.project.name);
+        usage_bail!("restore replaces database {} of {}: pass --yes to confirm (no terminal to ask on)", db.name, db.describe());
     }
     eprint!(
-        "Replace database {} of project {} with the backup of {} taken {}? [y/N] ",
-        db.name, db.project.name, manifest.database, manifest.created_at
+        "Replace database {} of {} with the backup of {} taken {}? [y/N] ",
+        db.name,
+        db.describe(),
+        manifest.database,
+        manifest.created_at
     );
     std::io::stderr().flush()?;
     let mut answer = String::new();
