@@ -119,12 +119,7 @@ pub struct Database {
 impl Database {
     /// The database `target` names (see the module doc); an error says how
     /// to start it, or on which node a stack's task runs.
-    pub fn open(
-        sh: &Shell,
-        runner: &Runner,
-        global: &Global,
-        target: &Target,
-    ) -> Result<Database> {
+    pub fn open(sh: &Shell, runner: &Runner, global: &Global, target: &Target) -> Result<Database> {
         let project = Project::open(global.dry_run, global.verbose)?;
         let found = match &target.stack {
             Some(stack) => {
@@ -315,9 +310,8 @@ fn stack_missing(sh: &Shell, runner: &Runner, stack: &str) -> Result<Found> {
         "docker service ps --no-trunc --filter desired-state=running --format {format} {service}"
     ));
     match tasks {
-        Some(tasks) => match tasks.lines().find(|l| l.contains("\tRunning")) {
-            Some(line) => {
-                let node = line.split('\t').next().unwrap_or("?");
+        Some(tasks) => match running_node(&tasks) {
+            Some(node) => {
                 bail!(
                     "the Postgres task of stack {stack} runs on node {node}, not on this one: run the command on {node} (it streams through that node's engine; e.g. DOCKER_HOST=ssh://{node})"
                 )
@@ -344,6 +338,16 @@ fn stack_missing(sh: &Shell, runner: &Runner, stack: &str) -> Result<Found> {
     }
 }
 
+/// The node of the first running task in `docker service ps --format
+/// '{{.Node}}\t{{.CurrentState}}'` output.
+fn running_node(tasks: &str) -> Option<&str> {
+    tasks
+        .lines()
+        .filter_map(|l| l.split_once('\t'))
+        .find(|(_, state)| state.starts_with("Running"))
+        .map(|(node, _)| node)
+}
+
 /// The environment `stack` was deployed from: its container's label, else
 /// the active environment of the env file.
 fn stack_environment(
@@ -367,5 +371,18 @@ fn stack_environment(
             "stack {stack} carries no {ENVIRONMENT_LABEL} label (deployed with -f or by an older xtask) and {} names no active environment: redeploy with `cargo xtask deploy --env ENV --stack {stack}`",
             project.env.path.display()
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_node_of_a_running_task() {
+        let tasks = "node-2\tPreparing 3 seconds ago\nnode-3\tRunning 2 minutes ago\n";
+        assert_eq!(running_node(tasks), Some("node-3"));
+        assert_eq!(running_node("node-1\tPending 1 second ago"), None);
+        assert_eq!(running_node(""), None);
     }
 }

@@ -97,7 +97,11 @@ impl Cmd {
 
 fn confirm(db: &Database, manifest: &archive::Manifest) -> Result<()> {
     if !std::io::stdin().is_terminal() {
-        usage_bail!("restore replaces database {} of {}: pass --yes to confirm (no terminal to ask on)", db.name, db.describe());
+        usage_bail!(
+            "restore replaces database {} of {}: pass --yes to confirm (no terminal to ask on)",
+            db.name,
+            db.describe()
+        );
     }
     eprint!(
         "Replace database {} of {} with the backup of {} taken {}? [y/N] ",

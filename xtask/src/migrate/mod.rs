@@ -160,7 +160,7 @@ pub fn run_cmd(db: &Database, args: &[&str]) -> Result<std::process::Command> {
             all.extend_from_slice(args);
             Ok(compose.cmd(&sh, &all).into())
         }
-        Location::Stack(stack) => stack_cmd(db, stack, args),
+        Location::Stack(stack) => stack_one_off(&db.model, stack, args),
     }
 }
 
@@ -168,12 +168,18 @@ pub fn run_cmd(db: &Database, args: &[&str]) -> Result<std::process::Command> {
 /// first network (the overlay of that name), user, hardening, variables
 /// (by name: the values go through the client's environment) and secrets
 /// (the secret files, read-only, where Swarm mounts them).
-fn stack_cmd(db: &Database, stack: &str, args: &[&str]) -> Result<std::process::Command> {
-    let svc = service(db)?;
+pub fn stack_one_off(
+    model: &crate::compose::Project,
+    stack: &str,
+    args: &[&str],
+) -> Result<std::process::Command> {
+    let svc = model
+        .service(SERVICE)
+        .filter(|s| s.image.is_some())
+        .with_context(|| format!("the model has no `{SERVICE}` service with an image"))?;
     let raw = &svc.raw;
     let network_key = svc.networks.first().cloned().unwrap_or("default".into());
-    let network = db
-        .model
+    let network = model
         .section("networks")
         .and_then(|n| n.get(network_key.as_str()))
         .and_then(|n| n.get("name"))
@@ -181,15 +187,26 @@ fn stack_cmd(db: &Database, stack: &str, args: &[&str]) -> Result<std::process::
         .unwrap_or_else(|| format!("{stack}_{network_key}"));
     let mut cmd = std::process::Command::new("docker");
     cmd.args(["run", "--rm", "--network", &network]);
-    cmd.args(["--label", &format!("{}={stack}", crate::deploy::assets::NAMESPACE_LABEL)]);
+    cmd.args([
+        "--label",
+        &format!("{}={stack}", crate::deploy::assets::NAMESPACE_LABEL),
+    ]);
     if let Some(user) = raw.get("user") {
         cmd.args(["--user", &scalar_string(user)]);
     }
     if raw.get("read_only").and_then(serde_yaml::Value::as_bool) == Some(true) {
         cmd.arg("--read-only");
     }
-    for (key, flag) in [("cap_drop", "--cap-drop"), ("security_opt", "--security-opt")] {
-        for item in raw.get(key).and_then(|v| v.as_sequence()).into_iter().flatten() {
+    for (key, flag) in [
+        ("cap_drop", "--cap-drop"),
+        ("security_opt", "--security-opt"),
+    ] {
+        for item in raw
+            .get(key)
+            .and_then(|v| v.as_sequence())
+            .into_iter()
+            .flatten()
+        {
             cmd.args([flag, &scalar_string(item)]);
         }
     }
@@ -199,7 +216,12 @@ fn stack_cmd(db: &Database, stack: &str, args: &[&str]) -> Result<std::process::
         }
         cmd.args(["-e", key]);
     }
-    for item in raw.get("secrets").and_then(|v| v.as_sequence()).into_iter().flatten() {
+    for item in raw
+        .get("secrets")
+        .and_then(|v| v.as_sequence())
+        .into_iter()
+        .flatten()
+    {
         let (source, target) = match item.as_mapping() {
             Some(m) => {
                 let source = m.get("source").map(scalar_string).unwrap_or_default();
@@ -208,8 +230,7 @@ fn stack_cmd(db: &Database, stack: &str, args: &[&str]) -> Result<std::process::
             }
             None => (scalar_string(item), None),
         };
-        let file = db
-            .model
+        let file = model
             .section("secrets")
             .and_then(|s| s.get(source.as_str()))
             .and_then(|s| s.get("file"))
@@ -224,7 +245,7 @@ fn stack_cmd(db: &Database, stack: &str, args: &[&str]) -> Result<std::process::
         };
         cmd.args(["-v", &format!("{file}:{target}:ro")]);
     }
-    cmd.arg(image_of(db)?).args(args);
+    cmd.arg(svc.image.as_deref().unwrap_or_default()).args(args);
     Ok(cmd)
 }
 
