@@ -52,7 +52,7 @@ pub struct Target {
 #[command(after_help = "\
 Arguments after `--` go to psql; stdin is passed through, so scripts work too.
 With --stack, psql runs in the stack's Postgres task on this node (run it on the
-node that holds the task; `cargo xtask deploy status` shows where it runs).
+node that holds the task; `docker service ps STACK_postgres` shows where it runs).
 
 Examples:
   cargo xtask psql
