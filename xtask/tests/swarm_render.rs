@@ -2,8 +2,10 @@
 //! is translated or reported with its file and line, secrets and read-only
 //! binds become content-named Swarm objects, bridge networks become overlay
 //! networks on the same subnets, one-shot services restart on failure only,
-//! `--replicas` scales by role, and the repository's own environments render
-//! to stack files whose services keep their healthchecks.
+//! `--replicas` scales by role, the repository's own environments render
+//! to stack files whose services keep their healthchecks and carry their
+//! environment's label, and `migrate`'s one-off beside a stack gets the
+//! service's network, variables (by name only) and secret files.
 
 mod common;
 
@@ -11,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde_yaml::Value;
 use xtask::compose::{EnvSource, Project};
+use xtask::config::Selection;
 use xtask::deploy::render::{self, Action, Options, Plan};
 
 const COMPOSE: &str = r#"
@@ -346,4 +349,84 @@ fn repository_environments_render_for_swarm() {
     let out = common::xtask(&["check", "--target", "swarm"]);
     assert!(out.status.success(), "{}", common::text(&out));
     assert!(common::stdout(&out).contains("checked 10 environment(s) for swarm: 0 error(s)"));
+}
+
+/// The one-off `migrate` beside a stack, for prod+betanet (the password only
+/// as the secret file) and betanet (the password inside DATABASE_URL).
+#[test]
+fn migrate_one_off_beside_a_stack_keeps_credentials_off_the_command_line() {
+    let password = "Not-On-The-Command-Line-9";
+    let env = EnvSource::from_pairs([
+        ("POSTGRES_PASSWORD", password),
+        ("GRAFANA_ADMIN_PASSWORD", "x"),
+        ("FOG_NETWORK_NAME", "fogswarm-t-fog"),
+        ("FOG_SECRETS_DIR", "/srv/fog-secrets"),
+    ]);
+    let load = |name: &str| {
+        Selection::named(name.parse().unwrap(), &env)
+            .load()
+            .unwrap()
+    };
+    let line = |cmd: &std::process::Command| {
+        std::iter::once(cmd.get_program())
+            .chain(cmd.get_args())
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let envs = |cmd: &std::process::Command| -> std::collections::BTreeMap<String, String> {
+        cmd.get_envs()
+            .filter_map(|(k, v)| Some((k.to_string_lossy().into(), v?.to_string_lossy().into())))
+            .collect()
+    };
+
+    let prod =
+        xtask::migrate::stack_one_off(&load("prod+betanet"), "fogswarm-t", &["status"]).unwrap();
+    let text = line(&prod);
+    assert!(
+        text.starts_with("docker run --rm --network fogswarm-t-fog "),
+        "{text}"
+    );
+    for part in [
+        "--label com.docker.stack.namespace=fogswarm-t",
+        "--user 10001:10001",
+        "--read-only",
+        "--cap-drop ALL",
+        "-e DATABASE_URL",
+        "-e DATABASE_PASSWORD_FILE",
+        "-v /srv/fog-secrets/postgres_password:/run/secrets/postgres_password:ro",
+    ] {
+        assert!(text.contains(part), "{part} in {text}");
+    }
+    assert!(text.ends_with(" status"), "{text}");
+    assert!(!text.contains(password), "{text}");
+    let vars = envs(&prod);
+    assert_eq!(vars["DATABASE_URL"], "postgres://fog@postgres:5432/fog");
+    assert_eq!(
+        vars["DATABASE_PASSWORD_FILE"],
+        "/run/secrets/postgres_password"
+    );
+
+    let betanet = xtask::migrate::stack_one_off(&load("betanet"), "fogswarm-t", &["up"]).unwrap();
+    let text = line(&betanet);
+    assert!(!text.contains(password) && !text.contains("-v "), "{text}");
+    assert!(envs(&betanet)["DATABASE_URL"].contains(password));
+
+    // `deploy` labels every container with the environment.
+    let plan = render::render(
+        &load("betanet"),
+        &Options {
+            environment: Some("betanet".into()),
+            lenient: true,
+            ..opts()
+        },
+    )
+    .unwrap();
+    for (name, svc) in plan.stack["services"].as_mapping().unwrap() {
+        assert_eq!(
+            svc["labels"][xtask::psql::ENVIRONMENT_LABEL],
+            "betanet",
+            "{name:?}"
+        );
+    }
 }

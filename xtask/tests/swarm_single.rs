@@ -5,6 +5,9 @@
 //! mixnode answering while loadgen keeps sending, a failing image is rolled
 //! back with the failing task named, `deploy rollback` returns to the
 //! previous spec, and `deploy rm --volumes` leaves nothing of the stack.
+//! Right after the deploy, the data commands act on the stack's Postgres
+//! task: `psql`, `migrate status`, `backup postgres`, `backup verify
+//! --restore` and `restore` with `--stack`.
 //! Needs the mixnode and offline images, which `deploy` builds when missing.
 //! One test in its own binary: `cargo test` runs binaries one at a time, so
 //! no other test of the run sees the engine in swarm mode.
@@ -53,6 +56,146 @@ fn redeploy(env_file: &std::path::Path, image: &str, timeout: &str) -> std::proc
         timeout,
     ];
     xtask(env_file, &args, &[("MIXNODE_IMAGE", image)])
+}
+
+/// The data commands against the stack's Postgres task: rows written
+/// through `psql --stack`, `migrate status` (found without `--stack`: no
+/// compose project runs, the stack is named like it), a backup whose
+/// manifest counts the rows and which verifies and passes a restore drill,
+/// a restore that puts deleted rows back, and a stack that does not exist.
+fn data_on_the_stack(env_file: &std::path::Path, backups: &std::path::Path) {
+    const ROWS: i64 = 250;
+    let began = Instant::now();
+    let dir = backups.to_str().unwrap();
+    let psql = |sql: &str| {
+        let out = xtask(
+            env_file,
+            &[
+                "psql",
+                "--stack",
+                STACK,
+                "--",
+                "-X",
+                "-At",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+                sql,
+            ],
+            &[],
+        );
+        assert!(out.status.success(), "psql: {}", text(&out));
+        common::stdout(&out).trim().to_string()
+    };
+    psql(&format!(
+        "CREATE TABLE swarm_probe (id integer PRIMARY KEY, label text NOT NULL); \
+         INSERT INTO swarm_probe SELECT g, 'row ' || g FROM generate_series(1, {ROWS}) g"
+    ));
+    assert_eq!(psql("SELECT count(*) FROM swarm_probe"), ROWS.to_string());
+
+    let out = xtask(env_file, &["migrate", "status", "--format", "json"], &[]);
+    assert!(out.status.success(), "migrate status: {}", text(&out));
+    assert!(
+        common::stderr(&out).contains(&format!("using the Postgres task of Swarm stack {STACK}")),
+        "the stack is found and named: {}",
+        text(&out)
+    );
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let migrations = status["migrations"].as_array().unwrap();
+    let files = std::fs::read_dir(common::crate_dir().join("../migrations"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".sql")
+        })
+        .count();
+    assert_eq!(migrations.len(), files, "{status}");
+    for m in migrations {
+        assert_eq!(m["state"], "applied", "{m}");
+    }
+
+    let out = xtask(
+        env_file,
+        &[
+            "backup", "postgres", "--stack", STACK, "--dir", dir, "--format", "json",
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "backup postgres: {}", text(&out));
+    let written: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let manifest = &written["manifest"];
+    assert_eq!(manifest["project"], STACK, "{manifest}");
+    assert_eq!(manifest["environment"], "betanet", "{manifest}");
+    assert_eq!(manifest["tables"]["public.swarm_probe"], ROWS, "{manifest}");
+    assert_eq!(
+        manifest["tables"]["public.fog_schema_history"], files as i64,
+        "{manifest}"
+    );
+    assert_eq!(
+        psql("SELECT count(*) FROM mixnode_topology"),
+        manifest["tables"]["public.mixnode_topology"].to_string()
+    );
+    let archive = written["path"].as_str().unwrap();
+    assert!(archive.starts_with(dir) && archive.contains(&format!("{STACK}-postgres-")));
+
+    let out = xtask(
+        env_file,
+        &[
+            "backup",
+            "verify",
+            archive,
+            "--restore",
+            "--stack",
+            STACK,
+            "--format",
+            "json",
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "backup verify: {}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["verified"], true, "{report}");
+    assert_eq!(report["drill"]["passed"], true, "{report}");
+    eprintln!(
+        "swarm_single: backup of the stack's database {:.1}s, restore drill {:.1}s",
+        written["seconds"].as_f64().unwrap(),
+        report["drill"]["restore_seconds"].as_f64().unwrap()
+    );
+
+    psql("DELETE FROM swarm_probe WHERE id > 100");
+    let out = xtask(
+        env_file,
+        &["restore", archive, "--stack", STACK, "--yes", "--dir", dir],
+        &[],
+    );
+    assert!(out.status.success(), "restore: {}", text(&out));
+    assert_eq!(psql("SELECT count(*) FROM swarm_probe"), ROWS.to_string());
+
+    let out = xtask(
+        env_file,
+        &[
+            "backup",
+            "postgres",
+            "--stack",
+            "fogswarm-none",
+            "--dir",
+            dir,
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        common::stderr(&out).contains("--stack fogswarm-none: no such stack"),
+        "{}",
+        text(&out)
+    );
+    eprintln!(
+        "swarm_single: data commands against the stack: {:.1}s",
+        began.elapsed().as_secs_f64()
+    );
 }
 
 #[test]
@@ -122,6 +265,8 @@ fn betanet_on_a_one_node_swarm_delivers_survives_a_rolling_update_and_leaves_not
         }
         assert_eq!(running, desired, "not converged: {row}");
     }
+
+    data_on_the_stack(&env_file, &cleanup.temp_dir("fogswarm1-backups"));
 
     // 1,000 packets through the three mixnodes.
     let lg = cleanup.container("fogswarm1-loadgen");

@@ -24,17 +24,25 @@ use std::{
 use anyhow::Result;
 use xshell::Shell;
 
-use crate::{migrate::Format, process::Runner, psql::Database, Global};
+use crate::{
+    migrate::Format,
+    process::Runner,
+    psql::{Database, Target},
+    Global,
+};
 
 #[derive(clap::Args)]
 #[command(after_help = "\
 Backups go to backups/ (gitignored): <project>-postgres-<UTC stamp>.dump, its .sha256
 (`sha256sum -c` reads it) and .manifest.json. Restore without this tool:
   pg_restore --exit-on-error --no-owner -d NEWDB FILE.dump
+`postgres` and `verify` take --stack NAME for a Swarm stack's database (its task on this
+node); without it they use the compose project, else the stack named like it.
 
 Examples:
   cargo xtask backup postgres
   cargo xtask backup postgres --keep 7 --format json
+  cargo xtask backup postgres --stack fog-prod
   cargo xtask backup volume grafana_data
   cargo xtask backup all
   cargo xtask backup list
@@ -51,6 +59,8 @@ enum Action {
     Postgres {
         #[command(flatten)]
         common: Common,
+        #[command(flatten)]
+        target: Target,
         /// After a successful backup, keep only the newest N (see `prune`).
         #[arg(long, value_name = "N")]
         keep: Option<usize>,
@@ -83,6 +93,8 @@ enum Action {
         restore: bool,
         #[command(flatten)]
         common: Common,
+        #[command(flatten)]
+        target: Target,
     },
     /// Remove all but the newest N backups this tool wrote.
     Prune {
@@ -130,8 +142,12 @@ impl Cmd {
     pub fn run(self, sh: &Shell, global: &Global) -> Result<()> {
         let runner = Runner::new(global);
         match self.action {
-            Action::Postgres { common, keep } => {
-                let db = Database::open(sh, &runner, global)?;
+            Action::Postgres {
+                common,
+                keep,
+                target,
+            } => {
+                let db = Database::open(sh, &runner, global, &target)?;
                 let Some(written) = postgres::backup(&db, &runner, &common.dir(), "", progress())?
                 else {
                     return Ok(());
@@ -166,9 +182,14 @@ impl Cmd {
                 file,
                 restore,
                 common,
+                target,
             } => {
                 let path = absolute(&file);
-                let db = Database::open(sh, &runner, global).ok();
+                // Optional (the host's pg_restore will do), unless --stack names one.
+                let db = match target.stack {
+                    Some(_) => Some(Database::open(sh, &runner, global, &target)?),
+                    None => Database::open(sh, &runner, global, &target).ok(),
+                };
                 if path.to_string_lossy().ends_with(".set.json") {
                     let set = set::verify_set(&path, db.as_ref(), progress())?;
                     println!(

@@ -67,14 +67,14 @@ pub fn backup(
     let created_at = crate::images::build::rfc3339_now();
     let mut file = format!(
         "{}-postgres-{}{suffix}.dump",
-        db.project.name,
+        db.namespace,
         archive::stamp(&created_at)
     );
     let mut n = 2;
     while dir.join(&file).exists() {
         file = format!(
             "{}-postgres-{}{suffix}-{n}.dump",
-            db.project.name,
+            db.namespace,
             archive::stamp(&created_at)
         );
         n += 1;
@@ -106,7 +106,7 @@ pub fn backup(
         kind: "postgres".into(),
         format: "pg_dump -Fc".into(),
         file: file.clone(),
-        project: db.project.name.clone(),
+        project: db.namespace.clone(),
         environment: db.environment.to_string(),
         service: crate::psql::SERVICE.into(),
         image: db.image.clone(),

@@ -40,7 +40,12 @@ pub fn backup_all(
     dir: &Path,
     progress: bool,
 ) -> Result<Option<PathBuf>> {
-    let db = Database::open(sh, runner, global)?;
+    let db = Database::open(sh, runner, global, &crate::psql::Target::default())?;
+    if let crate::psql::Location::Stack(stack) = &db.location {
+        crate::usage_bail!(
+            "backup all covers a compose project's volumes; stack {stack} is not one: back up its database with `cargo xtask backup postgres --stack {stack}`"
+        );
+    }
     let created_at = crate::images::build::rfc3339_now();
     let mut written = Vec::new();
     written.extend(postgres::backup(&db, runner, dir, "", progress)?);
@@ -68,7 +73,7 @@ pub fn backup_all(
     }
     let set = Set {
         kind: "set".into(),
-        project: db.project.name.clone(),
+        project: db.namespace.clone(),
         environment: db.environment.to_string(),
         created_at: created_at.clone(),
         tool: archive::tool(),
@@ -84,7 +89,7 @@ pub fn backup_all(
     };
     let path = dir.join(format!(
         "{}-all-{}.set.json",
-        db.project.name,
+        db.namespace,
         archive::stamp(&created_at)
     ));
     let mut json = serde_json::to_string_pretty(&set)?;

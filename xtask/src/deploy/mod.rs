@@ -114,21 +114,26 @@ impl StackArg {
                 .unwrap_or("fog")
                 .to_string(),
         };
-        let valid = name.len() <= 40
-            && name
-                .chars()
-                .next()
-                .is_some_and(|c| c.is_ascii_alphanumeric())
-            && name
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
-        if !valid {
-            usage_bail!(
-                "--stack {name}: use up to 40 lowercase letters, digits, `-` or `_`, starting with a letter or digit"
-            );
-        }
-        Ok(name)
+        validate_stack(&name)
     }
+}
+
+/// A stack name as `--stack` takes it, or a usage error.
+pub fn validate_stack(name: &str) -> Result<String> {
+    let valid = name.len() <= 40
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if !valid {
+        usage_bail!(
+            "--stack {name}: use up to 40 lowercase letters, digits, `-` or `_`, starting with a letter or digit"
+        );
+    }
+    Ok(name.to_string())
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -217,6 +222,7 @@ pub fn deploy(sh: &Shell, global: &Global, args: &DeployArgs) -> Result<Outcome>
         publish: args.publish,
         endpoint_mode: args.endpoint_mode,
         placement: args.placement.clone(),
+        environment: selection.environment.as_ref().map(|e| e.to_string()),
         ..Options::default()
     };
     if args.print {

@@ -84,6 +84,9 @@ pub struct Options {
     /// `vip` (Swarm's default, needs IPVS in every node's kernel) or `dnsrr`
     /// (service names resolve to the task addresses, as with Compose).
     pub endpoint_mode: EndpointMode,
+    /// The environment the model comes from (`betanet`), put on every
+    /// container as a label so the data commands find its credentials.
+    pub environment: Option<String>,
 }
 
 /// How a service name resolves on the overlay networks.
@@ -259,6 +262,9 @@ pub fn render(project: &Project, opts: &Options) -> Result<Plan> {
                     format!("Swarm ignores `{other}`"),
                 ),
             }
+        }
+        if let Some(environment) = &opts.environment {
+            add_label(&mut out, crate::psql::ENVIRONMENT_LABEL, environment);
         }
         let image = svc.image.clone().unwrap_or_default();
         let pinned = opts.pinned.get(&image).cloned().unwrap_or(image);
@@ -544,6 +550,27 @@ fn render_volumes(
         }
     }
     Ok((volumes, configs))
+}
+
+/// `key=value` in the service's container `labels` (list or mapping form).
+fn add_label(service: &mut Mapping, key: &str, value: &str) {
+    let labels = service
+        .entry("labels".into())
+        .or_insert_with(|| Value::Mapping(Mapping::new()));
+    match labels {
+        Value::Sequence(items) => {
+            items.retain(|i| !scalar_string(i).starts_with(&format!("{key}=")));
+            items.push(format!("{key}={value}").into());
+        }
+        Value::Mapping(m) => {
+            m.insert(key.into(), value.into());
+        }
+        other => {
+            let mut m = Mapping::new();
+            m.insert(key.into(), value.into());
+            *other = Value::Mapping(m);
+        }
+    }
 }
 
 /// A bridge network as an attachable overlay on the same subnets.

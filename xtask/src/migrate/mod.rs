@@ -3,7 +3,11 @@
 //! rebuilt when a file changes) runs as a one-off of the environment's
 //! `migrate` service (`compose run --rm --no-deps migrate ...`), on the
 //! environment's network with its credentials (the password secret in prod),
-//! so no Postgres port is needed. `verify --schema` replays every migration on
+//! so no Postgres port is needed. For a Swarm stack (`--stack NAME`, or found
+//! as [`Database::open`] finds it) the one-off is `docker run --rm` of the
+//! same service on the stack's attachable overlay network, its variables
+//! passed by name (no value on the command line) and its secrets bind-mounted
+//! read-only from the files the stack's Swarm secrets were made from. `verify --schema` replays every migration on
 //! a scratch database inside the same server and diffs `pg_dump
 //! --schema-only` of both: exit 1 on drift. `new NAME` writes the next
 //! `V<version>__<name>.sql`. `--dry-run` prints the pending SQL with the lock
@@ -16,7 +20,12 @@ use std::{fs, path::Path};
 use anyhow::{bail, Context, Result};
 use xshell::Shell;
 
-use crate::{process::Runner, psql::Database, usage_bail, Global};
+use crate::{
+    compose::types::scalar_string,
+    process::Runner,
+    psql::{Database, Location, Target},
+    usage_bail, Global,
+};
 
 /// The compose service that runs the image.
 pub const SERVICE: &str = "migrate";
@@ -38,10 +47,16 @@ Examples:
   cargo xtask --dry-run migrate up
   cargo xtask migrate status --format json
   cargo xtask migrate verify --schema
+  cargo xtask migrate status --stack fog-prod   # a Swarm stack's database
   cargo xtask migrate new add_stats")]
 pub struct Cmd {
     #[command(subcommand)]
     action: Action,
+    /// Act on the database of this Swarm stack (its Postgres task on this
+    /// node). Default: the compose project when it runs, else the stack named
+    /// like it.
+    #[arg(long, value_name = "NAME", global = true)]
+    stack: Option<String>,
 }
 
 #[derive(clap::Subcommand)]
@@ -76,7 +91,8 @@ impl Cmd {
         if let Action::New { name } = &self.action {
             return new_file(&dir, &files, name, global.dry_run);
         }
-        let db = Database::open(sh, &runner, global)?;
+        let target = Target { stack: self.stack };
+        let db = Database::open(sh, &runner, global, &target)?;
         ensure_image(sh, &runner)?;
         match self.action {
             Action::Up if global.dry_run => {
@@ -84,20 +100,20 @@ impl Cmd {
                 if !image {
                     bail!("the migrate image is not built yet, so the plan cannot be read: run `cargo xtask images build migrate`, then this again");
                 }
-                println!("{}", crate::psql::render(&run_cmd(&db, &["up"])));
-                print_output(run_cmd(&db, &["up", "--dry-run"]), &runner)
+                println!("{}", crate::psql::render(&run_cmd(&db, &["up"])?));
+                print_output(run_cmd(&db, &["up", "--dry-run"])?, &runner)
             }
-            Action::Up => runner.run(xshell_cmd(sh, &db, &["up"])),
+            Action::Up => print_output(run_cmd(&db, &["up"])?, &runner),
             Action::Status { format } => {
                 let args: &[&str] = if format == Format::Json {
                     &["status", "--json"]
                 } else {
                     &["status"]
                 };
-                print_output(run_cmd(&db, args), &runner)
+                print_output(run_cmd(&db, args)?, &runner)
             }
             Action::Verify { schema } => {
-                print_output(run_cmd(&db, &["verify"]), &runner)?;
+                print_output(run_cmd(&db, &["verify"])?, &runner)?;
                 if schema {
                     schema::verify(sh, &runner, &db)?;
                 }
@@ -108,13 +124,11 @@ impl Cmd {
     }
 }
 
-/// The image the environment's `migrate` service runs.
-fn image_of(db: &Database) -> Result<String> {
-    let env = crate::compose::EnvSource::with_process_env(Some(&db.project.env.path))?;
-    let model = crate::config::Selection::named(db.environment.clone(), &env).load()?;
-    model
+/// The environment's `migrate` service.
+fn service(db: &Database) -> Result<&crate::compose::Service> {
+    db.model
         .service(SERVICE)
-        .and_then(|s| s.image.clone())
+        .filter(|s| s.image.is_some())
         .with_context(|| {
             format!(
                 "environment {} has no `{SERVICE}` service with an image",
@@ -123,23 +137,116 @@ fn image_of(db: &Database) -> Result<String> {
         })
 }
 
+/// The image the environment's `migrate` service runs.
+fn image_of(db: &Database) -> Result<String> {
+    Ok(service(db)?.image.clone().unwrap_or_default())
+}
+
 /// Build the image unless its inputs (binary with the SQL) are unchanged.
 pub fn ensure_image(sh: &Shell, runner: &Runner) -> Result<()> {
     let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
     crate::images::build::ensure(sh, runner, SERVICE, false, progress).map(drop)
 }
 
-/// `compose run --rm --no-deps -T migrate ARGS`, as a std command.
-pub fn run_cmd(db: &Database, args: &[&str]) -> std::process::Command {
-    let sh = Shell::new().expect("a shell");
-    xshell_cmd(&sh, db, args).into()
+/// The one-off `migrate ARGS`: `compose run --rm --no-deps -T migrate ARGS`
+/// for a compose project, `docker run --rm ... IMAGE ARGS` on the overlay
+/// network for a stack.
+pub fn run_cmd(db: &Database, args: &[&str]) -> Result<std::process::Command> {
+    match &db.location {
+        Location::Compose(compose) => {
+            let sh = Shell::new()?;
+            sh.change_dir(&db.project.root);
+            let mut all = vec!["run", "--rm", "--no-deps", "-T", SERVICE];
+            all.extend_from_slice(args);
+            Ok(compose.cmd(&sh, &all).into())
+        }
+        Location::Stack(stack) => stack_one_off(&db.model, stack, args),
+    }
 }
 
-fn xshell_cmd<'a>(sh: &'a Shell, db: &Database, args: &[&str]) -> xshell::Cmd<'a> {
-    sh.change_dir(&db.project.root);
-    let mut all = vec!["run", "--rm", "--no-deps", "-T", SERVICE];
-    all.extend_from_slice(args);
-    db.compose.cmd(sh, &all)
+/// `docker run --rm` of the model's `migrate` service beside `stack`: its
+/// first network (the overlay of that name), user, hardening, variables
+/// (by name: the values go through the client's environment) and secrets
+/// (the secret files, read-only, where Swarm mounts them).
+pub fn stack_one_off(
+    model: &crate::compose::Project,
+    stack: &str,
+    args: &[&str],
+) -> Result<std::process::Command> {
+    let svc = model
+        .service(SERVICE)
+        .filter(|s| s.image.is_some())
+        .with_context(|| format!("the model has no `{SERVICE}` service with an image"))?;
+    let raw = &svc.raw;
+    let network_key = svc.networks.first().cloned().unwrap_or("default".into());
+    let network = model
+        .section("networks")
+        .and_then(|n| n.get(network_key.as_str()))
+        .and_then(|n| n.get("name"))
+        .map(scalar_string)
+        .unwrap_or_else(|| format!("{stack}_{network_key}"));
+    let mut cmd = std::process::Command::new("docker");
+    cmd.args(["run", "--rm", "--network", &network]);
+    cmd.args([
+        "--label",
+        &format!("{}={stack}", crate::deploy::assets::NAMESPACE_LABEL),
+    ]);
+    if let Some(user) = raw.get("user") {
+        cmd.args(["--user", &scalar_string(user)]);
+    }
+    if raw.get("read_only").and_then(serde_yaml::Value::as_bool) == Some(true) {
+        cmd.arg("--read-only");
+    }
+    for (key, flag) in [
+        ("cap_drop", "--cap-drop"),
+        ("security_opt", "--security-opt"),
+    ] {
+        for item in raw
+            .get(key)
+            .and_then(|v| v.as_sequence())
+            .into_iter()
+            .flatten()
+        {
+            cmd.args([flag, &scalar_string(item)]);
+        }
+    }
+    for (key, value) in &svc.environment {
+        if let Some(value) = value {
+            cmd.env(key, value);
+        }
+        cmd.args(["-e", key]);
+    }
+    for item in raw
+        .get("secrets")
+        .and_then(|v| v.as_sequence())
+        .into_iter()
+        .flatten()
+    {
+        let (source, target) = match item.as_mapping() {
+            Some(m) => {
+                let source = m.get("source").map(scalar_string).unwrap_or_default();
+                let target = m.get("target").map(scalar_string);
+                (source, target)
+            }
+            None => (scalar_string(item), None),
+        };
+        let file = model
+            .section("secrets")
+            .and_then(|s| s.get(source.as_str()))
+            .and_then(|s| s.get("file"))
+            .map(scalar_string)
+            .with_context(|| {
+                format!("service `{SERVICE}`: secret `{source}` has no `file:` in the model")
+            })?;
+        let target = match target {
+            Some(t) if t.starts_with('/') => t,
+            Some(t) => format!("/run/secrets/{t}"),
+            None => format!("/run/secrets/{source}"),
+        };
+        cmd.args(["-v", &format!("{file}:{target}:ro")]);
+    }
+    cmd.arg(svc.image.as_deref().unwrap_or_default()).args(args);
+    Ok(cmd)
 }
 
 /// Run a read-only one-off, passing its output through; a non-zero exit is an error.

@@ -29,7 +29,7 @@ pub fn verify(_sh: &Shell, runner: &Runner, db: &Database) -> Result<()> {
     if runner.dry_run {
         println!(
             "{}",
-            crate::psql::render(&run_cmd(db, &["--dbname", &scratch, "up"]))
+            crate::psql::render(&run_cmd(db, &["--dbname", &scratch, "up"])?)
         );
         println!(
             "# pg_dump --schema-only of {} and {scratch}, compared; then DROP DATABASE {scratch}",
@@ -45,7 +45,7 @@ pub fn verify(_sh: &Shell, runner: &Runner, db: &Database) -> Result<()> {
     capture(
         runner,
         true,
-        run_cmd(db, &["--dbname", &scratch, "up"]),
+        run_cmd(db, &["--dbname", &scratch, "up"])?,
         &format!("replaying migrations/ on the scratch database {scratch}"),
     )?;
     let live = normalise(&dump(runner, db, &db.name)?);

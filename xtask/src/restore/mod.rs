@@ -21,7 +21,7 @@ use xshell::Shell;
 use crate::{
     backup::{self, verify},
     process::Runner,
-    psql::Database,
+    psql::{Database, Target},
     usage_bail, Global,
 };
 
@@ -36,6 +36,7 @@ services using a volume are stopped for the swap and always started again.
 Examples:
   cargo xtask restore backups/fog-postgres-20261201T090000Z.dump
   cargo xtask restore backups/fog-postgres-20261201T090000Z.dump --yes
+  cargo xtask restore backups/fog-prod-postgres-20261201T090000Z.dump --stack fog-prod --yes
   cargo xtask restore backups/fog-volume-grafana_data-20261201T090000Z.tar.gz --yes")]
 pub struct Cmd {
     /// The backup archive (`.dump` or a volume's `.tar.gz`) to restore.
@@ -46,6 +47,8 @@ pub struct Cmd {
     /// Folder for the pre-restore backup [default: backups/ in the repository].
     #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
+    #[command(flatten)]
+    target: Target,
 }
 
 impl Cmd {
@@ -57,7 +60,7 @@ impl Cmd {
             usage_bail!("{} is a backup set: restore its members one at a time (`cargo xtask backup verify {}` lists them verified), nothing was touched", path.display(), path.display());
         }
         // A volume restore needs no running database; a Postgres one does.
-        let db = Database::open(sh, &runner, global);
+        let db = Database::open(sh, &runner, global, &self.target);
         let manifest = verify::verify(&path, db.as_ref().ok(), progress)
             .context("refusing to restore: nothing was touched")?;
         let dir = self
@@ -69,13 +72,19 @@ impl Cmd {
                 let db = db?;
                 if !self.yes && !global.dry_run {
                     confirm(&format!(
-                        "Replace database {} of project {} with the backup of {} taken {}?",
-                        db.name, db.project.name, manifest.database, manifest.created_at
+                        "Replace database {} of {} with the backup of {} taken {}?",
+                        db.name,
+                        db.describe(),
+                        manifest.database,
+                        manifest.created_at
                     ))?;
                 }
                 postgres::restore(&db, &runner, &path, &manifest, &dir, progress)
             }
             "volume" => {
+                if let Some(stack) = &self.target.stack {
+                    usage_bail!("{} is a volume backup: volumes are restored into a compose project only, not into stack {stack} (its volumes live on the nodes that run its tasks); nothing was touched", path.display());
+                }
                 let target = volume::Target::open(sh, global, &path, &manifest)?;
                 if !self.yes && !global.dry_run {
                     confirm(&format!(

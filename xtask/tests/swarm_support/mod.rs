@@ -105,6 +105,8 @@ impl Swarm {
                 .env("FOG_ENV_FILE", env_file)
                 .stdin(Stdio::null())
                 .output();
+            // A `migrate` one-off beside the stack carries its label too.
+            remove_labelled("container", stack);
             remove_labelled("volume", stack);
         }
         docker_output(&["swarm", "leave", "--force"]);
