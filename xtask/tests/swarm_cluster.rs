@@ -390,4 +390,15 @@ fn three_node_swarm_places_one_mixnode_per_node_and_recovers_from_losing_a_worke
          probe packets delivered in {runs} runs",
         recovered.as_secs_f64()
     );
+    // For `cargo xtask bench swarm`, which runs this test and reads this line.
+    eprintln!(
+        "swarm_cluster-json: {}",
+        serde_json::json!({
+            "converged_seconds": converged,
+            "recovered_seconds": recovered.as_secs_f64(),
+            "failover_sent": sent,
+            "failover_delivered": delivered,
+            "peer_dead_timeout_ms": std::env::var("PEER_DEAD_TIMEOUT_MS").ok(),
+        })
+    );
 }

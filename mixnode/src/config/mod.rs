@@ -122,6 +122,9 @@ pub struct Config {
     pub read_timeout: Duration,
     /// Time without a byte before an inbound connection is closed.
     pub idle_timeout: Duration,
+    /// Next-hop connections: unacknowledged data or unanswered keepalives
+    /// for this long close them (`TCP_USER_TIMEOUT`); zero leaves the kernel's.
+    pub peer_dead_timeout: Duration,
     /// Static mixes (`MIX_PEERS`), used beside the registry.
     pub mix_peers: AddrSet,
     /// Destinations an exit may deliver to (`EXIT_ALLOW`; `None` = any).
@@ -248,6 +251,7 @@ impl Config {
             max_connections_per_source: ranges::MAX_CONNECTIONS_PER_SOURCE.read_usize(lookup)?,
             read_timeout: ms(ranges::MIX_READ_TIMEOUT_MS)?,
             idle_timeout: ms(ranges::MIX_IDLE_TIMEOUT_MS)?,
+            peer_dead_timeout: ms(ranges::PEER_DEAD_TIMEOUT_MS)?,
             mix_peers: addr_set("MIX_PEERS")?.unwrap_or_default(),
             exit_allow: addr_set("EXIT_ALLOW")?,
             fix_key_permissions: vars::flag(lookup, "FIX_KEY_PERMISSIONS")?,

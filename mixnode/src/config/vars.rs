@@ -128,6 +128,13 @@ pub mod ranges {
         max: 3_600_000,
         unit: "ms without a byte before an inbound connection is closed",
     };
+    pub const PEER_DEAD_TIMEOUT_MS: Range = Range {
+        name: "PEER_DEAD_TIMEOUT_MS",
+        default: 5_000,
+        min: 0,
+        max: 600_000,
+        unit: "ms before a next hop that stopped acknowledging is dropped and redialled, 0 = the kernel's defaults (minutes)",
+    };
     pub const REPLAY_SAVE_INTERVAL_SECS: Range = Range {
         name: "REPLAY_SAVE_INTERVAL_SECS",
         default: 60,
@@ -137,7 +144,7 @@ pub mod ranges {
     };
 
     /// All of them, for `mixnode --help` and the tests.
-    pub const ALL: [Range; 12] = [
+    pub const ALL: [Range; 13] = [
         PIPELINE_WORKERS,
         BATCH_SIZE,
         POOL_SIZE,
@@ -149,6 +156,7 @@ pub mod ranges {
         MAX_CONNECTIONS_PER_SOURCE,
         MIX_READ_TIMEOUT_MS,
         MIX_IDLE_TIMEOUT_MS,
+        PEER_DEAD_TIMEOUT_MS,
         REPLAY_SAVE_INTERVAL_SECS,
     ];
 }

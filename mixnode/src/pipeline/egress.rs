@@ -15,7 +15,7 @@
 //! make room (its task flushes what it holds and exits). Connection
 //! failures are logged at most once a minute (see [`crate::warnings`]). A
 //! next hop that vanishes without a reset (a host or container killed, a
-//! Swarm task moved) is noticed within [`DEAD_PEER_TIMEOUT`]: the connection
+//! Swarm task moved) is noticed within PEER_DEAD_TIMEOUT_MS: the connection
 //! sets `TCP_USER_TIMEOUT` (unacknowledged data) and keepalive (idle), so the
 //! task reconnects, through DNS, to wherever the peer now runs. A
 //! packet counts as forwarded/delivered once its bytes are written; until
@@ -42,9 +42,6 @@ pub const INITIAL_BACKOFF: Duration = Duration::from_millis(50);
 pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-/// A connection whose written data stays unacknowledged this long, or
-/// whose idle keepalive probes go unanswered, is closed by the kernel.
-pub const DEAD_PEER_TIMEOUT: Duration = Duration::from_secs(5);
 /// Idle outbound connections close after this; below the default
 /// MIX_IDLE_TIMEOUT_MS (60 s), so the sender, not the receiver, ends them.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -196,14 +193,20 @@ fn drain_unreachable(rx: &mut mpsc::Receiver<Outbound>, shared: &Shared) -> usiz
     n
 }
 
-/// No Nagle delay; a silently vanished peer noticed within [`DEAD_PEER_TIMEOUT`].
-fn tune(stream: &TcpStream) {
+/// No Nagle delay; a silently vanished peer noticed within `dead` (the
+/// kernel's defaults when zero): `TCP_USER_TIMEOUT` for unacknowledged data,
+/// and keepalive probes, three a second apart, once idle for the rest.
+fn tune(stream: &TcpStream, dead: Duration) {
     let _ = stream.set_nodelay(true);
+    if dead.is_zero() {
+        return;
+    }
     let socket = socket2::SockRef::from(stream);
-    let _ = socket.set_tcp_user_timeout(Some(DEAD_PEER_TIMEOUT));
+    let _ = socket.set_tcp_user_timeout(Some(dead));
     let probe = Duration::from_secs(1);
+    let idle = dead.saturating_sub(3 * probe).max(probe);
     let keepalive = socket2::TcpKeepalive::new()
-        .with_time(DEAD_PEER_TIMEOUT - 3 * probe)
+        .with_time(idle)
         .with_interval(probe)
         .with_retries(3);
     let _ = socket.set_tcp_keepalive(&keepalive);
@@ -241,7 +244,7 @@ async fn forward(
                 continue;
             }
         };
-        tune(&stream);
+        tune(&stream, shared.config.peer_dead_timeout);
         backoff = INITIAL_BACKOFF;
         connected.store(true, Relaxed);
         metrics.outbound_connections.fetch_add(1, Relaxed);
@@ -295,15 +298,23 @@ mod tests {
     #[tokio::test]
     async fn next_hop_connections_detect_a_vanished_peer() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let stream = TcpStream::connect(listener.local_addr().unwrap())
-            .await
-            .unwrap();
-        tune(&stream);
+        let connect = || TcpStream::connect(listener.local_addr().unwrap());
+        let stream = connect().await.unwrap();
+        tune(&stream, Duration::from_secs(5));
         let socket = socket2::SockRef::from(&stream);
         assert!(stream.nodelay().unwrap());
-        assert_eq!(socket.tcp_user_timeout().unwrap(), Some(DEAD_PEER_TIMEOUT));
+        assert_eq!(
+            socket.tcp_user_timeout().unwrap(),
+            Some(Duration::from_secs(5))
+        );
         assert!(socket.keepalive().unwrap());
         assert_eq!(socket.tcp_keepalive_time().unwrap(), Duration::from_secs(2));
         assert_eq!(socket.tcp_keepalive_retries().unwrap(), 3);
+        // Zero leaves the kernel's defaults.
+        let plain = connect().await.unwrap();
+        tune(&plain, Duration::ZERO);
+        let socket = socket2::SockRef::from(&plain);
+        assert_eq!(socket.tcp_user_timeout().unwrap(), None);
+        assert!(!socket.keepalive().unwrap());
     }
 }

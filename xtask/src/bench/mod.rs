@@ -5,6 +5,7 @@
 mod betanet;
 mod check;
 mod mixnode;
+mod swarm;
 mod switch;
 
 use xshell::Shell;
@@ -25,6 +26,8 @@ enum Target {
     Switch(switch::Cmd),
     /// The compose betanet under loadgen at rising rates: zero-loss rate, p50/p99.
     Betanet(betanet::Cmd),
+    /// The three-node swarm: deploy to converged, recovery from losing a worker.
+    Swarm(swarm::Cmd),
 }
 
 impl Cmd {
@@ -34,6 +37,7 @@ impl Cmd {
             Target::Check(cmd) => cmd.run(sh, global),
             Target::Switch(cmd) => cmd.run(sh, global),
             Target::Betanet(cmd) => cmd.run(sh, global),
+            Target::Swarm(cmd) => cmd.run(sh, global),
         }
     }
 }
