@@ -52,6 +52,35 @@ fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// Run `script` as root in a throwaway container with `volume` at /v; its output.
+fn in_volume(volume: &str, script: &str) -> String {
+    let mount = format!("{volume}:/v");
+    let image = data_support::postgres_image();
+    common::docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--user",
+        "0:0",
+        "-v",
+        &mount,
+        "--entrypoint",
+        "sh",
+        &image,
+        "-c",
+        script,
+    ])
+}
+
+/// `backup volume NAME --dir DIR --format json [EXTRA...]`: the archive's path.
+fn backup_volume(stack: &DataStack, name: &str, dir: &str, extra: &[&str]) -> String {
+    let mut args = vec!["backup", "volume", name, "--dir", dir, "--format", "json"];
+    args.extend_from_slice(extra);
+    let summary: serde_json::Value = serde_json::from_str(&stack.ok(&args)).unwrap();
+    summary["path"].as_str().unwrap().to_string()
+}
+
 /// A volume archive with a `../escaped` entry, with a valid checksum and a
 /// manifest copied from `like`: only the entry check can refuse it.
 fn crafted_escape(dir: &Path, like: &Path) -> PathBuf {
@@ -344,19 +373,8 @@ fn backup_verify_restore_and_every_refusal() {
 
     // A volume: modes, owners and symlinks kept; a crafted `../` entry refused.
     let volume = format!("{}_grafana_data", stack.project);
-    let image = data_support::postgres_image();
-    common::docker(&["run", "--rm", "-v", &format!("{volume}:/v"), &image, "sh", "-c", "mkdir -p /v/d && echo hi > /v/d/f && chmod 640 /v/d/f && chown 472:0 /v/d/f && ln -s d/f /v/link"]);
-    let summary: serde_json::Value = serde_json::from_str(&stack.ok(&[
-        "backup",
-        "volume",
-        "grafana_data",
-        "--dir",
-        dir,
-        "--format",
-        "json",
-    ]))
-    .unwrap();
-    let tarball = summary["path"].as_str().unwrap().to_string();
+    in_volume(&volume, "mkdir -p /v/d && echo hi > /v/d/f && chmod 640 /v/d/f && chown 472:0 /v/d/f && ln -s d/f /v/link");
+    let tarball = backup_volume(&stack, "grafana_data", dir, &[]);
     stack.ok(&["backup", "verify", &tarball]);
     let listing = std::process::Command::new("tar")
         .args(["-tzvf", &tarball, "--numeric-owner"])
@@ -435,23 +453,10 @@ fn backup_verify_restore_and_every_refusal() {
 
 /// Every entry of a volume with its mode, owner and link target.
 fn listing(volume: &str) -> String {
-    let image = data_support::postgres_image();
-    let mount = format!("{volume}:/v:ro");
-    common::docker(&[
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        "--user",
-        "0:0",
-        "-v",
-        &mount,
-        "--entrypoint",
-        "sh",
-        &image,
-        "-c",
+    in_volume(
+        volume,
         "cd /v && find . -mindepth 1 -printf '%p %M %U:%G %l %s\\n' | sort",
-    ])
+    )
 }
 
 fn volumes_like(pattern: &str) -> Vec<String> {
@@ -475,7 +480,6 @@ fn volume_restore_round_trip_and_refusals() {
     stack.up(&["postgres"]);
     let backups = stack.dir.join("backups");
     let dir = backups.to_str().unwrap();
-    let image = data_support::postgres_image();
     // The helpers' anonymous volumes (Postgres' image declares a VOLUME) go with them.
     let dangling = || -> std::collections::BTreeSet<String> {
         common::docker(&["volume", "ls", "-q", "--filter", "dangling=true"])
@@ -488,37 +492,15 @@ fn volume_restore_round_trip_and_refusals() {
 
     // A volume nothing runs on: modes, owners, symlinks, an empty folder.
     let grafana = format!("{}_grafana_data", stack.project);
-    common::docker(&["run", "--rm", "--network", "none", "--user", "0:0", "-v", &format!("{grafana}:/v"), "--entrypoint", "sh", &image, "-c",
-        "mkdir -p /v/d/empty && echo hi > /v/d/f && chmod 640 /v/d/f && chown 472:0 /v/d/f && ln -s d/f /v/link && echo top > /v/top && chown 1234:5678 /v/top"]);
+    in_volume(&grafana, "mkdir -p /v/d/empty && echo hi > /v/d/f && chmod 640 /v/d/f && chown 472:0 /v/d/f && ln -s d/f /v/link && echo top > /v/top && chown 1234:5678 /v/top");
     let original = listing(&grafana);
     assert!(original.contains("./d/f -rw-r----- 472:0"), "{original}");
-    let summary: serde_json::Value = serde_json::from_str(&stack.ok(&[
-        "backup",
-        "volume",
-        "grafana_data",
-        "--dir",
-        dir,
-        "--format",
-        "json",
-    ]))
-    .unwrap();
-    let tarball = summary["path"].as_str().unwrap().to_string();
+    let tarball = backup_volume(&stack, "grafana_data", dir, &[]);
     // Changed since the backup: one file gone, one added, one rewritten.
-    common::docker(&[
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        "--user",
-        "0:0",
-        "-v",
-        &format!("{grafana}:/v"),
-        "--entrypoint",
-        "sh",
-        &image,
-        "-c",
+    in_volume(
+        &grafana,
         "rm /v/d/f && echo later > /v/added && echo changed > /v/top",
-    ]);
+    );
     let changed = listing(&grafana);
     assert_ne!(changed, original);
 
@@ -570,18 +552,7 @@ fn volume_restore_round_trip_and_refusals() {
     // Postgres' own data directory, taken with --stop: the restore stops
     // Postgres for the swap and starts it again, with the old rows back.
     stack.sql("CREATE TABLE kept AS SELECT g AS id FROM generate_series(1, 1000) g");
-    let summary: serde_json::Value = serde_json::from_str(&stack.ok(&[
-        "backup",
-        "volume",
-        "postgres_data",
-        "--stop",
-        "--dir",
-        dir,
-        "--format",
-        "json",
-    ]))
-    .unwrap();
-    let pgdata = summary["path"].as_str().unwrap().to_string();
+    let pgdata = backup_volume(&stack, "postgres_data", dir, &["--stop"]);
     stack.up(&["postgres"]);
     stack.sql("INSERT INTO kept SELECT g FROM generate_series(1001, 1500) g");
     assert_eq!(stack.sql("SELECT count(*) FROM kept"), "1500");
