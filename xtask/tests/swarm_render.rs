@@ -32,6 +32,10 @@ services:
       interval: 2s
       start_interval: 1s
     networks: [back]
+    read_only: true
+    tmpfs:
+      - /var/run/postgresql
+      - /tmp:size=64m,mode=1777
   migrate:
     image: fog/migrate:1
     build: ./migrate
@@ -156,6 +160,23 @@ fn swarm_ignored_keys_are_translated_or_reported_with_their_line() {
     assert!(svc(&plan, "tool").is_null());
     assert_eq!(notes(&plan, "tool", "profiles")[0].0, Action::LeftOut);
     assert!(!plan.services.contains(&"tool".to_string()));
+    // `docker stack deploy` ignores `tmpfs`: it becomes tmpfs mounts, so a
+    // read-only service keeps its writable directories.
+    assert!(db.get("tmpfs").is_none(), "{db:?}");
+    assert_eq!(db["read_only"], true);
+    let mounts = db["volumes"].as_sequence().unwrap();
+    let tmpfs: Vec<&Value> = mounts.iter().filter(|m| m["type"] == "tmpfs").collect();
+    assert_eq!(tmpfs.len(), 2, "{mounts:?}");
+    assert_eq!(tmpfs[0]["target"], "/var/run/postgresql");
+    assert_eq!(tmpfs[1]["target"], "/tmp");
+    assert_eq!(tmpfs[1]["tmpfs"]["size"], 64 << 20);
+    let translated = notes(&plan, "db", "tmpfs");
+    assert_eq!(translated.len(), 2, "{translated:?}");
+    assert!(translated.iter().all(|(a, _)| *a == Action::Translated));
+    assert!(
+        translated[1].1.contains("mode=1777 dropped"),
+        "{translated:?}"
+    );
     // `$$` stays escaped for `docker stack deploy`'s own interpolation.
     assert_eq!(svc(&plan, "mix-1")["environment"]["PRICE"], "$$5");
 }
@@ -322,6 +343,7 @@ fn repository_environments_render_for_swarm() {
         assert!(mix["healthcheck"]["test"].is_sequence());
         assert!(mix.get("ports").is_none());
     }
+    assert!(stack["services"]["postgres"].get("tmpfs").is_none());
     assert_eq!(
         stack["services"]["postgres"]["deploy"]["update_config"]["order"],
         "stop-first"

@@ -9,7 +9,8 @@
 //! left out (Swarm binds every interface) unless `--publish`, read-only bind
 //! mounts of files below the project become Swarm configs, file secrets
 //! become external Swarm secrets, bridge networks become attachable overlay
-//! networks on the same subnets. Rolling update, rollback and restart
+//! networks on the same subnets, service-level `tmpfs` (which `docker stack
+//! deploy` ignores) becomes `type: tmpfs` mounts. Rolling update, rollback and restart
 //! policies get safe defaults that the overlays' `deploy:` keys override.
 
 use std::collections::BTreeMap;
@@ -46,7 +47,6 @@ const KEPT: &[&str] = &[
     "stop_grace_period",
     "stop_signal",
     "sysctls",
-    "tmpfs",
     "tty",
     "ulimits",
     "user",
@@ -232,7 +232,7 @@ pub fn render(project: &Project, opts: &Options) -> Result<Plan> {
                     out.insert("healthcheck".into(), filter_keys(v, HEALTHCHECK_KEYS));
                 }
                 "networks" | "secrets" | "deploy" | "restart" | "volumes" | "ports"
-                | "profiles" => {}
+                | "profiles" | "tmpfs" => {}
                 "build" => note(
                     Some(name),
                     "build",
@@ -276,8 +276,9 @@ pub fn render(project: &Project, opts: &Options) -> Result<Plan> {
             out.insert("secrets".into(), secrets.clone());
         }
         render_ports(svc, opts, &mut out, &mut note);
-        let (volumes, service_configs) =
+        let (mut volumes, service_configs) =
             render_volumes(project, name, raw.get("volumes"), &opts.stack, &mut note)?;
+        volumes.extend(render_tmpfs(name, raw.get("tmpfs"), &mut note));
         if !volumes.is_empty() {
             out.insert("volumes".into(), Value::Sequence(volumes));
         }
@@ -550,6 +551,65 @@ fn render_volumes(
         }
     }
     Ok((volumes, configs))
+}
+
+/// Service-level `tmpfs:` entries (`/path` or `/path:size=64m,...`) as
+/// `type: tmpfs` mounts: `docker stack deploy` ignores the `tmpfs` key, so a
+/// read-only service would find no writable directory (Postgres' socket
+/// directory). `size` is kept (schema 3.9 has no other tmpfs option); other
+/// options are reported as dropped.
+fn render_tmpfs(service: &str, raw: Option<&Value>, note: &mut NoteFn<'_>) -> Vec<Value> {
+    let items: Vec<String> = match raw {
+        Some(Value::Sequence(items)) => items.iter().map(scalar_string).collect(),
+        Some(Value::Null) | None => Vec::new(),
+        Some(other) => vec![scalar_string(other)],
+    };
+    let mut mounts = Vec::new();
+    for item in items {
+        let (target, options) = item.split_once(':').unwrap_or((item.as_str(), ""));
+        let mut m = Mapping::new();
+        m.insert("type".into(), "tmpfs".into());
+        m.insert("target".into(), target.into());
+        let mut dropped = Vec::new();
+        for opt in options.split(',').filter(|o| !o.is_empty()) {
+            match opt.split_once('=') {
+                Some(("size", size)) if tmpfs_bytes(size).is_some() => {
+                    let mut t = Mapping::new();
+                    t.insert("size".into(), Value::from(tmpfs_bytes(size).unwrap_or(0)));
+                    m.insert("tmpfs".into(), Value::Mapping(t));
+                }
+                _ => dropped.push(opt),
+            }
+        }
+        let mut message =
+            format!("{item} becomes a `type: tmpfs` mount (`docker stack deploy` ignores `tmpfs`)");
+        if !dropped.is_empty() {
+            message.push_str(&format!(
+                "; option(s) {} dropped (schema 3.9 keeps `size` only)",
+                dropped.join(",")
+            ));
+        }
+        note(Some(service), "tmpfs", Action::Translated, message);
+        mounts.push(Value::Mapping(m));
+    }
+    mounts
+}
+
+/// `64m`, `1g`, `65536k` or plain bytes as a byte count.
+fn tmpfs_bytes(size: &str) -> Option<u64> {
+    let lower = size.to_ascii_lowercase();
+    let (digits, factor) = match lower.strip_suffix(['k', 'm', 'g']) {
+        Some(d) => (
+            d,
+            match lower.chars().last() {
+                Some('k') => 1 << 10,
+                Some('m') => 1 << 20,
+                _ => 1 << 30,
+            },
+        ),
+        None => (lower.as_str(), 1),
+    };
+    digits.parse::<u64>().ok()?.checked_mul(factor)
 }
 
 /// `key=value` in the service's container `labels` (list or mapping form).

@@ -1,11 +1,12 @@
 //! Helpers for the Swarm end-to-end tests: a [`Swarm`] guard that turns this
-//! engine into a one-node swarm on 127.0.0.1 (listen port 52377, address pool
-//! 10.238.0.0/16 in /24s, `docker_gwbridge` pre-created on 10.238.255.0/24 so
-//! Swarm takes no other range) only when it is not in a swarm already, and
-//! on drop removes the test's stack, leaves the swarm and removes the
-//! networks it made, even when the test fails; an env file for stack
-//! `fogswarm*` with its own networks and subnets; and `loadgen` runs on the
-//! stack's attachable overlay network.
+//! engine into a one-node swarm on 127.0.0.1 (by default listen port 52377,
+//! address pool 10.238.0.0/16 in /24s, `docker_gwbridge` pre-created on
+//! 10.238.255.0/24 so Swarm takes no other range; [`Swarm::init_at`] takes a
+//! test's own [`Addresses`]) only when it is not in a swarm already, and on
+//! drop removes the test's stack, leaves the swarm and removes the networks
+//! it made, even when the test fails; an env file for a test's stack with its
+//! own networks and subnets; and `loadgen` runs on the stack's attachable
+//! overlay network.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -19,6 +20,24 @@ pub const POOL: &str = "10.238.0.0/16";
 pub const GWBRIDGE: &str = "docker_gwbridge";
 pub const GWBRIDGE_SUBNET: &str = "10.238.255.0/24";
 pub const MIXNODE_IMAGE: &str = "fog-compute/mixnode:0.1.0";
+
+/// Where a test's swarm listens and which addresses it takes.
+#[derive(Clone, Copy, Debug)]
+pub struct Addresses {
+    /// `--listen-addr`, on 127.0.0.1.
+    pub listen: &'static str,
+    /// `--default-addr-pool`, split into /24s.
+    pub pool: &'static str,
+    /// The subnet `docker_gwbridge` is pre-created on (inside `pool`).
+    pub gwbridge_subnet: &'static str,
+}
+
+/// The addresses of `swarm_single` and `swarm_cluster`.
+pub const DEFAULT: Addresses = Addresses {
+    listen: LISTEN,
+    pool: POOL,
+    gwbridge_subnet: GWBRIDGE_SUBNET,
+};
 
 /// This engine as a one-node swarm for the test's lifetime.
 pub struct Swarm {
@@ -36,6 +55,11 @@ impl Swarm {
     /// `None` (skip) outside CI when the engine is already part of a swarm:
     /// the test must not take over or leave a swarm it did not make.
     pub fn init(test: &str) -> Option<Swarm> {
+        Swarm::init_at(test, DEFAULT)
+    }
+
+    /// [`Swarm::init`] on the test's own listen address and address pool.
+    pub fn init_at(test: &str, at: Addresses) -> Option<Swarm> {
         let state = swarm_state();
         if state != "inactive" {
             assert!(
@@ -58,7 +82,7 @@ impl Swarm {
                 "--driver",
                 "bridge",
                 "--subnet",
-                GWBRIDGE_SUBNET,
+                at.gwbridge_subnet,
                 "--opt",
                 "com.docker.network.bridge.name=docker_gwbridge",
                 "--opt",
@@ -74,9 +98,9 @@ impl Swarm {
             "--advertise-addr",
             "127.0.0.1",
             "--listen-addr",
-            LISTEN,
+            at.listen,
             "--default-addr-pool",
-            POOL,
+            at.pool,
             "--default-addr-pool-mask-length",
             "24",
         ]);
@@ -163,11 +187,17 @@ pub fn leftovers(stack: &str) -> Vec<String> {
 /// An env file for stack `stack` in `dir`: its own networks on
 /// 10.238.(base).0/24 and 10.238.(base+1).0/24, ports from `port`.
 pub fn env_file(dir: &Path, stack: &str, base: u8, port: u16) -> PathBuf {
+    env_file_on(dir, stack, "10.238", base, port)
+}
+
+/// [`env_file`] with the networks on `prefix`.(base).0/24 and
+/// `prefix`.(base+1).0/24 (`prefix` the first two octets of the test's pool).
+pub fn env_file_on(dir: &Path, stack: &str, prefix: &str, base: u8, port: u16) -> PathBuf {
     let file = dir.join(".env");
     let text = format!(
         "COMPOSE_PROJECT_NAME={stack}\n\
-         FOG_NETWORK_NAME={stack}-fog\nFOG_NETWORK_SUBNET=10.238.{base}.0/24\n\
-         BETANET_NETWORK_NAME={stack}-betanet\nBETANET_NETWORK_SUBNET=10.238.{}.0/24\n\
+         FOG_NETWORK_NAME={stack}-fog\nFOG_NETWORK_SUBNET={prefix}.{base}.0/24\n\
+         BETANET_NETWORK_NAME={stack}-betanet\nBETANET_NETWORK_SUBNET={prefix}.{}.0/24\n\
          POSTGRES_USER=fog\nPOSTGRES_DB=fog\nPOSTGRES_PASSWORD=Tq7vXz0pLm4Rk8sW2nYb6cHd\n\
          GRAFANA_ADMIN_USER=admin\nGRAFANA_ADMIN_PASSWORD=Pz3qWn8xKv5Lr1tYb7mCs9Dg\n\
          MIXNODE_IMAGE={MIXNODE_IMAGE}\n\
