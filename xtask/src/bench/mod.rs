@@ -2,6 +2,7 @@
 //! JSON with `--json`). Figures are measured, never asserted: the numbers go
 //! into the closing notes and BENCHMARKS.md files with the command that made them.
 
+mod backup;
 mod betanet;
 mod check;
 mod mixnode;
@@ -25,6 +26,8 @@ enum Target {
     Switch(switch::Cmd),
     /// The compose betanet under loadgen at rising rates: zero-loss rate, p50/p99.
     Betanet(betanet::Cmd),
+    /// Backup and restore MB/s of Postgres and a volume, beside tar czf and in-container pg_dump.
+    Backup(backup::Cmd),
 }
 
 impl Cmd {
@@ -34,6 +37,7 @@ impl Cmd {
             Target::Check(cmd) => cmd.run(sh, global),
             Target::Switch(cmd) => cmd.run(sh, global),
             Target::Betanet(cmd) => cmd.run(sh, global),
+            Target::Backup(cmd) => cmd.run(sh, global),
         }
     }
 }
