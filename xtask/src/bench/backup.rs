@@ -294,9 +294,11 @@ impl Bench {
             "-c",
             sql,
         ]);
-        Ok(capture(&self.runner, true, cmd, &format!("psql on {database}"))?
-            .trim()
-            .to_string())
+        Ok(
+            capture(&self.runner, true, cmd, &format!("psql on {database}"))?
+                .trim()
+                .to_string(),
+        )
     }
 
     fn sql_u64(&self, sql: &str) -> Result<u64> {
@@ -537,7 +539,9 @@ echo "$(du -sb /data | cut -f1) $(find /data -type f | wc -l)"
         // Keep the disk bounded: the kept old database and the pre-restore backup go.
         let old = self.sql(
             "postgres",
-            &format!("SELECT datname FROM pg_database WHERE datname LIKE '{DB}\\_before\\_restore\\_%'"),
+            &format!(
+                "SELECT datname FROM pg_database WHERE datname LIKE '{DB}\\_before\\_restore\\_%'"
+            ),
         )?;
         for name in old.lines().filter(|l| !l.is_empty()) {
             self.sql("postgres", &format!("DROP DATABASE \"{name}\""))?;
@@ -582,7 +586,9 @@ echo "$(du -sb /data | cut -f1) $(find /data -type f | wc -l)"
         eprintln!("run {run}: cargo xtask backup volume {VOLUME}...");
         let (s, text) = self.timed(
             "cargo xtask backup volume",
-            self.xtask(&["backup", "volume", VOLUME, "--dir", &dir_arg, "--format", "json"])?,
+            self.xtask(&[
+                "backup", "volume", VOLUME, "--dir", &dir_arg, "--format", "json",
+            ])?,
         )?;
         let written: Value = serde_json::from_str(text.trim())
             .with_context(|| format!("backup volume printed `{}`", text.trim()))?;
@@ -729,11 +735,22 @@ impl Rows {
     fn goals(&self) -> Vec<(&'static str, f64, &'static str, bool)> {
         let pg = self.pg_backup.mb_per_s() / self.pg_tar.mb_per_s().max(1e-9);
         let vol = self.vol_backup.mb_per_s() / self.vol_tar.mb_per_s().max(1e-9);
-        let stream = median(&self.pg_backup.stream_seconds) / self.pg_dump_inside.median().max(1e-9);
+        let stream =
+            median(&self.pg_backup.stream_seconds) / self.pg_dump_inside.median().max(1e-9);
         let wall = self.pg_backup.median() / self.pg_dump_inside.median().max(1e-9);
         vec![
-            ("backup postgres / tar czf of PGDATA, MB/s", pg, ">= 1.5x", pg >= 1.5),
-            ("backup volume / tar czf of the volume, MB/s", vol, ">= 1.5x", vol >= 1.5),
+            (
+                "backup postgres / tar czf of PGDATA, MB/s",
+                pg,
+                ">= 1.5x",
+                pg >= 1.5,
+            ),
+            (
+                "backup volume / tar czf of the volume, MB/s",
+                vol,
+                ">= 1.5x",
+                vol >= 1.5,
+            ),
             (
                 "backup postgres stream+hash / in-container pg_dump, seconds",
                 stream,
@@ -807,10 +824,7 @@ impl Rows {
             }
             let mut method = r.method.clone();
             if !r.stream_seconds.is_empty() {
-                method.push_str(&format!(
-                    " (stream {:.1}s)",
-                    median(&r.stream_seconds)
-                ));
+                method.push_str(&format!(" (stream {:.1}s)", median(&r.stream_seconds)));
             }
             out.push_str(&format!(
                 "  {:<82} {:>9.1} {:>8.1} {:>11.1}\n",
@@ -972,13 +986,7 @@ impl Cmd {
 
     /// The bench's env file: `.env.example`, base recorded as the active
     /// environment, fresh secrets, its own project, network names and subnets.
-    fn write_env(
-        &self,
-        root: &Path,
-        project: &str,
-        base: &Environment,
-        path: &Path,
-    ) -> Result<()> {
+    fn write_env(&self, root: &Path, project: &str, base: &Environment, path: &Path) -> Result<()> {
         let mut env = EnvFile::read(&root.join(".env.example"))?;
         let files: Vec<String> = base
             .files()
