@@ -12,8 +12,9 @@
 //! container. Then, per run, side by side:
 //!
 //! - Postgres backup: `cargo xtask backup postgres` (this binary, with the
-//!   stack's env file), `pg_dump -Fc -f` to a file inside the container (the
-//!   cost of streaming and hashing shows against it), and the old design's
+//!   stack's env file), `docker exec pg_dump -Fc > /dev/null` (what the
+//!   engine's stream alone costs), `pg_dump -Fc -f` to a file inside the
+//!   container (the cost of streaming and hashing shows against it), and the old design's
 //!   `docker run --rm -v VOL:/data IMAGE tar czf` of the live PGDATA;
 //! - Postgres restore: `cargo xtask restore --yes` (verify, pre-restore
 //!   backup, restore into a new database, row counts, swap), `pg_restore`
@@ -65,7 +66,8 @@ const MB: f64 = 1e6;
 
 #[derive(clap::Args)]
 #[command(after_help = "\
-Rows: postgres backup (`backup postgres`, in-container `pg_dump -Fc -f`, `tar czf` of PGDATA),
+Rows: postgres backup (`backup postgres`, `docker exec pg_dump > /dev/null`, in-container
+`pg_dump -Fc -f`, `tar czf` of PGDATA),
 postgres restore (`restore --yes`, in-container `pg_restore`, `tar xzf` of PGDATA), volume
 backup (`backup volume`, `tar czf`), volume restore (streamed `tar -xzpf -`, `tar xzf`).
 MB is 10^6 bytes; MB/s is over the raw data. Needs about 8x --size-mb of free disk.
@@ -495,6 +497,15 @@ echo "$(du -sb /data | cut -f1) $(find /data -type f | wc -l)"
         r.archive_bytes = written["size"].as_u64().unwrap_or(0);
         r.data_bytes = data.database_bytes;
 
+        eprintln!("run {run}: docker exec pg_dump -Fc > /dev/null...");
+        let mut devnull = self.exec(&["pg_dump", "-Fc", "-U", DB, "-d", DB]);
+        devnull.stdout(std::process::Stdio::null());
+        let (s, _) = self.timed("docker exec pg_dump > /dev/null", devnull)?;
+        let r = &mut rows.pg_dump_exec;
+        r.seconds.push(s);
+        r.archive_bytes = rows.pg_backup.archive_bytes;
+        r.data_bytes = data.database_bytes;
+
         eprintln!("run {run}: pg_dump -Fc -f inside the container...");
         let (s, _) = self.timed(
             "pg_dump inside the container",
@@ -656,6 +667,7 @@ echo "$(du -sb /data | cut -f1) $(find /data -type f | wc -l)"
 struct Rows {
     runs: usize,
     pg_backup: Row,
+    pg_dump_exec: Row,
     pg_dump_inside: Row,
     pg_tar: Row,
     pg_restore: Row,
@@ -676,6 +688,11 @@ impl Rows {
         Rows {
             runs,
             pg_backup: Row::new("backup_postgres", PB, "cargo xtask backup postgres"),
+            pg_dump_exec: Row::new(
+                "pg_dump_exec_devnull",
+                PB,
+                "docker exec pg_dump -Fc > /dev/null (the engine's stream alone)",
+            ),
             pg_dump_inside: Row::new(
                 "pg_dump_in_container",
                 PB,
@@ -716,9 +733,10 @@ impl Rows {
         }
     }
 
-    fn all(&self) -> [&Row; 10] {
+    fn all(&self) -> [&Row; 11] {
         [
             &self.pg_backup,
+            &self.pg_dump_exec,
             &self.pg_dump_inside,
             &self.pg_tar,
             &self.pg_restore,
@@ -738,6 +756,7 @@ impl Rows {
         let stream =
             median(&self.pg_backup.stream_seconds) / self.pg_dump_inside.median().max(1e-9);
         let wall = self.pg_backup.median() / self.pg_dump_inside.median().max(1e-9);
+        let engine = self.pg_dump_exec.median() / self.pg_dump_inside.median().max(1e-9);
         vec![
             (
                 "backup postgres / tar czf of PGDATA, MB/s",
@@ -761,6 +780,12 @@ impl Rows {
                 "backup postgres whole command / in-container pg_dump, seconds",
                 wall,
                 "(for reference)",
+                true,
+            ),
+            (
+                "docker exec pg_dump > /dev/null / in-container pg_dump, seconds",
+                engine,
+                "(for reference: the engine's part)",
                 true,
             ),
         ]
@@ -1041,7 +1066,7 @@ mod tests {
         assert!(table.contains("(stream 9.0s)"), "{table}");
         assert!(table.contains("NOT met"), "{table}");
         let json = rows.json(&Data::default(), 8);
-        assert_eq!(json["rows"].as_array().unwrap().len(), 10);
+        assert_eq!(json["rows"].as_array().unwrap().len(), 11);
         assert_eq!(json["rows"][0]["mb_per_s"], 100.0);
         assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(&[]), 0.0);
