@@ -52,6 +52,36 @@ fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// A volume archive with a `../escaped` entry, with a valid checksum and a
+/// manifest copied from `like`: only the entry check can refuse it.
+fn crafted_escape(dir: &Path, like: &Path) -> PathBuf {
+    let evil = dir.join("evil").join("fogdata-evil.tar.gz");
+    fs::create_dir_all(evil.parent().unwrap()).unwrap();
+    let made = std::process::Command::new("python3")
+        .args(["-c", "import io,sys,tarfile\nt=tarfile.open(sys.argv[1],'w:gz')\ni=tarfile.TarInfo('../escaped');d=b'x';i.size=len(d);t.addfile(i,io.BytesIO(d));t.close()"])
+        .arg(&evil)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let bytes = fs::read(&evil).unwrap();
+    let digest: String = sha2::Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let mut m = manifest(like);
+    m["file"] = serde_json::json!("fogdata-evil.tar.gz");
+    m["size"] = serde_json::json!(bytes.len());
+    m["sha256"] = serde_json::json!(digest);
+    m.as_object_mut().unwrap().remove("entries");
+    write_manifest(&evil, &m);
+    fs::write(
+        evil.with_file_name("fogdata-evil.tar.gz.sha256"),
+        format!("{digest}  fogdata-evil.tar.gz\n"),
+    )
+    .unwrap();
+    evil
+}
+
 #[test]
 fn backup_verify_restore_and_every_refusal() {
     let Some(stack) = DataStack::new("backup", 1, &["compose/base.yml"]) else {
@@ -345,30 +375,7 @@ fn backup_verify_restore_and_every_refusal() {
             .any(|l| l.starts_with('l') && l.ends_with("./link -> d/f")),
         "{listing}"
     );
-    let evil = stack.dir.join("evil").join("fogdata-evil.tar.gz");
-    fs::create_dir_all(evil.parent().unwrap()).unwrap();
-    let made = std::process::Command::new("python3")
-        .args(["-c", "import io,sys,tarfile\nt=tarfile.open(sys.argv[1],'w:gz')\ni=tarfile.TarInfo('../escaped');d=b'x';i.size=len(d);t.addfile(i,io.BytesIO(d));t.close()"])
-        .arg(&evil)
-        .status()
-        .unwrap();
-    assert!(made.success());
-    let bytes = fs::read(&evil).unwrap();
-    let digest: String = sha2::Sha256::digest(&bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    let mut m = manifest(Path::new(&tarball));
-    m["file"] = serde_json::json!("fogdata-evil.tar.gz");
-    m["size"] = serde_json::json!(bytes.len());
-    m["sha256"] = serde_json::json!(digest);
-    m.as_object_mut().unwrap().remove("entries");
-    write_manifest(&evil, &m);
-    fs::write(
-        evil.with_file_name("fogdata-evil.tar.gz.sha256"),
-        format!("{digest}  fogdata-evil.tar.gz\n"),
-    )
-    .unwrap();
+    let evil = crafted_escape(&stack.dir, Path::new(&tarball));
     let out = stack.xtask(&["backup", "verify", evil.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
@@ -424,4 +431,183 @@ fn backup_verify_restore_and_every_refusal() {
     assert!(out.contains("entries"), "{out}");
     stack.up(&["postgres"]);
     assert_eq!(stack.sql("SELECT count(*) FROM items"), "100000");
+}
+
+/// Every entry of a volume with its mode, owner and link target.
+fn listing(volume: &str) -> String {
+    let image = data_support::postgres_image();
+    let mount = format!("{volume}:/v:ro");
+    common::docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--user",
+        "0:0",
+        "-v",
+        &mount,
+        "--entrypoint",
+        "sh",
+        &image,
+        "-c",
+        "cd /v && find . -mindepth 1 -printf '%p %M %U:%G %l %s\\n' | sort",
+    ])
+}
+
+fn volumes_like(pattern: &str) -> Vec<String> {
+    common::docker(&["volume", "ls", "-q", "--filter", &format!("name={pattern}")])
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// `restore` of volume archives: a round trip keeps modes, owners and
+/// symlinks and drops what was added since; the services using the volume
+/// (here Postgres on its own data directory) are stopped for the swap and
+/// started again; the previous data stays in a `_before_restore_` volume;
+/// a damaged or crafted archive, or no terminal without `--yes`, changes
+/// nothing.
+#[test]
+fn volume_restore_round_trip_and_refusals() {
+    let Some(stack) = DataStack::new("volrestore", 2, &["compose/base.yml"]) else {
+        return;
+    };
+    stack.up(&["postgres"]);
+    let backups = stack.dir.join("backups");
+    let dir = backups.to_str().unwrap();
+    let image = data_support::postgres_image();
+    // The helpers' anonymous volumes (Postgres' image declares a VOLUME) go with them.
+    let dangling = || -> std::collections::BTreeSet<String> {
+        common::docker(&["volume", "ls", "-q", "--filter", "dangling=true"])
+            .lines()
+            .filter(|v| v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()))
+            .map(str::to_string)
+            .collect()
+    };
+    let dangling_before = dangling();
+
+    // A volume nothing runs on: modes, owners, symlinks, an empty folder.
+    let grafana = format!("{}_grafana_data", stack.project);
+    common::docker(&["run", "--rm", "--network", "none", "--user", "0:0", "-v", &format!("{grafana}:/v"), "--entrypoint", "sh", &image, "-c",
+        "mkdir -p /v/d/empty && echo hi > /v/d/f && chmod 640 /v/d/f && chown 472:0 /v/d/f && ln -s d/f /v/link && echo top > /v/top && chown 1234:5678 /v/top"]);
+    let original = listing(&grafana);
+    assert!(original.contains("./d/f -rw-r----- 472:0"), "{original}");
+    let summary: serde_json::Value = serde_json::from_str(&stack.ok(&[
+        "backup",
+        "volume",
+        "grafana_data",
+        "--dir",
+        dir,
+        "--format",
+        "json",
+    ]))
+    .unwrap();
+    let tarball = summary["path"].as_str().unwrap().to_string();
+    // Changed since the backup: one file gone, one added, one rewritten.
+    common::docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--user",
+        "0:0",
+        "-v",
+        &format!("{grafana}:/v"),
+        "--entrypoint",
+        "sh",
+        &image,
+        "-c",
+        "rm /v/d/f && echo later > /v/added && echo changed > /v/top",
+    ]);
+    let changed = listing(&grafana);
+    assert_ne!(changed, original);
+
+    // No terminal and no --yes: exit 2, nothing touched.
+    let out = stack.xtask(&["restore", &tarball, "--dir", dir]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--yes"), "{}", stderr(&out));
+    assert_eq!(listing(&grafana), changed);
+
+    // One flipped byte: refused before anything is touched.
+    let damaged = copy_backup(Path::new(&tarball), &stack.dir.join("damaged"));
+    let mut bytes = fs::read(&damaged).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    fs::write(&damaged, bytes).unwrap();
+    let out = stack.xtask(&["restore", damaged.to_str().unwrap(), "--yes", "--dir", dir]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("checksum mismatch"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("nothing was touched"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(listing(&grafana), changed);
+
+    // The round trip: exactly the backed-up entries, the changed data aside.
+    let out = stack.ok(&["restore", &tarball, "--yes", "--dir", dir]);
+    assert!(out.contains("previous data kept as volume"), "{out}");
+    assert_eq!(listing(&grafana), original);
+    let aside = volumes_like(&format!("{grafana}_before_restore_"));
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    assert_eq!(listing(&aside[0]), changed);
+    assert!(volumes_like(&format!("{grafana}_restore_")).is_empty());
+    let pre: Vec<String> = fs::read_dir(&backups)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("-volume-grafana_data-") && n.ends_with(".tar.gz"))
+        .collect();
+    assert_eq!(
+        pre.len(),
+        2,
+        "the backup and the pre-restore backup: {pre:?}"
+    );
+
+    // Postgres' own data directory, taken with --stop: the restore stops
+    // Postgres for the swap and starts it again, with the old rows back.
+    stack.sql("CREATE TABLE kept AS SELECT g AS id FROM generate_series(1, 1000) g");
+    let summary: serde_json::Value = serde_json::from_str(&stack.ok(&[
+        "backup",
+        "volume",
+        "postgres_data",
+        "--stop",
+        "--dir",
+        dir,
+        "--format",
+        "json",
+    ]))
+    .unwrap();
+    let pgdata = summary["path"].as_str().unwrap().to_string();
+    stack.up(&["postgres"]);
+    stack.sql("INSERT INTO kept SELECT g FROM generate_series(1001, 1500) g");
+    assert_eq!(stack.sql("SELECT count(*) FROM kept"), "1500");
+    let out = stack.xtask(&["restore", &pgdata, "--yes", "--dir", dir]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("started postgres again"),
+        "{}",
+        stderr(&out)
+    );
+    stack.wait_ready();
+    assert_eq!(stack.sql("SELECT count(*) FROM kept"), "1000");
+
+    // A crafted `../` entry: refused, the volume untouched.
+    let evil = crafted_escape(&stack.dir, Path::new(&tarball));
+    let out = stack.xtask(&["restore", evil.to_str().unwrap(), "--yes", "--dir", dir]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("entry `../escaped` points outside the volume"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(listing(&grafana), original);
+    let leaked: Vec<String> = dangling().difference(&dangling_before).cloned().collect();
+    assert!(
+        leaked.is_empty(),
+        "helpers left anonymous volumes: {leaked:?}"
+    );
 }

@@ -37,16 +37,6 @@ const AMCHECK_SQL: &str = "CREATE EXTENSION IF NOT EXISTS amcheck; \
     JOIN pg_am a ON a.oid = c.relam JOIN pg_namespace n ON n.oid = c.relnamespace \
     WHERE a.amname = 'btree' AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')";
 
-struct Container(String);
-
-impl Drop for Container {
-    fn drop(&mut self) {
-        let _ = Command::new("docker")
-            .args(["rm", "-f", "-v", &self.0])
-            .output();
-    }
-}
-
 fn docker(runner: &Runner, mutating: bool, args: &[&str]) -> Result<String> {
     let mut cmd = Command::new("docker");
     cmd.args(args);
@@ -102,7 +92,7 @@ pub fn drill(
             &image,
         ],
     )?;
-    let container = Container(name);
+    let container = super::volume::Helper(name);
     wait_ready(&container.0, Duration::from_secs(120))?;
     let exec = |args: &[&str]| {
         let mut cmd = Command::new("docker");

@@ -28,14 +28,14 @@ use crate::{
 /// Services stopped for a consistent copy; started again on drop, also after
 /// an error or Ctrl-C (the handler only sets a flag, so the copy fails and
 /// unwinds through here).
-struct Restart {
+pub struct Restart {
     compose: crate::engine::compose::Compose,
     runner: Runner,
     services: Vec<String>,
 }
 
 impl Restart {
-    fn stop(
+    pub fn stop(
         compose: crate::engine::compose::Compose,
         runner: &Runner,
         services: Vec<String>,
@@ -81,11 +81,15 @@ impl Drop for Restart {
     }
 }
 
-struct Helper(String);
+/// A helper container, removed on drop with its anonymous volumes (an image
+/// that declares a `VOLUME`, like Postgres', gives every container one).
+pub struct Helper(pub String);
 
 impl Drop for Helper {
     fn drop(&mut self) {
-        let _ = Command::new("docker").args(["rm", "-f", &self.0]).output();
+        let _ = Command::new("docker")
+            .args(["rm", "-f", "-v", &self.0])
+            .output();
     }
 }
 
@@ -127,6 +131,31 @@ pub fn exists(sh: &Shell, name: &str) -> bool {
         .is_some()
 }
 
+/// The running services of `project` that mount volume `overlay`.
+pub fn running_users(
+    sh: &Shell,
+    runner: &Runner,
+    project: &Project,
+    model: &crate::compose::Project,
+    overlay: &str,
+) -> Result<Vec<String>> {
+    let users: Vec<String> = model
+        .services()
+        .iter()
+        .filter(|s| {
+            s.volumes
+                .iter()
+                .any(|m| m.source.as_deref() == Some(overlay))
+        })
+        .map(|s| s.name.clone())
+        .collect();
+    Ok(crate::engine::containers::list(sh, runner, &project.name)?
+        .into_iter()
+        .filter(|c| c.is_running() && users.contains(&c.service))
+        .map(|c| c.service)
+        .collect())
+}
+
 /// Back up volume `name` of the active environment into `dir`.
 pub fn backup(
     sh: &Shell,
@@ -152,21 +181,7 @@ pub fn backup(
     }
     // With --stop: the running services that mount it, started again by the guard.
     let _restart = if stop {
-        let users: Vec<String> = model
-            .services()
-            .iter()
-            .filter(|s| {
-                s.volumes
-                    .iter()
-                    .any(|m| m.source.as_deref() == Some(overlay.as_str()))
-            })
-            .map(|s| s.name.clone())
-            .collect();
-        let running: Vec<String> = crate::engine::containers::list(sh, runner, &project.name)?
-            .into_iter()
-            .filter(|c| c.is_running() && users.contains(&c.service))
-            .map(|c| c.service)
-            .collect();
+        let running = running_users(sh, runner, &project, &model, overlay)?;
         Some(Restart::stop(
             project.compose(&environment),
             runner,
@@ -197,7 +212,7 @@ pub fn backup(
     if runner.dry_run {
         println!("docker create --name {helper} --network none -v {mount} {image}");
         println!("docker cp {helper}:/volume/. - | gzip > {}", path.display());
-        println!("docker rm -f {helper}");
+        println!("docker rm -f -v {helper}");
         return Ok(None);
     }
     archive::create_dir(dir)?;
@@ -273,19 +288,27 @@ pub fn backup(
 /// Read the whole archive; refuse unsafe entries. Returns the entry count.
 pub fn check_archive(path: &Path) -> Result<u64> {
     let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(std::io::BufReader::new(file)));
+    check_entries(
+        flate2::read::GzDecoder::new(std::io::BufReader::new(file)),
+        &path.display().to_string(),
+    )
+}
+
+/// Read a whole (uncompressed) tar stream, refusing absolute paths, `..` and
+/// links that escape the root; `label` names the stream in errors. Returns
+/// the entry count.
+pub fn check_entries(stream: impl std::io::Read, label: &str) -> Result<u64> {
+    let mut tar = tar::Archive::new(stream);
     let mut count = 0u64;
     for entry in tar
         .entries()
-        .with_context(|| format!("{}: not a tar.gz archive", path.display()))?
+        .with_context(|| format!("{label}: not a tar.gz archive"))?
     {
-        let mut entry =
-            entry.with_context(|| format!("{}: damaged tar archive", path.display()))?;
+        let mut entry = entry.with_context(|| format!("{label}: damaged tar archive"))?;
         let name = entry.path()?.into_owned();
         if !is_inside(&name, Path::new("")) {
             bail!(
-                "{}: entry `{}` points outside the volume (absolute or `..`): refusing the archive",
-                path.display(),
+                "{label}: entry `{}` points outside the volume (absolute or `..`): refusing the archive",
                 name.display()
             );
         }
@@ -295,15 +318,14 @@ pub fn check_archive(path: &Path) -> Result<u64> {
             let base = if hard { Path::new("") } else { parent };
             if target.is_absolute() || !is_inside(&target, base) {
                 bail!(
-                    "{}: link `{}` -> `{}` escapes the volume: refusing the archive",
-                    path.display(),
+                    "{label}: link `{}` -> `{}` escapes the volume: refusing the archive",
                     name.display(),
                     target.display()
                 );
             }
         }
         std::io::copy(&mut entry, &mut std::io::sink())
-            .with_context(|| format!("{}: truncated entry `{}`", path.display(), name.display()))?;
+            .with_context(|| format!("{label}: truncated entry `{}`", name.display()))?;
         count += 1;
     }
     Ok(count)

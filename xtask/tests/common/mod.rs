@@ -198,6 +198,42 @@ pub fn docker(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// Every line `docker <args>` prints; none when it fails.
+pub fn docker_lines(args: &[&str]) -> Vec<String> {
+    String::from_utf8_lossy(&docker_output(args).stdout)
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
+/// A test stack's teardown, for the `Drop` of every stack guard: the compose
+/// project's containers with their anonymous volumes, `networks`, the
+/// project's labelled volumes and those whose name starts with
+/// `<project>_` (made by `docker run -v` or a restore), then `dir`.
+pub fn remove_project(project: &str, networks: &[&str], dir: &Path) {
+    let label = format!("label=com.docker.compose.project={project}");
+    let ids = docker_lines(&["ps", "-aq", "--filter", &label]);
+    if !ids.is_empty() {
+        let mut args = vec!["rm", "-f", "-v"];
+        args.extend(ids.iter().map(String::as_str));
+        docker_output(&args);
+    }
+    for net in networks {
+        if docker_ok(&["network", "inspect", net]) {
+            docker_output(&["network", "rm", net]);
+        }
+    }
+    let prefix = format!("name={project}_");
+    let mut volumes = docker_lines(&["volume", "ls", "-q", "--filter", &label]);
+    volumes.extend(docker_lines(&["volume", "ls", "-q", "--filter", &prefix]));
+    volumes.sort();
+    volumes.dedup();
+    for vol in volumes {
+        docker_output(&["volume", "rm", "-f", &vol]);
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 /// Whether `docker <args>` succeeds.
 pub fn docker_ok(args: &[&str]) -> bool {
     docker_output(args).status.success()

@@ -13,7 +13,7 @@ use std::{
     sync::Mutex,
 };
 
-use crate::common::{docker_output, engine_or_skip, text, xtask_env};
+use crate::common::{engine_or_skip, text, xtask_env};
 
 pub fn repo_root() -> PathBuf {
     crate::common::crate_dir().parent().unwrap().to_path_buf()
@@ -133,6 +133,11 @@ impl DataStack {
         let mut args = vec!["up", "-d"];
         args.extend_from_slice(services);
         self.compose(&args);
+        self.wait_ready();
+    }
+
+    /// Wait (up to 180 s) until Postgres accepts connections, starting nothing.
+    pub fn wait_ready(&self) {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
         while self.xtask(&["psql", "--", "-c", "SELECT 1"]).status.code() != Some(0) {
             assert!(
@@ -193,32 +198,10 @@ impl DataStack {
 
 impl Drop for DataStack {
     fn drop(&mut self) {
-        let label = format!("label=com.docker.compose.project={}", self.project);
-        let ids =
-            String::from_utf8_lossy(&docker_output(&["ps", "-aq", "--filter", &label]).stdout)
-                .into_owned();
-        let ids: Vec<&str> = ids.lines().collect();
-        if !ids.is_empty() {
-            let mut args = vec!["rm", "-f", "-v"];
-            args.extend(ids);
-            docker_output(&args);
-        }
-        for net in [&self.fog_network, &self.betanet_network] {
-            docker_output(&["network", "rm", net]);
-        }
-        let vols = String::from_utf8_lossy(
-            &docker_output(&["volume", "ls", "-q", "--filter", &label]).stdout,
-        )
-        .into_owned();
-        // Volumes a test created with `docker run -v` carry no label, only the prefix.
-        let prefix = format!("name={}_", self.project);
-        let named = String::from_utf8_lossy(
-            &docker_output(&["volume", "ls", "-q", "--filter", &prefix]).stdout,
-        )
-        .into_owned();
-        for vol in vols.lines().chain(named.lines()) {
-            docker_output(&["volume", "rm", "-f", vol]);
-        }
-        let _ = fs::remove_dir_all(&self.dir);
+        crate::common::remove_project(
+            &self.project,
+            &[&self.fog_network, &self.betanet_network],
+            &self.dir,
+        );
     }
 }

@@ -295,32 +295,12 @@ impl Stack {
     }
 }
 
-/// Lines of a docker query, empty if it fails (cleanup must never panic).
-fn lines_of(args: &[&str]) -> Vec<String> {
-    let out = docker_output(args);
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(String::from)
-        .collect()
-}
-
 impl Drop for Stack {
     fn drop(&mut self) {
-        let label = format!("label=com.docker.compose.project={}", self.project);
-        let ids = lines_of(&["ps", "-aq", "--filter", &label]);
-        if !ids.is_empty() {
-            let mut args = vec!["rm", "-f", "-v"];
-            args.extend(ids.iter().map(String::as_str));
-            docker_output(&args);
-        }
-        for net in [&self.fog_network, &self.betanet_network] {
-            if docker_output(&["network", "inspect", net]).status.success() {
-                docker_output(&["network", "rm", net]);
-            }
-        }
-        for vol in lines_of(&["volume", "ls", "-q", "--filter", &label]) {
-            docker_output(&["volume", "rm", &vol]);
-        }
-        let _ = fs::remove_dir_all(&self.dir);
+        crate::common::remove_project(
+            &self.project,
+            &[&self.fog_network, &self.betanet_network],
+            &self.dir,
+        );
     }
 }

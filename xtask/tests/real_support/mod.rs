@@ -188,10 +188,12 @@ impl RealStack {
     /// Containers, networks and volumes of this stack that still exist.
     pub fn leftovers(&self) -> Vec<String> {
         let label = format!("label=com.docker.compose.project={}", self.project);
-        let mut left = lines_of(&["ps", "-aq", "--filter", &label]);
-        left.extend(lines_of(&["volume", "ls", "-q", "--filter", &label]));
+        let mut left = crate::common::docker_lines(&["ps", "-aq", "--filter", &label]);
+        left.extend(crate::common::docker_lines(&[
+            "volume", "ls", "-q", "--filter", &label,
+        ]));
         left.extend(
-            lines_of(&["network", "ls", "--format", "{{.Name}}"])
+            crate::common::docker_lines(&["network", "ls", "--format", "{{.Name}}"])
                 .into_iter()
                 .filter(|n| *n == self.fog_network || *n == self.betanet_network),
         );
@@ -199,29 +201,13 @@ impl RealStack {
     }
 }
 
-fn lines_of(args: &[&str]) -> Vec<String> {
-    String::from_utf8_lossy(&docker_output(args).stdout)
-        .lines()
-        .map(String::from)
-        .collect()
-}
-
 impl Drop for RealStack {
     fn drop(&mut self) {
-        let label = format!("label=com.docker.compose.project={}", self.project);
-        let ids = lines_of(&["ps", "-aq", "--filter", &label]);
-        if !ids.is_empty() {
-            let mut args = vec!["rm", "-f", "-v"];
-            args.extend(ids.iter().map(String::as_str));
-            docker_output(&args);
-        }
-        for net in [&self.fog_network, &self.betanet_network] {
-            docker_output(&["network", "rm", net]);
-        }
-        for vol in lines_of(&["volume", "ls", "-q", "--filter", &label]) {
-            docker_output(&["volume", "rm", &vol]);
-        }
-        let _ = fs::remove_dir_all(&self.dir);
+        crate::common::remove_project(
+            &self.project,
+            &[&self.fog_network, &self.betanet_network],
+            &self.dir,
+        );
     }
 }
 

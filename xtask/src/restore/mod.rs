@@ -1,0 +1,111 @@
+//! `cargo xtask restore FILE [--yes]`: put a backup back without ever losing
+//! the data in place. In order: verify checksum, manifest and listing (refuse
+//! on any mismatch, before touching anything); ask for confirmation (no
+//! terminal and no `--yes`: exit 2); take a pre-restore backup; restore aside
+//! (a fresh database, or a fresh volume) and check it against the manifest;
+//! only then swap it in, keeping the previous data under a `_before_restore_`
+//! name. [`postgres`] and [`volume`] hold the two kinds; on any failure the
+//! live data stays in place and the error says where the pre-restore backup is.
+
+mod postgres;
+mod volume;
+
+use std::{
+    io::{BufRead, IsTerminal, Write},
+    path::PathBuf,
+};
+
+use anyhow::{Context, Result};
+use xshell::Shell;
+
+use crate::{
+    backup::{self, verify},
+    process::Runner,
+    psql::Database,
+    usage_bail, Global,
+};
+
+#[derive(clap::Args)]
+#[command(after_help = "\
+The live data is replaced only after the backup restored completely aside and
+matches its manifest (row counts for a database, the entry count for a volume).
+The previous data stays as <db>_before_restore_<stamp> (a database) or
+<volume>_before_restore_<stamp> (a volume); drop it when satisfied. The
+services using a volume are stopped for the swap and always started again.
+
+Examples:
+  cargo xtask restore backups/fog-postgres-20261201T090000Z.dump
+  cargo xtask restore backups/fog-postgres-20261201T090000Z.dump --yes
+  cargo xtask restore backups/fog-volume-grafana_data-20261201T090000Z.tar.gz --yes")]
+pub struct Cmd {
+    /// The backup archive (`.dump` or a volume's `.tar.gz`) to restore.
+    file: PathBuf,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    yes: bool,
+    /// Folder for the pre-restore backup [default: backups/ in the repository].
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+}
+
+impl Cmd {
+    pub fn run(self, sh: &Shell, global: &Global) -> Result<()> {
+        let runner = Runner::new(global);
+        let path = backup::absolute(&self.file);
+        let progress = backup::progress();
+        if path.to_string_lossy().ends_with(".set.json") {
+            usage_bail!("{} is a backup set: restore its members one at a time (`cargo xtask backup verify {}` lists them verified), nothing was touched", path.display(), path.display());
+        }
+        // A volume restore needs no running database; a Postgres one does.
+        let db = Database::open(sh, &runner, global);
+        let manifest = verify::verify(&path, db.as_ref().ok(), progress)
+            .context("refusing to restore: nothing was touched")?;
+        let dir = self
+            .dir
+            .as_deref()
+            .map_or_else(|| crate::project_root().join("backups"), backup::absolute);
+        match manifest.kind.as_str() {
+            "postgres" => {
+                let db = db?;
+                if !self.yes && !global.dry_run {
+                    confirm(&format!(
+                        "Replace database {} of project {} with the backup of {} taken {}?",
+                        db.name, db.project.name, manifest.database, manifest.created_at
+                    ))?;
+                }
+                postgres::restore(&db, &runner, &path, &manifest, &dir, progress)
+            }
+            "volume" => {
+                let target = volume::Target::open(sh, global, &path, &manifest)?;
+                if !self.yes && !global.dry_run {
+                    confirm(&format!(
+                        "Replace the contents of volume {} of project {} with the backup of {} taken {}?",
+                        target.live, target.project.name, manifest.database, manifest.created_at
+                    ))?;
+                }
+                target.restore(sh, &runner, global, &path, &manifest, &dir, progress)
+            }
+            other => usage_bail!(
+                "{}: cannot restore a `{other}` backup, nothing was touched",
+                path.display()
+            ),
+        }
+    }
+}
+
+/// Ask `question` on the terminal; no terminal, or anything but yes: exit 2.
+fn confirm(question: &str) -> Result<()> {
+    if !std::io::stdin().is_terminal() {
+        usage_bail!(
+            "{question} Pass --yes to confirm (no terminal to ask on); nothing was touched"
+        );
+    }
+    eprint!("{question} [y/N] ");
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    if !matches!(answer.trim(), "y" | "Y" | "yes") {
+        usage_bail!("restore cancelled: nothing was touched");
+    }
+    Ok(())
+}

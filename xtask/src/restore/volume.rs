@@ -1,0 +1,390 @@
+//! Restore of a volume backup into the active environment's volume of the
+//! same overlay name. Docker cannot rename a volume, so the swap is done by
+//! copying with every service that mounts the volume stopped: (1) a
+//! pre-restore backup of the live volume; (2) the archive is extracted into a
+//! fresh volume `<live>_restore_<stamp>` (`docker cp`, owners kept) and its
+//! entry count checked against the manifest, the live volume still untouched;
+//! (3) one helper copies the live data aside into `<live>_before_restore_<stamp>`,
+//! empties the live volume and copies the restored data in; if that fails it
+//! puts the previous data back. The services are started again in every case.
+//! The helper runs as root with no network, from an image the environment
+//! already has that provides `sh`, `cp` and `find` (nothing is pulled).
+
+use std::{
+    fs::File,
+    path::Path,
+    process::{Command, Stdio},
+};
+
+use anyhow::{bail, Context, Result};
+use xshell::Shell;
+
+use crate::{
+    backup::{
+        archive,
+        volume::{self as backup_volume, Helper, Restart},
+    },
+    engine::project::Project,
+    environments::Environment,
+    process::Runner,
+    usage_bail, Global,
+};
+
+/// The live volume a backup goes back into.
+pub struct Target {
+    pub project: Project,
+    pub environment: Environment,
+    model: crate::compose::Project,
+    /// The overlay's name (`grafana_data`).
+    pub overlay: String,
+    /// The engine's name (`fog_grafana_data`).
+    pub live: String,
+}
+
+/// The copy-aside-and-swap, in one helper, with the live, restored and aside
+/// folders as `$1 $2 $3`. Exit 0: restored; 10: nothing was changed; 11: the
+/// copy in failed and the previous data is back in place; anything else: the
+/// previous data is in the aside folder and the pre-restore backup.
+const SWAP: &str = r#"set -u
+cp -a "$1/." "$3/" && sync || { echo 'could not copy the current data aside' >&2; exit 10; }
+if find "$1" -mindepth 1 -maxdepth 1 -exec rm -rf {} + && cp -a "$2/." "$1/" && sync; then exit 0; fi
+echo 'copying the restored data in failed: putting the previous data back' >&2
+find "$1" -mindepth 1 -maxdepth 1 -exec rm -rf {} +
+cp -a "$3/." "$1/" && sync && exit 11
+exit 12"#;
+
+impl Target {
+    /// The active environment's volume for the backup `manifest` describes.
+    pub fn open(
+        sh: &Shell,
+        global: &Global,
+        path: &Path,
+        manifest: &archive::Manifest,
+    ) -> Result<Target> {
+        let (project, environment, model, pairs) = backup_volume::volumes(global)?;
+        let overlay = manifest.service.clone();
+        let Some((_, live)) = pairs.iter().find(|(o, _)| *o == overlay).cloned() else {
+            let names: Vec<&str> = pairs.iter().map(|(o, _)| o.as_str()).collect();
+            usage_bail!(
+                "{}: a backup of volume `{overlay}`, which environment {environment} does not have (volumes: {}); switch with `cargo xtask env use ENV`, nothing was touched",
+                path.display(),
+                names.join(", ")
+            );
+        };
+        if !global.dry_run && !backup_volume::exists(sh, &live) {
+            usage_bail!("volume {live} does not exist yet: bring the environment up once (`cargo xtask env use {environment}`), then restore; nothing was touched");
+        }
+        Ok(Target {
+            project,
+            environment,
+            model,
+            overlay,
+            live,
+        })
+    }
+
+    /// Restore the verified archive `path` into the live volume.
+    #[allow(clippy::too_many_arguments)]
+    pub fn restore(
+        &self,
+        sh: &Shell,
+        runner: &Runner,
+        global: &Global,
+        path: &Path,
+        manifest: &archive::Manifest,
+        dir: &Path,
+        progress: bool,
+    ) -> Result<()> {
+        let image = self.shell_image(sh, runner)?;
+        let stamp = archive::stamp(&crate::images::build::rfc3339_now()).to_lowercase();
+        let fresh = format!("{}_restore_{stamp}", self.live);
+        let old = format!("{}_before_restore_{stamp}", self.live);
+        let users =
+            backup_volume::running_users(sh, runner, &self.project, &self.model, &self.overlay)?;
+        // Started again when this guard drops: on success, error or Ctrl-C.
+        let _restart = Restart::stop(self.project.compose(&self.environment), runner, users)?;
+        let pre = backup_volume::backup(sh, runner, global, &self.overlay, dir, false, progress)
+            .context("the pre-restore backup failed: nothing was touched")?;
+        let pre_path = pre
+            .as_ref()
+            .map_or_else(|| dir.join("<pre-restore backup>"), |w| w.path.clone());
+        let untouched = |e: anyhow::Error| {
+            e.context(format!(
+                "restore failed; volume {} is untouched and the pre-restore backup is {}",
+                self.live,
+                pre_path.display()
+            ))
+        };
+        let label = format!("fog.restore.of={}", self.live);
+        let mut create = Command::new("docker");
+        create.args(["volume", "create", "--label", &label, &fresh]);
+        crate::psql::capture(runner, true, create, "creating the restore volume")
+            .map_err(untouched)?;
+        let filled = fill(runner, &image, &fresh, path, manifest, progress);
+        if let Err(e) = filled {
+            remove_volume(runner, &fresh);
+            return Err(untouched(e));
+        }
+        let swapped = swap(runner, &image, &self.live, &fresh, &old, &label);
+        remove_volume(runner, &fresh);
+        match swapped {
+            Ok(()) => {}
+            Err(Swap::Untouched(e)) => {
+                remove_volume(runner, &old);
+                return Err(untouched(e));
+            }
+            Err(Swap::RolledBack(e)) => {
+                return Err(e.context(format!(
+                    "restore failed; the previous data of volume {} was put back (a copy is also in volume {old}) and the pre-restore backup is {}",
+                    self.live,
+                    pre_path.display()
+                )))
+            }
+            Err(Swap::Lost(e)) => {
+                return Err(e.context(format!(
+                    "restore failed and volume {} could not be put back: the previous data is in volume {old} and in the pre-restore backup {}; restore that with `cargo xtask restore {} --yes`",
+                    self.live,
+                    pre_path.display(),
+                    pre_path.display()
+                )))
+            }
+        }
+        if !runner.dry_run {
+            println!(
+                "restored {} into volume {} ({} entries, as the manifest says)\npre-restore backup: {}\nprevious data kept as volume {old}; drop it with: docker volume rm {old}",
+                path.display(),
+                self.live,
+                manifest.entries.unwrap_or(0),
+                pre_path.display()
+            );
+        }
+        Ok(())
+    }
+
+    /// An image of the environment, present in the engine, with `sh`, `cp`
+    /// and `find` (Postgres' first: every environment has it).
+    fn shell_image(&self, sh: &Shell, runner: &Runner) -> Result<String> {
+        let mut images: Vec<String> = Vec::new();
+        let services = self.model.services();
+        let postgres = services.iter().filter(|s| s.name == crate::psql::SERVICE);
+        let others = services.iter().filter(|s| s.name != crate::psql::SERVICE);
+        for image in postgres.chain(others).filter_map(|s| s.image.clone()) {
+            if !images.contains(&image) {
+                images.push(image);
+            }
+        }
+        let present = images
+            .into_iter()
+            .filter(|i| crate::images::docker::image_exists(sh, runner, i));
+        for image in present {
+            if runner.dry_run {
+                return Ok(image);
+            }
+            let ok = Command::new("docker")
+                .args(["run", "--rm", "--network", "none", "--user", "0:0"])
+                .args(["--entrypoint", "/bin/sh", &image, "-c"])
+                .arg("command -v cp && command -v find && command -v sync")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if ok {
+                return Ok(image);
+            }
+        }
+        bail!("no image of environment {} with a shell is in the engine to run the restore helper: bring the environment up once (or `cargo xtask images offline --only postgres`); nothing was touched", self.environment)
+    }
+}
+
+/// Extract the archive into volume `fresh` and check its entry count.
+fn fill(
+    runner: &Runner,
+    image: &str,
+    fresh: &str,
+    path: &Path,
+    manifest: &archive::Manifest,
+    progress: bool,
+) -> Result<()> {
+    let helper = format!("fogrestore-{}-{fresh}", std::process::id());
+    let helper = &helper[..helper.len().min(120)];
+    let mount = format!("{fresh}:/volume");
+    let mut create = Command::new("docker");
+    create.args(["create", "--name", helper, "--network", "none"]);
+    create.args(["-v", &mount, "--entrypoint", "/bin/sh", image]);
+    crate::psql::capture(runner, true, create, "creating the restore helper")?;
+    let _helper = Helper(helper.to_string());
+    let mut cp = Command::new("docker");
+    // Without `-a` the daemon keeps the owners the tar headers name (with
+    // `-a` it would chown everything to the image's USER).
+    cp.args(["cp", "-", &format!("{helper}:/volume")]);
+    if runner.dry_run {
+        println!("gunzip < {} | {}", path.display(), crate::psql::render(&cp));
+        println!("docker cp {helper}:/volume/. - | <count entries>");
+        return Ok(());
+    }
+    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let tar = flate2::read::GzDecoder::new(std::io::BufReader::with_capacity(archive::CHUNK, file));
+    let bar =
+        crate::backup::stream::bar(progress, None, &format!("extracting into volume {fresh}"));
+    let extracted = crate::backup::stream::into_child(runner, true, cp, tar, &bar, true);
+    bar.finish_and_clear();
+    extracted.context("extracting the archive into a fresh volume")?;
+    // Read the restored volume back the way a backup reads it.
+    let mut out = Command::new("docker");
+    out.args(["cp", &format!("{helper}:/volume/."), "-"]);
+    let mut child = out
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting `docker cp` out of the restored volume")?;
+    let label = format!("restored volume {fresh}");
+    let counted = backup_volume::check_entries(child.stdout.take().expect("piped"), &label);
+    let status = child.wait()?;
+    let entries = counted?;
+    if !status.success() {
+        bail!("reading the restored volume {fresh} back failed ({status})");
+    }
+    if let Some(expected) = manifest.entries {
+        if entries != expected {
+            bail!("the restored volume has {entries} entries, the manifest says {expected}");
+        }
+    }
+    Ok(())
+}
+
+enum Swap {
+    /// Nothing changed in the live volume.
+    Untouched(anyhow::Error),
+    /// The copy in failed; the previous data is back in the live volume.
+    RolledBack(anyhow::Error),
+    /// The live volume could not be put back.
+    Lost(anyhow::Error),
+}
+
+fn swap(
+    runner: &Runner,
+    image: &str,
+    live: &str,
+    fresh: &str,
+    old: &str,
+    label: &str,
+) -> Result<(), Swap> {
+    let mut create = Command::new("docker");
+    create.args(["volume", "create", "--label", label, old]);
+    let mut cmd = Command::new("docker");
+    cmd.args(["run", "--rm", "--network", "none", "--user", "0:0"]);
+    for (volume, at) in [(live, "/live"), (fresh, "/fresh:ro"), (old, "/old")] {
+        cmd.args(["-v", &format!("{volume}:{at}")]);
+    }
+    cmd.args(["--entrypoint", "/bin/sh", image, "-c", SWAP, "swap"]);
+    cmd.args(["/live", "/fresh", "/old"]);
+    if runner.dry_run {
+        println!("{}", crate::psql::render(&create));
+        println!("{}", crate::psql::render(&cmd));
+        return Ok(());
+    }
+    let made = create
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| Swap::Untouched(e.into()))?;
+    if !made.status.success() {
+        return Err(Swap::Untouched(anyhow::anyhow!(
+            "creating volume {old} failed: {}",
+            String::from_utf8_lossy(&made.stderr).trim()
+        )));
+    }
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| Swap::Untouched(e.into()))?;
+    let said = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    match out.status.code() {
+        Some(0) => Ok(()),
+        Some(10) => Err(Swap::Untouched(anyhow::anyhow!("{said}"))),
+        Some(11) => Err(Swap::RolledBack(anyhow::anyhow!("{said}"))),
+        _ => Err(Swap::Lost(anyhow::anyhow!(
+            "the swap helper failed ({}): {said}",
+            out.status
+        ))),
+    }
+}
+
+fn remove_volume(runner: &Runner, name: &str) {
+    if !runner.dry_run {
+        let _ = Command::new("docker")
+            .args(["volume", "rm", "-f", name])
+            .output();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{fs, path::Path, process::Command};
+
+    /// Run [`super::SWAP`] on host folders; its exit code.
+    fn swap(live: &Path, fresh: &Path, old: &Path) -> i32 {
+        Command::new("sh")
+            .args(["-c", super::SWAP, "swap"])
+            .args([live, fresh, old])
+            .status()
+            .unwrap()
+            .code()
+            .unwrap()
+    }
+
+    fn dirs(name: &str) -> (std::path::PathBuf, [std::path::PathBuf; 3]) {
+        let root = std::env::temp_dir().join(format!("fog-swap-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        let [live, fresh, old] = ["live", "fresh", "old"].map(|d| root.join(d));
+        for d in [&live, &fresh, &old] {
+            fs::create_dir_all(d).unwrap();
+        }
+        fs::write(live.join("previous"), "old data").unwrap();
+        fs::create_dir_all(live.join("sub")).unwrap();
+        fs::write(fresh.join("restored"), "new data").unwrap();
+        (root, [live, fresh, old])
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut n: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        n.sort();
+        n
+    }
+
+    #[test]
+    fn swap_replaces_and_keeps_the_previous_data_aside() {
+        let (root, [live, fresh, old]) = dirs("ok");
+        assert_eq!(swap(&live, &fresh, &old), 0);
+        assert_eq!(names(&live), ["restored"]);
+        assert_eq!(names(&old), ["previous", "sub"]);
+        fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn swap_puts_the_previous_data_back_when_the_copy_in_fails() {
+        let (root, [live, fresh, old]) = dirs("rollback");
+        fs::remove_dir_all(&fresh).unwrap();
+        assert_eq!(swap(&live, &fresh, &old), 11);
+        assert_eq!(names(&live), ["previous", "sub"]);
+        assert_eq!(
+            fs::read_to_string(live.join("previous")).unwrap(),
+            "old data"
+        );
+        fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn swap_touches_nothing_when_the_copy_aside_fails() {
+        let (root, [live, fresh, old]) = dirs("aside");
+        fs::remove_dir_all(&old).unwrap();
+        fs::write(&old, "not a folder").unwrap();
+        assert_eq!(swap(&live, &fresh, &old), 10);
+        assert_eq!(names(&live), ["previous", "sub"]);
+        fs::remove_dir_all(root).unwrap();
+    }
+}
