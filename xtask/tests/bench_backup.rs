@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 
 use common::{docker_output, engine_or_skip, text};
 
-const ROWS: [&str; 11] = [
+const ROWS: [&str; 12] = [
     "backup_postgres",
     "pg_dump_exec_devnull",
     "pg_dump_in_container",
@@ -20,7 +20,8 @@ const ROWS: [&str; 11] = [
     "tar_xzf_pgdata",
     "backup_volume",
     "tar_czf_volume",
-    "restore_volume_streamed",
+    "restore_volume",
+    "untar_volume_streamed",
     "tar_xzf_volume",
 ];
 

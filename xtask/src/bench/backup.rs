@@ -22,9 +22,10 @@
 //!   PGDATA archive into a fresh volume;
 //! - volume backup: `cargo xtask backup volume` against `tar czf` inside a
 //!   container;
-//! - volume restore: the README's streamed `docker run -i ... tar -xzpf -`
-//!   of the backup into a fresh volume (`restore` puts back Postgres
-//!   backups only), against `tar xzf` inside a container.
+//! - volume restore: `cargo xtask restore --yes` of the volume backup
+//!   (verify, pre-restore backup, extract aside, check, swap by copying), the
+//!   README's by-hand streamed `docker run -i ... tar -xzpf -` of the backup
+//!   into a fresh volume, and `tar xzf` inside a container.
 //!
 //! Each figure is the median wall time over `--runs`, MB/s over the raw data
 //! (`pg_database_size`, or the volume's bytes) and the archive's size; MB is
@@ -69,7 +70,8 @@ const MB: f64 = 1e6;
 Rows: postgres backup (`backup postgres`, `docker exec pg_dump > /dev/null`, in-container
 `pg_dump -Fc -f`, `tar czf` of PGDATA),
 postgres restore (`restore --yes`, in-container `pg_restore`, `tar xzf` of PGDATA), volume
-backup (`backup volume`, `tar czf`), volume restore (streamed `tar -xzpf -`, `tar xzf`).
+backup (`backup volume`, `tar czf`), volume restore (`restore --yes`, streamed `tar -xzpf -`,
+`tar xzf`).
 MB is 10^6 bytes; MB/s is over the raw data. Needs about 8x --size-mb of free disk.
 
 Examples:
@@ -194,7 +196,7 @@ impl Drop for Stack<'_> {
             for id in ids.lines().filter(|l| !l.is_empty()) {
                 let _ = self
                     .runner
-                    .run_capture(xshell::cmd!(sh, "docker rm -f {id}"));
+                    .run_capture(xshell::cmd!(sh, "docker rm -f -v {id}"));
             }
         }
         let filter = format!("name={}_", self.project);
@@ -623,6 +625,32 @@ echo "$(du -sb /data | cut -f1) $(find /data -type f | wc -l)"
         r.data_bytes = data.volume_bytes;
 
         // Volume restore.
+        eprintln!("run {run}: cargo xtask restore --yes of the volume backup...");
+        let archive_arg = archive.display().to_string();
+        let (s, _) = self.timed(
+            "cargo xtask restore of the volume backup",
+            self.xtask(&["restore", &archive_arg, "--yes", "--dir", &pre_arg])?,
+        )?;
+        let r = &mut rows.vol_restore;
+        r.seconds.push(s);
+        r.archive_bytes = rows.vol_backup.archive_bytes;
+        r.data_bytes = data.volume_bytes;
+        // The previous contents stay in a `_before_restore_` volume: removed here.
+        let filter = format!("name={data_vol}_");
+        let aside = capture(
+            &self.runner,
+            false,
+            docker(&["volume", "ls", "-q", "--filter", &filter]),
+            "listing the restore's volumes",
+        )?;
+        for vol in aside
+            .lines()
+            .filter(|v| v.starts_with(&format!("{data_vol}_")))
+        {
+            self.remove_volume(vol)?;
+        }
+        let _ = std::fs::remove_dir_all(&pre);
+
         eprintln!("run {run}: streamed tar -xzpf - into a fresh volume...");
         let started = Instant::now();
         let fresh = self.create_volume("volume_restored")?;
@@ -636,7 +664,7 @@ echo "$(du -sb /data | cut -f1) $(find /data -type f | wc -l)"
         let bar = stream::bar(false, None, "");
         stream::into_child(&self.runner, true, cmd, file, &bar, true)
             .context("untarring the volume backup into a fresh volume")?;
-        let r = &mut rows.vol_restore;
+        let r = &mut rows.vol_stream;
         r.seconds.push(started.elapsed().as_secs_f64());
         r.archive_bytes = rows.vol_backup.archive_bytes;
         r.data_bytes = data.volume_bytes;
@@ -676,6 +704,7 @@ struct Rows {
     vol_backup: Row,
     vol_tar: Row,
     vol_restore: Row,
+    vol_stream: Row,
     vol_untar: Row,
 }
 
@@ -720,10 +749,11 @@ impl Rows {
                 VB,
                 "docker run ... tar czf of the volume (old design)",
             ),
-            vol_restore: Row::new(
-                "restore_volume_streamed",
+            vol_restore: Row::new("restore_volume", VR, "cargo xtask restore --yes"),
+            vol_stream: Row::new(
+                "untar_volume_streamed",
                 VR,
-                "docker run -i ... tar -xzpf - < backup (README's way; no `restore` for volumes)",
+                "docker run -i ... tar -xzpf - < backup into a fresh volume (README, by hand)",
             ),
             vol_untar: Row::new(
                 "tar_xzf_volume",
@@ -733,7 +763,7 @@ impl Rows {
         }
     }
 
-    fn all(&self) -> [&Row; 11] {
+    fn all(&self) -> [&Row; 12] {
         [
             &self.pg_backup,
             &self.pg_dump_exec,
@@ -745,6 +775,7 @@ impl Rows {
             &self.vol_backup,
             &self.vol_tar,
             &self.vol_restore,
+            &self.vol_stream,
             &self.vol_untar,
         ]
     }
@@ -1066,7 +1097,7 @@ mod tests {
         assert!(table.contains("(stream 9.0s)"), "{table}");
         assert!(table.contains("NOT met"), "{table}");
         let json = rows.json(&Data::default(), 8);
-        assert_eq!(json["rows"].as_array().unwrap().len(), 11);
+        assert_eq!(json["rows"].as_array().unwrap().len(), 12);
         assert_eq!(json["rows"][0]["mb_per_s"], 100.0);
         assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(&[]), 0.0);
