@@ -869,8 +869,8 @@ impl Rows {
             self.runs
         );
         out.push_str(&format!(
-            "{:<84} {:>9} {:>8} {:>11}\n",
-            "METHOD", "SECONDS", "MB/s", "ARCHIVE MB"
+            "{:<84} {:>9} {:>13} {:>8} {:>11}\n",
+            "METHOD", "SECONDS", "RANGE s", "MB/s", "ARCHIVE MB"
         ));
         let mut group = "";
         for r in self.all() {
@@ -882,10 +882,22 @@ impl Rows {
             if !r.stream_seconds.is_empty() {
                 method.push_str(&format!(" (stream {:.1}s)", median(&r.stream_seconds)));
             }
+            let (min, max) = r
+                .seconds
+                .iter()
+                .fold((f64::INFINITY, 0.0f64), |(lo, hi), s| {
+                    (lo.min(*s), hi.max(*s))
+                });
+            let range = if r.seconds.len() > 1 {
+                format!("{min:.1}-{max:.1}")
+            } else {
+                "-".into()
+            };
             out.push_str(&format!(
-                "  {:<82} {:>9.1} {:>8.1} {:>11.1}\n",
+                "  {:<82} {:>9.1} {:>13} {:>8.1} {:>11.1}\n",
                 method,
                 r.median(),
+                range,
                 r.mb_per_s(),
                 r.archive_bytes as f64 / MB
             ));
