@@ -2,6 +2,7 @@
 //! JSON with `--json`). Figures are measured, never asserted: the numbers go
 //! into the closing notes and BENCHMARKS.md files with the command that made them.
 
+mod backup;
 mod betanet;
 mod check;
 mod mixnode;
@@ -28,6 +29,8 @@ enum Target {
     Betanet(betanet::Cmd),
     /// The three-node swarm: deploy to converged, recovery from losing a worker.
     Swarm(swarm::Cmd),
+    /// Backup and restore MB/s of Postgres and a volume, beside tar czf and in-container pg_dump.
+    Backup(backup::Cmd),
 }
 
 impl Cmd {
@@ -38,6 +41,7 @@ impl Cmd {
             Target::Switch(cmd) => cmd.run(sh, global),
             Target::Betanet(cmd) => cmd.run(sh, global),
             Target::Swarm(cmd) => cmd.run(sh, global),
+            Target::Backup(cmd) => cmd.run(sh, global),
         }
     }
 }

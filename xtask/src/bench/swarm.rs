@@ -45,6 +45,7 @@ struct Run {
 
 impl Cmd {
     pub fn run(self, _sh: &Shell, global: &crate::Global) -> Result<()> {
+        let runner = crate::process::Runner::new(global);
         let mut runs = Vec::new();
         for round in 0..self.runs {
             let order: [u64; 2] = if round % 2 == 0 { [0, 5000] } else { [5000, 0] };
@@ -57,19 +58,10 @@ impl Cmd {
                     .env("CI", "true")
                     .env("PEER_DEAD_TIMEOUT_MS", timeout.to_string())
                     .stdin(Stdio::null());
-                if global.dry_run {
-                    println!(
-                        "PEER_DEAD_TIMEOUT_MS={timeout} CI=true {}",
-                        crate::images::docker::render(&cmd)
-                    );
+                let Some(run) = run_once(&runner, cmd, timeout)? else {
                     continue;
-                }
-                eprintln!(
-                    "round {}/{}: PEER_DEAD_TIMEOUT_MS={timeout} ...",
-                    round + 1,
-                    self.runs
-                );
-                runs.push(run_once(cmd, timeout)?);
+                };
+                runs.push(run);
                 let r = runs.last().expect("just pushed");
                 eprintln!(
                     "  converged {:.1}s, recovered {:.1}s, {}/{} delivered during failover",
@@ -121,8 +113,21 @@ impl Cmd {
     }
 }
 
-/// Run the test once; its figures from the `swarm_cluster-json:` line.
-fn run_once(mut cmd: Command, timeout: u64) -> Result<Run> {
+/// Run the test once; its figures from the `swarm_cluster-json:` line
+/// (`None` under `--dry-run`, which prints the command instead).
+fn run_once(
+    runner: &crate::process::Runner,
+    mut cmd: Command,
+    timeout: u64,
+) -> Result<Option<Run>> {
+    if runner.dry_run {
+        println!(
+            "PEER_DEAD_TIMEOUT_MS={timeout} CI=true {}",
+            crate::images::docker::render(&cmd)
+        );
+        return Ok(None);
+    }
+    eprintln!("PEER_DEAD_TIMEOUT_MS={timeout}: building the three-node swarm ...");
     let out = cmd
         .output()
         .context("running `cargo test --test swarm_cluster`")?;
@@ -136,7 +141,7 @@ fn run_once(mut cmd: Command, timeout: u64) -> Result<Run> {
             tail.join("\n")
         );
     }
-    parse(&stderr, timeout)
+    parse(&stderr, timeout).map(Some)
 }
 
 fn parse(output: &str, timeout: u64) -> Result<Run> {
