@@ -170,7 +170,10 @@ fn live_report_measures_two_real_environments() {
                 r["memory_bytes"].as_f64().unwrap() > 1e6,
                 "{side} {service}: {r}"
             );
-            assert!(r["memory_max_bytes"].as_f64() >= r["memory_bytes"].as_f64());
+            assert!(
+                r["memory_max_bytes"].as_f64() >= r["memory_bytes"].as_f64(),
+                "{side} {service}: {r}"
+            );
             assert!(r["cpu_percent"].as_f64().unwrap() >= 0.0);
             assert!(r["time_to_healthy_s"].as_f64().unwrap() > 0.0);
             assert!(r["measured_image"].as_str().unwrap().contains(':'), "{r}");

@@ -196,10 +196,11 @@ pub fn summarise(
         .map(|(name, rs)| {
             let mem: Vec<f64> = rs.iter().map(|r| r.memory).collect();
             let cpu: Vec<f64> = rs.iter().map(|r| r.cpu).collect();
+            // Rounding can put the mean of equal readings one ulp above them.
             let fig = ServiceFigures {
-                memory_mean: mean(&mem),
+                memory_mean: mean(&mem).min(max(&mem)),
                 memory_max: max(&mem),
-                cpu_mean: mean(&cpu),
+                cpu_mean: mean(&cpu).min(max(&cpu)),
                 cpu_max: max(&cpu),
                 samples: rs.len(),
             };
@@ -224,6 +225,27 @@ pub fn summarise(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_mean_of_equal_readings_never_exceeds_their_max() {
+        // (0.1 + 0.1 + 0.1) / 3 is 0.10000000000000002 in f64.
+        let reading = Reading {
+            memory: 0.1,
+            cpu: 0.1,
+        };
+        let snaps: Vec<HashMap<String, Reading>> = (0..3)
+            .map(|_| HashMap::from([("c".to_string(), reading)]))
+            .collect();
+        let owner = HashMap::from([("c".to_string(), "s".to_string())]);
+        let fig = &summarise(&snaps, &owner).services["s"];
+        assert!(
+            fig.memory_mean <= fig.memory_max,
+            "{} > {}",
+            fig.memory_mean,
+            fig.memory_max
+        );
+        assert!(fig.cpu_mean <= fig.cpu_max);
+    }
 
     #[test]
     fn reads_stream_lines_with_control_codes() {
