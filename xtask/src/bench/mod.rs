@@ -45,3 +45,13 @@ impl Cmd {
         }
     }
 }
+
+/// The median of `values` (the upper one of an even count); 0 when empty.
+fn median(values: &[f64]) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}

@@ -103,8 +103,8 @@ impl Cmd {
                     timeout.to_string()
                 },
                 mine.len(),
-                median(mine.iter().map(|r| r.converged_seconds).collect()),
-                median(mine.iter().map(|r| r.recovered_seconds).collect()),
+                super::median(&mine.iter().map(|r| r.converged_seconds).collect::<Vec<_>>()),
+                super::median(&mine.iter().map(|r| r.recovered_seconds).collect::<Vec<_>>()),
                 format!("{delivered}/{sent}"),
             );
             println!("{:<22} recovered per run: {}", "", recovered.join(", "));
@@ -160,14 +160,6 @@ fn parse(output: &str, timeout: u64) -> Result<Run> {
     })
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
-    if values.is_empty() {
-        return f64::NAN;
-    }
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,6 +171,6 @@ mod tests {
         assert_eq!((run.failover_sent, run.failover_delivered), (2200, 168));
         assert_eq!(run.recovered_seconds, 22.6);
         assert!(parse("test ... ok", 0).is_err());
-        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(super::super::median(&[3.0, 1.0, 2.0]), 2.0);
     }
 }
