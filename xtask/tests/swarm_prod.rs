@@ -348,27 +348,9 @@ fn prod_on_a_one_node_swarm_keeps_secrets_and_ports_closed_migrates_backs_up_and
             "the stack has no {kind} before `deploy rm`: {before:?}"
         );
     }
-    let out = xtask(
-        &env_file,
-        &["deploy", "rm", "--stack", STACK, "--volumes", "--yes"],
-        &[],
-    );
-    assert!(out.status.success(), "{}", text(&out));
-    assert_eq!(leftovers(STACK), Vec::<String>::new());
-    let nets = docker(&["network", "ls", "--format", "{{.Name}}"]);
-    assert!(!nets.contains("fogswprod-"), "networks left: {nets}");
+    swarm_support::rm_and_leave(&env_file, STACK, &mut swarm);
     let vols = docker(&["volume", "ls", "--format", "{{.Name}}"]);
     assert!(!vols.contains("fogswprod_"), "volumes left: {vols}");
-    swarm.leave();
-    let state = docker(&["info", "--format", "{{.Swarm.LocalNodeState}}"]);
-    assert_eq!(state, "inactive");
-    let nets = docker_lines(&["network", "ls", "--format", "{{.Name}}"]);
-    assert!(
-        !nets
-            .iter()
-            .any(|n| n == "docker_gwbridge" || n == "ingress"),
-        "swarm networks left: {nets:?}"
-    );
     eprintln!(
         "swarm_prod: whole test {:.1}s",
         began.elapsed().as_secs_f64()

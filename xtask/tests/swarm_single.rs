@@ -19,8 +19,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{docker, docker_output, text};
-use swarm_support::{leftovers, loadgen, xtask, Place, Run, Swarm, MIXNODE_IMAGE};
+use common::{docker, text};
+use swarm_support::{loadgen, xtask, Place, Run, Swarm, MIXNODE_IMAGE};
 
 const STACK: &str = "fogswarm1";
 
@@ -416,24 +416,5 @@ fn betanet_on_a_one_node_swarm_delivers_survives_a_rolling_update_and_leaves_not
     }
 
     // `deploy rm --volumes` leaves nothing of the stack.
-    let out = xtask(
-        &env_file,
-        &["deploy", "rm", "--stack", STACK, "--volumes", "--yes"],
-        &[],
-    );
-    assert!(out.status.success(), "{}", text(&out));
-    assert_eq!(leftovers(STACK), Vec::<String>::new());
-    let nets = docker(&["network", "ls", "--format", "{{.Name}}"]);
-    assert!(!nets.contains("fogswarm1-"), "networks left: {nets}");
-    swarm.leave();
-    let state = docker(&["info", "--format", "{{.Swarm.LocalNodeState}}"]);
-    assert_eq!(state, "inactive");
-    let nets = docker_output(&["network", "ls", "--format", "{{.Name}}"]);
-    let nets = String::from_utf8_lossy(&nets.stdout);
-    assert!(
-        !nets
-            .lines()
-            .any(|n| n == "docker_gwbridge" || n == "ingress"),
-        "swarm networks left: {nets}"
-    );
+    swarm_support::rm_and_leave(&env_file, STACK, &mut swarm);
 }

@@ -162,6 +162,34 @@ pub fn remove_labelled(kind: &str, stack: &str) {
     }
 }
 
+/// `deploy rm --volumes` of `stack` leaves nothing of it (no labelled object,
+/// no network named `<stack>-...`), then leaving the swarm leaves it inactive
+/// with no `docker_gwbridge` or `ingress`.
+pub fn rm_and_leave(env_file: &Path, stack: &str, swarm: &mut Swarm) {
+    let out = xtask(
+        env_file,
+        &["deploy", "rm", "--stack", stack, "--volumes", "--yes"],
+        &[],
+    );
+    assert!(out.status.success(), "{}", crate::common::text(&out));
+    assert_eq!(leftovers(stack), Vec::<String>::new());
+    let nets = docker(&["network", "ls", "--format", "{{.Name}}"]);
+    assert!(
+        !nets.contains(&format!("{stack}-")),
+        "networks left: {nets}"
+    );
+    swarm.leave();
+    let state = docker(&["info", "--format", "{{.Swarm.LocalNodeState}}"]);
+    assert_eq!(state, "inactive");
+    let nets = docker(&["network", "ls", "--format", "{{.Name}}"]);
+    assert!(
+        !nets
+            .lines()
+            .any(|n| n == "docker_gwbridge" || n == "ingress"),
+        "swarm networks left: {nets}"
+    );
+}
+
 /// What of `stack` is left on this engine, as `kind id` lines.
 pub fn leftovers(stack: &str) -> Vec<String> {
     let filter = format!("label=com.docker.stack.namespace={stack}");
