@@ -73,6 +73,12 @@ pub enum Error {
         /// Whether the change was rolled back.
         hint: &'static str,
     },
+    #[error("{file}:{line}: `{statement}` ends the transaction this file runs in, so a later error could no longer roll it back; remove it (each file already commits as one transaction), or make `-- no-transaction` the file's first line to run its statements one by one, outside a transaction")]
+    TransactionControl {
+        file: String,
+        line: usize,
+        statement: String,
+    },
     #[error("another migration run holds the lock (pg_try_advisory_lock({key})) after {secs}s: wait for it, or find it with SELECT pid FROM pg_locks WHERE locktype = 'advisory'")]
     LockTimeout { key: i64, secs: u64 },
     #[error("{0}")]

@@ -152,6 +152,16 @@ pub fn pending<'a>(
             next,
         });
     }
+    // Refused before anything runs: a COMMIT inside would make "rolled back" a lie.
+    for m in todo.iter().filter(|m| !m.no_transaction) {
+        if let Some((line, statement)) = crate::split::transaction_control(&m.sql) {
+            return Err(Error::TransactionControl {
+                file: m.file.clone(),
+                line,
+                statement,
+            });
+        }
+    }
     Ok(todo)
 }
 
@@ -183,6 +193,27 @@ mod tests {
         let rows = status(&set, &[applied(&set[0], true)]);
         assert_eq!(rows[0].state, State::Applied);
         assert_eq!(rows[1].state, State::Pending);
+    }
+
+    #[test]
+    fn a_transactional_file_with_commit_is_refused_with_its_line() {
+        let set = files(&[
+            ("V1__a.sql", "CREATE TABLE a (x int);\n"),
+            (
+                "V2__b.sql",
+                "CREATE TABLE b (x int);\nCOMMIT;\nSELECT 1/0;\n",
+            ),
+        ]);
+        let err = pending(&set, &[]).unwrap_err().to_string();
+        assert!(err.starts_with("V2__b.sql:2: `COMMIT;`"), "{err}");
+        assert!(err.contains("-- no-transaction"), "{err}");
+        // Already applied: not re-judged. Marked no-transaction: its own business.
+        assert!(pending(&set, &[applied(&set[0], true), applied(&set[1], true)]).is_ok());
+        let free = files(&[(
+            "V1__a.sql",
+            "-- no-transaction\nCREATE TABLE b (x int);\nCOMMIT;\n",
+        )]);
+        assert_eq!(pending(&free, &[]).unwrap().len(), 1);
     }
 
     #[test]

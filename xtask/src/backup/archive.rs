@@ -264,6 +264,26 @@ pub fn commit_backup(archive: Atomic, manifest: &Manifest, dest: &Path) -> Resul
     archive.commit()
 }
 
+/// Whether `e` is a full disk (ENOSPC) or an exhausted quota (EDQUOT).
+pub fn is_no_space(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| matches!(io.raw_os_error(), Some(28) | Some(122)))
+    })
+}
+
+/// Name the folder of a full disk: "no space left on device in DIR".
+pub fn no_space(e: anyhow::Error, dir: &Path) -> anyhow::Error {
+    if is_no_space(&e) {
+        e.context(format!(
+            "no space left on device in {}: the unfinished backup was removed; free space there or choose another folder with --dir",
+            dir.display()
+        ))
+    } else {
+        e
+    }
+}
+
 /// The UTC timestamp for file names: `20261201T090611Z`.
 pub fn stamp(rfc3339: &str) -> String {
     rfc3339.replace(['-', ':'], "")

@@ -56,12 +56,17 @@ pub fn from_child(mut cmd: Command, to: impl Write, bar: &ProgressBar) -> Result
         .with_context(|| format!("starting `{line}`"))?;
     let stderr = collect(child.stderr.take().expect("piped"));
     let copied = super::archive::copy_hashed(child.stdout.take().expect("piped"), to, bar);
+    if copied.is_err() {
+        // Our side failed (a full disk): the tool's SIGPIPE is only the echo of it.
+        let _ = child.kill();
+    }
     let status = child.wait().context("waiting for docker exec")?;
     let err = stderr.join().unwrap_or_default();
+    let copied = copied.with_context(|| format!("copying the output of `{line}`"))?;
     if !status.success() {
         bail!("`{line}` failed ({status}): {}", err.trim());
     }
-    copied
+    Ok(copied)
 }
 
 /// Run `cmd` with `from` as its stdin. Returns its stdout. With `reads_all`

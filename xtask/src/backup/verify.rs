@@ -1,7 +1,9 @@
 //! `backup verify FILE`: a backup is trusted only if all of it agrees. The
 //! manifest must parse and name this file; the `.sha256` file must name it
 //! with the manifest's hash; the archive's size and sha256 (one read) must
-//! match; then a Postgres archive must be listed by `pg_restore -l`, with a
+//! match; then a Postgres archive must be read in full by `pg_restore -f
+//! /dev/null` (every data block decompressed, so bytes changed and resealed
+//! with a new checksum are caught) and listed by `pg_restore -l`, with a
 //! `TABLE DATA` entry for every table the manifest counted, and a volume
 //! archive must read in full with no absolute, `..` or escaping-link entry.
 //! Each refusal names what differs.
@@ -81,7 +83,17 @@ pub fn verify(path: &Path, db: Option<&Database>, progress: bool) -> Result<arch
         }
         other => bail!("{}: unknown backup kind `{other}`", path.display()),
     }
-    let listing = list_archive(path, db)?;
+    let bar = stream::bar(progress, Some(manifest.size), &format!("pg_restore {name}"));
+    let read = pg_restore(path, db, &["-f", "/dev/null"], &bar);
+    bar.finish_and_clear();
+    read.with_context(|| {
+        format!(
+            "{}: the archive does not read in full (damaged, even though its checksum matches); do not restore it",
+            path.display()
+        )
+    })?;
+    let listing = pg_restore(path, db, &["-l"], &indicatif::ProgressBar::hidden())
+        .with_context(|| format!("{}: pg_restore cannot read the archive", path.display()))?;
     for table in manifest.tables.keys() {
         let (schema, table_name) = table.split_once('.').unwrap_or(("public", table));
         let entry = format!(" TABLE DATA {schema} {table_name} ");
@@ -95,27 +107,37 @@ pub fn verify(path: &Path, db: Option<&Database>, progress: bool) -> Result<arch
     Ok(manifest)
 }
 
-/// `pg_restore -l` of the archive: in the environment's container when one
-/// runs, else the host's client.
-fn list_archive(path: &Path, db: Option<&Database>) -> Result<String> {
+/// `pg_restore ARGS` over the archive on stdin: in the environment's
+/// container when one runs, else the host's client. `-l` may stop after the
+/// table of contents; anything else must read the whole archive.
+fn pg_restore(
+    path: &Path,
+    db: Option<&Database>,
+    args: &[&str],
+    bar: &indicatif::ProgressBar,
+) -> Result<String> {
     let cmd = match db {
-        Some(db) => db.exec("-i", &["pg_restore".to_string(), "-l".to_string()]),
+        Some(db) => {
+            let mut all = vec!["pg_restore".to_string()];
+            all.extend(args.iter().map(|a| a.to_string()));
+            db.exec("-i", &all)
+        }
         None => {
             let mut cmd = Command::new(host_tool("pg_restore")?);
-            cmd.arg("-l");
+            cmd.args(args);
             cmd
         }
     };
     let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let reads_all = args != ["-l"];
     stream::into_child(
         &crate::process::Runner::default(),
         false,
         cmd,
-        file,
-        &indicatif::ProgressBar::hidden(),
-        false,
+        std::io::BufReader::with_capacity(archive::CHUNK, file),
+        bar,
+        reads_all,
     )
-    .with_context(|| format!("{}: pg_restore cannot read the archive", path.display()))
 }
 
 /// A PostgreSQL client tool on the host: PATH, then Debian's versioned folders.
