@@ -3,14 +3,17 @@
 //! container into `backups/` with a `.sha256` and a JSON manifest, written
 //! atomically ([`archive`]); `verify` checks checksum, manifest and the
 //! archive's own listing, and with `--restore` runs a restore drill in a
-//! throwaway container ([`drill`]); `prune --keep N` removes only files this
-//! tool wrote, never the newest backup that passed a drill, and only after the
-//! newest backup verified. The archives are plain `pg_restore` input.
+//! throwaway container ([`drill`]); `prune` applies a last/daily/weekly/monthly
+//! policy ([`retention`]) to one project's backups, each kind on its own,
+//! keeps sets whole, removes only files this tool wrote and never the newest
+//! backup that passed a drill ([`prune`]). The archives are plain
+//! `pg_restore` input.
 
 pub mod archive;
 pub mod drill;
 pub mod postgres;
 pub mod prune;
+pub mod retention;
 pub mod set;
 pub mod stream;
 pub mod verify;
@@ -47,7 +50,8 @@ Examples:
   cargo xtask backup all
   cargo xtask backup list
   cargo xtask backup verify backups/fog-postgres-20261201T090000Z.dump --restore
-  cargo xtask backup prune --keep 7")]
+  cargo xtask backup prune --keep-last 3 --keep-daily 7 --keep-weekly 4 --keep-monthly 6
+  cargo xtask backup prune --keep-last 1 --dry-run")]
 pub struct Cmd {
     #[command(subcommand)]
     action: Action,
@@ -61,7 +65,8 @@ enum Action {
         common: Common,
         #[command(flatten)]
         target: Target,
-        /// After a successful backup, keep only the newest N (see `prune`).
+        /// After a successful backup, keep only this project's newest N
+        /// database backups (`prune --keep-last N` on the database kind).
         #[arg(long, value_name = "N")]
         keep: Option<usize>,
     },
@@ -96,13 +101,53 @@ enum Action {
         #[command(flatten)]
         target: Target,
     },
-    /// Remove all but the newest N backups this tool wrote.
+    /// Apply a retention policy to one project's backups, each kind (the
+    /// database, each volume, sets) on its own; --dry-run says why each is kept.
     Prune {
-        #[arg(long, value_name = "N")]
-        keep: usize,
+        #[command(flatten)]
+        policy: PolicyArgs,
+        /// Whose backups [default: this checkout's compose project]; a
+        /// stack's are under its stack name.
+        #[arg(long, value_name = "NAME")]
+        project: Option<String>,
         #[command(flatten)]
         common: Common,
     },
+}
+
+/// The retention rules (restic's): a backup stays when any rule keeps it.
+#[derive(clap::Args)]
+struct PolicyArgs {
+    /// Keep the newest N backups of each kind.
+    #[arg(long, value_name = "N")]
+    keep_last: Option<usize>,
+    /// The same as --keep-last.
+    #[arg(long, value_name = "N", conflicts_with = "keep_last")]
+    keep: Option<usize>,
+    /// Keep the newest backup of each of the last N days that have one (UTC).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    keep_daily: usize,
+    /// Keep the newest backup of each of the last N ISO weeks that have one.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    keep_weekly: usize,
+    /// Keep the newest backup of each of the last N months that have one.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    keep_monthly: usize,
+}
+
+impl PolicyArgs {
+    fn policy(&self) -> Result<retention::Policy> {
+        let policy = retention::Policy {
+            last: self.keep_last.or(self.keep).unwrap_or(0),
+            daily: self.keep_daily,
+            weekly: self.keep_weekly,
+            monthly: self.keep_monthly,
+        };
+        if policy.is_empty() {
+            crate::usage_bail!("backup prune needs a policy: --keep-last N, --keep-daily N, --keep-weekly N or --keep-monthly N (the newest backup of each kind is always kept)");
+        }
+        Ok(policy)
+    }
 }
 
 #[derive(clap::Args)]
@@ -154,7 +199,11 @@ impl Cmd {
                 };
                 print_written(&written, common.format)?;
                 if let Some(keep) = keep {
-                    prune::prune(&common.dir(), keep, &runner)?;
+                    let policy = retention::Policy {
+                        last: keep,
+                        ..Default::default()
+                    };
+                    prune::prune_database(&common.dir(), &db.namespace, policy, &runner)?;
                 }
                 Ok(())
             }
@@ -250,9 +299,26 @@ impl Cmd {
                 }
                 Ok(())
             }
-            Action::Prune { keep, common } => {
-                prune::verify_newest(&common.dir())?;
-                prune::prune(&common.dir(), keep, &runner)
+            Action::Prune {
+                policy,
+                project,
+                common,
+            } => {
+                let policy = policy.policy()?;
+                let project = match project {
+                    Some(p) => p,
+                    None => {
+                        crate::engine::project::Project::open(global.dry_run, global.verbose)?.name
+                    }
+                };
+                prune::prune(
+                    &common.dir(),
+                    &project,
+                    policy,
+                    true,
+                    &runner,
+                    common.format,
+                )
             }
         }
     }
