@@ -4,7 +4,8 @@
 //! concurrent runs applying each file once, and every refusal (edited,
 //! missing, failed/dirty, out of order), with CRLF not counted as an edit and
 //! a `-- no-transaction` file running `CREATE INDEX CONCURRENTLY`. Under
-//! `CI=true` missing binaries fail the test instead of skipping it.
+//! `CI=true` missing binaries fail the test instead of skipping it. A
+//! transactional file with a top-level `COMMIT` is refused before it runs.
 
 use std::{
     fs,
@@ -357,4 +358,32 @@ fn concurrent_runs_apply_each_file_once() {
         })
         .sum();
     assert_eq!(applied, 2, "each file applied by exactly one run");
+}
+
+/// A transactional file with a top-level `COMMIT;` then an error used to
+/// report "rolled back" while its table existed: now it is refused before
+/// anything runs, naming the file, the line and the `-- no-transaction` way.
+#[test]
+fn a_commit_in_a_transactional_file_is_refused_before_anything_runs() {
+    let Some(pg) = Server::start() else { return };
+    let db = pg.database("commit_inside");
+    let early = (
+        "V0001__early.sql",
+        "CREATE TABLE committed_early (a INT);\nCOMMIT;\nSELECT 1/0;\n",
+    );
+    let (_keep, dir) = folder(&[early]);
+    let out = pg.migrate(&db, &dir, &["up"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("V0001__early.sql:2: `COMMIT;`"), "{err}");
+    assert!(err.contains("-- no-transaction"), "{err}");
+    assert!(!err.contains("rolled back"), "{err}");
+    assert_eq!(
+        pg.psql(&db, "SELECT to_regclass('committed_early') IS NULL"),
+        "t"
+    );
+    assert_eq!(
+        pg.psql(&db, "SELECT to_regclass('fog_schema_history') IS NULL OR (SELECT count(*) = 0 FROM fog_schema_history)"),
+        "t"
+    );
 }

@@ -1,17 +1,22 @@
 //! `backup volume NAME`: a named volume of the environment (Grafana,
 //! Prometheus, mixnode keys and data, ...), by its overlay name
-//! (`grafana_data`) or the engine's (`fog_grafana_data`). The tar stream
-//! comes out of the engine with `docker cp` from a created, never started
+//! (`grafana_data`) or the engine's (`fog_grafana_data`), as it is: the tar
+//! stream comes from GNU tar (`--sparse --numeric-owner`) in a throwaway
 //! container that mounts the volume read-only, using an image the
-//! environment already has (nothing is pulled); gzip (flate2) and sha256 run
-//! on the host in one pass, into `<project>-volume-<name>-<stamp>.tar.gz` with
-//! the same `.sha256` and manifest as a database backup. Modes, owners and
-//! symlinks are kept (they are in the tar stream). [`check_archive`] reads a
-//! whole archive and refuses absolute paths, `..` and links that escape.
+//! environment already has that ships GNU tar (nothing is pulled; Postgres'
+//! first), so symlinks (absolute or relative) stay links, hard links stay
+//! links, sparse files stay sparse, FIFOs and any file name survive. With no
+//! such image it falls back to `docker cp` (sparse files are then stored in
+//! full, and the output says so). gzip (flate2) and sha256 run on the host in
+//! one pass, into `<project>-volume-<name>-<stamp>.tar.gz` with the same
+//! `.sha256` and manifest as a database backup. [`check_archive`] reads a
+//! whole archive and refuses absolute paths, `..`, hard links that escape,
+//! and any entry that would be written through a symlink of the archive.
 
 use std::{
+    collections::BTreeSet,
     fs::File,
-    path::{Component, Path},
+    path::{Component, Path, PathBuf},
     process::Command,
     time::Instant,
 };
@@ -91,6 +96,70 @@ impl Drop for Helper {
             .args(["rm", "-f", "-v", &self.0])
             .output();
     }
+}
+
+/// Whether `image` ships GNU tar (busybox tar cannot keep sparse files).
+pub fn has_gnu_tar(sh: &Shell, runner: &Runner, image: &str) -> bool {
+    runner
+        .probe(xshell::cmd!(
+            sh,
+            "docker run --rm --network none --entrypoint tar {image} --version"
+        ))
+        .is_some_and(|v| v.contains("GNU tar"))
+}
+
+/// The environment's images present in the engine, Postgres' first, and
+/// whether the chosen one has GNU tar (the first that has it, else the first).
+pub fn helper_image(
+    sh: &Shell,
+    runner: &Runner,
+    model: &crate::compose::Project,
+) -> Option<(String, bool)> {
+    let services = model.services();
+    let postgres = services.iter().filter(|s| s.name == crate::psql::SERVICE);
+    let others = services.iter().filter(|s| s.name != crate::psql::SERVICE);
+    let mut images: Vec<String> = Vec::new();
+    for image in postgres.chain(others).filter_map(|s| s.image.clone()) {
+        if !images.contains(&image) && crate::images::docker::image_exists(sh, runner, &image) {
+            images.push(image);
+        }
+    }
+    if let Some(gnu) = images.iter().find(|i| has_gnu_tar(sh, runner, i)) {
+        return Some((gnu.clone(), true));
+    }
+    images.into_iter().next().map(|i| (i, false))
+}
+
+/// `docker run` of a GNU tar helper named `helper` that writes `volume`'s
+/// tree to stdout as it is (links as links, holes as holes, numeric owners).
+/// Exit 1 ("file changed as we read it", a live volume) is not a failure:
+/// `--stop` is the way to a consistent copy.
+pub fn tar_out(helper: &str, image: &str, volume: &str) -> Command {
+    let mut cmd = Command::new("docker");
+    cmd.args(["run", "--rm", "--name", helper, "--network", "none"]);
+    cmd.args(["--user", "0:0", "-v", &format!("{volume}:/volume:ro")]);
+    cmd.args(["--entrypoint", "sh", image, "-c"]);
+    cmd.arg("tar --create --file=- --directory=/volume --format=gnu --sparse --numeric-owner --warning=no-file-changed . ; rc=$?; [ $rc -eq 1 ] && rc=0; exit $rc");
+    cmd
+}
+
+/// `docker run -i` of a GNU tar helper named `helper` that extracts the tar
+/// stream on its stdin into `volume` (owners and modes as recorded, holes
+/// kept, links created as links).
+pub fn tar_in(helper: &str, image: &str, volume: &str) -> Command {
+    let mut cmd = Command::new("docker");
+    cmd.args(["run", "-i", "--rm", "--name", helper, "--network", "none"]);
+    cmd.args(["--user", "0:0", "-v", &format!("{volume}:/volume")]);
+    cmd.args(["--entrypoint", "tar", image]);
+    cmd.args([
+        "--extract",
+        "--file=-",
+        "--directory=/volume",
+        "--numeric-owner",
+        "--same-owner",
+        "--same-permissions",
+    ]);
+    cmd
 }
 
 /// The project, its active environment, its compose model, and each volume's
@@ -190,11 +259,17 @@ pub fn backup(
     } else {
         None
     };
-    let image = model
-        .services()
-        .iter()
-        .filter_map(|s| s.image.clone())
-        .find(|i| crate::images::docker::image_exists(sh, runner, i))
+    // The database's live data directory: a file copy of a running cluster
+    // may not start again; pg_dump is the consistent way.
+    let pg_data = model.service(crate::psql::SERVICE).is_some_and(|s| {
+        s.volumes
+            .iter()
+            .any(|m| m.source.as_deref() == Some(overlay))
+    });
+    if pg_data && !stop {
+        eprintln!("warning: {volume} is the live data directory of Postgres; a copy taken while it runs may not start again: back up the database with `cargo xtask backup postgres` (or stop it for this copy with --stop)");
+    }
+    let (image, gnu) = helper_image(sh, runner, &model)
         .context("no image of the environment is in the engine to lend a helper container: run `cargo xtask images build` or bring the environment up once")?;
     let created_at = crate::images::build::rfc3339_now();
     let file = format!(
@@ -209,35 +284,38 @@ pub fn backup(
         archive::stamp(&created_at).to_lowercase()
     );
     let mount = format!("{volume}:/volume:ro");
+    let mut create = Command::new("docker");
+    create.args(["create", "--name", &helper, "--network", "none"]);
+    create.args(["-v", &mount, &image]);
+    let out_cmd = if gnu {
+        tar_out(&helper, &image, &volume)
+    } else {
+        let mut cp = Command::new("docker");
+        cp.args(["cp", &format!("{helper}:/volume/."), "-"]);
+        cp
+    };
     if runner.dry_run {
-        println!("docker create --name {helper} --network none -v {mount} {image}");
-        println!("docker cp {helper}:/volume/. - | gzip > {}", path.display());
+        if !gnu {
+            println!("{}", crate::psql::render(&create));
+        }
+        println!(
+            "{} | gzip > {}",
+            crate::psql::render(&out_cmd),
+            path.display()
+        );
         println!("docker rm -f -v {helper}");
         return Ok(None);
     }
+    if !gnu {
+        eprintln!("note: no image of the environment has GNU tar: copying with `docker cp`, which stores sparse files in full");
+    }
     archive::create_dir(dir)?;
     let started = Instant::now();
-    crate::psql::capture(
-        runner,
-        true,
-        {
-            let mut c = Command::new("docker");
-            c.args([
-                "create",
-                "--name",
-                &helper,
-                "--network",
-                "none",
-                "-v",
-                &mount,
-                &image,
-            ]);
-            c
-        },
-        "creating the helper container",
-    )?;
+    if !gnu {
+        crate::psql::capture(runner, true, create, "creating the helper container")?;
+    }
     let _helper = Helper(helper.clone());
-    let mut out = archive::Atomic::create(&path)?;
+    let mut out = archive::Atomic::create(&path).map_err(|e| archive::no_space(e, dir))?;
     let mut gz = flate2::write::GzEncoder::new(
         archive::HashWriter::new(std::io::BufWriter::with_capacity(
             archive::CHUNK,
@@ -245,17 +323,20 @@ pub fn backup(
         )),
         flate2::Compression::fast(),
     );
-    let mut cp = Command::new("docker");
-    cp.args(["cp", &format!("{helper}:/volume/."), "-"]);
-    let bar = stream::bar(progress, None, &format!("docker cp {volume}"));
-    let copied = stream::from_child(cp, &mut gz, &bar);
+    let bar = stream::bar(progress, None, &format!("tar {volume}"));
+    let copied = stream::from_child(out_cmd, &mut gz, &bar);
     bar.finish_and_clear();
-    copied?;
-    let (buffered, size, sha256) = gz.finish().context("finishing the gzip stream")?.finish();
+    copied.map_err(|e| archive::no_space(e, dir))?;
+    let (buffered, size, sha256) = gz
+        .finish()
+        .context("finishing the gzip stream")
+        .map_err(|e| archive::no_space(e, dir))?
+        .finish();
     buffered
         .into_inner()
         .map_err(|e| e.into_error())
-        .context("writing the archive")?;
+        .context("writing the archive")
+        .map_err(|e| archive::no_space(e, dir))?;
     // A full read before the archive gets its name: what `verify` will check.
     let entries = check_archive(out.tmp_path())?;
     let manifest = archive::Manifest {
@@ -275,7 +356,7 @@ pub fn backup(
         entries: Some(entries),
         tool: archive::tool(),
     };
-    archive::commit_backup(out, &manifest, &path)?;
+    archive::commit_backup(out, &manifest, &path).map_err(|e| archive::no_space(e, dir))?;
     Ok(Some(Written {
         path,
         size,
@@ -294,12 +375,16 @@ pub fn check_archive(path: &Path) -> Result<u64> {
     )
 }
 
-/// Read a whole (uncompressed) tar stream, refusing absolute paths, `..` and
-/// links that escape the root; `label` names the stream in errors. Returns
-/// the entry count.
+/// Read a whole (uncompressed) tar stream, refusing absolute paths, `..`
+/// that leaves the root, hard links to outside the archive, and any entry
+/// (or hard link target) reached through a symlink of the archive itself:
+/// extracting it would write through the link. A symlink's own target is
+/// data and never followed, so `/etc/passwd` or `../x` there is fine.
+/// `label` names the stream in errors. Returns the entry count.
 pub fn check_entries(stream: impl std::io::Read, label: &str) -> Result<u64> {
     let mut tar = tar::Archive::new(stream);
     let mut count = 0u64;
+    let mut links: BTreeSet<PathBuf> = BTreeSet::new();
     for entry in tar
         .entries()
         .with_context(|| format!("{label}: not a tar.gz archive"))?
@@ -312,23 +397,80 @@ pub fn check_entries(stream: impl std::io::Read, label: &str) -> Result<u64> {
                 name.display()
             );
         }
-        if let Some(target) = entry.link_name()? {
-            let parent = name.parent().unwrap_or(Path::new(""));
-            let hard = entry.header().entry_type().is_hard_link();
-            let base = if hard { Path::new("") } else { parent };
-            if target.is_absolute() || !is_inside(&target, base) {
+        let kind = entry.header().entry_type();
+        if let Some(via) = through_link(&name, &links, false) {
+            bail!(
+                "{label}: entry `{}` would be written through the symlink `{}` stored before it: refusing the archive",
+                name.display(),
+                via.display()
+            );
+        }
+        if kind.is_hard_link() {
+            let target = entry.link_name()?.unwrap_or_default().into_owned();
+            if target.is_absolute() || !is_inside(&target, Path::new("")) {
                 bail!(
-                    "{label}: link `{}` -> `{}` escapes the volume: refusing the archive",
+                    "{label}: hard link `{}` -> `{}` escapes the volume: refusing the archive",
                     name.display(),
                     target.display()
                 );
             }
+            if let Some(via) = through_link(&target, &links, true) {
+                bail!(
+                    "{label}: hard link `{}` -> `{}` goes through the symlink `{}`: refusing the archive",
+                    name.display(),
+                    target.display(),
+                    via.display()
+                );
+            }
+        }
+        if kind.is_symlink() {
+            links.insert(normal(&name));
         }
         std::io::copy(&mut entry, &mut std::io::sink())
             .with_context(|| format!("{label}: truncated entry `{}`", name.display()))?;
         count += 1;
     }
     Ok(count)
+}
+
+/// `./a//b/` -> `a/b` (lexically; `..` pops).
+fn normal(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::ParentDir => {
+                out.pop();
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The symlink among `links` that `path` passes through: any proper prefix,
+/// or (unless `final_ok`) the path itself, which would be replaced or, for a
+/// folder, followed.
+fn through_link(path: &Path, links: &BTreeSet<PathBuf>, final_ok: bool) -> Option<PathBuf> {
+    let parts: Vec<Component> = path.components().collect();
+    let mut at = PathBuf::new();
+    for (i, c) in parts.iter().enumerate() {
+        match c {
+            Component::Normal(n) => at.push(n),
+            Component::ParentDir => {
+                at.pop();
+                continue;
+            }
+            _ => continue,
+        }
+        let last = parts[i + 1..]
+            .iter()
+            .all(|c| matches!(c, Component::CurDir));
+        if (!last || !final_ok) && links.contains(&at) {
+            return Some(at);
+        }
+    }
+    None
 }
 
 /// Whether `rel`, taken from inside `base` (itself relative to the root), stays below the root.
@@ -356,6 +498,72 @@ fn is_inside(rel: &Path, base: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn tarball(build: impl FnOnce(&mut tar::Builder<Vec<u8>>)) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        build(&mut b);
+        b.into_inner().unwrap()
+    }
+
+    fn link(b: &mut tar::Builder<Vec<u8>>, kind: tar::EntryType, name: &str, target: &str) {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_size(0);
+        h.set_mode(0o777);
+        b.append_link(&mut h, name, target).unwrap();
+    }
+
+    fn file(b: &mut tar::Builder<Vec<u8>>, name: &str) {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(1);
+        h.set_mode(0o644);
+        b.append_data(&mut h, name, &b"x"[..]).unwrap();
+    }
+
+    #[test]
+    fn links_are_data_but_nothing_is_written_through_one() {
+        use tar::EntryType::{Link, Symlink};
+        // Absolute and escaping symlink targets are data; a hard link to a symlink is fine.
+        let ok = tarball(|b| {
+            link(b, Symlink, "./abs", "/etc/passwd");
+            link(b, Symlink, "./up", "../../x");
+            file(b, "./d/f");
+            link(b, Link, "./hard", "./d/f");
+            link(b, Link, "./hard-to-link", "abs");
+        });
+        assert_eq!(check_entries(&ok[..], "t").unwrap(), 5);
+        // A file, folder or hard link target under an earlier symlink is refused.
+        for (bad, says) in [
+            (
+                tarball(|b| {
+                    link(b, Symlink, "./etc", "/etc");
+                    file(b, "./etc/passwd");
+                }),
+                "entry `etc/passwd` would be written through the symlink `etc`",
+            ),
+            (
+                tarball(|b| {
+                    link(b, Symlink, "d", "/tmp");
+                    file(b, "./d");
+                }),
+                "through the symlink `d`",
+            ),
+            (
+                tarball(|b| {
+                    link(b, Symlink, "d", "/etc");
+                    link(b, Link, "h", "d/shadow");
+                }),
+                "hard link `h` -> `d/shadow` goes through the symlink `d`",
+            ),
+            (
+                tarball(|b| link(b, Link, "h", "../outside")),
+                "escapes the volume",
+            ),
+        ] {
+            let err = format!("{:#}", check_entries(&bad[..], "t").unwrap_err());
+            assert!(err.contains(says), "{err}");
+        }
+    }
 
     #[test]
     fn paths_and_links_stay_inside() {

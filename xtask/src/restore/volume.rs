@@ -214,10 +214,19 @@ fn fill(
     create.args(["-v", &mount, "--entrypoint", "/bin/sh", image]);
     crate::psql::capture(runner, true, create, "creating the restore helper")?;
     let _helper = Helper(helper.to_string());
-    let mut cp = Command::new("docker");
-    // Without `-a` the daemon keeps the owners the tar headers name (with
-    // `-a` it would chown everything to the image's USER).
-    cp.args(["cp", "-", &format!("{helper}:/volume")]);
+    // GNU tar keeps holes, links and owners; else `docker cp`, which without
+    // `-a` keeps the owners the tar headers name (with `-a` it would chown
+    // everything to the image's USER).
+    let gnu = backup_volume::has_gnu_tar(&Shell::new()?, runner, image);
+    let (tar_in, tar_out) = (format!("{helper}-in"), format!("{helper}-out"));
+    let _tar_helpers = gnu.then(|| [Helper(tar_in.clone()), Helper(tar_out.clone())]);
+    let cp = if gnu {
+        backup_volume::tar_in(&tar_in, image, fresh)
+    } else {
+        let mut cp = Command::new("docker");
+        cp.args(["cp", "-", &format!("{helper}:/volume")]);
+        cp
+    };
     if runner.dry_run {
         println!("gunzip < {} | {}", path.display(), crate::psql::render(&cp));
         println!("docker cp {helper}:/volume/. - | <count entries>");
@@ -231,8 +240,13 @@ fn fill(
     bar.finish_and_clear();
     extracted.context("extracting the archive into a fresh volume")?;
     // Read the restored volume back the way a backup reads it.
-    let mut out = Command::new("docker");
-    out.args(["cp", &format!("{helper}:/volume/."), "-"]);
+    let mut out = if gnu {
+        backup_volume::tar_out(&tar_out, image, fresh)
+    } else {
+        let mut out = Command::new("docker");
+        out.args(["cp", &format!("{helper}:/volume/."), "-"]);
+        out
+    };
     let mut child = out
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
