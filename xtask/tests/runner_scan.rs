@@ -72,6 +72,12 @@ const ALLOWED: &[(&str, &str, Kind, &str)] = &[
         "pg_isready, docker inspect and docker logs of the drill container",
     ),
     (
+        "backup/postgres.rs",
+        "open",
+        Kind::ReadOnly,
+        "the snapshot session: psql (docker exec -i) holding a READ ONLY REPEATABLE READ transaction open while pg_dump reads its exported snapshot; backup() prints it under --dry-run",
+    ),
+    (
         "backup/stream.rs",
         "from_child",
         Kind::Local,

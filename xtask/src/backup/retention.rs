@@ -69,6 +69,9 @@ fn month(t: OffsetDateTime) -> String {
     format!("{:04}-{:02}", d.year(), u8::from(d.month()))
 }
 
+/// A calendar bucket's key of a time (its day, ISO week or month).
+type Bucket = fn(OffsetDateTime) -> String;
+
 /// Why each candidate (in the order given) is kept; an empty list: it goes.
 pub fn decide(candidates: &[Candidate], policy: Policy) -> Vec<Vec<String>> {
     let mut reasons = vec![Vec::new(); candidates.len()];
@@ -81,7 +84,7 @@ pub fn decide(candidates: &[Candidate], policy: Policy) -> Vec<Vec<String>> {
     for (rank, &i) in order.iter().take(policy.last).enumerate() {
         reasons[i].push(format!("last {}", rank + 1));
     }
-    let buckets: [(&str, usize, fn(OffsetDateTime) -> String); 3] = [
+    let buckets: [(&str, usize, Bucket); 3] = [
         ("daily", policy.daily, day),
         ("weekly", policy.weekly, week),
         ("monthly", policy.monthly, month),
