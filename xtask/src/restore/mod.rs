@@ -61,7 +61,9 @@ impl Cmd {
         }
         // A volume restore needs no running database; a Postgres one does.
         let db = Database::open(sh, &runner, global, &self.target);
-        let manifest = verify::verify(&path, db.as_ref().ok(), progress)
+        // No separate full read: pg_restore --exit-on-error reads every byte
+        // into a new database before anything is swapped.
+        let manifest = verify::verify_with(&path, db.as_ref().ok(), progress, false)
             .context("refusing to restore: nothing was touched")?;
         let dir = self
             .dir
