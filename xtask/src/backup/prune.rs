@@ -356,15 +356,11 @@ fn act(
             }
             continue;
         }
-        if format != Format::Json {
-            let verb = if runner.dry_run {
-                "would remove"
-            } else {
-                "remove"
-            };
-            println!("{verb} {name} (no rule of {} keeps it)", policy.describe());
-        }
+        let why = format!("no rule of {} keeps it", policy.describe());
         if runner.dry_run {
+            if format != Format::Json {
+                println!("would remove {name} ({why})");
+            }
             continue;
         }
         let files = [
@@ -376,6 +372,9 @@ fn act(
         // The archive (or set file) first: a half-pruned backup is then not listed.
         for f in files.iter().filter(|f| f.exists()) {
             fs::remove_file(f).with_context(|| format!("removing {}", f.display()))?;
+        }
+        if format != Format::Json {
+            println!("removed {name} ({why})");
         }
     }
     archive::fsync_dir(dir)
