@@ -85,6 +85,18 @@ const ALLOWED: &[(&str, &str, Kind, &str)] = &[
     ),
     (
         "backup/stream.rs",
+        "from_fifo",
+        Kind::Local,
+        "a GNU tar helper writing a volume into the backup's own named pipe, read into the backup's temp file; callers print under --dry-run",
+    ),
+    (
+        "backup/stream.rs",
+        "into_fifo",
+        Kind::ChecksDryRun,
+        "an archive fed through a named pipe into a GNU tar helper extracting into a restore's fresh volume; printed under --dry-run",
+    ),
+    (
+        "backup/stream.rs",
         "into_child",
         Kind::ChecksDryRun,
         "a file into pg_restore's stdin (listing, drill, restore) with a byte bar",

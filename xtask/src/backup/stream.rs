@@ -118,3 +118,138 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
             .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
     })
 }
+
+/// A named pipe (mode 0666) alone in a private (0700) temp folder, to be
+/// bind-mounted into a helper container: the fast way between a helper and
+/// this process (a container's stdout or stdin through the engine is several
+/// times slower than `docker cp`). Removed with its folder on drop.
+pub struct Fifo {
+    dir: std::path::PathBuf,
+    pub path: std::path::PathBuf,
+}
+
+impl Fifo {
+    pub fn create(runner: &crate::process::Runner) -> Result<Fifo> {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("fog-fifo-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .with_context(|| format!("creating {}", dir.display()))?;
+        let fifo = Fifo {
+            path: dir.join("stream.tar"),
+            dir,
+        };
+        let sh = xshell::Shell::new()?;
+        let path = &fifo.path;
+        runner.read(xshell::cmd!(sh, "mkfifo {path}"))?;
+        // The helper's root may be mapped to another uid (userns-remap); the folder keeps others out.
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))?;
+        Ok(fifo)
+    }
+
+    /// Unblock a side waiting in `open` for its peer (the helper never came):
+    /// a read-write open never blocks on Linux and counts as both peers.
+    fn release(&self) {
+        let _ = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&self.path);
+    }
+}
+
+impl Drop for Fifo {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Run helper `cmd`, which writes a stream into `fifo`, and copy that
+/// stream into `to`, hashed. Returns bytes and sha256. A failure of our side
+/// (a full disk) is reported before the helper's echo of it.
+pub fn from_fifo(
+    mut cmd: Command,
+    fifo: &Fifo,
+    to: impl Write + Send,
+    bar: &ProgressBar,
+) -> Result<(u64, String)> {
+    let line = render(&cmd);
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting `{line}`"))?;
+    let _stdout = collect(child.stdout.take().expect("piped"));
+    let stderr = collect(child.stderr.take().expect("piped"));
+    let (copied, status) = thread::scope(|s| {
+        let reader = s.spawn(|| {
+            let pipe = std::fs::File::open(&fifo.path)
+                .with_context(|| format!("opening {}", fifo.path.display()))?;
+            super::archive::copy_hashed(pipe, to, bar)
+        });
+        let status = child.wait();
+        if !reader.is_finished() {
+            fifo.release();
+        }
+        (reader.join().expect("the reader does not panic"), status)
+    });
+    let status = status.context("waiting for docker run")?;
+    let err = stderr.join().unwrap_or_default();
+    let copied = copied.with_context(|| format!("copying the output of `{line}`"))?;
+    if !status.success() {
+        bail!("`{line}` failed ({status}): {}", err.trim());
+    }
+    Ok(copied)
+}
+
+/// Run helper `cmd`, which reads a stream from `fifo`, feeding it `from`.
+/// A mutating command is only printed under `--dry-run`.
+pub fn into_fifo(
+    runner: &crate::process::Runner,
+    mut cmd: Command,
+    fifo: &Fifo,
+    from: impl Read + Send,
+    bar: &ProgressBar,
+) -> Result<()> {
+    let line = render(&cmd);
+    if runner.dry_run {
+        println!("{line} < <archive>");
+        return Ok(());
+    }
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting `{line}`"))?;
+    let _stdout = collect(child.stdout.take().expect("piped"));
+    let stderr = collect(child.stderr.take().expect("piped"));
+    let (fed, status) = thread::scope(|s| {
+        let writer = s.spawn(|| {
+            let pipe = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&fifo.path)
+                .with_context(|| format!("opening {}", fifo.path.display()))?;
+            super::archive::copy_hashed(from, pipe, bar)
+        });
+        let status = child.wait();
+        if !writer.is_finished() {
+            fifo.release();
+        }
+        (writer.join().expect("the writer does not panic"), status)
+    });
+    let status = status.context("waiting for docker run")?;
+    let err = stderr.join().unwrap_or_default();
+    if !status.success() {
+        bail!("`{line}` failed ({status}): {}", err.trim());
+    }
+    match fed {
+        // tar stops at the end-of-archive blocks; padding after them may stay unread.
+        Err(e) if is_broken_pipe(&e) => Ok(()),
+        other => other.map(|_| ()),
+    }
+}

@@ -218,10 +218,18 @@ fn fill(
     // `-a` keeps the owners the tar headers name (with `-a` it would chown
     // everything to the image's USER).
     let gnu = backup_volume::has_gnu_tar(&Shell::new()?, runner, image);
-    let (tar_in, tar_out) = (format!("{helper}-in"), format!("{helper}-out"));
-    let _tar_helpers = gnu.then(|| [Helper(tar_in.clone()), Helper(tar_out.clone())]);
+    let tar_in = format!("{helper}-in");
+    let _tar_helper = gnu.then(|| Helper(tar_in.clone()));
+    let fifo = if gnu && !runner.dry_run {
+        Some(crate::backup::stream::Fifo::create(runner)?)
+    } else {
+        None
+    };
+    let fifo_path = fifo
+        .as_ref()
+        .map_or_else(|| "<fifo>".to_string(), |f| f.path.display().to_string());
     let cp = if gnu {
-        backup_volume::tar_in(&tar_in, image, fresh)
+        backup_volume::tar_in(&tar_in, image, fresh, &fifo_path)
     } else {
         let mut cp = Command::new("docker");
         cp.args(["cp", "-", &format!("{helper}:/volume")]);
@@ -236,30 +244,43 @@ fn fill(
     let tar = flate2::read::GzDecoder::new(std::io::BufReader::with_capacity(archive::CHUNK, file));
     let bar =
         crate::backup::stream::bar(progress, None, &format!("extracting into volume {fresh}"));
-    let extracted = crate::backup::stream::into_child(runner, true, cp, tar, &bar, true);
+    let extracted = match &fifo {
+        Some(fifo) => crate::backup::stream::into_fifo(runner, cp, fifo, tar, &bar),
+        None => crate::backup::stream::into_child(runner, true, cp, tar, &bar, true).map(|_| ()),
+    };
     bar.finish_and_clear();
     extracted.context("extracting the archive into a fresh volume")?;
     // Read the restored volume back the way a backup reads it.
-    let mut out = if gnu {
-        backup_volume::tar_out(&tar_out, image, fresh)
+    let entries = if gnu {
+        // Counted in place: every path below the volume and itself, as GNU tar stores them.
+        let counted = crate::psql::capture(
+            runner,
+            false,
+            backup_volume::count_entries(image, fresh),
+            "counting the restored volume's entries",
+        )?;
+        counted
+            .trim()
+            .parse::<u64>()
+            .with_context(|| format!("counting the restored volume's entries: `{counted}`"))?
     } else {
         let mut out = Command::new("docker");
         out.args(["cp", &format!("{helper}:/volume/."), "-"]);
-        out
+        let mut child = out
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting `docker cp` out of the restored volume")?;
+        let label = format!("restored volume {fresh}");
+        let counted = backup_volume::check_entries(child.stdout.take().expect("piped"), &label);
+        let status = child.wait()?;
+        let entries = counted?;
+        if !status.success() {
+            bail!("reading the restored volume {fresh} back failed ({status})");
+        }
+        entries
     };
-    let mut child = out
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting `docker cp` out of the restored volume")?;
-    let label = format!("restored volume {fresh}");
-    let counted = backup_volume::check_entries(child.stdout.take().expect("piped"), &label);
-    let status = child.wait()?;
-    let entries = counted?;
-    if !status.success() {
-        bail!("reading the restored volume {fresh} back failed ({status})");
-    }
     if let Some(expected) = manifest.entries {
         if entries != expected {
             bail!("the restored volume has {entries} entries, the manifest says {expected}");
