@@ -186,10 +186,32 @@ pub fn from_fifo(
     let _stdout = collect(child.stdout.take().expect("piped"));
     let stderr = collect(child.stderr.take().expect("piped"));
     let (copied, status) = thread::scope(|s| {
-        let reader = s.spawn(|| {
-            let pipe = std::fs::File::open(&fifo.path)
-                .with_context(|| format!("opening {}", fifo.path.display()))?;
-            super::archive::copy_hashed(pipe, to, bar)
+        // A pump with a deep queue keeps the helper reading while this side compresses.
+        let (send, receive) = std::sync::mpsc::sync_channel::<Vec<u8>>(QUEUE);
+        let pump = s.spawn(move || -> std::io::Result<()> {
+            let mut pipe = std::fs::File::open(&fifo.path)?;
+            deepen(&pipe);
+            loop {
+                let mut chunk = vec![0u8; CHUNK];
+                let n = match pipe.read(&mut chunk) {
+                    Ok(0) => return Ok(()),
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                };
+                chunk.truncate(n);
+                if send.send(chunk).is_err() {
+                    // The consumer failed (a full disk): closing the pipe stops the helper.
+                    return Ok(());
+                }
+            }
+        });
+        let reader = s.spawn(move || {
+            let copied = super::archive::copy_hashed(Queue::new(receive), to, bar);
+            let pumped = pump.join().expect("the pump does not panic");
+            let copied = copied?;
+            pumped.with_context(|| format!("reading {}", fifo.path.display()))?;
+            Ok::<_, anyhow::Error>(copied)
         });
         let status = child.wait();
         if !reader.is_finished() {
@@ -204,6 +226,57 @@ pub fn from_fifo(
         bail!("`{line}` failed ({status}): {}", err.trim());
     }
     Ok(copied)
+}
+
+/// Grow a pipe's buffer from 64 KiB to 1 MiB (the unprivileged maximum), so
+/// the helper is not stopped at every scheduling delay of this side.
+/// Best effort: a kernel that refuses keeps the default.
+fn deepen(pipe: &std::fs::File) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: fcntl on a descriptor this File owns, with an integer argument.
+    unsafe {
+        libc::fcntl(pipe.as_raw_fd(), libc::F_SETPIPE_SZ, 1 << 20);
+    }
+}
+
+/// Chunks read from the pipe at once (64 KiB: what a helper's write leaves).
+const CHUNK: usize = 1 << 16;
+/// Chunks queued between the pipe and the compressor (at most 64 MiB).
+const QUEUE: usize = 1024;
+
+/// A reader over the chunks of a channel.
+struct Queue {
+    receive: std::sync::mpsc::Receiver<Vec<u8>>,
+    chunk: Vec<u8>,
+    at: usize,
+}
+
+impl Queue {
+    fn new(receive: std::sync::mpsc::Receiver<Vec<u8>>) -> Queue {
+        Queue {
+            receive,
+            chunk: Vec::new(),
+            at: 0,
+        }
+    }
+}
+
+impl Read for Queue {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.at == self.chunk.len() {
+            match self.receive.recv() {
+                Ok(chunk) => {
+                    self.chunk = chunk;
+                    self.at = 0;
+                }
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.at);
+        buf[..n].copy_from_slice(&self.chunk[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
 }
 
 /// Run helper `cmd`, which reads a stream from `fifo`, feeding it `from`.
