@@ -379,7 +379,8 @@ fn a_volume_with_links_holes_fifos_and_odd_names_round_trips_exactly() {
          ln -s /etc/passwd abs; ln -s d/f rel; ln -s ../../outside up; ln -s missing dangling
          ln d/f hard; mkfifo fifo
          truncate -s 1G sparse; dd if=/dev/urandom of=sparse bs=4k count=6 seek=1000 conv=notrunc 2>/dev/null
-         echo u > 'ü ñ 名.txt'; echo n > \"$(printf 'new\\nline')/inner file\"",
+         echo u > 'ü ñ 名.txt'; echo n > \"$(printf 'new\\nline')/inner file\"
+         head -c 3000001 /dev/urandom > 'big, through the pipe in short reads'",
     );
     let original = stat_listing(&grafana);
     assert!(original.contains("symbolic link"), "{original}");

@@ -157,6 +157,8 @@ pub fn tar_in(helper: &str, image: &str, volume: &str, fifo: &str) -> Command {
     cmd.args(["--entrypoint", "tar", image]);
     cmd.args([
         "--extract",
+        // A pipe gives short reads: reblock them instead of "Unaligned block".
+        "--read-full-records",
         "--file=/fog-stream.tar",
         "--directory=/volume",
         "--numeric-owner",
