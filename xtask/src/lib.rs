@@ -13,6 +13,7 @@ pub mod ci;
 pub mod claims;
 pub mod cli;
 pub mod completions;
+pub mod comparison;
 pub mod compose;
 pub mod config;
 pub mod deploy;

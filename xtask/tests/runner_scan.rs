@@ -193,7 +193,7 @@ const ALLOWED: &[(&str, &str, Kind, &str)] = &[
         "docker stats stream",
     ),
     (
-        "report/spec.rs",
+        "comparison/spec.rs",
         "read_at_revision",
         Kind::ReadOnly,
         "git show of a file at a revision",
