@@ -4,6 +4,7 @@
 //! [`global`] holds what every command shares (flags, the repository root) and
 //! [`usage`] the error type that maps to exit code 2.
 
+pub mod adopt;
 pub mod backup;
 pub mod bench;
 pub mod betanet;
