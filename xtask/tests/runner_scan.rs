@@ -84,6 +84,12 @@ const ALLOWED: &[(&str, &str, Kind, &str)] = &[
         "a file into pg_restore's stdin (listing, drill, restore) with a byte bar",
     ),
     (
+        "adopt/set.rs",
+        "stream_to_file",
+        Kind::ChecksDryRun,
+        "pg_dump / tar out of the old stack into the adopt backup set's temp file, hashed in the same pass; printed under --dry-run",
+    ),
+    (
         "backup/volume.rs",
         "drop",
         Kind::Local,

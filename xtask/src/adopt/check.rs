@@ -103,12 +103,13 @@ pub fn run(sh: &Shell, runner: &Runner, ctx: &Context, replace: bool) -> Result<
             )),
             Some(c) => {
                 let mut running = c.is_running();
-                if !running && !runner.dry_run {
+                // Start it only when nothing else refuses: a refusal changes nothing.
+                if !running && !runner.dry_run && f.refusals.is_empty() {
                     let id = &c.id;
                     running = runner.run(cmd!(sh, "docker start {id}")).is_ok()
                         && wait_pg(sh, runner, id, &pg.user);
                 }
-                if !running && !runner.dry_run {
+                if !running && !runner.dry_run && f.refusals.is_empty() {
                     f.refusals.push(format!(
                         "the old Postgres (container {}) is not running and cannot be started: see `docker logs {}`",
                         c.name, c.name
