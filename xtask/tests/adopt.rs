@@ -300,6 +300,12 @@ fn adopt_moves_every_row_and_file_into_dev_refuses_a_second_time_and_rolls_back(
         assert!(plan.contains(want), "plan lacks `{want}`:\n{plan}");
     }
     assert!(old.all_running(), "{:?}", old.states());
+    let out = adopt(&new, &[&mapped[..], &["--dry-run", "--format", "json"]].concat(), &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let json: serde_json::Value = serde_json::from_str(common::stdout(&out).trim()).unwrap();
+    assert_eq!(json["plan"]["postgres"]["user"], "fog_user", "{json}");
+    assert!(json["plan"]["postgres"].get("password").is_none(), "{json}");
+    assert_eq!(json["report"]["after"]["spec"], "dev", "{json}");
 
     // A source volume used outside the old project: refused, nothing changed.
     let intruder = common::unique("fogad-intruder");
@@ -416,6 +422,37 @@ fn adopt_moves_every_row_and_file_into_dev_refuses_a_second_time_and_rolls_back(
         docker_lines(&["ps", "-q", "--filter", &project]).is_empty(),
         "the new environment still runs"
     );
+
+    // --replace: dev's populated volumes are backed up into the set first.
+    old.sql("INSERT INTO empty_one VALUES (1)");
+    let replaced = [&elsewhere[..], &["--replace"]].concat();
+    let out = adopt(&new, &replaced, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        common::stdout(&out).contains("--replace: ")
+            && common::stdout(&out).contains("_postgres_dev_data holds data"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(new.sql("SELECT count(*) FROM empty_one"), "1");
+    let sets: Vec<PathBuf> = fs::read_dir(new.dir.join("other-sets"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    assert_eq!(sets.len(), 1, "{sets:?}");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&fs::read(sets[0].join("manifest.json")).unwrap()).unwrap();
+    let kept: Vec<&str> = manifest["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["volume"].as_str().unwrap())
+        .collect();
+    assert!(
+        kept.contains(&format!("{}_postgres_dev_data", new.project).as_str()),
+        "{kept:?}"
+    );
 }
 
 #[test]
@@ -448,6 +485,18 @@ fn a_failure_after_the_stop_brings_the_old_stack_back_and_an_unstartable_postgre
     );
     let volumes = format!("name={}_", new.project);
     assert!(docker_lines(&["volume", "ls", "-q", "--filter", &volumes]).is_empty());
+
+    // A port the environment publishes, held by another container: refused.
+    let new_pg_port = format!("127.0.0.1:{}:9", 49000 + 20 * 13);
+    docker(&["run", "-d", "--name", &blocker, "-p", &new_pg_port, STUB_IMAGE]);
+    let out = adopt(&new, &[&args[..], &["--dry-run"]].concat(), &[]);
+    docker_output(&["rm", "-f", &blocker]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains(&format!("is taken by container `{blocker}`")),
+        "{}",
+        text(&out)
+    );
 
     // The new environment cannot become healthy (its migrate image fails):
     // adopt starts the stopped Postgres itself, moves, fails, and undoes.
