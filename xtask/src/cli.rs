@@ -6,8 +6,8 @@ use clap::{Parser, Subcommand};
 use xshell::Shell;
 
 use crate::{
-    adopt, backup, bench, betanet, check, ci, claims, completions, config, deploy, dev, down, env, images,
-    logs, migrate, network, prod, ps, psql, release, report, restart, restore, up, Global,
+    adopt, backup, bench, betanet, check, ci, claims, completions, config, deploy, dev, down, env,
+    images, logs, migrate, network, prod, ps, psql, release, report, restart, restore, up, Global,
 };
 
 /// fog-compute workflows: compose overlays, Docker environments, the mixnode.

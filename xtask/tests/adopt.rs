@@ -133,8 +133,15 @@ impl OldStack {
     fn wait_pg(&self) {
         let id = self.container("postgres");
         let deadline = Instant::now() + Duration::from_secs(120);
-        while !docker_ok(&["exec", &id, "pg_isready", "-U", "fog_user", "-d", "fog_compute"])
-            || self.try_sql("SELECT 1").is_none()
+        while !docker_ok(&[
+            "exec",
+            &id,
+            "pg_isready",
+            "-U",
+            "fog_user",
+            "-d",
+            "fog_compute",
+        ]) || self.try_sql("SELECT 1").is_none()
         {
             assert!(Instant::now() < deadline, "old postgres did not come up");
             std::thread::sleep(Duration::from_millis(500));
@@ -144,8 +151,19 @@ impl OldStack {
     fn try_sql(&self, sql: &str) -> Option<String> {
         let id = self.container("postgres");
         let out = docker_output(&[
-            "exec", &id, "psql", "-X", "-At", "-v", "ON_ERROR_STOP=1", "-U", "fog_user", "-d",
-            "fog_compute", "-c", sql,
+            "exec",
+            &id,
+            "psql",
+            "-X",
+            "-At",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-U",
+            "fog_user",
+            "-d",
+            "fog_compute",
+            "-c",
+            sql,
         ]);
         out.status
             .success()
@@ -253,14 +271,20 @@ fn adopt_moves_every_row_and_file_into_dev_refuses_a_second_time_and_rolls_back(
     let old = OldStack::new("main", 0, port, true);
     old.sql(WRITE);
     let before = old.sql(FINGERPRINT);
-    assert!(before.starts_with("5000:") && before.ends_with("/0"), "{before}");
+    assert!(
+        before.starts_with("5000:") && before.ends_with("/0"),
+        "{before}"
+    );
     fill(
         &old.volume("prometheus-data"),
         "mkdir -p /v/01HX/chunks /v/wal && head -c 1048576 /dev/urandom > /v/01HX/chunks/000001 \
          && echo '{\"ulid\":\"01HX\"}' > /v/01HX/meta.json && : > '/v/wal/with space' && ln -s 01HX /v/latest \
          && chmod 0640 /v/01HX/meta.json && chown -R 65534:65534 /v",
     );
-    fill(&old.volume("prometheus2-data"), "echo second > /v/only-here");
+    fill(
+        &old.volume("prometheus2-data"),
+        "echo second > /v/only-here",
+    );
     fill(&old.volume("redis-data"), "echo rdb > /v/dump.rdb");
     let sums: Vec<String> = ["prometheus-data", "prometheus2-data", "redis-data"]
         .iter()
@@ -269,7 +293,15 @@ fn adopt_moves_every_row_and_file_into_dev_refuses_a_second_time_and_rolls_back(
     let sets = new.dir.join("sets");
     let sets_arg = sets.display().to_string();
     let from = old.from();
-    let base = ["--from", from.as_str(), "--env", "dev", "--skip-images", "--dir", &sets_arg];
+    let base = [
+        "--from",
+        from.as_str(),
+        "--env",
+        "dev",
+        "--skip-images",
+        "--dir",
+        &sets_arg,
+    ];
 
     // Two old Prometheus volumes for one new one: refused, naming the choice.
     let out = adopt(&new, &[&base[..], &["--dry-run"]].concat(), &[]);
@@ -300,7 +332,11 @@ fn adopt_moves_every_row_and_file_into_dev_refuses_a_second_time_and_rolls_back(
         assert!(plan.contains(want), "plan lacks `{want}`:\n{plan}");
     }
     assert!(old.all_running(), "{:?}", old.states());
-    let out = adopt(&new, &[&mapped[..], &["--dry-run", "--format", "json"]].concat(), &[]);
+    let out = adopt(
+        &new,
+        &[&mapped[..], &["--dry-run", "--format", "json"]].concat(),
+        &[],
+    );
     assert!(out.status.success(), "{}", text(&out));
     let json: serde_json::Value = serde_json::from_str(common::stdout(&out).trim()).unwrap();
     assert_eq!(json["plan"]["postgres"]["user"], "fog_user", "{json}");
@@ -315,7 +351,9 @@ fn adopt_moves_every_row_and_file_into_dev_refuses_a_second_time_and_rolls_back(
     docker_output(&["rm", "-f", &intruder]);
     assert!(!out.status.success());
     assert!(
-        text(&out).contains(&format!("is in use by container {intruder} outside project")),
+        text(&out).contains(&format!(
+            "is in use by container {intruder} outside project"
+        )),
         "{}",
         text(&out)
     );
@@ -349,11 +387,27 @@ fn adopt_moves_every_row_and_file_into_dev_refuses_a_second_time_and_rolls_back(
     );
 
     // The move.
-    let out = adopt(&new, &[&mapped[..], &["--yes", "--format", "json"]].concat(), &[]);
+    let out = adopt(
+        &new,
+        &[&mapped[..], &["--yes", "--format", "json"]].concat(),
+        &[],
+    );
     assert!(out.status.success(), "{}", text(&out));
-    let last = common::stdout(&out).lines().last().unwrap_or_default().to_string();
+    let last = common::stdout(&out)
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_string();
     let figures: serde_json::Value = serde_json::from_str(&last).unwrap();
-    for phase in ["backup", "stop-postgres", "restore", "copy", "up", "verify", "total"] {
+    for phase in [
+        "backup",
+        "stop-postgres",
+        "restore",
+        "copy",
+        "up",
+        "verify",
+        "total",
+    ] {
         assert!(figures["phases"][phase].as_f64().is_some(), "{last}");
     }
     assert_eq!(figures["rows"], 25000, "{last}");
@@ -412,7 +466,11 @@ fn adopt_moves_every_row_and_file_into_dev_refuses_a_second_time_and_rolls_back(
     assert!(old.states().iter().all(|(_, r)| !r), "{:?}", old.states());
 
     // The way back.
-    let out = adopt(&new, &["--rollback", "--project", &old.project, "--dir", &sets_arg], &[]);
+    let out = adopt(
+        &new,
+        &["--rollback", "--project", &old.project, "--dir", &sets_arg],
+        &[],
+    );
     assert!(out.status.success(), "{}", text(&out));
     assert!(old.all_running(), "{:?}", old.states());
     old.wait_pg();
@@ -466,12 +524,28 @@ fn a_failure_after_the_stop_brings_the_old_stack_back_and_an_unstartable_postgre
     let before = old.sql(FINGERPRINT);
     let sets = new.dir.join("sets").display().to_string();
     let from = old.from();
-    let args = ["--from", from.as_str(), "--env", "dev", "--skip-images", "--dir", &sets, "--yes", "--timeout", "60"];
+    let args = [
+        "--from",
+        from.as_str(),
+        "--env",
+        "dev",
+        "--skip-images",
+        "--dir",
+        &sets,
+        "--yes",
+        "--timeout",
+        "60",
+    ];
 
     // The old Postgres stopped, and its port held by another container: refused.
     let pg = old.container("postgres");
     docker(&["stop", &pg]);
-    let pg_port = docker(&["inspect", "--format", "{{(index (index .HostConfig.PortBindings \"5432/tcp\") 0).HostPort}}", &pg]);
+    let pg_port = docker(&[
+        "inspect",
+        "--format",
+        "{{(index (index .HostConfig.PortBindings \"5432/tcp\") 0).HostPort}}",
+        &pg,
+    ]);
     let blocker = common::unique("fogad-blocker");
     let publish = format!("127.0.0.1:{pg_port}:9");
     docker(&["run", "-d", "--name", &blocker, "-p", &publish, STUB_IMAGE]);
@@ -488,7 +562,15 @@ fn a_failure_after_the_stop_brings_the_old_stack_back_and_an_unstartable_postgre
 
     // A port the environment publishes, held by another container: refused.
     let new_pg_port = format!("127.0.0.1:{}:9", 49000 + 20 * 13);
-    docker(&["run", "-d", "--name", &blocker, "-p", &new_pg_port, STUB_IMAGE]);
+    docker(&[
+        "run",
+        "-d",
+        "--name",
+        &blocker,
+        "-p",
+        &new_pg_port,
+        STUB_IMAGE,
+    ]);
     let out = adopt(&new, &[&args[..], &["--dry-run"]].concat(), &[]);
     docker_output(&["rm", "-f", &blocker]);
     assert!(!out.status.success());

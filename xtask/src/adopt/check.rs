@@ -87,7 +87,8 @@ pub fn run(sh: &Shell, runner: &Runner, ctx: &Context, replace: bool) -> Result<
             }
         }
         if !ctx.figures.contains_key(&v.old_name) {
-            f.refusals.push(format!("source volume {} does not exist", v.old_name));
+            f.refusals
+                .push(format!("source volume {} does not exist", v.old_name));
         }
     }
     // The old Postgres: running (or startable) and not newer than the new server.
@@ -130,7 +131,8 @@ pub fn run(sh: &Shell, runner: &Runner, ctx: &Context, replace: bool) -> Result<
         }
     }
     if ctx.plan.volumes.iter().any(|v| v.how == How::DumpRestore) && ctx.plan.postgres.is_none() {
-        f.refusals.push("no old Postgres service found for the database volume".into());
+        f.refusals
+            .push("no old Postgres service found for the database volume".into());
     }
     // Ports.
     let old_ports: Vec<(u16, &str)> = ctx

@@ -60,10 +60,7 @@ fn parse_figures(out: &str) -> Result<Figures> {
 pub fn volume_users(sh: &Shell, runner: &Runner, name: &str) -> Result<Vec<(String, String)>> {
     let filter = format!("volume={name}");
     let format = "{{.Names}}\t{{.Label \"com.docker.compose.project\"}}";
-    let out = runner.read(cmd!(
-        sh,
-        "docker ps -a --filter {filter} --format {format}"
-    ))?;
+    let out = runner.read(cmd!(sh, "docker ps -a --filter {filter} --format {format}"))?;
     Ok(out
         .lines()
         .filter(|l| !l.trim().is_empty())
@@ -117,7 +114,10 @@ mod tests {
             }
         );
         assert!(parse_figures("12").is_err());
-        assert_eq!(major("postgres (PostgreSQL) 15.8 (Debian 15.8-1.pgdg)"), Some(15));
+        assert_eq!(
+            major("postgres (PostgreSQL) 15.8 (Debian 15.8-1.pgdg)"),
+            Some(15)
+        );
         assert_eq!(major("postgres (PostgreSQL) 16beta1"), Some(16));
         assert_eq!(major("nope"), None);
     }

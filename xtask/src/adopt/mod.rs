@@ -80,7 +80,11 @@ Examples:
   cargo xtask adopt --rollback --project fog")]
 pub struct Cmd {
     /// The old layout's compose files, comma-separated.
-    #[arg(long, value_name = "FILE[,FILE...]", required_unless_present = "rollback")]
+    #[arg(
+        long,
+        value_name = "FILE[,FILE...]",
+        required_unless_present = "rollback"
+    )]
     from: Option<String>,
     /// The old compose project (default: Compose's name for the first file's folder).
     #[arg(long, value_name = "NAME")]
@@ -169,7 +173,9 @@ impl Cmd {
             }
         };
         if old_project.is_empty() {
-            usage_bail!("--from `{from}`: cannot name the old project from its folder; pass --project NAME");
+            usage_bail!(
+                "--from `{from}`: cannot name the old project from its folder; pass --project NAME"
+            );
         }
         let project = Project::open(global.dry_run, global.verbose)?;
         if project.name == old_project {
@@ -185,7 +191,10 @@ impl Cmd {
         let Some(pg) = new_model.service(crate::psql::SERVICE) else {
             usage_bail!("environment {environment} has no `postgres` service to adopt into");
         };
-        let helper = pg.image.clone().context("the new postgres service names no image")?;
+        let helper = pg
+            .image
+            .clone()
+            .context("the new postgres service names no image")?;
         let new_user = pg.env("POSTGRES_USER").unwrap_or("postgres").to_string();
         let new_database = pg.env("POSTGRES_DB").unwrap_or(&new_user).to_string();
         let old_containers = crate::engine::containers::list(sh, &runner, &old_project)?;
@@ -212,7 +221,10 @@ impl Cmd {
         if !self.up.skip_images {
             crate::images::ensure_for(&ctx.environment, &runner, true)?;
             ctx.project.env.reload()?;
-            ctx.new_model = ctx.project.compose(&ctx.environment).model(&ctx.project.env)?;
+            ctx.new_model = ctx
+                .project
+                .compose(&ctx.environment)
+                .model(&ctx.project.env)?;
             if let Some(pg) = ctx.new_model.service(crate::psql::SERVICE) {
                 ctx.helper = pg.image.clone().unwrap_or(ctx.helper);
             }
@@ -247,7 +259,9 @@ impl Cmd {
 /// Ask `question` on the terminal; no terminal, or anything but yes: exit 2.
 fn confirm(question: &str) -> Result<()> {
     if !std::io::stdin().is_terminal() {
-        usage_bail!("{question} Pass --yes to confirm (no terminal to ask on); nothing was touched");
+        usage_bail!(
+            "{question} Pass --yes to confirm (no terminal to ask on); nothing was touched"
+        );
     }
     eprint!("{question} [y/N] ");
     std::io::stderr().flush()?;

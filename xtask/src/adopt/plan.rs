@@ -379,7 +379,11 @@ volumes: {postgres_data: {}, prometheus-data: {}, redis-data: {name: legacy-redi
         let pg = &plan.volumes[0];
         assert_eq!(
             (pg.old_name.as_str(), pg.new_name.as_str(), &pg.how),
-            ("old_postgres_data", "fog_postgres_dev_data", &How::DumpRestore)
+            (
+                "old_postgres_data",
+                "fog_postgres_dev_data",
+                &How::DumpRestore
+            )
         );
         let prom = &plan.volumes[1];
         assert_eq!(
@@ -388,7 +392,11 @@ volumes: {postgres_data: {}, prometheus-data: {}, redis-data: {name: legacy-redi
         );
         let old = plan.postgres.unwrap();
         assert_eq!(
-            (old.user.as_str(), old.database.as_str(), old.password.as_deref()),
+            (
+                old.user.as_str(),
+                old.database.as_str(),
+                old.password.as_deref()
+            ),
             ("fog_user", "fog_compute", Some("fog_password"))
         );
     }
@@ -400,7 +408,11 @@ volumes: {postgres_data: {}, prometheus-data: {}, redis-data: {name: legacy-redi
             OLD.split("volumes: {postgres_data").next().unwrap()
         );
         let err = map(&model(&old), "old", &model(NEW), "fog", &[]).unwrap_err();
-        assert!(err.0.contains("new volume `prometheus_dev_data` has 2 old candidates"), "{err}");
+        assert!(
+            err.0
+                .contains("new volume `prometheus_dev_data` has 2 old candidates"),
+            "{err}"
+        );
         assert!(err.0.contains("--map"), "{err}");
         let maps = [parse_map("prom2=prometheus_dev_data").unwrap()];
         let plan = map(&model(&old), "old", &model(NEW), "fog", &maps).unwrap();
@@ -418,8 +430,14 @@ volumes: {postgres_data: {}, prometheus-data: {}, redis-data: {name: legacy-redi
         let err = map(&model(old), "old", &model(NEW), "fog", &[]).unwrap_err();
         assert!(err.0.contains("old volume `rules`"), "{err}");
         assert!(err.0.contains("--map rules=NEW_VOLUME"), "{err}");
-        let err = map(&model(OLD), "old", &model(NEW), "fog", &[("nope".into(), "x".into())])
-            .unwrap_err();
+        let err = map(
+            &model(OLD),
+            "old",
+            &model(NEW),
+            "fog",
+            &[("nope".into(), "x".into())],
+        )
+        .unwrap_err();
         assert!(err.0.contains("--map nope=x"), "{err}");
         assert!(parse_map("a").is_err() && parse_map("=b").is_err());
     }

@@ -96,8 +96,19 @@ impl Set {
         password: Option<&str>,
     ) -> Result<()> {
         let mut cmd = Command::new("docker");
-        cmd.args(["exec", "-e", "PGPASSWORD", id, "pg_dump", "-Fc", "-U", user, "-d", database])
-            .env("PGPASSWORD", password.unwrap_or_default());
+        cmd.args([
+            "exec",
+            "-e",
+            "PGPASSWORD",
+            id,
+            "pg_dump",
+            "-Fc",
+            "-U",
+            user,
+            "-d",
+            database,
+        ])
+        .env("PGPASSWORD", password.unwrap_or_default());
         let member = self.stream("postgres.dump", cmd, runner)?;
         let rows = row_counts(sh, runner, id, user, database, password)?;
         self.manifest.postgres = Some(DumpEntry {
@@ -110,11 +121,27 @@ impl Set {
     }
 
     /// Tar volume `name` (read-only, by `helper`) into the set.
-    pub fn volume(&mut self, runner: &Runner, helper: &str, name: &str, figures: Figures) -> Result<()> {
+    pub fn volume(
+        &mut self,
+        runner: &Runner,
+        helper: &str,
+        name: &str,
+        figures: Figures,
+    ) -> Result<()> {
         let mut cmd = Command::new("docker");
-        cmd.args(["run", "--rm", "--network", "none", "--user", "0", "--entrypoint", "tar", "-v"])
-            .arg(format!("{name}:/from:ro"))
-            .args([helper, "-C", "/from", "-cf", "-", "."]);
+        cmd.args([
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--user",
+            "0",
+            "--entrypoint",
+            "tar",
+            "-v",
+        ])
+        .arg(format!("{name}:/from:ro"))
+        .args([helper, "-C", "/from", "-cf", "-", "."]);
         let member = self.stream(&format!("{name}.tar"), cmd, runner)?;
         self.manifest.volumes.push(VolumeEntry {
             member,
@@ -143,7 +170,10 @@ impl Set {
             let path = self.dir.join(&m.file);
             let (bytes, sha256) = hash_file(&path)?;
             if bytes != m.bytes || sha256 != m.sha256 {
-                bail!("backup set member {} does not read back as written", path.display());
+                bail!(
+                    "backup set member {} does not read back as written",
+                    path.display()
+                );
             }
         }
         for v in &self.manifest.volumes {
@@ -167,8 +197,9 @@ impl Set {
             .context("a set in progress has a .partial- name")?
             .to_string();
         let done = self.dir.with_file_name(name);
-        fs::rename(&self.dir, &done)
-            .with_context(|| format!("cannot rename {} to {}", self.dir.display(), done.display()))?;
+        fs::rename(&self.dir, &done).with_context(|| {
+            format!("cannot rename {} to {}", self.dir.display(), done.display())
+        })?;
         self.dir = done;
         Ok(self)
     }
@@ -218,7 +249,8 @@ fn quote_literal(s: &str) -> String {
 
 /// sha256 and size of a file.
 pub fn hash_file(path: &Path) -> Result<(u64, String)> {
-    let mut file = fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut file =
+        fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut total = 0u64;
@@ -246,7 +278,8 @@ fn stream_to_file(runner: &Runner, mut cmd: Command, path: &Path) -> Result<(u64
         eprintln!("+ {line} > {}", path.display());
     }
     let tmp = path.with_extension("tmp");
-    let mut out = fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+    let mut out =
+        fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

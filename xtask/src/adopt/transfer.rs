@@ -52,7 +52,16 @@ pub fn run(
     };
     journal.record(&ctx.dir, "checked", runner.dry_run)?;
     let mut phases: Phases = Vec::new();
-    match steps(sh, global, runner, ctx, findings, up, &mut journal, &mut phases) {
+    match steps(
+        sh,
+        global,
+        runner,
+        ctx,
+        findings,
+        up,
+        &mut journal,
+        &mut phases,
+    ) {
         Ok(set) => {
             journal.record(&ctx.dir, "done", runner.dry_run)?;
             phases.push(("total", began.elapsed().as_secs_f64()));
@@ -129,7 +138,14 @@ fn steps(
         std::fs::create_dir_all(&ctx.dir)?;
         let mut set = Set::begin(&ctx.dir, &ctx.old_project)?;
         if let (Some(pg), Some(id)) = (&ctx.plan.postgres, &pg_id) {
-            set.dump(sh, runner, id, &pg.user, &pg.database, pg.password.as_deref())?;
+            set.dump(
+                sh,
+                runner,
+                id,
+                &pg.user,
+                &pg.database,
+                pg.password.as_deref(),
+            )?;
         }
         for v in ctx.plan.volumes.iter().filter(|v| v.how == How::Copy) {
             let figures = ctx.figures[&v.old_name];
@@ -244,8 +260,16 @@ fn steps(
     })?;
     // 7. The environment, through the one bring-up path.
     timed(phases, "up", || {
-        bringup::bring_up(sh, global, &ctx.environment, &UpArgs { skip_images: true, ..up.clone() })
-            .map(|_| ())
+        bringup::bring_up(
+            sh,
+            global,
+            &ctx.environment,
+            &UpArgs {
+                skip_images: true,
+                ..up.clone()
+            },
+        )
+        .map(|_| ())
     })?;
     journal.record(&ctx.dir, "up", runner.dry_run)?;
     // 8. Every table's rows.
