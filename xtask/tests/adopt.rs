@@ -3,7 +3,7 @@
 //! fog_compute, a hyphenated `prometheus-data` volume full of files, a
 //! duplicated Prometheus, a redis-like service with no counterpart, its own
 //! network and ports; project `fogad-<test>-<pid>`, subnets in
-//! 10.236.0.0/16) onto dev (a `data_support` stack on the offline Postgres
+//! 10.236.0.0/16) onto dev and betanet (`data_support` stacks on the offline Postgres
 //! image, the real `migrate` image, stub images for the other services).
 //! Every row and file is checked, the old volumes are checksummed before and
 //! after, each refusal changes nothing, a failure after the stop brings the
@@ -32,6 +32,9 @@ struct OldStack {
     project: String,
     dir: PathBuf,
     files: Vec<PathBuf>,
+    /// The redis stand-in: the stub under a repository of its own, as a real
+    /// `redis` image has one no new service shares.
+    redis_image: String,
 }
 
 impl OldStack {
@@ -52,8 +55,10 @@ impl OldStack {
                 to
             })
             .collect();
+        let redis_image = format!("{project}-redis:1");
+        docker(&["tag", STUB_IMAGE, &redis_image]);
         let env = format!(
-            "LEGACY_POSTGRES_IMAGE={}\nLEGACY_PROMETHEUS_IMAGE={STUB_IMAGE}\nLEGACY_REDIS_IMAGE={STUB_IMAGE}\n\
+            "LEGACY_POSTGRES_IMAGE={}\nLEGACY_PROMETHEUS_IMAGE={STUB_IMAGE}\nLEGACY_REDIS_IMAGE={redis_image}\n\
              LEGACY_POSTGRES_PORT={}\nLEGACY_PROMETHEUS_PORT={prometheus_port}\nLEGACY_SUBNET=10.236.{}.0/24\n",
             postgres_image(),
             47000 + subnet * 10 + (std::process::id() % 10) as u16,
@@ -64,6 +69,7 @@ impl OldStack {
             project,
             dir,
             files,
+            redis_image,
         };
         stack.compose(&["up", "-d"]);
         stack.wait_pg();
@@ -180,6 +186,7 @@ impl Drop for OldStack {
     fn drop(&mut self) {
         let network = format!("{}_legacy", self.project);
         common::remove_project(&self.project, &[&network], &self.dir);
+        docker_output(&["rmi", &self.redis_image]);
     }
 }
 
@@ -228,10 +235,20 @@ CREATE TABLE empty_one (x int);";
 /// One fingerprint of every row of the written tables.
 const FINGERPRINT: &str = "SELECT (SELECT count(*) || ':' || md5(string_agg(t::text, ',' ORDER BY id)) FROM nodes t) || '/' || (SELECT count(*) || ':' || md5(string_agg(r::text, ',' ORDER BY id)) FROM jobs.runs r) || '/' || (SELECT count(*) FROM empty_one)";
 
-fn new_stack(test: &str, slot: u16, migrate: &str, prometheus_port: u16) -> Option<DataStack> {
-    let stack = DataStack::new(test, slot, &["compose/base.yml", "compose/dev.yml"])?;
+fn new_stack(
+    test: &str,
+    slot: u16,
+    env: &str,
+    migrate: &str,
+    prometheus_port: u16,
+) -> Option<DataStack> {
+    let overlay: &'static str = match env {
+        "dev" => "compose/dev.yml",
+        _ => "compose/betanet.yml",
+    };
+    let stack = DataStack::new(test, slot, &["compose/base.yml", overlay])?;
     let extra = format!(
-        "PROMETHEUS_IMAGE={STUB_IMAGE}\nGRAFANA_IMAGE={STUB_IMAGE}\nLOKI_IMAGE={STUB_IMAGE}\nMIGRATE_IMAGE={migrate}\n\
+        "PROMETHEUS_IMAGE={STUB_IMAGE}\nGRAFANA_IMAGE={STUB_IMAGE}\nLOKI_IMAGE={STUB_IMAGE}\nMIXNODE_IMAGE={STUB_IMAGE}\nMIGRATE_IMAGE={migrate}\n\
          PROMETHEUS_PORT={prometheus_port}\nGRAFANA_PORT={}\nLOKI_PORT={}\n",
         prometheus_port + 1,
         prometheus_port + 2
@@ -263,7 +280,7 @@ fn adopt(stack: &DataStack, args: &[&str], env: &[(&str, &str)]) -> Output {
 #[test]
 fn adopt_moves_every_row_and_file_into_dev_refuses_a_second_time_and_rolls_back() {
     let port = 49000 + 20 * 12 + 4;
-    let Some(new) = new_stack("adopt", 12, "fog-compute/migrate:0.1.0", port) else {
+    let Some(new) = new_stack("adopt", 12, "dev", "fog-compute/migrate:0.1.0", port) else {
         return;
     };
     ensure_stub_image();
@@ -514,21 +531,28 @@ fn adopt_moves_every_row_and_file_into_dev_refuses_a_second_time_and_rolls_back(
 }
 
 #[test]
-fn a_failure_after_the_stop_brings_the_old_stack_back_and_an_unstartable_postgres_is_refused() {
+fn a_failure_after_the_stop_brings_the_old_stack_back_then_betanet_adopts_it_and_an_unstartable_postgres_is_refused(
+) {
     let port = 49000 + 20 * 13 + 4;
-    let Some(new) = new_stack("adoptfail", 13, &ensure_failing_image(), port) else {
+    let Some(new) = new_stack("adoptfail", 13, "betanet", &ensure_failing_image(), port) else {
         return;
     };
+    new.ok(&["images", "build", "migrate", "--quiet"]);
     let old = OldStack::new("fail", 1, 47900 + (std::process::id() % 50) as u16, false);
     old.sql(WRITE);
     let before = old.sql(FINGERPRINT);
+    fill(
+        &old.volume("prometheus-data"),
+        "mkdir -p /v/wal && head -c 65536 /dev/urandom > /v/wal/00000001 && chown -R 65534:65534 /v",
+    );
+    let prometheus = checksum(&old.volume("prometheus-data"));
     let sets = new.dir.join("sets").display().to_string();
     let from = old.from();
     let args = [
         "--from",
         from.as_str(),
         "--env",
-        "dev",
+        "betanet",
         "--skip-images",
         "--dir",
         &sets,
@@ -561,14 +585,14 @@ fn a_failure_after_the_stop_brings_the_old_stack_back_and_an_unstartable_postgre
     assert!(docker_lines(&["volume", "ls", "-q", "--filter", &volumes]).is_empty());
 
     // A port the environment publishes, held by another container: refused.
-    let new_pg_port = format!("127.0.0.1:{}:9", 49000 + 20 * 13);
+    let mixnode_port = format!("127.0.0.1:{}:9", 49000 + 20 * 13 + 1);
     docker(&[
         "run",
         "-d",
         "--name",
         &blocker,
         "-p",
-        &new_pg_port,
+        &mixnode_port,
         STUB_IMAGE,
     ]);
     let out = adopt(&new, &[&args[..], &["--dry-run"]].concat(), &[]);
@@ -602,4 +626,25 @@ fn a_failure_after_the_stop_brings_the_old_stack_back_and_an_unstartable_postgre
     )
     .unwrap();
     assert_eq!(journal["phase"], "failed");
+
+    // Mended, the same adopt moves into betanet: every row and file.
+    let env = fs::read_to_string(&new.env_file).unwrap();
+    let mended: String = env
+        .lines()
+        .map(|l| match l.strip_prefix("MIGRATE_IMAGE=") {
+            Some(_) => "MIGRATE_IMAGE=fog-compute/migrate:0.1.0\n".to_string(),
+            None => format!("{l}\n"),
+        })
+        .collect();
+    fs::write(&new.env_file, mended).unwrap();
+    let out = adopt(&new, &args, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(new.sql(FINGERPRINT), before);
+    assert_eq!(new.sql("SELECT count(*) > 0 FROM fog_schema_history"), "t");
+    assert_eq!(
+        checksum(&format!("{}_prometheus_data", new.project)),
+        prometheus
+    );
+    assert_eq!(checksum(&old.volume("prometheus-data")), prometheus);
+    assert!(old.states().iter().all(|(_, r)| !r), "{:?}", old.states());
 }
