@@ -417,8 +417,12 @@ fn adopt_moves_every_row_and_file_into_dev_refuses_a_second_time_and_rolls_back(
         .to_string();
     let figures: serde_json::Value = serde_json::from_str(&last).unwrap();
     for phase in [
-        "backup",
+        "stop-services",
+        "backup-dump",
+        "backup-volumes",
+        "backup-verify",
         "stop-postgres",
+        "create",
         "restore",
         "copy",
         "up",

@@ -1,5 +1,5 @@
 //! The verified backup set adopt takes of the old stack before it stops it:
-//! `adopt-<project>-<unix seconds>/` holding `postgres.dump` (`pg_dump -Fc`
+//! `adopt-<project>-<unix seconds>/` holding `postgres.dump` (`pg_dump -Fc -Z1`
 //! streamed out of the old container with the old model's credentials),
 //! one `<volume>.tar` per copied volume (tar by a helper container that
 //! mounts the volume read-only, no network) and `manifest.json` with each
@@ -103,6 +103,9 @@ impl Set {
             id,
             "pg_dump",
             "-Fc",
+            // Fast compression: the set is a same-host safety copy taken
+            // while the old services are down.
+            "-Z1",
             "-U",
             user,
             "-d",

@@ -134,9 +134,9 @@ fn steps(
         Ok(())
     })?;
     // 2. The backup set.
-    let set = timed(phases, "backup", || {
-        std::fs::create_dir_all(&ctx.dir)?;
-        let mut set = Set::begin(&ctx.dir, &ctx.old_project)?;
+    std::fs::create_dir_all(&ctx.dir)?;
+    let mut set = Set::begin(&ctx.dir, &ctx.old_project)?;
+    timed(phases, "backup-dump", || {
         if let (Some(pg), Some(id)) = (&ctx.plan.postgres, &pg_id) {
             set.dump(
                 sh,
@@ -147,14 +147,24 @@ fn steps(
                 pg.password.as_deref(),
             )?;
         }
+        Ok(())
+    })?;
+    // Counted again now that their services are stopped: the plan's figures
+    // were taken while they ran.
+    let mut source: std::collections::BTreeMap<String, inspect::Figures> = Default::default();
+    timed(phases, "backup-volumes", || {
         for v in ctx.plan.volumes.iter().filter(|v| v.how == How::Copy) {
-            let figures = ctx.figures[&v.old_name];
+            let figures = inspect::figures(sh, runner, &ctx.helper, &v.old_name)?;
+            source.insert(v.old_name.clone(), figures);
             set.volume(runner, &ctx.helper, &v.old_name, figures)?;
         }
         for name in &findings.replace {
             let figures = inspect::figures(sh, runner, &ctx.helper, name)?;
             set.volume(runner, &ctx.helper, name, figures)?;
         }
+        Ok(())
+    })?;
+    let set = timed(phases, "backup-verify", || {
         let set = set.finish(sh, runner)?;
         eprintln!("adopt: backup set {}", set.dir.display());
         Ok(set)
@@ -238,7 +248,7 @@ fn steps(
                 sh,
                 "docker run --rm --network none --user 0 --entrypoint cp -v {from} -v {to} {helper} -a /from/. /to/"
             ))?;
-            let want = ctx.figures[&v.old_name];
+            let want = source[&v.old_name];
             let got = inspect::figures(sh, runner, helper, &v.new_name)?;
             if got != want {
                 bail!(
