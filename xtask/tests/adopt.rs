@@ -7,7 +7,8 @@
 //! image, the real `migrate` image, stub images for the other services).
 //! Every row and file is checked, the old volumes are checksummed before and
 //! after, each refusal changes nothing, a failure after the stop brings the
-//! old stack back, and `--rollback` undoes a finished adopt.
+//! old stack back, so does `--rollback` after adopt is killed (SIGKILL at a
+//! named phase, `FOG_TEST_PAUSE_AT`), and `--rollback` undoes a finished adopt.
 
 mod common;
 mod data_support;
@@ -344,6 +345,9 @@ fn adopt_moves_every_row_and_file_into_dev_refuses_a_second_time_and_rolls_back(
         "_prometheus-data (prometheus: /prometheus, 1.0 MiB, 8 entries) -> ",
         "verified copy",
         &format!("port {port}: old prometheus publishes it, new prometheus wants it"),
+        "pg_dump -Fc -Z1 -U fog_user -d fog_compute > ",
+        "_prometheus-data:/from:ro -v fogdata-adopt-",
+        "cargo xtask up --env dev (wait until healthy)",
         "Before/after (static)",
     ] {
         assert!(plan.contains(want), "plan lacks `{want}`:\n{plan}");
@@ -630,6 +634,47 @@ fn a_failure_after_the_stop_brings_the_old_stack_back_then_betanet_adopts_it_and
     )
     .unwrap();
     assert_eq!(journal["phase"], "failed");
+
+    // Killed (SIGKILL) before the copy, after the stop and the restore:
+    // `--rollback` reads the journal and brings the old stack back.
+    let marker = PathBuf::from(&sets).join(format!("adopt-{}.paused", old.project));
+    let mut child = new
+        .command(&[&["adopt"], &args[..]].concat())
+        .env("FOG_TEST_PAUSE_AT", "copy")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while !marker.is_file() {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("adopt ended ({status}) before the pause point");
+        }
+        assert!(Instant::now() < deadline, "adopt never reached the copy");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    fs::remove_file(&marker).unwrap();
+    assert!(old.states().iter().all(|(_, r)| !r), "{:?}", old.states());
+    let out = adopt(
+        &new,
+        &["--rollback", "--project", &old.project, "--dir", &sets],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("the volumes the unfinished adopt created are removed"),
+        "{}",
+        text(&out)
+    );
+    assert!(old.all_running(), "{:?}", old.states());
+    old.wait_pg();
+    assert_eq!(old.sql(FINGERPRINT), before);
+    assert!(
+        docker_lines(&["volume", "ls", "-q", "--filter", &volumes]).is_empty(),
+        "the killed adopt's volumes are left"
+    );
 
     // Mended, the same adopt moves into betanet: every row and file.
     let env = fs::read_to_string(&new.env_file).unwrap();

@@ -93,9 +93,90 @@ pub fn plan(ctx: &Context, findings: &Findings, report: &Report) -> String {
             let _ = writeln!(out, "  {r}");
         }
     }
+    out.push_str(&steps(ctx, findings));
     let _ = writeln!(out, "\nBefore/after (static):\n");
     out.push_str(&markdown::render(report));
     out
+}
+
+/// The move's commands, in order, as adopt will run them.
+fn steps(ctx: &Context, findings: &Findings) -> String {
+    let mut out = String::new();
+    let p = &ctx.plan;
+    let pg = findings.old_postgres.as_deref();
+    let others: Vec<&str> = ctx
+        .old_containers
+        .iter()
+        .filter(|c| c.is_running() && Some(c.id.as_str()) != pg)
+        .map(|c| c.name.as_str())
+        .collect();
+    let set = ctx
+        .dir
+        .join(format!("adopt-{}-<time>", ctx.old_project))
+        .display()
+        .to_string();
+    let helper = &ctx.helper;
+    let _ = writeln!(
+        out,
+        "\nThe move (each step journalled first in {}):",
+        super::journal::Journal::path(&ctx.dir, &ctx.old_project).display()
+    );
+    if !others.is_empty() {
+        let _ = writeln!(out, "  docker stop {}", others.join(" "));
+    }
+    if let (Some(old), Some(id)) = (&p.postgres, pg) {
+        let _ = writeln!(
+            out,
+            "  docker exec -e PGPASSWORD {} pg_dump -Fc -Z1 -U {} -d {} > {set}/postgres.dump",
+            short(id),
+            old.user,
+            old.database
+        );
+    }
+    for v in p.volumes.iter().filter(|v| v.how == How::Copy) {
+        let _ = writeln!(
+            out,
+            "  docker run --rm --network none --user 0 --entrypoint tar -v {}:/from:ro {helper} -C /from -cf - . > {set}/{}.tar",
+            v.old_name, v.old_name
+        );
+    }
+    let _ = writeln!(
+        out,
+        "  (every member read back against its sha256; manifest.json)"
+    );
+    if let Some(id) = pg {
+        let _ = writeln!(out, "  docker stop {}", short(id));
+    }
+    let _ = writeln!(
+        out,
+        "  networks and missing volumes of {} created (labelled for project {})",
+        ctx.environment, ctx.project.name
+    );
+    if p.postgres.is_some() {
+        let _ = writeln!(out, "  compose up -d --renew-anon-volumes postgres");
+        let _ = writeln!(
+            out,
+            "  docker exec NEW_POSTGRES pg_restore --no-owner --no-privileges --role={0} -U {0} -d {1} --exit-on-error --single-transaction /tmp/adopt.dump",
+            ctx.new_user, ctx.new_database
+        );
+    }
+    for v in p.volumes.iter().filter(|v| v.how == How::Copy) {
+        let _ = writeln!(
+            out,
+            "  docker run --rm --network none --user 0 --entrypoint cp -v {}:/from:ro -v {}:/to {helper} -a /from/. /to/",
+            v.old_name, v.new_name
+        );
+    }
+    let _ = writeln!(
+        out,
+        "  cargo xtask up --env {} (wait until healthy), then row counts against the manifest",
+        ctx.environment
+    );
+    out
+}
+
+fn short(id: &str) -> &str {
+    &id[..id.len().min(12)]
 }
 
 pub fn plan_json(ctx: &Context, findings: &Findings, report: &Report) -> Result<String> {

@@ -98,7 +98,29 @@ pub fn run(
     }
 }
 
-fn timed<T>(phases: &mut Phases, name: &'static str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+/// The test hook: with `FOG_TEST_PAUSE_AT=<phase>`, write
+/// `<dir>/adopt-<project>.paused` (holding the phase) when that phase is
+/// about to start and wait there until killed, so tests can kill -9 adopt at
+/// a named point instead of racing it with sleeps.
+fn pause_point(ctx: &Context, name: &str) {
+    if std::env::var("FOG_TEST_PAUSE_AT").ok().as_deref() != Some(name) {
+        return;
+    }
+    let marker = ctx.dir.join(format!("adopt-{}.paused", ctx.old_project));
+    let _ = crate::dotenv::write_atomic(&marker, name.as_bytes(), 0o600);
+    eprintln!("adopt: paused before {name} (FOG_TEST_PAUSE_AT)");
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+}
+
+fn timed<T>(
+    ctx: &Context,
+    phases: &mut Phases,
+    name: &'static str,
+    f: impl FnOnce() -> Result<T>,
+) -> Result<T> {
+    pause_point(ctx, name);
     let began = Instant::now();
     eprintln!("adopt: {name} ...");
     let out = f();
@@ -125,7 +147,7 @@ fn steps(
         .filter(|c| c.is_running() && Some(&c.id) != pg_id.as_ref())
         .map(|c| c.id.clone())
         .collect();
-    timed(phases, "stop-services", || {
+    timed(ctx, phases, "stop-services", || {
         if !others.is_empty() {
             journal.stopped = others.clone();
             journal.record(&ctx.dir, "stopping", runner.dry_run)?;
@@ -136,7 +158,7 @@ fn steps(
     // 2. The backup set.
     std::fs::create_dir_all(&ctx.dir)?;
     let mut set = Set::begin(&ctx.dir, &ctx.old_project)?;
-    timed(phases, "backup-dump", || {
+    timed(ctx, phases, "backup-dump", || {
         if let (Some(pg), Some(id)) = (&ctx.plan.postgres, &pg_id) {
             set.dump(
                 sh,
@@ -152,7 +174,7 @@ fn steps(
     // Counted again now that their services are stopped: the plan's figures
     // were taken while they ran.
     let mut source: std::collections::BTreeMap<String, inspect::Figures> = Default::default();
-    timed(phases, "backup-volumes", || {
+    timed(ctx, phases, "backup-volumes", || {
         for v in ctx.plan.volumes.iter().filter(|v| v.how == How::Copy) {
             let figures = inspect::figures(sh, runner, &ctx.helper, &v.old_name)?;
             source.insert(v.old_name.clone(), figures);
@@ -164,14 +186,14 @@ fn steps(
         }
         Ok(())
     })?;
-    let set = timed(phases, "backup-verify", || {
+    let set = timed(ctx, phases, "backup-verify", || {
         let set = set.finish(sh, runner)?;
         eprintln!("adopt: backup set {}", set.dir.display());
         Ok(set)
     })?;
     journal.backup_set = Some(set.dir.clone());
     // 3. Stop the old Postgres.
-    timed(phases, "stop-postgres", || {
+    timed(ctx, phases, "stop-postgres", || {
         if let Some(id) = &pg_id {
             journal.stopped.push(id.clone());
             journal.record(&ctx.dir, "stopping", runner.dry_run)?;
@@ -181,7 +203,7 @@ fn steps(
     })?;
     // 4. Networks and volumes of the environment.
     let compose = ctx.project.compose(&ctx.environment);
-    timed(phases, "create", || {
+    timed(ctx, phases, "create", || {
         if !findings.replace.is_empty() {
             runner.run(compose.cmd(sh, &["down", "--remove-orphans"]))?;
             for name in &findings.replace {
@@ -207,7 +229,7 @@ fn steps(
     })?;
     // 5. The database.
     if let Some(dump) = &set.manifest.postgres {
-        timed(phases, "restore", || {
+        timed(ctx, phases, "restore", || {
             runner.run(compose.cmd(sh, &["up", "-d", "--renew-anon-volumes", "postgres"]))?;
             health::wait_ready(
                 sh,
@@ -239,7 +261,7 @@ fn steps(
         })?;
     }
     // 6. The other volumes.
-    timed(phases, "copy", || {
+    timed(ctx, phases, "copy", || {
         for v in ctx.plan.volumes.iter().filter(|v| v.how == How::Copy) {
             let from = format!("{}:/from:ro", v.old_name);
             let to = format!("{}:/to", v.new_name);
@@ -269,7 +291,7 @@ fn steps(
         journal.record(&ctx.dir, "copied", runner.dry_run)
     })?;
     // 7. The environment, through the one bring-up path.
-    timed(phases, "up", || {
+    timed(ctx, phases, "up", || {
         bringup::bring_up(
             sh,
             global,
@@ -284,7 +306,7 @@ fn steps(
     journal.record(&ctx.dir, "up", runner.dry_run)?;
     // 8. Every table's rows.
     if let Some(dump) = &set.manifest.postgres {
-        timed(phases, "verify", || {
+        timed(ctx, phases, "verify", || {
             let id = containers::list(sh, runner, &ctx.project.name)?
                 .into_iter()
                 .find(|c| c.service == crate::psql::SERVICE && c.is_running())
