@@ -539,8 +539,7 @@ fn adopt_moves_every_row_and_file_into_dev_refuses_a_second_time_and_rolls_back(
 }
 
 #[test]
-fn a_failure_after_the_stop_brings_the_old_stack_back_then_betanet_adopts_it_and_an_unstartable_postgres_is_refused(
-) {
+fn a_failure_or_a_kill_after_the_stop_brings_the_old_stack_back_then_betanet_adopts_it() {
     let port = 49000 + 20 * 13 + 4;
     let Some(new) = new_stack("adoptfail", 13, "betanet", &ensure_failing_image(), port) else {
         return;

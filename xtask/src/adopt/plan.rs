@@ -111,7 +111,7 @@ pub fn parse_map(text: &str) -> Result<(String, String), UsageError> {
 }
 
 /// `(volume key, container path)` of each named volume a service mounts.
-fn named_mounts(service: &Service) -> Vec<(String, String)> {
+pub fn named_mounts(service: &Service) -> Vec<(String, String)> {
     service
         .volumes
         .iter()

@@ -211,7 +211,19 @@ fn steps(
             }
         }
         ctx.project.ensure_networks(sh, runner)?;
-        for key in ctx.new_model.volume_names() {
+        // The volumes the environment's services mount (not every declared one:
+        // dev's services mount `*_dev_data`, never base's names).
+        let mut keys: Vec<String> = ctx
+            .new_model
+            .services()
+            .iter()
+            .filter(|s| s.profiles.is_empty())
+            .flat_map(super::plan::named_mounts)
+            .map(|(key, _)| key)
+            .collect();
+        keys.sort();
+        keys.dedup();
+        for key in keys {
             let name = super::plan::engine_volume_name(&ctx.new_model, &ctx.project.name, &key);
             if inspect::volume_exists(sh, runner, &name) {
                 continue;
