@@ -140,7 +140,7 @@ impl Cmd {
         let dir = self
             .dir
             .clone()
-            .map(crate::images::absolute)
+            .map(absolute)
             .unwrap_or_else(|| crate::project_root().join("backups"));
         if self.rollback {
             let project = self.project.as_deref().expect("clap requires --project");
@@ -163,7 +163,7 @@ impl Cmd {
         let old_project = match &self.project {
             Some(p) => p.clone(),
             None => {
-                let first = crate::images::absolute(files[0].clone());
+                let first = absolute(files[0].clone());
                 let folder = first
                     .parent()
                     .and_then(|d| d.file_name())
@@ -219,7 +219,7 @@ impl Cmd {
             dir,
         };
         if !self.up.skip_images {
-            crate::images::ensure_for(&ctx.environment, &runner, true)?;
+            crate::bringup::ensure_images(&ctx.environment, &runner)?;
             ctx.project.env.reload()?;
             ctx.new_model = ctx
                 .project
@@ -254,6 +254,11 @@ impl Cmd {
         }
         transfer::run(sh, global, &runner, &ctx, &findings, &self.up, self.format)
     }
+}
+
+/// `path` made absolute against the current directory (lexically).
+fn absolute(path: PathBuf) -> PathBuf {
+    std::path::absolute(&path).unwrap_or(path)
 }
 
 /// Ask `question` on the terminal; no terminal, or anything but yes: exit 2.
