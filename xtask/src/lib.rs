@@ -35,6 +35,7 @@ pub mod release;
 pub mod report;
 pub mod restart;
 pub mod restore;
+pub mod s3;
 pub mod up;
 pub mod usage;
 
