@@ -108,15 +108,21 @@ pub fn endpoint(flag: Option<&str>) -> Result<String> {
 }
 
 fn credentials() -> Result<Credentials> {
-    let key = std::env::var("AWS_ACCESS_KEY_ID").ok().filter(|v| !v.is_empty());
-    let secret = std::env::var("AWS_SECRET_ACCESS_KEY").ok().filter(|v| !v.is_empty());
+    let key = std::env::var("AWS_ACCESS_KEY_ID")
+        .ok()
+        .filter(|v| !v.is_empty());
+    let secret = std::env::var("AWS_SECRET_ACCESS_KEY")
+        .ok()
+        .filter(|v| !v.is_empty());
     if key.is_some() || secret.is_some() {
         let (Some(key), Some(secret)) = (key, secret) else {
             crate::usage_bail!(
                 "set both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (only one is set)"
             );
         };
-        let token = std::env::var("AWS_SESSION_TOKEN").ok().filter(|v| !v.is_empty());
+        let token = std::env::var("AWS_SESSION_TOKEN")
+            .ok()
+            .filter(|v| !v.is_empty());
         return Credentials::new(Some(&key), Some(&secret), None, token.as_deref(), None)
             .context("S3 credentials from the environment");
     }
@@ -191,8 +197,7 @@ impl Store {
     pub fn read_small(&self, name: &str) -> Result<String> {
         let mut bytes = Vec::new();
         self.download(name, &mut bytes)?;
-        String::from_utf8(bytes)
-            .with_context(|| format!("{} is not text", self.location.url(name)))
+        String::from_utf8(bytes).with_context(|| format!("{} is not text", self.location.url(name)))
     }
 
     /// Every object directly under the prefix, in key order.
@@ -320,7 +325,9 @@ mod tests {
 
     #[test]
     fn locations_parse() {
-        let l = Location::parse("s3://fog-backups/prod/db/").unwrap().unwrap();
+        let l = Location::parse("s3://fog-backups/prod/db/")
+            .unwrap()
+            .unwrap();
         assert_eq!(l.bucket, "fog-backups");
         assert_eq!(l.prefix, "prod/db");
         assert_eq!(l.key("a.dump"), "prod/db/a.dump");

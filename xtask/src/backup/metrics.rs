@@ -83,7 +83,11 @@ pub fn render(run: &Run) -> String {
 
 /// The file name for `run`.
 pub fn file_name(run: &Run) -> String {
-    let mut name = format!("fog_backup_{}_{}", file_part(run.project), file_part(run.kind));
+    let mut name = format!(
+        "fog_backup_{}_{}",
+        file_part(run.project),
+        file_part(run.kind)
+    );
     if !run.target.is_empty() {
         name.push('_');
         name.push_str(&file_part(run.target));

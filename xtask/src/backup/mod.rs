@@ -154,12 +154,7 @@ impl Upload {
 }
 
 /// Upload `paths` (finished backups) to `store`, if any.
-fn ship(
-    store: Option<&crate::s3::Store>,
-    paths: &[&Path],
-    runner: &Runner,
-    format: Format,
-) -> Result<()> {
+fn ship(store: Option<&crate::s3::Store>, paths: &[&Path], runner: &Runner) -> Result<()> {
     let Some(store) = store else { return Ok(()) };
     let mut all = Vec::new();
     for path in paths {
@@ -171,7 +166,8 @@ fn ship(
             )
         })?);
     }
-    remote::print_uploaded(&all, format)
+    remote::print_uploaded(&all);
+    Ok(())
 }
 
 #[derive(clap::Args)]
@@ -225,7 +221,7 @@ impl Cmd {
                 };
                 record(&common.dir(), &written, "postgres");
                 print_written(&written, common.format)?;
-                ship(store.as_ref(), &[&written.path], &runner, common.format)?;
+                ship(store.as_ref(), &[&written.path], &runner)?;
                 if let Some(keep) = keep {
                     prune::prune(&common.dir(), keep, &runner)?;
                 }
@@ -244,9 +240,9 @@ impl Cmd {
                     Some(w) => {
                         record(&common.dir(), &w, "volume");
                         print_written(&w, common.format)?;
-                        ship(store.as_ref(), &[&w.path], &runner, common.format)
+                        ship(store.as_ref(), &[&w.path], &runner)
                     }
-                    None => ship(store.as_ref(), &[], &runner, common.format),
+                    None => Ok(()),
                 }
             }
             Action::All { common, upload } => {
@@ -261,15 +257,14 @@ impl Cmd {
                         println!("backup set {}", set.display());
                     }
                     if let Some(store) = &store {
-                        let parsed: set::Set =
-                            serde_json::from_str(&archive::read_small(&set)?)?;
+                        let parsed: set::Set = serde_json::from_str(&archive::read_small(&set)?)?;
                         let dir = set.parent().unwrap_or(Path::new("."));
                         let members: Vec<PathBuf> =
                             parsed.members.iter().map(|m| dir.join(&m.file)).collect();
                         let mut paths: Vec<&Path> = members.iter().map(PathBuf::as_path).collect();
                         // The set file last: it names members already in the bucket.
                         paths.push(&set);
-                        ship(Some(store), &paths, &runner, common.format)?;
+                        ship(Some(store), &paths, &runner)?;
                     }
                 }
                 Ok(())
@@ -280,9 +275,12 @@ impl Cmd {
                 remote,
             } => remote::list(&remote::open(&from, &remote)?, common.format),
             Action::List { common, .. } => prune::list(&common.dir(), common.format),
-            Action::Schedule { schedule, common } => {
-                schedule::run(&schedule, &common.dir(), &runner, common.format == Format::Json)
-            }
+            Action::Schedule { schedule, common } => schedule::run(
+                &schedule,
+                &common.dir(),
+                &runner,
+                common.format == Format::Json,
+            ),
             Action::Verify {
                 file,
                 restore,

@@ -82,19 +82,14 @@ pub fn upload(store: &Store, path: &Path, runner: &Runner) -> Result<Vec<Uploade
     Ok(out)
 }
 
-/// Print what [`upload`] sent.
-pub fn print_uploaded(uploaded: &[Uploaded], format: Format) -> Result<()> {
-    if format == Format::Json {
-        eprintln!("{}", serde_json::to_string(uploaded)?);
-    } else {
-        for u in uploaded {
-            eprintln!(
-                "uploaded {} ({} bytes, read back: sha256 {})",
-                u.url, u.size, u.sha256
-            );
-        }
+/// Report what [`upload`] sent, on stderr (stdout keeps the backup's own summary).
+pub fn print_uploaded(uploaded: &[Uploaded]) {
+    for u in uploaded {
+        eprintln!(
+            "uploaded {} ({} bytes, read back: sha256 {})",
+            u.url, u.size, u.sha256
+        );
     }
-    Ok(())
 }
 
 /// A backup found in the bucket.
@@ -289,8 +284,7 @@ impl Drop for Downloaded {
 /// Download `s3://BUCKET/KEY` with its `.sha256` and manifest into a
 /// private folder in `dir`, checking the archive against its `.sha256`.
 pub fn download(url: &str, args: &RemoteArgs, dir: &Path) -> Result<Downloaded> {
-    let Some((parent, name)) = url.rsplit_once('/').filter(|(p, _)| p.len() > "s3:/".len())
-    else {
+    let Some((parent, name)) = url.rsplit_once('/').filter(|(p, _)| p.len() > "s3:/".len()) else {
         crate::usage_bail!("`{url}`: expected s3://BUCKET/PREFIX/FILE");
     };
     if name.is_empty() || name.starts_with('.') {

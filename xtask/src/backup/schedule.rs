@@ -69,7 +69,13 @@ fn line(args: &[String]) -> String {
 pub fn commands(args: &ScheduleArgs, exe: &Path, dir: &Path) -> Vec<Vec<String>> {
     let exe = exe.to_string_lossy().into_owned();
     let dir = dir.to_string_lossy().into_owned();
-    let mut all = vec![exe.clone(), "backup".into(), "all".into(), "--dir".into(), dir.clone()];
+    let mut all = vec![
+        exe.clone(),
+        "backup".into(),
+        "all".into(),
+        "--dir".into(),
+        dir.clone(),
+    ];
     let remote: Vec<String> = match &args.to {
         Some(to) => {
             let mut r = vec![to.clone()];
@@ -98,7 +104,13 @@ pub fn commands(args: &ScheduleArgs, exe: &Path, dir: &Path) -> Vec<Vec<String>>
         }
     }
     if !policy.is_empty() {
-        let mut prune = vec![exe.clone(), "backup".into(), "prune".into(), "--dir".into(), dir];
+        let mut prune = vec![
+            exe.clone(),
+            "backup".into(),
+            "prune".into(),
+            "--dir".into(),
+            dir,
+        ];
         prune.extend(policy.iter().cloned());
         out.push(prune);
         if !remote.is_empty() {
@@ -152,8 +164,16 @@ pub fn render(args: &ScheduleArgs, exe: &Path, root: &Path, dir: &Path) -> Rende
         args.on_calendar
     );
     let cron = cron_schedule(&args.on_calendar).map(|when| {
-        let chain = cmds.iter().map(|c| line(c)).collect::<Vec<_>>().join(" && ");
-        format!("{when} cd {} && FOG_ROOT={} {chain}", quote(&root_s), quote(&root_s))
+        let chain = cmds
+            .iter()
+            .map(|c| line(c))
+            .collect::<Vec<_>>()
+            .join(" && ");
+        format!(
+            "{when} cd {} && FOG_ROOT={} {chain}",
+            quote(&root_s),
+            quote(&root_s)
+        )
     });
     Rendered {
         service,
@@ -193,10 +213,15 @@ pub fn run(args: &ScheduleArgs, dir: &Path, runner: &Runner, json: bool) -> Resu
     let units = PathBuf::from("/etc/systemd/system");
     let sh = xshell::Shell::new()?;
     if runner.dry_run {
-        println!("# write {}/fog-backup.service and fog-backup.timer", units.display());
+        println!(
+            "# write {}/fog-backup.service and fog-backup.timer",
+            units.display()
+        );
     } else {
         super::archive::write_atomic(&units.join("fog-backup.service"), r.service.as_bytes())
-            .context("installing the systemd units needs root (or run without --install and copy them)")?;
+            .context(
+                "installing the systemd units needs root (or run without --install and copy them)",
+            )?;
         super::archive::write_atomic(&units.join("fog-backup.timer"), r.timer.as_bytes())?;
         use std::os::unix::fs::PermissionsExt;
         for unit in ["fog-backup.service", "fog-backup.timer"] {
@@ -253,7 +278,9 @@ mod tests {
         assert!(r.service.contains(
             "ExecStart=/opt/fog/xtask backup prune --from s3://fog-backups/prod --endpoint https://s3.example.net --keep-daily 7 --keep-weekly 4\n"
         ));
-        assert!(r.timer.contains("OnCalendar=*-*-* 03:17:00\nPersistent=true\n"));
+        assert!(r
+            .timer
+            .contains("OnCalendar=*-*-* 03:17:00\nPersistent=true\n"));
         assert!(r.timer.contains("WantedBy=timers.target"));
         let cron = r.cron.unwrap();
         assert!(cron.starts_with("17 3 * * * cd '/srv/fog compute' && FOG_ROOT='/srv/fog compute' /opt/fog/xtask backup all"), "{cron}");
@@ -266,7 +293,10 @@ mod tests {
 
     #[test]
     fn cron_equivalents() {
-        assert_eq!(cron_schedule("*-*-* 03:17:00").as_deref(), Some("17 3 * * *"));
+        assert_eq!(
+            cron_schedule("*-*-* 03:17:00").as_deref(),
+            Some("17 3 * * *")
+        );
         assert_eq!(cron_schedule("*-*-* 23:05").as_deref(), Some("5 23 * * *"));
         assert_eq!(cron_schedule("daily").as_deref(), Some("0 0 * * *"));
         assert_eq!(cron_schedule("Mon *-*-* 03:00"), None);
