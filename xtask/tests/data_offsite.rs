@@ -6,12 +6,16 @@
 //! lists; `backup prune --from --keep 1` (and its `--dry-run`) removes the
 //! older copy only; `restore s3://.../FILE` downloads, verifies and restores
 //! the rows; a damaged object in the bucket is refused with nothing touched;
-//! wrong credentials and a missing endpoint fail with one clear line.
+//! wrong credentials and a missing endpoint fail with one clear line; an
+//! `--encrypt-to` backup holds only age ciphertext (its `.sha256` covers it),
+//! is refused by `verify` and `restore` without `--identity` (exit 2, one
+//! line) or with another key, and restores from the bucket with its key.
 
 mod common;
 mod data_support;
 mod s3_support;
 
+use age::secrecy::ExposeSecret;
 use data_support::DataStack;
 
 const ROWS_SUM: &str =
@@ -205,5 +209,111 @@ fn s3_upload_list_prune_restore_and_refusals() {
         "{err}"
     );
     assert_eq!(stack.sql(ROWS_SUM), before);
+
+    // Encrypted (age) backup, shipped to the bucket: ciphertext only.
+    stack.sql("INSERT INTO items VALUES (424242, 'PLAINTEXT-MARKER-7f3a')");
+    let encrypted_rows = stack.sql(ROWS_SUM);
+    let key = age::x25519::Identity::generate();
+    let key_file = stack.dir.join("age-key.txt");
+    std::fs::write(&key_file, format!("{}\n", key.to_string().expose_secret())).unwrap();
+    let other_file = stack.dir.join("other-key.txt");
+    let other = age::x25519::Identity::generate();
+    std::fs::write(
+        &other_file,
+        format!("{}\n", other.to_string().expose_secret()),
+    )
+    .unwrap();
+    let recipient = key.to_public().to_string();
+    let out = stack.ok(&[
+        "backup",
+        "postgres",
+        "--dir",
+        dir,
+        "--format",
+        "json",
+        "--encrypt-to",
+        &recipient,
+        "--to",
+        url,
+        "--endpoint",
+        endpoint,
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let sealed = std::path::PathBuf::from(v["path"].as_str().unwrap());
+    let sealed_name = sealed.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(sealed_name.ends_with(".dump.age"), "{sealed_name}");
+    let bytes = std::fs::read(&sealed).unwrap();
+    assert!(bytes.starts_with(b"age-encryption.org/v1\n"));
+    assert!(!bytes.windows(5).any(|w| w == b"PGDMP"));
+    assert!(!bytes.windows(21).any(|w| w == b"PLAINTEXT-MARKER-7f3a"));
+    // The checksum covers the ciphertext: `sha256sum -c` passes on the file as it is.
+    let check = std::process::Command::new("sha256sum")
+        .args(["-c", &format!("{sealed_name}.sha256")])
+        .current_dir(&backups)
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{}", common::text(&check));
+    let key_arg = key_file.to_str().unwrap();
+    let sealed_arg = sealed.to_str().unwrap();
+    // Without the key: refused, one line naming --identity.
+    let out = stack.xtask(&["backup", "verify", sealed_arg]);
+    assert_eq!(out.status.code(), Some(2), "{}", common::text(&out));
+    let err = common::stderr(&out);
+    assert!(
+        err.contains("is encrypted (age): pass --identity FILE"),
+        "{err}"
+    );
+    let errors: Vec<&str> = err.lines().filter(|l| !l.starts_with("warning:")).collect();
+    assert_eq!(errors.len(), 1, "{err}");
+    // With it: verified, and its restore drill passes (and is recorded for node-exporter).
+    let out = stack.ok(&[
+        "backup",
+        "verify",
+        sealed_arg,
+        "--identity",
+        key_arg,
+        "--restore",
+        "--dir",
+        dir,
+    ]);
+    assert!(out.contains("restore drill passed"), "{out}");
+    let drill_metrics = backups.join("metrics").join(format!(
+        "fog_backup_{}_drill_fog.prom",
+        stack.project.replace('-', "_")
+    ));
+    assert!(drill_metrics.is_file(), "{drill_metrics:?}");
+    stack.sql("DELETE FROM items");
+    let out = stack.xtask(&["restore", sealed_arg, "--dir", dir, "--yes"]);
+    assert_eq!(out.status.code(), Some(2), "{}", common::text(&out));
+    assert!(common::stderr(&out).contains("--identity"));
+    let out = stack.xtask(&[
+        "restore",
+        sealed_arg,
+        "--dir",
+        dir,
+        "--yes",
+        "--identity",
+        other_file.to_str().unwrap(),
+    ]);
+    assert_ne!(out.status.code(), Some(0), "{}", common::text(&out));
+    assert!(
+        common::stderr(&out).contains("does not open it"),
+        "{}",
+        common::text(&out)
+    );
+    assert_eq!(stack.sql("SELECT count(*) FROM items"), "0");
+    // Round trip from the bucket with the key.
+    stack.ok(&[
+        "restore",
+        &format!("{url}/{sealed_name}"),
+        "--endpoint",
+        endpoint,
+        "--dir",
+        dir,
+        "--yes",
+        "--identity",
+        key_arg,
+    ]);
+    assert_eq!(stack.sql(ROWS_SUM), encrypted_rows);
     drop(server);
 }

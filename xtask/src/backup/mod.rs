@@ -9,6 +9,7 @@
 
 pub mod archive;
 pub mod drill;
+pub mod encrypt;
 pub mod metrics;
 pub mod postgres;
 pub mod prune;
@@ -50,7 +51,13 @@ Examples:
   cargo xtask backup all
   cargo xtask backup list
   cargo xtask backup verify backups/fog-postgres-20261201T090000Z.dump --restore
-  cargo xtask backup prune --keep 7")]
+  cargo xtask backup prune --keep 7
+  cargo xtask backup postgres --encrypt-to age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p
+  cargo xtask backup verify backups/fog-postgres-20261201T090000Z.dump.age --identity key.txt --restore
+  cargo xtask backup all --to s3://fog-backups/prod --endpoint https://s3.example.net
+  cargo xtask backup list --from s3://fog-backups/prod --endpoint https://s3.example.net
+  cargo xtask backup prune --from s3://fog-backups/prod --keep 7
+  cargo xtask backup schedule --keep 7 --to s3://fog-backups/prod --install")]
 pub struct Cmd {
     #[command(subcommand)]
     action: Action,
@@ -105,6 +112,9 @@ enum Action {
         /// Restore into a throwaway container and compare row counts, run amcheck.
         #[arg(long)]
         restore: bool,
+        /// The age identity (secret key) file of an encrypted (`.age`) backup.
+        #[arg(long, value_name = "FILE")]
+        identity: Option<PathBuf>,
         #[command(flatten)]
         common: Common,
         #[command(flatten)]
@@ -131,9 +141,13 @@ enum Action {
     },
 }
 
-/// `--to s3://BUCKET/PREFIX`: copy each finished backup off the host.
+/// `--encrypt-to` and `--to s3://BUCKET/PREFIX`: what happens to the bytes.
 #[derive(clap::Args)]
 struct Upload {
+    /// Encrypt to this age X25519 recipient (`age1...`) before anything is
+    /// written; the archive is named `.age` and its checksum covers the ciphertext.
+    #[arg(long, value_name = "RECIPIENT")]
+    encrypt_to: Option<String>,
     /// After the local backup is complete, upload it (archive, .sha256,
     /// manifest) and verify each object by reading it back.
     #[arg(long, value_name = "s3://BUCKET/PREFIX")]
@@ -146,6 +160,9 @@ impl Upload {
     /// Open the bucket before the backup starts, so a bad URL, endpoint or
     /// credentials fail fast.
     fn open(&self) -> Result<Option<crate::s3::Store>> {
+        if let Some(r) = &self.encrypt_to {
+            encrypt::set_recipient(r)?;
+        }
         self.to
             .as_deref()
             .map(|to| remote::open(to, &self.remote))
@@ -284,9 +301,13 @@ impl Cmd {
             Action::Verify {
                 file,
                 restore,
+                identity,
                 common,
                 target,
             } => {
+                if let Some(identity) = &identity {
+                    encrypt::set_identity(identity)?;
+                }
                 let path = absolute(&file);
                 // Optional (the host's pg_restore will do), unless --stack names one.
                 let db = match target.stack {

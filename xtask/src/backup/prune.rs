@@ -40,7 +40,8 @@ pub fn scan(dir: &Path) -> Result<(Vec<Entry>, usize)> {
             partial += 1;
             continue;
         }
-        if !(name.ends_with(".dump") || name.ends_with(".tar.gz")) || name.starts_with('.') {
+        let plain = name.strip_suffix(super::encrypt::SUFFIX).unwrap_or(&name);
+        if !(plain.ends_with(".dump") || plain.ends_with(".tar.gz")) || name.starts_with('.') {
             continue;
         }
         let Ok(m) = archive::read_manifest(&path) else {

@@ -45,6 +45,9 @@ pub struct Cmd {
     file: PathBuf,
     #[command(flatten)]
     remote: backup::remote::RemoteArgs,
+    /// The age identity (secret key) file of an encrypted (`.age`) backup.
+    #[arg(long, value_name = "FILE")]
+    identity: Option<PathBuf>,
     /// Do not ask for confirmation.
     #[arg(long)]
     yes: bool,
@@ -59,6 +62,9 @@ impl Cmd {
     pub fn run(self, sh: &Shell, global: &Global) -> Result<()> {
         let runner = Runner::new(global);
         let progress = backup::progress();
+        if let Some(identity) = &self.identity {
+            backup::encrypt::set_identity(identity)?;
+        }
         let dir = self
             .dir
             .as_deref()
