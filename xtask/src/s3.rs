@@ -88,6 +88,16 @@ pub struct Store {
     pub location: Location,
     pub endpoint: String,
     bucket: Box<Bucket>,
+    credentials: Credentials,
+}
+
+/// A throwaway secret (a local test or bench server's identity).
+pub fn random_secret() -> String {
+    let mut hash = Sha256::new();
+    hash.update(std::process::id().to_le_bytes());
+    hash.update(format!("{:?}", std::time::SystemTime::now()).as_bytes());
+    hash.update(format!("{:p}", &hash as *const _).as_bytes());
+    hex(&hash.finalize())[..32].to_string()
 }
 
 /// The endpoint: `--endpoint`, else `FOG_S3_ENDPOINT`; a usage error without one.
@@ -140,6 +150,22 @@ fn credentials() -> Result<Credentials> {
 impl Store {
     /// Open `location` at `endpoint` (see [`endpoint`]) with the caller's credentials.
     pub fn open(location: &Location, endpoint: &str) -> Result<Store> {
+        Self::open_with(location, endpoint, credentials()?)
+    }
+
+    /// Open with these credentials instead of the caller's.
+    pub fn with_credentials(
+        location: &Location,
+        endpoint: &str,
+        key: &str,
+        secret: &str,
+    ) -> Result<Store> {
+        let creds = Credentials::new(Some(key), Some(secret), None, None, None)
+            .context("S3 credentials")?;
+        Self::open_with(location, endpoint, creds)
+    }
+
+    fn open_with(location: &Location, endpoint: &str, credentials: Credentials) -> Result<Store> {
         let region = std::env::var("FOG_S3_REGION")
             .or_else(|_| std::env::var("AWS_REGION"))
             .unwrap_or_else(|_| "us-east-1".into());
@@ -147,7 +173,7 @@ impl Store {
             region,
             endpoint: endpoint.to_string(),
         };
-        let mut bucket = Bucket::new(&location.bucket, region, credentials()?)
+        let mut bucket = Bucket::new(&location.bucket, region, credentials.clone())
             .context("opening the S3 bucket")?
             .with_path_style();
         bucket.set_request_timeout(Some(std::time::Duration::from_secs(300)));
@@ -155,6 +181,7 @@ impl Store {
             location: location.clone(),
             endpoint: endpoint.to_string(),
             bucket,
+            credentials,
         })
     }
 
@@ -237,11 +264,10 @@ impl Store {
     /// Create the bucket (tests and first use); an existing bucket is fine.
     pub fn create_bucket(&self) -> Result<()> {
         let region = self.bucket.region.clone();
-        let creds = credentials()?;
         match Bucket::create_with_path_style(
             &self.location.bucket,
             region,
-            creds,
+            self.credentials.clone(),
             s3::BucketConfiguration::default(),
         ) {
             Ok(_) => Ok(()),
