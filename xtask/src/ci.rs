@@ -68,6 +68,9 @@ const CHECKS: &[Check] = &[
                 sh,
                 "cargo test --locked --manifest-path mixnode/fuzz/Cargo.toml"
             )
+            // The workspace's target directory: the dependencies the fuzz
+            // harness shares with the workspace are built once, not twice.
+            .env("CARGO_TARGET_DIR", crate::project_root().join("target"))
         },
     },
     Check {
@@ -81,6 +84,9 @@ const CHECKS: &[Check] = &[
                 sh,
                 "cargo test --locked --manifest-path xtask/fuzz/Cargo.toml"
             )
+            // The workspace's target directory: the dependencies the fuzz
+            // harness shares with the workspace are built once, not twice.
+            .env("CARGO_TARGET_DIR", crate::project_root().join("target"))
         },
     },
     Check {
