@@ -48,11 +48,13 @@ fn s3_upload_list_prune_restore_and_refusals() {
     std::env::set_var("AWS_ACCESS_KEY_ID", s3_support::ACCESS_KEY);
     std::env::set_var("AWS_SECRET_ACCESS_KEY", s3_support::SECRET_KEY);
     std::env::remove_var("FOG_S3_ENDPOINT");
-    std::env::remove_var("FOG_BACKUP_METRICS_DIR");
     let server = s3_support::Weed::start(&weed, "fogdata-offsite", 46110, "fogtest");
     let endpoint = server.endpoint.as_str();
     stack.up(&["postgres"]);
     let backups = stack.dir.join("backups");
+    // The test's own textfile folder (the default is compose/backup-metrics).
+    let metrics_dir = stack.dir.join("metrics");
+    std::env::set_var("FOG_BACKUP_METRICS_DIR", &metrics_dir);
     let dir = backups.to_str().unwrap();
     let url = "s3://fogtest/prod/db";
 
@@ -88,8 +90,8 @@ fn s3_upload_list_prune_restore_and_refusals() {
     };
     let first = upload(&stack);
 
-    // The textfile for node-exporter, written atomically next to the backups.
-    let metrics = std::fs::read_dir(backups.join("metrics"))
+    // The textfile for node-exporter, written atomically into its folder.
+    let metrics = std::fs::read_dir(&metrics_dir)
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect::<Vec<_>>();
@@ -167,7 +169,7 @@ fn s3_upload_list_prune_restore_and_refusals() {
         .iter()
         .map(|e| e["name"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(names, [second.clone()]);
+    assert_eq!(names, std::slice::from_ref(&second));
 
     // Restore from the bucket.
     stack.sql("DELETE FROM items WHERE id > 100");
@@ -277,7 +279,7 @@ fn s3_upload_list_prune_restore_and_refusals() {
         dir,
     ]);
     assert!(out.contains("restore drill passed"), "{out}");
-    let drill_metrics = backups.join("metrics").join(format!(
+    let drill_metrics = metrics_dir.join(format!(
         "fog_backup_{}_drill_fog.prom",
         stack.project.replace('-', "_")
     ));

@@ -1,6 +1,7 @@
 //! Backups you can watch: after each successful backup and restore drill,
-//! node-exporter textfile metrics in `backups/metrics/` (or
-//! `$FOG_BACKUP_METRICS_DIR`), one `fog_backup_<project>_<kind>[_<target>].prom`
+//! node-exporter textfile metrics in `compose/backup-metrics/` (the folder the
+//! monitoring overlay mounts into node-exporter; or `$FOG_BACKUP_METRICS_DIR`,
+//! which the overlay reads too), one `fog_backup_<project>_<kind>[_<target>].prom`
 //! per project, kind and target, written atomically (temp file, fsync,
 //! rename) so the textfile collector never reads half a file:
 //! `fog_backup_last_success_timestamp_seconds`, `fog_backup_last_size_bytes`
@@ -27,11 +28,12 @@ pub struct Run<'a> {
     pub seconds: f64,
 }
 
-/// The metrics folder: `$FOG_BACKUP_METRICS_DIR`, else `<backups>/metrics`.
-pub fn dir(backups: &Path) -> PathBuf {
+/// The metrics folder: `$FOG_BACKUP_METRICS_DIR`, else `compose/backup-metrics`
+/// (one folder for every backup folder: node-exporter sees them all).
+pub fn dir() -> PathBuf {
     match std::env::var_os("FOG_BACKUP_METRICS_DIR").filter(|v| !v.is_empty()) {
         Some(d) => super::absolute(Path::new(&d)),
-        None => backups.join("metrics"),
+        None => crate::project_root().join("compose").join("backup-metrics"),
     }
 }
 
@@ -98,13 +100,16 @@ pub fn file_name(run: &Run) -> String {
 
 /// Write `run`'s textfile into `dir` atomically; its path.
 pub fn write(dir: &Path, run: &Run) -> Result<PathBuf> {
-    archive::create_dir(dir)?;
+    if !dir.is_dir() {
+        archive::create_dir(dir)?;
+        // node-exporter runs as another user: this folder (not the backups) is readable.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
+    }
     let path = dir.join(file_name(run));
     archive::write_atomic(&path, render(run).as_bytes())?;
-    // node-exporter runs as another user: the metrics (not the backups) are world-readable.
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
     Ok(path)
 }
 
@@ -115,10 +120,10 @@ pub fn now() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-/// Record `run` under `backups`; a failure to write metrics only warns (the
-/// backup itself succeeded).
-pub fn record(backups: &Path, run: &Run) {
-    let dir = dir(backups);
+/// Record `run`; a failure to write metrics only warns (the backup itself
+/// succeeded).
+pub fn record(run: &Run) {
+    let dir = dir();
     if let Err(e) = write(&dir, run) {
         eprintln!(
             "warning: the backup succeeded but its metrics could not be written to {}: {e:#}",

@@ -236,7 +236,7 @@ impl Cmd {
                 else {
                     return Ok(());
                 };
-                record(&common.dir(), &written, "postgres");
+                record(&written, "postgres");
                 print_written(&written, common.format)?;
                 ship(store.as_ref(), &[&written.path], &runner)?;
                 if let Some(keep) = keep {
@@ -255,7 +255,7 @@ impl Cmd {
                     volume::backup(sh, &runner, global, &name, &common.dir(), stop, progress())?;
                 match written {
                     Some(w) => {
-                        record(&common.dir(), &w, "volume");
+                        record(&w, "volume");
                         print_written(&w, common.format)?;
                         ship(store.as_ref(), &[&w.path], &runner)
                     }
@@ -267,7 +267,7 @@ impl Cmd {
                 let started = std::time::Instant::now();
                 if let Some(set) = set::backup_all(sh, &runner, global, &common.dir(), progress())?
                 {
-                    record_set(&common.dir(), &set, started.elapsed().as_secs_f64());
+                    record_set(&set, started.elapsed().as_secs_f64());
                     if common.format == Format::Json {
                         println!("{}", serde_json::json!({"path": set}));
                     } else {
@@ -353,17 +353,14 @@ impl Cmd {
                         serde_json::to_string_pretty(&record)?.as_bytes(),
                     )?;
                     let d = result?;
-                    metrics::record(
-                        &common.dir(),
-                        &metrics::Run {
-                            project: &manifest.project,
-                            kind: "drill",
-                            target: &manifest.database,
-                            at: metrics::now(),
-                            size: manifest.size,
-                            seconds: d.restore_seconds,
-                        },
-                    );
+                    metrics::record(&metrics::Run {
+                        project: &manifest.project,
+                        kind: "drill",
+                        target: &manifest.database,
+                        at: metrics::now(),
+                        size: manifest.size,
+                        seconds: d.restore_seconds,
+                    });
                     report["drill"] = serde_json::to_value(&d)?;
                 }
                 if common.format == Format::Json {
@@ -400,38 +397,32 @@ impl Cmd {
 }
 
 /// Metrics for a finished backup (see [`metrics`]).
-fn record(dir: &Path, w: &postgres::Written, kind: &str) {
-    metrics::record(
-        dir,
-        &metrics::Run {
-            project: &w.manifest.project,
-            kind,
-            target: &w.manifest.database,
-            at: metrics::now(),
-            size: w.size,
-            seconds: w.seconds,
-        },
-    );
+fn record(w: &postgres::Written, kind: &str) {
+    metrics::record(&metrics::Run {
+        project: &w.manifest.project,
+        kind,
+        target: &w.manifest.database,
+        at: metrics::now(),
+        size: w.size,
+        seconds: w.seconds,
+    });
 }
 
 /// Metrics for a finished `backup all` (its members' total size).
-fn record_set(dir: &Path, set: &Path, seconds: f64) {
+fn record_set(set: &Path, seconds: f64) {
     let Ok(parsed) = archive::read_small(set)
         .and_then(|t| serde_json::from_str::<set::Set>(&t).map_err(Into::into))
     else {
         return;
     };
-    metrics::record(
-        dir,
-        &metrics::Run {
-            project: &parsed.project,
-            kind: "all",
-            target: "",
-            at: metrics::now(),
-            size: parsed.members.iter().map(|m| m.size).sum(),
-            seconds,
-        },
-    );
+    metrics::record(&metrics::Run {
+        project: &parsed.project,
+        kind: "all",
+        target: "",
+        at: metrics::now(),
+        size: parsed.members.iter().map(|m| m.size).sum(),
+        seconds,
+    });
 }
 
 fn print_written(w: &postgres::Written, format: Format) -> Result<()> {

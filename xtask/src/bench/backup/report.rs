@@ -76,7 +76,7 @@ impl Rows {
             pg_upload: Row::new(
                 "upload_postgres_s3",
                 PB,
-                "upload of that dump to a local SeaweedFS, read back and sha256-checked (MB/s over the archive)",
+                "upload to a local SeaweedFS + read-back sha256 (MB/s over the archive)",
             ),
             pg_dump_exec: Row::new(
                 "pg_dump_exec_devnull",
