@@ -190,6 +190,15 @@ fn s3_upload_list_prune_restore_and_refusals() {
         .filter(|n| n.starts_with(".s3-download"))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+    // A download folder left by a killed restore is named by `backup list`.
+    let stale = backups.join(".s3-download-999999");
+    std::fs::create_dir(&stale).unwrap();
+    let listed = stack.ok(&["backup", "list", "--dir", dir]);
+    assert!(
+        listed.contains("1 unfinished file(s)") && listed.contains(".s3-download-*"),
+        "{listed}"
+    );
+    std::fs::remove_dir(&stale).unwrap();
 
     // A damaged copy in the bucket: refused before anything is touched.
     stack.sql("DELETE FROM items WHERE id > 10");
