@@ -37,6 +37,7 @@ pub mod release;
 pub mod report;
 pub mod restart;
 pub mod restore;
+pub mod s3;
 pub mod up;
 pub mod usage;
 
