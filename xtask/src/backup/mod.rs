@@ -11,9 +11,13 @@
 
 pub mod archive;
 pub mod drill;
+pub mod encrypt;
+pub mod metrics;
 pub mod postgres;
 pub mod prune;
+pub mod remote;
 pub mod retention;
+pub mod schedule;
 pub mod set;
 pub mod stream;
 pub mod verify;
@@ -24,7 +28,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use xshell::Shell;
 
 use crate::{
@@ -51,7 +55,13 @@ Examples:
   cargo xtask backup list
   cargo xtask backup verify backups/fog-postgres-20261201T090000Z.dump --restore
   cargo xtask backup prune --keep-last 3 --keep-daily 7 --keep-weekly 4 --keep-monthly 6
-  cargo xtask backup prune --keep-last 1 --dry-run")]
+  cargo xtask backup prune --keep-last 1 --dry-run
+  cargo xtask backup postgres --encrypt-to age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p
+  cargo xtask backup verify backups/fog-postgres-20261201T090000Z.dump.age --identity key.txt --restore
+  cargo xtask backup all --to s3://fog-backups/prod --endpoint https://s3.example.net
+  cargo xtask backup list --from s3://fog-backups/prod --endpoint https://s3.example.net
+  cargo xtask backup prune --from s3://fog-backups/prod --keep 7
+  cargo xtask backup schedule --keep 7 --to s3://fog-backups/prod --install")]
 pub struct Cmd {
     #[command(subcommand)]
     action: Action,
@@ -69,6 +79,8 @@ enum Action {
         /// database backups (`prune --keep-last N` on the database kind).
         #[arg(long, value_name = "N")]
         keep: Option<usize>,
+        #[command(flatten)]
+        upload: Upload,
     },
     /// Back up a named volume (overlay name `grafana_data` or engine name) as tar.gz.
     Volume {
@@ -79,16 +91,25 @@ enum Action {
         stop: bool,
         #[command(flatten)]
         common: Common,
+        #[command(flatten)]
+        upload: Upload,
     },
     /// Postgres and every named volume, as one set with one manifest (before an upgrade).
     All {
         #[command(flatten)]
         common: Common,
+        #[command(flatten)]
+        upload: Upload,
     },
-    /// The backups in the folder, newest first.
+    /// The backups in the folder (or with --from, in a bucket), newest first.
     List {
         #[command(flatten)]
         common: Common,
+        /// List the bucket instead of the folder.
+        #[arg(long, value_name = "s3://BUCKET/PREFIX")]
+        from: Option<String>,
+        #[command(flatten)]
+        remote: remote::RemoteArgs,
     },
     /// Check checksum, manifest and listing; --restore also runs a restore drill.
     Verify {
@@ -96,6 +117,9 @@ enum Action {
         /// Restore into a throwaway container and compare row counts, run amcheck.
         #[arg(long)]
         restore: bool,
+        /// The age identity (secret key) file of an encrypted (`.age`) backup.
+        #[arg(long, value_name = "FILE")]
+        identity: Option<PathBuf>,
         #[command(flatten)]
         common: Common,
         #[command(flatten)]
@@ -112,7 +136,65 @@ enum Action {
         project: Option<String>,
         #[command(flatten)]
         common: Common,
+        /// Prune the bucket instead of the folder (per project and kind; sets kept whole).
+        #[arg(long, value_name = "s3://BUCKET/PREFIX")]
+        from: Option<String>,
+        #[command(flatten)]
+        remote: remote::RemoteArgs,
     },
+    /// Print (or --install) a systemd timer and a cron line running `backup all` and `prune`.
+    Schedule {
+        #[command(flatten)]
+        schedule: schedule::ScheduleArgs,
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+/// `--encrypt-to` and `--to s3://BUCKET/PREFIX`: what happens to the bytes.
+#[derive(clap::Args)]
+struct Upload {
+    /// Encrypt to this age X25519 recipient (`age1...`) before anything is
+    /// written; the archive is named `.age` and its checksum covers the ciphertext.
+    #[arg(long, value_name = "RECIPIENT")]
+    encrypt_to: Option<String>,
+    /// After the local backup is complete, upload it (archive, .sha256,
+    /// manifest) and verify each object by reading it back.
+    #[arg(long, value_name = "s3://BUCKET/PREFIX")]
+    to: Option<String>,
+    #[command(flatten)]
+    remote: remote::RemoteArgs,
+}
+
+impl Upload {
+    /// Open the bucket before the backup starts, so a bad URL, endpoint or
+    /// credentials fail fast.
+    fn open(&self) -> Result<Option<crate::s3::Store>> {
+        if let Some(r) = &self.encrypt_to {
+            encrypt::set_recipient(r)?;
+        }
+        self.to
+            .as_deref()
+            .map(|to| remote::open(to, &self.remote))
+            .transpose()
+    }
+}
+
+/// Upload `paths` (finished backups) to `store`, if any.
+fn ship(store: Option<&crate::s3::Store>, paths: &[&Path], runner: &Runner) -> Result<()> {
+    let Some(store) = store else { return Ok(()) };
+    let mut all = Vec::new();
+    for path in paths {
+        all.extend(remote::upload(store, path, runner).with_context(|| {
+            format!(
+                "the local backup {} is complete, but its upload to {} failed",
+                path.display(),
+                store.location
+            )
+        })?);
+    }
+    remote::print_uploaded(&all);
+    Ok(())
 }
 
 /// The retention rules (restic's): a backup stays when any rule keeps it.
@@ -191,13 +273,17 @@ impl Cmd {
                 common,
                 keep,
                 target,
+                upload,
             } => {
+                let store = upload.open()?;
                 let db = Database::open(sh, &runner, global, &target)?;
                 let Some(written) = postgres::backup(&db, &runner, &common.dir(), "", progress())?
                 else {
                     return Ok(());
                 };
+                record(&written, "postgres");
                 print_written(&written, common.format)?;
+                ship(store.as_ref(), &[&written.path], &runner)?;
                 if let Some(keep) = keep {
                     let policy = retention::Policy {
                         last: keep,
@@ -207,32 +293,70 @@ impl Cmd {
                 }
                 Ok(())
             }
-            Action::Volume { name, stop, common } => {
+            Action::Volume {
+                name,
+                stop,
+                common,
+                upload,
+            } => {
+                let store = upload.open()?;
                 let written =
                     volume::backup(sh, &runner, global, &name, &common.dir(), stop, progress())?;
                 match written {
-                    Some(w) => print_written(&w, common.format),
+                    Some(w) => {
+                        record(&w, "volume");
+                        print_written(&w, common.format)?;
+                        ship(store.as_ref(), &[&w.path], &runner)
+                    }
                     None => Ok(()),
                 }
             }
-            Action::All { common } => {
+            Action::All { common, upload } => {
+                let store = upload.open()?;
+                let started = std::time::Instant::now();
                 if let Some(set) = set::backup_all(sh, &runner, global, &common.dir(), progress())?
                 {
+                    record_set(&set, started.elapsed().as_secs_f64());
                     if common.format == Format::Json {
                         println!("{}", serde_json::json!({"path": set}));
                     } else {
                         println!("backup set {}", set.display());
                     }
+                    if let Some(store) = &store {
+                        let parsed: set::Set = serde_json::from_str(&archive::read_small(&set)?)?;
+                        let dir = set.parent().unwrap_or(Path::new("."));
+                        let members: Vec<PathBuf> =
+                            parsed.members.iter().map(|m| dir.join(&m.file)).collect();
+                        let mut paths: Vec<&Path> = members.iter().map(PathBuf::as_path).collect();
+                        // The set file last: it names members already in the bucket.
+                        paths.push(&set);
+                        ship(Some(store), &paths, &runner)?;
+                    }
                 }
                 Ok(())
             }
-            Action::List { common } => prune::list(&common.dir(), common.format),
+            Action::List {
+                common,
+                from: Some(from),
+                remote,
+            } => remote::list(&remote::open(&from, &remote)?, common.format),
+            Action::List { common, .. } => prune::list(&common.dir(), common.format),
+            Action::Schedule { schedule, common } => schedule::run(
+                &schedule,
+                &common.dir(),
+                &runner,
+                common.format == Format::Json,
+            ),
             Action::Verify {
                 file,
                 restore,
+                identity,
                 common,
                 target,
             } => {
+                if let Some(identity) = &identity {
+                    encrypt::set_identity(identity)?;
+                }
                 let path = absolute(&file);
                 // Optional (the host's pg_restore will do), unless --stack names one.
                 let db = match target.stack {
@@ -279,6 +403,14 @@ impl Cmd {
                         serde_json::to_string_pretty(&record)?.as_bytes(),
                     )?;
                     let d = result?;
+                    metrics::record(&metrics::Run {
+                        project: &manifest.project,
+                        kind: "drill",
+                        target: &manifest.database,
+                        at: metrics::now(),
+                        size: manifest.size,
+                        seconds: d.restore_seconds,
+                    });
                     report["drill"] = serde_json::to_value(&d)?;
                 }
                 if common.format == Format::Json {
@@ -302,8 +434,21 @@ impl Cmd {
             }
             Action::Prune {
                 policy,
+                from: Some(from),
+                remote,
+                ..
+            } => {
+                let policy = policy.policy()?;
+                if policy.daily + policy.weekly + policy.monthly > 0 {
+                    crate::usage_bail!("backup prune --from s3://... takes --keep-last N (or --keep N) only; the daily, weekly and monthly rules apply to a folder");
+                }
+                remote::prune(&remote::open(&from, &remote)?, policy.last, &runner)
+            }
+            Action::Prune {
+                policy,
                 project,
                 common,
+                ..
             } => {
                 let policy = policy.policy()?;
                 let project = match project {
@@ -323,6 +468,35 @@ impl Cmd {
             }
         }
     }
+}
+
+/// Metrics for a finished backup (see [`metrics`]).
+fn record(w: &postgres::Written, kind: &str) {
+    metrics::record(&metrics::Run {
+        project: &w.manifest.project,
+        kind,
+        target: &w.manifest.database,
+        at: metrics::now(),
+        size: w.size,
+        seconds: w.seconds,
+    });
+}
+
+/// Metrics for a finished `backup all` (its members' total size).
+fn record_set(set: &Path, seconds: f64) {
+    let Ok(parsed) = archive::read_small(set)
+        .and_then(|t| serde_json::from_str::<set::Set>(&t).map_err(Into::into))
+    else {
+        return;
+    };
+    metrics::record(&metrics::Run {
+        project: &parsed.project,
+        kind: "all",
+        target: "",
+        at: metrics::now(),
+        size: parsed.members.iter().map(|m| m.size).sum(),
+        seconds,
+    });
 }
 
 fn print_written(w: &postgres::Written, format: Format) -> Result<()> {

@@ -106,7 +106,9 @@ fn read_entry(path: &Path, name: &str) -> Option<Entry> {
             members: set.members.into_iter().map(|m| m.file).collect(),
         });
     }
-    if !(name.ends_with(".dump") || name.ends_with(".tar.gz")) {
+    // An encrypted archive is named like a plain one plus `.age`.
+    let plain = name.strip_suffix(super::encrypt::SUFFIX).unwrap_or(name);
+    if !(plain.ends_with(".dump") || plain.ends_with(".tar.gz")) {
         return None;
     }
     let m = archive::read_manifest(path).ok()?;
@@ -114,7 +116,7 @@ fn read_entry(path: &Path, name: &str) -> Option<Entry> {
     let stamp = archive::stamp(&m.created_at);
     if !m.tool.starts_with("xtask ")
         || m.file != name
-        || !our_name(name, &m.project, &m.kind, &m.service, &stamp)
+        || !our_name(plain, &m.project, &m.kind, &m.service, &stamp)
     {
         return None;
     }
@@ -144,7 +146,8 @@ pub fn scan(dir: &Path) -> Result<(Vec<Entry>, usize)> {
     };
     for entry in read.filter_map(|e| e.ok()) {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name.contains(".partial-") {
+        // An interrupted run: a half-written file, or a `restore s3://` download folder.
+        if name.contains(".partial-") || name.starts_with(".s3-download-") {
             partial += 1;
             continue;
         }
@@ -183,7 +186,7 @@ pub fn list(dir: &Path, format: Format) -> Result<()> {
     }
     if partial > 0 {
         println!(
-            "note: {partial} unfinished file(s) from interrupted runs (.partial-*): safe to delete"
+            "note: {partial} unfinished file(s) from interrupted runs (.partial-*, .s3-download-*): safe to delete"
         );
     }
     Ok(())

@@ -8,7 +8,7 @@
 //! archive must read in full with no absolute, `..` or escaping-link entry.
 //! Each refusal names what differs.
 
-use std::{fs::File, path::Path, process::Command};
+use std::{path::Path, process::Command};
 
 use anyhow::{bail, Context, Result};
 
@@ -142,7 +142,7 @@ fn pg_restore(
             cmd
         }
     };
-    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let file = super::encrypt::open(path)?;
     let reads_all = args != ["-l"];
     stream::into_child(
         &crate::process::Runner::default(),
