@@ -40,6 +40,10 @@ if [ "$(id -u)" = 0 ]; then
 	# 999) keeps its files: hand them to this image's postgres user.
 	find "$PGDATA" ! -user postgres -exec chown postgres:postgres {} +
 	chmod 0700 "$PGDATA"
+	# The WAL archive volume (compose/base.yml): archive-wal.sh writes it as postgres.
+	if [ -d /var/lib/postgresql/wal-archive ]; then
+		chown postgres:postgres /var/lib/postgresql/wal-archive
+	fi
 	exec setpriv --reuid=postgres --regid=postgres --init-groups "$0" "$@"
 fi
 
