@@ -27,6 +27,7 @@ pub mod images;
 pub mod logs;
 pub mod migrate;
 pub mod network;
+pub mod pitr;
 pub mod process;
 pub mod prod;
 pub mod ps;
@@ -37,6 +38,7 @@ pub mod restart;
 pub mod restore;
 pub mod up;
 pub mod usage;
+pub mod wal;
 
 pub use global::{project_root, Global};
 pub use usage::UsageError;

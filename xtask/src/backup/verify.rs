@@ -68,6 +68,10 @@ pub fn verify(path: &Path, db: Option<&Database>, progress: bool) -> Result<arch
     }
     match manifest.kind.as_str() {
         "postgres" => {}
+        "base" => {
+            super::base::verify(path, &manifest, db.map(|d| d.image.as_str()))?;
+            return Ok(manifest);
+        }
         "volume" => {
             let entries = super::volume::check_archive(path)?;
             if manifest.entries.is_some_and(|n| n != entries) {

@@ -8,6 +8,7 @@
 //! live data stays in place and the error says where the pre-restore backup is.
 
 mod postgres;
+mod to_time;
 mod volume;
 
 use std::{
@@ -37,10 +38,23 @@ Examples:
   cargo xtask restore backups/fog-postgres-20261201T090000Z.dump
   cargo xtask restore backups/fog-postgres-20261201T090000Z.dump --yes
   cargo xtask restore backups/fog-prod-postgres-20261201T090000Z.dump --stack fog-prod --yes
-  cargo xtask restore backups/fog-volume-grafana_data-20261201T090000Z.tar.gz --yes")]
+  cargo xtask restore backups/fog-volume-grafana_data-20261201T090000Z.tar.gz --yes
+  cargo xtask restore --to-time '2026-12-01 09:30:00+01' --yes   (point in time: `backup base` + WAL archive)
+  cargo xtask restore --to-lsn 0/3000060 --yes
+  cargo xtask restore --latest --yes")]
 pub struct Cmd {
     /// The backup archive (`.dump` or a volume's `.tar.gz`) to restore.
-    file: PathBuf,
+    #[arg(required_unless_present_any = ["to_time", "to_lsn", "latest"], conflicts_with_all = ["to_time", "to_lsn", "latest"])]
+    file: Option<PathBuf>,
+    /// Point-in-time recovery to this moment: 'YYYY-MM-DD HH:MM:SS[+TZ]' (UTC without a zone).
+    #[arg(long, value_name = "TIME", conflicts_with_all = ["to_lsn", "latest"])]
+    to_time: Option<String>,
+    /// Point-in-time recovery to this LSN (e.g. 0/3000060).
+    #[arg(long, value_name = "LSN", conflicts_with = "latest")]
+    to_lsn: Option<String>,
+    /// Point-in-time recovery to the newest archived WAL.
+    #[arg(long)]
+    latest: bool,
     /// Do not ask for confirmation.
     #[arg(long)]
     yes: bool,
@@ -54,7 +68,17 @@ pub struct Cmd {
 impl Cmd {
     pub fn run(self, sh: &Shell, global: &Global) -> Result<()> {
         let runner = Runner::new(global);
-        let path = backup::absolute(&self.file);
+        let dir = self
+            .dir
+            .as_deref()
+            .map_or_else(|| crate::project_root().join("backups"), backup::absolute);
+        if let Some(goal) =
+            to_time::Goal::parse(self.to_time.as_deref(), self.to_lsn.as_deref(), self.latest)?
+        {
+            let db = Database::open(sh, &runner, global, &self.target)?;
+            return to_time::run(&db, &runner, goal, &dir, self.yes);
+        }
+        let path = backup::absolute(&self.file.expect("clap requires FILE"));
         let progress = backup::progress();
         if path.to_string_lossy().ends_with(".set.json") {
             usage_bail!("{} is a backup set: restore its members one at a time (`cargo xtask backup verify {}` lists them verified), nothing was touched", path.display(), path.display());
@@ -63,10 +87,6 @@ impl Cmd {
         let db = Database::open(sh, &runner, global, &self.target);
         let manifest = verify::verify(&path, db.as_ref().ok(), progress)
             .context("refusing to restore: nothing was touched")?;
-        let dir = self
-            .dir
-            .as_deref()
-            .map_or_else(|| crate::project_root().join("backups"), backup::absolute);
         match manifest.kind.as_str() {
             "postgres" => {
                 let db = db?;
