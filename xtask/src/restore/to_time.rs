@@ -326,18 +326,15 @@ fn replay(
             &format!("{volume}:/var/lib/postgresql/data"),
             "-v",
             &format!("{archive}:{}:ro", wal::ARCHIVE_DIR),
+            "--entrypoint",
+            "sh",
             &db.image,
-            "postgres",
-            // Archiving on with a failing command: the new timeline's history
-            // file and segments stay `.ready`, and the live server archives
-            // them once the data is swapped in; nothing reaches the archive
-            // from this throwaway.
             "-c",
-            "archive_mode=on",
-            "-c",
-            "archive_command=false",
-            "-c",
-            "listen_addresses=",
+            // Its log on stdout, so that a failure can quote it. Archiving
+            // on with a failing command: the new timeline's history file and
+            // segments stay `.ready` and the live server archives them once
+            // the data is swapped in; nothing reaches the archive from here.
+            "exec docker-entrypoint.sh postgres -c archive_mode=on -c archive_command=false -c listen_addresses= 2>&1",
         ],
     )?;
     let result = (|| {
