@@ -190,8 +190,7 @@ fn wal_archive_base_backup_and_restore_to_a_moment_with_every_refusal() {
     let start = base["base"]["start_wal"].as_str().unwrap();
     let victim = segs
         .lines()
-        .filter(|s| *s > start && s.starts_with("00000001"))
-        .next()
+        .find(|s| *s > start && s.starts_with("00000001"))
         .expect("a segment after the base backup")
         .to_string();
     common::docker(&[
