@@ -49,6 +49,33 @@ fn refused(stack: &DataStack, args: &[&str], needle: &str) {
     assert!(errors[0].contains(needle) && errors[0].contains("reachable"));
 }
 
+/// Run `restore --latest` paused at `phase`, kill -9 it there; its stderr.
+fn killed_at(stack: &DataStack, dir: &str, phase: &str) -> String {
+    let marker = stack.dir.join(format!("paused-{phase}"));
+    let log = stack.dir.join(format!("stderr-{phase}"));
+    let mut child = stack
+        .command(&["restore", "--latest", "--yes", "--dir", dir])
+        .env("FOG_TEST_PAUSE_AT", phase)
+        .env("FOG_TEST_PAUSE_MARKER", &marker)
+        .stdout(std::process::Stdio::null())
+        .stderr(fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(240);
+    while !marker.exists() {
+        assert!(Instant::now() < deadline, "never reached {phase}");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "exited before {phase}: {}",
+            fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    fs::read_to_string(&log).unwrap_or_default()
+}
+
 #[test]
 fn wal_archive_base_backup_and_restore_to_a_moment_with_every_refusal() {
     let Some(stack) = DataStack::new("pitr", 15, &["compose/base.yml"]) else {
@@ -147,29 +174,22 @@ fn wal_archive_base_backup_and_restore_to_a_moment_with_every_refusal() {
 
     // Killed after the recovered copy verified, before the swap: the live
     // database keeps running with its data.
-    let marker = stack.dir.join("paused");
-    let mut child = stack
-        .command(&["restore", "--latest", "--yes", "--dir", d])
-        .env("FOG_TEST_PAUSE_AT", "verified")
-        .env("FOG_TEST_PAUSE_MARKER", &marker)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(240);
-    while !marker.exists() {
-        assert!(Instant::now() < deadline, "never reached the pause");
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "exited before the pause"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
-    assert_eq!(stack.sql("SELECT count(*) FROM t"), "200");
     let filter = format!("label=dev.fog-compute.pitr={}", stack.project);
+    killed_at(&stack, d, "verified");
+    assert_eq!(stack.sql("SELECT count(*) FROM t"), "200");
     assert!(!common::docker_lines(&["volume", "ls", "-q", "--filter", &filter]).is_empty());
+
+    // Killed inside the swap (journal at `copy-in`, live Postgres stopped):
+    // this run first removed the earlier run's leftovers; the next one rolls
+    // the swap back and starts the live Postgres again.
+    let err = killed_at(&stack, d, "copy-in");
+    assert!(err.contains("removed volume"), "leftovers reported: {err}");
+    assert!(stack.xtask(&["psql", "--", "-c", "SELECT 1"]).status.code() != Some(0));
+    assert!(stack
+        .dir
+        .join("backups")
+        .join(format!(".pitr-{}.journal.json", stack.project))
+        .exists());
 
     // A gap: delete an archived segment after the base backup. The next run
     // first removes the killed run's leftovers, then refuses.
@@ -211,11 +231,7 @@ fn wal_archive_base_backup_and_restore_to_a_moment_with_every_refusal() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("inside a gap"), "{}", stderr(&out));
     assert!(stderr(&out).contains(&victim), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("removed volume"),
-        "leftovers reported: {}",
-        stderr(&out)
-    );
+    assert!(stderr(&out).contains("rolled back"), "{}", stderr(&out));
     assert!(common::docker_lines(&["ps", "-aq", "--filter", &filter]).is_empty());
     let out = stack.xtask(&["backup", "verify", "--wal", "--dir", d]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));

@@ -75,6 +75,7 @@ impl Cmd {
         if let Some(goal) =
             to_time::Goal::parse(self.to_time.as_deref(), self.to_lsn.as_deref(), self.latest)?
         {
+            to_time::resume_all(&runner, &dir)?;
             let db = Database::open(sh, &runner, global, &self.target)?;
             return to_time::run(&db, &runner, goal, &dir, self.yes);
         }

@@ -87,7 +87,7 @@ pub fn run(db: &Database, runner: &Runner, goal: Goal, dir: &Path, yes: bool) ->
         usage_bail!("restore --to-time works on a compose project's Postgres, not on stack {}; nothing was touched", db.namespace);
     }
     let journal_path = dir.join(format!(".pitr-{}.journal.json", db.namespace));
-    resume(runner, &journal_path)?;
+    wait_live(db, runner)?;
     cleanup_leftovers(runner, &db.namespace)?;
     let (live, archive_volume) = pitr::volumes(runner, &db.container)?;
     let Some(archive_volume) = archive_volume else {
@@ -458,6 +458,21 @@ fn swap(runner: &Runner, path: &Path, j: &mut Journal) -> Result<()> {
     let _ = docker(runner, true, &["volume", "rm", &j.recovered]);
     std::fs::remove_file(path).with_context(|| format!("removing {}", path.display()))?;
     archive::fsync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
+/// Finish or roll back every swap a killed run left in `dir` (before the
+/// database is looked for: a run killed midway leaves its Postgres stopped).
+pub fn resume_all(runner: &Runner, dir: &Path) -> Result<()> {
+    let Ok(read) = std::fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for e in read.filter_map(|e| e.ok()) {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with(".pitr-") && name.ends_with(".journal.json") {
+            resume(runner, &e.path())?;
+        }
+    }
+    Ok(())
 }
 
 /// Finish or roll back the swap a killed run left behind.
