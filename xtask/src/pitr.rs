@@ -44,7 +44,7 @@ pub fn volumes(runner: &Runner, container: &str) -> Result<(String, Option<Strin
     };
     let data = find("/var/lib/postgresql/data")
         .context("the Postgres container has no named volume at /var/lib/postgresql/data")?;
-    Ok((data, find(wal::ARCHIVE_DIR)))
+    Ok((data, find(wal::ARCHIVE_MOUNT)))
 }
 
 /// This tool's base backups of `namespace` in `dir`, oldest first.

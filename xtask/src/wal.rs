@@ -14,8 +14,13 @@ use anyhow::{bail, Context, Result};
 
 use crate::{process::Runner, psql::capture};
 
-/// Where the compose overlays mount the archive in the Postgres container.
-pub const ARCHIVE_DIR: &str = "/var/lib/postgresql/wal-archive";
+/// Where the compose overlays mount the archive volume in the Postgres
+/// container (the postgres user's home, so the new volume is its own)...
+pub const ARCHIVE_MOUNT: &str = "/var/lib/postgresql";
+/// ...and the folder in the volume that holds the segments.
+pub const ARCHIVE_SUBDIR: &str = "wal-archive";
+/// Where a recovery server mounts the archive volume (read-only).
+pub const RECOVERY_MOUNT: &str = "/pitr-archive";
 /// Segments per 4 GiB "xlogid" with the default 16 MiB segment size.
 const SEGMENTS_PER_ID: u64 = 0x100;
 
@@ -192,7 +197,7 @@ impl Archive {
 
     /// The archived segments (timeline history files and partials aside).
     pub fn segments(&self, runner: &Runner) -> Result<Vec<Segment>> {
-        let out = self.run(runner, "ls -1 /a")?;
+        let out = self.run(runner, "ls -1 /a/wal-archive")?;
         let mut segs: Vec<Segment> = out.lines().filter_map(Segment::parse).collect();
         segs.sort();
         Ok(segs)
@@ -207,7 +212,7 @@ impl Archive {
         // pg_waldump stops with an error at the end of a switched segment:
         // the records before it are what counts.
         let script = format!(
-            "for f in {}; do pg_waldump -p /a \"$f\" 2>/dev/null; done; true",
+            "for f in {}; do pg_waldump -p /a/wal-archive \"$f\" 2>/dev/null; done; true",
             names.join(" ")
         );
         let out = self.run(runner, &script)?;

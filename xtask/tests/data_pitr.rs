@@ -205,7 +205,7 @@ fn wal_archive_base_backup_and_restore_to_a_moment_with_every_refusal() {
         "sh",
         &data_support::postgres_image(),
         "-c",
-        "ls /a | grep -E '^[0-9A-F]{24}$' | sort",
+        "ls /a/wal-archive | grep -E '^[0-9A-F]{24}$' | sort",
     ]);
     let start = base["base"]["start_wal"].as_str().unwrap();
     let victim = segs
@@ -225,7 +225,7 @@ fn wal_archive_base_backup_and_restore_to_a_moment_with_every_refusal() {
         "--entrypoint",
         "rm",
         &data_support::postgres_image(),
-        &format!("/a/{victim}"),
+        &format!("/a/wal-archive/{victim}"),
     ]);
     let out = stack.xtask(&["restore", "--to-time", &before_drop, "--yes", "--dir", d]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));

@@ -11,7 +11,9 @@
 set -eu
 src=$1
 name=$2
+# The postgres_wal_archive volume is mounted on /var/lib/postgresql.
 dir=${FOG_WAL_ARCHIVE_DIR:-/var/lib/postgresql/wal-archive}
+mkdir -p "$dir"
 dest=$dir/$name
 if [ -e "$dest" ]; then
 	if cmp -s "$src" "$dest"; then

@@ -40,12 +40,6 @@ if [ "$(id -u)" = 0 ]; then
 	# 999) keeps its files: hand them to this image's postgres user.
 	find "$PGDATA" ! -user postgres -exec chown postgres:postgres {} +
 	chmod 0700 "$PGDATA"
-	# The WAL archive volume (compose/base.yml): archive-wal.sh writes it as
-	# postgres. Mounted read-only (a recovery server) it is left alone.
-	if [ -d /var/lib/postgresql/wal-archive ]; then
-		find /var/lib/postgresql/wal-archive -maxdepth 0 ! -user postgres \
-			-exec chown postgres:postgres {} + 2>/dev/null || true
-	fi
 	exec setpriv --reuid=postgres --regid=postgres --init-groups "$0" "$@"
 fi
 

@@ -184,8 +184,8 @@ pub fn run(db: &Database, runner: &Runner, goal: Goal, dir: &Path, yes: bool) ->
     let recovered = format!("{live}_pitr_{stamp}");
     let aside = format!("{live}_before_pitr_{stamp}");
     if runner.dry_run {
-        println!("docker volume create {recovered}\n# extract {} into it, add recovery.signal and: restore_command = 'cp {}/%f %p' {}recovery_target_action = 'promote'", base_path.display(), wal::ARCHIVE_DIR, goal.settings().replace('\n', " "));
-        println!("docker run -d --network none -v {recovered}:/var/lib/postgresql/data -v {archive_volume}:{}:ro {} postgres -c archive_command=false", wal::ARCHIVE_DIR, db.image);
+        println!("docker volume create {recovered}\n# extract {} into it, add recovery.signal and: restore_command = 'cp {}/{}/%f %p' {}recovery_target_action = 'promote'", base_path.display(), wal::RECOVERY_MOUNT, wal::ARCHIVE_SUBDIR, goal.settings().replace('\n', " "));
+        println!("docker run -d --network none -v {recovered}:/var/lib/postgresql/data -v {archive_volume}:{}:ro {} postgres -c archive_command=false", wal::RECOVERY_MOUNT, db.image);
         println!("# verify row counts and amcheck, docker stop {}, copy {live} aside into {aside}, copy {recovered} in, docker start {}", db.container, db.container);
         return Ok(());
     }
@@ -260,7 +260,11 @@ fn switch_wal(db: &Database, runner: &Runner) -> Result<()> {
 
 /// Extract the base backup into `volume` and configure recovery.
 fn fill(runner: &Runner, base: &Path, volume: &str, image: &str, goal: &Goal) -> Result<()> {
-    let mut lines = vec![format!("restore_command = 'cp {}/%f %p'", wal::ARCHIVE_DIR)];
+    let mut lines = vec![format!(
+        "restore_command = 'cp {}/{}/%f %p'",
+        wal::RECOVERY_MOUNT,
+        wal::ARCHIVE_SUBDIR
+    )];
     lines.extend(goal.settings().lines().map(str::to_string));
     lines.push("recovery_target_action = 'promote'".into());
     // The target's characters are checked in Goal::parse: no `"`, `$` or backquote.
@@ -325,7 +329,7 @@ fn replay(
             "-v",
             &format!("{volume}:/var/lib/postgresql/data"),
             "-v",
-            &format!("{archive}:{}:ro", wal::ARCHIVE_DIR),
+            &format!("{archive}:{}:ro", wal::RECOVERY_MOUNT),
             "--entrypoint",
             "sh",
             &db.image,
