@@ -87,6 +87,34 @@ fn wal_archive_base_backup_and_restore_to_a_moment_with_every_refusal() {
     fs::write(&stack.env_file, env).unwrap();
     stack.up(&["postgres"]);
     assert_eq!(stack.sql("SHOW archive_mode"), "on");
+
+    // archive-wal.sh: a byte-identical re-archive succeeds, a different file
+    // under the same name is refused (exit 1, so Postgres retries).
+    let out = stack.compose(&["ps", "-q", "postgres"]);
+    let container = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let name = "0000000F00000000000000AA";
+    let script = format!(
+        "cd /tmp && head -c 4096 /dev/urandom > s && sh /etc/fog/archive-wal.sh /tmp/s {name} && \
+         sh /etc/fog/archive-wal.sh /tmp/s {name} && echo same-ok && echo x >> s && \
+         if sh /etc/fog/archive-wal.sh /tmp/s {name}; then echo overwrote; else echo refused; fi; \
+         ls -a /var/lib/postgresql/wal-archive | grep -c partial; rm /var/lib/postgresql/wal-archive/{name}"
+    );
+    let out = common::docker_output(&["exec", "-u", "postgres", &container, "sh", "-c", &script]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("same-ok") && text.contains("refused"),
+        "{text} {}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("refusing to overwrite"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        text.trim_end().ends_with('0'),
+        "no temporary file left: {text}"
+    );
     let dir = stack.dir.join("backups");
     let d = dir.to_str().unwrap();
 
