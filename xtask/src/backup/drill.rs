@@ -7,7 +7,6 @@
 //! however the drill ends.
 
 use std::{
-    fs::File,
     path::Path,
     process::{Command, Stdio},
     time::{Duration, Instant},
@@ -105,7 +104,7 @@ pub fn drill(
         Some(manifest.size),
         &format!("drill: pg_restore {}", manifest.file),
     );
-    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let file = super::encrypt::open(path)?;
     let restored = stream::into_child(
         runner,
         true,

@@ -39,11 +39,13 @@ Examples:
   cargo xtask restore backups/fog-postgres-20261201T090000Z.dump --yes
   cargo xtask restore backups/fog-prod-postgres-20261201T090000Z.dump --stack fog-prod --yes
   cargo xtask restore backups/fog-volume-grafana_data-20261201T090000Z.tar.gz --yes
+  cargo xtask restore s3://fog-backups/prod/fog-postgres-20261201T090000Z.dump --endpoint https://s3.example.net --yes
   cargo xtask restore --to-time '2026-12-01 09:30:00+01' --yes   (point in time: `backup base` + WAL archive)
   cargo xtask restore --to-lsn 0/3000060 --yes
   cargo xtask restore --latest --yes")]
 pub struct Cmd {
-    /// The backup archive (`.dump` or a volume's `.tar.gz`) to restore.
+    /// The backup archive (`.dump` or a volume's `.tar.gz`) to restore, or
+    /// `s3://BUCKET/PREFIX/FILE` (downloaded and checked first).
     #[arg(required_unless_present_any = ["to_time", "to_lsn", "latest"], conflicts_with_all = ["to_time", "to_lsn", "latest"])]
     file: Option<PathBuf>,
     /// Point-in-time recovery to this moment: 'YYYY-MM-DD HH:MM:SS[+TZ]' (UTC without a zone).
@@ -55,6 +57,11 @@ pub struct Cmd {
     /// Point-in-time recovery to the newest archived WAL.
     #[arg(long)]
     latest: bool,
+    #[command(flatten)]
+    remote: backup::remote::RemoteArgs,
+    /// The age identity (secret key) file of an encrypted (`.age`) backup.
+    #[arg(long, value_name = "FILE")]
+    identity: Option<PathBuf>,
     /// Do not ask for confirmation.
     #[arg(long)]
     yes: bool,
@@ -79,8 +86,22 @@ impl Cmd {
             let db = Database::open(sh, &runner, global, &self.target)?;
             return to_time::run(&db, &runner, goal, &dir, self.yes);
         }
-        let path = backup::absolute(&self.file.expect("clap requires FILE"));
+        let file = self.file.expect("clap requires FILE");
         let progress = backup::progress();
+        if let Some(identity) = &self.identity {
+            backup::encrypt::set_identity(identity)?;
+        }
+        // A bucket's copy is downloaded next to the backups and removed after.
+        let downloaded = match file.to_str().filter(|f| f.starts_with("s3://")) {
+            Some(url) => Some(
+                backup::remote::download(url, &self.remote, &dir)
+                    .context("refusing to restore: nothing was touched")?,
+            ),
+            None => None,
+        };
+        let path = downloaded
+            .as_ref()
+            .map_or_else(|| backup::absolute(&file), |d| d.path.clone());
         if path.to_string_lossy().ends_with(".set.json") {
             usage_bail!("{} is a backup set: restore its members one at a time (`cargo xtask backup verify {}` lists them verified), nothing was touched", path.display(), path.display());
         }

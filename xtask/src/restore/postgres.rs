@@ -6,7 +6,7 @@
 //! `_before_restore_` name. On any failure the live database is untouched and
 //! the error says where the pre-restore backup is.
 
-use std::{fs::File, path::Path};
+use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
@@ -87,7 +87,7 @@ fn restore_into(
         return Ok(());
     }
     let result = (|| {
-        let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        let file = crate::backup::encrypt::open(path)?;
         let bar = stream::bar(
             progress,
             Some(manifest.size),

@@ -234,6 +234,10 @@ pub fn run(db: &Database, runner: &Runner, goal: Goal, dir: &Path, yes: bool) ->
 
 /// Close the current segment and wait (up to 60 s) until it is archived.
 fn switch_wal(db: &Database, runner: &Runner) -> Result<()> {
+    if runner.dry_run {
+        println!("# SELECT pg_switch_wal() on {}, then wait until pg_stat_archiver shows the segment archived", db.describe());
+        return Ok(());
+    }
     let seg = db.sql(
         runner,
         &db.name,
