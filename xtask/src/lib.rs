@@ -29,6 +29,7 @@ pub mod images;
 pub mod logs;
 pub mod migrate;
 pub mod network;
+pub mod pitr;
 pub mod process;
 pub mod prod;
 pub mod ps;
@@ -40,6 +41,7 @@ pub mod restore;
 pub mod s3;
 pub mod up;
 pub mod usage;
+pub mod wal;
 
 pub use global::{project_root, Global};
 pub use usage::UsageError;

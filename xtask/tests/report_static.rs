@@ -77,7 +77,8 @@ fn three_legacy_stacks_against_the_consolidated_environment() {
     assert_eq!(a["optional_services"], serde_json::json!(["loadgen"]));
     assert_eq!(a["ports"], 6);
     assert_eq!(a["networks"], 2);
-    assert_eq!(a["volumes"], 11);
+    // Eleven before, plus postgres_wal_archive (WAL archiving for PITR).
+    assert_eq!(a["volumes"], 12);
     assert_eq!(instances(a, "prom/prometheus"), (1, false));
     assert_eq!(instances(a, "grafana/grafana"), (1, false));
     // mixnodes 3 x 512M, node-exporter 128M, alertmanager 128M, cadvisor 256M.

@@ -10,6 +10,7 @@
 //! `pg_restore` input.
 
 pub mod archive;
+pub mod base;
 pub mod drill;
 pub mod encrypt;
 pub mod metrics;
@@ -51,6 +52,8 @@ Examples:
   cargo xtask backup postgres --keep 7 --format json
   cargo xtask backup postgres --stack fog-prod
   cargo xtask backup volume grafana_data
+  cargo xtask backup base
+  cargo xtask backup verify --wal
   cargo xtask backup all
   cargo xtask backup list
   cargo xtask backup verify backups/fog-postgres-20261201T090000Z.dump --restore
@@ -81,6 +84,13 @@ enum Action {
         keep: Option<usize>,
         #[command(flatten)]
         upload: Upload,
+    },
+    /// A base backup for point-in-time recovery (pg_basebackup, pg_verifybackup, start/stop LSN).
+    Base {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        target: Target,
     },
     /// Back up a named volume (overlay name `grafana_data` or engine name) as tar.gz.
     Volume {
@@ -113,7 +123,12 @@ enum Action {
     },
     /// Check checksum, manifest and listing; --restore also runs a restore drill.
     Verify {
-        file: PathBuf,
+        /// The backup to verify (not with --wal).
+        #[arg(required_unless_present = "wal")]
+        file: Option<PathBuf>,
+        /// Check that the WAL archive is continuous from each base backup to its newest segment.
+        #[arg(long, conflicts_with_all = ["file", "restore"])]
+        wal: bool,
         /// Restore into a throwaway container and compare row counts, run amcheck.
         #[arg(long)]
         restore: bool,
@@ -293,6 +308,30 @@ impl Cmd {
                 }
                 Ok(())
             }
+            Action::Base { common, target } => {
+                let db = Database::open(sh, &runner, global, &target)?;
+                let Some((w, info)) = base::backup(&db, &runner, &common.dir(), progress())? else {
+                    return Ok(());
+                };
+                if common.format == Format::Json {
+                    println!(
+                        "{}",
+                        serde_json::json!({"path": w.path, "size": w.size, "sha256": w.sha256, "seconds": w.seconds, "base": info})
+                    );
+                } else {
+                    println!(
+                        "base backup {} ({:.1} MB, {:.1}s, pg_verifybackup passed)\nLSN {} .. {} (timeline {}), recoverable from {}",
+                        w.path.display(),
+                        w.size as f64 / 1e6,
+                        w.seconds,
+                        info.start_lsn,
+                        info.stop_lsn,
+                        info.timeline,
+                        info.stop_time
+                    );
+                }
+                Ok(())
+            }
             Action::Volume {
                 name,
                 stop,
@@ -349,15 +388,20 @@ impl Cmd {
             ),
             Action::Verify {
                 file,
+                wal,
                 restore,
                 identity,
                 common,
                 target,
             } => {
+                if wal {
+                    let db = Database::open(sh, &runner, global, &target)?;
+                    return crate::pitr::verify_wal(&db, &runner, &common.dir(), common.format);
+                }
                 if let Some(identity) = &identity {
                     encrypt::set_identity(identity)?;
                 }
-                let path = absolute(&file);
+                let path = absolute(&file.expect("clap requires FILE without --wal"));
                 // Optional (the host's pg_restore will do), unless --stack names one.
                 let db = match target.stack {
                     Some(_) => Some(Database::open(sh, &runner, global, &target)?),

@@ -82,6 +82,10 @@ pub fn verify_with(
     }
     match manifest.kind.as_str() {
         "postgres" => {}
+        "base" => {
+            super::base::verify(path, &manifest, db.map(|d| d.image.as_str()))?;
+            return Ok(manifest);
+        }
         "volume" => {
             let entries = super::volume::check_archive(path)?;
             if manifest.entries.is_some_and(|n| n != entries) {

@@ -8,6 +8,7 @@
 //! live data stays in place and the error says where the pre-restore backup is.
 
 mod postgres;
+mod to_time;
 mod volume;
 
 use std::{
@@ -38,11 +39,24 @@ Examples:
   cargo xtask restore backups/fog-postgres-20261201T090000Z.dump --yes
   cargo xtask restore backups/fog-prod-postgres-20261201T090000Z.dump --stack fog-prod --yes
   cargo xtask restore backups/fog-volume-grafana_data-20261201T090000Z.tar.gz --yes
-  cargo xtask restore s3://fog-backups/prod/fog-postgres-20261201T090000Z.dump --endpoint https://s3.example.net --yes")]
+  cargo xtask restore s3://fog-backups/prod/fog-postgres-20261201T090000Z.dump --endpoint https://s3.example.net --yes
+  cargo xtask restore --to-time '2026-12-01 09:30:00+01' --yes   (point in time: `backup base` + WAL archive)
+  cargo xtask restore --to-lsn 0/3000060 --yes
+  cargo xtask restore --latest --yes")]
 pub struct Cmd {
     /// The backup archive (`.dump` or a volume's `.tar.gz`) to restore, or
     /// `s3://BUCKET/PREFIX/FILE` (downloaded and checked first).
-    file: PathBuf,
+    #[arg(required_unless_present_any = ["to_time", "to_lsn", "latest"], conflicts_with_all = ["to_time", "to_lsn", "latest"])]
+    file: Option<PathBuf>,
+    /// Point-in-time recovery to this moment: 'YYYY-MM-DD HH:MM:SS[+TZ]' (UTC without a zone).
+    #[arg(long, value_name = "TIME", conflicts_with_all = ["to_lsn", "latest"])]
+    to_time: Option<String>,
+    /// Point-in-time recovery to this LSN (e.g. 0/3000060).
+    #[arg(long, value_name = "LSN", conflicts_with = "latest")]
+    to_lsn: Option<String>,
+    /// Point-in-time recovery to the newest archived WAL.
+    #[arg(long)]
+    latest: bool,
     #[command(flatten)]
     remote: backup::remote::RemoteArgs,
     /// The age identity (secret key) file of an encrypted (`.age`) backup.
@@ -61,16 +75,24 @@ pub struct Cmd {
 impl Cmd {
     pub fn run(self, sh: &Shell, global: &Global) -> Result<()> {
         let runner = Runner::new(global);
-        let progress = backup::progress();
-        if let Some(identity) = &self.identity {
-            backup::encrypt::set_identity(identity)?;
-        }
         let dir = self
             .dir
             .as_deref()
             .map_or_else(|| crate::project_root().join("backups"), backup::absolute);
+        if let Some(goal) =
+            to_time::Goal::parse(self.to_time.as_deref(), self.to_lsn.as_deref(), self.latest)?
+        {
+            to_time::resume_all(&runner, &dir)?;
+            let db = Database::open(sh, &runner, global, &self.target)?;
+            return to_time::run(&db, &runner, goal, &dir, self.yes);
+        }
+        let file = self.file.expect("clap requires FILE");
+        let progress = backup::progress();
+        if let Some(identity) = &self.identity {
+            backup::encrypt::set_identity(identity)?;
+        }
         // A bucket's copy is downloaded next to the backups and removed after.
-        let downloaded = match self.file.to_str().filter(|f| f.starts_with("s3://")) {
+        let downloaded = match file.to_str().filter(|f| f.starts_with("s3://")) {
             Some(url) => Some(
                 backup::remote::download(url, &self.remote, &dir)
                     .context("refusing to restore: nothing was touched")?,
@@ -79,7 +101,7 @@ impl Cmd {
         };
         let path = downloaded
             .as_ref()
-            .map_or_else(|| backup::absolute(&self.file), |d| d.path.clone());
+            .map_or_else(|| backup::absolute(&file), |d| d.path.clone());
         if path.to_string_lossy().ends_with(".set.json") {
             usage_bail!("{} is a backup set: restore its members one at a time (`cargo xtask backup verify {}` lists them verified), nothing was touched", path.display(), path.display());
         }
