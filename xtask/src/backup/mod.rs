@@ -9,8 +9,10 @@
 
 pub mod archive;
 pub mod drill;
+pub mod leftovers;
 pub mod postgres;
 pub mod prune;
+pub mod recover;
 pub mod set;
 pub mod stream;
 pub mod verify;
@@ -47,7 +49,9 @@ Examples:
   cargo xtask backup all
   cargo xtask backup list
   cargo xtask backup verify backups/fog-postgres-20261201T090000Z.dump --restore
-  cargo xtask backup prune --keep 7")]
+  cargo xtask backup prune --keep 7
+  cargo xtask backup cleanup --dry-run
+  cargo xtask backup cleanup --yes")]
 pub struct Cmd {
     #[command(subcommand)]
     action: Action,
@@ -80,8 +84,28 @@ enum Action {
         #[command(flatten)]
         common: Common,
     },
-    /// The backups in the folder, newest first.
+    /// The backups in the folder, newest first, and every leftover of
+    /// interrupted restores and drills (journals, `_restore_` and
+    /// `_before_restore_` databases and volumes, helper containers).
     List {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Finish or undo interrupted restores, then remove the leftovers `list`
+    /// shows (asking first). The previous data restores keep
+    /// (`_before_restore_`, the way back) goes only with --way-back.
+    #[command(after_help = "\
+Examples:
+  cargo xtask backup cleanup --dry-run
+  cargo xtask backup cleanup --yes
+  cargo xtask backup cleanup --way-back")]
+    Cleanup {
+        /// Do not ask (also answers the --way-back question).
+        #[arg(long)]
+        yes: bool,
+        /// Also remove the `_before_restore_` databases and volumes.
+        #[arg(long)]
+        way_back: bool,
         #[command(flatten)]
         common: Common,
     },
@@ -177,7 +201,34 @@ impl Cmd {
                 }
                 Ok(())
             }
-            Action::List { common } => prune::list(&common.dir(), common.format),
+            Action::List { common } => {
+                let dir = common.dir();
+                let project = crate::engine::project::Project::open(global.dry_run, global.verbose)?;
+                let db = Database::open(sh, &runner, global, &Target::default()).ok();
+                let namespace = db.as_ref().map_or(project.name.clone(), |d| d.namespace.clone());
+                let found = leftovers::find(&runner, &dir, &namespace, db.as_ref())?;
+                if common.format == Format::Json {
+                    let (entries, partial) = prune::scan(&dir)?;
+                    println!(
+                        "{}",
+                        serde_json::json!({"dir": dir, "backups": entries, "partial": partial, "leftovers": found})
+                    );
+                    return Ok(());
+                }
+                prune::list(&dir, common.format)?;
+                leftovers::print(&found);
+                Ok(())
+            }
+            Action::Cleanup {
+                yes,
+                way_back,
+                common,
+            } => {
+                let project = crate::engine::project::Project::open(global.dry_run, global.verbose)?;
+                let db = Database::open(sh, &runner, global, &Target::default()).ok();
+                let namespace = db.as_ref().map_or(project.name.clone(), |d| d.namespace.clone());
+                leftovers::cleanup(&runner, &common.dir(), &namespace, db.as_ref(), yes, way_back)
+            }
             Action::Verify {
                 file,
                 restore,
