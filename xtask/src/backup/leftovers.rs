@@ -209,26 +209,49 @@ pub fn cleanup(
     }
     print(&found);
     let (keep, scratch): (Vec<&Leftover>, Vec<&Leftover>) = found.iter().partition(|l| l.way_back);
-    let mut remove: Vec<&Leftover> = Vec::new();
-    if !scratch.is_empty() && (runner.dry_run || ask(&format!("Recover the interrupted restores and remove the {} other leftovers?", scratch.len()), yes)?) {
-        remove.extend(scratch);
+    if !scratch.is_empty()
+        && !runner.dry_run
+        && !ask(
+            &format!(
+                "Recover the interrupted restores and remove the {} other leftovers?",
+                scratch.len()
+            ),
+            yes,
+        )?
+    {
+        println!("nothing was removed");
+        return Ok(());
     }
+    // Only the way-back copies shown (and approved) now go; a swap that
+    // recovery finishes below keeps its new one.
+    let mut approved: Vec<String> = Vec::new();
     if way_back && !keep.is_empty() {
         let names: Vec<&str> = keep.iter().map(|l| l.name.as_str()).collect();
         if runner.dry_run
-            || ask(&format!("Also remove the previous data restores kept (the way back, gone for good): {}?", names.join(", ")), yes)?
+            || ask(
+                &format!(
+                    "Also remove the previous data restores kept (the way back, gone for good): {}?",
+                    names.join(", ")
+                ),
+                yes,
+            )?
         {
-            remove.extend(keep.iter().copied());
+            approved = names.iter().map(|n| n.to_string()).collect();
         }
     } else if !keep.is_empty() {
-        println!("kept {} way-back copies (previous data of restores); pass --way-back to remove them too", keep.len());
+        println!(
+            "kept {} way-back copies (previous data of restores); pass --way-back to remove them too",
+            keep.len()
+        );
     }
-    // Journals first: recovery may finish a swap whose scratch volume goes with it.
-    if remove.iter().any(|l| l.kind == "journal") {
-        recover_pending(runner, dir, db, project)?;
-    }
+    // Journals first: recovery finishes or undoes, then the rest is looked up again.
+    recover_pending(runner, dir, db, project)?;
+    let now = find(runner, dir, project, db)?;
     let mut removed = 0;
-    for l in remove.iter().filter(|l| l.kind != "journal") {
+    for l in now
+        .iter()
+        .filter(|l| l.kind != "journal" && (!l.way_back || approved.contains(&l.name)))
+    {
         let mut cmd = Command::new("docker");
         match l.kind.as_str() {
             "database" => {

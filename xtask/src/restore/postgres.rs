@@ -86,7 +86,12 @@ pub fn restore(
 ) -> Result<()> {
     recover::catch_interrupts();
     let started = Instant::now();
-    let stamp = archive::stamp(&crate::images::build::rfc3339_now()).to_lowercase();
+    // With the pid: two restores within one second get their own names.
+    let stamp = format!(
+        "{}_{}",
+        archive::stamp(&crate::images::build::rfc3339_now()).to_lowercase(),
+        std::process::id()
+    );
     let services = writers(db, runner)?;
     let mut j = Journal {
         kind: "postgres".into(),

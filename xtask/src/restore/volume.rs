@@ -88,7 +88,12 @@ impl Target {
         progress: bool,
     ) -> Result<()> {
         let image = self.shell_image(sh, runner)?;
-        let stamp = archive::stamp(&crate::images::build::rfc3339_now()).to_lowercase();
+        // With the pid: two restores within one second get their own names.
+    let stamp = format!(
+        "{}_{}",
+        archive::stamp(&crate::images::build::rfc3339_now()).to_lowercase(),
+        std::process::id()
+    );
         let fresh = format!("{}_restore_{stamp}", self.live);
         let old = format!("{}_before_restore_{stamp}", self.live);
         let users =
