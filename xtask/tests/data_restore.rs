@@ -19,7 +19,13 @@ use std::{
 
 use data_support::DataStack;
 
-const PHASES: [&str; 5] = ["restoring", "blocking", "terminating", "renaming", "allowing"];
+const PHASES: [&str; 5] = [
+    "restoring",
+    "blocking",
+    "terminating",
+    "renaming",
+    "allowing",
+];
 
 /// Removes the helper containers labelled with the project, even on failure.
 struct Helpers(String);
@@ -54,7 +60,10 @@ fn paused(stack: &DataStack, args: &[&str], phase: &str) -> (Child, PathBuf) {
     while !marker.exists() {
         if let Some(status) = child.try_wait().unwrap() {
             let out = child.wait_with_output().unwrap();
-            panic!("xtask {args:?} ended ({status}) before phase {phase}: {}", text(&out));
+            panic!(
+                "xtask {args:?} ended ({status}) before phase {phase}: {}",
+                text(&out)
+            );
         }
         assert!(Instant::now() < deadline, "phase {phase} never reached");
         std::thread::sleep(Duration::from_millis(50));
@@ -134,23 +143,37 @@ fn interrupted_restores_recover_and_leave_nothing_unreported() {
         let (mut child, _) = paused(&stack, &restore, phase);
         child.kill().unwrap();
         finish(child);
-        let listed: serde_json::Value = serde_json::from_str(&stack.ok(&[
-            "backup", "list", "--dir", dir, "--format", "json",
-        ]))
-        .unwrap();
+        let listed: serde_json::Value =
+            serde_json::from_str(&stack.ok(&["backup", "list", "--dir", dir, "--format", "json"]))
+                .unwrap();
         let kinds: Vec<String> = listed["leftovers"]
             .as_array()
             .unwrap()
             .iter()
-            .map(|l| format!("{} {}", l["kind"].as_str().unwrap(), l["name"].as_str().unwrap()))
+            .map(|l| {
+                format!(
+                    "{} {}",
+                    l["kind"].as_str().unwrap(),
+                    l["name"].as_str().unwrap()
+                )
+            })
             .collect();
         assert!(
-            kinds.iter().any(|k| k.starts_with("journal ") && k.contains(".restore-journal-")),
+            kinds
+                .iter()
+                .any(|k| k.starts_with("journal ") && k.contains(".restore-journal-")),
             "{phase}: {kinds:?}"
         );
         if phase != "restoring" {
-            let scratch = if phase == "allowing" { "database fog_before_restore_" } else { "database fog_restore_" };
-            assert!(kinds.iter().any(|k| k.starts_with(scratch)), "{phase}: {kinds:?}");
+            let scratch = if phase == "allowing" {
+                "database fog_before_restore_"
+            } else {
+                "database fog_restore_"
+            };
+            assert!(
+                kinds.iter().any(|k| k.starts_with(scratch)),
+                "{phase}: {kinds:?}"
+            );
         }
         let table = stack.ok(&["backup", "list", "--dir", dir]);
         assert!(table.contains("backup cleanup"), "{table}");
@@ -160,11 +183,13 @@ fn interrupted_restores_recover_and_leave_nothing_unreported() {
             "{phase}: {out}"
         );
         assert_eq!(stack.sql("SELECT 1"), "1", "{phase}: accepts connections");
-        assert!(databases(&stack, "fog\\_%restore\\_%").is_empty(), "{phase}");
-        let listed: serde_json::Value = serde_json::from_str(&stack.ok(&[
-            "backup", "list", "--dir", dir, "--format", "json",
-        ]))
-        .unwrap();
+        assert!(
+            databases(&stack, "fog\\_%restore\\_%").is_empty(),
+            "{phase}"
+        );
+        let listed: serde_json::Value =
+            serde_json::from_str(&stack.ok(&["backup", "list", "--dir", dir, "--format", "json"]))
+                .unwrap();
         assert_eq!(listed["leftovers"], serde_json::json!([]), "{phase}");
     }
 
@@ -192,7 +217,14 @@ fn interrupted_restores_recover_and_leave_nothing_unreported() {
     assert_eq!(aside.len(), 1, "{aside:?}");
     assert_eq!(stack.sql("SELECT count(*) FROM items"), "1000");
     let kept = stack.ok(&[
-        "psql", "--", "-X", "-At", "-d", &aside[0], "-c", "SELECT count(*) FROM items WHERE label = 'during'",
+        "psql",
+        "--",
+        "-X",
+        "-At",
+        "-d",
+        &aside[0],
+        "-c",
+        "SELECT count(*) FROM items WHERE label = 'during'",
     ]);
     assert_eq!(kept.trim(), "250");
     // Nothing written: the way back can be dropped, and cleanup does only on request.
@@ -205,7 +237,11 @@ fn interrupted_restores_recover_and_leave_nothing_unreported() {
     assert!(databases(&stack, "fog\\_before\\_restore\\_%").is_empty());
 
     // A killed drill: its container is listed, then removed.
-    let (mut child, _) = paused(&stack, &["backup", "verify", &archive, "--restore"], "drill");
+    let (mut child, _) = paused(
+        &stack,
+        &["backup", "verify", &archive, "--restore"],
+        "drill",
+    );
     child.kill().unwrap();
     finish(child);
     let table = stack.ok(&["backup", "list", "--dir", dir]);
@@ -222,7 +258,14 @@ fn interrupted_restores_recover_and_leave_nothing_unreported() {
 fn volume_swap_killed(stack: &DataStack, dir: &str) {
     stack.sql("CREATE TABLE kept AS SELECT g AS id FROM generate_series(1, 300) g");
     let out = stack.ok(&[
-        "backup", "volume", "postgres_data", "--stop", "--dir", dir, "--format", "json",
+        "backup",
+        "volume",
+        "postgres_data",
+        "--stop",
+        "--dir",
+        dir,
+        "--format",
+        "json",
     ]);
     let tarball: serde_json::Value = serde_json::from_str(&out).unwrap();
     let tarball = tarball["path"].as_str().unwrap().to_string();
@@ -243,9 +286,17 @@ fn volume_swap_killed(stack: &DataStack, dir: &str) {
     assert!(!journal.exists());
     stack.wait_ready();
     assert_eq!(stack.sql("SELECT count(*) FROM kept"), "300");
-    let vols = common::docker_lines(&["volume", "ls", "-q", "--filter", &format!("name={}_", stack.project)]);
+    let vols = common::docker_lines(&[
+        "volume",
+        "ls",
+        "-q",
+        "--filter",
+        &format!("name={}_", stack.project),
+    ]);
     assert!(
-        !vols.iter().any(|v| v.contains("_restore_") && !v.contains("_before_restore_")),
+        !vols
+            .iter()
+            .any(|v| v.contains("_restore_") && !v.contains("_before_restore_")),
         "{vols:?}"
     );
 }

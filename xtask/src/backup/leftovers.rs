@@ -96,25 +96,51 @@ pub fn find(
         )?;
         for name in names.lines().filter(|n| !busy.iter().any(|b| b == n)) {
             match classify(name) {
-                Some(true) => out.push(item("database", name, "previous data a restore kept (the way back)", true)),
-                Some(false) => out.push(item("database", name, "unfinished restore database", false)),
+                Some(true) => out.push(item(
+                    "database",
+                    name,
+                    "previous data a restore kept (the way back)",
+                    true,
+                )),
+                Some(false) => {
+                    out.push(item("database", name, "unfinished restore database", false))
+                }
                 None => {}
             }
         }
     }
-    let volumes = docker_read(runner, &["volume", "ls", "-q", "--filter", &format!("name={project}_")])?;
+    let volumes = docker_read(
+        runner,
+        &[
+            "volume",
+            "ls",
+            "-q",
+            "--filter",
+            &format!("name={project}_"),
+        ],
+    )?;
     for name in volumes
         .lines()
         .filter(|n| n.starts_with(&format!("{project}_")) && !busy.iter().any(|b| b == n))
     {
         match classify(name) {
-            Some(true) => out.push(item("volume", name, "previous data a restore kept (the way back)", true)),
+            Some(true) => out.push(item(
+                "volume",
+                name,
+                "previous data a restore kept (the way back)",
+                true,
+            )),
             Some(false) => out.push(item("volume", name, "unfinished restore volume", false)),
             None => {}
         }
     }
     for name in recover::dead_helpers(runner, project)? {
-        out.push(item("container", &name, "helper container of a killed restore or drill", false));
+        out.push(item(
+            "container",
+            &name,
+            "helper container of a killed restore or drill",
+            false,
+        ));
     }
     Ok(out)
 }
@@ -136,7 +162,9 @@ fn ask(question: &str, yes: bool) -> Result<bool> {
         return Ok(true);
     }
     if !std::io::stdin().is_terminal() {
-        usage_bail!("{question} Pass --yes to confirm (no terminal to ask on); nothing was removed");
+        usage_bail!(
+            "{question} Pass --yes to confirm (no terminal to ask on); nothing was removed"
+        );
     }
     eprint!("{question} [y/N] ");
     std::io::stderr().flush()?;
@@ -266,7 +294,12 @@ pub fn cleanup(
                 cmd.args(["rm", "-f", "-v", &l.name]);
             }
         }
-        capture(runner, true, cmd, &format!("removing {} {}", l.kind, l.name))?;
+        capture(
+            runner,
+            true,
+            cmd,
+            &format!("removing {} {}", l.kind, l.name),
+        )?;
         removed += 1;
     }
     if !runner.dry_run {
@@ -280,7 +313,10 @@ mod tests {
     #[test]
     fn scratch_and_way_back_names_are_told_apart() {
         assert_eq!(super::classify("fog_restore_20261201t090000z"), Some(false));
-        assert_eq!(super::classify("fog_before_restore_20261201t090000z"), Some(true));
+        assert_eq!(
+            super::classify("fog_before_restore_20261201t090000z"),
+            Some(true)
+        );
         assert_eq!(super::classify("p_grafana_data_restore_x"), Some(false));
         assert_eq!(super::classify("fog"), None);
     }

@@ -203,9 +203,12 @@ impl Cmd {
             }
             Action::List { common } => {
                 let dir = common.dir();
-                let project = crate::engine::project::Project::open(global.dry_run, global.verbose)?;
+                let project =
+                    crate::engine::project::Project::open(global.dry_run, global.verbose)?;
                 let db = Database::open(sh, &runner, global, &Target::default()).ok();
-                let namespace = db.as_ref().map_or(project.name.clone(), |d| d.namespace.clone());
+                let namespace = db
+                    .as_ref()
+                    .map_or(project.name.clone(), |d| d.namespace.clone());
                 let found = leftovers::find(&runner, &dir, &namespace, db.as_ref())?;
                 if common.format == Format::Json {
                     let (entries, partial) = prune::scan(&dir)?;
@@ -224,10 +227,20 @@ impl Cmd {
                 way_back,
                 common,
             } => {
-                let project = crate::engine::project::Project::open(global.dry_run, global.verbose)?;
+                let project =
+                    crate::engine::project::Project::open(global.dry_run, global.verbose)?;
                 let db = Database::open(sh, &runner, global, &Target::default()).ok();
-                let namespace = db.as_ref().map_or(project.name.clone(), |d| d.namespace.clone());
-                leftovers::cleanup(&runner, &common.dir(), &namespace, db.as_ref(), yes, way_back)
+                let namespace = db
+                    .as_ref()
+                    .map_or(project.name.clone(), |d| d.namespace.clone());
+                leftovers::cleanup(
+                    &runner,
+                    &common.dir(),
+                    &namespace,
+                    db.as_ref(),
+                    yes,
+                    way_back,
+                )
             }
             Action::Verify {
                 file,

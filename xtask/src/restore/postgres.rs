@@ -130,7 +130,9 @@ pub fn restore(
             None
         }
     };
-    let result = phases(db, runner, path, manifest, dir, progress, pre_backup, &mut j);
+    let result = phases(
+        db, runner, path, manifest, dir, progress, pre_backup, &mut j,
+    );
     match result {
         Ok(report) => {
             j.finish();
@@ -187,7 +189,12 @@ fn phases(
     let snapshot = writes(db, runner, &live)?;
     j.container_file = Some(format!("/tmp/fog-restore-{}.dump", j.stamp));
     j.step(runner, "restoring")?;
-    db.sql(runner, "postgres", &format!("CREATE DATABASE \"{fresh}\""), true)?;
+    db.sql(
+        runner,
+        "postgres",
+        &format!("CREATE DATABASE \"{fresh}\""),
+        true,
+    )?;
     restore_into(db, runner, path, manifest, j)?;
     j.container_file = None;
     j.step(runner, "blocking")?;
@@ -313,9 +320,19 @@ fn restore_into(
         &format!("pg_restore -j {jobs} into {}", j.fresh),
     );
     let restored = (|| {
-        capture(runner, true, cp, "copying the archive into the Postgres container")?;
+        capture(
+            runner,
+            true,
+            cp,
+            "copying the archive into the Postgres container",
+        )?;
         capture(runner, true, chmod, "making the copied archive readable")?;
-        capture(runner, true, restore, &format!("pg_restore into {}", j.fresh))
+        capture(
+            runner,
+            true,
+            restore,
+            &format!("pg_restore into {}", j.fresh),
+        )
     })();
     let _ = capture(runner, true, rm, "removing the copied archive");
     bar.finish_and_clear();
@@ -366,5 +383,22 @@ mod tests {
             ]
         );
         assert!(written_since(&after, &after).is_empty());
+    }
+
+    #[test]
+    fn the_writers_come_from_the_compose_model() {
+        let env = crate::compose::EnvSource::from_pairs([
+            ("POSTGRES_PASSWORD", "x"),
+            ("GRAFANA_ADMIN_PASSWORD", "x"),
+            ("GRAFANA_ADMIN_USER", "admin"),
+        ]);
+        let model = crate::config::Selection::named("betanet".parse().unwrap(), &env)
+            .load()
+            .unwrap();
+        let writers = writer_services(&model);
+        for mixnode in ["mixnode-1", "mixnode-2", "mixnode-3"] {
+            assert!(writers.iter().any(|w| w == mixnode), "{writers:?}");
+        }
+        assert!(!writers.iter().any(|w| w == "postgres" || w == "prometheus"), "{writers:?}");
     }
 }

@@ -89,11 +89,11 @@ impl Target {
     ) -> Result<()> {
         let image = self.shell_image(sh, runner)?;
         // With the pid: two restores within one second get their own names.
-    let stamp = format!(
-        "{}_{}",
-        archive::stamp(&crate::images::build::rfc3339_now()).to_lowercase(),
-        std::process::id()
-    );
+        let stamp = format!(
+            "{}_{}",
+            archive::stamp(&crate::images::build::rfc3339_now()).to_lowercase(),
+            std::process::id()
+        );
         let fresh = format!("{}_restore_{stamp}", self.live);
         let old = format!("{}_before_restore_{stamp}", self.live);
         let users =
@@ -121,7 +121,15 @@ impl Target {
         // Started again when this guard drops: on success, error or Ctrl-C.
         let _restart = Restart::stop(self.project.compose(&self.environment), runner, users)
             .inspect_err(|_| j.finish())?;
-        let result = self.phases(sh, runner, global, &image, (path, manifest, dir), progress, &mut j);
+        let result = self.phases(
+            sh,
+            runner,
+            global,
+            &image,
+            (path, manifest, dir),
+            progress,
+            &mut j,
+        );
         if !j.keep {
             j.finish();
         }
@@ -258,7 +266,10 @@ fn fill(
     let mut create = Command::new("docker");
     create.args(["create", "--name", helper, "--network", "none"]);
     create.args(["--label", &format!("{}={project}", recover::HELPER_LABEL)]);
-    create.args(["--label", &format!("{}={}", recover::HELPER_PID_LABEL, std::process::id())]);
+    create.args([
+        "--label",
+        &format!("{}={}", recover::HELPER_PID_LABEL, std::process::id()),
+    ]);
     create.args(["-v", &mount, "--entrypoint", "/bin/sh", image]);
     crate::psql::capture(runner, true, create, "creating the restore helper")?;
     let _helper = Helper(helper.to_string());
@@ -421,6 +432,30 @@ mod tests {
         fs::write(&old, "not a folder").unwrap();
         assert_eq!(swap(&live, &fresh, &old), 10);
         assert_eq!(names(&live), ["previous", "sub"]);
+        fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn swap_killed_after_the_copy_aside_finishes_when_run_again() {
+        let (root, [live, fresh, old]) = dirs("resume");
+        // What a kill leaves: the aside copy complete (marked), live half emptied.
+        fs::write(old.join("previous"), "old data").unwrap();
+        fs::create_dir_all(old.join("sub")).unwrap();
+        fs::write(old.join(".fog-restore-aside-complete"), "").unwrap();
+        fs::remove_file(live.join("previous")).unwrap();
+        assert_eq!(swap(&live, &fresh, &old), 0);
+        assert_eq!(names(&live), ["restored"]);
+        assert_eq!(names(&old), ["previous", "sub"]);
+        fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn swap_killed_during_the_copy_aside_starts_it_again() {
+        let (root, [live, fresh, old]) = dirs("restart");
+        fs::write(old.join("half-copied"), "partial").unwrap();
+        assert_eq!(swap(&live, &fresh, &old), 0);
+        assert_eq!(names(&live), ["restored"]);
+        assert_eq!(names(&old), ["previous", "sub"]);
         fs::remove_dir_all(root).unwrap();
     }
 }
