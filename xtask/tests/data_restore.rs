@@ -1,7 +1,7 @@
 //! E2E on the real engine (project `fogdata-restore-<pid>`, DataStack slot
 //! 3): restores that cannot strand a user. A database restore paused at each
 //! journalled phase (`FOG_TEST_PAUSE_AT`, never sleeps) and hit with SIGINT
-//! recovers at once and says what it did; hit with kill -9 it leaves a
+//! (or SIGTERM) recovers at once and says what it did; hit with kill -9 it leaves a
 //! journal that `backup list` names with the other leftovers and that
 //! `backup cleanup --yes` recovers: either way the database then accepts
 //! connections. Rows written during a restore are named, with no DROP
@@ -114,30 +114,34 @@ fn interrupted_restores_recover_and_leave_nothing_unreported() {
     stack.sql("INSERT INTO items SELECT g, 'later' FROM generate_series(1001, 1100) g");
 
     for phase in PHASES {
-        // SIGINT: recovered at once, said so, the database accepts connections.
-        stack.sql("DELETE FROM items WHERE id > 1000; INSERT INTO items SELECT g, 'later' FROM generate_series(1001, 1100) g");
-        let (child, _) = paused(&stack, &restore, phase);
-        signal(&child, "-INT");
-        let out = finish(child);
-        assert!(!out.status.success(), "{phase}: {}", text(&out));
-        let said = text(&out);
-        assert!(said.contains("interrupted"), "{phase}: {said}");
-        assert!(
-            said.contains(&format!(
-                "recovered the restore of database fog interrupted at phase {phase}"
-            )),
-            "{phase}: {said}"
-        );
-        let rows = stack.sql("SELECT count(*) FROM items");
-        // Interrupted after the rename, the swap is kept (the data restored).
-        let want = if phase == "allowing" { "1000" } else { "1100" };
-        assert_eq!(rows, want, "{phase}: {said}");
-        assert!(databases(&stack, "fog\\_restore\\_%").is_empty(), "{phase}");
-        assert_eq!(
-            stack.sql("SELECT bool_and(datallowconn) FROM pg_database WHERE datname LIKE 'fog%'"),
-            "t",
-            "{phase}"
-        );
+        // SIGINT (and once SIGTERM): recovered at once, said so, the
+        // database accepts connections.
+        let signals: &[&str] = if phase == "renaming" { &["-INT", "-TERM"] } else { &["-INT"] };
+        for sig in signals {
+            stack.sql("DELETE FROM items WHERE id > 1000; INSERT INTO items SELECT g, 'later' FROM generate_series(1001, 1100) g");
+            let (child, _) = paused(&stack, &restore, phase);
+            signal(&child, sig);
+            let out = finish(child);
+            assert!(!out.status.success(), "{phase} {sig}: {}", text(&out));
+            let said = text(&out);
+            assert!(said.contains("interrupted"), "{phase} {sig}: {said}");
+            assert!(
+                said.contains(&format!(
+                    "recovered the restore of database fog interrupted at phase {phase}"
+                )),
+                "{phase} {sig}: {said}"
+            );
+            let rows = stack.sql("SELECT count(*) FROM items");
+            // Interrupted after the rename, the swap is kept (the data restored).
+            let want = if phase == "allowing" { "1000" } else { "1100" };
+            assert_eq!(rows, want, "{phase} {sig}: {said}");
+            assert!(databases(&stack, "fog\\_restore\\_%").is_empty(), "{phase}");
+            assert_eq!(
+                stack.sql("SELECT bool_and(datallowconn) FROM pg_database WHERE datname LIKE 'fog%'"),
+                "t",
+                "{phase} {sig}"
+            );
+        }
 
         // kill -9: the journal and the leftovers are listed, cleanup recovers.
         let (mut child, _) = paused(&stack, &restore, phase);
