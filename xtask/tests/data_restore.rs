@@ -116,7 +116,11 @@ fn interrupted_restores_recover_and_leave_nothing_unreported() {
     for phase in PHASES {
         // SIGINT (and once SIGTERM): recovered at once, said so, the
         // database accepts connections.
-        let signals: &[&str] = if phase == "renaming" { &["-INT", "-TERM"] } else { &["-INT"] };
+        let signals: &[&str] = if phase == "renaming" {
+            &["-INT", "-TERM"]
+        } else {
+            &["-INT"]
+        };
         for sig in signals {
             stack.sql("DELETE FROM items WHERE id > 1000; INSERT INTO items SELECT g, 'later' FROM generate_series(1001, 1100) g");
             let (child, _) = paused(&stack, &restore, phase);
@@ -137,7 +141,9 @@ fn interrupted_restores_recover_and_leave_nothing_unreported() {
             assert_eq!(rows, want, "{phase} {sig}: {said}");
             assert!(databases(&stack, "fog\\_restore\\_%").is_empty(), "{phase}");
             assert_eq!(
-                stack.sql("SELECT bool_and(datallowconn) FROM pg_database WHERE datname LIKE 'fog%'"),
+                stack.sql(
+                    "SELECT bool_and(datallowconn) FROM pg_database WHERE datname LIKE 'fog%'"
+                ),
                 "t",
                 "{phase} {sig}"
             );

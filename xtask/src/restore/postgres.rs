@@ -399,6 +399,9 @@ mod tests {
         for mixnode in ["mixnode-1", "mixnode-2", "mixnode-3"] {
             assert!(writers.iter().any(|w| w == mixnode), "{writers:?}");
         }
-        assert!(!writers.iter().any(|w| w == "postgres" || w == "prometheus"), "{writers:?}");
+        assert!(
+            !writers.iter().any(|w| w == "postgres" || w == "prometheus"),
+            "{writers:?}"
+        );
     }
 }
