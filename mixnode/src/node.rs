@@ -60,6 +60,27 @@ struct Status {
     ready: AtomicBool,
 }
 
+/// A relay (entry or middle) with no `MIX_PEERS` and no registry can forward
+/// to no one: every packet would be dropped as `unknown_next_hop`. Say so once
+/// at start-up instead of dropping silently.
+fn warn_if_isolated(config: &Config) {
+    if let Some(line) = isolation_warning(config) {
+        tracing::warn!("{line}");
+    }
+}
+
+/// The start-up warning of [`warn_if_isolated`], if any.
+pub fn isolation_warning(config: &Config) -> Option<String> {
+    let relays = !matches!(config.role, crate::config::Role::Exit);
+    (relays && config.mix_peers.is_empty() && config.database.is_none()).then(|| {
+        format!(
+            "this {} node knows no mix to relay to (MIX_PEERS is empty and there is no DATABASE_URL): \
+             every packet will be dropped as unknown_next_hop; set MIX_PEERS to the next mixes' host:port",
+            config.role.as_str()
+        )
+    })
+}
+
 /// Runs the node until SIGTERM/Ctrl-C and a graceful drain.
 pub async fn run(config: Config) -> Result<(), NodeError> {
     let (key, fresh) = keystore::load_or_generate(&config.data_dir, config.fix_key_permissions)?;
@@ -86,6 +107,7 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
         config.max_queue_depth,
         metrics.queue_depth.clone(),
     ));
+    warn_if_isolated(&config);
     let topology = Topology::new(config.mix_peers.clone(), config.exit_allow.clone());
     metrics.known_mixes.store(topology.known_mixes(), Relaxed);
     // Sized by REPLAY_CAPACITY, 1e-6 false positives until that many

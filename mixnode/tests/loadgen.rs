@@ -154,3 +154,46 @@ fn fails_promptly(port: u16, extra: &[&str], want: &str) {
     assert!(stderr.contains(want), "{stderr}");
     assert!(started.elapsed() < std::time::Duration::from_secs(60));
 }
+
+/// A new user's first run (mixnode/README.md, three nodes by hand, no
+/// MIX_PEERS): every packet is dropped as `unknown_next_hop`. The relays say
+/// so at start-up, and loadgen names the node, the reason and the fix.
+#[test]
+fn nodes_without_mix_peers_warn_and_loadgen_names_the_drop_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("entry.log");
+    let no_peers = [("MIX_PEERS", "")];
+    let exit = Node::start("exit", &dir.path().join("exit"), &no_peers);
+    let middle = Node::start("middle", &dir.path().join("middle"), &no_peers);
+    let entry = Node::start_logged(
+        "entry",
+        &dir.path().join("entry"),
+        &no_peers,
+        Some(log.clone()),
+    );
+    let warning = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        warning.contains("this entry node knows no mix to relay to")
+            && warning.contains("set MIX_PEERS"),
+        "the entry warns at start-up: {warning}"
+    );
+    let out = loadgen(&[
+        "--nodes",
+        &format!("{},{},{}", entry.url(), middle.url(), exit.url()),
+        "--packets",
+        "300",
+        "--timeout",
+        "2",
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let want = format!(
+        "300 of 300 packets were lost: entry ({}) dropped 300 as unknown_next_hop: set MIX_PEERS",
+        entry.url()
+    );
+    assert!(err.contains(&want), "{err}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["dropped"][0]["reason"], "unknown_next_hop");
+    assert_eq!(report["dropped"][0]["packets"], 300);
+}

@@ -127,7 +127,15 @@ pub fn bring_up(
     phases.push(("prepare", prepared));
     let up_began = Instant::now();
     if let Err(err) = runner.run(compose.cmd(sh, &up)) {
-        return Err(health::diagnose(sh, &runner, &project.name, &names).unwrap_or(err));
+        let timeout = Duration::from_secs(args.timeout);
+        return Err(health::explain_up_failure(
+            sh,
+            &runner,
+            &project.name,
+            &names,
+            timeout,
+            err,
+        ));
     }
     phases.push(("up", up_began.elapsed().as_secs_f64()));
     let waited = health::wait_ready(

@@ -278,4 +278,43 @@ fn stub_images_xtask_logic_a_failing_service_is_named_with_its_last_log_lines() 
         err.contains("stub: configured to fail"),
         "shows the service's own log: {err}"
     );
+    let line = err.lines().last().unwrap_or_default();
+    assert!(
+        line.starts_with("error: service `postgres` is crash-looping"),
+        "the xtask's diagnosis comes first, Compose's message (if any) after it: {line}"
+    );
+}
+
+/// Compose v2 waits for `service_completed_successfully` itself and fails
+/// `up` with "service migrate didn't complete successfully"; v1 likewise for
+/// its conditions. Either way the one-shot is named with its own log lines.
+#[test]
+fn stub_images_xtask_logic_a_failing_one_shot_migrate_is_named_with_its_log_lines() {
+    if !engine_or_skip(
+        "stub_images_xtask_logic_a_failing_one_shot_migrate_is_named_with_its_log_lines",
+    ) {
+        return;
+    }
+    ensure_stub_image();
+    let failing = ensure_failing_image();
+    let stack = Stack::new(
+        "failmig",
+        4,
+        Some(STUB_IMAGE),
+        &[("MIGRATE_IMAGE", failing)],
+    );
+    let out = stack.xtask(&["betanet", "--skip-images", "--timeout", "90"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("service `migrate` is exited (exit code 3)"),
+        "names the one-shot and its exit code: {err}"
+    );
+    assert!(err.contains("last 20 log lines of migrate"), "{err}");
+    assert!(err.contains("stub: configured to fail"), "{err}");
+    let line = err.lines().last().unwrap_or_default();
+    assert!(
+        line.starts_with("error: service `migrate`"),
+        "the xtask's diagnosis comes first, Compose's message after it: {line}"
+    );
 }

@@ -24,10 +24,7 @@ fn main() -> ExitCode {
                 print!("{}", report.table());
             }
             if report.lost > 0 {
-                eprintln!(
-                    "error: {} of {} packets were lost",
-                    report.lost, report.sent
-                );
+                eprintln!("error: {}", report.loss_line());
                 ExitCode::FAILURE
             } else {
                 ExitCode::SUCCESS

@@ -11,6 +11,7 @@
 //! moment a packet is written, not from when it was built.
 
 pub mod args;
+pub mod drops;
 pub mod generate;
 mod report;
 
@@ -154,6 +155,16 @@ pub fn run(args: &Args) -> Result<Report, LoadgenError> {
             }
         }
     }
+    // Drop counters before the run, so a loss can be explained by the nodes.
+    let counters: Vec<(String, String, drops::Counters)> = args
+        .nodes
+        .iter()
+        .zip(&nodes)
+        .map(|(url, node)| {
+            let role = node.role.clone().unwrap_or_else(|| "node".into());
+            (url.clone(), role, drops::read(url).unwrap_or_default())
+        })
+        .collect();
     let local = args.nodes.iter().all(|u| is_local(u));
     let listen = args.listen.unwrap_or_else(|| {
         if local {
@@ -284,6 +295,11 @@ pub fn run(args: &Args) -> Result<Report, LoadgenError> {
     let last = Duration::from_nanos(arrivals.last_arrival_nanos.load(Relaxed));
     let latencies =
         std::mem::take(&mut *arrivals.latencies.lock().unwrap_or_else(|e| e.into_inner()));
+    let dropped = if delivered < args.packets as u64 {
+        explain_loss(&counters, args.packets as u64 - delivered)
+    } else {
+        Vec::new()
+    };
     Ok(Report::new(
         args.packets as u64,
         delivered,
@@ -293,7 +309,27 @@ pub fn run(args: &Args) -> Result<Report, LoadgenError> {
         send_time,
         last,
         latencies,
-    ))
+    )
+    .with_drops(dropped))
+}
+
+/// The nodes' drops during the run; counters are read again for up to a
+/// second until they account for the `lost` packets (a node counts a drop
+/// when it happens, which can be just after loadgen's deadline).
+fn explain_loss(counters: &[(String, String, drops::Counters)], lost: u64) -> Vec<drops::Drop> {
+    let deadline = Instant::now() + Duration::from_secs(1);
+    loop {
+        let after: Vec<Option<drops::Counters>> = counters
+            .iter()
+            .map(|(url, _, _)| drops::read(url))
+            .collect();
+        let found = drops::during(counters, &after);
+        let counted: u64 = found.iter().map(|d| d.packets).sum();
+        if counted >= lost || Instant::now() >= deadline {
+            return found;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 fn accept_deliveries(

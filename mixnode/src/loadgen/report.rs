@@ -18,6 +18,8 @@ pub struct Report {
     pub p50_ms: f64,
     pub p95_ms: f64,
     pub p99_ms: f64,
+    /// Packets the nodes dropped during the run, by node and reason.
+    pub dropped: Vec<super::drops::Drop>,
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
@@ -59,7 +61,28 @@ impl Report {
             p50_ms: percentile(&latencies, 50.0),
             p95_ms: percentile(&latencies, 95.0),
             p99_ms: percentile(&latencies, 99.0),
+            dropped: Vec::new(),
         }
+    }
+
+    pub fn with_drops(mut self, dropped: Vec<super::drops::Drop>) -> Report {
+        self.dropped = dropped;
+        self
+    }
+
+    /// The loss as one line: how many, then each node's drops and their fix.
+    pub fn loss_line(&self) -> String {
+        let mut text = format!("{} of {} packets were lost", self.lost, self.sent);
+        if self.dropped.is_empty() {
+            text.push_str(
+                " (no node counted a drop: they were lost on the way to loadgen's listener)",
+            );
+        } else {
+            let why: Vec<String> = self.dropped.iter().map(|d| d.sentence()).collect();
+            text.push_str(": ");
+            text.push_str(&why.join("; "));
+        }
+        text
     }
 
     pub fn json(&self) -> serde_json::Value {
@@ -74,6 +97,9 @@ impl Report {
             "generation_s": self.generation.as_secs_f64(),
             "send_s": self.send_time.as_secs_f64(),
             "elapsed_s": self.elapsed.as_secs_f64(),
+            "dropped": self.dropped.iter().map(|d| serde_json::json!({
+                "node": d.node, "role": d.role, "reason": d.reason, "packets": d.packets,
+            })).collect::<Vec<_>>(),
         })
     }
 

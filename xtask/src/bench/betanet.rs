@@ -133,9 +133,17 @@ impl Cmd {
         eprintln!("bringing up {project} (postgres + 3 mixnodes)...");
         let mut up = vec!["up", "-d"];
         up.extend(MIXNODES);
-        runner.run(compose.cmd(sh, &up))?;
         let services: Vec<String> = MIXNODES.iter().map(|s| s.to_string()).collect();
-        health::wait_ready(sh, &runner, &project, &services, Duration::from_secs(300))?;
+        let timeout = Duration::from_secs(300);
+        if let Err(err) = runner.run(compose.cmd(sh, &up)) {
+            let all: Vec<String> = std::iter::once("postgres".to_string())
+                .chain(services.iter().cloned())
+                .collect();
+            return Err(health::explain_up_failure(
+                sh, &runner, &project, &all, timeout, err,
+            ));
+        }
+        health::wait_ready(sh, &runner, &project, &services, timeout)?;
         let mut steps = Vec::new();
         let mut rates = self.rates.clone();
         rates.sort_unstable();

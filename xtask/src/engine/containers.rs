@@ -26,6 +26,8 @@ pub struct Container {
     pub state: String,
     /// `starting`, `healthy`, `unhealthy`, or `None` without a healthcheck.
     pub health: Option<String>,
+    /// The newest healthcheck run: its exit code and output, as the engine kept it.
+    pub health_log: Option<String>,
     pub exit_code: i64,
     /// Times the engine restarted it under its restart policy.
     pub restart_count: i64,
@@ -111,6 +113,7 @@ pub fn parse_inspect(text: &str) -> Result<Vec<Container>> {
                 .unwrap_or("unknown")
                 .to_string(),
             health: item["State"]["Health"]["Status"].as_str().map(String::from),
+            health_log: last_health_check(&item["State"]["Health"]["Log"]),
             exit_code: item["State"]["ExitCode"].as_i64().unwrap_or(0),
             restart_count: item["RestartCount"].as_i64().unwrap_or(0),
             ports,
@@ -118,6 +121,18 @@ pub fn parse_inspect(text: &str) -> Result<Vec<Container>> {
         });
     }
     Ok(out)
+}
+
+/// The newest entry of `State.Health.Log`: "exit code N: output".
+fn last_health_check(log: &Value) -> Option<String> {
+    let last = log.as_array()?.last()?;
+    let output = last["Output"].as_str().unwrap_or("").trim();
+    let code = last["ExitCode"].as_i64().unwrap_or(0);
+    Some(if output.is_empty() {
+        format!("exit code {code}, no output")
+    } else {
+        format!("exit code {code}: {output}")
+    })
 }
 
 /// The last `lines` log lines of a container, stdout and stderr together.
@@ -144,7 +159,8 @@ mod tests {
     fn reads_state_health_and_ports() {
         let text = r#"[{"Id":"abc","Name":"/fog_postgres_1",
           "Config":{"Labels":{"com.docker.compose.service":"postgres"}},
-          "State":{"Status":"running","ExitCode":0,"Health":{"Status":"healthy"}},
+          "State":{"Status":"running","ExitCode":0,"Health":{"Status":"healthy",
+            "Log":[{"ExitCode":1,"Output":"old"},{"ExitCode":2,"Output":"no response\n"}]}},
           "NetworkSettings":{"Ports":{"5432/tcp":[{"HostIp":"127.0.0.1","HostPort":"15432"}],"9/tcp":null}}},
           {"Id":"def","Name":"/fog_loadgen_run_1",
           "Config":{"Labels":{"com.docker.compose.service":"loadgen","com.docker.compose.oneoff":"True"}},
@@ -154,5 +170,6 @@ mod tests {
         assert_eq!(c[0].name, "fog_postgres_1");
         assert_eq!(c[0].health.as_deref(), Some("healthy"));
         assert_eq!(c[0].ports, ["127.0.0.1:15432->5432/tcp"]);
+        assert_eq!(c[0].health_log.as_deref(), Some("exit code 2: no response"));
     }
 }

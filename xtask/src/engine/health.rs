@@ -66,7 +66,8 @@ pub fn standing(containers: &[&Container]) -> Standing {
     pending.map_or(Standing::Ready, Standing::Pending)
 }
 
-/// Poll until every service in `services` is ready, or fail naming the service.
+/// Poll until every service in `services` is ready, or fail naming every
+/// service that is failing at that moment (see [`explain`]).
 pub fn wait_ready(
     sh: &Shell,
     runner: &Runner,
@@ -95,21 +96,17 @@ pub fn wait_ready(
         let all = containers::list(sh, runner, project)?;
         let mut ready = 0;
         let mut waiting: Vec<(String, String)> = Vec::new();
-        let mut failed = None;
+        let mut any_failed = false;
         for service in services {
-            let mine: Vec<&Container> = all.iter().filter(|c| &c.service == service).collect();
-            match standing(&mine) {
+            match standing(&of_service(&all, service)) {
                 Standing::Ready => ready += 1,
                 Standing::Pending(why) => waiting.push((service.clone(), why)),
-                Standing::Failed(why) => {
-                    failed = Some((service.clone(), why, mine.first().map(|c| c.id.clone())));
-                    break;
-                }
+                Standing::Failed(_) => any_failed = true,
             }
         }
         bar.set_position(ready);
-        if let Some((service, why, id)) = failed {
-            break Err((service, why, id));
+        if any_failed {
+            break Err(failures(&all, services, None));
         }
         if waiting.is_empty() {
             break Ok(());
@@ -129,72 +126,166 @@ pub fn wait_ready(
         }
         bar.set_message(message);
         if started.elapsed() >= timeout {
-            let (service, why) = waiting.swap_remove(0);
-            let id = all
-                .iter()
-                .find(|c| c.service == service)
-                .map(|c| c.id.clone());
-            break Err((
-                service,
-                format!("still {why} after {}s (raise --timeout)", timeout.as_secs()),
-                id,
-            ));
+            break Err(failures(&all, services, Some(timeout)));
         }
         std::thread::sleep(POLL);
     };
     bar.finish_and_clear();
     match result {
         Ok(()) => Ok(started.elapsed()),
-        Err((service, why, id)) => Err(failure(sh, runner, &service, &why, id.as_deref())),
+        Err(failed) => Err(explain(sh, runner, &failed, None)),
     }
 }
 
-/// After `compose up` itself failed (v1 stops at a dependency that is not
-/// healthy): the first failed service with its logs, if the engine shows one.
-pub fn diagnose(
+/// After `compose up` itself failed: both flavours wait for `depends_on`
+/// conditions themselves (v1 with `service_healthy`, v2 for every condition,
+/// and v2 may give up while the dependency is still restarting), so Compose's
+/// own error names a container, not a cause. Keep polling until every service
+/// that has a container has settled (ready, failed, or never started), at most
+/// `timeout`, then name every failing service with its logs and health output;
+/// Compose's error follows as detail.
+pub fn explain_up_failure(
     sh: &Shell,
     runner: &Runner,
     project: &str,
     services: &[String],
-) -> Option<anyhow::Error> {
-    let all = containers::list(sh, runner, project).ok()?;
-    services.iter().find_map(|service| {
-        let mine: Vec<&Container> = all.iter().filter(|c| &c.service == service).collect();
-        match standing(&mine) {
-            Standing::Failed(why) => Some(failure(
-                sh,
-                runner,
-                service,
-                &why,
-                mine.first().map(|c| c.id.as_str()),
-            )),
-            _ => None,
+    timeout: Duration,
+    compose_error: anyhow::Error,
+) -> anyhow::Error {
+    if runner.dry_run {
+        return compose_error;
+    }
+    let started = Instant::now();
+    let last = loop {
+        let Ok(all) = containers::list(sh, runner, project) else {
+            return compose_error;
+        };
+        let settled = services
+            .iter()
+            .all(|service| settled(&of_service(&all, service)));
+        if settled || started.elapsed() >= timeout {
+            break all;
         }
-    })
+        std::thread::sleep(POLL);
+    };
+    let timed_out = (started.elapsed() >= timeout).then_some(timeout);
+    let failed = failures(&last, services, timed_out);
+    if failed.is_empty() {
+        return compose_error.context("compose up failed, yet no service shows a failure");
+    }
+    explain(sh, runner, &failed, Some(&compose_error))
 }
 
-/// Print the service's last log lines and make the one-line error.
-fn failure(
+/// The containers of one service.
+fn of_service<'a>(all: &'a [Container], service: &str) -> Vec<&'a Container> {
+    all.iter().filter(|c| c.service == service).collect()
+}
+
+/// Whether a service has reached a verdict after `compose up` failed: ready,
+/// failed, no container, or containers that were created but never started
+/// (a dependency failed first). Restarting and starting ones are not settled.
+fn settled(containers: &[&Container]) -> bool {
+    if containers.iter().all(|c| c.state == "created") {
+        return true;
+    }
+    !matches!(standing(containers), Standing::Pending(_))
+}
+
+/// One service that did not come up, as the engine shows it now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub service: String,
+    pub why: String,
+    pub container: Option<String>,
+    pub health_log: Option<String>,
+}
+
+/// Every service in `services` that is unhealthy, exited, dead or restarting
+/// now; with `timed_out`, also those still pending after it.
+pub fn failures(
+    all: &[Container],
+    services: &[String],
+    timed_out: Option<Duration>,
+) -> Vec<Failure> {
+    let mut out = Vec::new();
+    for service in services {
+        let mine = of_service(all, service);
+        let why = match standing(&mine) {
+            Standing::Failed(why) => why,
+            Standing::Pending(_) if mine.iter().any(|c| c.state == "restarting") => {
+                let c = mine
+                    .iter()
+                    .find(|c| c.state == "restarting")
+                    .expect("found");
+                format!(
+                    "restarting (restarted {} times, last exit code {})",
+                    c.restart_count, c.exit_code
+                )
+            }
+            Standing::Pending(why) => match timed_out {
+                Some(t) => format!("still {why} after {}s (raise --timeout)", t.as_secs()),
+                None => continue,
+            },
+            Standing::Ready => continue,
+        };
+        let first = mine.first();
+        out.push(Failure {
+            service: service.clone(),
+            why,
+            container: first.map(|c| c.id.clone()),
+            health_log: first.and_then(|c| c.health_log.clone()),
+        });
+    }
+    out
+}
+
+/// Print each failed service's last log lines and last health check, and make
+/// the error: one clause per service, then `detail` (Compose's own error).
+pub fn explain(
     sh: &Shell,
     runner: &Runner,
-    service: &str,
-    why: &str,
-    id: Option<&str>,
+    failed: &[Failure],
+    detail: Option<&anyhow::Error>,
 ) -> anyhow::Error {
-    let logs = id
-        .map(|id| containers::tail_logs(sh, runner, id, FAILURE_LOG_LINES))
-        .unwrap_or_default();
-    if !logs.trim().is_empty() {
-        eprintln!("--- last {FAILURE_LOG_LINES} log lines of {service} ---");
-        eprint!("{logs}");
-        if !logs.ends_with('\n') {
-            eprintln!();
+    for f in failed {
+        let logs = f
+            .container
+            .as_deref()
+            .map(|id| containers::tail_logs(sh, runner, id, FAILURE_LOG_LINES))
+            .unwrap_or_default();
+        if !logs.trim().is_empty() {
+            eprintln!(
+                "--- last {FAILURE_LOG_LINES} log lines of {} ---",
+                f.service
+            );
+            eprint!("{logs}");
+            if !logs.ends_with('\n') {
+                eprintln!();
+            }
+            eprintln!("---");
         }
-        eprintln!("---");
+        if let Some(check) = &f.health_log {
+            eprintln!("last health check of {}: {check}", f.service);
+        }
     }
-    anyhow::anyhow!(
-        "service `{service}` is {why}; see its logs above or `cargo xtask logs {service}`"
-    )
+    anyhow::anyhow!("{}", message(failed, detail))
+}
+
+/// The one-line error of [`explain`].
+fn message(failed: &[Failure], detail: Option<&anyhow::Error>) -> String {
+    let clauses: Vec<String> = failed
+        .iter()
+        .map(|f| format!("service `{}` is {}", f.service, f.why))
+        .collect();
+    let hint = match failed {
+        [one] => format!("see its logs above or `cargo xtask logs {}`", one.service),
+        _ => "see their logs above or `cargo xtask logs SERVICE`".to_string(),
+    };
+    let mut text = format!("{}; {hint}", clauses.join("; "));
+    if let Some(detail) = detail {
+        text.push_str(&format!(" (Compose said: {detail:#})"));
+    }
+    text
 }
 
 #[cfg(test)]
@@ -208,6 +299,7 @@ mod tests {
             id: "i".into(),
             state: state.into(),
             health: health.map(String::from),
+            health_log: None,
             exit_code: code,
             restart_count: 0,
             ports: vec![],
@@ -232,6 +324,82 @@ mod tests {
             ..c("exited", None, 1)
         };
         assert!(matches!(standing(&[&failed]), Standing::Failed(_)));
+    }
+
+    fn failure(service: &str, why: &str) -> Failure {
+        Failure {
+            service: service.into(),
+            why: why.into(),
+            container: None,
+            health_log: None,
+        }
+    }
+
+    #[test]
+    fn every_failing_service_is_named_restarting_ones_too() {
+        let mut pg = c("restarting", None, 3);
+        pg.service = "postgres".into();
+        pg.restart_count = 1;
+        let mut grafana = c("running", Some("unhealthy"), 0);
+        grafana.service = "grafana".into();
+        grafana.health_log = Some("exit code 1: connection refused".into());
+        let mut prom = c("running", Some("starting"), 0);
+        prom.service = "prometheus".into();
+        let all = [pg, grafana, prom];
+        let names: Vec<String> = ["postgres", "grafana", "prometheus"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let failed = failures(&all, &names, None);
+        assert_eq!(
+            failed
+                .iter()
+                .map(|f| f.service.as_str())
+                .collect::<Vec<_>>(),
+            ["postgres", "grafana"]
+        );
+        assert_eq!(
+            failed[0].why,
+            "restarting (restarted 1 times, last exit code 3)"
+        );
+        assert_eq!(
+            failed[1].health_log.as_deref(),
+            Some("exit code 1: connection refused")
+        );
+        let timed_out = failures(&all, &names, Some(Duration::from_secs(9)));
+        assert_eq!(
+            timed_out[2].why,
+            "still running, starting after 9s (raise --timeout)"
+        );
+    }
+
+    #[test]
+    fn a_service_created_but_never_started_has_settled() {
+        assert!(settled(&[&c("created", None, 0)]));
+        assert!(settled(&[&c("exited", None, 1)]));
+        assert!(!settled(&[&c("restarting", None, 1)]));
+        assert!(!settled(&[&c("running", Some("starting"), 0)]));
+    }
+
+    #[test]
+    fn the_error_names_each_service_and_ends_with_composes_message() {
+        let compose = anyhow::anyhow!("dependency failed to start");
+        let one = message(&[failure("postgres", "crash-looping")], Some(&compose));
+        assert_eq!(
+            one,
+            "service `postgres` is crash-looping; see its logs above or `cargo xtask logs postgres` (Compose said: dependency failed to start)"
+        );
+        let two = message(
+            &[
+                failure("a", "unhealthy"),
+                failure("b", "exited (exit code 1)"),
+            ],
+            None,
+        );
+        assert_eq!(
+            two,
+            "service `a` is unhealthy; service `b` is exited (exit code 1); see their logs above or `cargo xtask logs SERVICE`"
+        );
     }
 
     #[test]
