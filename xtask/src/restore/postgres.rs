@@ -111,7 +111,8 @@ pub fn restore(
         path: Journal::path_for(dir, &db.namespace, "postgres"),
         keep: false,
     };
-    j.step(runner, "stopping")?;
+    // Nothing is changed yet: an interruption here leaves no journal.
+    j.step(runner, "stopping").inspect_err(|_| j.finish())?;
     // Started again when this guard drops: on success, error or Ctrl-C.
     let restart = match &db.location {
         Location::Compose(_) => {

@@ -117,7 +117,8 @@ impl Target {
             path: Journal::path_for(dir, &self.project.name, &format!("volume-{}", self.overlay)),
             keep: false,
         };
-        j.step(runner, "stopping")?;
+        // Nothing is changed yet: an interruption here leaves no journal.
+        j.step(runner, "stopping").inspect_err(|_| j.finish())?;
         // Started again when this guard drops: on success, error or Ctrl-C.
         let _restart = Restart::stop(self.project.compose(&self.environment), runner, users)
             .inspect_err(|_| j.finish())?;
