@@ -187,6 +187,15 @@ fn interrupted_restores_recover_and_leave_nothing_unreported() {
         }
         let table = stack.ok(&["backup", "list", "--dir", dir]);
         assert!(table.contains("backup cleanup"), "{table}");
+        if phase == "blocking" {
+            // --dry-run prints the exact commands and changes nothing.
+            let out = stack.ok(&["backup", "cleanup", "--dry-run", "--dir", dir]);
+            assert!(
+                out.contains("DROP DATABASE IF EXISTS") && out.contains("fog_restore_"),
+                "{out}"
+            );
+            assert_eq!(databases(&stack, "fog\\_restore\\_%").len(), 1, "{out}");
+        }
         // The next run recovers: a restore (then done), or cleanup.
         if phase == "terminating" {
             let out = stack.ok(&restore);
