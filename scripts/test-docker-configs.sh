@@ -36,7 +36,7 @@ missing() {
 if command -v promtool >/dev/null 2>&1; then
     echo "==> promtool: config, rules and rule unit tests"
     promtool check config compose/config/prometheus/prometheus.yml || xtask_status=1
-    promtool test rules compose/config/prometheus/tests/rules_test.yml || xtask_status=1
+    promtool test rules compose/config/prometheus/tests/*.yml || xtask_status=1
 else
     missing promtool "the Prometheus config and rule checks"
 fi

@@ -65,6 +65,13 @@ pub struct Outcome {
     pub phases: Vec<(&'static str, f64)>,
 }
 
+/// Build or make offline the images `environment` needs, as [`bring_up`]
+/// does first: for commands that need them before a bring-up (`adopt`
+/// restores into the environment's Postgres image before starting the rest).
+pub fn ensure_images(environment: &Environment, runner: &Runner) -> Result<()> {
+    crate::images::ensure_for(environment, runner, true).map(|_| ())
+}
+
 /// Bring `environment` up and make it the active one.
 pub fn bring_up(
     sh: &Shell,

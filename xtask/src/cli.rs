@@ -6,8 +6,8 @@ use clap::{Parser, Subcommand};
 use xshell::Shell;
 
 use crate::{
-    backup, bench, betanet, check, ci, claims, completions, config, deploy, dev, down, env, images,
-    logs, migrate, network, prod, ps, psql, release, report, restart, restore, up, Global,
+    adopt, backup, bench, betanet, check, ci, claims, completions, config, deploy, dev, down, env,
+    images, logs, migrate, network, prod, ps, psql, release, report, restart, restore, up, Global,
 };
 
 /// fog-compute workflows: compose overlays, Docker environments, the mixnode.
@@ -68,6 +68,8 @@ pub enum Command {
     Backup(backup::Cmd),
     /// Restore a backup: verify, pre-restore backup, restore aside, swap in.
     Restore(restore::Cmd),
+    /// Move an old-layout stack onto an environment with every row and file; `--rollback` undoes it.
+    Adopt(adopt::Cmd),
     /// Deploy an environment to Docker Swarm; `deploy status|rm|rollback`.
     Deploy(deploy::Cmd),
     /// Compare two stacks' resources (static or --live), or show the running stack's usage.
@@ -101,6 +103,7 @@ impl Command {
             Command::Psql(cmd) => cmd.run(sh, global),
             Command::Backup(cmd) => cmd.run(sh, global),
             Command::Restore(cmd) => cmd.run(sh, global),
+            Command::Adopt(cmd) => cmd.run(sh, global),
             Command::Deploy(cmd) => cmd.run(sh, global),
             Command::Report(cmd) => cmd.run(sh, global),
             Command::Release(cmd) => cmd.run(sh, global),

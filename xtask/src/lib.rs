@@ -4,6 +4,7 @@
 //! [`global`] holds what every command shares (flags, the repository root) and
 //! [`usage`] the error type that maps to exit code 2.
 
+pub mod adopt;
 pub mod backup;
 pub mod bench;
 pub mod betanet;
@@ -12,6 +13,7 @@ pub mod check;
 pub mod ci;
 pub mod claims;
 pub mod cli;
+pub mod comparison;
 pub mod completions;
 pub mod compose;
 pub mod config;
@@ -35,6 +37,7 @@ pub mod release;
 pub mod report;
 pub mod restart;
 pub mod restore;
+pub mod s3;
 pub mod up;
 pub mod usage;
 

@@ -10,8 +10,10 @@ use std::process::{Command, Stdio};
 
 use common::{docker_output, engine_or_skip, text};
 
-const ROWS: [&str; 12] = [
+const ROWS: [&str; 14] = [
     "backup_postgres",
+    "backup_postgres_encrypted",
+    "upload_postgres_s3",
     "pg_dump_exec_devnull",
     "pg_dump_in_container",
     "tar_czf_pgdata",

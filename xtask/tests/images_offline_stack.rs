@@ -1,7 +1,10 @@
 //! E2E: the offline images run under the project's real overlays
 //! (`compose/base.yml` + `compose/monitoring.yml`) with the overlays' own
 //! commands, users, cap_drop, config mounts and healthchecks: postgres,
-//! prometheus, node-exporter and alertmanager all turn healthy. Own project
+//! prometheus, node-exporter and alertmanager all turn healthy; a backup
+//! metrics textfile (as `cargo xtask backup` writes it) in the folder the
+//! overlay mounts is exported by node-exporter and queried back from
+//! Prometheus. Own project
 //! name, networks in 10.232.10.0/24 and 10.232.11.0/24, host ports
 //! 16101-16103 on 127.0.0.1; `down -v` on drop.
 
@@ -105,13 +108,26 @@ fn offline_images_run_under_the_real_overlays() {
     assert!(built.status.success(), "{}", text(&built));
     let env = std::fs::read_to_string(&env_file).unwrap();
     let project = unique("imgsstack").replace('-', "");
+    // What `backup postgres` writes after a success, into the mounted folder.
+    let metrics = dir.join("metrics");
+    let run = xtask::backup::metrics::Run {
+        project: &project,
+        kind: "postgres",
+        target: "fog",
+        at: xtask::backup::metrics::now(),
+        size: 4242,
+        seconds: 1.5,
+    };
+    xtask::backup::metrics::write(&metrics, &run).unwrap();
     std::fs::write(
         &env_file,
         format!(
             "{env}COMPOSE_PROJECT_NAME={project}\nFOG_NETWORK_NAME={project}-fog\nFOG_NETWORK_SUBNET=10.232.10.0/24\n\
              BETANET_NETWORK_NAME={project}-betanet\nBETANET_NETWORK_SUBNET=10.232.11.0/24\n\
              POSTGRES_USER=fog\nPOSTGRES_PASSWORD=stack-test-pw\nPOSTGRES_DB=fog\nGRAFANA_ADMIN_PASSWORD=unused\n\
-             NODE_EXPORTER_PORT=16101\nALERTMANAGER_PORT=16102\nCADVISOR_PORT=16103\n"
+             NODE_EXPORTER_PORT=16101\nALERTMANAGER_PORT=16102\nCADVISOR_PORT=16103\n\
+             FOG_BACKUP_METRICS_DIR={}\n",
+            metrics.display()
         ),
     )
     .unwrap();
@@ -172,6 +188,38 @@ fn offline_images_run_under_the_real_overlays() {
         http_get(16101, "/metrics").contains("node_exporter_build_info"),
         "node-exporter metrics"
     );
+    let exported = http_get(16101, "/metrics");
+    assert!(
+        exported.contains(&format!(
+            "fog_backup_last_size_bytes{{kind=\"postgres\",project=\"{project}\",target=\"fog\"}} 4242"
+        )),
+        "node-exporter does not export the backup textfile"
+    );
+    // Prometheus scrapes node-exporter every 15 s: the backup metric arrives.
+    let prometheus = docker(&[
+        "ps",
+        "-q",
+        "--filter",
+        &label,
+        "--filter",
+        "label=com.docker.compose.service=prometheus",
+    ]);
+    let query =
+        "http://127.0.0.1:9090/api/v1/query?query=fog_backup_last_success_timestamp_seconds";
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let answer = docker_output(&["exec", prometheus.trim(), "wget", "-qO-", query]);
+        let body = String::from_utf8_lossy(&answer.stdout);
+        if body.contains(&format!("\"project\":\"{project}\"")) {
+            assert!(body.contains("\"kind\":\"postgres\""), "{body}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus never saw the backup metric: {body}"
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    }
     drop(stack);
     let left = docker(&["ps", "-a", "--filter", &label, "--format", "{{.Names}}"]);
     assert!(left.is_empty(), "containers left after down: {left}");

@@ -66,6 +66,12 @@ const ALLOWED: &[(&str, &str, Kind, &str)] = &[
         "loadgen in the bench's own throwaway project: a dry run prints it through Runner and skips it; its exit 1 (packets lost) is a measurement",
     ),
     (
+        "bench/backup/seaweed.rs",
+        "start",
+        Kind::Local,
+        "the bench's own SeaweedFS server on 127.0.0.1 (free ports, data in the bench's temp folder), stopped by its guard; the bench refuses --dry-run",
+    ),
+    (
         "release/sign.rs",
         "run",
         Kind::ChecksDryRun,
@@ -88,6 +94,12 @@ const ALLOWED: &[(&str, &str, Kind, &str)] = &[
         "into_child",
         Kind::ChecksDryRun,
         "a file into pg_restore's stdin (listing, drill, restore) with a byte bar",
+    ),
+    (
+        "adopt/set.rs",
+        "stream_to_file",
+        Kind::ChecksDryRun,
+        "pg_dump / tar out of the old stack into the adopt backup set's temp file, hashed in the same pass; printed under --dry-run",
     ),
     (
         "backup/volume.rs",
@@ -199,7 +211,7 @@ const ALLOWED: &[(&str, &str, Kind, &str)] = &[
         "docker stats stream",
     ),
     (
-        "report/spec.rs",
+        "comparison/spec.rs",
         "read_at_revision",
         Kind::ReadOnly,
         "git show of a file at a revision",
@@ -255,6 +267,7 @@ fn enclosing_fn(lines: &[&str], i: usize) -> String {
             let rest = l.trim_start();
             let rest = rest.strip_prefix("pub ").unwrap_or(rest);
             let rest = rest.strip_prefix("pub(crate) ").unwrap_or(rest);
+            let rest = rest.strip_prefix("pub(super) ").unwrap_or(rest);
             let name = rest.strip_prefix("fn ")?;
             Some(name.split(['(', '<']).next()?.to_string())
         })

@@ -9,7 +9,6 @@
 //! by the next drill, and listed and removed by `backup list` / `cleanup`.
 
 use std::{
-    fs::File,
     path::Path,
     process::{Command, Stdio},
     time::{Duration, Instant},
@@ -119,7 +118,7 @@ pub fn drill(
         Some(manifest.size),
         &format!("drill: pg_restore {}", manifest.file),
     );
-    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let file = super::encrypt::open(path)?;
     let restored = stream::into_child(
         runner,
         true,

@@ -9,10 +9,14 @@
 
 pub mod archive;
 pub mod drill;
+pub mod encrypt;
 pub mod leftovers;
+pub mod metrics;
 pub mod postgres;
 pub mod prune;
 pub mod recover;
+pub mod remote;
+pub mod schedule;
 pub mod set;
 pub mod stream;
 pub mod verify;
@@ -23,7 +27,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use xshell::Shell;
 
 use crate::{
@@ -50,6 +54,12 @@ Examples:
   cargo xtask backup list
   cargo xtask backup verify backups/fog-postgres-20261201T090000Z.dump --restore
   cargo xtask backup prune --keep 7
+  cargo xtask backup postgres --encrypt-to age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p
+  cargo xtask backup verify backups/fog-postgres-20261201T090000Z.dump.age --identity key.txt --restore
+  cargo xtask backup all --to s3://fog-backups/prod --endpoint https://s3.example.net
+  cargo xtask backup list --from s3://fog-backups/prod --endpoint https://s3.example.net
+  cargo xtask backup prune --from s3://fog-backups/prod --keep 7
+  cargo xtask backup schedule --keep 7 --to s3://fog-backups/prod --install
   cargo xtask backup cleanup --dry-run
   cargo xtask backup cleanup --yes")]
 pub struct Cmd {
@@ -68,6 +78,8 @@ enum Action {
         /// After a successful backup, keep only the newest N (see `prune`).
         #[arg(long, value_name = "N")]
         keep: Option<usize>,
+        #[command(flatten)]
+        upload: Upload,
     },
     /// Back up a named volume (overlay name `grafana_data` or engine name) as tar.gz.
     Volume {
@@ -78,18 +90,27 @@ enum Action {
         stop: bool,
         #[command(flatten)]
         common: Common,
+        #[command(flatten)]
+        upload: Upload,
     },
     /// Postgres and every named volume, as one set with one manifest (before an upgrade).
     All {
         #[command(flatten)]
         common: Common,
+        #[command(flatten)]
+        upload: Upload,
     },
-    /// The backups in the folder, newest first, and every leftover of
-    /// interrupted restores and drills (journals, `_restore_` and
-    /// `_before_restore_` databases and volumes, helper containers).
+    /// The backups in the folder (or with --from, in a bucket), newest first,
+    /// and every leftover of interrupted restores and drills (journals,
+    /// `_restore_` and `_before_restore_` databases and volumes, helper containers).
     List {
         #[command(flatten)]
         common: Common,
+        /// List the bucket instead of the folder.
+        #[arg(long, value_name = "s3://BUCKET/PREFIX")]
+        from: Option<String>,
+        #[command(flatten)]
+        remote: remote::RemoteArgs,
     },
     /// Finish or undo interrupted restores, then remove the leftovers `list`
     /// shows (asking first). The previous data restores keep
@@ -115,6 +136,9 @@ Examples:
         /// Restore into a throwaway container and compare row counts, run amcheck.
         #[arg(long)]
         restore: bool,
+        /// The age identity (secret key) file of an encrypted (`.age`) backup.
+        #[arg(long, value_name = "FILE")]
+        identity: Option<PathBuf>,
         #[command(flatten)]
         common: Common,
         #[command(flatten)]
@@ -126,7 +150,65 @@ Examples:
         keep: usize,
         #[command(flatten)]
         common: Common,
+        /// Prune the bucket instead of the folder (per project and kind; sets kept whole).
+        #[arg(long, value_name = "s3://BUCKET/PREFIX")]
+        from: Option<String>,
+        #[command(flatten)]
+        remote: remote::RemoteArgs,
     },
+    /// Print (or --install) a systemd timer and a cron line running `backup all` and `prune`.
+    Schedule {
+        #[command(flatten)]
+        schedule: schedule::ScheduleArgs,
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+/// `--encrypt-to` and `--to s3://BUCKET/PREFIX`: what happens to the bytes.
+#[derive(clap::Args)]
+struct Upload {
+    /// Encrypt to this age X25519 recipient (`age1...`) before anything is
+    /// written; the archive is named `.age` and its checksum covers the ciphertext.
+    #[arg(long, value_name = "RECIPIENT")]
+    encrypt_to: Option<String>,
+    /// After the local backup is complete, upload it (archive, .sha256,
+    /// manifest) and verify each object by reading it back.
+    #[arg(long, value_name = "s3://BUCKET/PREFIX")]
+    to: Option<String>,
+    #[command(flatten)]
+    remote: remote::RemoteArgs,
+}
+
+impl Upload {
+    /// Open the bucket before the backup starts, so a bad URL, endpoint or
+    /// credentials fail fast.
+    fn open(&self) -> Result<Option<crate::s3::Store>> {
+        if let Some(r) = &self.encrypt_to {
+            encrypt::set_recipient(r)?;
+        }
+        self.to
+            .as_deref()
+            .map(|to| remote::open(to, &self.remote))
+            .transpose()
+    }
+}
+
+/// Upload `paths` (finished backups) to `store`, if any.
+fn ship(store: Option<&crate::s3::Store>, paths: &[&Path], runner: &Runner) -> Result<()> {
+    let Some(store) = store else { return Ok(()) };
+    let mut all = Vec::new();
+    for path in paths {
+        all.extend(remote::upload(store, path, runner).with_context(|| {
+            format!(
+                "the local backup {} is complete, but its upload to {} failed",
+                path.display(),
+                store.location
+            )
+        })?);
+    }
+    remote::print_uploaded(&all);
+    Ok(())
 }
 
 #[derive(clap::Args)]
@@ -170,38 +252,70 @@ impl Cmd {
                 common,
                 keep,
                 target,
+                upload,
             } => {
+                let store = upload.open()?;
                 let db = Database::open(sh, &runner, global, &target)?;
                 let Some(written) = postgres::backup(&db, &runner, &common.dir(), "", progress())?
                 else {
                     return Ok(());
                 };
+                record(&written, "postgres");
                 print_written(&written, common.format)?;
+                ship(store.as_ref(), &[&written.path], &runner)?;
                 if let Some(keep) = keep {
                     prune::prune(&common.dir(), keep, &runner)?;
                 }
                 Ok(())
             }
-            Action::Volume { name, stop, common } => {
+            Action::Volume {
+                name,
+                stop,
+                common,
+                upload,
+            } => {
+                let store = upload.open()?;
                 let written =
                     volume::backup(sh, &runner, global, &name, &common.dir(), stop, progress())?;
                 match written {
-                    Some(w) => print_written(&w, common.format),
+                    Some(w) => {
+                        record(&w, "volume");
+                        print_written(&w, common.format)?;
+                        ship(store.as_ref(), &[&w.path], &runner)
+                    }
                     None => Ok(()),
                 }
             }
-            Action::All { common } => {
+            Action::All { common, upload } => {
+                let store = upload.open()?;
+                let started = std::time::Instant::now();
                 if let Some(set) = set::backup_all(sh, &runner, global, &common.dir(), progress())?
                 {
+                    record_set(&set, started.elapsed().as_secs_f64());
                     if common.format == Format::Json {
                         println!("{}", serde_json::json!({"path": set}));
                     } else {
                         println!("backup set {}", set.display());
                     }
+                    if let Some(store) = &store {
+                        let parsed: set::Set = serde_json::from_str(&archive::read_small(&set)?)?;
+                        let dir = set.parent().unwrap_or(Path::new("."));
+                        let members: Vec<PathBuf> =
+                            parsed.members.iter().map(|m| dir.join(&m.file)).collect();
+                        let mut paths: Vec<&Path> = members.iter().map(PathBuf::as_path).collect();
+                        // The set file last: it names members already in the bucket.
+                        paths.push(&set);
+                        ship(Some(store), &paths, &runner)?;
+                    }
                 }
                 Ok(())
             }
-            Action::List { common } => {
+            Action::List {
+                common,
+                from: Some(from),
+                remote,
+            } => remote::list(&remote::open(&from, &remote)?, common.format),
+            Action::List { common, .. } => {
                 let dir = common.dir();
                 let project =
                     crate::engine::project::Project::open(global.dry_run, global.verbose)?;
@@ -242,12 +356,22 @@ impl Cmd {
                     way_back,
                 )
             }
+            Action::Schedule { schedule, common } => schedule::run(
+                &schedule,
+                &common.dir(),
+                &runner,
+                common.format == Format::Json,
+            ),
             Action::Verify {
                 file,
                 restore,
+                identity,
                 common,
                 target,
             } => {
+                if let Some(identity) = &identity {
+                    encrypt::set_identity(identity)?;
+                }
                 let path = absolute(&file);
                 // Optional (the host's pg_restore will do), unless --stack names one.
                 let db = match target.stack {
@@ -293,6 +417,14 @@ impl Cmd {
                         serde_json::to_string_pretty(&record)?.as_bytes(),
                     )?;
                     let d = result?;
+                    metrics::record(&metrics::Run {
+                        project: &manifest.project,
+                        kind: "drill",
+                        target: &manifest.database,
+                        at: metrics::now(),
+                        size: manifest.size,
+                        seconds: d.restore_seconds,
+                    });
                     report["drill"] = serde_json::to_value(&d)?;
                 }
                 if common.format == Format::Json {
@@ -314,12 +446,47 @@ impl Cmd {
                 }
                 Ok(())
             }
-            Action::Prune { keep, common } => {
+            Action::Prune {
+                keep,
+                from: Some(from),
+                remote,
+                ..
+            } => remote::prune(&remote::open(&from, &remote)?, keep, &runner),
+            Action::Prune { keep, common, .. } => {
                 prune::verify_newest(&common.dir())?;
                 prune::prune(&common.dir(), keep, &runner)
             }
         }
     }
+}
+
+/// Metrics for a finished backup (see [`metrics`]).
+fn record(w: &postgres::Written, kind: &str) {
+    metrics::record(&metrics::Run {
+        project: &w.manifest.project,
+        kind,
+        target: &w.manifest.database,
+        at: metrics::now(),
+        size: w.size,
+        seconds: w.seconds,
+    });
+}
+
+/// Metrics for a finished `backup all` (its members' total size).
+fn record_set(set: &Path, seconds: f64) {
+    let Ok(parsed) = archive::read_small(set)
+        .and_then(|t| serde_json::from_str::<set::Set>(&t).map_err(Into::into))
+    else {
+        return;
+    };
+    metrics::record(&metrics::Run {
+        project: &parsed.project,
+        kind: "all",
+        target: "",
+        at: metrics::now(),
+        size: parsed.members.iter().map(|m| m.size).sum(),
+        seconds,
+    });
 }
 
 fn print_written(w: &postgres::Written, format: Format) -> Result<()> {

@@ -65,15 +65,16 @@ pub fn backup(
     progress: bool,
 ) -> Result<Option<Written>> {
     let created_at = crate::images::build::rfc3339_now();
+    let ext = super::encrypt::archive_name(".dump".into());
     let mut file = format!(
-        "{}-postgres-{}{suffix}.dump",
+        "{}-postgres-{}{suffix}{ext}",
         db.namespace,
         archive::stamp(&created_at)
     );
     let mut n = 2;
     while dir.join(&file).exists() {
         file = format!(
-            "{}-postgres-{}{suffix}-{n}.dump",
+            "{}-postgres-{}{suffix}-{n}{ext}",
             db.namespace,
             archive::stamp(&created_at)
         );
@@ -92,19 +93,18 @@ pub fn backup(
     let started = Instant::now();
     let mut out = archive::Atomic::create(&path)?;
     let bar = stream::bar(progress, None, &format!("pg_dump {}", db.name));
-    let result = stream::from_child(
-        dump,
-        std::io::BufWriter::with_capacity(archive::CHUNK, out.file()),
-        &bar,
-    );
+    // Through age when --encrypt-to is given: size and sha256 are of the file's bytes.
+    let mut sink = super::encrypt::Sink::new(out.file())?;
+    let result = stream::from_child(dump, &mut sink, &bar);
     bar.finish_and_clear();
-    let (size, sha256) = result?;
+    result?;
+    let (size, sha256) = sink.finish()?;
     if size == 0 {
         bail!("pg_dump of {} wrote nothing", db.name);
     }
     let manifest = archive::Manifest {
         kind: "postgres".into(),
-        format: "pg_dump -Fc".into(),
+        format: super::encrypt::archive_name("pg_dump -Fc".into()).replace(".age", " | age"),
         file: file.clone(),
         project: db.namespace.clone(),
         environment: db.environment.to_string(),

@@ -36,11 +36,13 @@ pub fn scan(dir: &Path) -> Result<(Vec<Entry>, usize)> {
     for entry in read.filter_map(|e| e.ok()) {
         let path = entry.path();
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name.contains(".partial-") {
+        // An interrupted run: a half-written file, or a `restore s3://` download folder.
+        if name.contains(".partial-") || name.starts_with(".s3-download-") {
             partial += 1;
             continue;
         }
-        if !(name.ends_with(".dump") || name.ends_with(".tar.gz")) || name.starts_with('.') {
+        let plain = name.strip_suffix(super::encrypt::SUFFIX).unwrap_or(&name);
+        if !(plain.ends_with(".dump") || plain.ends_with(".tar.gz")) || name.starts_with('.') {
             continue;
         }
         let Ok(m) = archive::read_manifest(&path) else {
@@ -98,7 +100,7 @@ pub fn list(dir: &Path, format: Format) -> Result<()> {
     }
     if partial > 0 {
         println!(
-            "note: {partial} unfinished file(s) from interrupted runs (.partial-*): safe to delete"
+            "note: {partial} unfinished file(s) from interrupted runs (.partial-*, .s3-download-*): safe to delete"
         );
     }
     Ok(())

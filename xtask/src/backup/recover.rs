@@ -193,7 +193,7 @@ fn databases(db: &Database, runner: &Runner, names: &[&str]) -> Result<Vec<(Stri
 pub fn recover_postgres(db: &Database, runner: &Runner, j: &Journal) -> Result<String> {
     let (live, fresh, old) = (j.live.as_str(), j.fresh.as_str(), j.old.as_str());
     if let Some(file) = &j.container_file {
-        let rm = db.exec("--user=0", &["rm".into(), "-f".into(), file.clone()]);
+        let rm = db.exec("", &["rm".into(), "-f".into(), file.clone()]);
         let _ = crate::psql::capture(runner, true, rm, "removing the copied archive");
     }
     let found = databases(db, runner, &[live, fresh, old])?;

@@ -6,7 +6,7 @@
 //! archive must read in full with no absolute, `..` or escaping-link entry.
 //! Each refusal names what differs.
 
-use std::{fs::File, path::Path, process::Command};
+use std::{path::Path, process::Command};
 
 use anyhow::{bail, Context, Result};
 
@@ -106,7 +106,7 @@ fn list_archive(path: &Path, db: Option<&Database>) -> Result<String> {
             cmd
         }
     };
-    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let file = super::encrypt::open(path)?;
     stream::into_child(
         &crate::process::Runner::default(),
         false,

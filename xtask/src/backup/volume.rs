@@ -10,7 +10,6 @@
 //! whole archive and refuses absolute paths, `..` and links that escape.
 
 use std::{
-    fs::File,
     path::{Component, Path},
     process::Command,
     time::Instant,
@@ -197,11 +196,11 @@ pub fn backup(
         .find(|i| crate::images::docker::image_exists(sh, runner, i))
         .context("no image of the environment is in the engine to lend a helper container: run `cargo xtask images build` or bring the environment up once")?;
     let created_at = crate::images::build::rfc3339_now();
-    let file = format!(
+    let file = super::encrypt::archive_name(format!(
         "{}-volume-{overlay}-{}.tar.gz",
         project.name,
         archive::stamp(&created_at)
-    );
+    ));
     let path = dir.join(&file);
     let helper = format!(
         "fogvol-{}-{}",
@@ -238,11 +237,9 @@ pub fn backup(
     )?;
     let _helper = Helper(helper.clone());
     let mut out = archive::Atomic::create(&path)?;
+    // Through age when --encrypt-to is given: size and sha256 are of the file's bytes.
     let mut gz = flate2::write::GzEncoder::new(
-        archive::HashWriter::new(std::io::BufWriter::with_capacity(
-            archive::CHUNK,
-            out.file(),
-        )),
+        super::encrypt::Sink::new(out.file())?,
         flate2::Compression::fast(),
     );
     let mut cp = Command::new("docker");
@@ -251,16 +248,17 @@ pub fn backup(
     let copied = stream::from_child(cp, &mut gz, &bar);
     bar.finish_and_clear();
     copied?;
-    let (buffered, size, sha256) = gz.finish().context("finishing the gzip stream")?.finish();
-    buffered
-        .into_inner()
-        .map_err(|e| e.into_error())
-        .context("writing the archive")?;
-    // A full read before the archive gets its name: what `verify` will check.
-    let entries = check_archive(out.tmp_path())?;
+    let (size, sha256) = gz.finish().context("finishing the gzip stream")?.finish()?;
+    // A full read before the archive gets its name: what `verify` will check
+    // (not possible for an encrypted one: only the recipient's key opens it).
+    let entries = if super::encrypt::encrypting() {
+        None
+    } else {
+        Some(check_archive(out.tmp_path())?)
+    };
     let manifest = archive::Manifest {
         kind: "volume".into(),
-        format: "tar.gz".into(),
+        format: super::encrypt::archive_name("tar.gz".into()).replace(".age", " | age"),
         file: file.clone(),
         project: project.name.clone(),
         environment: environment.to_string(),
@@ -272,7 +270,7 @@ pub fn backup(
         sha256: sha256.clone(),
         tables: Default::default(),
         created_at,
-        entries: Some(entries),
+        entries,
         tool: archive::tool(),
     };
     archive::commit_backup(out, &manifest, &path)?;
@@ -287,7 +285,7 @@ pub fn backup(
 
 /// Read the whole archive; refuse unsafe entries. Returns the entry count.
 pub fn check_archive(path: &Path) -> Result<u64> {
-    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let file = super::encrypt::open(path)?;
     check_entries(
         flate2::read::GzDecoder::new(std::io::BufReader::new(file)),
         &path.display().to_string(),

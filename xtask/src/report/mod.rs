@@ -12,15 +12,13 @@
 pub mod budget;
 pub mod claims;
 pub mod current;
-pub mod declared;
 pub mod html;
 pub mod live;
-pub mod markdown;
-pub mod model;
 pub mod sampler;
-pub mod spec;
 pub mod stage;
-pub mod units;
+
+// The static comparison is shared with `adopt`: it lives in `crate::comparison`.
+pub use crate::comparison::{declared, markdown, model, spec, units};
 
 use std::path::PathBuf;
 

@@ -47,10 +47,17 @@ Examples:
   cargo xtask restore backups/fog-postgres-20261201T090000Z.dump --yes
   cargo xtask restore backups/fog-postgres-20261201T090000Z.dump --yes --pre-backup
   cargo xtask restore backups/fog-prod-postgres-20261201T090000Z.dump --stack fog-prod --yes
-  cargo xtask restore backups/fog-volume-grafana_data-20261201T090000Z.tar.gz --yes")]
+  cargo xtask restore backups/fog-volume-grafana_data-20261201T090000Z.tar.gz --yes
+  cargo xtask restore s3://fog-backups/prod/fog-postgres-20261201T090000Z.dump --endpoint https://s3.example.net --yes")]
 pub struct Cmd {
-    /// The backup archive (`.dump` or a volume's `.tar.gz`) to restore.
+    /// The backup archive (`.dump` or a volume's `.tar.gz`) to restore, or
+    /// `s3://BUCKET/PREFIX/FILE` (downloaded and checked first).
     file: PathBuf,
+    #[command(flatten)]
+    remote: backup::remote::RemoteArgs,
+    /// The age identity (secret key) file of an encrypted (`.age`) backup.
+    #[arg(long, value_name = "FILE")]
+    identity: Option<PathBuf>,
     /// Do not ask for confirmation.
     #[arg(long)]
     yes: bool,
@@ -68,8 +75,25 @@ pub struct Cmd {
 impl Cmd {
     pub fn run(self, sh: &Shell, global: &Global) -> Result<()> {
         let runner = Runner::new(global);
-        let path = backup::absolute(&self.file);
         let progress = backup::progress();
+        if let Some(identity) = &self.identity {
+            backup::encrypt::set_identity(identity)?;
+        }
+        let dir = self
+            .dir
+            .as_deref()
+            .map_or_else(|| crate::project_root().join("backups"), backup::absolute);
+        // A bucket's copy is downloaded next to the backups and removed after.
+        let downloaded = match self.file.to_str().filter(|f| f.starts_with("s3://")) {
+            Some(url) => Some(
+                backup::remote::download(url, &self.remote, &dir)
+                    .context("refusing to restore: nothing was touched")?,
+            ),
+            None => None,
+        };
+        let path = downloaded
+            .as_ref()
+            .map_or_else(|| backup::absolute(&self.file), |d| d.path.clone());
         if path.to_string_lossy().ends_with(".set.json") {
             usage_bail!("{} is a backup set: restore its members one at a time (`cargo xtask backup verify {}` lists them verified), nothing was touched", path.display(), path.display());
         }
@@ -77,10 +101,6 @@ impl Cmd {
         let db = Database::open(sh, &runner, global, &self.target);
         let manifest = verify::verify(&path, db.as_ref().ok(), progress)
             .context("refusing to restore: nothing was touched")?;
-        let dir = self
-            .dir
-            .as_deref()
-            .map_or_else(|| crate::project_root().join("backups"), backup::absolute);
         match manifest.kind.as_str() {
             "postgres" => {
                 let db = db?;

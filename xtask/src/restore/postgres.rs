@@ -13,7 +13,7 @@
 //! `<db>_before_restore_<stamp>`, the way back; tables written to after the
 //! snapshot are named, and no DROP is offered for it then.
 
-use std::{collections::BTreeMap, path::Path, process::Command, time::Instant};
+use std::{collections::BTreeMap, path::Path, time::Instant};
 
 use anyhow::{bail, Context, Result};
 
@@ -289,11 +289,10 @@ fn restore_into(
         .map_or(2, |n| n.get())
         .clamp(2, 8)
         .to_string();
-    let mut cp = Command::new("docker");
-    cp.arg("cp")
-        .arg(path)
-        .arg(format!("{}:{inside}", db.container));
-    let chmod = db.exec("--user=0", &["chmod", "0644", &inside].map(str::to_string));
+    // Streamed in (decrypted on the way when the archive is `.age`): `-j`
+    // needs a file, not a pipe. Written and read as the exec's own user.
+    let copy_args = ["sh", "-c", "cat > \"$1\"", "sh", &inside].map(str::to_string);
+    let copy = db.exec("-i", &copy_args);
     let args = [
         "pg_restore",
         "--exit-on-error",
@@ -308,35 +307,39 @@ fn restore_into(
     ]
     .map(str::to_string);
     let restore = db.exec("", &args);
-    let rm = db.exec("--user=0", &["rm", "-f", &inside].map(str::to_string));
+    let rm = db.exec("", &["rm", "-f", &inside].map(str::to_string));
     if runner.dry_run {
-        for cmd in [&cp, &chmod, &restore, &rm] {
+        println!("{} < {}", render(&copy), path.display());
+        for cmd in [&restore, &rm] {
             println!("{}", render(cmd));
         }
         return Ok(());
     }
-    let bar = crate::backup::stream::bar(
-        progress_enabled(),
-        None,
-        &format!("pg_restore -j {jobs} into {}", j.fresh),
-    );
     let restored = (|| {
-        capture(
-            runner,
-            true,
-            cp,
-            "copying the archive into the Postgres container",
-        )?;
-        capture(runner, true, chmod, "making the copied archive readable")?;
-        capture(
+        let file = crate::backup::encrypt::open(path)?;
+        let bar = crate::backup::stream::bar(
+            progress_enabled(),
+            Some(manifest.size),
+            &format!("copying {} into the Postgres container", manifest.file),
+        );
+        let copied = crate::backup::stream::into_child(runner, true, copy, file, &bar, true);
+        bar.finish_and_clear();
+        copied.context("copying the archive into the Postgres container")?;
+        let bar = crate::backup::stream::bar(
+            progress_enabled(),
+            None,
+            &format!("pg_restore -j {jobs} into {}", j.fresh),
+        );
+        let done = capture(
             runner,
             true,
             restore,
             &format!("pg_restore into {}", j.fresh),
-        )
+        );
+        bar.finish_and_clear();
+        done
     })();
     let _ = capture(runner, true, rm, "removing the copied archive");
-    bar.finish_and_clear();
     restored?;
     recover::pause("restored")?;
     let counts = postgres::parse_counts(&db.sql(runner, &j.fresh, postgres::COUNT_SQL, false)?)?;

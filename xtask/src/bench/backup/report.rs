@@ -44,6 +44,8 @@ impl Row {
 pub(super) struct Rows {
     pub(super) runs: usize,
     pub(super) pg_backup: Row,
+    pub(super) pg_encrypted: Row,
+    pub(super) pg_upload: Row,
     pub(super) pg_dump_exec: Row,
     pub(super) pg_dump_inside: Row,
     pub(super) pg_tar: Row,
@@ -66,6 +68,16 @@ impl Rows {
         Rows {
             runs,
             pg_backup: Row::new("backup_postgres", PB, "cargo xtask backup postgres"),
+            pg_encrypted: Row::new(
+                "backup_postgres_encrypted",
+                PB,
+                "cargo xtask backup postgres --encrypt-to age1... (age in the stream)",
+            ),
+            pg_upload: Row::new(
+                "upload_postgres_s3",
+                PB,
+                "upload to a local SeaweedFS + read-back sha256 (MB/s over the archive)",
+            ),
             pg_dump_exec: Row::new(
                 "pg_dump_exec_devnull",
                 PB,
@@ -112,9 +124,11 @@ impl Rows {
         }
     }
 
-    pub(super) fn all(&self) -> [&Row; 12] {
+    pub(super) fn all(&self) -> [&Row; 14] {
         [
             &self.pg_backup,
+            &self.pg_encrypted,
+            &self.pg_upload,
             &self.pg_dump_exec,
             &self.pg_dump_inside,
             &self.pg_tar,

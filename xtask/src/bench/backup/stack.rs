@@ -76,6 +76,10 @@ pub(super) struct Bench {
     pub(super) container: String,
     pub(super) dir: PathBuf,
     pub(super) interrupted: Arc<AtomicBool>,
+    /// The upload row's server (`None`: no `weed` installed, the row is empty).
+    pub(super) weed: Option<super::seaweed::Weed>,
+    /// The encrypted row's age recipient (its key is thrown away).
+    pub(super) recipient: String,
 }
 
 pub(super) fn docker(args: &[&str]) -> Command {

@@ -76,6 +76,30 @@ pub struct Loaded {
     _checkout: Option<TempDir>,
 }
 
+impl Loaded {
+    /// The named `environment` loaded with the variables of `env` (e.g. the
+    /// stack's own env file rather than the repository's `.env`).
+    pub fn environment(environment: &Environment, env: &EnvSource) -> Result<Loaded> {
+        let selection = Selection::named(environment.clone(), env);
+        let project = selection
+            .load()
+            .with_context(|| format!("environment {environment}: cannot load the compose files"))?;
+        let files = selection
+            .files
+            .iter()
+            .map(|f| super::declared::short_path(f))
+            .collect();
+        Ok(Loaded {
+            spec: environment.to_string(),
+            label: selection.label.clone(),
+            files,
+            selection,
+            project,
+            _checkout: None,
+        })
+    }
+}
+
 /// A directory removed on drop.
 pub struct TempDir(pub PathBuf);
 

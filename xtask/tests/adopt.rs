@@ -1,0 +1,698 @@
+//! E2E on the real engine: `cargo xtask adopt` moves an old-layout stack
+//! (`fixtures/legacy-adopt`: Postgres as fog_user/fog_password on
+//! fog_compute, a hyphenated `prometheus-data` volume full of files, a
+//! duplicated Prometheus, a redis-like service with no counterpart, its own
+//! network and ports; project `fogad-<test>-<pid>`, subnets in
+//! 10.236.0.0/16) onto dev and betanet (`data_support` stacks on the offline Postgres
+//! image, the real `migrate` image, stub images for the other services).
+//! Every row and file is checked, the old volumes are checksummed before and
+//! after, each refusal changes nothing, a failure after the stop brings the
+//! old stack back, so does `--rollback` after adopt is killed (SIGKILL at a
+//! named phase, `FOG_TEST_PAUSE_AT`), and `--rollback` undoes a finished adopt.
+
+mod common;
+mod data_support;
+mod engine_support;
+
+use std::{
+    fs,
+    path::PathBuf,
+    process::{Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use common::{docker, docker_lines, docker_ok, docker_output, text};
+use data_support::{postgres_image, DataStack};
+use engine_support::{ensure_failing_image, ensure_stub_image, STUB_IMAGE};
+
+const FIXTURE: &str = "tests/fixtures/legacy-adopt";
+
+/// The old layout, started by Compose itself as the old host did, from a
+/// temp folder named like its project (so adopt's default `--project` is it).
+struct OldStack {
+    project: String,
+    dir: PathBuf,
+    files: Vec<PathBuf>,
+    /// The redis stand-in: the stub under a repository of its own, as a real
+    /// `redis` image has one no new service shares.
+    redis_image: String,
+}
+
+impl OldStack {
+    fn new(test: &str, subnet: u16, prometheus_port: u16, with_monitoring: bool) -> OldStack {
+        let project = format!("fogad-{test}-{}", std::process::id());
+        let dir = std::env::temp_dir().join(&project);
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let mut names = vec!["docker-compose.yml"];
+        if with_monitoring {
+            names.push("docker-compose.monitoring.yml");
+        }
+        let files: Vec<PathBuf> = names
+            .iter()
+            .map(|n| {
+                let to = dir.join(n);
+                fs::copy(common::crate_dir().join(FIXTURE).join(n), &to).unwrap();
+                to
+            })
+            .collect();
+        let redis_image = format!("{project}-redis:1");
+        docker(&["tag", STUB_IMAGE, &redis_image]);
+        let env = format!(
+            "LEGACY_POSTGRES_IMAGE={}\nLEGACY_PROMETHEUS_IMAGE={STUB_IMAGE}\nLEGACY_REDIS_IMAGE={redis_image}\n\
+             LEGACY_POSTGRES_PORT={}\nLEGACY_PROMETHEUS_PORT={prometheus_port}\nLEGACY_SUBNET=10.236.{}.0/24\n",
+            postgres_image(),
+            47000 + subnet * 10 + (std::process::id() % 10) as u16,
+            subnet + 4 * (std::process::id() % 32) as u16,
+        );
+        fs::write(dir.join(".env"), env).unwrap();
+        let stack = OldStack {
+            project,
+            dir,
+            files,
+            redis_image,
+        };
+        stack.compose(&["up", "-d"]);
+        stack.wait_pg();
+        stack
+    }
+
+    fn compose(&self, args: &[&str]) -> Output {
+        let program = common::compose_program().expect("compose is installed");
+        let mut cmd = Command::new(program[0]);
+        cmd.args(&program[1..]).args(["-p", &self.project]);
+        for f in &self.files {
+            cmd.arg("-f").arg(f);
+        }
+        let out = cmd
+            .args(args)
+            .current_dir(&self.dir)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "old compose {args:?}: {}", text(&out));
+        out
+    }
+
+    fn from(&self) -> String {
+        self.files
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    fn container(&self, service: &str) -> String {
+        let project = format!("label=com.docker.compose.project={}", self.project);
+        let service = format!("label=com.docker.compose.service={service}");
+        docker(&["ps", "-aq", "--filter", &project, "--filter", &service])
+    }
+
+    fn volume(&self, key: &str) -> String {
+        format!("{}_{key}", self.project)
+    }
+
+    /// `(service, running)` of every old container.
+    fn states(&self) -> Vec<(String, bool)> {
+        let project = format!("label=com.docker.compose.project={}", self.project);
+        let mut states: Vec<(String, bool)> = docker_lines(&[
+            "ps",
+            "-a",
+            "--filter",
+            &project,
+            "--format",
+            "{{.Label \"com.docker.compose.service\"}} {{.State}}",
+        ])
+        .iter()
+        .map(|l| {
+            let (s, state) = l.split_once(' ').unwrap();
+            (s.to_string(), state == "running")
+        })
+        .collect();
+        states.sort();
+        states
+    }
+
+    fn all_running(&self) -> bool {
+        self.states().iter().all(|(_, r)| *r)
+    }
+
+    fn wait_pg(&self) {
+        let id = self.container("postgres");
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !docker_ok(&[
+            "exec",
+            &id,
+            "pg_isready",
+            "-U",
+            "fog_user",
+            "-d",
+            "fog_compute",
+        ]) || self.try_sql("SELECT 1").is_none()
+        {
+            assert!(Instant::now() < deadline, "old postgres did not come up");
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    fn try_sql(&self, sql: &str) -> Option<String> {
+        let id = self.container("postgres");
+        let out = docker_output(&[
+            "exec",
+            &id,
+            "psql",
+            "-X",
+            "-At",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-U",
+            "fog_user",
+            "-d",
+            "fog_compute",
+            "-c",
+            sql,
+        ]);
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
+    fn sql(&self, sql: &str) -> String {
+        self.try_sql(sql)
+            .unwrap_or_else(|| panic!("old psql failed: {sql}"))
+    }
+}
+
+impl Drop for OldStack {
+    fn drop(&mut self) {
+        let network = format!("{}_legacy", self.project);
+        common::remove_project(&self.project, &[&network], &self.dir);
+        docker_output(&["rmi", &self.redis_image]);
+    }
+}
+
+/// Every path with size, mode, owner and link target, and every file's sha256.
+fn checksum(volume: &str) -> String {
+    let mount = format!("{volume}:/v:ro");
+    docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--entrypoint",
+        "sh",
+        "-v",
+        &mount,
+        &postgres_image(),
+        "-c",
+        "cd /v && find . -printf '%p %s %m %U:%G %l\\n' | sort && find . -type f -exec sha256sum {} + | sort",
+    ])
+}
+
+fn fill(volume: &str, script: &str) {
+    let mount = format!("{volume}:/v");
+    docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--entrypoint",
+        "sh",
+        "-v",
+        &mount,
+        &postgres_image(),
+        "-c",
+        script,
+    ]);
+}
+
+const WRITE: &str = "CREATE TABLE nodes (id int PRIMARY KEY, name text NOT NULL, payload bytea);
+INSERT INTO nodes SELECT g, 'node-' || g, sha256(g::text::bytea) FROM generate_series(1, 5000) g;
+CREATE SCHEMA jobs;
+CREATE TABLE jobs.runs (id bigserial PRIMARY KEY, node int REFERENCES nodes, note text, at timestamptz DEFAULT '2026-01-01');
+INSERT INTO jobs.runs (node, note) SELECT (g % 5000) + 1, repeat('x', g % 50) FROM generate_series(1, 20000) g;
+CREATE TABLE empty_one (x int);";
+
+/// One fingerprint of every row of the written tables.
+const FINGERPRINT: &str = "SELECT (SELECT count(*) || ':' || md5(string_agg(t::text, ',' ORDER BY id)) FROM nodes t) || '/' || (SELECT count(*) || ':' || md5(string_agg(r::text, ',' ORDER BY id)) FROM jobs.runs r) || '/' || (SELECT count(*) FROM empty_one)";
+
+fn new_stack(
+    test: &str,
+    slot: u16,
+    env: &str,
+    migrate: &str,
+    prometheus_port: u16,
+) -> Option<DataStack> {
+    let overlay: &'static str = match env {
+        "dev" => "compose/dev.yml",
+        _ => "compose/betanet.yml",
+    };
+    let stack = DataStack::new(test, slot, &["compose/base.yml", overlay])?;
+    let extra = format!(
+        "PROMETHEUS_IMAGE={STUB_IMAGE}\nGRAFANA_IMAGE={STUB_IMAGE}\nLOKI_IMAGE={STUB_IMAGE}\nMIXNODE_IMAGE={STUB_IMAGE}\nMIGRATE_IMAGE={migrate}\n\
+         PROMETHEUS_PORT={prometheus_port}\nGRAFANA_PORT={}\nLOKI_PORT={}\n",
+        prometheus_port + 1,
+        prometheus_port + 2
+    );
+    let mut env = fs::read_to_string(&stack.env_file).unwrap();
+    env.push_str(&extra);
+    fs::write(&stack.env_file, env).unwrap();
+    Some(stack)
+}
+
+fn adopt(stack: &DataStack, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let started = Instant::now();
+    let mut cmd = stack.command(&[&["adopt"], args].concat());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    eprintln!(
+        "$ xtask adopt {} -> {} in {:.1}s\n{}{}",
+        args.join(" "),
+        out.status,
+        started.elapsed().as_secs_f64(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+#[test]
+fn adopt_moves_every_row_and_file_into_dev_refuses_a_second_time_and_rolls_back() {
+    let port = 49000 + 20 * 12 + 4;
+    let Some(new) = new_stack("adopt", 12, "dev", "fog-compute/migrate:0.1.0", port) else {
+        return;
+    };
+    ensure_stub_image();
+    new.ok(&["images", "build", "migrate", "--quiet"]);
+    let old = OldStack::new("main", 0, port, true);
+    old.sql(WRITE);
+    let before = old.sql(FINGERPRINT);
+    assert!(
+        before.starts_with("5000:") && before.ends_with("/0"),
+        "{before}"
+    );
+    fill(
+        &old.volume("prometheus-data"),
+        "mkdir -p /v/01HX/chunks /v/wal && head -c 1048576 /dev/urandom > /v/01HX/chunks/000001 \
+         && echo '{\"ulid\":\"01HX\"}' > /v/01HX/meta.json && : > '/v/wal/with space' && ln -s 01HX /v/latest \
+         && chmod 0640 /v/01HX/meta.json && chown -R 65534:65534 /v",
+    );
+    fill(
+        &old.volume("prometheus2-data"),
+        "echo second > /v/only-here",
+    );
+    fill(&old.volume("redis-data"), "echo rdb > /v/dump.rdb");
+    let sums: Vec<String> = ["prometheus-data", "prometheus2-data", "redis-data"]
+        .iter()
+        .map(|k| checksum(&old.volume(k)))
+        .collect();
+    let sets = new.dir.join("sets");
+    let sets_arg = sets.display().to_string();
+    let from = old.from();
+    let base = [
+        "--from",
+        from.as_str(),
+        "--env",
+        "dev",
+        "--skip-images",
+        "--dir",
+        &sets_arg,
+    ];
+
+    // Two old Prometheus volumes for one new one: refused, naming the choice.
+    let out = adopt(&new, &[&base[..], &["--dry-run"]].concat(), &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("new volume `prometheus_dev_data` has 2 old candidates")
+            && text(&out).contains("--map prometheus-data=prometheus_dev_data"),
+        "{}",
+        text(&out)
+    );
+
+    // The plan.
+    let mapped = [&base[..], &["--map", "prometheus-data=prometheus_dev_data"]].concat();
+    let out = adopt(&new, &[&mapped[..], &["--dry-run"]].concat(), &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let plan = common::stdout(&out);
+    for want in [
+        "  postgres -> postgres",
+        "  prometheus -> prometheus",
+        "  prometheus-2: left behind (no counterpart), volumes ",
+        "  redis: left behind (no counterpart), volumes ",
+        "pg_dump as fog_user on fog_compute (password from the old model) -> pg_restore --no-owner --no-privileges --role=fog into database fog",
+        "_prometheus-data (prometheus: /prometheus, 1.0 MiB, 8 entries) -> ",
+        "verified copy",
+        &format!("port {port}: old prometheus publishes it, new prometheus wants it"),
+        "pg_dump -Fc -Z1 -U fog_user -d fog_compute > ",
+        "_prometheus-data:/from:ro -v fogdata-adopt-",
+        "cargo xtask up --env dev (wait until healthy)",
+        "Before/after (static)",
+    ] {
+        assert!(plan.contains(want), "plan lacks `{want}`:\n{plan}");
+    }
+    assert!(old.all_running(), "{:?}", old.states());
+    let out = adopt(
+        &new,
+        &[&mapped[..], &["--dry-run", "--format", "json"]].concat(),
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let json: serde_json::Value = serde_json::from_str(common::stdout(&out).trim()).unwrap();
+    assert_eq!(json["plan"]["postgres"]["user"], "fog_user", "{json}");
+    assert!(json["plan"]["postgres"].get("password").is_none(), "{json}");
+    assert_eq!(json["report"]["after"]["spec"], "dev", "{json}");
+
+    // A source volume used outside the old project: refused, nothing changed.
+    let intruder = common::unique("fogad-intruder");
+    let mount = format!("{}:/x", old.volume("prometheus-data"));
+    docker(&["create", "--name", &intruder, "-v", &mount, STUB_IMAGE]);
+    let out = adopt(&new, &[&mapped[..], &["--yes"]].concat(), &[]);
+    docker_output(&["rm", "-f", &intruder]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains(&format!(
+            "is in use by container {intruder} outside project"
+        )),
+        "{}",
+        text(&out)
+    );
+    assert!(old.all_running(), "{:?}", old.states());
+
+    // An old database newer than the new server: refused.
+    let older = common::unique("fogad-pg14");
+    let dockerfile = format!(
+        "FROM {}\nRUN mkdir -p /fake && printf '#!/bin/sh\\necho \"postgres (PostgreSQL) 14.11\"\\n' > /fake/postgres && chmod 755 /fake/postgres\nENV PATH=/fake:$PATH\n",
+        postgres_image()
+    );
+    let mut build = Command::new("docker")
+        .args(["build", "-q", "-t", &older, "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut build.stdin.take().unwrap(), dockerfile.as_bytes()).unwrap();
+    assert!(build.wait().unwrap().success());
+    let out = adopt(
+        &new,
+        &[&mapped[..], &["--dry-run"]].concat(),
+        &[("POSTGRES_IMAGE", older.as_str())],
+    );
+    docker_output(&["rmi", "-f", &older]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("the old database is PostgreSQL 15, newer than the new server's 14"),
+        "{}",
+        text(&out)
+    );
+
+    // The move.
+    let out = adopt(
+        &new,
+        &[&mapped[..], &["--yes", "--format", "json"]].concat(),
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let last = common::stdout(&out)
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_string();
+    let figures: serde_json::Value = serde_json::from_str(&last).unwrap();
+    for phase in [
+        "stop-services",
+        "backup-dump",
+        "backup-volumes",
+        "backup-verify",
+        "stop-postgres",
+        "create",
+        "restore",
+        "copy",
+        "up",
+        "verify",
+        "total",
+    ] {
+        assert!(figures["phases"][phase].as_f64().is_some(), "{last}");
+    }
+    assert_eq!(figures["rows"], 25000, "{last}");
+
+    // Every row, owned by the new role, with the migrations on top.
+    assert_eq!(new.sql(FINGERPRINT), before);
+    assert_eq!(
+        new.sql("SELECT string_agg(DISTINCT tableowner, ',') FROM pg_tables WHERE tablename IN ('nodes', 'runs', 'empty_one')"),
+        "fog"
+    );
+    assert_eq!(new.sql("SELECT count(*) > 0 FROM fog_schema_history"), "t");
+    // Every file, and the old volumes untouched.
+    assert_eq!(
+        checksum(&format!("{}_prometheus_dev_data", new.project)),
+        sums[0]
+    );
+    for (k, sum) in ["prometheus-data", "prometheus2-data", "redis-data"]
+        .iter()
+        .zip(&sums)
+    {
+        assert_eq!(&checksum(&old.volume(k)), sum, "old volume {k} changed");
+    }
+    assert!(old.states().iter().all(|(_, r)| !r), "{:?}", old.states());
+    let set = PathBuf::from(figures["backup_set"].as_str().unwrap());
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&fs::read(set.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["postgres"]["rows"]["public.nodes"], 5000);
+    assert_eq!(manifest["postgres"]["rows"]["jobs.runs"], 20000);
+
+    // A second adopt onto the now-populated dev: refused, nothing touched.
+    let out = adopt(&new, &[&mapped[..], &["--yes"]].concat(), &[]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("was already adopted"), "{}", text(&out));
+    let other_dir = new.dir.join("other-sets").display().to_string();
+    let elsewhere = [
+        "--from",
+        from.as_str(),
+        "--env",
+        "dev",
+        "--skip-images",
+        "--dir",
+        &other_dir,
+        "--map",
+        "prometheus-data=prometheus_dev_data",
+        "--yes",
+    ];
+    let out = adopt(&new, &elsewhere, &[]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("_postgres_dev_data already holds data")
+            && text(&out).contains("--replace"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(new.sql(FINGERPRINT), before);
+    assert!(old.states().iter().all(|(_, r)| !r), "{:?}", old.states());
+
+    // The way back.
+    let out = adopt(
+        &new,
+        &["--rollback", "--project", &old.project, "--dir", &sets_arg],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(old.all_running(), "{:?}", old.states());
+    old.wait_pg();
+    assert_eq!(old.sql(FINGERPRINT), before);
+    let project = format!("label=com.docker.compose.project={}", new.project);
+    assert!(
+        docker_lines(&["ps", "-q", "--filter", &project]).is_empty(),
+        "the new environment still runs"
+    );
+
+    // --replace: dev's populated volumes are backed up into the set first.
+    old.sql("INSERT INTO empty_one VALUES (1)");
+    let replaced = [&elsewhere[..], &["--replace"]].concat();
+    let out = adopt(&new, &replaced, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        common::stdout(&out).contains("--replace: ")
+            && common::stdout(&out).contains("_postgres_dev_data holds data"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(new.sql("SELECT count(*) FROM empty_one"), "1");
+    let sets: Vec<PathBuf> = fs::read_dir(new.dir.join("other-sets"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    assert_eq!(sets.len(), 1, "{sets:?}");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&fs::read(sets[0].join("manifest.json")).unwrap()).unwrap();
+    let kept: Vec<&str> = manifest["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["volume"].as_str().unwrap())
+        .collect();
+    assert!(
+        kept.contains(&format!("{}_postgres_dev_data", new.project).as_str()),
+        "{kept:?}"
+    );
+}
+
+#[test]
+fn a_failure_or_a_kill_after_the_stop_brings_the_old_stack_back_then_betanet_adopts_it() {
+    let port = 49000 + 20 * 13 + 4;
+    let Some(new) = new_stack("adoptfail", 13, "betanet", &ensure_failing_image(), port) else {
+        return;
+    };
+    new.ok(&["images", "build", "migrate", "--quiet"]);
+    let old = OldStack::new("fail", 1, 47900 + (std::process::id() % 50) as u16, false);
+    old.sql(WRITE);
+    let before = old.sql(FINGERPRINT);
+    fill(
+        &old.volume("prometheus-data"),
+        "mkdir -p /v/wal && head -c 65536 /dev/urandom > /v/wal/00000001 && chown -R 65534:65534 /v",
+    );
+    let prometheus = checksum(&old.volume("prometheus-data"));
+    let sets = new.dir.join("sets").display().to_string();
+    let from = old.from();
+    let args = [
+        "--from",
+        from.as_str(),
+        "--env",
+        "betanet",
+        "--skip-images",
+        "--dir",
+        &sets,
+        "--yes",
+        "--timeout",
+        "60",
+    ];
+
+    // The old Postgres stopped, and its port held by another container: refused.
+    let pg = old.container("postgres");
+    docker(&["stop", &pg]);
+    let pg_port = docker(&[
+        "inspect",
+        "--format",
+        "{{(index (index .HostConfig.PortBindings \"5432/tcp\") 0).HostPort}}",
+        &pg,
+    ]);
+    let blocker = common::unique("fogad-blocker");
+    let publish = format!("127.0.0.1:{pg_port}:9");
+    docker(&["run", "-d", "--name", &blocker, "-p", &publish, STUB_IMAGE]);
+    let out = adopt(&new, &args, &[]);
+    docker_output(&["rm", "-f", &blocker]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("is not running and cannot be started"),
+        "{}",
+        text(&out)
+    );
+    let volumes = format!("name={}_", new.project);
+    assert!(docker_lines(&["volume", "ls", "-q", "--filter", &volumes]).is_empty());
+
+    // A port the environment publishes, held by another container: refused.
+    let mixnode_port = format!("127.0.0.1:{}:9", 49000 + 20 * 13 + 1);
+    docker(&[
+        "run",
+        "-d",
+        "--name",
+        &blocker,
+        "-p",
+        &mixnode_port,
+        STUB_IMAGE,
+    ]);
+    let out = adopt(&new, &[&args[..], &["--dry-run"]].concat(), &[]);
+    docker_output(&["rm", "-f", &blocker]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains(&format!("is taken by container `{blocker}`")),
+        "{}",
+        text(&out)
+    );
+
+    // The new environment cannot become healthy (its migrate image fails):
+    // adopt starts the stopped Postgres itself, moves, fails, and undoes.
+    let out = adopt(&new, &args, &[]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("adopt failed and was undone")
+            && text(&out).contains("is running again"),
+        "{}",
+        text(&out)
+    );
+    assert!(old.all_running(), "{:?}", old.states());
+    old.wait_pg();
+    assert_eq!(old.sql(FINGERPRINT), before);
+    assert!(
+        docker_lines(&["volume", "ls", "-q", "--filter", &volumes]).is_empty(),
+        "adopt left new volumes behind"
+    );
+    let journal: serde_json::Value = serde_json::from_slice(
+        &fs::read(PathBuf::from(&sets).join(format!("adopt-{}.json", old.project))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(journal["phase"], "failed");
+
+    // Killed (SIGKILL) before the copy, after the stop and the restore:
+    // `--rollback` reads the journal and brings the old stack back.
+    let marker = PathBuf::from(&sets).join(format!("adopt-{}.paused", old.project));
+    let mut child = new
+        .command(&[&["adopt"], &args[..]].concat())
+        .env("FOG_TEST_PAUSE_AT", "copy")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while !marker.is_file() {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("adopt ended ({status}) before the pause point");
+        }
+        assert!(Instant::now() < deadline, "adopt never reached the copy");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    fs::remove_file(&marker).unwrap();
+    assert!(old.states().iter().all(|(_, r)| !r), "{:?}", old.states());
+    let out = adopt(
+        &new,
+        &["--rollback", "--project", &old.project, "--dir", &sets],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("the volumes the unfinished adopt created are removed"),
+        "{}",
+        text(&out)
+    );
+    assert!(old.all_running(), "{:?}", old.states());
+    old.wait_pg();
+    assert_eq!(old.sql(FINGERPRINT), before);
+    assert!(
+        docker_lines(&["volume", "ls", "-q", "--filter", &volumes]).is_empty(),
+        "the killed adopt's volumes are left"
+    );
+
+    // Mended, the same adopt moves into betanet: every row and file.
+    let env = fs::read_to_string(&new.env_file).unwrap();
+    let mended: String = env
+        .lines()
+        .map(|l| match l.strip_prefix("MIGRATE_IMAGE=") {
+            Some(_) => "MIGRATE_IMAGE=fog-compute/migrate:0.1.0\n".to_string(),
+            None => format!("{l}\n"),
+        })
+        .collect();
+    fs::write(&new.env_file, mended).unwrap();
+    let out = adopt(&new, &args, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(new.sql(FINGERPRINT), before);
+    assert_eq!(new.sql("SELECT count(*) > 0 FROM fog_schema_history"), "t");
+    assert_eq!(
+        checksum(&format!("{}_prometheus_data", new.project)),
+        prometheus
+    );
+    assert_eq!(checksum(&old.volume("prometheus-data")), prometheus);
+    assert!(old.states().iter().all(|(_, r)| !r), "{:?}", old.states());
+}
