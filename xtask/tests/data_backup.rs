@@ -5,7 +5,7 @@
 //! drill fails on a manifest whose row counts were altered; an archive with
 //! one flipped byte is refused and the live data untouched; a backup killed
 //! with SIGKILL midway leaves nothing `verify` accepts; a restore whose dump
-//! fails midway leaves the old data in place and names the pre-restore backup.
+//! fails midway leaves the old data in place and says so.
 
 mod common;
 mod data_support;
@@ -310,9 +310,9 @@ fn backup_verify_restore_and_every_refusal() {
     .unwrap();
     assert_eq!(listed["backups"].as_array().unwrap().len(), 0);
 
-    // Delete rows, restore: identical rows again.
+    // Delete rows, restore (with the optional pre-restore dump): identical rows again.
     stack.sql("DELETE FROM items WHERE id > 1000");
-    stack.ok(&["restore", a, "--yes", "--dir", dir]);
+    stack.ok(&["restore", a, "--yes", "--pre-backup", "--dir", dir]);
     assert_eq!(stack.sql(ROWS_SUM), original);
     stack.ok(&["migrate", "verify"]);
     let pre: Vec<_> = fs::read_dir(&backups)
@@ -361,7 +361,7 @@ fn backup_verify_restore_and_every_refusal() {
     ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        stderr(&out).contains("is untouched and the pre-restore backup is"),
+        stderr(&out).contains("database fog was not replaced and accepts connections"),
         "{}",
         stderr(&out)
     );

@@ -48,6 +48,12 @@ const ALLOWED: &[(&str, &str, Kind, &str)] = &[
         "the copy-aside-and-swap helper whose exit code says what state the volume is in (Runner keeps no exit code); printed under --dry-run",
     ),
     (
+        "backup/recover.rs",
+        "recover_volume",
+        Kind::ChecksDryRun,
+        "the restartable swap helper run again for a killed volume restore; its exit code says which state the volume is in (Runner keeps no exit code); printed under --dry-run",
+    ),
+    (
         "restore/volume.rs",
         "remove_volume",
         Kind::ChecksDryRun,

@@ -4,7 +4,9 @@
 //! --exit-on-error`; its per-table row counts must equal the manifest's and
 //! `amcheck` must pass on every B-tree index. The result and the restore time
 //! go to `<file>.drill.json` (which `prune` reads); the container is removed
-//! however the drill ends.
+//! however the drill ends, and one a killed drill left (labelled with the
+//! project and the xtask's pid, [`super::recover::HELPER_LABEL`]) is removed
+//! by the next drill, and listed and removed by `backup list` / `cleanup`.
 
 use std::{
     path::Path,
@@ -69,6 +71,13 @@ pub fn drill(
         std::process::id(),
         archive::stamp(&crate::images::build::rfc3339_now()).to_lowercase()
     );
+    super::recover::remove_dead_helpers(runner, &manifest.project)?;
+    let project_label = format!("{}={}", super::recover::HELPER_LABEL, manifest.project);
+    let pid_label = format!(
+        "{}={}",
+        super::recover::HELPER_PID_LABEL,
+        std::process::id()
+    );
     let password = migrate::files::checksum(&format!("{name}{:?}", Instant::now()));
     docker(
         runner,
@@ -82,6 +91,10 @@ pub fn drill(
             "none",
             "--label",
             "dev.fog-compute.drill=1",
+            "--label",
+            &project_label,
+            "--label",
+            &pid_label,
             "-e",
             "POSTGRES_USER=drill",
             "-e",
@@ -92,6 +105,7 @@ pub fn drill(
         ],
     )?;
     let container = super::volume::Helper(name);
+    super::recover::pause("drill")?;
     wait_ready(&container.0, Duration::from_secs(120))?;
     let exec = |args: &[&str]| {
         let mut cmd = Command::new("docker");

@@ -13,9 +13,11 @@ pub mod archive;
 pub mod base;
 pub mod drill;
 pub mod encrypt;
+pub mod leftovers;
 pub mod metrics;
 pub mod postgres;
 pub mod prune;
+pub mod recover;
 pub mod remote;
 pub mod retention;
 pub mod schedule;
@@ -64,7 +66,9 @@ Examples:
   cargo xtask backup all --to s3://fog-backups/prod --endpoint https://s3.example.net
   cargo xtask backup list --from s3://fog-backups/prod --endpoint https://s3.example.net
   cargo xtask backup prune --from s3://fog-backups/prod --keep 7
-  cargo xtask backup schedule --keep 7 --to s3://fog-backups/prod --install")]
+  cargo xtask backup schedule --keep 7 --to s3://fog-backups/prod --install
+  cargo xtask backup cleanup --dry-run
+  cargo xtask backup cleanup --yes")]
 pub struct Cmd {
     #[command(subcommand)]
     action: Action,
@@ -111,7 +115,9 @@ enum Action {
         #[command(flatten)]
         upload: Upload,
     },
-    /// The backups in the folder (or with --from, in a bucket), newest first.
+    /// The backups in the folder (or with --from, in a bucket), newest first,
+    /// and every leftover of interrupted restores and drills (journals,
+    /// `_restore_` and `_before_restore_` databases and volumes, helper containers).
     List {
         #[command(flatten)]
         common: Common,
@@ -120,6 +126,24 @@ enum Action {
         from: Option<String>,
         #[command(flatten)]
         remote: remote::RemoteArgs,
+    },
+    /// Finish or undo interrupted restores, then remove the leftovers `list`
+    /// shows (asking first). The previous data restores keep
+    /// (`_before_restore_`, the way back) goes only with --way-back.
+    #[command(after_help = "\
+Examples:
+  cargo xtask backup cleanup --dry-run
+  cargo xtask backup cleanup --yes
+  cargo xtask backup cleanup --way-back")]
+    Cleanup {
+        /// Do not ask (also answers the --way-back question).
+        #[arg(long)]
+        yes: bool,
+        /// Also remove the `_before_restore_` databases and volumes.
+        #[arg(long)]
+        way_back: bool,
+        #[command(flatten)]
+        common: Common,
     },
     /// Check checksum, manifest and listing; --restore also runs a restore drill.
     Verify {
@@ -379,7 +403,47 @@ impl Cmd {
                 from: Some(from),
                 remote,
             } => remote::list(&remote::open(&from, &remote)?, common.format),
-            Action::List { common, .. } => prune::list(&common.dir(), common.format),
+            Action::List { common, .. } => {
+                let dir = common.dir();
+                let project =
+                    crate::engine::project::Project::open(global.dry_run, global.verbose)?;
+                let db = Database::open(sh, &runner, global, &Target::default()).ok();
+                let namespace = db
+                    .as_ref()
+                    .map_or(project.name.clone(), |d| d.namespace.clone());
+                let found = leftovers::find(&runner, &dir, &namespace, db.as_ref())?;
+                if common.format == Format::Json {
+                    let (entries, partial) = prune::scan(&dir)?;
+                    println!(
+                        "{}",
+                        serde_json::json!({"dir": dir, "backups": entries, "partial": partial, "leftovers": found})
+                    );
+                    return Ok(());
+                }
+                prune::list(&dir, common.format)?;
+                leftovers::print(&found);
+                Ok(())
+            }
+            Action::Cleanup {
+                yes,
+                way_back,
+                common,
+            } => {
+                let project =
+                    crate::engine::project::Project::open(global.dry_run, global.verbose)?;
+                let db = Database::open(sh, &runner, global, &Target::default()).ok();
+                let namespace = db
+                    .as_ref()
+                    .map_or(project.name.clone(), |d| d.namespace.clone());
+                leftovers::cleanup(
+                    &runner,
+                    &common.dir(),
+                    &namespace,
+                    db.as_ref(),
+                    yes,
+                    way_back,
+                )
+            }
             Action::Schedule { schedule, common } => schedule::run(
                 &schedule,
                 &common.dir(),

@@ -1,11 +1,13 @@
 //! `cargo xtask restore FILE [--yes]`: put a backup back without ever losing
 //! the data in place. In order: verify checksum, manifest and listing (refuse
 //! on any mismatch, before touching anything); ask for confirmation (no
-//! terminal and no `--yes`: exit 2); take a pre-restore backup; restore aside
-//! (a fresh database, or a fresh volume) and check it against the manifest;
-//! only then swap it in, keeping the previous data under a `_before_restore_`
-//! name. [`postgres`] and [`volume`] hold the two kinds; on any failure the
-//! live data stays in place and the error says where the pre-restore backup is.
+//! terminal and no `--yes`: exit 2); finish or undo what an earlier,
+//! interrupted restore of the project left (its journal, see
+//! [`crate::backup::recover`]); restore aside (a fresh database, or a fresh
+//! volume) and check it against the manifest; only then swap it in, keeping
+//! the previous data under a `_before_restore_` name. [`postgres`] and
+//! [`volume`] hold the two kinds; on any failure or interruption the live
+//! data stays in place (or the swap is finished) and the output says which.
 
 mod postgres;
 mod to_time;
@@ -31,12 +33,20 @@ use crate::{
 The live data is replaced only after the backup restored completely aside and
 matches its manifest (row counts for a database, the entry count for a volume).
 The previous data stays as <db>_before_restore_<stamp> (a database) or
-<volume>_before_restore_<stamp> (a volume); drop it when satisfied. The
-services using a volume are stopped for the swap and always started again.
+<volume>_before_restore_<stamp> (a volume): the way back; drop it when
+satisfied (`cargo xtask backup cleanup`). The services that write to the
+database (or use the volume) are stopped for the restore and always started
+again. Each step of the swap is journalled in the backup folder: after Ctrl-C,
+SIGTERM or a kill, the next restore (or `backup cleanup`) finishes or undoes
+it, and the live database always accepts connections again. Tables written to
+after the pre-restore snapshot are named. A database restore takes no
+separate pre-restore dump unless --pre-backup (the previous database kept
+aside is the way back; the dump also survives losing the cluster).
 
 Examples:
   cargo xtask restore backups/fog-postgres-20261201T090000Z.dump
   cargo xtask restore backups/fog-postgres-20261201T090000Z.dump --yes
+  cargo xtask restore backups/fog-postgres-20261201T090000Z.dump --yes --pre-backup
   cargo xtask restore backups/fog-prod-postgres-20261201T090000Z.dump --stack fog-prod --yes
   cargo xtask restore backups/fog-volume-grafana_data-20261201T090000Z.tar.gz --yes
   cargo xtask restore s3://fog-backups/prod/fog-postgres-20261201T090000Z.dump --endpoint https://s3.example.net --yes
@@ -65,7 +75,11 @@ pub struct Cmd {
     /// Do not ask for confirmation.
     #[arg(long)]
     yes: bool,
-    /// Folder for the pre-restore backup [default: backups/ in the repository].
+    /// Also dump the database before restoring (a file copy of the previous
+    /// state that survives losing the cluster; slower). Volumes always get one.
+    #[arg(long)]
+    pre_backup: bool,
+    /// Folder for the pre-restore backup and the restore journal [default: backups/ in the repository].
     #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
     #[command(flatten)]
@@ -123,13 +137,28 @@ impl Cmd {
                         manifest.created_at
                     ))?;
                 }
-                postgres::restore(&db, &runner, &path, &manifest, &dir, progress)
+                backup::leftovers::recover_pending(&runner, &dir, Some(&db), &db.namespace)?;
+                postgres::restore(
+                    &db,
+                    &runner,
+                    &path,
+                    &manifest,
+                    &dir,
+                    progress,
+                    self.pre_backup,
+                )
             }
             "volume" => {
                 if let Some(stack) = &self.target.stack {
                     usage_bail!("{} is a volume backup: volumes are restored into a compose project only, not into stack {stack} (its volumes live on the nodes that run its tasks); nothing was touched", path.display());
                 }
                 let target = volume::Target::open(sh, global, &path, &manifest)?;
+                backup::leftovers::recover_pending(
+                    &runner,
+                    &dir,
+                    db.as_ref().ok(),
+                    &target.project.name,
+                )?;
                 if !self.yes && !global.dry_run {
                     confirm(&format!(
                         "Replace the contents of volume {} of project {} with the backup of {} taken {}?",

@@ -7,6 +7,9 @@
 //! (3) one helper copies the live data aside into `<live>_before_restore_<stamp>`,
 //! empties the live volume and copies the restored data in; if that fails it
 //! puts the previous data back. The services are started again in every case.
+//! Each step is journalled first ([`recover`]): after a kill the next run
+//! removes an unfinished restore volume, or runs the (restartable) swap to its
+//! end, and starts the services again.
 //! The helper runs as root with no network, from an image the environment
 //! already has that provides `sh`, `cp` and `find` (nothing is pulled).
 
@@ -21,6 +24,7 @@ use xshell::Shell;
 use crate::{
     backup::{
         archive,
+        recover::{self, Journal},
         volume::{self as backup_volume, Helper, Restart},
     },
     engine::project::Project,
@@ -39,18 +43,6 @@ pub struct Target {
     /// The engine's name (`fog_grafana_data`).
     pub live: String,
 }
-
-/// The copy-aside-and-swap, in one helper, with the live, restored and aside
-/// folders as `$1 $2 $3`. Exit 0: restored; 10: nothing was changed; 11: the
-/// copy in failed and the previous data is back in place; anything else: the
-/// previous data is in the aside folder and the pre-restore backup.
-const SWAP: &str = r#"set -u
-cp -a "$1/." "$3/" && sync || { echo 'could not copy the current data aside' >&2; exit 10; }
-if find "$1" -mindepth 1 -maxdepth 1 -exec rm -rf {} + && cp -a "$2/." "$1/" && sync; then exit 0; fi
-echo 'copying the restored data in failed: putting the previous data back' >&2
-find "$1" -mindepth 1 -maxdepth 1 -exec rm -rf {} +
-cp -a "$3/." "$1/" && sync && exit 11
-exit 12"#;
 
 impl Target {
     /// The active environment's volume for the backup `manifest` describes.
@@ -95,13 +87,68 @@ impl Target {
         progress: bool,
     ) -> Result<()> {
         let image = self.shell_image(sh, runner)?;
-        let stamp = archive::stamp(&crate::images::build::rfc3339_now()).to_lowercase();
+        // With the pid: two restores within one second get their own names.
+        let stamp = format!(
+            "{}_{}",
+            archive::stamp(&crate::images::build::rfc3339_now()).to_lowercase(),
+            std::process::id()
+        );
         let fresh = format!("{}_restore_{stamp}", self.live);
         let old = format!("{}_before_restore_{stamp}", self.live);
         let users =
             backup_volume::running_users(sh, runner, &self.project, &self.model, &self.overlay)?;
+        recover::catch_interrupts();
+        let mut j = Journal {
+            kind: "volume".into(),
+            phase: String::new(),
+            project: self.project.name.clone(),
+            environment: self.environment.to_string(),
+            live: self.live.clone(),
+            fresh: fresh.clone(),
+            old: old.clone(),
+            stamp: stamp.clone(),
+            pid: std::process::id(),
+            services: users.clone(),
+            container_file: None,
+            image: Some(image.clone()),
+            overlay: Some(self.overlay.clone()),
+            at: String::new(),
+            path: Journal::path_for(dir, &self.project.name, &format!("volume-{}", self.overlay)),
+            keep: false,
+        };
+        // Nothing is changed yet: an interruption here leaves no journal.
+        j.step(runner, "stopping").inspect_err(|_| j.finish())?;
         // Started again when this guard drops: on success, error or Ctrl-C.
-        let _restart = Restart::stop(self.project.compose(&self.environment), runner, users)?;
+        let _restart = Restart::stop(self.project.compose(&self.environment), runner, users)
+            .inspect_err(|_| j.finish())?;
+        let result = self.phases(
+            sh,
+            runner,
+            global,
+            &image,
+            (path, manifest, dir),
+            progress,
+            &mut j,
+        );
+        if !j.keep {
+            j.finish();
+        }
+        result
+    }
+
+    /// Pre-restore backup, fill, swap: the work between stopping and starting the services.
+    #[allow(clippy::too_many_arguments)]
+    fn phases(
+        &self,
+        sh: &Shell,
+        runner: &Runner,
+        global: &Global,
+        image: &str,
+        (path, manifest, dir): (&Path, &archive::Manifest, &Path),
+        progress: bool,
+        j: &mut Journal,
+    ) -> Result<()> {
+        let (fresh, old) = (j.fresh.clone(), j.old.clone());
         let pre = backup_volume::backup(sh, runner, global, &self.overlay, dir, false, progress)
             .context("the pre-restore backup failed: nothing was touched")?;
         let pre_path = pre
@@ -115,17 +162,24 @@ impl Target {
             ))
         };
         let label = format!("fog.restore.of={}", self.live);
+        j.step(runner, "filling").map_err(untouched)?;
         let mut create = Command::new("docker");
         create.args(["volume", "create", "--label", &label, &fresh]);
         crate::psql::capture(runner, true, create, "creating the restore volume")
             .map_err(untouched)?;
-        let filled = fill(runner, &image, &fresh, path, manifest, progress);
+        let filled = fill(runner, image, &fresh, path, manifest, progress, &j.project)
+            .and_then(|()| j.step(runner, "swapping"));
         if let Err(e) = filled {
             remove_volume(runner, &fresh);
             return Err(untouched(e));
         }
-        let swapped = swap(runner, &image, &self.live, &fresh, &old, &label);
-        remove_volume(runner, &fresh);
+        let swapped = swap(runner, image, j, &label);
+        if let Err(Swap::Lost(_)) = swapped {
+            // The next run runs the swap again from the journal.
+            j.keep = true;
+        } else {
+            remove_volume(runner, &fresh);
+        }
         match swapped {
             Ok(()) => {}
             Err(Swap::Untouched(e)) => {
@@ -141,10 +195,10 @@ impl Target {
             }
             Err(Swap::Lost(e)) => {
                 return Err(e.context(format!(
-                    "restore failed and volume {} could not be put back: the previous data is in volume {old} and in the pre-restore backup {}; restore that with `cargo xtask restore {} --yes`",
+                    "restore failed and volume {} could not be put back: the previous data is in volume {old} and in the pre-restore backup {}; the journal {} stays, and the next `cargo xtask restore` or `cargo xtask backup cleanup` runs the swap again",
                     self.live,
                     pre_path.display(),
-                    pre_path.display()
+                    j.path.display()
                 )))
             }
         }
@@ -204,12 +258,18 @@ fn fill(
     path: &Path,
     manifest: &archive::Manifest,
     progress: bool,
+    project: &str,
 ) -> Result<()> {
     let helper = format!("fogrestore-{}-{fresh}", std::process::id());
     let helper = &helper[..helper.len().min(120)];
     let mount = format!("{fresh}:/volume");
     let mut create = Command::new("docker");
     create.args(["create", "--name", helper, "--network", "none"]);
+    create.args(["--label", &format!("{}={project}", recover::HELPER_LABEL)]);
+    create.args([
+        "--label",
+        &format!("{}={}", recover::HELPER_PID_LABEL, std::process::id()),
+    ]);
     create.args(["-v", &mount, "--entrypoint", "/bin/sh", image]);
     crate::psql::capture(runner, true, create, "creating the restore helper")?;
     let _helper = Helper(helper.to_string());
@@ -297,23 +357,11 @@ enum Swap {
     Lost(anyhow::Error),
 }
 
-fn swap(
-    runner: &Runner,
-    image: &str,
-    live: &str,
-    fresh: &str,
-    old: &str,
-    label: &str,
-) -> Result<(), Swap> {
+fn swap(runner: &Runner, image: &str, j: &Journal, label: &str) -> Result<(), Swap> {
+    let old = &j.old;
     let mut create = Command::new("docker");
     create.args(["volume", "create", "--label", label, old]);
-    let mut cmd = Command::new("docker");
-    cmd.args(["run", "--rm", "--network", "none", "--user", "0:0"]);
-    for (volume, at) in [(live, "/live"), (fresh, "/fresh:ro"), (old, "/old")] {
-        cmd.args(["-v", &format!("{volume}:{at}")]);
-    }
-    cmd.args(["--entrypoint", "/bin/sh", image, "-c", SWAP, "swap"]);
-    cmd.args(["/live", "/fresh", "/old"]);
+    let mut cmd = recover::swap_command(j, image);
     if runner.dry_run {
         println!("{}", crate::psql::render(&create));
         println!("{}", crate::psql::render(&cmd));
@@ -360,7 +408,7 @@ mod tests {
     /// Run [`super::SWAP`] on host folders; its exit code.
     fn swap(live: &Path, fresh: &Path, old: &Path) -> i32 {
         Command::new("sh")
-            .args(["-c", super::SWAP, "swap"])
+            .args(["-c", crate::backup::recover::SWAP, "swap"])
             .args([live, fresh, old])
             .status()
             .unwrap()
@@ -419,6 +467,30 @@ mod tests {
         fs::write(&old, "not a folder").unwrap();
         assert_eq!(swap(&live, &fresh, &old), 10);
         assert_eq!(names(&live), ["previous", "sub"]);
+        fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn swap_killed_after_the_copy_aside_finishes_when_run_again() {
+        let (root, [live, fresh, old]) = dirs("resume");
+        // What a kill leaves: the aside copy complete (marked), live half emptied.
+        fs::write(old.join("previous"), "old data").unwrap();
+        fs::create_dir_all(old.join("sub")).unwrap();
+        fs::write(old.join(".fog-restore-aside-complete"), "").unwrap();
+        fs::remove_file(live.join("previous")).unwrap();
+        assert_eq!(swap(&live, &fresh, &old), 0);
+        assert_eq!(names(&live), ["restored"]);
+        assert_eq!(names(&old), ["previous", "sub"]);
+        fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn swap_killed_during_the_copy_aside_starts_it_again() {
+        let (root, [live, fresh, old]) = dirs("restart");
+        fs::write(old.join("half-copied"), "partial").unwrap();
+        assert_eq!(swap(&live, &fresh, &old), 0);
+        assert_eq!(names(&live), ["restored"]);
+        assert_eq!(names(&old), ["previous", "sub"]);
         fs::remove_dir_all(root).unwrap();
     }
 }

@@ -16,8 +16,9 @@
 //!   engine's stream alone costs), `pg_dump -Fc -f` to a file inside the
 //!   container (the cost of streaming and hashing shows against it), and the old design's
 //!   `docker run --rm -v VOL:/data IMAGE tar czf` of the live PGDATA;
-//! - Postgres restore: `cargo xtask restore --yes` (verify, pre-restore
-//!   backup, restore into a new database, row counts, swap), `pg_restore`
+//! - Postgres restore: `cargo xtask restore --yes` (verify, stop writers,
+//!   `pg_restore -j` into a new database, row counts, journalled swap; no
+//!   pre-restore dump, the default), `pg_restore`
 //!   inside the container of the in-container dump, and `tar xzf` of the
 //!   PGDATA archive into a fresh volume;
 //! - volume backup: `cargo xtask backup volume` against `tar czf` inside a
