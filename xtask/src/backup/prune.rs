@@ -33,7 +33,7 @@ pub struct Entry {
     /// `postgres`, `volume` or `set`.
     pub kind: String,
     pub project: String,
-    /// What prune groups by: `database`, `volume NAME` or `set`.
+    /// What prune groups by: `database`, `base`, `volume NAME` or `set`.
     pub group: String,
     pub size: u64,
     pub created_at: String,
@@ -65,6 +65,7 @@ pub fn our_name(name: &str, project: &str, kind: &str, service: &str, stamp: &st
             !service.is_empty() && name == format!("{project}-volume-{service}-{stamp}.tar.gz")
         }
         "set" => name == format!("{project}-all-{stamp}.set.json"),
+        "base" => name == format!("{project}-base-{stamp}.tar.gz"),
         _ => false,
     }
 }
@@ -122,6 +123,9 @@ fn read_entry(path: &Path, name: &str) -> Option<Entry> {
     }
     let group = match m.kind.as_str() {
         "postgres" => "database".to_string(),
+        // Base backups for point-in-time recovery: a kind of their own, so a
+        // policy for dumps never removes them.
+        "base" => "base".to_string(),
         _ => format!("volume {}", m.service),
     };
     Some(Entry {
@@ -500,6 +504,20 @@ mod tests {
             "fog",
             "postgres",
             "",
+            s
+        ));
+        assert!(our_name(
+            "fog-base-20261201T090000Z.tar.gz",
+            "fog",
+            "base",
+            "postgres",
+            s
+        ));
+        assert!(!our_name(
+            "fog-base-20261201T090000Z-2.tar.gz",
+            "fog",
+            "base",
+            "postgres",
             s
         ));
         // Another project whose name starts like ours, edits and copies.
