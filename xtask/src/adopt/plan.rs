@@ -335,17 +335,13 @@ mod tests {
     use crate::compose::EnvSource;
 
     fn model(yaml: &str) -> Model {
-        let dir = std::env::temp_dir().join(format!(
-            "fog-adopt-plan-{}-{:x}",
-            std::process::id(),
-            yaml.len()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("docker-compose.yml");
+        // A private directory per call: the tests run in parallel threads of
+        // one process, and a shared name raced (one test removed the file
+        // another was about to read).
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("docker-compose.yml");
         std::fs::write(&file, yaml).unwrap();
-        let m = Model::load(&[file], &EnvSource::empty()).unwrap();
-        let _ = std::fs::remove_dir_all(&dir);
-        m
+        Model::load(&[file], &EnvSource::empty()).unwrap()
     }
 
     const NEW: &str = "services:

@@ -163,12 +163,11 @@ mod tests {
     use super::*;
 
     fn service(yaml: &str) -> Service {
-        let dir = std::env::temp_dir().join(format!("fog-engine-compose-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("c.yml");
+        // A private directory per call: the tests run in parallel threads.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.yml");
         std::fs::write(&file, yaml).unwrap();
         let model = Model::load(&[file], &EnvSource::empty()).unwrap();
-        let _ = std::fs::remove_dir_all(&dir);
         model.services()[0].clone()
     }
 
