@@ -280,7 +280,7 @@ fn adopt(stack: &DataStack, args: &[&str], env: &[(&str, &str)]) -> Output {
 
 #[test]
 fn adopt_moves_every_row_and_file_into_dev_refuses_a_second_time_and_rolls_back() {
-    let port = 49000 + 20 * 12 + 4;
+    let port = data_support::slot_port(12) + 4;
     let Some(new) = new_stack("adopt", 12, "dev", "fog-compute/migrate:0.1.0", port) else {
         return;
     };
@@ -540,7 +540,7 @@ fn adopt_moves_every_row_and_file_into_dev_refuses_a_second_time_and_rolls_back(
 
 #[test]
 fn a_failure_or_a_kill_after_the_stop_brings_the_old_stack_back_then_betanet_adopts_it() {
-    let port = 49000 + 20 * 13 + 4;
+    let port = data_support::slot_port(13) + 4;
     let Some(new) = new_stack("adoptfail", 13, "betanet", &ensure_failing_image(), port) else {
         return;
     };
@@ -592,7 +592,7 @@ fn a_failure_or_a_kill_after_the_stop_brings_the_old_stack_back_then_betanet_ado
     assert!(docker_lines(&["volume", "ls", "-q", "--filter", &volumes]).is_empty());
 
     // A port the environment publishes, held by another container: refused.
-    let mixnode_port = format!("127.0.0.1:{}:9", 49000 + 20 * 13 + 1);
+    let mixnode_port = format!("127.0.0.1:{}:9", data_support::slot_port(13) + 1);
     docker(&[
         "run",
         "-d",

@@ -48,7 +48,12 @@ fn s3_upload_list_prune_restore_and_refusals() {
     std::env::set_var("AWS_ACCESS_KEY_ID", s3_support::ACCESS_KEY);
     std::env::set_var("AWS_SECRET_ACCESS_KEY", s3_support::SECRET_KEY);
     std::env::remove_var("FOG_S3_ENDPOINT");
-    let server = s3_support::Weed::start(&weed, "fogdata-offsite", 46110, "fogtest");
+    let server = s3_support::Weed::start(
+        &weed,
+        "fogdata-offsite",
+        data_support::slot_port(9) + 10,
+        "fogtest",
+    );
     let endpoint = server.endpoint.as_str();
     stack.up(&["postgres"]);
     let backups = stack.dir.join("backups");

@@ -1,7 +1,7 @@
 //! Shared harness of the data-workflow e2e tests (`migrate`, `backup`,
 //! `restore`, `psql` against the real engine): each test gets its own env file,
 //! compose project `fogdata-<test>-<pid>`, two /24 subnets in 10.235.0.0/16
-//! and host ports in 49000-49999 by slot, the offline Postgres image
+//! and host ports in 49000-50599 by bank and slot ([`bank`], [`slot_port`]), the offline Postgres image
 //! (`images offline --only postgres`), and a [`DataStack`] guard whose `Drop`
 //! removes the project's containers, networks and volumes even on failure.
 #![allow(dead_code)]
@@ -46,6 +46,48 @@ pub fn postgres_image() -> String {
     image
 }
 
+/// This process's bank (0..4): the first, from a pid-derived start, whose
+/// subnets no Docker network uses and whose first port is free, so that two
+/// runs at once (a developer and CI, or two CI lanes) do not collide. Chosen
+/// once per test process; every slot of the process lives in it.
+pub fn bank() -> u16 {
+    static BANK: std::sync::OnceLock<u16> = std::sync::OnceLock::new();
+    *BANK.get_or_init(|| {
+        let ids = text_of(&["network", "ls", "-q"]);
+        let mut args = vec![
+            "network",
+            "inspect",
+            "--format",
+            "{{range .IPAM.Config}}{{.Subnet}} {{end}}",
+        ];
+        args.extend(ids.lines());
+        let used = text_of(&args);
+        let start = (std::process::id() % 4) as u16;
+        (0..4)
+            .map(|i| (start + i) % 4)
+            .find(|b| {
+                let taken = used.split_whitespace().any(|u| {
+                    u.strip_prefix("10.235.")
+                        .and_then(|r| r.split('.').next())
+                        .and_then(|o| o.parse::<u16>().ok())
+                        .is_some_and(|o| o / 32 == *b)
+                });
+                !taken && std::net::TcpListener::bind(("127.0.0.1", 49000 + 400 * b)).is_ok()
+            })
+            .unwrap_or(start)
+    })
+}
+
+/// The first of the 20 host ports of `slot` (0..16) in this process's bank.
+pub fn slot_port(slot: u16) -> u16 {
+    assert!(slot < 16, "data stacks have slots 0..16");
+    49000 + 400 * bank() + 20 * slot
+}
+
+fn text_of(args: &[&str]) -> String {
+    String::from_utf8_lossy(&crate::common::docker_output(args).stdout).into_owned()
+}
+
 /// The test stacks' Postgres password (in the env file and the secret file).
 const DB_PASSWORD: &str = "Vb3nQx7pLr2Wm9sK4tYc8dHe";
 
@@ -60,13 +102,14 @@ pub struct DataStack {
 
 impl DataStack {
     /// `None` (skip) without an engine outside CI. `slot` 0..16 picks the
-    /// subnets 10.235.(bank+2*slot).0/24 and (+1), and ports 49000 + 20*slot.
+    /// subnets 10.235.(32*bank+2*slot).0/24 and (+1), and the 20 ports from
+    /// [`slot_port`].
     pub fn new(test: &str, slot: u16, files: &[&'static str]) -> Option<DataStack> {
         if !engine_or_skip(test) {
             return None;
         }
         let image = postgres_image();
-        let bank = 32 * (std::process::id() % 4) as u16;
+        let bank = 32 * bank();
         let project = format!("fogdata-{test}-{}", std::process::id());
         let dir = std::env::temp_dir().join(&project);
         let _ = fs::remove_dir_all(&dir);
@@ -74,7 +117,7 @@ impl DataStack {
         let env_file = dir.join(".env");
         let fog_network = format!("{project}-fog");
         let betanet_network = format!("{project}-betanet");
-        let port = 49000 + 20 * slot;
+        let port = slot_port(slot);
         // The betanet mixnodes read the Postgres password from a secret file:
         // the stack's own, in its temp dir, never the repository's `secrets/`.
         let secrets = dir.join("secrets");
