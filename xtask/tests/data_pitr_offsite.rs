@@ -328,6 +328,44 @@ fn wal_shipped_to_s3_restored_from_it_pruned_and_watched() {
         "the download folder is removed"
     );
 
+    // A figure: shipping segments full of incompressible-ish rows.
+    stack.sql(
+        "CREATE TABLE big AS SELECT g AS id, md5(g::text) || md5((g * 7)::text) AS v \
+         FROM generate_series(1, 400000) g",
+    );
+    switch_and_wait(&stack);
+    let started = Instant::now();
+    let out = stack.ok(&[
+        "backup",
+        "wal",
+        "--dir",
+        d,
+        "--to",
+        url,
+        "--encrypt-to",
+        &recipient,
+        "--format",
+        "json",
+    ]);
+    let seconds = started.elapsed().as_secs_f64();
+    let shipped = json(&out)["shipped"].as_array().unwrap().clone();
+    let raw: u64 = shipped
+        .iter()
+        .map(|f| f["shipped"]["size"].as_u64().unwrap())
+        .sum();
+    let stored: u64 = shipped
+        .iter()
+        .map(|f| f["shipped"]["stored_size"].as_u64().unwrap())
+        .sum();
+    assert!(shipped.len() >= 3, "{out}");
+    eprintln!(
+        "FIGURE backup wal --to (gzip + age + upload + read back): {} files, {:.1} MB of WAL stored as {:.1} MB in {seconds:.1}s ({:.1} MB/s of WAL)",
+        shipped.len(),
+        raw as f64 / 1e6,
+        stored as f64 / 1e6,
+        raw as f64 / 1e6 / seconds
+    );
+
     // Base backup 2 on the new timeline; more WAL in three segments.
     let base2 = json(&stack.ok(&[
         "backup", "base", "--dir", d, "--to", url, "--format", "json",
