@@ -35,17 +35,14 @@ pub struct Fetched {
     pub dir: PathBuf,
     pub volume: String,
     created: bool,
+    runner: Runner,
 }
 
 impl Drop for Fetched {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.dir);
         if self.created {
-            let _ = std::process::Command::new("docker")
-                .args(["volume", "rm", "-f", &self.volume])
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .status();
+            let _ = docker(&self.runner, true, &["volume", "rm", "-f", &self.volume]);
         }
     }
 }
@@ -84,6 +81,7 @@ pub fn fetch(
         dir: folder.clone(),
         volume: format!("{live}_pitr_wal_{stamp}"),
         created: false,
+        runner: *runner,
     };
     for e in &bases {
         for suffix in [".manifest.json", ".base.json", ".sha256"] {
