@@ -29,6 +29,10 @@ pub struct ScheduleArgs {
     /// Also upload each backup to this bucket (`backup all --to`).
     #[arg(long, value_name = "s3://BUCKET/PREFIX")]
     pub to: Option<String>,
+    /// Encrypt each backup and shipped WAL file to this age recipient
+    /// (`backup all --encrypt-to`, `backup wal --encrypt-to`).
+    #[arg(long, value_name = "RECIPIENT")]
+    pub encrypt_to: Option<String>,
     /// The endpoint for --to [default: $FOG_S3_ENDPOINT at run time].
     #[arg(long, value_name = "URL")]
     pub endpoint: Option<String>,
@@ -106,6 +110,9 @@ pub fn commands(args: &ScheduleArgs, exe: &Path, dir: &Path) -> Vec<Vec<String>>
         all.push("--to".into());
         all.extend(remote.iter().cloned());
     }
+    if let Some(r) = &args.encrypt_to {
+        all.extend(["--encrypt-to".into(), r.clone()]);
+    }
     let mut out = vec![all];
     if args.wal {
         let mut base = vec![
@@ -166,6 +173,9 @@ pub fn wal_command(args: &ScheduleArgs, exe: &Path, dir: &Path) -> Vec<String> {
         cmd.extend(["--to".into(), to.clone()]);
         if let Some(e) = &args.endpoint {
             cmd.extend(["--endpoint".into(), e.clone()]);
+        }
+        if let Some(r) = &args.encrypt_to {
+            cmd.extend(["--encrypt-to".into(), r.clone()]);
         }
     }
     cmd
@@ -263,6 +273,9 @@ pub fn run(args: &ScheduleArgs, dir: &Path, runner: &Runner, json: bool) -> Resu
             crate::usage_bail!("--to `{to}`: expected s3://BUCKET/PREFIX");
         }
     }
+    if let Some(r) = &args.encrypt_to {
+        super::encrypt::parse_recipient(r)?;
+    }
     let exe = std::env::current_exe().context("finding this program's path")?;
     let root = crate::project_root();
     let r = render(args, &exe, &root, dir);
@@ -340,6 +353,7 @@ mod tests {
             on_calendar: "*-*-* 03:17:00".into(),
             to: None,
             endpoint: None,
+            encrypt_to: None,
             wal: false,
             keep: None,
             keep_last: None,
@@ -385,12 +399,16 @@ mod tests {
 
         // --wal: a nightly base backup and the every-minute shipper.
         a.wal = true;
+        a.encrypt_to = Some("age1xyz".into());
         let w = render(&a, Path::new("/x"), Path::new("/r"), Path::new("/b"));
         assert!(w.service.contains(
             "ExecStart=/x backup base --dir /b --to s3://fog-backups/prod --endpoint https://s3.example.net\n"
         ));
         assert!(w.wal_service.unwrap().contains(
-            "ExecStart=/x backup wal --dir /b --to s3://fog-backups/prod --endpoint https://s3.example.net\n"
+            "ExecStart=/x backup wal --dir /b --to s3://fog-backups/prod --endpoint https://s3.example.net --encrypt-to age1xyz\n"
+        ));
+        assert!(w.service.contains(
+            "ExecStart=/x backup all --dir /b --to s3://fog-backups/prod --endpoint https://s3.example.net --encrypt-to age1xyz\n"
         ));
         assert!(w.wal_timer.unwrap().contains("OnUnitActiveSec=1min\n"));
         assert!(w
