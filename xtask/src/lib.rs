@@ -42,6 +42,7 @@ pub mod s3;
 pub mod up;
 pub mod usage;
 pub mod wal;
+pub mod wal_remote;
 
 pub use global::{project_root, Global};
 pub use usage::UsageError;

@@ -35,6 +35,7 @@ pub const SLOW_FIRST: &[&str] = &[
     "data_restore",
     "data_betanet",
     "data_pitr",
+    "data_pitr_offsite",
     "data_backup_live",
     "data_backup",
     "data_offsite",
