@@ -26,6 +26,7 @@ pub mod env;
 pub mod environments;
 pub mod global;
 pub mod images;
+pub mod interrupt;
 pub mod logs;
 pub mod migrate;
 pub mod network;
