@@ -45,6 +45,9 @@ command -v psql >/dev/null || missing+=(postgresql-client-15)
 # Headless Chromium renders `cargo xtask report --format html` in a test.
 command -v chromium >/dev/null || missing+=(chromium)
 command -v minisign >/dev/null || missing+=(minisign)
+# Debian's static busybox: the busybox userland (as in the Alpine Postgres
+# image) of `xtask/tests/data_busybox.rs`.
+[ -x /bin/busybox ] && /bin/busybox --list >/dev/null 2>&1 || missing+=(busybox-static)
 command -v docker-registry >/dev/null || missing+=(docker-registry)
 need_promtool=0
 command -v promtool >/dev/null || need_promtool=1

@@ -39,6 +39,7 @@ pub const SLOW_FIRST: &[&str] = &[
     "data_backup_live",
     "data_backup",
     "data_offsite",
+    "data_busybox",
     "release_pipeline",
     "swarm_single",
     "swarm_cluster",
