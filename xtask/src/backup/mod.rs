@@ -175,7 +175,8 @@ Examples:
         project: Option<String>,
         #[command(flatten)]
         common: Common,
-        /// Prune the bucket instead of the folder (per project and kind; sets kept whole).
+        /// Prune the bucket instead of the folder (the same policy: per
+        /// project and kind, sets kept whole, the newest drilled kept).
         #[arg(long, value_name = "s3://BUCKET/PREFIX")]
         from: Option<String>,
         #[command(flatten)]
@@ -542,21 +543,10 @@ impl Cmd {
             }
             Action::Prune {
                 policy,
-                from: Some(from),
-                remote,
-                ..
-            } => {
-                let policy = policy.policy()?;
-                if policy.daily + policy.weekly + policy.monthly > 0 {
-                    crate::usage_bail!("backup prune --from s3://... takes --keep-last N (or --keep N) only; the daily, weekly and monthly rules apply to a folder");
-                }
-                remote::prune(&remote::open(&from, &remote)?, policy.last, &runner)
-            }
-            Action::Prune {
-                policy,
                 project,
                 common,
-                ..
+                from,
+                remote,
             } => {
                 let policy = policy.policy()?;
                 let project = match project {
@@ -565,14 +555,23 @@ impl Cmd {
                         crate::engine::project::Project::open(global.dry_run, global.verbose)?.name
                     }
                 };
-                prune::prune(
-                    &common.dir(),
-                    &project,
-                    policy,
-                    true,
-                    &runner,
-                    common.format,
-                )
+                match from {
+                    Some(from) => remote::prune(
+                        &remote::open(&from, &remote)?,
+                        &project,
+                        policy,
+                        &runner,
+                        common.format,
+                    ),
+                    None => prune::prune(
+                        &common.dir(),
+                        &project,
+                        policy,
+                        true,
+                        &runner,
+                        common.format,
+                    ),
+                }
             }
         }
     }
