@@ -4,7 +4,8 @@
 //! never skips silently: under `CI=true` a missing promtool, amtool or Compose
 //! is a failure naming the tool, outside CI a `SKIPPED` line says what did
 //! not run. The script runs with a PATH holding only the few shell tools it
-//! needs, so every checker is missing.
+//! needs, so every checker is missing. The backup alerts' promtool unit
+//! tests pass, and fail on a copy of the rules with another age.
 
 mod common;
 
@@ -70,4 +71,57 @@ fn config_checks_fail_naming_each_missing_tool_under_ci_and_say_skipped_outside(
             "a SKIPPED line for the {what} checks: {err}"
         );
     }
+}
+
+/// Issue 19 item 7: the backup alerts fire by their own promtool unit tests
+/// (`FogBackupTooOld` after 26 h plus `for`, `FogBackupDrillTooOld` after 8
+/// days), and those tests fail when the rule's age changes: a copy of the
+/// rules with 30 h instead of 26 h is caught.
+#[test]
+fn backup_alerts_pass_their_promtool_tests_and_a_changed_age_fails_them() {
+    let Some(promtool) = [
+        "/usr/local/bin/promtool",
+        "/usr/bin/promtool",
+        "/opt/fog-tools/bin/promtool",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .find(|p| p.is_file()) else {
+        assert!(!in_ci(), "promtool is missing; run scripts/ci-setup.sh");
+        eprintln!("skipping: no promtool");
+        return;
+    };
+    let prometheus = crate_dir()
+        .parent()
+        .unwrap()
+        .join("compose/config/prometheus");
+    let run = |dir: &std::path::Path| {
+        Command::new(&promtool)
+            .args(["test", "rules", "tests/backup_test.yml"])
+            .current_dir(dir)
+            .output()
+            .expect("promtool runs")
+    };
+    let out = run(&prometheus);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(stdout(&out).contains("SUCCESS"), "{}", text(&out));
+
+    let copy = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(copy.path().join("rules")).unwrap();
+    std::fs::create_dir_all(copy.path().join("tests")).unwrap();
+    let rules = std::fs::read_to_string(prometheus.join("rules/backup.yml")).unwrap();
+    assert!(rules.contains("> 26 * 3600"), "{rules}");
+    std::fs::write(
+        copy.path().join("rules/backup.yml"),
+        rules.replace("> 26 * 3600", "> 30 * 3600"),
+    )
+    .unwrap();
+    std::fs::copy(
+        prometheus.join("tests/backup_test.yml"),
+        copy.path().join("tests/backup_test.yml"),
+    )
+    .unwrap();
+    let out = run(copy.path());
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("FogBackupTooOld"), "{}", text(&out));
 }

@@ -203,7 +203,15 @@ fn s3_prune_by_policy_and_an_encrypted_volume_round_trip() {
         "--endpoint",
         endpoint,
     ]);
-    let sealed = PathBuf::from(json(&out)["path"].as_str().unwrap());
+    let written = json(&out);
+    let sealed = PathBuf::from(written["path"].as_str().unwrap());
+    // Counted as it streamed, though only the key opens the archive: the
+    // restore checks the volume it makes against this.
+    assert_eq!(
+        written["manifest"]["entries"].as_u64(),
+        Some(original.lines().count() as u64 + 1),
+        "{out}\n{original}"
+    );
     let sealed_name = sealed.file_name().unwrap().to_string_lossy().into_owned();
     assert!(sealed_name.ends_with(".tar.gz.age"), "{sealed_name}");
     let bytes = fs::read(&sealed).unwrap();
