@@ -211,10 +211,22 @@ const ALLOWED: &[(&str, &str, Kind, &str)] = &[
         "compose logs [-f], streamed to the terminal",
     ),
     (
-        "ci.rs",
+        "ci/mod.rs",
         "run",
         Kind::ReadOnly,
         "the CI steps (cargo fmt/clippy/test, check scripts)",
+    ),
+    (
+        "ci/lanes.rs",
+        "run",
+        Kind::ReadOnly,
+        "the CI test check: `cargo test --no-run` (the build) and `cargo test --doc`",
+    ),
+    (
+        "ci/lanes.rs",
+        "run_one",
+        Kind::ReadOnly,
+        "the CI test check: one test binary, its output captured and printed whole",
     ),
     (
         "report/live.rs",
