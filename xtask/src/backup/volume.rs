@@ -376,9 +376,16 @@ pub fn backup(
     };
     bar.finish_and_clear();
     let checked = checker.join().expect("the checker does not panic");
-    // A refused entry first: the copy's own error is then only its echo.
-    let entries = Some(checked.with_context(|| format!("backing up volume {volume}"))?);
-    copied.map_err(|e| archive::no_space(e, dir))?;
+    let entries = match (copied, checked) {
+        (Ok(_), Ok(n)) => Some(n),
+        // A copy that failed on its own (a full disk) cut the checker's stream short: its error says why.
+        (Err(e), _) if !format!("{e:#}").contains(REFUSED) => {
+            return Err(archive::no_space(e, dir))
+        }
+        // The checker refused an entry: the copy's error is only its echo.
+        (_, Err(e)) => return Err(e.context(format!("backing up volume {volume}"))),
+        (Err(e), Ok(_)) => return Err(archive::no_space(e, dir)),
+    };
     let (size, sha256) = gz
         .finish()
         .context("finishing the gzip stream")
@@ -415,6 +422,9 @@ pub fn backup(
 /// the checker is much faster than gzip, so a few are ever waiting).
 const CHECK_QUEUE: usize = 1024;
 
+/// The copy's error when the checker stopped reading (it refused an entry).
+const REFUSED: &str = "the checker refused the tar stream";
+
 /// A writer that passes everything to `inner` and a copy to the checker.
 /// Dropping it ends the checker's stream.
 struct Tee<W> {
@@ -425,9 +435,9 @@ struct Tee<W> {
 impl<W: std::io::Write> std::io::Write for Tee<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let n = self.inner.write(buf)?;
-        self.check.send(buf[..n].to_vec()).map_err(|_| {
-            std::io::Error::other("the tar stream was refused (see the error above)")
-        })?;
+        self.check
+            .send(buf[..n].to_vec())
+            .map_err(|_| std::io::Error::other(REFUSED))?;
         Ok(n)
     }
 
