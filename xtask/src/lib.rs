@@ -26,6 +26,7 @@ pub mod env;
 pub mod environments;
 pub mod global;
 pub mod images;
+pub mod interrupt;
 pub mod logs;
 pub mod migrate;
 pub mod network;
@@ -42,6 +43,7 @@ pub mod s3;
 pub mod up;
 pub mod usage;
 pub mod wal;
+pub mod wal_remote;
 
 pub use global::{project_root, Global};
 pub use usage::UsageError;
