@@ -11,7 +11,7 @@
 //! `backup volume` and `restore` with the same names, types, sizes, modes,
 //! owners, link targets and bytes (the output names the `docker cp` fallback,
 //! which stores the sparse file in full); `backup postgres`, its drill and its
-//! `restore` pass.
+//! `restore` pass, and `archive-wal.sh` archives a WAL segment.
 
 mod common;
 mod data_support;
