@@ -130,7 +130,8 @@ const CHECKS: &[Check] = &[
 ];
 
 impl Cmd {
-    pub fn run(self, sh: &Shell, _global: &Global) -> Result<()> {
+    pub fn run(self, sh: &Shell, global: &Global) -> Result<()> {
+        let runner = crate::process::Runner::new(global);
         if self.list {
             for check in CHECKS {
                 println!("{}", check.name);
@@ -154,7 +155,10 @@ impl Cmd {
         for check in selected {
             eprintln!("==> ci: {}", check.name);
             let started = Instant::now();
-            let passed = (check.command)(sh).run().is_ok();
+            // Echoed as xshell did; run even under --dry-run (CI only reads).
+            let cmd = (check.command)(sh);
+            eprintln!("$ {cmd}");
+            let passed = runner.stream(cmd).is_ok();
             results.push((check, passed, started.elapsed()));
             if !passed && !self.keep_going {
                 break;

@@ -9,6 +9,10 @@
 //! (`FOG_TEST_PAUSE_AT`) leaves the live database running and its leftovers
 //! are removed by the next run.
 
+// Tests drive the xtask, the engine and the tools directly; only
+// xtask/src is held to process::Runner (clippy.toml).
+#![allow(clippy::disallowed_methods)]
+
 mod common;
 mod data_support;
 

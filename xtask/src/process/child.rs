@@ -25,7 +25,11 @@ pub struct Child {
 }
 
 impl Child {
-    pub(super) fn start(expression: duct::Expression, pipes: Pipes, line: String) -> io::Result<Child> {
+    pub(super) fn start(
+        expression: duct::Expression,
+        pipes: Pipes,
+        line: String,
+    ) -> io::Result<Child> {
         let handle = expression.start();
         // The expression held the child's ends of the pipes: dropping it
         // leaves them only in the child, so our readers see end-of-file.

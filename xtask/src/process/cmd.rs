@@ -24,6 +24,12 @@ pub enum Io {
     File(File),
 }
 
+impl From<File> for Io {
+    fn from(file: File) -> Io {
+        Io::File(file)
+    }
+}
+
 /// A command to run: built with `arg`/`args`/`env`/..., run by the runner.
 #[derive(Debug)]
 pub struct Cmd {
@@ -89,18 +95,18 @@ impl Cmd {
         self
     }
 
-    pub fn stdin(&mut self, io: Io) -> &mut Cmd {
-        self.stdin = Some(io);
+    pub fn stdin(&mut self, io: impl Into<Io>) -> &mut Cmd {
+        self.stdin = Some(io.into());
         self
     }
 
-    pub fn stdout(&mut self, io: Io) -> &mut Cmd {
-        self.stdout = Some(io);
+    pub fn stdout(&mut self, io: impl Into<Io>) -> &mut Cmd {
+        self.stdout = Some(io.into());
         self
     }
 
-    pub fn stderr(&mut self, io: Io) -> &mut Cmd {
-        self.stderr = Some(io);
+    pub fn stderr(&mut self, io: impl Into<Io>) -> &mut Cmd {
+        self.stderr = Some(io.into());
         self
     }
 
@@ -122,6 +128,10 @@ impl Cmd {
 
     pub fn get_args(&self) -> impl Iterator<Item = &OsStr> {
         self.args.iter().map(OsString::as_os_str)
+    }
+
+    pub fn get_envs(&self) -> impl Iterator<Item = (&OsStr, Option<&OsStr>)> {
+        self.env.iter().map(|(k, v)| (k.as_os_str(), v.as_deref()))
     }
 
     /// The command line, quoted for a POSIX shell where an argument needs it.
@@ -232,9 +242,22 @@ impl From<xshell::Cmd<'_>> for Cmd {
 }
 
 impl From<&mut Cmd> for Cmd {
-    /// Take a command built in place (`let mut c = Cmd::new(..); c.arg(..)`).
+    /// Run a command built in place (`let mut c = Cmd::new(..); c.arg(..)`):
+    /// the streams and input move (they are used once), the rest is copied,
+    /// so `c` still prints the same line afterwards.
     fn from(cmd: &mut Cmd) -> Cmd {
-        std::mem::replace(cmd, Cmd::new(""))
+        Cmd {
+            program: cmd.program.clone(),
+            args: cmd.args.clone(),
+            env: cmd.env.clone(),
+            dir: cmd.dir.clone(),
+            line: cmd.line.clone(),
+            stdin: cmd.stdin.take(),
+            stdout: cmd.stdout.take(),
+            stderr: cmd.stderr.take(),
+            input: cmd.input.take(),
+            stderr_to_stdout: cmd.stderr_to_stdout,
+        }
     }
 }
 

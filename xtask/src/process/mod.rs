@@ -18,6 +18,7 @@ use anyhow::{Context, Result};
 
 pub use child::{Child, Guard};
 pub use cmd::{Cmd, Io};
+pub use os_pipe::{PipeReader, PipeWriter};
 pub use std::process::Output;
 
 use crate::Global;
@@ -121,6 +122,20 @@ impl Runner {
             .map_err(|e| not_started(&cmd, e))
     }
 
+    /// Run a read-only command with inherited streams (logs, CI steps); a
+    /// non-zero exit is an error. Runs in dry-run mode too.
+    pub fn stream(&self, cmd: impl Into<Cmd>) -> Result<()> {
+        let mut cmd = cmd.into();
+        self.trace(&cmd);
+        let line = cmd.line();
+        let status = self
+            .exec(&mut cmd, Io::Null, false)
+            .map_err(|e| not_started(&cmd, e))
+            .with_context(|| format!("`{line}` failed"))?
+            .status;
+        check(&line, status).with_context(|| format!("`{line}` failed"))
+    }
+
     /// [`Runner::output`] of a state-changing command: under `--dry-run` it
     /// is printed and `None` returned.
     pub fn run_output(&self, cmd: impl Into<Cmd>) -> Result<Option<Output>> {
@@ -219,7 +234,10 @@ impl Runner {
 /// The error of a command that did not start, worded as xshell did.
 fn not_started(cmd: &Cmd, e: std::io::Error) -> anyhow::Error {
     if e.kind() == std::io::ErrorKind::NotFound {
-        anyhow::anyhow!("command not found: `{}`", cmd.get_program().to_string_lossy())
+        anyhow::anyhow!(
+            "command not found: `{}`",
+            cmd.get_program().to_string_lossy()
+        )
     } else {
         anyhow::anyhow!("io error when running command `{cmd}`: {e}")
     }
@@ -277,21 +295,29 @@ mod tests {
         let mut c = Cmd::new("sh");
         c.args(["-c", "exit 4"]);
         let e = runner().read(&mut c).unwrap_err();
-        assert!(format!("{e:#}").contains("non-zero code `sh -c 'exit 4'`: 4"), "{e:#}");
+        assert!(
+            format!("{e:#}").contains("non-zero code `sh -c 'exit 4'`: 4"),
+            "{e:#}"
+        );
         let mut c = Cmd::new("sh");
         c.args(["-c", "echo yes; exit 1"]);
         assert_eq!(runner().probe(&mut c), None);
         let mut c = Cmd::new("echo");
         c.arg("yes");
         assert_eq!(runner().probe(&mut c).as_deref(), Some("yes"));
-        assert!(format!("{:#}", runner().read(Cmd::new("fog-no-such-program")).unwrap_err())
-            .contains("command not found"));
+        assert!(format!(
+            "{:#}",
+            runner().read(Cmd::new("fog-no-such-program")).unwrap_err()
+        )
+        .contains("command not found"));
     }
 
     #[test]
     fn input_bytes_and_a_combined_transcript() {
         let mut c = Cmd::new("sh");
-        c.args(["-c", "cat; echo err >&2"]).input("in\n").stderr_to_stdout();
+        c.args(["-c", "cat; echo err >&2"])
+            .input("in\n")
+            .stderr_to_stdout();
         let o = runner().output(&mut c).unwrap();
         assert_eq!(String::from_utf8_lossy(&o.stdout), "in\nerr\n");
     }
@@ -307,7 +333,10 @@ mod tests {
         let mut c = Cmd::new("touch");
         c.arg(&marker);
         dry.run(&mut c).unwrap();
-        assert_eq!(dry.run_output(Cmd::new("true")).unwrap().map(|o| o.status), None);
+        assert_eq!(
+            dry.run_output(Cmd::new("true")).unwrap().map(|o| o.status),
+            None
+        );
         assert!(!marker.exists());
         let mut c = Cmd::new("touch");
         c.arg(&marker);
@@ -338,7 +367,11 @@ mod tests {
         assert!(runner()
             .output_timeout(&mut slow, Duration::from_millis(200))
             .is_err());
-        assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{:?}",
+            started.elapsed()
+        );
         let mut quick = Cmd::new("echo");
         quick.arg("hi");
         let o = runner()
