@@ -19,6 +19,7 @@ pub mod compose;
 pub mod config;
 pub mod deploy;
 pub mod dev;
+pub mod docker;
 pub mod dotenv;
 pub mod down;
 pub mod engine;

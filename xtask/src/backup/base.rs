@@ -260,11 +260,8 @@ pub fn verify(path: &Path, manifest: &archive::Manifest, fallback: Option<&str>)
         );
     }
     let runner = Runner::default();
-    let probe = Cmd::new("docker");
     let image = {
-        let mut p = probe;
-        p.args(["image", "inspect", "--format", "{{.Id}}", &manifest.image]);
-        if crate::psql::capture(&runner, false, p, "docker image inspect").is_ok() {
+        if crate::docker::image_exists(&runner, &manifest.image) {
             manifest.image.clone()
         } else {
             fallback.map(str::to_string).with_context(|| {

@@ -53,13 +53,7 @@ pub fn drill(
     fallback_image: Option<&str>,
     progress: bool,
 ) -> Result<Drill> {
-    let image = if docker(
-        runner,
-        false,
-        &["image", "inspect", "--format", "{{.Id}}", &manifest.image],
-    )
-    .is_ok()
-    {
+    let image = if crate::docker::image_exists(runner, &manifest.image) {
         manifest.image.clone()
     } else {
         fallback_image

@@ -9,36 +9,30 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use xshell::{cmd, Shell};
+use xshell::Shell;
 
 use crate::process::Runner;
 use crate::process::{Cmd, Io};
 
 /// Whether `image` is in the local engine.
-pub fn image_exists(sh: &Shell, runner: &Runner, image: &str) -> bool {
-    image_id(sh, runner, image).is_some()
+pub fn image_exists(_sh: &Shell, runner: &Runner, image: &str) -> bool {
+    crate::docker::image_exists(runner, image)
 }
 
 /// The id (`sha256:...`) of a local image.
-pub fn image_id(sh: &Shell, runner: &Runner, image: &str) -> Option<String> {
-    let format = "{{.Id}}";
-    runner.probe(cmd!(sh, "docker image inspect --format {format} {image}"))
+pub fn image_id(_sh: &Shell, runner: &Runner, image: &str) -> Option<String> {
+    crate::docker::image_id(runner, image)
 }
 
 /// The labels of a local image; `None` when the image is not there.
-pub fn image_labels(sh: &Shell, runner: &Runner, image: &str) -> Option<BTreeMap<String, String>> {
-    let format = "{{json .Config.Labels}}";
-    let json = runner.probe(cmd!(sh, "docker image inspect --format {format} {image}"))?;
+pub fn image_labels(_sh: &Shell, runner: &Runner, image: &str) -> Option<BTreeMap<String, String>> {
+    let json = crate::docker::inspect_image(runner, image, "{{json .Config.Labels}}")?;
     serde_json::from_str::<Option<BTreeMap<String, String>>>(&json).ok()?
 }
 
 /// The size of a local image in bytes.
-pub fn image_size(sh: &Shell, runner: &Runner, image: &str) -> Option<u64> {
-    let format = "{{.Size}}";
-    runner
-        .probe(cmd!(sh, "docker image inspect --format {format} {image}"))?
-        .parse()
-        .ok()
+pub fn image_size(_sh: &Shell, runner: &Runner, image: &str) -> Option<u64> {
+    crate::docker::image_size(runner, image)
 }
 
 /// A spinner or byte bar that is hidden unless `progress` is set.
