@@ -210,9 +210,16 @@ impl Runner {
 
     /// Run to the end; stdout captured if `capture` (else as the command says).
     fn exec(&self, cmd: &mut Cmd, stdin: Io, capture: bool) -> std::io::Result<Output> {
+        // Run to the end: nobody would read a pipe handed out here.
         let capture_err = matches!(cmd.stderr, Some(Io::Piped));
         if capture_err {
             cmd.stderr = None;
+        }
+        if matches!(cmd.stdout, Some(Io::Piped)) {
+            cmd.stdout = None;
+        }
+        if matches!(cmd.stdin, Some(Io::Piped)) {
+            cmd.stdin = Some(Io::Null);
         }
         let (mut e, _) = cmd.expression(stdin)?;
         if capture {
