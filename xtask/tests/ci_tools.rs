@@ -75,3 +75,29 @@ fn config_checks_fail_naming_each_missing_tool_under_ci_and_say_skipped_outside(
         );
     }
 }
+
+/// CI runs `.ci/run` on a fresh clone; it must run the README's test command,
+/// word for word (the README's first `sh` block after "Run the tests").
+#[test]
+fn ci_run_calls_the_readme_test_command() {
+    let root = crate_dir().parent().unwrap().to_path_buf();
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let after = readme
+        .split_once("Run the tests")
+        .expect("README.md has a \"Run the tests\" paragraph")
+        .1;
+    let block = after
+        .split_once("```sh\n")
+        .and_then(|(_, rest)| rest.split_once("```"))
+        .expect("a ```sh block after \"Run the tests\"")
+        .0;
+    let command = block.trim();
+    assert!(command.contains("cargo xtask ci"), "{command}");
+    let ci_run = std::fs::read_to_string(root.join(".ci/run")).unwrap();
+    assert!(
+        ci_run
+            .lines()
+            .any(|l| !l.trim_start().starts_with('#') && l.trim() == command),
+        ".ci/run does not run README.md's test command `{command}` on a line of its own"
+    );
+}

@@ -3,7 +3,10 @@
 //!
 //! By default the first failure stops the run; `--keep-going` runs the rest
 //! and reports every failure. The last line is a plain `ci: N passed, N failed`
-//! summary so log readers see the outcome without scrolling.
+//! summary so log readers see the outcome without scrolling. The `test`
+//! check runs the test binaries in two lanes ([`lanes`]).
+
+mod lanes;
 
 use std::time::{Duration, Instant};
 
@@ -30,40 +33,49 @@ pub struct Cmd {
     /// List the checks and exit.
     #[arg(long)]
     list: bool,
+    /// Run the test binaries one at a time instead of in two lanes.
+    #[arg(long)]
+    serial: bool,
 }
 
 /// One CI step: what it is called, how to run it, what to do when it fails.
 struct Check {
     name: &'static str,
     failure_hint: &'static str,
-    command: fn(&Shell) -> xshell::Cmd<'_>,
+    command: Step,
+}
+
+/// How a check runs: one prepared command, or the test lanes.
+enum Step {
+    Cmd(fn(&Shell) -> xshell::Cmd<'_>),
+    TestLanes,
 }
 
 const CHECKS: &[Check] = &[
     Check {
         name: "fmt",
         failure_hint: "run `cargo fmt --all` and commit the result",
-        command: |sh| cmd!(sh, "cargo fmt --all -- --check"),
+        command: Step::Cmd(|sh| cmd!(sh, "cargo fmt --all -- --check")),
     },
     Check {
         name: "clippy",
         failure_hint: "fix the clippy findings above (warnings are errors in CI)",
-        command: |sh| {
+        command: Step::Cmd(|sh| {
             cmd!(
                 sh,
                 "cargo clippy --workspace --all-targets --locked -- -D warnings"
             )
-        },
+        }),
     },
     Check {
         name: "test",
         failure_hint: "a test failed; rerun it alone with `cargo test -p <crate> <name>`",
-        command: |sh| cmd!(sh, "cargo test --workspace --locked --no-fail-fast"),
+        command: Step::TestLanes,
     },
     Check {
         name: "fuzz",
         failure_hint: "the packet_unwrap fuzz harness failed on its seed inputs; see mixnode/fuzz",
-        command: |sh| {
+        command: Step::Cmd(|sh| {
             cmd!(
                 sh,
                 "cargo test --locked --manifest-path mixnode/fuzz/Cargo.toml"
@@ -71,7 +83,7 @@ const CHECKS: &[Check] = &[
             // The workspace's target directory: the dependencies the fuzz
             // harness shares with the workspace are built once, not twice.
             .env("CARGO_TARGET_DIR", crate::project_root().join("target"))
-        },
+        }),
     },
     Check {
         name: "fuzz-compose",
@@ -79,7 +91,7 @@ const CHECKS: &[Check] = &[
             "the compose_loader fuzz harness failed on its seeds or random inputs; see xtask/fuzz",
         // cargo-fuzz is not installed here: the harness runs as a plain test
         // over the conformance corpus, the hostile inputs and random mutations.
-        command: |sh| {
+        command: Step::Cmd(|sh| {
             cmd!(
                 sh,
                 "cargo test --locked --manifest-path xtask/fuzz/Cargo.toml"
@@ -87,24 +99,24 @@ const CHECKS: &[Check] = &[
             // The workspace's target directory: the dependencies the fuzz
             // harness shares with the workspace are built once, not twice.
             .env("CARGO_TARGET_DIR", crate::project_root().join("target"))
-        },
+        }),
     },
     Check {
         name: "check",
         failure_hint: "the compose overlays have findings; `cargo xtask check` explains each",
         // `cargo xtask check`, then promtool/amtool and `compose config` for
         // every environment when those tools are installed.
-        command: |sh| cmd!(sh, "bash scripts/test-docker-configs.sh"),
+        command: Step::Cmd(|sh| cmd!(sh, "bash scripts/test-docker-configs.sh")),
     },
     Check {
         name: "claims",
         failure_hint: "TESTING.md maps a README command or promise to no test, or to one that does not exist; `cargo xtask claims` names each",
-        command: |sh| cmd!(sh, "cargo xtask claims"),
+        command: Step::Cmd(|sh| cmd!(sh, "cargo xtask claims")),
     },
     Check {
         name: "compose-lint",
         failure_hint: "compose-lint found a MEDIUM or worse issue in the merged prod models; compose/README.md lists the accepted findings",
-        command: |sh| cmd!(sh, "bash scripts/compose-lint.sh"),
+        command: Step::Cmd(|sh| cmd!(sh, "bash scripts/compose-lint.sh")),
     },
     Check {
         name: "engine-v1",
@@ -114,18 +126,18 @@ const CHECKS: &[Check] = &[
         // under v1, selected by the one variable the xtask reads (the corpus
         // test runs both flavours itself, so `test` covered it). `--workspace`
         // keeps the `test` check's feature set, so nothing is rebuilt.
-        command: |sh| {
+        command: Step::Cmd(|sh| {
             cmd!(
                 sh,
                 "cargo test --workspace --locked --no-fail-fast --test engine_switch --test engine_lifecycle --test engine_errors --test engine_offline --test conformance -- --skip corpus_matches_compose_v1_and_v2"
             )
             .env("FOG_COMPOSE", "v1")
-        },
+        }),
     },
     Check {
         name: "actionlint",
         failure_hint: "a workflow under .github/workflows has findings (or actionlint is missing: `bash scripts/ci-setup.sh`)",
-        command: |sh| cmd!(sh, "actionlint -no-color"),
+        command: Step::Cmd(|sh| cmd!(sh, "actionlint -no-color")),
     },
 ];
 
@@ -155,10 +167,21 @@ impl Cmd {
         for check in selected {
             eprintln!("==> ci: {}", check.name);
             let started = Instant::now();
-            // Echoed as xshell did; run even under --dry-run (CI only reads).
-            let cmd = (check.command)(sh);
-            eprintln!("$ {cmd}");
-            let passed = runner.stream(cmd).is_ok();
+            let passed = match check.command {
+                Step::Cmd(command) => {
+                    // Echoed as xshell did; run even under --dry-run (CI only reads).
+                    let cmd = command(sh);
+                    eprintln!("$ {cmd}");
+                    runner.stream(cmd).is_ok()
+                }
+                Step::TestLanes => match lanes::run(sh, &runner, self.serial) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        eprintln!("test: {e:#}");
+                        false
+                    }
+                },
+            };
             results.push((check, passed, started.elapsed()));
             if !passed && !self.keep_going {
                 break;
