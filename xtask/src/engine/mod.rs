@@ -166,13 +166,6 @@ fn first_line(text: &str) -> Option<&str> {
     text.lines().map(str::trim).find(|l| !l.is_empty())
 }
 
-/// Print a command under `-v` that runs outside [`Runner`]'s own methods.
-pub fn trace(runner: &crate::process::Runner, cmd: &xshell::Cmd<'_>) {
-    if runner.verbose {
-        eprintln!("+ {cmd}");
-    }
-}
-
 /// A program on PATH.
 pub fn which(program: &str) -> Option<std::path::PathBuf> {
     let path = std::env::var_os("PATH")?;
