@@ -50,17 +50,32 @@ pub fn volumes(runner: &Runner, container: &str) -> Result<(String, Option<Strin
 
 /// This tool's base backups of `namespace` in `dir`, oldest first.
 pub fn bases(dir: &Path, namespace: &str) -> Vec<(PathBuf, base::BaseInfo)> {
+    records(dir, namespace, true)
+}
+
+/// [`bases`], from their records alone (`restore --from` downloads only the
+/// archive it restores): with `need_archive` unset, a base backup counts
+/// when its manifest and `.base.json` are there.
+pub fn records(dir: &Path, namespace: &str, need_archive: bool) -> Vec<(PathBuf, base::BaseInfo)> {
     let mut out = Vec::new();
     let Ok(read) = std::fs::read_dir(dir) else {
         return out;
     };
     let prefix = format!("{namespace}-base-");
     for e in read.filter_map(|e| e.ok()) {
-        let name = e.file_name().to_string_lossy().into_owned();
+        let listed = e.file_name().to_string_lossy().into_owned();
+        let name = if need_archive {
+            listed
+        } else {
+            match listed.strip_suffix(".base.json") {
+                Some(n) => n.to_string(),
+                None => continue,
+            }
+        };
         if !name.starts_with(&prefix) || !name.ends_with(".tar.gz") {
             continue;
         }
-        let path = e.path();
+        let path = dir.join(&name);
         let (Ok(m), Ok(info)) = (archive::read_manifest(&path), base::read_info(&path)) else {
             continue;
         };

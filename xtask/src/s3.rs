@@ -185,6 +185,19 @@ impl Store {
         })
     }
 
+    /// The same bucket and credentials with `sub` appended to the prefix.
+    pub fn child(&self, sub: &str) -> Result<Store> {
+        let prefix = match self.location.prefix.as_str() {
+            "" => sub.to_string(),
+            p => format!("{p}/{sub}"),
+        };
+        let location = Location {
+            bucket: self.location.bucket.clone(),
+            prefix,
+        };
+        Self::open_with(&location, &self.endpoint, self.credentials.clone())
+    }
+
     fn what(&self, key: &str) -> String {
         format!("s3://{}/{key} at {}", self.location.bucket, self.endpoint)
     }

@@ -202,6 +202,19 @@ impl Archive {
         Ok(segs)
     }
 
+    /// The archived files that are shipped: segments and timeline history
+    /// files (partials and anything else aside), in name order.
+    pub fn names(&self, runner: &Runner) -> Result<Vec<String>> {
+        let out = self.run(runner, "ls -1 /a/wal-archive 2>/dev/null; true")?;
+        let mut names: Vec<String> = out
+            .lines()
+            .filter(|n| crate::wal_remote::is_archived_file(n))
+            .map(str::to_string)
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
     /// Commit times (epoch seconds) in the segments `names`, in WAL order,
     /// as `pg_waldump` prints them.
     pub fn commit_times(&self, runner: &Runner, names: &[String]) -> Result<Vec<f64>> {

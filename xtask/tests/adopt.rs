@@ -7,12 +7,9 @@
 //! image, the real `migrate` image, stub images for the other services).
 //! Every row and file is checked, the old volumes are checksummed before and
 //! after, each refusal changes nothing, a failure after the stop brings the
-//! old stack back, so does `--rollback` after adopt is killed (SIGKILL at a
-//! named phase, `FOG_TEST_PAUSE_AT`), and `--rollback` undoes a finished adopt.
-
-// Tests drive the xtask, the engine and the tools directly; only
-// xtask/src is held to process::Runner (clippy.toml).
-#![allow(clippy::disallowed_methods)]
+//! old stack back, so does Ctrl-C (SIGINT at a named phase,
+//! `FOG_TEST_PAUSE_AT`) and `--rollback` after adopt is killed (SIGKILL at
+//! that phase), and `--rollback` undoes a finished adopt.
 
 mod common;
 mod data_support;
@@ -637,6 +634,44 @@ fn a_failure_or_a_kill_after_the_stop_brings_the_old_stack_back_then_betanet_ado
     )
     .unwrap();
     assert_eq!(journal["phase"], "failed");
+
+    // Ctrl-C (SIGINT) before the copy, after the stop and the restore: adopt
+    // ends the phase it is in, undoes, and says so; nothing is left.
+    let marker = PathBuf::from(&sets).join(format!("adopt-{}.paused", old.project));
+    let child = new
+        .command(&[&["adopt"], &args[..]].concat())
+        .env("FOG_TEST_PAUSE_AT", "copy")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while !marker.is_file() {
+        assert!(Instant::now() < deadline, "adopt never reached the copy");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let out = child.wait_with_output().unwrap();
+    fs::remove_file(&marker).unwrap();
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("interrupted (Ctrl-C or SIGTERM) before phase copy")
+            && text(&out).contains("adopt failed and was undone"),
+        "{}",
+        text(&out)
+    );
+    assert!(old.all_running(), "{:?}", old.states());
+    old.wait_pg();
+    assert_eq!(old.sql(FINGERPRINT), before);
+    assert!(
+        docker_lines(&["volume", "ls", "-q", "--filter", &volumes]).is_empty(),
+        "the interrupted adopt left new volumes behind"
+    );
 
     // Killed (SIGKILL) before the copy, after the stop and the restore:
     // `--rollback` reads the journal and brings the old stack back.

@@ -4,10 +4,6 @@
 //! throughput, data size and archive size, and leaves no container, volume
 //! or network of its project behind. The figures are not asserted.
 
-// Tests drive the xtask, the engine and the tools directly; only
-// xtask/src is held to process::Runner (clippy.toml).
-#![allow(clippy::disallowed_methods)]
-
 mod common;
 
 use std::process::{Command, Stdio};

@@ -2,10 +2,6 @@
 //! `tests/fixtures/rules`: each planted defect is reported with its rule id,
 //! file and line; clean files pass; bad input exits 1 or 2 with a position.
 
-// Tests drive the xtask, the engine and the tools directly; only
-// xtask/src is held to process::Runner (clippy.toml).
-#![allow(clippy::disallowed_methods)]
-
 mod common;
 
 use std::collections::BTreeSet;

@@ -4,11 +4,9 @@
 //! never skips silently: under `CI=true` a missing promtool, amtool or Compose
 //! is a failure naming the tool, outside CI a `SKIPPED` line says what did
 //! not run. The script runs with a PATH holding only the few shell tools it
-//! needs, so every checker is missing.
-
-// Tests drive the xtask, the engine and the tools directly; only
-// xtask/src is held to process::Runner (clippy.toml).
-#![allow(clippy::disallowed_methods)]
+//! needs, so every checker is missing. The backup and WAL alert rules pass
+//! their promtool unit tests (`compose/config/prometheus/tests/`), and a
+//! rule whose threshold is changed fails them.
 
 mod common;
 
@@ -74,6 +72,59 @@ fn config_checks_fail_naming_each_missing_tool_under_ci_and_say_skipped_outside(
             "a SKIPPED line for the {what} checks: {err}"
         );
     }
+}
+
+/// `promtool` on PATH, else `None` (a failure under CI=true).
+fn promtool() -> Option<PathBuf> {
+    let found = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join("promtool"))
+        .find(|p| p.is_file());
+    if found.is_none() {
+        assert!(!in_ci(), "promtool is missing; run scripts/ci-setup.sh");
+        eprintln!("skipping: no promtool");
+    }
+    found
+}
+
+#[test]
+fn backup_and_wal_alerts_pass_their_promtool_tests_and_a_changed_threshold_fails() {
+    let Some(promtool) = promtool() else { return };
+    let root = crate_dir().parent().unwrap().to_path_buf();
+    let prom = root.join("compose/config/prometheus");
+    let run = |tests: &std::path::Path| {
+        Command::new(&promtool)
+            .args(["test", "rules"])
+            .arg(tests.join("backup_test.yml"))
+            .arg(tests.join("wal_test.yml"))
+            .output()
+            .unwrap()
+    };
+    let out = run(&prom.join("tests"));
+    assert!(out.status.success(), "{}", text(&out));
+    // A copy with the stall threshold at 20 minutes instead of 10 fails.
+    let mut guard = Cleanup::default();
+    let copy = guard.temp_dir("wal-rules");
+    std::fs::create_dir_all(copy.join("rules")).unwrap();
+    std::fs::create_dir_all(copy.join("tests")).unwrap();
+    let rules = std::fs::read_to_string(prom.join("rules/backup.yml")).unwrap();
+    let changed = rules.replace(
+        "(fog_wal_last_archived_timestamp_seconds) > 600",
+        "(fog_wal_last_archived_timestamp_seconds) > 1200",
+    );
+    assert_ne!(rules, changed);
+    std::fs::write(copy.join("rules/backup.yml"), changed).unwrap();
+    for t in ["backup_test.yml", "wal_test.yml"] {
+        std::fs::copy(prom.join("tests").join(t), copy.join("tests").join(t)).unwrap();
+    }
+    let out = run(&copy.join("tests"));
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("FogWalArchivingStalled"),
+        "{}",
+        text(&out)
+    );
 }
 
 /// CI runs `.ci/run` on a fresh clone; it must run the README's test command,

@@ -7,10 +7,6 @@
 //! short and long port syntax compare equal. With `CI=true` a missing Compose
 //! fails the test; elsewhere the test skips.
 
-// Tests drive the xtask, the engine and the tools directly; only
-// xtask/src is held to process::Runner (clippy.toml).
-#![allow(clippy::disallowed_methods)]
-
 mod common;
 
 #[path = "../src/usage.rs"]

@@ -7,10 +7,6 @@
 //! with SIGKILL midway leaves nothing `verify` accepts; a restore whose dump
 //! fails midway leaves the old data in place and says so.
 
-// Tests drive the xtask, the engine and the tools directly; only
-// xtask/src is held to process::Runner (clippy.toml).
-#![allow(clippy::disallowed_methods)]
-
 mod common;
 mod data_support;
 

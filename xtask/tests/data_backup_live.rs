@@ -7,10 +7,6 @@
 //! hard links, a 1 GiB sparse file, a FIFO and odd names comes back exactly
 //! (`stat` compared, the sparse file still sparse).
 
-// Tests drive the xtask, the engine and the tools directly; only
-// xtask/src is held to process::Runner (clippy.toml).
-#![allow(clippy::disallowed_methods)]
-
 mod common;
 mod data_support;
 

@@ -4,10 +4,6 @@
 //! three register in `mixnode_topology` with a fresh `last_seen` heartbeat;
 //! no node logs the missing-table warning.
 
-// Tests drive the xtask, the engine and the tools directly; only
-// xtask/src is held to process::Runner (clippy.toml).
-#![allow(clippy::disallowed_methods)]
-
 mod common;
 mod data_support;
 

@@ -11,10 +11,6 @@
 //! is refused by `verify` and `restore` without `--identity` (exit 2, one
 //! line) or with another key, and restores from the bucket with its key.
 
-// Tests drive the xtask, the engine and the tools directly; only
-// xtask/src is held to process::Runner (clippy.toml).
-#![allow(clippy::disallowed_methods)]
-
 mod common;
 mod data_support;
 mod s3_support;

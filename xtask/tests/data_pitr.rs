@@ -9,10 +9,6 @@
 //! (`FOG_TEST_PAUSE_AT`) leaves the live database running and its leftovers
 //! are removed by the next run.
 
-// Tests drive the xtask, the engine and the tools directly; only
-// xtask/src is held to process::Runner (clippy.toml).
-#![allow(clippy::disallowed_methods)]
-
 mod common;
 mod data_support;
 
@@ -39,7 +35,7 @@ fn utc_now(stack: &DataStack) -> String {
     stack.sql("SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')")
 }
 
-fn refused(stack: &DataStack, args: &[&str], needle: &str) {
+fn refused(stack: &DataStack, args: &[&str], needle: &str) -> String {
     let out = stack.xtask(args);
     assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
     let err = stderr(&out);
@@ -51,6 +47,7 @@ fn refused(stack: &DataStack, args: &[&str], needle: &str) {
     let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
     assert_eq!(errors.len(), 1, "one error line: {err}");
     assert!(errors[0].contains(needle) && errors[0].contains("reachable"));
+    err
 }
 
 /// Run `restore --latest` paused at `phase`, kill -9 it there; its stderr.
@@ -152,7 +149,10 @@ fn wal_archive_base_backup_and_restore_to_a_moment_with_every_refusal() {
     std::thread::sleep(Duration::from_millis(300));
     stack.sql("DROP TABLE precious");
 
-    refused(
+    // Each refusal names the nearest reachable moments: the base backup's
+    // end, and the newest archived commit.
+    let stop_time = base["base"]["stop_time"].as_str().unwrap();
+    let err = refused(
         &stack,
         &[
             "restore",
@@ -164,7 +164,11 @@ fn wal_archive_base_backup_and_restore_to_a_moment_with_every_refusal() {
         ],
         "before the oldest base backup",
     );
-    refused(
+    assert!(
+        err.contains(&format!("the earliest reachable moment is {stop_time}")),
+        "{err}"
+    );
+    let err = refused(
         &stack,
         &[
             "restore",
@@ -175,6 +179,16 @@ fn wal_archive_base_backup_and_restore_to_a_moment_with_every_refusal() {
             d,
         ],
         "after the newest archived WAL",
+    );
+    // ... to the newest commit (the DROP, after `before_drop`).
+    let span = format!("reachable from {stop_time} to ");
+    let newest = err
+        .split_once(&span)
+        .map(|(_, rest)| &rest[..19])
+        .unwrap_or_else(|| panic!("names the span from the base backup's end: {err}"));
+    assert!(
+        newest >= &before_drop[..19],
+        "{newest} vs {before_drop}: {err}"
     );
     let verified = stack.ok(&["backup", "verify", "--wal", "--dir", d]);
     assert!(verified.contains("continuous"), "{verified}");
@@ -263,6 +277,11 @@ fn wal_archive_base_backup_and_restore_to_a_moment_with_every_refusal() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("inside a gap"), "{}", stderr(&out));
     assert!(stderr(&out).contains(&victim), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("reachable from {stop_time}")),
+        "the gap refusal names what can be reached: {}",
+        stderr(&out)
+    );
     assert!(stderr(&out).contains("rolled back"), "{}", stderr(&out));
     assert!(common::docker_lines(&["ps", "-aq", "--filter", &filter]).is_empty());
     let out = stack.xtask(&["backup", "verify", "--wal", "--dir", d]);

@@ -8,10 +8,6 @@
 //! offered; a kill -9 during a volume swap is finished by the next run and
 //! its service runs again; a killed drill's container is listed and removed.
 
-// Tests drive the xtask, the engine and the tools directly; only
-// xtask/src is held to process::Runner (clippy.toml).
-#![allow(clippy::disallowed_methods)]
-
 mod common;
 mod data_support;
 

@@ -4,10 +4,6 @@
 //! debootstrap; apt-get is a test double that records its arguments and
 //! "installs" a debootstrap beside itself, as the real one puts it in /usr/sbin.
 
-// Tests drive the xtask, the engine and the tools directly; only
-// xtask/src is held to process::Runner (clippy.toml).
-#![allow(clippy::disallowed_methods)]
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 

@@ -4,10 +4,6 @@
 //! network; plus `.env` creation, idempotent labelled networks, and prod's
 //! refusal of weak secrets.
 
-// Tests drive the xtask, the engine and the tools directly; only
-// xtask/src is held to process::Runner (clippy.toml).
-#![allow(clippy::disallowed_methods)]
-
 mod common;
 mod engine_support;
 

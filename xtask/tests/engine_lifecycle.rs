@@ -9,10 +9,6 @@
 //! the xtask's own logic (order, flags, cleanup, messages), not that the real
 //! services work; `engine_switch` and `engine_offline` run the real images.
 
-// Tests drive the xtask, the engine and the tools directly; only
-// xtask/src is held to process::Runner (clippy.toml).
-#![allow(clippy::disallowed_methods)]
-
 mod common;
 mod engine_support;
 

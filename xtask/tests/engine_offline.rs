@@ -5,10 +5,6 @@
 //! makes the three mixnodes healthy, and a loadgen smoke run through Compose
 //! delivers 1,000 packets.
 
-// Tests drive the xtask, the engine and the tools directly; only
-// xtask/src is held to process::Runner (clippy.toml).
-#![allow(clippy::disallowed_methods)]
-
 mod common;
 mod engine_support;
 

@@ -7,10 +7,6 @@
 //! model the xtask's own `compose` module reads, nothing carried over from
 //! the previous container. Grafana, Loki and the mixnodes run the stub image.
 
-// Tests drive the xtask, the engine and the tools directly; only
-// xtask/src is held to process::Runner (clippy.toml).
-#![allow(clippy::disallowed_methods)]
-
 mod common;
 mod engine_support;
 

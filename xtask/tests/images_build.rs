@@ -6,10 +6,6 @@
 //! on a user-defined network in 10.232.3.0/24. `fog-compute/mixnode` is meant
 //! to persist as a cache, so it is not removed.
 
-// Tests drive the xtask, the engine and the tools directly; only
-// xtask/src is held to process::Runner (clippy.toml).
-#![allow(clippy::disallowed_methods)]
-
 mod common;
 
 use std::{process::Command, sync::OnceLock};

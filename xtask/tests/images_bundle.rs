@@ -2,10 +2,6 @@
 //! a tiny uniquely tagged test image, and rejection of a corrupt bundle: the
 //! error names the file and nothing is loaded.
 
-// Tests drive the xtask, the engine and the tools directly; only
-// xtask/src is held to process::Runner (clippy.toml).
-#![allow(clippy::disallowed_methods)]
-
 mod common;
 
 use std::path::Path;

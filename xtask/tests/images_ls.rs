@@ -1,10 +1,6 @@
 //! E2E: `images ls` resolves the real overlays' `image:` values against the
 //! env file and reports presence as the engine sees it, as JSON and as a table.
 
-// Tests drive the xtask, the engine and the tools directly; only
-// xtask/src is held to process::Runner (clippy.toml).
-#![allow(clippy::disallowed_methods)]
-
 mod common;
 
 use common::*;

@@ -4,10 +4,6 @@
 //! 16000-16999 on 127.0.0.1, and connects with psql from the host using
 //! POSTGRES_USER/PASSWORD/DB and POSTGRES_PASSWORD_FILE.
 
-// Tests drive the xtask, the engine and the tools directly; only
-// xtask/src is held to process::Runner (clippy.toml).
-#![allow(clippy::disallowed_methods)]
-
 mod common;
 
 use std::{os::unix::fs::PermissionsExt, process::Command, sync::OnceLock, time::Duration};

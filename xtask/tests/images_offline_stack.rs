@@ -8,10 +8,6 @@
 //! name, networks in 10.232.10.0/24 and 10.232.11.0/24, host ports
 //! 16101-16103 on 127.0.0.1; `down -v` on drop.
 
-// Tests drive the xtask, the engine and the tools directly; only
-// xtask/src is held to process::Runner (clippy.toml).
-#![allow(clippy::disallowed_methods)]
-
 mod common;
 
 use std::{

@@ -4,10 +4,6 @@
 //! `kind`), file and line, and no finding may point at a line the table does
 //! not list (incidental rows count, matched by file and line).
 
-// Tests drive the xtask, the engine and the tools directly; only
-// xtask/src is held to process::Runner (clippy.toml).
-#![allow(clippy::disallowed_methods)]
-
 mod common;
 
 use std::collections::BTreeSet;

@@ -9,10 +9,6 @@
 //! share a target dir (`target/release-test`) and stay identical because
 //! every path prefix is remapped. Prints each step's time and artifact sizes.
 
-// Tests drive the xtask, the engine and the tools directly; only
-// xtask/src is held to process::Runner (clippy.toml).
-#![allow(clippy::disallowed_methods)]
-
 mod common;
 mod release_support;
 

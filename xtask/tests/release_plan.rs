@@ -5,10 +5,6 @@
 //! by `--require-ci`; `--dry-run` prints the exact commands and writes
 //! nothing. No Docker and no builds: cheap.
 
-// Tests drive the xtask, the engine and the tools directly; only
-// xtask/src is held to process::Runner (clippy.toml).
-#![allow(clippy::disallowed_methods)]
-
 mod common;
 mod release_support;
 

@@ -5,10 +5,6 @@
 //! message, and paint a full-size, non-blank screenshot. Without Chromium the
 //! test skips, except under `CI=true`, where it fails.
 
-// Tests drive the xtask, the engine and the tools directly; only
-// xtask/src is held to process::Runner (clippy.toml).
-#![allow(clippy::disallowed_methods)]
-
 mod common;
 
 use std::path::Path;

@@ -8,10 +8,6 @@
 //! left behind. Offline images come from `images offline`; without an engine
 //! the tests skip, except under `CI=true`.
 
-// Tests drive the xtask, the engine and the tools directly; only
-// xtask/src is held to process::Runner (clippy.toml).
-#![allow(clippy::disallowed_methods)]
-
 mod common;
 
 use std::process::{Command, Stdio};

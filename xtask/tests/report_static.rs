@@ -4,10 +4,6 @@
 //! `--fail-on` budgets (exit 1 when exceeded, 2 on a bad expression) and bad
 //! specs (exit 2, naming the flag).
 
-// Tests drive the xtask, the engine and the tools directly; only
-// xtask/src is held to process::Runner (clippy.toml).
-#![allow(clippy::disallowed_methods)]
-
 mod common;
 
 use std::path::Path;

@@ -2,12 +2,13 @@
 //! `--dry-run` and `-v` behave the same everywhere". Clippy enforces it:
 //! `xtask/clippy.toml` disallows the methods that start a process
 //! (`std::process::Command::{new, spawn, output, status}`, `duct::cmd`,
-//! xshell's `Cmd::{run, read, read_stderr, output}`), and `cargo xtask ci`
-//! runs clippy with `-D warnings`, so a stray call anywhere in `xtask/src`
-//! fails CI. This test keeps that guard honest: the configuration lists
-//! every one of those methods, CI still denies warnings, and
-//! `allow(clippy::disallowed_methods)` appears in `xtask/src` only inside
-//! the process module.
+//! xshell's `Cmd::{run, read, read_stderr, output}`), `xtask/src/lib.rs` and
+//! `main.rs` deny `clippy::disallowed_methods`, and `cargo xtask ci` runs
+//! clippy, so a stray call anywhere in `xtask/src` fails CI (the package's
+//! `[lints]` leave the integration tests alone). This test keeps that guard
+//! honest: the configuration lists every one of those methods, both crate
+//! roots deny the lint, CI runs clippy, and no other mention of the lint (an
+//! `allow` or `expect`) appears in `xtask/src` outside the process module.
 
 use std::{fs, path::Path};
 
@@ -45,7 +46,11 @@ fn exceptions() -> Vec<(String, usize)> {
             }
             let text = fs::read_to_string(&path).unwrap();
             for (i, line) in text.lines().enumerate() {
-                if line.contains("disallowed_methods") || line.contains("clippy::restriction") {
+                let root_deny = (rel == "lib.rs" || rel == "main.rs")
+                    && line.trim() == "#![deny(clippy::disallowed_methods)]";
+                if (line.contains("disallowed_methods") || line.contains("clippy::restriction"))
+                    && !root_deny
+                {
                     found.push((rel.clone(), i + 1));
                 }
             }
@@ -71,7 +76,15 @@ fn clippy_disallows_every_way_to_start_a_process() {
             "xtask/clippy.toml no longer disallows {method}"
         );
     }
-    let ci = fs::read_to_string(manifest_dir().join("src/ci.rs")).unwrap();
+    for root in ["src/lib.rs", "src/main.rs"] {
+        let text = fs::read_to_string(manifest_dir().join(root)).unwrap();
+        assert!(
+            text.lines()
+                .any(|l| l.trim() == "#![deny(clippy::disallowed_methods)]"),
+            "xtask/{root} must deny clippy::disallowed_methods"
+        );
+    }
+    let ci = fs::read_to_string(manifest_dir().join("src/ci/mod.rs")).unwrap();
     assert!(
         ci.contains("cargo clippy --workspace --all-targets --locked -- -D warnings"),
         "CI must run clippy with warnings as errors, or the lint guards nothing"

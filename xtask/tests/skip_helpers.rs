@@ -5,10 +5,6 @@
 //! (`CI`, `DOCKER_HOST`, `PATH`, `FOG_COMPOSE`) in sequence, and no other
 //! test runs beside it.
 
-// Tests drive the xtask, the engine and the tools directly; only
-// xtask/src is held to process::Runner (clippy.toml).
-#![allow(clippy::disallowed_methods)]
-
 mod common;
 mod release_support;
 

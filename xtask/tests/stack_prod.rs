@@ -8,10 +8,6 @@
 //! project, networks and ports (see `real_support`); the secret files the test
 //! created are removed again (a developer's existing ones are left alone).
 
-// Tests drive the xtask, the engine and the tools directly; only
-// xtask/src is held to process::Runner (clippy.toml).
-#![allow(clippy::disallowed_methods)]
-
 mod common;
 mod real_support;
 

@@ -11,10 +11,6 @@
 //! the mixnode chain starts health-gated (engine events). Own project, networks
 //! and ports (see `real_support`); everything removed even on failure.
 
-// Tests drive the xtask, the engine and the tools directly; only
-// xtask/src is held to process::Runner (clippy.toml).
-#![allow(clippy::disallowed_methods)]
-
 mod common;
 mod real_support;
 

@@ -13,10 +13,6 @@
 //! test` runs binaries one at a time, so no other test of the run sees the
 //! engine in swarm mode.
 
-// Tests drive the xtask, the engine and the tools directly; only
-// xtask/src is held to process::Runner (clippy.toml).
-#![allow(clippy::disallowed_methods)]
-
 mod common;
 mod swarm_support;
 

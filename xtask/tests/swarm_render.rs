@@ -7,10 +7,6 @@
 //! environment's label, and `migrate`'s one-off beside a stack gets the
 //! service's network, variables (by name only) and secret files.
 
-// Tests drive the xtask, the engine and the tools directly; only
-// xtask/src is held to process::Runner (clippy.toml).
-#![allow(clippy::disallowed_methods)]
-
 mod common;
 
 use std::path::{Path, PathBuf};

@@ -8,7 +8,8 @@
 //! and bytes, bring the environment up through the one bring-up path (its
 //! migrations run on top), and check every table's rows against the
 //! manifest. A failure after the first stop undoes everything
-//! ([`super::journal::undo`]) and says so; the phase times are printed at the
+//! ([`super::journal::undo`]) and says so, and so does Ctrl-C or SIGTERM
+//! (caught; the current phase ends, the next one does not start); the phase times are printed at the
 //! end (`--format json`: one JSON line).
 
 use std::{path::Path, time::Instant};
@@ -43,6 +44,8 @@ pub fn run(
     format: Format,
 ) -> Result<()> {
     let began = Instant::now();
+    // Ctrl-C or SIGTERM: finish the current phase, then undo like any failure.
+    crate::interrupt::catch("finishing the current phase, then bringing the old stack back");
     let mut journal = Journal {
         old_project: ctx.old_project.clone(),
         environment: ctx.environment.to_string(),
@@ -100,8 +103,8 @@ pub fn run(
 
 /// The test hook: with `FOG_TEST_PAUSE_AT=<phase>`, write
 /// `<dir>/adopt-<project>.paused` (holding the phase) when that phase is
-/// about to start and wait there until killed, so tests can kill -9 adopt at
-/// a named point instead of racing it with sleeps.
+/// about to start and wait there until killed or interrupted, so tests can
+/// kill -9 or Ctrl-C adopt at a named point instead of racing it with sleeps.
 fn pause_point(ctx: &Context, name: &str) {
     if std::env::var("FOG_TEST_PAUSE_AT").ok().as_deref() != Some(name) {
         return;
@@ -109,8 +112,8 @@ fn pause_point(ctx: &Context, name: &str) {
     let marker = ctx.dir.join(format!("adopt-{}.paused", ctx.old_project));
     let _ = crate::dotenv::write_atomic(&marker, name.as_bytes(), 0o600);
     eprintln!("adopt: paused before {name} (FOG_TEST_PAUSE_AT)");
-    loop {
-        std::thread::sleep(std::time::Duration::from_secs(1));
+    while !crate::interrupt::interrupted() {
+        std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
 
@@ -121,6 +124,9 @@ fn timed<T>(
     f: impl FnOnce() -> Result<T>,
 ) -> Result<T> {
     pause_point(ctx, name);
+    if crate::interrupt::interrupted() {
+        bail!("interrupted (Ctrl-C or SIGTERM) before phase {name}");
+    }
     let began = Instant::now();
     eprintln!("adopt: {name} ...");
     let out = f();

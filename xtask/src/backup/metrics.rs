@@ -6,7 +6,7 @@
 //! rename) so the textfile collector never reads half a file:
 //! `fog_backup_last_success_timestamp_seconds`, `fog_backup_last_size_bytes`
 //! and `fog_backup_last_duration_seconds`, labelled `project`, `kind`
-//! (`postgres`, `volume`, `all`, `drill`) and `target` (database or volume).
+//! (`postgres`, `volume`, `all`, `base`, `drill`) and `target` (database or volume).
 //! The monitoring overlay mounts the folder into node-exporter, and the
 //! `FogBackupTooOld` alert fires when the newest one is too old.
 
@@ -44,7 +44,7 @@ fn escape(label: &str) -> String {
         .replace('\n', "\\n")
 }
 
-fn file_part(text: &str) -> String {
+pub fn file_part(text: &str) -> String {
     text.chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
         .collect()
@@ -111,6 +111,30 @@ pub fn write(dir: &Path, run: &Run) -> Result<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))?;
     Ok(path)
+}
+
+/// Write a rendered textfile `name` into the metrics folder (atomically);
+/// a failure only warns.
+pub fn write_text(name: &str, text: &str) {
+    let dir = dir();
+    let result = (|| -> Result<()> {
+        if !dir.is_dir() {
+            archive::create_dir(&dir)?;
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))?;
+        }
+        let path = dir.join(name);
+        archive::write_atomic(&path, text.as_bytes())?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))?;
+        Ok(())
+    })();
+    if let Err(e) = result {
+        eprintln!(
+            "warning: the metrics {name} could not be written to {}: {e:#}",
+            dir.display()
+        );
+    }
 }
 
 /// Now in Unix seconds.

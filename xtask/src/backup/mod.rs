@@ -25,6 +25,7 @@ pub mod set;
 pub mod stream;
 pub mod verify;
 pub mod volume;
+pub mod wal;
 
 use std::{
     io::IsTerminal,
@@ -55,6 +56,8 @@ Examples:
   cargo xtask backup postgres --stack fog-prod
   cargo xtask backup volume grafana_data
   cargo xtask backup base
+  cargo xtask backup base --to s3://fog-backups/prod --endpoint https://s3.example.net
+  cargo xtask backup wal --to s3://fog-backups/prod --endpoint https://s3.example.net
   cargo xtask backup verify --wal
   cargo xtask backup all
   cargo xtask backup list
@@ -95,6 +98,23 @@ enum Action {
         common: Common,
         #[command(flatten)]
         target: Target,
+        /// After the local base backup is complete, upload it (archive,
+        /// .sha256, .base.json, manifest), each object read back and compared.
+        #[arg(long, value_name = "s3://BUCKET/PREFIX")]
+        to: Option<String>,
+        #[command(flatten)]
+        remote: remote::RemoteArgs,
+    },
+    /// The WAL archive: write its metrics and, with --to, ship every archived
+    /// file not shipped yet (gzip, optional age, read back and compared;
+    /// nothing local is removed). Run it every minute (`backup schedule --wal`).
+    Wal {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        upload: Upload,
     },
     /// Back up a named volume (overlay name `grafana_data` or engine name) as tar.gz.
     Volume {
@@ -332,11 +352,21 @@ impl Cmd {
                 }
                 Ok(())
             }
-            Action::Base { common, target } => {
+            Action::Base {
+                common,
+                target,
+                to,
+                remote,
+            } => {
+                let store = to
+                    .as_deref()
+                    .map(|t| remote::open(t, &remote))
+                    .transpose()?;
                 let db = Database::open(sh, &runner, global, &target)?;
                 let Some((w, info)) = base::backup(&db, &runner, &common.dir(), progress())? else {
                     return Ok(());
                 };
+                record(&w, "base");
                 if common.format == Format::Json {
                     println!(
                         "{}",
@@ -354,7 +384,16 @@ impl Cmd {
                         info.stop_time
                     );
                 }
-                Ok(())
+                ship(store.as_ref(), &[&w.path], &runner)
+            }
+            Action::Wal {
+                common,
+                target,
+                upload,
+            } => {
+                let store = upload.open()?;
+                let db = Database::open(sh, &runner, global, &target)?;
+                wal::run(&db, &runner, &common.dir(), store.as_ref(), common.format)
             }
             Action::Volume {
                 name,
@@ -550,7 +589,9 @@ impl Cmd {
                 if policy.daily + policy.weekly + policy.monthly > 0 {
                     crate::usage_bail!("backup prune --from s3://... takes --keep-last N (or --keep N) only; the daily, weekly and monthly rules apply to a folder");
                 }
-                remote::prune(&remote::open(&from, &remote)?, policy.last, &runner)
+                let store = remote::open(&from, &remote)?;
+                remote::prune(&store, policy.last, &runner)?;
+                wal::prune_remote(&store, &runner)
             }
             Action::Prune {
                 policy,
@@ -572,7 +613,15 @@ impl Cmd {
                     true,
                     &runner,
                     common.format,
-                )
+                )?;
+                // The WAL that no kept base backup needs (when this
+                // project's Postgres runs with an archive volume).
+                match Database::open(sh, &runner, global, &Target::default()) {
+                    Ok(db) if db.namespace == project && common.format != Format::Json => {
+                        wal::prune_local(&db, &runner, &common.dir())
+                    }
+                    _ => Ok(()),
+                }
             }
         }
     }

@@ -150,8 +150,13 @@ pub fn scan(dir: &Path) -> Result<(Vec<Entry>, usize)> {
     };
     for entry in read.filter_map(|e| e.ok()) {
         let name = entry.file_name().to_string_lossy().into_owned();
-        // An interrupted run: a half-written file, or a `restore s3://` download folder.
-        if name.contains(".partial-") || name.starts_with(".s3-download-") {
+        // An interrupted run: a half-written file, a `restore s3://` or
+        // `restore --from` download folder, a `backup wal` work folder.
+        if name.contains(".partial-")
+            || name.starts_with(".s3-download-")
+            || name.starts_with(".pitr-fetch-")
+            || name.starts_with(".wal-ship-")
+        {
             partial += 1;
             continue;
         }
@@ -190,7 +195,7 @@ pub fn list(dir: &Path, format: Format) -> Result<()> {
     }
     if partial > 0 {
         println!(
-            "note: {partial} unfinished file(s) from interrupted runs (.partial-*, .s3-download-*): safe to delete"
+            "note: {partial} unfinished file(s) from interrupted runs (.partial-*, .s3-download-*, .pitr-fetch-*, .wal-ship-*): safe to delete"
         );
     }
     Ok(())
@@ -375,6 +380,7 @@ fn act(
             archive::sha256_path(&d.path),
             archive::manifest_path(&d.path),
             archive::drill_path(&d.path),
+            super::base::info_path(&d.path),
         ];
         // The archive (or set file) first: a half-pruned backup is then not listed.
         for f in files.iter().filter(|f| f.exists()) {

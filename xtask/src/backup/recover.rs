@@ -14,7 +14,6 @@
 
 use std::{
     path::{Path, PathBuf},
-    sync::atomic::{AtomicBool, Ordering},
     time::Duration,
 };
 
@@ -29,21 +28,13 @@ pub const HELPER_LABEL: &str = "dev.fog-compute.helper";
 /// The label holding the pid of the xtask that created a helper container.
 pub const HELPER_PID_LABEL: &str = "dev.fog-compute.helper.pid";
 
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
 /// Catch Ctrl-C and SIGTERM: the restore finishes its current step, then
-/// recovers and says what it did. Installed once; later calls do nothing.
+/// recovers and says what it did.
 pub fn catch_interrupts() {
-    let _ = ctrlc::set_handler(|| {
-        INTERRUPTED.store(true, Ordering::SeqCst);
-        eprintln!("interrupted: finishing the current step, then putting things back");
-    });
+    crate::interrupt::catch("finishing the current step, then putting things back");
 }
 
-/// Whether Ctrl-C or SIGTERM arrived.
-pub fn interrupted() -> bool {
-    INTERRUPTED.load(Ordering::SeqCst)
-}
+pub use crate::interrupt::interrupted;
 
 /// The test hook: with `FOG_TEST_PAUSE_AT=<phase>`, reaching `phase` writes
 /// this process' pid into `FOG_TEST_PAUSE_FILE` and waits until that file is

@@ -1,7 +1,7 @@
 //! Copies off the host: `backup ... --to s3://BUCKET/PREFIX`, `backup list
 //! --from`, `backup prune --from` and the download half of `restore
 //! s3://...`, over [`crate::s3`]. An upload sends the archive, its `.sha256`,
-//! its `.drill.json` if any, and its manifest last (a listing counts a backup
+//! its `.drill.json` and a base backup's `.base.json` if any, and its manifest last (a listing counts a backup
 //! only once its manifest is there), each verified by reading the object back
 //! and comparing sha256. A download goes into a private folder inside the
 //! backups folder, is checked against the `.sha256` and the manifest, and is
@@ -61,6 +61,10 @@ pub fn upload(store: &Store, path: &Path, runner: &Runner) -> Result<Vec<Uploade
         let drill = archive::drill_path(path);
         if drill.exists() {
             files.push(drill);
+        }
+        let base = super::base::info_path(path);
+        if base.exists() {
+            files.push(base);
         }
         files.push(archive::manifest_path(path));
     }
@@ -245,7 +249,7 @@ pub fn prune(store: &Store, keep: usize, runner: &Runner) -> Result<()> {
             vec![e.name.clone()]
         } else {
             // The manifest goes first: a half-pruned backup is no longer listed.
-            [".manifest.json", ".drill.json", ".sha256", ""]
+            [".manifest.json", ".drill.json", ".base.json", ".sha256", ""]
                 .iter()
                 .map(|s| format!("{}{s}", e.name))
                 .collect()

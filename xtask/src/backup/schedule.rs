@@ -4,7 +4,12 @@
 //! all` (optionally `--to s3://...`), then `backup prune` with the chosen
 //! retention, and a crontab line that does the same for hosts without
 //! systemd. The units use this very binary and repository (`FOG_ROOT`), so
-//! what runs at night is what was tested by hand.
+//! what runs at night is what was tested by hand. With `--wal` the nightly
+//! run also takes a base backup (`backup base`, uploaded with `--to`), and a
+//! second pair, `fog-backup-wal.service` + `.timer`, runs `backup wal` (with
+//! `--to`: ships the WAL archive) every minute: a oneshot on a timer rather
+//! than a long-running loop, so a crash, a full disk or a slow bucket costs
+//! one run, systemd logs each, and nothing stays resident between runs.
 
 use std::path::{Path, PathBuf};
 
@@ -24,9 +29,17 @@ pub struct ScheduleArgs {
     /// Also upload each backup to this bucket (`backup all --to`).
     #[arg(long, value_name = "s3://BUCKET/PREFIX")]
     pub to: Option<String>,
+    /// Encrypt each backup and shipped WAL file to this age recipient
+    /// (`backup all --encrypt-to`, `backup wal --encrypt-to`).
+    #[arg(long, value_name = "RECIPIENT")]
+    pub encrypt_to: Option<String>,
     /// The endpoint for --to [default: $FOG_S3_ENDPOINT at run time].
     #[arg(long, value_name = "URL")]
     pub endpoint: Option<String>,
+    /// Point-in-time recovery: a nightly `backup base` too, and a
+    /// `fog-backup-wal.timer` running `backup wal` (shipping to --to) every minute.
+    #[arg(long)]
+    pub wal: bool,
     /// Retention passed to `backup prune` (and `prune --from` with --to).
     #[arg(long, value_name = "N")]
     pub keep: Option<usize>,
@@ -47,6 +60,13 @@ pub struct Rendered {
     pub timer: String,
     /// `None` when OnCalendar= has no crontab equivalent.
     pub cron: Option<String>,
+    /// With --wal: the every-minute `backup wal` service, timer and cron line.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wal_service: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wal_timer: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wal_cron: Option<String>,
 }
 
 fn quote(arg: &str) -> String {
@@ -90,7 +110,24 @@ pub fn commands(args: &ScheduleArgs, exe: &Path, dir: &Path) -> Vec<Vec<String>>
         all.push("--to".into());
         all.extend(remote.iter().cloned());
     }
+    if let Some(r) = &args.encrypt_to {
+        all.extend(["--encrypt-to".into(), r.clone()]);
+    }
     let mut out = vec![all];
+    if args.wal {
+        let mut base = vec![
+            exe.clone(),
+            "backup".into(),
+            "base".into(),
+            "--dir".into(),
+            dir.clone(),
+        ];
+        if !remote.is_empty() {
+            base.push("--to".into());
+            base.extend(remote.iter().cloned());
+        }
+        out.push(base);
+    }
     let mut policy = Vec::new();
     for (flag, value) in [
         ("--keep", args.keep),
@@ -121,6 +158,27 @@ pub fn commands(args: &ScheduleArgs, exe: &Path, dir: &Path) -> Vec<Vec<String>>
         }
     }
     out
+}
+
+/// The every-minute `backup wal` command line (with --wal).
+pub fn wal_command(args: &ScheduleArgs, exe: &Path, dir: &Path) -> Vec<String> {
+    let mut cmd = vec![
+        exe.to_string_lossy().into_owned(),
+        "backup".into(),
+        "wal".into(),
+        "--dir".into(),
+        dir.to_string_lossy().into_owned(),
+    ];
+    if let Some(to) = &args.to {
+        cmd.extend(["--to".into(), to.clone()]);
+        if let Some(e) = &args.endpoint {
+            cmd.extend(["--endpoint".into(), e.clone()]);
+        }
+        if let Some(r) = &args.encrypt_to {
+            cmd.extend(["--encrypt-to".into(), r.clone()]);
+        }
+    }
+    cmd
 }
 
 /// `*-*-* HH:MM[:SS]`, `daily` or `hourly` as a crontab schedule.
@@ -175,10 +233,34 @@ pub fn render(args: &ScheduleArgs, exe: &Path, root: &Path, dir: &Path) -> Rende
             quote(&root_s)
         )
     });
+    let wal = args.wal.then(|| wal_command(args, exe, dir));
     Rendered {
         service,
         timer,
         cron,
+        wal_service: wal.as_ref().map(|c| {
+            format!(
+                "[Unit]\nDescription=fog-compute WAL archive: metrics and shipping (backup wal)\n\
+                 Wants=docker.service network-online.target\nAfter=docker.service network-online.target\n\n\
+                 [Service]\nType=oneshot\nWorkingDirectory={root_s}\nEnvironment=FOG_ROOT={root_s}\n\
+                 EnvironmentFile=-/etc/fog-backup.env\nExecStart={}\nNice=5\n",
+                line(c)
+            )
+        }),
+        wal_timer: args.wal.then(|| {
+            "[Unit]\nDescription=fog-compute WAL shipping every minute\n\n\
+             [Timer]\nOnBootSec=1min\nOnUnitActiveSec=1min\nAccuracySec=5s\n\n\
+             [Install]\nWantedBy=timers.target\n"
+                .to_string()
+        }),
+        wal_cron: wal.as_ref().map(|c| {
+            format!(
+                "* * * * * cd {} && FOG_ROOT={} {}",
+                quote(&root_s),
+                quote(&root_s),
+                line(c)
+            )
+        }),
     }
 }
 
@@ -190,6 +272,9 @@ pub fn run(args: &ScheduleArgs, dir: &Path, runner: &Runner, json: bool) -> Resu
         } else {
             crate::usage_bail!("--to `{to}`: expected s3://BUCKET/PREFIX");
         }
+    }
+    if let Some(r) = &args.encrypt_to {
+        super::encrypt::parse_recipient(r)?;
     }
     let exe = std::env::current_exe().context("finding this program's path")?;
     let root = crate::project_root();
@@ -207,6 +292,11 @@ pub fn run(args: &ScheduleArgs, dir: &Path, runner: &Runner, json: bool) -> Resu
                     args.on_calendar
                 ),
             }
+            if let (Some(s), Some(t), Some(c)) = (&r.wal_service, &r.wal_timer, &r.wal_cron) {
+                println!("# /etc/systemd/system/fog-backup-wal.service\n{s}");
+                println!("# /etc/systemd/system/fog-backup-wal.timer\n{t}");
+                println!("# or this crontab line:\n{c}");
+            }
         }
         return Ok(());
     }
@@ -223,13 +313,30 @@ pub fn run(args: &ScheduleArgs, dir: &Path, runner: &Runner, json: bool) -> Resu
                 "installing the systemd units needs root (or run without --install and copy them)",
             )?;
         super::archive::write_atomic(&units.join("fog-backup.timer"), r.timer.as_bytes())?;
+        if let (Some(s), Some(t)) = (&r.wal_service, &r.wal_timer) {
+            super::archive::write_atomic(&units.join("fog-backup-wal.service"), s.as_bytes())?;
+            super::archive::write_atomic(&units.join("fog-backup-wal.timer"), t.as_bytes())?;
+        }
         use std::os::unix::fs::PermissionsExt;
-        for unit in ["fog-backup.service", "fog-backup.timer"] {
-            std::fs::set_permissions(units.join(unit), std::fs::Permissions::from_mode(0o644))?;
+        for unit in [
+            "fog-backup.service",
+            "fog-backup.timer",
+            "fog-backup-wal.service",
+            "fog-backup-wal.timer",
+        ] {
+            if units.join(unit).exists() {
+                std::fs::set_permissions(units.join(unit), std::fs::Permissions::from_mode(0o644))?;
+            }
         }
     }
     runner.run(xshell::cmd!(sh, "systemctl daemon-reload"))?;
     runner.run(xshell::cmd!(sh, "systemctl enable --now fog-backup.timer"))?;
+    if args.wal {
+        runner.run(xshell::cmd!(
+            sh,
+            "systemctl enable --now fog-backup-wal.timer"
+        ))?;
+    }
     if !runner.dry_run {
         println!("installed and enabled fog-backup.timer ({}); see `systemctl list-timers fog-backup.timer`", args.on_calendar);
     }
@@ -246,6 +353,8 @@ mod tests {
             on_calendar: "*-*-* 03:17:00".into(),
             to: None,
             endpoint: None,
+            encrypt_to: None,
+            wal: false,
             keep: None,
             keep_last: None,
             keep_daily: None,
@@ -285,6 +394,27 @@ mod tests {
         let cron = r.cron.unwrap();
         assert!(cron.starts_with("17 3 * * * cd '/srv/fog compute' && FOG_ROOT='/srv/fog compute' /opt/fog/xtask backup all"), "{cron}");
         assert!(cron.contains(" && /opt/fog/xtask backup prune --dir /srv/backups --keep-daily 7"));
+
+        assert!(r.wal_service.is_none() && r.wal_timer.is_none());
+
+        // --wal: a nightly base backup and the every-minute shipper.
+        a.wal = true;
+        a.encrypt_to = Some("age1xyz".into());
+        let w = render(&a, Path::new("/x"), Path::new("/r"), Path::new("/b"));
+        assert!(w.service.contains(
+            "ExecStart=/x backup base --dir /b --to s3://fog-backups/prod --endpoint https://s3.example.net\n"
+        ));
+        assert!(w.wal_service.unwrap().contains(
+            "ExecStart=/x backup wal --dir /b --to s3://fog-backups/prod --endpoint https://s3.example.net --encrypt-to age1xyz\n"
+        ));
+        assert!(w.service.contains(
+            "ExecStart=/x backup all --dir /b --to s3://fog-backups/prod --endpoint https://s3.example.net --encrypt-to age1xyz\n"
+        ));
+        assert!(w.wal_timer.unwrap().contains("OnUnitActiveSec=1min\n"));
+        assert!(w
+            .wal_cron
+            .unwrap()
+            .starts_with("* * * * * cd /r && FOG_ROOT=/r /x backup wal"));
 
         // No policy: no prune line.
         let plain = render(&args(), Path::new("/x"), Path::new("/r"), Path::new("/b"));

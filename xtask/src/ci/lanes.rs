@@ -1,18 +1,21 @@
-//! The `test` check in two lanes: the workspace's test binaries are built once
-//! (`cargo test --no-run`), then run by this process directly, one binary at a
-//! time per lane, with the Postgres data binaries ([`DATA_LANE`]: the
-//! `data_support` stacks, which pick a free bank of subnets and ports by
-//! themselves) beside all the others. Most of their time is spent waiting on
-//! Docker and Postgres, so two lanes on two cores nearly halve the wall time.
-//! Each binary runs as `cargo test` would run it (its package folder as the
-//! working directory, `CARGO_MANIFEST_DIR` set); its whole output is printed
-//! when it ends, under cargo's own `Running` header, so the two lanes never
-//! interleave lines. The doc tests run last, through cargo. A summary lists
-//! each binary's time, slowest first, to keep the lanes balanced.
+//! The `test` check in two lanes: the workspace's test binaries are built
+//! once (`cargo test --no-run`), then run by this process directly, two at a
+//! time. Most of their time is spent waiting on Docker and Postgres, so two
+//! lanes on two cores cut the wall time by about a third. Each lane takes the
+//! next binary from one shared queue, slowest first ([`SLOW_FIRST`]), skipping
+//! a binary whose exclusive group is running in the other lane: the binaries
+//! that declare the same support module of [`EXCLUSIVE`] (the Postgres data
+//! stacks' slots, the one swarm an engine can be in) never overlap, exactly as
+//! when every binary ran one after another. Each binary runs as `cargo test`
+//! would run it (its package folder as the working directory,
+//! `CARGO_MANIFEST_DIR` set); its whole output is printed when it ends, under
+//! cargo's own `Running` header, so the lanes never interleave lines. The doc
+//! tests run last, through cargo. A summary lists each binary's time, slowest
+//! first, to keep [`SLOW_FIRST`] true.
 
 use std::{
     path::{Path, PathBuf},
-    sync::Mutex,
+    sync::{Condvar, Mutex},
     time::{Duration, Instant},
 };
 
@@ -21,17 +24,38 @@ use xshell::{cmd, Shell};
 
 use crate::process::Runner;
 
-/// Test binaries (integration-test target names) of the data lane: the
-/// `data_support` users. `lanes_name_real_targets` ties this list to the
-/// files under `xtask/tests`.
-pub const DATA_LANE: &[&str] = &[
+/// Support modules (folders under a crate's `tests/`) whose users must not
+/// run at the same time: the data stacks share 16 slots of ports and subnets,
+/// and an engine can be in one swarm only.
+pub const EXCLUSIVE: &[&str] = &["data_support", "swarm_support"];
+
+/// Binaries by their last measured time, slowest first (the data chain
+/// first: it runs one after another, so it must start at once). Binaries not
+/// named here run after these, in cargo's order.
+pub const SLOW_FIRST: &[&str] = &[
     "adopt",
-    "data_backup",
-    "data_backup_live",
-    "data_betanet",
-    "data_offsite",
-    "data_pitr",
     "data_restore",
+    "data_betanet",
+    "data_pitr",
+    "data_pitr_offsite",
+    "data_backup_live",
+    "data_backup",
+    "data_offsite",
+    "release_pipeline",
+    "swarm_single",
+    "swarm_cluster",
+    "swarm_prod",
+    "images_offline",
+    "conformance",
+    "engine_lifecycle",
+    "bench_backup",
+    "soak",
+    "stack_real",
+    "stack_prod",
+    "images_offline_stack",
+    "engine_switch",
+    "engine_offline",
+    "report_live",
 ];
 
 /// One test executable as cargo built it.
@@ -94,21 +118,71 @@ fn package_name(id: &str) -> String {
     id.split_whitespace().next().unwrap_or_default().to_string()
 }
 
-/// Split the binaries into the data lane and the main lane, keeping cargo's order.
-pub fn split(bins: Vec<TestBin>) -> (Vec<TestBin>, Vec<TestBin>) {
-    bins.into_iter()
-        .partition(|b| b.kind == "test" && DATA_LANE.contains(&b.name.as_str()))
+/// The exclusive group of an integration-test binary: the first module of
+/// [`EXCLUSIVE`] its source declares (`mod data_support;`).
+pub fn group_of(source: &str) -> Option<&'static str> {
+    EXCLUSIVE
+        .iter()
+        .copied()
+        .find(|m| source.lines().any(|l| l.trim() == format!("mod {m};")))
+}
+
+/// A binary waiting in the queue, with its exclusive group.
+#[derive(Debug, Clone)]
+pub struct Queued {
+    pub bin: TestBin,
+    pub group: Option<&'static str>,
+}
+
+/// The queue: [`SLOW_FIRST`] order, then cargo's.
+pub fn queue(bins: Vec<TestBin>) -> Vec<Queued> {
+    let mut queued: Vec<Queued> = bins
+        .into_iter()
+        .map(|bin| {
+            let group = if bin.kind == "test" {
+                std::fs::read_to_string(&bin.src_path)
+                    .ok()
+                    .and_then(|s| group_of(&s))
+            } else {
+                None
+            };
+            Queued { bin, group }
+        })
+        .collect();
+    let rank = |q: &Queued| {
+        SLOW_FIRST
+            .iter()
+            .position(|n| q.bin.kind == "test" && *n == q.bin.name)
+            .unwrap_or(SLOW_FIRST.len())
+    };
+    queued.sort_by_key(rank); // stable: cargo's order among the rest
+    queued
+}
+
+/// Take the first binary whose group is not running; `None` when every
+/// waiting binary's group is busy (or the queue is empty).
+pub fn pick(queue: &mut Vec<Queued>, running: &[&'static str]) -> Option<Queued> {
+    let at = queue
+        .iter()
+        .position(|q| !matches!(q.group, Some(g) if running.contains(&g)))?;
+    Some(queue.remove(at))
+}
+
+/// The shared state of the lanes.
+struct Board {
+    queue: Vec<Queued>,
+    running: Vec<&'static str>,
 }
 
 /// The outcome of one binary.
 struct Ran {
     label: String,
-    lane: &'static str,
+    lane: usize,
     passed: bool,
     took: Duration,
 }
 
-/// Build, run both lanes (or one, with `serial`), then the doc tests.
+/// Build, run the binaries in two lanes (one with `serial`), then the doc tests.
 pub fn run(sh: &Shell, runner: &Runner, serial: bool) -> Result<()> {
     let json = runner
         .read(cmd!(
@@ -121,23 +195,44 @@ pub fn run(sh: &Shell, runner: &Runner, serial: bool) -> Result<()> {
         bail!("cargo built no test binaries");
     }
     let root = crate::project_root();
-    let (data, main) = split(bins);
+    let lanes = if serial { 1 } else { 2 };
+    let board = Mutex::new(Board {
+        queue: queue(bins),
+        running: Vec::new(),
+    });
+    let freed = Condvar::new();
     let print = Mutex::new(());
     let results = Mutex::new(Vec::<Ran>::new());
-    let lane = |name: &'static str, bins: Vec<TestBin>| {
-        for bin in bins {
-            let ran = run_one(runner, &root, &bin, name, &print);
-            results.lock().unwrap_or_else(|e| e.into_inner()).push(ran);
+    let lane = |n: usize| loop {
+        let next = {
+            let mut b = board.lock().unwrap_or_else(|e| e.into_inner());
+            loop {
+                if b.queue.is_empty() {
+                    break None;
+                }
+                let running = b.running.clone();
+                if let Some(q) = pick(&mut b.queue, &running) {
+                    b.running.extend(q.group);
+                    break Some(q);
+                }
+                b = freed.wait(b).unwrap_or_else(|e| e.into_inner());
+            }
+        };
+        let Some(q) = next else { return };
+        let ran = run_one(runner, &root, &q.bin, n, &print);
+        results.lock().unwrap_or_else(|e| e.into_inner()).push(ran);
+        let mut b = board.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(g) = q.group {
+            b.running.retain(|r| *r != g);
         }
+        freed.notify_all();
     };
-    if serial {
-        lane("main", [main, data].concat());
-    } else {
-        std::thread::scope(|s| {
-            s.spawn(|| lane("data", data));
-            lane("main", main);
-        });
-    }
+    std::thread::scope(|s| {
+        for n in 2..=lanes {
+            s.spawn(move || lane(n));
+        }
+        lane(1);
+    });
     let doc_started = Instant::now();
     let doc = cmd!(sh, "cargo test --workspace --locked --no-fail-fast --doc");
     // Echoed as xshell did.
@@ -146,21 +241,15 @@ pub fn run(sh: &Shell, runner: &Runner, serial: bool) -> Result<()> {
     let mut results = results.into_inner().unwrap_or_else(|e| e.into_inner());
     results.push(Ran {
         label: "doc tests".into(),
-        lane: "main",
+        lane: 1,
         passed: doc,
         took: doc_started.elapsed(),
     });
-    summarize(&results)
+    summarize(&results, lanes)
 }
 
 /// Run one test binary with its output captured, then print it whole.
-fn run_one(
-    runner: &Runner,
-    root: &Path,
-    bin: &TestBin,
-    lane: &'static str,
-    print: &Mutex<()>,
-) -> Ran {
+fn run_one(runner: &Runner, root: &Path, bin: &TestBin, lane: usize, print: &Mutex<()>) -> Ran {
     let label = format!("{} {} `{}`", bin.package, bin.kind, bin.name);
     let started = Instant::now();
     let output = Shell::new().map_err(anyhow::Error::from).and_then(|sh| {
@@ -205,26 +294,26 @@ fn run_one(
 }
 
 /// Each binary's time, slowest first, and the failures; Err if any failed.
-fn summarize(results: &[Ran]) -> Result<()> {
+fn summarize(results: &[Ran], lanes: usize) -> Result<()> {
     let mut sorted: Vec<&Ran> = results.iter().collect();
     sorted.sort_by_key(|r| std::cmp::Reverse(r.took));
     println!("\ntest binaries, slowest first:");
     for r in &sorted {
         println!(
-            "  {:>7.1}s  {:<4}  {:<6}  {}",
+            "  {:>7.1}s  lane {}  {:<6}  {}",
             r.took.as_secs_f64(),
             r.lane,
             if r.passed { "ok" } else { "FAILED" },
             r.label
         );
     }
-    for lane in ["main", "data"] {
+    for lane in 1..=lanes {
         let total: Duration = results
             .iter()
             .filter(|r| r.lane == lane)
             .map(|r| r.took)
             .sum();
-        println!("  lane {lane}: {:.1}s", total.as_secs_f64());
+        println!("  lane {lane}: {:.1}s busy", total.as_secs_f64());
     }
     let failed: Vec<&str> = results
         .iter()
@@ -263,42 +352,86 @@ mod tests {
         );
         assert_eq!(bins[0].manifest_dir, PathBuf::from("/w/xtask"));
         assert_eq!(bins[1].package, "fog-mixnode");
-        let (data, main) = split(bins);
-        assert_eq!(data.len(), 1);
-        assert_eq!(main[0].name, "fog_mixnode");
         assert!(parse_artifacts("{not json").is_err());
         assert_eq!(package_name("xtask 0.1.0 (path+file:///w/xtask)"), "xtask");
     }
 
+    fn queued(name: &str, group: Option<&'static str>) -> Queued {
+        Queued {
+            bin: TestBin {
+                package: "xtask".into(),
+                name: name.into(),
+                kind: "test".into(),
+                src_path: PathBuf::new(),
+                executable: PathBuf::new(),
+                manifest_dir: PathBuf::new(),
+            },
+            group,
+        }
+    }
+
     #[test]
-    fn lanes_name_real_targets() {
+    fn a_busy_group_is_skipped_and_order_is_kept() {
+        let mut q = vec![
+            queued("adopt", Some("data_support")),
+            queued("data_backup", Some("data_support")),
+            queued("swarm_single", Some("swarm_support")),
+            queued("e2e", None),
+        ];
+        assert_eq!(pick(&mut q, &[]).unwrap().bin.name, "adopt");
+        assert_eq!(
+            pick(&mut q, &["data_support"]).unwrap().bin.name,
+            "swarm_single"
+        );
+        assert_eq!(
+            pick(&mut q, &["data_support", "swarm_support"])
+                .unwrap()
+                .bin
+                .name,
+            "e2e"
+        );
+        assert!(pick(&mut q, &["data_support"]).is_none());
+        assert_eq!(pick(&mut q, &[]).unwrap().bin.name, "data_backup");
+        assert!(pick(&mut q, &[]).is_none());
+        assert_eq!(
+            group_of("mod common;\nmod data_support;\n"),
+            Some("data_support")
+        );
+        assert_eq!(group_of("// mod data_support; is not declared\n"), None);
+    }
+
+    /// Every exclusive support module exists and has users; every name in
+    /// SLOW_FIRST is a test file (a renamed test would silently lose its rank).
+    #[test]
+    fn groups_and_ranks_name_real_files() {
         let tests = crate::project_root().join("xtask/tests");
-        for name in DATA_LANE {
-            let file = tests.join(format!("{name}.rs"));
+        for m in EXCLUSIVE {
             assert!(
-                file.is_file(),
-                "DATA_LANE names `{name}`, but {} does not exist",
-                file.display()
-            );
-            let text = std::fs::read_to_string(&file).unwrap();
-            assert!(
-                text.contains("mod data_support;"),
-                "{name} is in DATA_LANE but does not use data_support"
+                tests.join(m).join("mod.rs").is_file(),
+                "{m} is in EXCLUSIVE but xtask/tests/{m}/mod.rs does not exist"
             );
         }
-        for entry in std::fs::read_dir(&tests).unwrap() {
-            let path = entry.unwrap().path();
-            if path.extension().is_some_and(|e| e == "rs")
-                && std::fs::read_to_string(&path)
-                    .unwrap()
-                    .contains("mod data_support;")
-            {
-                let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
-                assert!(
-                    DATA_LANE.contains(&stem.as_str()),
-                    "{stem} uses data_support: add it to DATA_LANE"
-                );
-            }
+        let root = crate::project_root();
+        for name in SLOW_FIRST {
+            let found = ["xtask", "mixnode", "migrate"].iter().any(|c| {
+                root.join(c)
+                    .join("tests")
+                    .join(format!("{name}.rs"))
+                    .is_file()
+            });
+            assert!(
+                found,
+                "SLOW_FIRST names `{name}`, but no crate has tests/{name}.rs"
+            );
         }
+        let data: Vec<String> = std::fs::read_dir(&tests)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                std::fs::read_to_string(p).is_ok_and(|s| group_of(&s) == Some("data_support"))
+            })
+            .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert!(data.iter().any(|n| n == "adopt"), "{data:?}");
     }
 }

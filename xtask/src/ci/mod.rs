@@ -33,7 +33,7 @@ pub struct Cmd {
     /// List the checks and exit.
     #[arg(long)]
     list: bool,
-    /// Run the test binaries one at a time instead of in two lanes.
+    /// Run the test binaries one at a time instead of two at a time.
     #[arg(long)]
     serial: bool,
 }

@@ -315,6 +315,46 @@ mod tests {
         assert_eq!(mixnode.source, Source::Project("mixnode"));
     }
 
+    /// The fallback table repeats the overlays' image defaults: tie the two,
+    /// both ways, so neither can drift.
+    #[test]
+    fn image_vars_are_exactly_the_overlays_image_lines() {
+        let root = crate::project_root();
+        let mut seen = Vec::new();
+        for overlay in ["base", "dev", "betanet", "prod", "monitoring"] {
+            let file = root.join(format!("compose/{overlay}.yml"));
+            for (service, raw) in service_images(&file).unwrap() {
+                let spec = IMAGE_VARS
+                    .iter()
+                    .find(|s| s.services.contains(&service.as_str()))
+                    .unwrap_or_else(|| {
+                        panic!(
+                            "{}: service `{service}` is missing from IMAGE_VARS",
+                            file.display()
+                        )
+                    });
+                assert_eq!(
+                    (raw.as_str(), overlay),
+                    (
+                        format!("${{{}:-{}}}", spec.var, spec.default).as_str(),
+                        spec.overlay
+                    ),
+                    "{}: service `{service}`",
+                    file.display()
+                );
+                seen.push(service);
+            }
+        }
+        for spec in IMAGE_VARS {
+            for service in spec.services {
+                assert!(
+                    seen.iter().any(|s| s == service),
+                    "IMAGE_VARS lists `{service}`, which no overlay defines with an image"
+                );
+            }
+        }
+    }
+
     #[test]
     fn later_overlay_wins_and_anchors_merge() {
         let root = std::env::temp_dir().join(format!("xtask-catalog-{}", std::process::id()));

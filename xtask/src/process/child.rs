@@ -58,6 +58,29 @@ impl Child {
         Ok(self.handle.wait()?.status)
     }
 
+    /// Wait for it, reading what is left of its piped stdout and stderr (as
+    /// `std::process::Child::wait_with_output` does).
+    pub fn wait_with_output(mut self) -> io::Result<std::process::Output> {
+        drop(self.stdin.take());
+        let read = |pipe: Option<os_pipe::PipeReader>| {
+            std::thread::spawn(move || {
+                let mut bytes = Vec::new();
+                if let Some(mut pipe) = pipe {
+                    let _ = io::Read::read_to_end(&mut pipe, &mut bytes);
+                }
+                bytes
+            })
+        };
+        let stdout = read(self.stdout.take());
+        let stderr = read(self.stderr.take());
+        let status = self.wait()?;
+        Ok(std::process::Output {
+            status,
+            stdout: stdout.join().unwrap_or_default(),
+            stderr: stderr.join().unwrap_or_default(),
+        })
+    }
+
     pub fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
         Ok(self.handle.try_wait()?.map(|o| o.status))
     }

@@ -10,7 +10,6 @@
 use std::{
     collections::HashMap,
     path::PathBuf,
-    sync::atomic::{AtomicBool, Ordering},
     time::{Duration, Instant},
 };
 
@@ -24,22 +23,11 @@ use super::stage;
 use crate::engine::{containers, health, Engine};
 use crate::process::Runner;
 
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+pub use crate::interrupt::interrupted;
 
-/// Whether Ctrl-C was pressed.
-pub fn interrupted() -> bool {
-    INTERRUPTED.load(Ordering::SeqCst)
-}
-
-/// Install the Ctrl-C handler (once per process; later calls are no-ops).
+/// Catch Ctrl-C: the report tears its containers down before it exits.
 pub fn catch_ctrl_c() {
-    let _ = ctrlc::set_handler(|| {
-        if INTERRUPTED.swap(true, Ordering::SeqCst) {
-            eprintln!("interrupted again: still tearing down, please wait");
-        } else {
-            eprintln!("interrupted: tearing down the report's containers");
-        }
-    });
+    crate::interrupt::catch("tearing down the report's containers");
 }
 
 /// Options of a live run.

@@ -9,6 +9,7 @@
 //! [`volume`] hold the two kinds; on any failure or interruption the live
 //! data stays in place (or the swap is finished) and the output says which.
 
+mod from_s3;
 mod postgres;
 mod to_time;
 mod volume;
@@ -52,7 +53,8 @@ Examples:
   cargo xtask restore s3://fog-backups/prod/fog-postgres-20261201T090000Z.dump --endpoint https://s3.example.net --yes
   cargo xtask restore --to-time '2026-12-01 09:30:00+01' --yes   (point in time: `backup base` + WAL archive)
   cargo xtask restore --to-lsn 0/3000060 --yes
-  cargo xtask restore --latest --yes")]
+  cargo xtask restore --latest --yes
+  cargo xtask restore --to-time '2026-12-01 09:30:00' --from s3://fog-backups/prod --endpoint https://s3.example.net --yes")]
 pub struct Cmd {
     /// The backup archive (`.dump` or a volume's `.tar.gz`) to restore, or
     /// `s3://BUCKET/PREFIX/FILE` (downloaded and checked first).
@@ -67,6 +69,11 @@ pub struct Cmd {
     /// Point-in-time recovery to the newest archived WAL.
     #[arg(long)]
     latest: bool,
+    /// Point-in-time recovery from the bucket that `backup base --to` and
+    /// `backup wal --to` fill: the base backup and the WAL are downloaded and
+    /// checked first (with --to-time, --to-lsn or --latest).
+    #[arg(long, value_name = "s3://BUCKET/PREFIX", conflicts_with = "file")]
+    from: Option<String>,
     #[command(flatten)]
     remote: backup::remote::RemoteArgs,
     /// The age identity (secret key) file of an encrypted (`.age`) backup.
@@ -97,8 +104,15 @@ impl Cmd {
             to_time::Goal::parse(self.to_time.as_deref(), self.to_lsn.as_deref(), self.latest)?
         {
             to_time::resume_all(&runner, &dir)?;
+            if let Some(identity) = &self.identity {
+                backup::encrypt::set_identity(identity)?;
+            }
             let db = Database::open(sh, &runner, global, &self.target)?;
-            return to_time::run(&db, &runner, goal, &dir, self.yes);
+            let from = self.from.as_deref().map(|url| (url, &self.remote));
+            return to_time::run(&db, &runner, goal, &dir, self.yes, from);
+        }
+        if self.from.is_some() {
+            usage_bail!("--from s3://... is for point-in-time recovery: add --to-time, --to-lsn or --latest (a single backup is restored with `restore s3://BUCKET/PREFIX/FILE`)");
         }
         let file = self.file.expect("clap requires FILE");
         let progress = backup::progress();

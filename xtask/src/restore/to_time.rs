@@ -1,6 +1,8 @@
 //! `restore --to-time T | --to-lsn L | --latest`: point-in-time recovery of a
 //! compose project's Postgres from a base backup (`backup base`) and the WAL
-//! archive volume. In order: finish or roll back a journalled swap an earlier
+//! archive volume (or, with `--from s3://...`, from the bucket that `backup
+//! base --to` and `backup wal --to` fill: [`super::from_s3`] downloads and
+//! checks the base backup and the WAL first). In order: finish or roll back a journalled swap an earlier
 //! run left, and remove its leftovers; refuse (exit 2, naming the reachable
 //! span) a target before the oldest base backup, after the newest archived
 //! commit or beyond a gap in the archive; `pg_switch_wal()` on the live
@@ -14,13 +16,18 @@
 //! live data is copied aside to `<volume>_before_pitr_<stamp>` first, and a
 //! run killed midway is rolled back by the next.
 
-use std::{fs::File, path::Path, time::Duration, time::Instant};
+use std::{
+    fs::File,
+    path::{Path, PathBuf},
+    time::Duration,
+    time::Instant,
+};
 
 use anyhow::{bail, Context, Result};
 
 use crate::process::Cmd;
 use crate::{
-    backup::{archive, postgres::COUNT_SQL, stream},
+    backup::{archive, base, postgres::COUNT_SQL, remote::RemoteArgs, stream},
     pitr::{self, docker, pause},
     process::Runner,
     psql::{Database, Location},
@@ -83,45 +90,73 @@ struct Journal {
     image: String,
 }
 
-pub fn run(db: &Database, runner: &Runner, goal: Goal, dir: &Path, yes: bool) -> Result<()> {
-    if matches!(db.location, Location::Stack(_)) {
-        usage_bail!("restore --to-time works on a compose project's Postgres, not on stack {}; nothing was touched", db.namespace);
-    }
-    let journal_path = dir.join(format!(".pitr-{}.journal.json", db.namespace));
-    wait_live(db, runner)?;
-    cleanup_leftovers(runner, &db.namespace)?;
-    let (live, archive_volume) = pitr::volumes(runner, &db.container)?;
-    let Some(archive_volume) = archive_volume else {
-        usage_bail!("the Postgres container of {} has no WAL archive volume: restart it with this version's overlays and POSTGRES_WAL_ARCHIVE=on; nothing was touched", db.describe());
-    };
-    let mode = db.sql(runner, &db.name, "SHOW archive_mode", false)?;
-    if mode != "on" && mode != "always" {
-        usage_bail!("WAL archiving is off in {} (archive_mode={mode}): set POSTGRES_WAL_ARCHIVE=on in .env and run `cargo xtask up`; nothing was touched", db.describe());
-    }
-    let bases = pitr::bases(dir, &db.namespace);
-    if bases.is_empty() {
-        usage_bail!(
-            "no base backup of {} in {}: take one with `cargo xtask backup base`; nothing was touched",
-            db.namespace,
-            dir.display()
-        );
-    }
-    switch_wal(db, runner)?;
-    let archive = Archive {
-        volume: archive_volume.clone(),
-        image: db.image.clone(),
-    };
-    let segments = archive.segments(runner)?;
-    // The newest base backup that ends before the target.
-    let chosen = match &goal {
+/// The newest base backup that ends before the target.
+pub(super) fn choose<'a>(
+    bases: &'a [(PathBuf, base::BaseInfo)],
+    goal: &Goal,
+) -> Option<&'a (PathBuf, base::BaseInfo)> {
+    match goal {
         Goal::Time(_, t) => bases.iter().rev().find(|(_, i)| i.stop_epoch <= *t),
         Goal::Lsn(l) => bases
             .iter()
             .rev()
             .find(|(_, i)| Lsn::parse(&i.stop_lsn).is_some_and(|s| s <= *l)),
         Goal::Latest => bases.last(),
+    }
+}
+
+pub fn run(
+    db: &Database,
+    runner: &Runner,
+    goal: Goal,
+    dir: &Path,
+    yes: bool,
+    from: Option<(&str, &RemoteArgs)>,
+) -> Result<()> {
+    if matches!(db.location, Location::Stack(_)) {
+        usage_bail!("restore --to-time works on a compose project's Postgres, not on stack {}; nothing was touched", db.namespace);
+    }
+    let journal_path = dir.join(format!(".pitr-{}.journal.json", db.namespace));
+    wait_live(db, runner)?;
+    cleanup_leftovers(runner, &db.namespace)?;
+    let stamp = archive::stamp(&crate::images::build::rfc3339_now()).to_lowercase();
+    let (live, local_archive) = pitr::volumes(runner, &db.container)?;
+    let fetched;
+    let (archive_volume, bases_dir) = match from {
+        None => {
+            let Some(archive_volume) = local_archive else {
+                usage_bail!("the Postgres container of {} has no WAL archive volume: restart it with this version's overlays and POSTGRES_WAL_ARCHIVE=on; nothing was touched", db.describe());
+            };
+            let mode = db.sql(runner, &db.name, "SHOW archive_mode", false)?;
+            if mode != "on" && mode != "always" {
+                usage_bail!("WAL archiving is off in {} (archive_mode={mode}): set POSTGRES_WAL_ARCHIVE=on in .env and run `cargo xtask up`; nothing was touched", db.describe());
+            }
+            if pitr::bases(dir, &db.namespace).is_empty() {
+                usage_bail!(
+                    "no base backup of {} in {}: take one with `cargo xtask backup base`; nothing was touched",
+                    db.namespace,
+                    dir.display()
+                );
+            }
+            switch_wal(db, runner)?;
+            (archive_volume, dir.to_path_buf())
+        }
+        Some((url, args)) => {
+            if runner.dry_run {
+                println!("# download the manifests and .base.json of {}'s base backups in {url}, the newest base before the target (checked: .sha256, manifest, pg_verifybackup) and every shipped WAL file from its start segment (each checked against its .sha256, decrypted with --identity, gunzipped) into a scratch volume {live}_pitr_wal_{stamp}; then replay as below", db.namespace);
+                return Ok(());
+            }
+            fetched = super::from_s3::fetch(runner, db, url, args, dir, &goal, &live, &stamp)?;
+            (fetched.volume.clone(), fetched.dir.clone())
+        }
     };
-    let Some((base_path, info)) = chosen else {
+    let bases = pitr::records(&bases_dir, &db.namespace, from.is_none());
+    let archive = Archive {
+        volume: archive_volume.clone(),
+        image: db.image.clone(),
+    };
+    let segments = archive.segments(runner)?;
+    let Some((base_path, info)) = choose(&bases, &goal) else {
         let oldest = &bases[0].1;
         usage_bail!(
             "the target is before the oldest base backup ({}, which ends at {} / LSN {}): the earliest reachable moment is {}; nothing was touched",
@@ -181,7 +216,6 @@ pub fn run(db: &Database, runner: &Runner, goal: Goal, dir: &Path, yes: bool) ->
             info.file
         ))?;
     }
-    let stamp = archive::stamp(&crate::images::build::rfc3339_now()).to_lowercase();
     let recovered = format!("{live}_pitr_{stamp}");
     let aside = format!("{live}_before_pitr_{stamp}");
     if runner.dry_run {
