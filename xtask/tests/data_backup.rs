@@ -489,6 +489,12 @@ fn volume_restore_round_trip_and_refusals() {
             .collect()
     };
     let dangling_before = dangling();
+    // Only this test's helpers count: the CI lanes run other tests at the same time.
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 1;
 
     // A volume nothing runs on: modes, owners, symlinks, an empty folder.
     let grafana = format!("{}_grafana_data", stack.project);
@@ -576,9 +582,59 @@ fn volume_restore_round_trip_and_refusals() {
         stderr(&out)
     );
     assert_eq!(listing(&grafana), original);
-    let leaked: Vec<String> = dangling().difference(&dangling_before).cloned().collect();
+    let new_dangling: std::collections::BTreeSet<String> =
+        dangling().difference(&dangling_before).cloned().collect();
+    let leaked = leaked_by(&stack.project, since, &new_dangling);
     assert!(
         leaked.is_empty(),
         "helpers left anonymous volumes: {leaked:?}"
     );
+}
+
+/// Of `candidates` (anonymous volumes that became dangling), those mounted
+/// since `since` (unix seconds) by a container that also mounted one of
+/// `project`'s volumes: this test's helpers, never another test's.
+fn leaked_by(
+    project: &str,
+    since: u64,
+    candidates: &std::collections::BTreeSet<String>,
+) -> Vec<String> {
+    let until = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 1;
+    let events = common::docker(&[
+        "events",
+        "--since",
+        &since.to_string(),
+        "--until",
+        &until.to_string(),
+        "--filter",
+        "type=volume",
+        "--filter",
+        "event=mount",
+        "--format",
+        "{{.Actor.ID}} {{index .Actor.Attributes \"container\"}}",
+    ]);
+    let mounts: Vec<(&str, &str)> = events.lines().filter_map(|l| l.split_once(' ')).collect();
+    let prefix = format!("{project}_");
+    let ours: std::collections::BTreeSet<&str> = mounts
+        .iter()
+        .filter(|(volume, _)| volume.starts_with(&prefix))
+        .map(|(_, container)| *container)
+        .collect();
+    assert!(
+        !ours.is_empty(),
+        "no container mounted a volume of {project}: the events query finds nothing"
+    );
+    candidates
+        .iter()
+        .filter(|v| {
+            mounts
+                .iter()
+                .any(|(volume, c)| volume == v && ours.contains(c))
+        })
+        .cloned()
+        .collect()
 }

@@ -332,9 +332,12 @@ fn betanet_on_a_one_node_swarm_delivers_survives_a_rolling_update_and_leaves_not
         unreachable.is_empty(),
         "a mixnode stopped answering during the start-first update: {unreachable:?}"
     );
+    // Start-first: the new task runs before the old one stops, so only the
+    // packets in flight on a pooled connection to a stopped task can be
+    // lost. Measured: 4000/4000 delivered in 20 runs; at most 5 % may go.
     assert!(
-        delivered > 0,
-        "nothing delivered during the update: {runs:?}"
+        sent > 0 && (sent - delivered) * 20 <= sent,
+        "more than 5 % lost during the rolling update ({delivered}/{sent} delivered): {runs:?}"
     );
     // The first packets after an update can meet a pooled connection to a
     // task that is gone (the mixnode notices only when a write fails): one
