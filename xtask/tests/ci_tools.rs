@@ -127,6 +127,48 @@ fn backup_and_wal_alerts_pass_their_promtool_tests_and_a_changed_threshold_fails
     );
 }
 
+/// Issue 19 item 7: the backup alerts fire by their own promtool unit tests
+/// (`FogBackupTooOld` after 26 h plus `for`, `FogBackupDrillTooOld` after 8
+/// days), and those tests fail when the rule's age changes: a copy of the
+/// rules with 30 h instead of 26 h is caught.
+#[test]
+fn backup_alerts_pass_their_promtool_tests_and_a_changed_age_fails_them() {
+    let Some(promtool) = promtool() else { return };
+    let prometheus = crate_dir()
+        .parent()
+        .unwrap()
+        .join("compose/config/prometheus");
+    let run = |dir: &std::path::Path| {
+        Command::new(&promtool)
+            .args(["test", "rules", "tests/backup_test.yml"])
+            .current_dir(dir)
+            .output()
+            .expect("promtool runs")
+    };
+    let out = run(&prometheus);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(stdout(&out).contains("SUCCESS"), "{}", text(&out));
+
+    let copy = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(copy.path().join("rules")).unwrap();
+    std::fs::create_dir_all(copy.path().join("tests")).unwrap();
+    let rules = std::fs::read_to_string(prometheus.join("rules/backup.yml")).unwrap();
+    assert!(rules.contains("> 26 * 3600"), "{rules}");
+    std::fs::write(
+        copy.path().join("rules/backup.yml"),
+        rules.replace("> 26 * 3600", "> 30 * 3600"),
+    )
+    .unwrap();
+    std::fs::copy(
+        prometheus.join("tests/backup_test.yml"),
+        copy.path().join("tests/backup_test.yml"),
+    )
+    .unwrap();
+    let out = run(copy.path());
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("FogBackupTooOld"), "{}", text(&out));
+}
+
 /// CI runs `.ci/run` on a fresh clone; it must run the README's test command,
 /// word for word (the README's first `sh` block after "Run the tests").
 #[test]

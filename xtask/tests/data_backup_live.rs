@@ -421,6 +421,40 @@ fn a_volume_with_links_holes_fifos_and_odd_names_round_trips_exactly() {
     assert_eq!(restored, original);
     assert!(blocks(&restored) <= 64, "{restored}");
 
+    // A full disk during a volume backup (its 3 MB random file does not fit
+    // 2 MiB) is named as such, not as the tar check's cut-short stream.
+    let full = stack.dir.join("full-volume");
+    match Tmpfs::mount(&full, "2m") {
+        Some(_mounted) => {
+            let out = stack.xtask(&[
+                "backup",
+                "volume",
+                "grafana_data",
+                "--dir",
+                full.to_str().unwrap(),
+            ]);
+            assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+            let err = stderr(&out);
+            assert!(
+                err.contains(&format!("no space left on device in {}", full.display())),
+                "{err}"
+            );
+            assert!(
+                !err.contains("truncated") && !err.contains("damaged"),
+                "{err}"
+            );
+            let left: Vec<_> = fs::read_dir(&full)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect();
+            assert!(left.is_empty(), "{left:?}");
+        }
+        None => assert!(
+            !common::in_ci(),
+            "CI runs as root: mounting a tmpfs must work"
+        ),
+    }
+
     // Postgres' live data volume without --stop: a warning names `backup postgres`.
     let out = stack.xtask(&["backup", "volume", "postgres_data", "--dir", d]);
     assert!(out.status.success(), "{}", stderr(&out));

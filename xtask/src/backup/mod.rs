@@ -195,7 +195,8 @@ Examples:
         project: Option<String>,
         #[command(flatten)]
         common: Common,
-        /// Prune the bucket instead of the folder (per project and kind; sets kept whole).
+        /// Prune the bucket instead of the folder (the same policy: per
+        /// project and kind, sets kept whole, the newest drilled kept).
         #[arg(long, value_name = "s3://BUCKET/PREFIX")]
         from: Option<String>,
         #[command(flatten)]
@@ -581,23 +582,10 @@ impl Cmd {
             }
             Action::Prune {
                 policy,
-                from: Some(from),
-                remote,
-                ..
-            } => {
-                let policy = policy.policy()?;
-                if policy.daily + policy.weekly + policy.monthly > 0 {
-                    crate::usage_bail!("backup prune --from s3://... takes --keep-last N (or --keep N) only; the daily, weekly and monthly rules apply to a folder");
-                }
-                let store = remote::open(&from, &remote)?;
-                remote::prune(&store, policy.last, &runner)?;
-                wal::prune_remote(&store, &runner)
-            }
-            Action::Prune {
-                policy,
                 project,
                 common,
-                ..
+                from,
+                remote,
             } => {
                 let policy = policy.policy()?;
                 let project = match project {
@@ -606,6 +594,11 @@ impl Cmd {
                         crate::engine::project::Project::open(global.dry_run, global.verbose)?.name
                     }
                 };
+                if let Some(from) = from {
+                    let store = remote::open(&from, &remote)?;
+                    remote::prune(&store, &project, policy, &runner, common.format)?;
+                    return wal::prune_remote(&store, &runner);
+                }
                 prune::prune(
                     &common.dir(),
                     &project,

@@ -81,6 +81,50 @@ fn drill_of(path: &Path) -> &'static str {
     }
 }
 
+/// What prune groups a backup of `kind` by (`service`: a volume's overlay
+/// name): `database`, `base`, `volume NAME` or `set`. The same in a folder
+/// and in a bucket.
+pub fn group_of(kind: &str, service: &str) -> String {
+    match kind {
+        "postgres" => "database".to_string(),
+        // Base backups for point-in-time recovery: a kind of their own, so a
+        // policy for dumps never removes them.
+        "base" => "base".to_string(),
+        "set" => "set".to_string(),
+        _ => format!("volume {service}"),
+    }
+}
+
+/// Whether an archive named `name` (plain or `.age`) with this manifest is
+/// one this tool wrote: the tool, the file and the strict name agree.
+pub fn ours(name: &str, m: &archive::Manifest) -> bool {
+    let plain = name.strip_suffix(super::encrypt::SUFFIX).unwrap_or(name);
+    if !(plain.ends_with(".dump") || plain.ends_with(".tar.gz")) {
+        return false;
+    }
+    if retention::parse_time(&m.created_at).is_none() {
+        return false;
+    }
+    let stamp = archive::stamp(&m.created_at);
+    m.tool.starts_with("xtask ")
+        && m.file == name
+        && our_name(plain, &m.project, &m.kind, &m.service, &stamp)
+}
+
+/// Whether a set file named `name` is one this tool wrote.
+pub fn our_set(name: &str, set: &Set) -> bool {
+    retention::parse_time(&set.created_at).is_some()
+        && set.kind == "set"
+        && set.tool.starts_with("xtask ")
+        && our_name(
+            name,
+            &set.project,
+            "set",
+            "",
+            &archive::stamp(&set.created_at),
+        )
+}
+
 /// One file of the folder as a backup of ours, or `None`.
 fn read_entry(path: &Path, name: &str) -> Option<Entry> {
     if name.starts_with('.') || name.contains(".partial-") {
@@ -88,12 +132,7 @@ fn read_entry(path: &Path, name: &str) -> Option<Entry> {
     }
     if name.ends_with(".set.json") {
         let set: Set = serde_json::from_str(&archive::read_small(path).ok()?).ok()?;
-        retention::parse_time(&set.created_at)?;
-        let stamp = archive::stamp(&set.created_at);
-        if set.kind != "set"
-            || !set.tool.starts_with("xtask ")
-            || !our_name(name, &set.project, "set", "", &stamp)
-        {
+        if !our_set(name, &set) {
             return None;
         }
         return Some(Entry {
@@ -113,21 +152,10 @@ fn read_entry(path: &Path, name: &str) -> Option<Entry> {
         return None;
     }
     let m = archive::read_manifest(path).ok()?;
-    retention::parse_time(&m.created_at)?;
-    let stamp = archive::stamp(&m.created_at);
-    if !m.tool.starts_with("xtask ")
-        || m.file != name
-        || !our_name(plain, &m.project, &m.kind, &m.service, &stamp)
-    {
+    if !ours(name, &m) {
         return None;
     }
-    let group = match m.kind.as_str() {
-        "postgres" => "database".to_string(),
-        // Base backups for point-in-time recovery: a kind of their own, so a
-        // policy for dumps never removes them.
-        "base" => "base".to_string(),
-        _ => format!("volume {}", m.service),
-    };
+    let group = group_of(&m.kind, &m.service);
     Some(Entry {
         path: path.to_path_buf(),
         drill: drill_of(path).into(),

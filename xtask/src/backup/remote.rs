@@ -15,7 +15,12 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 
-use super::{archive, set::Set};
+use super::{
+    archive,
+    prune::{Decision, Entry},
+    retention::Policy,
+    set::Set,
+};
 use crate::{
     migrate::Format,
     process::Runner,
@@ -105,7 +110,13 @@ pub struct RemoteEntry {
     pub project: String,
     /// The database, or the volume's name.
     pub source: String,
+    /// What prune groups it by: `database`, `base`, `volume NAME` or `set`
+    /// (as in a folder).
+    pub group: String,
     pub size: u64,
+    /// The archive object's size in the bucket (a set: its file's).
+    #[serde(skip)]
+    pub stored: u64,
     pub created_at: String,
     /// `passed`, `failed` or `none` (from an uploaded `.drill.json`).
     pub drill: String,
@@ -114,27 +125,31 @@ pub struct RemoteEntry {
     pub members: Vec<String>,
 }
 
-/// This tool's backups under the prefix, newest first (archives whose
-/// manifest names them and was written by this tool, and set files).
+/// This tool's backups under the prefix, newest first: archives whose
+/// `.sha256` is there and whose manifest was written by this tool and names
+/// them by the strict name it gives (as in a folder, see
+/// [`super::prune::ours`]), and set files. Anything else is left alone.
 pub fn scan(store: &Store) -> Result<Vec<RemoteEntry>> {
     let objects = store.list()?;
-    let names: BTreeSet<&str> = objects.iter().map(|o| o.name.as_str()).collect();
+    let sizes: BTreeMap<&str, u64> = objects.iter().map(|o| (o.name.as_str(), o.size)).collect();
     let mut out = Vec::new();
     for o in &objects {
         if let Some(archive_name) = o.name.strip_suffix(".manifest.json") {
-            if !names.contains(archive_name) || !names.contains(&*format!("{archive_name}.sha256"))
-            {
+            let Some(&stored) = sizes.get(archive_name) else {
+                continue;
+            };
+            if !sizes.contains_key(&*format!("{archive_name}.sha256")) {
                 continue;
             }
             let Ok(m) = serde_json::from_str::<archive::Manifest>(&store.read_small(&o.name)?)
             else {
                 continue;
             };
-            if !m.tool.starts_with("xtask ") || m.file != archive_name {
+            if !super::prune::ours(archive_name, &m) {
                 continue;
             }
             let drill_name = format!("{archive_name}.drill.json");
-            let drill = if names.contains(drill_name.as_str()) {
+            let drill = if sizes.contains_key(drill_name.as_str()) {
                 let text = store.read_small(&drill_name)?;
                 match serde_json::from_str::<serde_json::Value>(&text)
                     .ok()
@@ -150,10 +165,12 @@ pub fn scan(store: &Store) -> Result<Vec<RemoteEntry>> {
             out.push(RemoteEntry {
                 url: store.location.url(archive_name),
                 name: archive_name.to_string(),
+                group: super::prune::group_of(&m.kind, &m.service),
                 kind: m.kind,
                 project: m.project,
                 source: m.database,
                 size: m.size,
+                stored,
                 created_at: m.created_at,
                 drill: drill.into(),
                 members: Vec::new(),
@@ -162,16 +179,18 @@ pub fn scan(store: &Store) -> Result<Vec<RemoteEntry>> {
             let Ok(set) = serde_json::from_str::<Set>(&store.read_small(&o.name)?) else {
                 continue;
             };
-            if set.kind != "set" || !set.tool.starts_with("xtask ") {
+            if !super::prune::our_set(&o.name, &set) {
                 continue;
             }
             out.push(RemoteEntry {
                 url: store.location.url(&o.name),
                 name: o.name.clone(),
                 kind: "set".into(),
+                group: "set".into(),
                 project: set.project,
                 source: String::new(),
                 size: o.size,
+                stored: o.size,
                 created_at: set.created_at,
                 drill: "none".into(),
                 members: set.members.into_iter().map(|m| m.file).collect(),
@@ -209,43 +228,85 @@ pub fn list(store: &Store, format: Format) -> Result<()> {
     Ok(())
 }
 
-/// Which entries `prune --keep N` removes: per project and kind (and
-/// database or volume) all but the newest `keep` (at least 1), never the
-/// newest drill-passed one, never a member of a kept set.
-pub fn to_remove(entries: &[RemoteEntry], keep: usize) -> Vec<&RemoteEntry> {
-    let mut groups: BTreeMap<(&str, &str, &str), Vec<&RemoteEntry>> = BTreeMap::new();
-    for e in entries {
-        groups
-            .entry((e.project.as_str(), e.kind.as_str(), e.source.as_str()))
-            .or_default()
-            .push(e);
-    }
-    let mut gone = Vec::new();
-    let mut kept_members = BTreeSet::new();
-    for group in groups.values() {
-        // Entries arrive newest first; groups keep that order.
-        let drilled = group.iter().position(|e| e.drill == "passed");
-        for (i, e) in group.iter().enumerate() {
-            if i < keep.max(1) || Some(i) == drilled {
-                kept_members.extend(e.members.iter().map(String::as_str));
-            } else {
-                gone.push(*e);
-            }
-        }
-    }
-    gone.retain(|e| !kept_members.contains(e.name.as_str()));
-    gone.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.name.cmp(&a.name)));
-    gone
+/// The decisions of the folder's policy ([`super::prune::plan`]) for
+/// `project`'s backups in the bucket: each kind on its own, a kept set keeps
+/// its members, the newest backup and the newest drill-passed one stay.
+pub fn plan(entries: &[RemoteEntry], project: &str, policy: Policy) -> Vec<Decision> {
+    let as_local: Vec<Entry> = entries
+        .iter()
+        .map(|e| Entry {
+            // A bare file name: members and decisions match by it.
+            path: PathBuf::from(&e.name),
+            kind: e.kind.clone(),
+            project: e.project.clone(),
+            group: e.group.clone(),
+            size: e.size,
+            created_at: e.created_at.clone(),
+            drill: e.drill.clone(),
+            members: e.members.clone(),
+        })
+        .collect();
+    super::prune::plan(&as_local, project, policy)
 }
 
-/// `backup prune --from s3://... --keep N` (`--dry-run` lists what would go).
-pub fn prune(store: &Store, keep: usize, runner: &Runner) -> Result<()> {
+/// `backup prune --from s3://...`: `project`'s backups in the bucket by
+/// `policy`, as in a folder. Before anything of a kind goes, that kind's
+/// newest archive in the bucket must have the size its manifest records.
+/// `--dry-run` lists what would go (and each object's delete) and why the
+/// rest stays.
+pub fn prune(
+    store: &Store,
+    project: &str,
+    policy: Policy,
+    runner: &Runner,
+    format: Format,
+) -> Result<()> {
     let entries = scan(store)?;
-    if entries.is_empty() {
-        bail!("no backups in {}: nothing to prune", store.location);
+    let decisions = plan(&entries, project, policy);
+    if decisions.is_empty() {
+        println!("no backups of project {project} in {}", store.location);
+        return Ok(());
     }
-    for e in to_remove(&entries, keep) {
-        let names: Vec<String> = if e.kind == "set" {
+    let by_name: BTreeMap<String, &RemoteEntry> =
+        entries.iter().map(|e| (e.name.clone(), e)).collect();
+    let name_of = |d: &Decision| d.path.to_string_lossy().into_owned();
+    let losing: BTreeSet<&str> = decisions
+        .iter()
+        .filter(|d| d.keep.is_empty() && d.group != "set")
+        .map(|d| d.group.as_str())
+        .collect();
+    for group in losing {
+        let Some(newest) = decisions.iter().find(|d| d.group == group) else {
+            continue;
+        };
+        let e = by_name[&name_of(newest)];
+        if e.stored != e.size {
+            bail!(
+                "the newest {group} backup {} is {} bytes in the bucket but its manifest says {}: upload a new backup before pruning {} (nothing was removed)",
+                e.url,
+                e.stored,
+                e.size,
+                store.location
+            );
+        }
+    }
+    if format == Format::Json {
+        println!(
+            "{}",
+            serde_json::json!({"from": store.location.to_string(), "project": project, "dry_run": runner.dry_run, "backups": decisions})
+        );
+    }
+    for d in &decisions {
+        let name = name_of(d);
+        if !d.keep.is_empty() {
+            if format != Format::Json {
+                println!("keep   {name} ({})", d.keep.join(", "));
+            }
+            continue;
+        }
+        let e = by_name[&name];
+        let why = format!("no rule of {} keeps it", policy.describe());
+        let objects: Vec<String> = if e.kind == "set" {
             vec![e.name.clone()]
         } else {
             // The manifest goes first: a half-pruned backup is no longer listed.
@@ -254,15 +315,20 @@ pub fn prune(store: &Store, keep: usize, runner: &Runner) -> Result<()> {
                 .map(|s| format!("{}{s}", e.name))
                 .collect()
         };
-        for name in names {
-            if runner.dry_run {
-                println!("# delete {}", store.location.url(&name));
-            } else {
-                store.delete(&name)?;
+        if runner.dry_run {
+            if format != Format::Json {
+                println!("would remove {name} ({why})");
+                for object in &objects {
+                    println!("# delete {}", store.location.url(object));
+                }
             }
+            continue;
         }
-        if !runner.dry_run {
-            println!("pruned {}", e.url);
+        for object in &objects {
+            store.delete(object)?;
+        }
+        if format != Format::Json {
+            println!("pruned {} ({why})", e.url);
         }
     }
     Ok(())
@@ -337,35 +403,72 @@ mod tests {
             kind: kind.into(),
             project: "fog".into(),
             source: source.into(),
+            group: super::super::prune::group_of(kind, source),
             size: 1,
-            created_at: at.into(),
+            stored: 1,
+            created_at: format!("2026-{at}T09:00:00Z"),
             drill: drill.into(),
             members: Vec::new(),
         }
     }
 
+    fn gone(entries: &[RemoteEntry], policy: Policy) -> Vec<String> {
+        plan(entries, "fog", policy)
+            .iter()
+            .filter(|d| d.keep.is_empty())
+            .map(|d| d.path.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    const LAST1: Policy = Policy {
+        last: 1,
+        daily: 0,
+        weekly: 0,
+        monthly: 0,
+    };
+
     #[test]
     fn remote_prune_keeps_per_kind_drilled_and_set_members() {
-        let mut set = e("fog-all-3.set.json", "set", "", "3", "none");
+        let mut set = e("fog-all-3.set.json", "set", "", "12-03", "none");
         set.members = vec!["p1".into(), "v1".into()];
-        let old_set = e("fog-all-0.set.json", "set", "", "0", "none");
+        let old_set = e("fog-all-0.set.json", "set", "", "11-30", "none");
+        let mut other = e("o9", "postgres", "fog", "12-09", "none");
+        other.project = "other".into();
         let entries = vec![
-            e("p4", "postgres", "fog", "4", "none"),
-            e("v3", "volume", "grafana", "3", "none"),
+            other.clone(),
+            e("p4", "postgres", "fog", "12-04", "none"),
+            e("v3", "volume", "grafana_data", "12-03", "none"),
             set,
-            e("p2", "postgres", "fog", "2", "passed"),
-            e("p1", "postgres", "fog", "1", "none"),
-            e("v1", "volume", "grafana", "1", "none"),
-            e("p0", "postgres", "fog", "0", "none"),
+            e("p2", "postgres", "fog", "12-02", "passed"),
+            e("p1", "postgres", "fog", "12-01", "none"),
+            e("v1", "volume", "grafana_data", "12-01", "none"),
+            e("p0", "postgres", "fog", "11-30", "none"),
             old_set,
+            {
+                let mut o = other;
+                o.name = "o0".into();
+                o.created_at = "2026-11-01T09:00:00Z".into();
+                o
+            },
         ];
-        let gone: Vec<&str> = to_remove(&entries, 1)
-            .iter()
-            .map(|e| e.name.as_str())
-            .collect();
-        // p4 newest, p2 drilled, p1 and v1 are in the newest set: kept.
-        assert_eq!(gone, ["p0", "fog-all-0.set.json"]);
-        // keep 0 still keeps the newest of each kind.
-        assert!(to_remove(&entries, 0).iter().all(|e| e.name != "v3"));
+        // p4 newest, p2 drilled, p1 and v1 are in the newest set: kept;
+        // the other project's backups are not looked at.
+        let mut g = gone(&entries, LAST1);
+        g.sort();
+        assert_eq!(g, ["fog-all-0.set.json", "p0"]);
+        // Calendar rules, as in a folder: the newest of each of the last two
+        // days with a database backup (p4, p2), the newest of November's
+        // (p0) by the monthly rule.
+        let policy = Policy {
+            last: 0,
+            daily: 2,
+            weekly: 0,
+            monthly: 2,
+        };
+        let g = gone(&entries, policy);
+        assert!(!g.contains(&"p0".to_string()), "{g:?}");
+        assert!(!g.contains(&"p2".to_string()), "{g:?}");
+        // p1 stays as a member of the kept newest set.
+        assert!(!g.contains(&"p1".to_string()), "{g:?}");
     }
 }

@@ -236,14 +236,14 @@ const CHUNK: usize = 1 << 16;
 const QUEUE: usize = 1024;
 
 /// A reader over the chunks of a channel.
-struct Queue {
+pub struct Queue {
     receive: std::sync::mpsc::Receiver<Vec<u8>>,
     chunk: Vec<u8>,
     at: usize,
 }
 
 impl Queue {
-    fn new(receive: std::sync::mpsc::Receiver<Vec<u8>>) -> Queue {
+    pub fn new(receive: std::sync::mpsc::Receiver<Vec<u8>>) -> Queue {
         Queue {
             receive,
             chunk: Vec::new(),

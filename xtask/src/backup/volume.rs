@@ -350,24 +350,46 @@ pub fn backup(
         flate2::Compression::fast(),
     );
     let bar = stream::bar(progress, None, &format!("tar {volume}"));
+    // The tar stream is checked as it passes, on a thread of its own (what
+    // `verify` will check: a full read, the entry count), so no second pass
+    // over the archive is needed, and an encrypted one gets its count too.
+    let (send, receive) = std::sync::mpsc::sync_channel::<Vec<u8>>(CHECK_QUEUE);
+    let label = format!("the tar stream of {volume}");
+    let checker = std::thread::spawn(move || {
+        let mut queue = stream::Queue::new(receive);
+        let counted = check_entries(&mut queue, &label);
+        // GNU tar pads its last record: read it, so the sender never blocks.
+        // A refused archive drops the queue instead, which stops the copy.
+        if counted.is_ok() {
+            let _ = std::io::copy(&mut queue, &mut std::io::sink());
+        }
+        counted
+    });
+    let tee = Tee {
+        inner: &mut gz,
+        check: send,
+    };
     let copied = match &fifo {
-        Some(fifo) => stream::from_fifo(runner, out_cmd, fifo, &mut gz, &bar),
-        None => stream::from_child(runner, out_cmd, &mut gz, &bar),
+        Some(fifo) => stream::from_fifo(runner, out_cmd, fifo, tee, &bar),
+        None => stream::from_child(runner, out_cmd, tee, &bar),
     };
     bar.finish_and_clear();
-    copied.map_err(|e| archive::no_space(e, dir))?;
+    let checked = checker.join().expect("the checker does not panic");
+    let entries = match (copied, checked) {
+        (Ok(_), Ok(n)) => Some(n),
+        // A copy that failed on its own (a full disk) cut the checker's stream short: its error says why.
+        (Err(e), _) if !format!("{e:#}").contains(REFUSED) => {
+            return Err(archive::no_space(e, dir))
+        }
+        // The checker refused an entry: the copy's error is only its echo.
+        (_, Err(e)) => return Err(e.context(format!("backing up volume {volume}"))),
+        (Err(e), Ok(_)) => return Err(archive::no_space(e, dir)),
+    };
     let (size, sha256) = gz
         .finish()
         .context("finishing the gzip stream")
         .and_then(|sink| sink.finish())
         .map_err(|e| archive::no_space(e, dir))?;
-    // A full read before the archive gets its name: what `verify` will check
-    // (not possible for an encrypted one: only the recipient's key opens it).
-    let entries = if super::encrypt::encrypting() {
-        None
-    } else {
-        Some(check_archive(out.tmp_path())?)
-    };
     let manifest = archive::Manifest {
         kind: "volume".into(),
         format: super::encrypt::archive_name("tar.gz".into()).replace(".age", " | age"),
@@ -393,6 +415,34 @@ pub fn backup(
         seconds: started.elapsed().as_secs_f64(),
         manifest,
     }))
+}
+
+/// Chunks of the tar stream queued for the checker (at most 1 GiB in theory;
+/// the checker is much faster than gzip, so a few are ever waiting).
+const CHECK_QUEUE: usize = 1024;
+
+/// The copy's error when the checker stopped reading (it refused an entry).
+const REFUSED: &str = "the checker refused the tar stream";
+
+/// A writer that passes everything to `inner` and a copy to the checker.
+/// Dropping it ends the checker's stream.
+struct Tee<W> {
+    inner: W,
+    check: std::sync::mpsc::SyncSender<Vec<u8>>,
+}
+
+impl<W: std::io::Write> std::io::Write for Tee<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.check
+            .send(buf[..n].to_vec())
+            .map_err(|_| std::io::Error::other(REFUSED))?;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// Read the whole archive; refuse unsafe entries. Returns the entry count.

@@ -138,6 +138,20 @@ impl Weed {
         text.lines().rev().take(30).collect::<Vec<_>>().join("\n")
     }
 
+    /// The object names (last key parts) under `prefix` in `bucket`.
+    pub fn names(&self, bucket: &str, prefix: &str) -> Vec<String> {
+        let location = xtask::s3::Location::parse(&format!("s3://{bucket}/{prefix}"))
+            .unwrap()
+            .unwrap();
+        xtask::s3::Store::open(&location, &self.endpoint)
+            .unwrap()
+            .list()
+            .unwrap()
+            .into_iter()
+            .map(|o| o.name)
+            .collect()
+    }
+
     /// Replace an object's bytes (a damaged copy in the bucket).
     pub fn overwrite(&self, bucket: &str, key: &str, bytes: &[u8]) {
         let path = self.dir.join("overwrite");
