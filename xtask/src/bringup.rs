@@ -27,7 +27,7 @@ use std::{
 };
 
 use anyhow::{bail, Result};
-use xshell::{cmd, Shell};
+use xshell::Shell;
 
 use crate::{
     compose::{Project as Model, Service},
@@ -176,7 +176,7 @@ pub fn bring_up(
 /// naming it, since nothing can be pulled here (a warning under `--dry-run`,
 /// where the images step only printed its builds).
 fn missing_images(
-    sh: &Shell,
+    _sh: &Shell,
     runner: &Runner,
     environment: &Environment,
     model: &Model,
@@ -191,11 +191,7 @@ fn missing_images(
         if left_out.contains(&service.name) {
             continue;
         }
-        let format = "{{.Id}}";
-        if runner
-            .probe(cmd!(sh, "docker image inspect --format {format} {image}"))
-            .is_some()
-        {
+        if crate::docker::image_exists(runner, image) {
             continue;
         }
         if no_offline_image.contains(&service.name.as_str()) {

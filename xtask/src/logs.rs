@@ -1,14 +1,10 @@
 //! `cargo xtask logs [SERVICE] [-f] [--tail N]`: service logs of the active
 //! environment through Compose. An unknown service is a usage error that lists
 //! the valid ones.
-use anyhow::{Context, Result};
+use anyhow::Result;
 use xshell::Shell;
 
-use crate::{
-    engine::{project::Project, trace},
-    process::Runner,
-    usage_bail, Global,
-};
+use crate::{engine::project::Project, process::Runner, usage_bail, Global};
 
 #[derive(clap::Args)]
 #[command(
@@ -50,11 +46,6 @@ impl Cmd {
             args.push(service);
         }
         let cmd = compose.cmd(sh, &args);
-        trace(&runner, &cmd);
-        let line = cmd.to_string();
-        cmd.quiet()
-            .run()
-            .with_context(|| format!("`{line}` failed"))?;
-        Ok(())
+        runner.stream(cmd)
     }
 }

@@ -5,6 +5,9 @@
 //! only parses flags, dispatches, and turns errors into one line and an exit
 //! code: 0 success, 1 failure, 2 usage error.
 
+// Only `xtask::process` starts a process (xtask/clippy.toml lists the methods).
+#![deny(clippy::disallowed_methods)]
+
 use std::process::ExitCode;
 
 use clap::Parser;

@@ -5,10 +5,11 @@
 //! base backup ([`Reach`]: the continuous run of segments, the first gap,
 //! the newest commit time in the run), and the `FOG_TEST_PAUSE_AT` test hook.
 
-use std::{path::Path, path::PathBuf, process::Command};
+use std::{path::Path, path::PathBuf};
 
 use anyhow::{Context, Result};
 
+use crate::process::Cmd;
 use crate::{
     backup::{archive, base},
     process::Runner,
@@ -18,7 +19,7 @@ use crate::{
 
 /// `docker ARGS`, trimmed stdout; `mutating` ones are only printed under --dry-run.
 pub fn docker(runner: &Runner, mutating: bool, args: &[&str]) -> Result<String> {
-    let mut cmd = Command::new("docker");
+    let mut cmd = Cmd::new("docker");
     cmd.args(args);
     let what = format!("`{}`", crate::psql::render(&cmd));
     capture(runner, mutating, cmd, &what).map(|s| s.trim().to_string())

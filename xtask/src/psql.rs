@@ -13,12 +13,12 @@
 //! deployed from (its `dev.fog-compute.environment` label).
 
 use std::io::IsTerminal;
-use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
 pub use crate::images::docker::render;
+use crate::process::{Cmd as Command, Io};
 use crate::{
     compose::EnvSource,
     config::Selection,
@@ -80,10 +80,9 @@ impl Cmd {
             println!("{}", render(&cmd));
             return Ok(());
         }
-        if runner.verbose {
-            eprintln!("+ {}", render(&cmd));
-        }
-        let status = cmd.status().context("running docker exec")?;
+        let status = runner
+            .status(cmd.stdin(Io::Inherit))
+            .context("running docker exec")?;
         if !status.success() {
             bail!("psql exited with {status}");
         }
@@ -235,13 +234,10 @@ pub fn capture(runner: &Runner, mutating: bool, mut cmd: Command, what: &str) ->
         println!("{}", render(&cmd));
         return Ok(String::new());
     }
-    if runner.verbose {
-        eprintln!("+ {}", render(&cmd));
-    }
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("{what}: cannot run `{}`", render(&cmd)))?;
+    let line = render(&cmd);
+    let out = runner
+        .output(cmd.stdin(Io::Null))
+        .with_context(|| format!("{what}: cannot run `{line}`"))?;
     if !out.status.success() {
         bail!(
             "{what} failed: {}",

@@ -8,10 +8,9 @@
 //! `pg_waldump` finds in a segment. Used by `backup base`, `backup verify
 //! --wal` and `restore --to-time`.
 
-use std::process::Command;
-
 use anyhow::{bail, Context, Result};
 
+use crate::process::Cmd;
 use crate::{process::Runner, psql::capture};
 
 /// Where the compose overlays mount the archive volume in the Postgres
@@ -183,7 +182,7 @@ pub struct Archive {
 
 impl Archive {
     fn run(&self, runner: &Runner, script: &str) -> Result<String> {
-        let mut cmd = Command::new("docker");
+        let mut cmd = Cmd::new("docker");
         cmd.args(["run", "--rm", "--network", "none", "-e", "TZ=UTC", "-v"])
             .arg(format!("{}:/a:ro", self.volume))
             .args(["--entrypoint", "sh", &self.image, "-c", script]);

@@ -389,14 +389,14 @@ fn migrate_one_off_beside_a_stack_keeps_credentials_off_the_command_line() {
             .load()
             .unwrap()
     };
-    let line = |cmd: &std::process::Command| {
+    let line = |cmd: &xtask::process::Cmd| {
         std::iter::once(cmd.get_program())
             .chain(cmd.get_args())
             .map(|a| a.to_string_lossy().into_owned())
             .collect::<Vec<_>>()
             .join(" ")
     };
-    let envs = |cmd: &std::process::Command| -> std::collections::BTreeMap<String, String> {
+    let envs = |cmd: &xtask::process::Cmd| -> std::collections::BTreeMap<String, String> {
         cmd.get_envs()
             .filter_map(|(k, v)| Some((k.to_string_lossy().into(), v?.to_string_lossy().into())))
             .collect()

@@ -14,7 +14,6 @@ use std::{
     fs,
     io::Read,
     path::{Path, PathBuf},
-    process::{Command, Stdio},
 };
 
 use anyhow::{bail, Context, Result};
@@ -24,6 +23,7 @@ use xshell::{cmd, Shell};
 
 use super::inspect::Figures;
 use crate::process::Runner;
+use crate::process::{Cmd, Io};
 
 /// One file of the set.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -95,7 +95,7 @@ impl Set {
         database: &str,
         password: Option<&str>,
     ) -> Result<()> {
-        let mut cmd = Command::new("docker");
+        let mut cmd = Cmd::new("docker");
         cmd.args([
             "exec",
             "-e",
@@ -131,7 +131,7 @@ impl Set {
         name: &str,
         figures: Figures,
     ) -> Result<()> {
-        let mut cmd = Command::new("docker");
+        let mut cmd = Cmd::new("docker");
         cmd.args([
             "run",
             "--rm",
@@ -154,7 +154,7 @@ impl Set {
         Ok(())
     }
 
-    fn stream(&self, file: &str, cmd: Command, runner: &Runner) -> Result<Member> {
+    fn stream(&self, file: &str, cmd: Cmd, runner: &Runner) -> Result<Member> {
         let path = self.dir.join(file);
         let (bytes, sha256) = stream_to_file(runner, cmd, &path)?;
         Ok(Member {
@@ -271,24 +271,16 @@ pub fn hash_file(path: &Path) -> Result<(u64, String)> {
 /// Run `cmd` (never under `--dry-run`: adopt stops after its plan) and write
 /// its stdout to `path` through a temp file, fsynced and renamed; returns
 /// bytes and sha256. A failure names the command and quotes its stderr.
-fn stream_to_file(runner: &Runner, mut cmd: Command, path: &Path) -> Result<(u64, String)> {
+fn stream_to_file(runner: &Runner, mut cmd: Cmd, path: &Path) -> Result<(u64, String)> {
     let line = crate::psql::render(&cmd);
     if runner.dry_run {
         println!("{line} > {}", path.display());
         return Ok((0, String::new()));
     }
-    if runner.verbose {
-        eprintln!("+ {line} > {}", path.display());
-    }
     let tmp = path.with_extension("tmp");
     let mut out =
         fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("starting `{line}`"))?;
+    let mut child = runner.spawn(cmd.stdin(Io::Null).stdout(Io::Piped).stderr(Io::Piped))?;
     let mut stderr = child.stderr.take().expect("piped");
     let errors = std::thread::spawn(move || {
         let mut text = Vec::new();

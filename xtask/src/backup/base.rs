@@ -12,13 +12,13 @@ use std::{
     fs::File,
     io::Read,
     path::{Path, PathBuf},
-    process::Command,
     time::Instant,
 };
 
 use anyhow::{bail, Context, Result};
 
 use super::{archive, postgres::Written, stream};
+use crate::process::Cmd;
 use crate::{process::Runner, psql::Database, wal};
 
 /// What recovery needs to know about a base backup (`<file>.base.json`).
@@ -106,6 +106,7 @@ pub fn backup(
     let mut out = archive::Atomic::create(&path)?;
     let bar = stream::bar(progress, None, &format!("pg_basebackup {}", db.namespace));
     let result = stream::from_child(
+        runner,
         cmd,
         std::io::BufWriter::with_capacity(archive::CHUNK, out.file()),
         &bar,
@@ -221,7 +222,7 @@ pub fn base_info(file: &str, label: &str, manifest: &str, stop_epoch: f64) -> Re
 /// Extract the archive in a throwaway container (no network) of `image` and
 /// run `pg_verifybackup` on it (checksums of every file and the WAL it needs).
 pub fn pg_verifybackup(runner: &Runner, path: &Path, image: &str) -> Result<()> {
-    let mut cmd = Command::new("docker");
+    let mut cmd = Cmd::new("docker");
     cmd.args([
         "run",
         "--rm",
@@ -259,11 +260,8 @@ pub fn verify(path: &Path, manifest: &archive::Manifest, fallback: Option<&str>)
         );
     }
     let runner = Runner::default();
-    let probe = Command::new("docker");
     let image = {
-        let mut p = probe;
-        p.args(["image", "inspect", "--format", "{{.Id}}", &manifest.image]);
-        if crate::psql::capture(&runner, false, p, "docker image inspect").is_ok() {
+        if crate::docker::image_exists(&runner, &manifest.image) {
             manifest.image.clone()
         } else {
             fallback.map(str::to_string).with_context(|| {

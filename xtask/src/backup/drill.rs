@@ -10,13 +10,13 @@
 
 use std::{
     path::Path,
-    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
 use anyhow::{bail, Context, Result};
 
 use super::{archive, postgres, stream};
+use crate::process::{Cmd, Io};
 use crate::{
     process::Runner,
     psql::{capture, render},
@@ -39,7 +39,7 @@ const AMCHECK_SQL: &str = "CREATE EXTENSION IF NOT EXISTS amcheck; \
     WHERE a.amname = 'btree' AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')";
 
 fn docker(runner: &Runner, mutating: bool, args: &[&str]) -> Result<String> {
-    let mut cmd = Command::new("docker");
+    let mut cmd = Cmd::new("docker");
     cmd.args(args);
     let what = format!("`{}`", render(&cmd));
     capture(runner, mutating, cmd, &what).map(|s| s.trim().to_string())
@@ -53,13 +53,7 @@ pub fn drill(
     fallback_image: Option<&str>,
     progress: bool,
 ) -> Result<Drill> {
-    let image = if docker(
-        runner,
-        false,
-        &["image", "inspect", "--format", "{{.Id}}", &manifest.image],
-    )
-    .is_ok()
-    {
+    let image = if crate::docker::image_exists(runner, &manifest.image) {
         manifest.image.clone()
     } else {
         fallback_image
@@ -108,7 +102,7 @@ pub fn drill(
     super::recover::pause("drill")?;
     wait_ready(&container.0, Duration::from_secs(120))?;
     let exec = |args: &[&str]| {
-        let mut cmd = Command::new("docker");
+        let mut cmd = Cmd::new("docker");
         cmd.args(["exec", "-i", &container.0]).args(args);
         cmd
     };
@@ -193,21 +187,23 @@ fn wait_ready(container: &str, timeout: Duration) -> Result<()> {
     let deadline = Instant::now() + timeout;
     loop {
         // TCP on loopback: the init-time server listens on the socket only.
-        let ready = Command::new("docker")
-            .args([
-                "exec",
-                container,
-                "pg_isready",
-                "-h",
-                "127.0.0.1",
-                "-U",
-                "drill",
-                "-d",
-                "drill",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
+        let ready = Runner::default()
+            .status(
+                Cmd::new("docker")
+                    .args([
+                        "exec",
+                        container,
+                        "pg_isready",
+                        "-h",
+                        "127.0.0.1",
+                        "-U",
+                        "drill",
+                        "-d",
+                        "drill",
+                    ])
+                    .stdout(Io::Null)
+                    .stderr(Io::Null),
+            )
             .is_ok_and(|s| s.success());
         if ready {
             return Ok(());
@@ -219,9 +215,8 @@ fn wait_ready(container: &str, timeout: Duration) -> Result<()> {
         )
         .unwrap_or_default();
         if state != "running" || Instant::now() > deadline {
-            let logs = Command::new("docker")
-                .args(["logs", "--tail", "20", container])
-                .output();
+            let logs = Runner::default()
+                .output(Cmd::new("docker").args(["logs", "--tail", "20", container]));
             let logs = logs
                 .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
                 .unwrap_or_default();

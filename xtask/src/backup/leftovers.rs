@@ -10,12 +10,12 @@
 use std::{
     io::{BufRead, IsTerminal, Write},
     path::Path,
-    process::Command,
 };
 
 use anyhow::{bail, Result};
 
 use super::recover::{self, Journal};
+use crate::process::Cmd;
 use crate::{
     process::Runner,
     psql::{capture, Database},
@@ -44,7 +44,7 @@ fn item(kind: &str, name: &str, what: &str, way_back: bool) -> Leftover {
 }
 
 fn docker_read(runner: &Runner, args: &[&str]) -> Result<String> {
-    let mut cmd = Command::new("docker");
+    let mut cmd = Cmd::new("docker");
     cmd.args(args);
     capture(runner, false, cmd, &format!("`docker {}`", args.join(" ")))
 }
@@ -280,7 +280,7 @@ pub fn cleanup(
         .iter()
         .filter(|l| l.kind != "journal" && (!l.way_back || approved.contains(&l.name)))
     {
-        let mut cmd = Command::new("docker");
+        let mut cmd = Cmd::new("docker");
         match l.kind.as_str() {
             "database" => {
                 let Some(db) = db else { continue };

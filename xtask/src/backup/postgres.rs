@@ -12,13 +12,13 @@ use std::{
     collections::BTreeMap,
     io::{BufRead, BufReader, Read, Write},
     path::{Path, PathBuf},
-    process::{Child, ChildStdin, ChildStdout, Stdio},
     time::Instant,
 };
 
 use anyhow::{bail, Context, Result};
 
 use super::{archive, stream};
+use crate::process::{Child, Io, PipeReader as ChildStdout, PipeWriter as ChildStdin};
 use crate::{process::Runner, psql::Database};
 
 /// `schema.table|rows` for every user table, in name order.
@@ -97,15 +97,9 @@ const DONE: &str = "--fog-snapshot-done--";
 
 impl Snapshot {
     /// Open the transaction and export its snapshot.
-    pub fn open(db: &Database) -> Result<Snapshot> {
+    pub fn open(db: &Database, runner: &Runner) -> Result<Snapshot> {
         let mut cmd = db.exec("-i", &session_args(db));
-        let line = crate::psql::render(&cmd);
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .with_context(|| format!("starting `{line}`"))?;
+        let mut child = runner.spawn(cmd.stdin(Io::Piped).stdout(Io::Piped).stderr(Io::Piped))?;
         let stdin = child.stdin.take();
         let stdout = BufReader::new(child.stdout.take().expect("piped"));
         let mut err = child.stderr.take().expect("piped");
@@ -238,7 +232,7 @@ pub fn backup(
     }
     archive::create_dir(dir)?;
     let started = Instant::now();
-    let mut snapshot = Snapshot::open(db)?;
+    let mut snapshot = Snapshot::open(db, runner)?;
     let server_version = snapshot.query("SHOW server_version;")?.trim().to_string();
     // Counted in the snapshot the dump reads: equal to the dump's rows.
     let tables = parse_counts(&snapshot.query(&format!("{COUNT_SQL};"))?)?;
@@ -247,7 +241,7 @@ pub fn backup(
     let bar = stream::bar(progress, None, &format!("pg_dump {}", db.name));
     // Through age when --encrypt-to is given: size and sha256 are of the file's bytes.
     let mut sink = super::encrypt::Sink::new(out.file())?;
-    let result = stream::from_child(dump, &mut sink, &bar);
+    let result = stream::from_child(runner, dump, &mut sink, &bar);
     bar.finish_and_clear();
     result.map_err(|e| archive::no_space(e, dir))?;
     let (size, sha256) = sink.finish().map_err(|e| archive::no_space(e, dir))?;

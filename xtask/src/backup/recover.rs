@@ -14,13 +14,13 @@
 
 use std::{
     path::{Path, PathBuf},
-    process::Command,
     time::Duration,
 };
 
 use anyhow::{bail, Context, Result};
 
 use super::archive;
+use crate::process::{Cmd, Io};
 use crate::{process::Runner, psql::Database};
 
 /// The label naming the project a helper container (drill, restore, swap) works for.
@@ -265,15 +265,15 @@ fn volume_exists(name: &str) -> bool {
 }
 
 fn docker(runner: &Runner, args: &[&str]) -> Result<String> {
-    let mut cmd = Command::new("docker");
+    let mut cmd = Cmd::new("docker");
     cmd.args(args);
     let what = format!("`docker {}`", args.join(" "));
     crate::psql::capture(runner, true, cmd, &what)
 }
 
 /// The `docker run` of the swap helper (named, labelled, no network).
-pub fn swap_command(j: &Journal, image: &str) -> Command {
-    let mut cmd = Command::new("docker");
+pub fn swap_command(j: &Journal, image: &str) -> Cmd {
+    let mut cmd = Cmd::new("docker");
     let name = format!("fogswap-{}-{}", j.pid, j.stamp);
     cmd.args([
         "run",
@@ -315,9 +315,8 @@ pub fn recover_volume(runner: &Runner, j: &Journal) -> Result<String> {
             if !volume_exists(&j.old) {
                 docker(runner, &["volume", "create", &j.old])?;
             }
-            let out = swap_command(j, &image)
-                .stdin(std::process::Stdio::null())
-                .output()
+            let out = runner
+                .output(swap_command(j, &image).stdin(Io::Null))
                 .context("running the swap helper again")?;
             match out.status.code() {
                 Some(0) => {
@@ -358,7 +357,7 @@ pub fn recover_volume(runner: &Runner, j: &Journal) -> Result<String> {
 
 /// Helper containers of `project` whose creating xtask no longer runs: `(name, pid)`.
 pub fn dead_helpers(runner: &Runner, project: &str) -> Result<Vec<String>> {
-    let mut cmd = Command::new("docker");
+    let mut cmd = Cmd::new("docker");
     let format = format!("{{{{.Names}}}}\t{{{{.Label \"{HELPER_PID_LABEL}\"}}}}");
     cmd.args([
         "ps",

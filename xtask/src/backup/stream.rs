@@ -6,13 +6,13 @@
 
 use std::{
     io::{Read, Write},
-    process::{Command, Stdio},
     thread,
 };
 
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::process::{Cmd, Io, Runner};
 use crate::psql::render;
 
 /// A byte bar with rate, hidden unless `progress`.
@@ -46,14 +46,14 @@ fn collect(mut from: impl Read + Send + 'static) -> thread::JoinHandle<String> {
 }
 
 /// Run `cmd`, writing its stdout into `to`. Returns bytes and sha256.
-pub fn from_child(mut cmd: Command, to: impl Write, bar: &ProgressBar) -> Result<(u64, String)> {
+pub fn from_child(
+    runner: &Runner,
+    mut cmd: Cmd,
+    to: impl Write,
+    bar: &ProgressBar,
+) -> Result<(u64, String)> {
     let line = render(&cmd);
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("starting `{line}`"))?;
+    let mut child = runner.spawn(cmd.stdin(Io::Null).stdout(Io::Piped).stderr(Io::Piped))?;
     let stderr = collect(child.stderr.take().expect("piped"));
     let copied = super::archive::copy_hashed(child.stdout.take().expect("piped"), to, bar);
     if copied.is_err() {
@@ -74,9 +74,9 @@ pub fn from_child(mut cmd: Command, to: impl Write, bar: &ProgressBar) -> Result
 /// succeeds without reading everything is fine.
 /// A `mutating` command (a restore) is only printed under `--dry-run`.
 pub fn into_child(
-    runner: &crate::process::Runner,
+    runner: &Runner,
     mutating: bool,
-    mut cmd: Command,
+    mut cmd: Cmd,
     from: impl Read,
     bar: &ProgressBar,
     reads_all: bool,
@@ -86,12 +86,7 @@ pub fn into_child(
         println!("{line} < <archive>");
         return Ok(String::new());
     }
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("starting `{line}`"))?;
+    let mut child = runner.spawn(cmd.stdin(Io::Piped).stdout(Io::Piped).stderr(Io::Piped))?;
     let stdout = collect(child.stdout.take().expect("piped"));
     let stderr = collect(child.stderr.take().expect("piped"));
     let stdin = child.stdin.take().expect("piped");
@@ -129,7 +124,7 @@ pub struct Fifo {
 }
 
 impl Fifo {
-    pub fn create(runner: &crate::process::Runner) -> Result<Fifo> {
+    pub fn create(runner: &Runner) -> Result<Fifo> {
         use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -171,18 +166,14 @@ impl Drop for Fifo {
 /// stream into `to`, hashed. Returns bytes and sha256. A failure of our side
 /// (a full disk) is reported before the helper's echo of it.
 pub fn from_fifo(
-    mut cmd: Command,
+    runner: &Runner,
+    mut cmd: Cmd,
     fifo: &Fifo,
     to: impl Write + Send,
     bar: &ProgressBar,
 ) -> Result<(u64, String)> {
     let line = render(&cmd);
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("starting `{line}`"))?;
+    let mut child = runner.spawn(cmd.stdin(Io::Null).stdout(Io::Piped).stderr(Io::Piped))?;
     let _stdout = collect(child.stdout.take().expect("piped"));
     let stderr = collect(child.stderr.take().expect("piped"));
     let (copied, status) = thread::scope(|s| {
@@ -282,8 +273,8 @@ impl Read for Queue {
 /// Run helper `cmd`, which reads a stream from `fifo`, feeding it `from`.
 /// A mutating command is only printed under `--dry-run`.
 pub fn into_fifo(
-    runner: &crate::process::Runner,
-    mut cmd: Command,
+    runner: &Runner,
+    mut cmd: Cmd,
     fifo: &Fifo,
     from: impl Read + Send,
     bar: &ProgressBar,
@@ -293,12 +284,7 @@ pub fn into_fifo(
         println!("{line} < <archive>");
         return Ok(());
     }
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("starting `{line}`"))?;
+    let mut child = runner.spawn(cmd.stdin(Io::Null).stdout(Io::Piped).stderr(Io::Piped))?;
     let _stdout = collect(child.stdout.take().expect("piped"));
     let stderr = collect(child.stderr.take().expect("piped"));
     let (fed, status) = thread::scope(|s| {

@@ -8,11 +8,12 @@
 //! archive must read in full with no absolute, `..` or escaping-link entry.
 //! Each refusal names what differs.
 
-use std::{path::Path, process::Command};
+use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
 use super::{archive, stream};
+use crate::process::Cmd;
 use crate::psql::Database;
 
 /// Verify `path`, reading a dump in full; on success return its manifest.
@@ -141,7 +142,7 @@ fn pg_restore(
             db.exec("-i", &all)
         }
         None => {
-            let mut cmd = Command::new(host_tool("pg_restore")?);
+            let mut cmd = Cmd::new(host_tool("pg_restore")?);
             cmd.args(args);
             cmd
         }

@@ -18,7 +18,6 @@
 use std::{
     collections::BTreeSet,
     path::{Component, Path, PathBuf},
-    process::Command,
     time::Instant,
 };
 
@@ -26,6 +25,7 @@ use anyhow::{bail, Context, Result};
 use xshell::Shell;
 
 use super::{archive, postgres::Written, stream};
+use crate::process::Cmd;
 use crate::{
     compose::EnvSource, config::Selection, engine::project::Project, process::Runner, usage_bail,
     Global,
@@ -93,9 +93,8 @@ pub struct Helper(pub String);
 
 impl Drop for Helper {
     fn drop(&mut self) {
-        let _ = Command::new("docker")
-            .args(["rm", "-f", "-v", &self.0])
-            .output();
+        // Quiet, as before: a helper exists only outside --dry-run.
+        let _ = Runner::default().output(Cmd::new("docker").args(["rm", "-f", "-v", &self.0]));
     }
 }
 
@@ -135,8 +134,8 @@ pub fn helper_image(
 /// tree into the pipe mounted from `fifo` as it is (links as links, holes as
 /// holes, numeric owners). Exit 1 ("file changed as we read it", a live
 /// volume) is not a failure: `--stop` is the way to a consistent copy.
-pub fn tar_out(helper: &str, image: &str, volume: &str, fifo: &str) -> Command {
-    let mut cmd = Command::new("docker");
+pub fn tar_out(helper: &str, image: &str, volume: &str, fifo: &str) -> Cmd {
+    let mut cmd = Cmd::new("docker");
     cmd.args(["run", "--rm", "--name", helper, "--network", "none"]);
     cmd.args(["--user", "0:0", "-v", &format!("{volume}:/volume:ro")]);
     cmd.args(["-v", &format!("{fifo}:/fog-stream.tar")]);
@@ -148,8 +147,8 @@ pub fn tar_out(helper: &str, image: &str, volume: &str, fifo: &str) -> Command {
 /// `docker run` of a GNU tar helper named `helper` that extracts the tar
 /// stream of the pipe mounted from `fifo` into `volume` (owners and modes
 /// as recorded, holes kept, links created as links).
-pub fn tar_in(helper: &str, image: &str, volume: &str, fifo: &str) -> Command {
-    let mut cmd = Command::new("docker");
+pub fn tar_in(helper: &str, image: &str, volume: &str, fifo: &str) -> Cmd {
+    let mut cmd = Cmd::new("docker");
     cmd.args(["run", "--rm", "--name", helper, "--network", "none"]);
     cmd.args(["--user", "0:0", "-v", &format!("{volume}:/volume")]);
     cmd.args(["-v", &format!("{fifo}:/fog-stream.tar:ro")]);
@@ -169,8 +168,8 @@ pub fn tar_in(helper: &str, image: &str, volume: &str, fifo: &str) -> Command {
 
 /// `docker run` of a helper that prints how many entries GNU tar would store
 /// for `volume` (every path below it and itself, as in a backup's count).
-pub fn count_entries(image: &str, volume: &str) -> Command {
-    let mut cmd = Command::new("docker");
+pub fn count_entries(image: &str, volume: &str) -> Cmd {
+    let mut cmd = Cmd::new("docker");
     cmd.args(["run", "--rm", "--network", "none", "--user", "0:0"]);
     cmd.args([
         "-v",
@@ -305,7 +304,7 @@ pub fn backup(
         archive::stamp(&created_at).to_lowercase()
     );
     let mount = format!("{volume}:/volume:ro");
-    let mut create = Command::new("docker");
+    let mut create = Cmd::new("docker");
     create.args(["create", "--name", &helper, "--network", "none"]);
     create.args(["-v", &mount, &image]);
     let fifo = if gnu && !runner.dry_run {
@@ -319,7 +318,7 @@ pub fn backup(
     let out_cmd = if gnu {
         tar_out(&helper, &image, &volume, &fifo_mount)
     } else {
-        let mut cp = Command::new("docker");
+        let mut cp = Cmd::new("docker");
         cp.args(["cp", &format!("{helper}:/volume/."), "-"]);
         cp
     };
@@ -371,8 +370,8 @@ pub fn backup(
         check: send,
     };
     let copied = match &fifo {
-        Some(fifo) => stream::from_fifo(out_cmd, fifo, tee, &bar),
-        None => stream::from_child(out_cmd, tee, &bar),
+        Some(fifo) => stream::from_fifo(runner, out_cmd, fifo, tee, &bar),
+        None => stream::from_child(runner, out_cmd, tee, &bar),
     };
     bar.finish_and_clear();
     let checked = checker.join().expect("the checker does not panic");

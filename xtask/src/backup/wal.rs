@@ -13,14 +13,12 @@
 //! WAL retention to base backups: no segment a kept base backup needs goes,
 //! and locally none that a shipping ledger does not list as verified.
 
-use std::{
-    path::{Path, PathBuf},
-    process::{Command, Stdio},
-};
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
 use super::{archive, encrypt, metrics};
+use crate::process::{Cmd, Io};
 use crate::{
     migrate::Format,
     pitr,
@@ -233,12 +231,8 @@ pub fn run(
         for chunk in todo.chunks(32) {
             let mut cmd = tar_cmd(&archive, chunk);
             let line = crate::psql::render(&cmd);
-            let mut child = cmd
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .with_context(|| format!("starting `{line}`"))?;
+            let mut child =
+                runner.spawn(cmd.stdin(Io::Null).stdout(Io::Piped).stderr(Io::Piped))?;
             let stdout = child.stdout.take().expect("piped");
             let result = (|| -> Result<()> {
                 let mut tar = tar::Archive::new(stdout);
@@ -337,8 +331,8 @@ pub fn run(
 }
 
 /// `tar` of `names` out of the archive volume (read-only, no network).
-fn tar_cmd(archive: &Archive, names: &[&String]) -> Command {
-    let mut cmd = Command::new("docker");
+fn tar_cmd(archive: &Archive, names: &[&String]) -> Cmd {
+    let mut cmd = Cmd::new("docker");
     let list: Vec<&str> = names.iter().map(|n| n.as_str()).collect();
     cmd.args(["run", "--rm", "--network", "none", "-v"])
         .arg(format!("{}:/a:ro", archive.volume))
@@ -421,7 +415,7 @@ pub fn prune_local(db: &Database, runner: &Runner, dir: &Path) -> Result<()> {
             crate::wal::ARCHIVE_SUBDIR,
             chunk.join(" ")
         );
-        let mut cmd = Command::new("docker");
+        let mut cmd = Cmd::new("docker");
         cmd.args(["run", "--rm", "--network", "none", "--user", "0:0", "-v"])
             .arg(format!("{}:/a", archive.volume))
             .args(["--entrypoint", "sh", &archive.image, "-c", &script]);

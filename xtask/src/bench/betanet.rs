@@ -180,9 +180,8 @@ impl Cmd {
                 runner.run(cmd)?;
                 continue;
             }
-            crate::engine::trace(&runner, &cmd);
             // loadgen exits 1 when packets were lost: still a measurement.
-            let output = cmd.quiet().ignore_status().output()?;
+            let output = runner.output(cmd)?;
             let text = String::from_utf8_lossy(&output.stdout);
             let step = parse_step(rate, &text).with_context(|| {
                 format!(

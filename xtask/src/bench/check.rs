@@ -5,9 +5,9 @@
 //! whichever is installed). Figures are printed, never asserted.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Instant;
 
+use crate::process::Cmd as Command;
 use anyhow::{Context, Result};
 use xshell::Shell;
 
@@ -53,7 +53,11 @@ fn compose_program() -> Option<Vec<&'static str>> {
 }
 
 /// Total wall time of `<compose> config -q` over every selection, in ms.
-fn compose_config_ms(program: &[&str], selections: &[Selection]) -> Result<f64> {
+fn compose_config_ms(
+    runner: &crate::process::Runner,
+    program: &[&str],
+    selections: &[Selection],
+) -> Result<f64> {
     let root = crate::project_root();
     let start = Instant::now();
     for s in selections {
@@ -67,9 +71,8 @@ fn compose_config_ms(program: &[&str], selections: &[Selection]) -> Result<f64> 
         for f in &s.files {
             cmd.arg("-f").arg(f);
         }
-        let out = cmd
-            .args(["config", "-q"])
-            .output()
+        let out = runner
+            .output(cmd.args(["config", "-q"]))
             .with_context(|| format!("running {}", program.join(" ")))?;
         if !out.status.success() {
             anyhow::bail!(
@@ -84,7 +87,8 @@ fn compose_config_ms(program: &[&str], selections: &[Selection]) -> Result<f64> 
 }
 
 impl Cmd {
-    pub fn run(self, _sh: &Shell, _global: &crate::Global) -> Result<()> {
+    pub fn run(self, _sh: &Shell, global: &crate::Global) -> Result<()> {
+        let runner = crate::process::Runner::new(global);
         let env = EnvSource::for_repo(&crate::project_root())?;
         let selections: Vec<Selection> = Environment::all()
             .into_iter()
@@ -113,7 +117,7 @@ impl Cmd {
             None
         } else {
             compose_program()
-                .map(|p| compose_config_ms(&p, &selections).map(|ms| (p.join(" "), ms)))
+                .map(|p| compose_config_ms(&runner, &p, &selections).map(|ms| (p.join(" "), ms)))
                 .transpose()?
         };
 

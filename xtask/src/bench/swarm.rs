@@ -8,8 +8,7 @@
 //! rounds, so both sit side by side in one run. The test prints one
 //! `swarm_cluster-json:` line per run; the figures are printed, never asserted.
 
-use std::process::{Command, Stdio};
-
+use crate::process::{Cmd as Command, Io};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use xshell::Shell;
@@ -57,7 +56,7 @@ impl Cmd {
                     .args(["--exact", TEST, "--nocapture"])
                     .env("CI", "true")
                     .env("PEER_DEAD_TIMEOUT_MS", timeout.to_string())
-                    .stdin(Stdio::null());
+                    .stdin(Io::Null);
                 let Some(run) = run_once(&runner, cmd, timeout)? else {
                     continue;
                 };
@@ -128,8 +127,8 @@ fn run_once(
         return Ok(None);
     }
     eprintln!("PEER_DEAD_TIMEOUT_MS={timeout}: building the three-node swarm ...");
-    let out = cmd
-        .output()
+    let out = runner
+        .output(&mut cmd)
         .context("running `cargo test --test swarm_cluster`")?;
     let stderr = String::from_utf8_lossy(&out.stderr);
     if !out.status.success() {

@@ -22,6 +22,8 @@ use std::{
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
+use crate::process::Runner;
+
 /// Support modules (folders under a crate's `tests/`) whose users must not
 /// run at the same time: the data stacks share 16 slots of ports and subnets,
 /// and an engine can be in one swarm only.
@@ -182,13 +184,13 @@ struct Ran {
 }
 
 /// Build, run the binaries in two lanes (one with `serial`), then the doc tests.
-pub fn run(sh: &Shell, serial: bool) -> Result<()> {
-    let json = cmd!(
-        sh,
-        "cargo test --workspace --locked --no-run --message-format json-render-diagnostics"
-    )
-    .read()
-    .context("building the workspace's tests")?;
+pub fn run(sh: &Shell, runner: &Runner, serial: bool) -> Result<()> {
+    let json = runner
+        .read(cmd!(
+            sh,
+            "cargo test --workspace --locked --no-run --message-format json-render-diagnostics"
+        ))
+        .context("building the workspace's tests")?;
     let bins = parse_artifacts(&json)?;
     if bins.is_empty() {
         bail!("cargo built no test binaries");
@@ -218,7 +220,7 @@ pub fn run(sh: &Shell, serial: bool) -> Result<()> {
             }
         };
         let Some(q) = next else { return };
-        let ran = run_one(&root, &q.bin, n, &print);
+        let ran = run_one(runner, &root, &q.bin, n, &print);
         results.lock().unwrap_or_else(|e| e.into_inner()).push(ran);
         let mut b = board.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(g) = q.group {
@@ -233,9 +235,10 @@ pub fn run(sh: &Shell, serial: bool) -> Result<()> {
         lane(1);
     });
     let doc_started = Instant::now();
-    let doc = cmd!(sh, "cargo test --workspace --locked --no-fail-fast --doc")
-        .run()
-        .is_ok();
+    let doc = cmd!(sh, "cargo test --workspace --locked --no-fail-fast --doc");
+    // Echoed as xshell did.
+    eprintln!("$ {doc}");
+    let doc = runner.stream(doc).is_ok();
     let mut results = results.into_inner().unwrap_or_else(|e| e.into_inner());
     results.push(Ran {
         label: "doc tests".into(),
@@ -247,18 +250,17 @@ pub fn run(sh: &Shell, serial: bool) -> Result<()> {
 }
 
 /// Run one test binary with its output captured, then print it whole.
-fn run_one(root: &Path, bin: &TestBin, lane: usize, print: &Mutex<()>) -> Ran {
+fn run_one(runner: &Runner, root: &Path, bin: &TestBin, lane: usize, print: &Mutex<()>) -> Ran {
     let label = format!("{} {} `{}`", bin.package, bin.kind, bin.name);
     let started = Instant::now();
-    let output = Shell::new().and_then(|sh| {
+    let output = Shell::new().map_err(anyhow::Error::from).and_then(|sh| {
         sh.change_dir(&bin.manifest_dir);
         let exe = &bin.executable;
-        cmd!(sh, "{exe}")
-            .env("CARGO_MANIFEST_DIR", &bin.manifest_dir)
-            .env("CARGO_PKG_NAME", &bin.package)
-            .ignore_status()
-            .quiet()
-            .output()
+        runner.output(
+            cmd!(sh, "{exe}")
+                .env("CARGO_MANIFEST_DIR", &bin.manifest_dir)
+                .env("CARGO_PKG_NAME", &bin.package),
+        )
     });
     let took = started.elapsed();
     let _guard = print.lock().unwrap_or_else(|e| e.into_inner());

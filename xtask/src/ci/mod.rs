@@ -142,7 +142,8 @@ const CHECKS: &[Check] = &[
 ];
 
 impl Cmd {
-    pub fn run(self, sh: &Shell, _global: &Global) -> Result<()> {
+    pub fn run(self, sh: &Shell, global: &Global) -> Result<()> {
+        let runner = crate::process::Runner::new(global);
         if self.list {
             for check in CHECKS {
                 println!("{}", check.name);
@@ -167,8 +168,13 @@ impl Cmd {
             eprintln!("==> ci: {}", check.name);
             let started = Instant::now();
             let passed = match check.command {
-                Step::Cmd(command) => command(sh).run().is_ok(),
-                Step::TestLanes => match lanes::run(sh, self.serial) {
+                Step::Cmd(command) => {
+                    // Echoed as xshell did; run even under --dry-run (CI only reads).
+                    let cmd = command(sh);
+                    eprintln!("$ {cmd}");
+                    runner.stream(cmd).is_ok()
+                }
+                Step::TestLanes => match lanes::run(sh, &runner, self.serial) {
                     Ok(()) => true,
                     Err(e) => {
                         eprintln!("test: {e:#}");

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use serde_yaml::Value;
-use xshell::{cmd, Shell};
+use xshell::Shell;
 
 use super::model::{Declared, Findings, ImageRow, ServiceRow, Side};
 use super::spec::Loaded;
@@ -161,12 +161,8 @@ pub fn side(sh: &Shell, runner: &Runner, loaded: &Loaded) -> Side {
     side
 }
 
-fn image_size(sh: &Shell, runner: &Runner, image: &str) -> Option<u64> {
-    let format = "{{.Size}}";
-    runner
-        .probe(cmd!(sh, "docker image inspect --format {format} {image}"))?
-        .parse()
-        .ok()
+fn image_size(_sh: &Shell, runner: &Runner, image: &str) -> Option<u64> {
+    crate::docker::image_size(runner, image)
 }
 
 /// The side's check findings, counted per rule.

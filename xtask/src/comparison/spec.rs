@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
 use crate::compose::{EnvSource, Project};
@@ -235,11 +235,16 @@ fn read_at_revision(
     ))?;
     for rel in listing.lines().filter(|l| !l.is_empty()) {
         let object = format!("{rev}:{rel}");
-        let bytes = cmd!(sh, "git show {object}")
-            .quiet()
-            .output()
-            .with_context(|| format!("git show {object}"))?
-            .stdout;
+        let shown = runner
+            .output(cmd!(sh, "git show {object}"))
+            .with_context(|| format!("git show {object}"))?;
+        if !shown.status.success() {
+            bail!(
+                "git show {object}: {}",
+                String::from_utf8_lossy(&shown.stderr).trim()
+            );
+        }
+        let bytes = shown.stdout;
         let path = dest.join(rel);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)?;

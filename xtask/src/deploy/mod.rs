@@ -359,11 +359,11 @@ fn resolve_images(
         if scaled_to_zero {
             continue;
         }
-        let mut found = runner.probe(cmd!(sh, "docker image inspect --format {format} {image}"));
+        let mut found = crate::docker::inspect_image(runner, image, format);
         if found.is_none() && names_registry(image) {
             // A registry image: the manager pulls it, which also gives its digest.
             runner.run_capture(cmd!(sh, "docker pull -q {image}"))?;
-            found = runner.probe(cmd!(sh, "docker image inspect --format {format} {image}"));
+            found = crate::docker::inspect_image(runner, image, format);
         }
         match found {
             Some(digests) => {

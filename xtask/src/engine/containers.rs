@@ -138,11 +138,8 @@ fn last_health_check(log: &Value) -> Option<String> {
 /// The last `lines` log lines of a container, stdout and stderr together.
 pub fn tail_logs(sh: &Shell, runner: &Runner, id: &str, lines: usize) -> String {
     let n = lines.to_string();
-    super::trace(runner, &cmd!(sh, "docker logs --tail {n} {id}"));
-    cmd!(sh, "docker logs --tail {n} {id}")
-        .quiet()
-        .ignore_status()
-        .output()
+    runner
+        .output(cmd!(sh, "docker logs --tail {n} {id}"))
         .map(|o| {
             let mut text = String::from_utf8_lossy(&o.stdout).into_owned();
             text.push_str(&String::from_utf8_lossy(&o.stderr));

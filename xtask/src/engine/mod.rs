@@ -12,12 +12,9 @@ pub mod networks;
 pub mod ports;
 pub mod project;
 
-use std::{
-    io::Read,
-    process::{Command, Stdio},
-    time::{Duration, Instant},
-};
+use std::time::Duration;
 
+use crate::process::Cmd;
 use anyhow::{bail, Result};
 
 /// How long the daemon gets to answer `docker version`.
@@ -169,13 +166,6 @@ fn first_line(text: &str) -> Option<&str> {
     text.lines().map(str::trim).find(|l| !l.is_empty())
 }
 
-/// Print a command under `-v` that runs outside [`Runner`]'s own methods.
-pub fn trace(runner: &crate::process::Runner, cmd: &xshell::Cmd<'_>) {
-    if runner.verbose {
-        eprintln!("+ {cmd}");
-    }
-}
-
 /// A program on PATH.
 pub fn which(program: &str) -> Option<std::path::PathBuf> {
     let path = std::env::var_os("PATH")?;
@@ -184,9 +174,7 @@ pub fn which(program: &str) -> Option<std::path::PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// The command did not finish in time and was killed.
-#[derive(Debug)]
-pub struct TimedOut;
+pub use crate::process::TimedOut;
 
 /// Run a short query with a deadline: `(success, stdout, stderr)`.
 pub fn run_timeout(
@@ -194,37 +182,14 @@ pub fn run_timeout(
     timeout: Duration,
     verbose: bool,
 ) -> std::result::Result<(bool, String, String), TimedOut> {
-    if verbose {
-        eprintln!("+ {}", argv.join(" "));
-    }
-    let Ok(mut child) = Command::new(argv[0])
-        .args(&argv[1..])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-    else {
-        return Ok((false, String::new(), format!("cannot run {}", argv[0])));
+    let runner = crate::process::Runner {
+        dry_run: false,
+        verbose,
     };
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(TimedOut);
-            }
-        }
-    };
-    let mut out = String::new();
-    let mut err = String::new();
-    if let Some(mut s) = child.stdout.take() {
-        let _ = s.read_to_string(&mut out);
-    }
-    if let Some(mut s) = child.stderr.take() {
-        let _ = s.read_to_string(&mut err);
-    }
-    Ok((status.success(), out, err))
+    let out = runner.output_timeout(Cmd::new(argv[0]).args(&argv[1..]), timeout)?;
+    Ok((
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
 }

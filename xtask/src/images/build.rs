@@ -18,6 +18,7 @@ use serde::Deserialize;
 use xshell::{cmd, Shell};
 
 use super::{digest::hash_tree, docker};
+use crate::process::Cmd;
 use crate::{process::Runner, project_root};
 
 /// The label holding the content hash of an image's build inputs.
@@ -160,7 +161,7 @@ pub fn ensure(
         docker_build(runner, &spec, progress)?;
         return Ok(Outcome { image, built: true });
     }
-    stage(&context, &dockerfile, &release, &bins)?;
+    stage(runner, &context, &dockerfile, &release, &bins)?;
     let hash = hash_tree(&context, &package.version)?;
 
     if !force {
@@ -243,7 +244,7 @@ pub fn build_release(
         println!("# stage {} into {}", bins.join(", "), context.display());
         "<inputs-sha256>".to_string()
     } else {
-        stage(&context, &dockerfile, release.bin_dir, &bins)?;
+        stage(runner, &context, &dockerfile, release.bin_dir, &bins)?;
         hash_tree(&context, release.version)?
     };
     let mut spec = BuildSpec::new(
@@ -362,7 +363,13 @@ fn docker_build(runner: &Runner, spec: &BuildSpec, progress: bool) -> Result<()>
 
 /// Lay out the build context: the Dockerfile, `rootfs/` (binaries, libraries,
 /// `/etc`) and `owned/` (directories that become `/data`, `/config` owned by 10001).
-fn stage(context: &Path, dockerfile: &Path, release: &Path, bins: &[&str]) -> Result<()> {
+fn stage(
+    runner: &Runner,
+    context: &Path,
+    dockerfile: &Path,
+    release: &Path,
+    bins: &[&str],
+) -> Result<()> {
     if context.exists() {
         fs::remove_dir_all(context).with_context(|| format!("clearing {}", context.display()))?;
     }
@@ -387,8 +394,8 @@ fn stage(context: &Path, dockerfile: &Path, release: &Path, bins: &[&str]) -> Re
                 path.display()
             )
         })?;
-        strip_debug_info(&staged);
-        for lib in shared_libraries(&path)? {
+        strip_debug_info(runner, &staged);
+        for lib in shared_libraries(runner, &path)? {
             if !libs.contains(&lib) {
                 libs.push(lib);
             }
@@ -418,11 +425,8 @@ fn stage(context: &Path, dockerfile: &Path, release: &Path, bins: &[&str]) -> Re
 /// Drop debug info from a staged binary (the release profile keeps it for
 /// profiling; the image does not need it). Without binutils' `strip` the
 /// binary is shipped as it is.
-fn strip_debug_info(binary: &Path) {
-    let stripped = std::process::Command::new("strip")
-        .arg("--strip-debug")
-        .arg(binary)
-        .status();
+fn strip_debug_info(runner: &Runner, binary: &Path) {
+    let stripped = runner.status(Cmd::new("strip").arg("--strip-debug").arg(binary));
     if !stripped.is_ok_and(|s| s.success()) {
         eprintln!("note: could not strip debug info from {} (is binutils installed?); the image will be larger", binary.display());
     }
@@ -430,10 +434,9 @@ fn strip_debug_info(binary: &Path) {
 
 /// The shared libraries `ldd` says `binary` loads, including the dynamic
 /// loader; the kernel's vDSO is skipped. A missing library is an error.
-pub fn shared_libraries(binary: &Path) -> Result<Vec<PathBuf>> {
-    let output = std::process::Command::new("ldd")
-        .arg(binary)
-        .output()
+pub fn shared_libraries(runner: &Runner, binary: &Path) -> Result<Vec<PathBuf>> {
+    let output = runner
+        .output(Cmd::new("ldd").arg(binary))
         .context("running ldd")?;
     let text = String::from_utf8_lossy(&output.stdout);
     if text.contains("not a dynamic executable") {

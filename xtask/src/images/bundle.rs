@@ -11,7 +11,6 @@ use std::{
     fs,
     io::{Read, Write},
     path::{Path, PathBuf},
-    process::{Command, Stdio},
 };
 
 use anyhow::{bail, Context, Result};
@@ -21,6 +20,7 @@ use sha2::{Digest, Sha256};
 use xshell::{cmd, Shell};
 
 use super::{absolute, catalog, digest::hex, docker, ALL_ENV};
+use crate::process::{Cmd, Io};
 use crate::{environments::Environment, process::Runner, project_root, usage_bail};
 
 const MANIFEST: &str = "manifest.json";
@@ -123,13 +123,14 @@ pub fn save_bundle(
     let result = result.and_then(|manifest| {
         if as_tar {
             let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
-            let status = Command::new("tar")
-                .arg("-cf")
-                .arg(&tmp)
-                .arg("-C")
-                .arg(&staging)
-                .arg(".")
-                .status()?;
+            let status = runner.status(
+                Cmd::new("tar")
+                    .arg("-cf")
+                    .arg(&tmp)
+                    .arg("-C")
+                    .arg(&staging)
+                    .arg("."),
+            )?;
             if !status.success() {
                 let _ = fs::remove_file(&tmp);
                 bail!("`tar -cf {}` failed ({status})", tmp.display());
@@ -206,7 +207,7 @@ fn write_bundle(
         size,
         format!("docker save ({} images)", images.len()),
     );
-    let saved = save_archive(images, &dir.join(ARCHIVE), &bar);
+    let saved = save_archive(runner, images, &dir.join(ARCHIVE), &bar);
     bar.finish_and_clear();
     let (bytes, sha256) = saved?;
     let manifest = Manifest {
@@ -255,15 +256,18 @@ impl Write for HashingFile {
 
 /// `docker save image | gzip > path`, returning the file's size and sha256.
 fn save_archive(
+    runner: &Runner,
     images: &[String],
     path: &Path,
     bar: &indicatif::ProgressBar,
 ) -> Result<(u64, String)> {
-    let mut child = Command::new("docker")
-        .arg("save")
-        .args(images)
-        .stdout(Stdio::piped())
-        .spawn()
+    let mut child = runner
+        .spawn(
+            Cmd::new("docker")
+                .arg("save")
+                .args(images)
+                .stdout(Io::Piped),
+        )
         .context("starting `docker save`")?;
     let mut stdout = child.stdout.take().expect("piped");
     let file = fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
@@ -329,12 +333,13 @@ pub fn load_bundle(sh: &Shell, runner: &Runner, bundle: &Path) -> Result<Vec<Str
     let extracted;
     let dir = if bundle.is_file() {
         extracted = TempDir::new(&bundle)?;
-        let status = Command::new("tar")
-            .arg("-xf")
-            .arg(&bundle)
-            .arg("-C")
-            .arg(&extracted.0)
-            .status()?;
+        let status = runner.status(
+            Cmd::new("tar")
+                .arg("-xf")
+                .arg(&bundle)
+                .arg("-C")
+                .arg(&extracted.0),
+        )?;
         if !status.success() {
             bail!("{} is not a readable tar ({status})", bundle.display());
         }

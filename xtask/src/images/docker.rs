@@ -5,40 +5,34 @@
 use std::{
     collections::BTreeMap,
     io::{Read, Write},
-    process::{Command, Stdio},
 };
 
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use xshell::{cmd, Shell};
+use xshell::Shell;
 
 use crate::process::Runner;
+use crate::process::{Cmd, Io};
 
 /// Whether `image` is in the local engine.
-pub fn image_exists(sh: &Shell, runner: &Runner, image: &str) -> bool {
-    image_id(sh, runner, image).is_some()
+pub fn image_exists(_sh: &Shell, runner: &Runner, image: &str) -> bool {
+    crate::docker::image_exists(runner, image)
 }
 
 /// The id (`sha256:...`) of a local image.
-pub fn image_id(sh: &Shell, runner: &Runner, image: &str) -> Option<String> {
-    let format = "{{.Id}}";
-    runner.probe(cmd!(sh, "docker image inspect --format {format} {image}"))
+pub fn image_id(_sh: &Shell, runner: &Runner, image: &str) -> Option<String> {
+    crate::docker::image_id(runner, image)
 }
 
 /// The labels of a local image; `None` when the image is not there.
-pub fn image_labels(sh: &Shell, runner: &Runner, image: &str) -> Option<BTreeMap<String, String>> {
-    let format = "{{json .Config.Labels}}";
-    let json = runner.probe(cmd!(sh, "docker image inspect --format {format} {image}"))?;
+pub fn image_labels(_sh: &Shell, runner: &Runner, image: &str) -> Option<BTreeMap<String, String>> {
+    let json = crate::docker::inspect_image(runner, image, "{{json .Config.Labels}}")?;
     serde_json::from_str::<Option<BTreeMap<String, String>>>(&json).ok()?
 }
 
 /// The size of a local image in bytes.
-pub fn image_size(sh: &Shell, runner: &Runner, image: &str) -> Option<u64> {
-    let format = "{{.Size}}";
-    runner
-        .probe(cmd!(sh, "docker image inspect --format {format} {image}"))?
-        .parse()
-        .ok()
+pub fn image_size(_sh: &Shell, runner: &Runner, image: &str) -> Option<u64> {
+    crate::docker::image_size(runner, image)
 }
 
 /// A spinner or byte bar that is hidden unless `progress` is set.
@@ -61,25 +55,17 @@ pub fn bar(progress: bool, total: Option<u64>, message: String) -> ProgressBar {
     bar
 }
 
-pub fn render(cmd: &Command) -> String {
-    let mut parts = vec![cmd.get_program().to_string_lossy().into_owned()];
-    parts.extend(cmd.get_args().map(|a| {
-        let a = a.to_string_lossy();
-        if a.contains([' ', '[', '"', '\'']) {
-            format!("'{}'", a.replace('\'', "'\\''"))
-        } else {
-            a.into_owned()
-        }
-    }));
-    parts.join(" ")
+/// The exact command line, as `--dry-run` prints it.
+pub fn render(cmd: &Cmd) -> String {
+    cmd.line()
 }
 
 /// Run `producer | consumer`, counting bytes on `bar`. Under `--dry-run` print
 /// the pipeline instead. Fails naming the side that failed.
 pub fn pipe(
     runner: &Runner,
-    mut producer: Command,
-    mut consumer: Command,
+    mut producer: Cmd,
+    mut consumer: Cmd,
     bar: &ProgressBar,
 ) -> Result<String> {
     let line = format!("{} | {}", render(&producer), render(&consumer));
@@ -87,18 +73,8 @@ pub fn pipe(
         println!("{line}");
         return Ok(String::new());
     }
-    if runner.verbose {
-        eprintln!("+ {line}");
-    }
-    let mut source = producer
-        .stdout(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("starting `{}`", render(&producer)))?;
-    let mut sink = consumer
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("starting `{}`", render(&consumer)))?;
+    let mut source = runner.spawn(producer.stdout(Io::Piped))?;
+    let mut sink = runner.spawn(consumer.stdin(Io::Piped).stdout(Io::Piped))?;
     let mut input = source.stdout.take().expect("piped");
     let mut output = sink.stdin.take().expect("piped");
     let mut stdout = sink.stdout.take().expect("piped");
@@ -133,18 +109,15 @@ pub fn pipe(
 /// print the exact command; on failure show the last lines of its output.
 /// Returns stdout (the image id for `docker build --quiet`).
 pub fn run_quiet(runner: &Runner, args: &[String]) -> Result<String> {
-    let mut command = Command::new("docker");
+    let mut command = Cmd::new("docker");
     command.args(args);
     let line = render(&command);
     if runner.dry_run {
         println!("{line}");
         return Ok(String::new());
     }
-    if runner.verbose {
-        eprintln!("+ {line}");
-    }
-    let output = command
-        .output()
+    let output = runner
+        .output(&mut command)
         .with_context(|| format!("starting `{line}`"))?;
     if !output.status.success() {
         let text = String::from_utf8_lossy(&output.stderr);

@@ -18,6 +18,7 @@ mod offline;
 
 use std::{path::PathBuf, time::Duration};
 
+use crate::process::Cmd as Command;
 use anyhow::Result;
 use clap::{Args, Subcommand, ValueEnum};
 use xshell::{cmd, Shell};
@@ -268,26 +269,12 @@ fn can_pull(sh: &Shell, runner: &Runner, image: &str) -> bool {
     }
     let _ = sh;
     eprintln!("checking whether images can be pulled: docker pull {image}");
-    let child = std::process::Command::new("docker")
-        .args(["pull", "--quiet", image])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn();
-    let Ok(mut child) = child else { return false };
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => return status.success(),
-            Ok(None) if std::time::Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(100))
-            }
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return false;
-            }
-        }
-    }
+    runner
+        .output_timeout(
+            Command::new("docker").args(["pull", "--quiet", image]),
+            Duration::from_secs(60),
+        )
+        .is_ok_and(|o| o.status.success())
 }
 
 /// Default environment for listings and bundles: every overlay.

@@ -14,7 +14,6 @@ use std::{
     fs,
     io::{BufRead, BufReader},
     path::{Path, PathBuf},
-    process::{Command, Stdio},
     time::Instant,
 };
 
@@ -28,6 +27,7 @@ use super::{
     digest::{hash_tree, hex},
     docker, unavailable_services, Environment,
 };
+use crate::process::{Cmd, Io};
 use crate::{dotenv::DotEnv, process::Runner, project_root};
 
 pub const SUITE: &str = "bookworm";
@@ -345,11 +345,11 @@ fn ensure_base(sh: &Shell, runner: &Runner, fresh: bool, progress: bool) -> Resu
     let size = tree_size(&rootfs);
     let started = Instant::now();
     let bar = docker::bar(progress, Some(size), format!("docker import {base}"));
-    let mut tar = Command::new("tar");
+    let mut tar = Cmd::new("tar");
     tar.args(["--numeric-owner", "-C"])
         .arg(&rootfs)
         .args(["-c", "."]);
-    let mut import = Command::new("docker");
+    let mut import = Cmd::new("docker");
     import.args([
         "import",
         "--change",
@@ -392,7 +392,7 @@ fn ensure_rootfs(runner: &Runner, key: &str, fresh: bool, progress: bool) -> Res
         }
         Err(e) => return Err(e),
     };
-    let mut debootstrap = Command::new(&program);
+    let mut debootstrap = Cmd::new(&program);
     debootstrap
         .args(["--variant=minbase", &include, SUITE])
         .arg(&rootfs)
@@ -415,16 +415,15 @@ fn ensure_rootfs(runner: &Runner, key: &str, fresh: bool, progress: bool) -> Res
         fs::remove_dir_all(&partial).with_context(|| format!("removing {}", partial.display()))?;
     }
     fs::create_dir_all(&partial)?;
-    if runner.verbose {
-        eprintln!("+ {line}");
-    }
     let started = Instant::now();
     let bar = docker::bar(progress, None, "debootstrap".into());
     let log_path = partial.join("debootstrap.log");
-    let mut child = debootstrap
-        .stdout(Stdio::piped())
-        .stderr(fs::File::create(&log_path)?)
-        .spawn()
+    let mut child = runner
+        .spawn(
+            debootstrap
+                .stdout(Io::Piped)
+                .stderr(fs::File::create(&log_path)?),
+        )
         .context("starting debootstrap")?;
     let mut tail = Vec::new();
     for line in BufReader::new(child.stdout.take().expect("piped")).lines() {

@@ -17,6 +17,7 @@ mod schema;
 
 use std::{fs, path::Path};
 
+use crate::process::{Cmd as Command, Io};
 use anyhow::{bail, Context, Result};
 use xshell::Shell;
 
@@ -151,7 +152,7 @@ pub fn ensure_image(sh: &Shell, runner: &Runner) -> Result<()> {
 /// The one-off `migrate ARGS`: `compose run --rm --no-deps -T migrate ARGS`
 /// for a compose project, `docker run --rm ... IMAGE ARGS` on the overlay
 /// network for a stack.
-pub fn run_cmd(db: &Database, args: &[&str]) -> Result<std::process::Command> {
+pub fn run_cmd(db: &Database, args: &[&str]) -> Result<Command> {
     match &db.location {
         Location::Compose(compose) => {
             let sh = Shell::new()?;
@@ -172,7 +173,7 @@ pub fn stack_one_off(
     model: &crate::compose::Project,
     stack: &str,
     args: &[&str],
-) -> Result<std::process::Command> {
+) -> Result<Command> {
     let svc = model
         .service(SERVICE)
         .filter(|s| s.image.is_some())
@@ -185,7 +186,7 @@ pub fn stack_one_off(
         .and_then(|n| n.get("name"))
         .map(scalar_string)
         .unwrap_or_else(|| format!("{stack}_{network_key}"));
-    let mut cmd = std::process::Command::new("docker");
+    let mut cmd = Command::new("docker");
     cmd.args(["run", "--rm", "--network", &network]);
     cmd.args([
         "--label",
@@ -250,11 +251,10 @@ pub fn stack_one_off(
 }
 
 /// Run a read-only one-off, passing its output through; a non-zero exit is an error.
-fn print_output(mut cmd: std::process::Command, runner: &Runner) -> Result<()> {
-    if runner.verbose {
-        eprintln!("+ {}", crate::psql::render(&cmd));
-    }
-    let status = cmd.status().context("running compose")?;
+fn print_output(mut cmd: Command, runner: &Runner) -> Result<()> {
+    let status = runner
+        .status(cmd.stdin(Io::Inherit))
+        .context("running compose")?;
     if !status.success() {
         bail!("the migrate service exited with {status} (its message is above)");
     }

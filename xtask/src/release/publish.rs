@@ -161,9 +161,9 @@ pub fn run(sh: &Shell, runner: &Runner, args: Args) -> Result<()> {
 }
 
 /// The `sha256:...` digest the registry gave `image` after a push.
-fn repo_digest(sh: &Shell, runner: &Runner, image: &str, repository: &str) -> Result<String> {
-    let format = "{{json .RepoDigests}}";
-    let json = runner.read(cmd!(sh, "docker image inspect --format {format} {image}"))?;
+fn repo_digest(_sh: &Shell, runner: &Runner, image: &str, repository: &str) -> Result<String> {
+    let json = crate::docker::inspect_image(runner, image, "{{json .RepoDigests}}")
+        .with_context(|| format!("`docker image inspect {image}` failed"))?;
     let digests: Vec<String> = serde_json::from_str(&json).context("parsing RepoDigests")?;
     digests
         .iter()

@@ -9,7 +9,6 @@ use std::{
     fs,
     io::Write,
     path::{Path, PathBuf},
-    process::{Command, Stdio},
 };
 
 use anyhow::{bail, Context, Result};
@@ -19,6 +18,7 @@ use super::{
     common::{Release, Timer, SIG, SUMS},
     Common,
 };
+use crate::process::{Cmd, Io};
 use crate::{process::Runner, usage_bail};
 
 #[derive(clap::Args)]
@@ -107,7 +107,7 @@ pub fn run(sh: &Shell, runner: &Runner, args: Args) -> Result<()> {
         (_, Some(t)) => t.0.join("key"),
         _ => unreachable!("an inline key has a temp file"),
     };
-    let mut cmd = Command::new("minisign");
+    let mut cmd = Cmd::new("minisign");
     cmd.arg("-S")
         .arg("-s")
         .arg(&key_path)
@@ -127,16 +127,10 @@ pub fn run(sh: &Shell, runner: &Runner, args: Args) -> Result<()> {
         return Ok(());
     }
     let password = std::env::var("FOG_MINISIGN_PASSWORD").unwrap_or_default();
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
+    // The password goes in on stdin, never on the command line.
+    let output = runner
+        .output(cmd.input(format!("{password}\n")).stdout(Io::Null))
         .context("running minisign: is it installed? (`apt-get install minisign`)")?;
-    if let Some(mut stdin) = child.stdin.take() {
-        let _ = writeln!(stdin, "{password}");
-    }
-    let output = child.wait_with_output()?;
     if !output.status.success() {
         let err = String::from_utf8_lossy(&output.stderr);
         let last = err.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("");

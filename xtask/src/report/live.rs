@@ -127,8 +127,7 @@ fn free_subnets(sh: &Shell, runner: &Runner, count: usize) -> Result<Vec<String>
         String::new()
     } else {
         let inspect = cmd!(sh, "docker network inspect --format {format} {ids...}");
-        crate::engine::trace(runner, &inspect);
-        let out = inspect.quiet().ignore_status().output()?;
+        let out = runner.output(inspect)?;
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let used: Vec<&str> = used.split_whitespace().collect();
@@ -252,7 +251,7 @@ pub fn measure(
             Instant::now() + Duration::from_secs(options.settle),
             &side.label,
         )?;
-        let stream = Stream::start(&names, runner.verbose)?;
+        let stream = Stream::start(&names, runner)?;
         stream.warm_up(&names, 2, Duration::from_secs(15), &interrupted);
         let start = Instant::now();
         for tick in 1..=options.duration {

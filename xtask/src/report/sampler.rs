@@ -10,7 +10,6 @@
 use std::{
     collections::{BTreeMap, HashMap},
     io::{BufRead, BufReader},
-    process::{Child, Command, Stdio},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -18,6 +17,7 @@ use std::{
 use anyhow::{Context, Result};
 
 use super::units::{parse_docker_size, parse_percent};
+use crate::process::{Cmd, Guard, Io, Runner};
 
 /// Memory (bytes) and CPU (%) of one container at one moment.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -47,26 +47,17 @@ type Latest = Arc<Mutex<HashMap<String, (Reading, u64)>>>;
 
 /// A running `docker stats` stream; killed on drop.
 pub struct Stream {
-    child: Child,
+    _child: Guard,
     latest: Latest,
 }
 
 impl Stream {
-    pub fn start(containers: &[String], verbose: bool) -> Result<Stream> {
-        let mut cmd = Command::new("docker");
+    pub fn start(containers: &[String], runner: &Runner) -> Result<Stream> {
+        let mut cmd = Cmd::new("docker");
         cmd.args(["stats", "--format", "{{json .}}"])
             .args(containers);
-        if verbose {
-            eprintln!(
-                "+ docker stats --format '{{{{json .}}}}' {}",
-                containers.join(" ")
-            );
-        }
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
+        let mut child = runner
+            .spawn(cmd.stdin(Io::Null).stdout(Io::Piped).stderr(Io::Null))
             .context("cannot run `docker stats`")?;
         let stdout = child.stdout.take().context("docker stats has no stdout")?;
         let latest: Latest = Arc::default();
@@ -85,7 +76,10 @@ impl Stream {
                 }
             }
         });
-        Ok(Stream { child, latest })
+        Ok(Stream {
+            _child: child.guard(),
+            latest,
+        })
     }
 
     /// Wait until every container has had `frames` frames (the first frame's
@@ -115,13 +109,6 @@ impl Stream {
     pub fn snapshot(&self) -> HashMap<String, Reading> {
         let map = self.latest.lock().unwrap_or_else(|e| e.into_inner());
         map.iter().map(|(k, (r, _))| (k.clone(), *r)).collect()
-    }
-}
-
-impl Drop for Stream {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -40,12 +40,7 @@ pub enum ImageChoice {
 /// The image to run for `image`: itself when present, else its offline
 /// build when one is in the engine, else the reason why there is none.
 pub fn choose_image(sh: &Shell, runner: &Runner, image: &str) -> ImageChoice {
-    let present = |img: &str| {
-        let format = "{{.Id}}";
-        runner
-            .probe(cmd!(sh, "docker image inspect --format {format} {img}"))
-            .is_some()
-    };
+    let present = |img: &str| crate::docker::image_exists(runner, img);
     if present(image) {
         return ImageChoice::Present(image.to_string());
     }

@@ -152,7 +152,7 @@ pub fn fetch(
         &["volume", "create", "--label", &label, &fetched.volume],
     )?;
     fetched.created = true;
-    let mut cmd = std::process::Command::new("docker");
+    let mut cmd = crate::process::Cmd::new("docker");
     cmd.args([
         "run",
         "--rm",

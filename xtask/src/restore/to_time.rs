@@ -25,6 +25,7 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 
+use crate::process::Cmd;
 use crate::{
     backup::{archive, base, postgres::COUNT_SQL, remote::RemoteArgs, stream},
     pitr::{self, docker, pause},
@@ -315,7 +316,7 @@ fn fill(runner: &Runner, base: &Path, volume: &str, image: &str, goal: &Goal) ->
          sed -i -e '/^restore_command/d' -e '/^recovery_target/d' $d/postgresql.auto.conf; {conf}\
          touch $d/recovery.signal; chown -R postgres:postgres $d; chmod 0700 $d"
     );
-    let mut cmd = std::process::Command::new("docker");
+    let mut cmd = Cmd::new("docker");
     cmd.args([
         "run",
         "--rm",

@@ -13,14 +13,12 @@
 //! The helper runs as root with no network, from an image the environment
 //! already has that provides `sh`, `cp` and `find` (nothing is pulled).
 
-use std::{
-    path::Path,
-    process::{Command, Stdio},
-};
+use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use xshell::Shell;
 
+use crate::process::{Cmd, Io};
 use crate::{
     backup::{
         archive,
@@ -163,7 +161,7 @@ impl Target {
         };
         let label = format!("fog.restore.of={}", self.live);
         j.step(runner, "filling").map_err(untouched)?;
-        let mut create = Command::new("docker");
+        let mut create = Cmd::new("docker");
         create.args(["volume", "create", "--label", &label, &fresh]);
         crate::psql::capture(runner, true, create, "creating the restore volume")
             .map_err(untouched)?;
@@ -233,14 +231,16 @@ impl Target {
             if runner.dry_run {
                 return Ok(image);
             }
-            let ok = Command::new("docker")
-                .args(["run", "--rm", "--network", "none", "--user", "0:0"])
-                .args(["--entrypoint", "/bin/sh", &image, "-c"])
-                .arg("command -v cp && command -v find && command -v sync")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
+            let ok = runner
+                .status(
+                    Cmd::new("docker")
+                        .args(["run", "--rm", "--network", "none", "--user", "0:0"])
+                        .args(["--entrypoint", "/bin/sh", &image, "-c"])
+                        .arg("command -v cp && command -v find && command -v sync")
+                        .stdin(Io::Null)
+                        .stdout(Io::Null)
+                        .stderr(Io::Null),
+                )
                 .is_ok_and(|s| s.success());
             if ok {
                 return Ok(image);
@@ -263,7 +263,7 @@ fn fill(
     let helper = format!("fogrestore-{}-{fresh}", std::process::id());
     let helper = &helper[..helper.len().min(120)];
     let mount = format!("{fresh}:/volume");
-    let mut create = Command::new("docker");
+    let mut create = Cmd::new("docker");
     create.args(["create", "--name", helper, "--network", "none"]);
     create.args(["--label", &format!("{}={project}", recover::HELPER_LABEL)]);
     create.args([
@@ -290,7 +290,7 @@ fn fill(
     let cp = if gnu {
         backup_volume::tar_in(&tar_in, image, fresh, &fifo_path)
     } else {
-        let mut cp = Command::new("docker");
+        let mut cp = Cmd::new("docker");
         cp.args(["cp", "-", &format!("{helper}:/volume")]);
         cp
     };
@@ -323,13 +323,10 @@ fn fill(
             .parse::<u64>()
             .with_context(|| format!("counting the restored volume's entries: `{counted}`"))?
     } else {
-        let mut out = Command::new("docker");
+        let mut out = Cmd::new("docker");
         out.args(["cp", &format!("{helper}:/volume/."), "-"]);
-        let mut child = out
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
+        let mut child = runner
+            .spawn(out.stdin(Io::Null).stdout(Io::Piped).stderr(Io::Null))
             .context("starting `docker cp` out of the restored volume")?;
         let label = format!("restored volume {fresh}");
         let counted = backup_volume::check_entries(child.stdout.take().expect("piped"), &label);
@@ -359,7 +356,7 @@ enum Swap {
 
 fn swap(runner: &Runner, image: &str, j: &Journal, label: &str) -> Result<(), Swap> {
     let old = &j.old;
-    let mut create = Command::new("docker");
+    let mut create = Cmd::new("docker");
     create.args(["volume", "create", "--label", label, old]);
     let mut cmd = recover::swap_command(j, image);
     if runner.dry_run {
@@ -367,20 +364,18 @@ fn swap(runner: &Runner, image: &str, j: &Journal, label: &str) -> Result<(), Sw
         println!("{}", crate::psql::render(&cmd));
         return Ok(());
     }
-    let made = create
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| Swap::Untouched(e.into()))?;
+    let made = runner
+        .output(create.stdin(Io::Null))
+        .map_err(Swap::Untouched)?;
     if !made.status.success() {
         return Err(Swap::Untouched(anyhow::anyhow!(
             "creating volume {old} failed: {}",
             String::from_utf8_lossy(&made.stderr).trim()
         )));
     }
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| Swap::Untouched(e.into()))?;
+    let out = runner
+        .output(cmd.stdin(Io::Null))
+        .map_err(Swap::Untouched)?;
     let said = String::from_utf8_lossy(&out.stderr).trim().to_string();
     match out.status.code() {
         Some(0) => Ok(()),
@@ -395,22 +390,22 @@ fn swap(runner: &Runner, image: &str, j: &Journal, label: &str) -> Result<(), Sw
 
 fn remove_volume(runner: &Runner, name: &str) {
     if !runner.dry_run {
-        let _ = Command::new("docker")
-            .args(["volume", "rm", "-f", name])
-            .output();
+        let _ = runner.output(Cmd::new("docker").args(["volume", "rm", "-f", name]));
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::{fs, path::Path, process::Command};
+    use std::{fs, path::Path};
 
     /// Run [`super::SWAP`] on host folders; its exit code.
     fn swap(live: &Path, fresh: &Path, old: &Path) -> i32 {
-        Command::new("sh")
-            .args(["-c", crate::backup::recover::SWAP, "swap"])
-            .args([live, fresh, old])
-            .status()
+        crate::process::Runner::default()
+            .status(
+                crate::process::Cmd::new("sh")
+                    .args(["-c", crate::backup::recover::SWAP, "swap"])
+                    .args([live, fresh, old]),
+            )
             .unwrap()
             .code()
             .unwrap()

@@ -216,7 +216,7 @@ echo "$(du -sb /data | cut -f1) $(find /data -type f | wc -l)"
 
         eprintln!("run {run}: docker exec pg_dump -Fc > /dev/null...");
         let mut devnull = self.exec(&["pg_dump", "-Fc", "-U", DB, "-d", DB]);
-        devnull.stdout(std::process::Stdio::null());
+        devnull.stdout(crate::process::Io::Null);
         let (s, _) = self.timed("docker exec pg_dump > /dev/null", devnull)?;
         let r = &mut rows.pg_dump_exec;
         r.seconds.push(s);

@@ -49,7 +49,6 @@ use stack::{docker, Bench, Stack};
 use std::{
     fs::File,
     path::{Path, PathBuf},
-    process::Command,
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc,
@@ -57,6 +56,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use crate::process::Cmd as Command;
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 use xshell::Shell;

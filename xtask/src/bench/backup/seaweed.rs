@@ -6,10 +6,11 @@
 //! Without a `weed` binary the upload row is left out with a note.
 
 use super::*;
+use crate::process::{Cmd, Io};
 
 /// A running weed server and the bucket the bench uploads to.
 pub(super) struct Weed {
-    child: std::process::Child,
+    child: crate::process::Child,
     runner: Runner,
     ports: Vec<u16>,
     pub(super) store: crate::s3::Store,
@@ -61,7 +62,7 @@ impl Weed {
             None => free_ports(8)?,
         };
         let log = File::create(data.join("weed.log"))?;
-        let mut cmd = Command::new(&weed);
+        let mut cmd = Cmd::new(&weed);
         cmd.arg("server")
             .arg(format!("-dir={}", data.join("data").display()))
             .args([
@@ -88,15 +89,15 @@ impl Weed {
             ))
             .arg(format!("-s3.config={}", config.display()))
             .current_dir(&data)
-            .stdin(std::process::Stdio::null())
+            .stdin(Io::Null)
             .stdout(log.try_clone()?)
             .stderr(log);
         eprintln!(
             "starting SeaweedFS (weed server -s3 on 127.0.0.1:{})...",
             p[6]
         );
-        let child = cmd
-            .spawn()
+        let child = runner
+            .spawn(&mut cmd)
             .with_context(|| format!("starting {}", weed.display()))?;
         let location = crate::s3::Location::parse("s3://fogbench").expect("an s3 URL")?;
         let endpoint = format!("http://127.0.0.1:{}", p[6]);

@@ -3,6 +3,7 @@
 //! in its Postgres, helper containers and scratch volumes.
 
 use super::*;
+use crate::process::Cmd;
 
 /// The bench's stack: removed when dropped unless `keep`.
 pub(super) struct Stack<'a> {
@@ -82,8 +83,8 @@ pub(super) struct Bench {
     pub(super) recipient: String,
 }
 
-pub(super) fn docker(args: &[&str]) -> Command {
-    let mut cmd = Command::new("docker");
+pub(super) fn docker(args: &[&str]) -> Cmd {
+    let mut cmd = Cmd::new("docker");
     cmd.args(args);
     cmd
 }
@@ -101,7 +102,7 @@ impl Bench {
     }
 
     /// Run `cmd`, return its wall seconds and stdout.
-    pub(super) fn timed(&self, what: &str, cmd: Command) -> Result<(f64, String)> {
+    pub(super) fn timed(&self, what: &str, cmd: Cmd) -> Result<(f64, String)> {
         self.check()?;
         let started = Instant::now();
         let out = capture(&self.runner, true, cmd, what)?;
@@ -109,9 +110,9 @@ impl Bench {
     }
 
     /// This xtask binary on the bench's env file.
-    pub(super) fn xtask(&self, args: &[&str]) -> Result<Command> {
+    pub(super) fn xtask(&self, args: &[&str]) -> Result<Cmd> {
         let exe = std::env::current_exe().context("locating the xtask binary")?;
-        let mut cmd = Command::new(exe);
+        let mut cmd = Cmd::new(exe);
         cmd.args(args)
             .env("FOG_ENV_FILE", &self.env_file)
             .env_remove("COMPOSE_FILE")
@@ -121,7 +122,7 @@ impl Bench {
     }
 
     /// `bash -c script` in a throwaway container of the Postgres image, no network.
-    pub(super) fn container(&self, step: &str, mounts: &[String], script: &str) -> Command {
+    pub(super) fn container(&self, step: &str, mounts: &[String], script: &str) -> Cmd {
         let name = format!("{}-{step}", self.project);
         let mut cmd = docker(&["run", "--rm", "--network", "none", "--name", &name]);
         for m in mounts {
@@ -131,7 +132,7 @@ impl Bench {
         cmd
     }
 
-    pub(super) fn exec(&self, args: &[&str]) -> Command {
+    pub(super) fn exec(&self, args: &[&str]) -> Cmd {
         let mut cmd = docker(&["exec", &self.container]);
         cmd.args(args);
         cmd
