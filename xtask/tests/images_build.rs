@@ -1,6 +1,7 @@
 //! E2E: `cargo xtask images build mixnode` against the real engine: the image
 //! carries the OCI labels (the revision label equal to `git rev-parse HEAD`), both tags, user 10001, the healthcheck and the
-//! entrypoint; /data is owned by 10001; a second build is skipped because the
+//! entrypoint; /data is owned by 10001; a build untags this checkout's stale
+//! sha tags and keeps another checkout's; a second build is skipped because the
 //! inputs hash matches; and glibc name resolution (getaddrinfo through
 //! /etc/nsswitch.conf and Docker's DNS) works inside the `FROM scratch` image
 //! on a user-defined network in 10.232.3.0/24. `fog-compute/mixnode` is meant
@@ -25,6 +26,33 @@ fn build_twice() {
     BUILT.get_or_init(|| {
         let dir = temp_dir("imgs-build");
         let env_file = dir.join(".env");
+        // Two stale sha tags: one of this checkout (its label says so), which
+        // the build untags, and one of another checkout (a clone releasing at
+        // the same time), which it must keep.
+        let root = crate_dir().parent().unwrap().display().to_string();
+        let stale = |tag: &str, checkout: &str| {
+            let image = format!("fog-compute/mixnode:{tag}");
+            let mut child = Command::new("docker")
+                .args(["build", "-q", "-t", &image, "--label"])
+                .arg(format!("dev.fog-compute.checkout={checkout}"))
+                .arg("-")
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            use std::io::Write;
+            let dockerfile = format!("FROM scratch\nLABEL dev.fog-compute.test=stale-{tag}\n");
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(dockerfile.as_bytes())
+                .unwrap();
+            assert!(child.wait().unwrap().success(), "docker build {image}");
+            image
+        };
+        let ours = stale("f0f0f0a", &root);
+        let theirs = stale("f0f0f0b", "/elsewhere/another-clone");
         // `--force`: the revision label records the commit the image was
         // built at, and an up-to-date image keeps the label of its first build.
         let first = xtask_env(
@@ -32,6 +60,15 @@ fn build_twice() {
             &env_file,
         );
         assert!(first.status.success(), "{}", text(&first));
+        let kept = docker_ok(&["image", "inspect", &theirs]);
+        let untagged = !docker_ok(&["image", "inspect", &ours]);
+        docker_output(&["rmi", &ours]);
+        docker_output(&["rmi", &theirs]);
+        assert!(
+            untagged,
+            "{ours}, a stale sha tag of this checkout, is still there"
+        );
+        assert!(kept, "{theirs}, another checkout's sha tag, was untagged");
         let second = xtask_env(&["images", "build", "mixnode", "--quiet"], &env_file);
         assert!(second.status.success(), "{}", text(&second));
         let stdout = String::from_utf8_lossy(&second.stdout);

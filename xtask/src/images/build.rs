@@ -23,6 +23,10 @@ use crate::{process::Runner, project_root};
 
 /// The label holding the content hash of an image's build inputs.
 pub const INPUTS_LABEL: &str = "dev.fog-compute.inputs-sha256";
+/// The label naming the checkout (workspace root) an image was built from:
+/// a build untags only its own checkout's stale sha tags, never those of a
+/// build from another checkout running at the same time.
+pub const CHECKOUT_LABEL: &str = "dev.fog-compute.checkout";
 /// The uid and gid the project's images run as.
 pub const APP_UID: u32 = 10001;
 
@@ -92,6 +96,7 @@ pub fn project_images() -> Result<Vec<String>> {
 struct Metadata {
     packages: Vec<Package>,
     target_directory: PathBuf,
+    workspace_root: PathBuf,
 }
 
 #[derive(Deserialize)]
@@ -157,6 +162,7 @@ pub fn ensure(
             &revision,
             "<inputs-sha256>",
             &context,
+            Some(&metadata.workspace_root),
         );
         docker_build(runner, &spec, progress)?;
         return Ok(Outcome { image, built: true });
@@ -177,9 +183,18 @@ pub fn ensure(
             });
         }
     }
-    let spec = BuildSpec::new(&image, &repo, &short, package, &revision, &hash, &context);
+    let spec = BuildSpec::new(
+        &image,
+        &repo,
+        &short,
+        package,
+        &revision,
+        &hash,
+        &context,
+        Some(&metadata.workspace_root),
+    );
     docker_build(runner, &spec, progress)?;
-    remove_stale_sha_tags(sh, runner, &repo, &image)?;
+    remove_stale_sha_tags(sh, runner, &repo, &image, &metadata.workspace_root)?;
     Ok(Outcome { image, built: true })
 }
 
@@ -255,6 +270,8 @@ pub fn build_release(
         release.revision,
         &hash,
         &context,
+        // No checkout label: a release image must be the same from any clone.
+        None,
     );
     for arg in &mut spec.build_args {
         if arg.starts_with("VERSION=") {
@@ -267,9 +284,19 @@ pub fn build_release(
     Ok(spec.tags)
 }
 
-/// Untag `<repo>:<short sha>` tags this command made for earlier builds,
-/// which would otherwise keep every old image alive. Version tags stay.
-fn remove_stale_sha_tags(sh: &Shell, runner: &Runner, repo: &str, current: &str) -> Result<()> {
+/// Untag `<repo>:<short sha>` tags this command made for earlier builds of
+/// this checkout ([`CHECKOUT_LABEL`]), which would otherwise keep every old
+/// image alive. Version tags stay, and so does every sha tag of an image not
+/// labelled with this checkout: a release image (built unlabelled, so that
+/// it is the same from any clone) or a build from another checkout running
+/// at the same time.
+fn remove_stale_sha_tags(
+    sh: &Shell,
+    runner: &Runner,
+    repo: &str,
+    current: &str,
+    checkout: &Path,
+) -> Result<()> {
     let format = "{{.Tag}} {{.ID}}";
     let listing = runner.read(cmd!(sh, "docker images {repo} --format {format}"))?;
     let id_of = |tag: &str| {
@@ -288,6 +315,12 @@ fn remove_stale_sha_tags(sh: &Shell, runner: &Runner, repo: &str, current: &str)
         let is_sha = tag.len() == 7 && tag.chars().all(|c| c.is_ascii_hexdigit());
         if is_sha && id != current_id {
             let stale = format!("{repo}:{tag}");
+            let ours = docker::image_labels(sh, runner, &stale)
+                .and_then(|l| l.get(CHECKOUT_LABEL).cloned())
+                .is_some_and(|c| Path::new(&c) == checkout);
+            if !ours {
+                continue;
+            }
             // Best effort: an image a container still uses keeps its tag.
             if runner.dry_run {
                 println!("docker rmi {stale}");
@@ -317,6 +350,7 @@ struct BuildSpec {
 }
 
 impl BuildSpec {
+    #[allow(clippy::too_many_arguments)]
     fn new(
         image: &str,
         repo: &str,
@@ -325,6 +359,7 @@ impl BuildSpec {
         revision: &str,
         hash: &str,
         context: &Path,
+        checkout: Option<&Path>,
     ) -> BuildSpec {
         let source = package
             .repository
@@ -332,7 +367,9 @@ impl BuildSpec {
             .unwrap_or("https://github.com/fog-compute/platform");
         BuildSpec {
             tags: [image.to_string(), format!("{repo}:{short}")],
-            labels: vec![format!("{INPUTS_LABEL}={hash}")],
+            labels: std::iter::once(format!("{INPUTS_LABEL}={hash}"))
+                .chain(checkout.map(|c| format!("{CHECKOUT_LABEL}={}", c.display())))
+                .collect(),
             build_args: vec![
                 format!("VERSION={}", package.version),
                 format!("REVISION={revision}"),
