@@ -142,6 +142,23 @@ if [ "$need_actionlint" -eq 1 ]; then
 	rm -rf "$work"
 fi
 
+# The e2e tests publish fixed host ports in 46000-55999 (data stacks, real
+# stacks, swarm stacks, old layouts), inside the kernel's ephemeral range
+# (32768-60999). With test binaries running two at a time, a client socket
+# of another test could be handed one of them (seen on a fresh CI run:
+# "bind: address already in use" on 127.0.0.1:53466). Reserve the range so
+# the kernel never picks it for an ephemeral port; binding it explicitly
+# still works. Kept if already there; a read-only /proc/sys only warns.
+reserved=/proc/sys/net/ipv4/ip_local_reserved_ports
+if ! grep -qw "46000-55999" "$reserved" 2>/dev/null; then
+	current=$(cat "$reserved" 2>/dev/null || true)
+	if echo "${current:+$current,}46000-55999" >"$reserved" 2>/dev/null; then
+		echo "ci-setup: reserved ports 46000-55999 (the e2e tests' fixed ports) from the ephemeral range"
+	else
+		echo "ci-setup: warning: could not reserve ports 46000-55999 ($reserved is not writable); a test may rarely find one of its ports taken" >&2
+	fi
+fi
+
 if ! docker info >/dev/null 2>&1; then
 	echo "ci-setup: warning: the Docker engine is not reachable; the e2e tests fail under CI=true without it" >&2
 fi
