@@ -14,13 +14,31 @@ use std::time::{Duration, Instant};
 
 use mixnode::packet::{build_packet, PublicKey, RouteHop, SecretKey, PACKET_LEN};
 
+/// A 127.0.0.1 port that was free a moment ago and that this process has
+/// not handed out before: two threads asking the kernel for port 0 one
+/// after the other can be given the same port, which failed a fresh CI run
+/// ("cannot listen on NODE_PORT 127.0.0.1:32773: Address already in use").
+/// Another process can still take it before the node binds it; `Node`
+/// retries with new ports when that happens.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
+
+/// How often a node whose freshly chosen port was taken before it could
+/// bind it is started again on new ports.
+const PORT_RETRIES: usize = 5;
 
 pub struct Node {
     child: Option<Child>,
@@ -29,8 +47,12 @@ pub struct Node {
     pub data_dir: PathBuf,
     env: Vec<(String, String)>,
     role: String,
-    /// Where the node's stderr goes (inherited when `None`).
+    /// Where the node's stderr goes (echoed through the test's own stderr
+    /// when `None`).
     log: Option<PathBuf>,
+    /// The end of the node's stderr when it is not logged to a file; set
+    /// once the node was first started.
+    stderr_tail: Option<Arc<Mutex<String>>>,
 }
 
 impl Node {
@@ -57,12 +79,40 @@ impl Node {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             role: role.to_string(),
+            stderr_tail: None,
         };
         node.spawn();
         node
     }
 
+    /// Starts the process and waits for `/health`. A first start whose
+    /// port was taken in the meantime by another process ("Address already
+    /// in use") is retried on new ports; a restart keeps its ports.
     fn spawn(&mut self) {
+        let first_start = self.child.is_none() && self.stderr_tail.is_none();
+        for attempt in 1..=PORT_RETRIES {
+            match self.spawn_once() {
+                Ok(()) => return,
+                Err(tail)
+                    if first_start
+                        && attempt < PORT_RETRIES
+                        && tail.contains("Address already in use") =>
+                {
+                    eprintln!(
+                        "a port was taken before the node bound it; retrying on new ports: {}",
+                        tail.trim()
+                    );
+                    self.http_port = free_port();
+                    self.mix_port = free_port();
+                }
+                Err(tail) => panic!("mixnode exited early; its stderr ends with:\n{tail}"),
+            }
+        }
+    }
+
+    /// One start: `Err` carries the end of the node's stderr when it exits
+    /// before it is healthy.
+    fn spawn_once(&mut self) -> Result<(), String> {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_mixnode"));
         cmd.env_clear()
             .env("NODE_TYPE", &self.role)
@@ -75,25 +125,69 @@ impl Node {
             // Every 127.0.0.1 listener counts as a mix (tests' sinks pose as mixes).
             .env("MIX_PEERS", "127.0.0.1")
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdout(Stdio::null())
-            .stderr(match &self.log {
-                Some(path) => Stdio::from(
-                    std::fs::OpenOptions::new()
-                        .create(true)
-                        .append(true)
-                        .open(path)
-                        .unwrap(),
-                ),
-                None => Stdio::inherit(),
-            });
-        self.child = Some(cmd.spawn().expect("spawn mixnode"));
+            .stdout(Stdio::null());
+        let log_len = self
+            .log
+            .as_ref()
+            .and_then(|p| std::fs::metadata(p).ok())
+            .map_or(0, |m| m.len());
+        match &self.log {
+            Some(path) => cmd.stderr(Stdio::from(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .unwrap(),
+            )),
+            None => cmd.stderr(Stdio::piped()),
+        };
+        let mut child = cmd.spawn().expect("spawn mixnode");
+        let tail = Arc::new(Mutex::new(String::new()));
+        let forward = child.stderr.take().map(|stderr| {
+            // Echoed line by line (the test harness captures it) and the
+            // last lines kept for the early-exit message.
+            let tail = Arc::clone(&tail);
+            std::thread::spawn(move || {
+                use std::io::BufRead;
+                for line in std::io::BufReader::new(stderr)
+                    .lines()
+                    .map_while(Result::ok)
+                {
+                    eprintln!("{line}");
+                    let mut tail = tail.lock().unwrap();
+                    tail.push_str(&line);
+                    tail.push('\n');
+                    if tail.len() > 8192 {
+                        let cut = tail.len() - 4096;
+                        let cut = (cut..tail.len())
+                            .find(|&i| tail.is_char_boundary(i))
+                            .unwrap();
+                        tail.drain(..cut);
+                    }
+                }
+            })
+        });
+        self.stderr_tail = Some(Arc::clone(&tail));
+        self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if let Ok((200, _)) = self.get("/health") {
-                return;
+                return Ok(());
             }
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("mixnode exited early with {status}");
+                self.child = None;
+                if let Some(forward) = forward {
+                    let _ = forward.join();
+                }
+                let text = match &self.log {
+                    Some(path) => {
+                        let all = std::fs::read(path).unwrap_or_default();
+                        String::from_utf8_lossy(&all[(log_len as usize).min(all.len())..])
+                            .into_owned()
+                    }
+                    None => tail.lock().unwrap().clone(),
+                };
+                return Err(format!("{text}(exit: {status})"));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
