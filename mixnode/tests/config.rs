@@ -284,6 +284,19 @@ fn healthcheck_subcommand_exits_0_when_healthy_and_1_when_not() {
     assert_eq!(check(common::free_port()), Some(1));
 }
 
+/// The harness itself: a port taken between its choice and the node's bind
+/// (here held by a listener of the test) makes the node exit with "Address
+/// already in use", and the harness starts it again on new ports.
+#[test]
+fn a_node_whose_port_is_taken_starts_again_on_new_ports() {
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = held.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start_on("entry", dir.path(), &[], None, taken);
+    assert_ne!(node.http_port, taken);
+    assert_eq!(node.get("/health").unwrap().0, 200);
+}
+
 #[test]
 fn replay_capacity_sizes_the_replay_filter() {
     let dir = tempfile::tempdir().unwrap();

@@ -68,10 +68,22 @@ impl Node {
         extra: &[(&str, &str)],
         log: Option<PathBuf>,
     ) -> Node {
+        Node::start_on(role, data_dir, extra, log, free_port())
+    }
+
+    /// Like [`Node::start_logged`], first trying `http_port` for its HTTP
+    /// listener (a test of the retry on a port that is already taken).
+    pub fn start_on(
+        role: &str,
+        data_dir: &Path,
+        extra: &[(&str, &str)],
+        log: Option<PathBuf>,
+        http_port: u16,
+    ) -> Node {
         let mut node = Node {
             log,
             child: None,
-            http_port: free_port(),
+            http_port,
             mix_port: free_port(),
             data_dir: data_dir.to_path_buf(),
             env: extra
