@@ -18,6 +18,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = Shell::new().map_err(anyhow::Error::from).and_then(|sh| {
         sh.change_dir(project_root());
+        xtask::global::check_env()?;
         cli.command.run(&sh, &cli.global)
     });
     match result {

@@ -47,6 +47,7 @@ pub const SLOW_FIRST: &[&str] = &[
     "swarm_cluster",
     "swarm_prod",
     "images_offline",
+    "engine_debootstrap",
     "conformance",
     "engine_lifecycle",
     "bench_backup",

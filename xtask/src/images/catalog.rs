@@ -25,7 +25,8 @@ pub enum Source {
 /// A third-party service built offline from Debian packages.
 #[derive(Debug, PartialEq, Eq)]
 pub struct OfflineService {
-    /// Image name below `fog-offline/` and directory below `docker/offline/`.
+    /// Image name below the offline repository (`fog-offline/`) and
+    /// directory below `docker/offline/`.
     pub name: &'static str,
     /// The Debian package that provides it and the upstream version prefix
     /// it must have (the tag is the full upstream version, see [`tag_for`]).
@@ -34,9 +35,10 @@ pub struct OfflineService {
 }
 
 impl OfflineService {
-    /// `fog-offline/<name>`, the repository of every tag of this service.
+    /// `fog-offline/<name>` (see [`crate::global::offline_repo`]), the
+    /// repository of every tag of this service.
     pub fn repository(&self) -> String {
-        format!("fog-offline/{}", self.name)
+        format!("{}/{}", crate::global::offline_repo(), self.name)
     }
 
     /// The image for Debian package version `debian_version` of its package.

@@ -14,6 +14,7 @@ mod digest;
 pub mod docker;
 mod envfile;
 mod ls;
+mod mounts;
 mod offline;
 
 use std::{path::PathBuf, time::Duration};
@@ -28,6 +29,7 @@ pub use build::{build_release, project_images, rfc3339, rfc3339_now, ReleaseBuil
 pub use bundle::{load_bundle, save_bundle, sha256_file};
 pub use catalog::{needed, Needed, Source, IMAGE_VARS};
 pub use docker::image_id;
+pub use offline::rootfs_key_for;
 
 /// Build, list, save or load images; build third-party images offline.
 #[derive(Args)]

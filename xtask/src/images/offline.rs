@@ -28,7 +28,7 @@ use super::{
     docker, unavailable_services, Environment,
 };
 use crate::process::{Cmd, Io};
-use crate::{dotenv::DotEnv, process::Runner, project_root};
+use crate::{dotenv::DotEnv, global::offline_repo, process::Runner, project_root};
 
 pub const SUITE: &str = "bookworm";
 /// Label of the base image: `package=version,...` of the offline services'
@@ -205,7 +205,7 @@ pub fn build_services(
 
 /// The base image of the current package list.
 pub fn base_image() -> String {
-    format!("fog-offline/base:{SUITE}-{}", rootfs_key())
+    format!("{}/base:{SUITE}-{}", offline_repo(), rootfs_key())
 }
 
 /// `service`'s image for the package versions of the base (its pattern,
@@ -288,11 +288,21 @@ pub fn point_env_at(runner: &Runner, root: &Path, updates: &[(String, String)]) 
     Ok(())
 }
 
-/// The key of the rootfs cache: a hash of everything that shapes the rootfs.
+/// The key of the rootfs cache of the current offline repository
+/// ([`offline_repo`]): see [`rootfs_key_for`].
 pub fn rootfs_key() -> String {
+    rootfs_key_for(&offline_repo())
+}
+
+/// The key of the rootfs cache: a hash of everything that shapes the rootfs,
+/// and of the repository its images are tagged under (another repository is
+/// a build of its own, from debootstrap on; the default adds nothing, so
+/// existing caches stay valid).
+pub fn rootfs_key_for(repo: &str) -> String {
     key_of(
         [SUITE, MIRROR]
             .into_iter()
+            .chain((repo != "fog-offline").then_some(repo))
             .chain(PACKAGES.iter().copied())
             .chain(TRIM.iter().copied()),
     )
@@ -315,11 +325,11 @@ fn key_of<'a>(parts: impl IntoIterator<Item = &'a str>) -> String {
 fn refresh_base(sh: &Shell, runner: &Runner) -> Result<()> {
     let key = rootfs_key();
     let cached = project_root().join("target/offline-rootfs").join(&key);
-    let base = format!("fog-offline/base:{SUITE}-{key}");
+    let base = format!("{}/base:{SUITE}-{key}", offline_repo());
     if runner.dry_run {
         println!("rm -rf {}", cached.display());
     } else if cached.exists() {
-        fs::remove_dir_all(&cached).with_context(|| format!("removing {}", cached.display()))?;
+        super::mounts::remove_tree(&cached)?;
     }
     if docker::image_exists(sh, runner, &base) {
         runner.run(xshell::cmd!(sh, "docker rmi --no-prune {base}"))?;
@@ -374,6 +384,32 @@ fn ensure_base(sh: &Shell, runner: &Runner, fresh: bool, progress: bool) -> Resu
     Ok(base)
 }
 
+/// Removes the `*.partial-<pid>` trees of runs that are gone (killed or
+/// failed), with whatever debootstrap left mounted in them; a live run's
+/// tree is left alone.
+fn remove_dead_partials(cache: &Path) -> Result<()> {
+    let Ok(entries) = fs::read_dir(cache) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some((_, pid)) = name.rsplit_once(".partial-") else {
+            continue;
+        };
+        let alive = pid
+            .parse::<u32>()
+            .is_ok_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+        if !alive {
+            eprintln!(
+                "removing {} (left by an interrupted build)",
+                entry.path().display()
+            );
+            super::mounts::remove_tree(&entry.path())?;
+        }
+    }
+    Ok(())
+}
+
 /// The trimmed rootfs, built by debootstrap on first use and cached by key.
 fn ensure_rootfs(runner: &Runner, key: &str, fresh: bool, progress: bool) -> Result<PathBuf> {
     let cache = project_root().join("target/offline-rootfs");
@@ -411,9 +447,8 @@ fn ensure_rootfs(runner: &Runner, key: &str, fresh: bool, progress: bool) -> Res
         );
         return Ok(done.join("rootfs"));
     }
-    if partial.exists() {
-        fs::remove_dir_all(&partial).with_context(|| format!("removing {}", partial.display()))?;
-    }
+    remove_dead_partials(&cache)?;
+    super::mounts::remove_tree(&partial)?;
     fs::create_dir_all(&partial)?;
     let started = Instant::now();
     let bar = docker::bar(progress, None, "debootstrap".into());
@@ -433,6 +468,8 @@ fn ensure_rootfs(runner: &Runner, key: &str, fresh: bool, progress: bool) -> Res
     }
     let status = child.wait()?;
     bar.finish_and_clear();
+    // A failed debootstrap can leave proc and sys mounted in the rootfs.
+    super::mounts::detach_below(&rootfs)?;
     if !status.success() {
         let _ = fs::remove_dir_all(&rootfs); // keep only the log
         let log = fs::read_to_string(&log_path).unwrap_or_default();
@@ -466,7 +503,7 @@ fn ensure_rootfs(runner: &Runner, key: &str, fresh: bool, progress: bool) -> Res
     }
     if done.join("rootfs/etc/debian_version").is_file() {
         // Another run finished the same rootfs first: keep theirs.
-        fs::remove_dir_all(&partial)?;
+        super::mounts::remove_tree(&partial)?;
     } else {
         fs::rename(&partial, &done)
             .with_context(|| format!("renaming {} to {}", partial.display(), done.display()))?;
