@@ -50,6 +50,7 @@ pub const SLOW_FIRST: &[&str] = &[
     "conformance",
     "engine_lifecycle",
     "bench_backup",
+    "bench_pitr",
     "soak",
     "stack_real",
     "stack_prod",
