@@ -38,6 +38,7 @@ pub const SLOW_FIRST: &[&str] = &[
     "data_betanet",
     "data_pitr",
     "data_pitr_offsite",
+    "data_pitr_prod",
     "data_backup_live",
     "data_backup",
     "data_offsite",
