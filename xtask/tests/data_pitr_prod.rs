@@ -125,3 +125,126 @@ fn prod_a_dropped_table_comes_back_with_one_command() {
     assert!(verified.contains("continuous"), "{verified}");
 }
 
+/// Run `restore ARGS` paused at `phase` (`FOG_TEST_PAUSE_AT`) and kill -9 it
+/// there.
+fn killed_at(stack: &DataStack, args: &[&str], phase: &str) {
+    let marker = stack.dir.join(format!("paused-{phase}"));
+    let log = stack.dir.join(format!("stderr-{phase}"));
+    let mut child = stack
+        .command(args)
+        .env("FOG_TEST_PAUSE_AT", phase)
+        .env("FOG_TEST_PAUSE_MARKER", &marker)
+        .stdout(std::process::Stdio::null())
+        .stderr(fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !marker.exists() {
+        assert!(Instant::now() < deadline, "never reached {phase}");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "exited before {phase}: {}",
+            fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// The next run: a refused target (before the oldest base backup) that
+/// first finishes or rolls back what the killed run left; its stderr.
+fn next_run(stack: &DataStack, d: &str) -> String {
+    let out = stack.xtask(&[
+        "restore",
+        "--to-time",
+        "2001-01-01 00:00:00",
+        "--yes",
+        "--dir",
+        d,
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("before the oldest base backup"), "{err}");
+    err
+}
+
+#[test]
+fn prod_a_restore_killed_at_stopping_copy_aside_or_starting_is_rolled_back_or_finished() {
+    let Some((stack, _leftovers, container)) = prod_stack("pitrkill", 5) else {
+        return;
+    };
+    let dir = stack.dir.join("backups");
+    let d = dir.to_str().unwrap();
+    let journal = dir.join(format!(".pitr-{}.journal.json", stack.project));
+    let running = || common::docker(&["inspect", "--format", "{{.State.Running}}", &container]);
+    stack.sql("CREATE TABLE t (id serial PRIMARY KEY, batch int NOT NULL)");
+    stack.ok(&["backup", "base", "--dir", d]);
+    stack.sql("INSERT INTO t (batch) SELECT 1 FROM generate_series(1, 100)");
+    std::thread::sleep(Duration::from_millis(300));
+    let t1 = utc_now(&stack);
+    std::thread::sleep(Duration::from_millis(300));
+    stack.sql("INSERT INTO t (batch) SELECT 2 FROM generate_series(1, 100)");
+    let restore = ["restore", "--to-time", &t1, "--yes", "--dir", d];
+
+    // `stopping`: journalled, the live server not stopped yet. The next run
+    // rolls back: the live data (both batches) was never touched.
+    killed_at(&stack, &restore, "stopping");
+    assert!(journal.exists());
+    assert_eq!(running().trim(), "true");
+    let err = next_run(&stack, d);
+    assert!(
+        err.contains("stopped at `stopping`") && err.contains("rolled back"),
+        "{err}"
+    );
+    assert!(!journal.exists());
+    assert_eq!(batches(&stack), "1:100,2:100");
+
+    // `copy-aside`: the live server stopped, its data partly copied aside.
+    // The next run rolls back and starts it with its own data.
+    killed_at(&stack, &restore, "copy-aside");
+    assert_eq!(
+        running().trim(),
+        "false",
+        "killed with the live Postgres stopped"
+    );
+    assert!(stack.xtask(&["psql", "--", "-c", "SELECT 1"]).status.code() != Some(0));
+    let err = next_run(&stack, d);
+    assert!(
+        err.contains("stopped at `copy-aside`") && err.contains("rolled back"),
+        "{err}"
+    );
+    assert!(!journal.exists());
+    stack.wait_ready();
+    assert_eq!(batches(&stack), "1:100,2:100");
+    assert_eq!(stack.sql("SHOW archive_mode"), "on");
+
+    // `starting`: the recovered data copied in completely, the server not
+    // started yet. The next run finishes: it starts with the data at T1.
+    killed_at(&stack, &restore, "starting");
+    assert_eq!(running().trim(), "false");
+    let err = next_run(&stack, d);
+    assert!(
+        err.contains("stopped at `starting`") && err.contains("copied in completely"),
+        "{err}"
+    );
+    assert!(!journal.exists());
+    stack.wait_ready();
+    assert_eq!(batches(&stack), "1:100");
+    let aside = common::docker_lines(&[
+        "volume",
+        "ls",
+        "-q",
+        "--filter",
+        &format!("name={}_postgres_data_before_pitr_", stack.project),
+    ]);
+    assert_eq!(aside.len(), 1, "the previous data is kept aside: {aside:?}");
+    // Nothing of the killed runs is left: no throwaway container, no scratch volume.
+    let filter = format!("label=dev.fog-compute.pitr={}", stack.project);
+    assert!(common::docker_lines(&["ps", "-aq", "--filter", &filter]).is_empty());
+    let scratch: Vec<String> = common::docker_lines(&["volume", "ls", "-q", "--filter", &filter])
+        .into_iter()
+        .filter(|v| v.contains("_pitr_") && !v.contains("_before_pitr_"))
+        .collect();
+    assert!(scratch.is_empty(), "{scratch:?}");
+}
