@@ -81,6 +81,7 @@ fn bench_pitr_small_run_measures_every_figure_and_leaves_nothing() {
         "{f}"
     );
     assert!(num("wal_mb") >= 4.0, "{f}");
+    assert!(f["wal_segments"].as_u64().unwrap() >= 1, "{f}");
     assert!(
         num("restore_seconds") > 0.0 && num("restore_replay_seconds") > 0.0,
         "{f}"

@@ -613,7 +613,6 @@ impl Cmd {
                 "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '{base_lsn}')"
             ))
         };
-        let archived_before = b.archived_count()?;
         let (mut from, step) = (0u64, (f.rows / 8).max(1000));
         while wal_bytes(b)? < target as f64 {
             b.sql(&format!(
@@ -634,6 +633,12 @@ impl Cmd {
         std::thread::sleep(Duration::from_millis(300));
         b.sql("INSERT INTO marker DEFAULT VALUES")?;
         f.wal_mb = wal_bytes(b)? / MIB;
+        // The 16 MiB segments the replay reads after the base backup (the
+        // archiver's own count restarts with the swapped-in server).
+        f.wal_segments = b.sql_f64(&format!(
+            "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint / 16777216 \
+             - pg_wal_lsn_diff('{base_lsn}', '0/0')::bigint / 16777216 + 1"
+        ))? as u64;
         eprintln!(
             "cargo xtask restore --to-time '{to_time}' --yes ({:.0} MiB of WAL)...",
             f.wal_mb
@@ -658,7 +663,6 @@ impl Cmd {
         if !out.status.success() {
             bail!("restore --to-time failed: {stderr}");
         }
-        f.wal_segments = (b.archived_count()? - archived_before).max(0.0) as u64;
         let replayed = number_after(&stderr, "replayed and promoted in").unwrap_or(0.0);
         let total = number_after(
             &stdout,
@@ -728,7 +732,7 @@ impl Cmd {
             ),
         );
         out += &row(
-            &format!("restore --to-time, {:.0} MiB database + {:.0} MiB of WAL ({} segments archived)", f.database_mb, f.wal_mb, f.wal_segments),
+            &format!("restore --to-time, {:.0} MiB database + {:.0} MiB of WAL ({} segments)", f.database_mb, f.wal_mb, f.wal_segments),
             "cargo xtask restore --to-time T --yes",
             format!(
                 "{:.1} s: switch WAL and checks {:.1} s, extract + replay + verify {:.1} s, swap + start {:.1} s; {:.0} MiB restored",
