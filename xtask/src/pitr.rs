@@ -72,7 +72,10 @@ pub fn records(dir: &Path, namespace: &str, need_archive: bool) -> Vec<(PathBuf,
                 None => continue,
             }
         };
-        if !name.starts_with(&prefix) || !name.ends_with(".tar.gz") {
+        let plain = name
+            .strip_suffix(crate::backup::encrypt::SUFFIX)
+            .unwrap_or(&name);
+        if !name.starts_with(&prefix) || !plain.ends_with(".tar.gz") {
             continue;
         }
         let path = dir.join(&name);

@@ -22,6 +22,7 @@ use std::{fs, time::Duration, time::Instant};
 
 use age::secrecy::ExposeSecret;
 use data_support::DataStack;
+use sha2::Digest;
 
 struct Leftovers(String);
 
@@ -115,10 +116,19 @@ fn wal_shipped_to_s3_restored_from_it_pruned_and_watched() {
     let recipient = key.to_public().to_string();
     let k = key_file.to_str().unwrap();
 
-    // Base backup 1, uploaded with its record.
+    // Base backup 1, encrypted in the stream, uploaded with its record.
     stack.sql("CREATE TABLE t (id serial PRIMARY KEY, batch int NOT NULL)");
     let out = stack.xtask(&[
-        "backup", "base", "--dir", d, "--to", url, "--format", "json",
+        "backup",
+        "base",
+        "--dir",
+        d,
+        "--to",
+        url,
+        "--encrypt-to",
+        &recipient,
+        "--format",
+        "json",
     ]);
     assert!(out.status.success(), "{}", common::text(&out));
     let base1 = json(&common::stdout(&out));
@@ -128,13 +138,39 @@ fn wal_shipped_to_s3_restored_from_it_pruned_and_watched() {
         .unwrap()
         .to_string_lossy()
         .into_owned();
-    for suffix in [".tar.gz (", ".sha256 (", ".base.json (", ".manifest.json ("] {
+    for suffix in [
+        ".tar.gz.age (",
+        ".sha256 (",
+        ".base.json (",
+        ".manifest.json (",
+    ] {
         assert!(
             common::stderr(&out).contains(suffix),
             "{suffix}: {}",
             common::stderr(&out)
         );
     }
+    // Ciphertext on disk, its checksum of the ciphertext; verified (the
+    // plaintext by pg_verifybackup) only with the key.
+    let base1_path = base1["path"].as_str().unwrap().to_string();
+    assert!(base1_name.ends_with(".tar.gz.age"), "{base1_name}");
+    let bytes = fs::read(&base1_path).unwrap();
+    assert!(bytes.starts_with(b"age-encryption.org/v1\n"));
+    let sha = fs::read_to_string(format!("{base1_path}.sha256")).unwrap();
+    assert!(
+        sha.starts_with(
+            &sha2::Sha256::digest(&bytes)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        ),
+        "the checksum is of the ciphertext: {sha}"
+    );
+    let out = stack.xtask(&["backup", "verify", &base1_path]);
+    assert_eq!(out.status.code(), Some(2), "{}", common::text(&out));
+    assert!(common::stderr(&out).contains("--identity"));
+    let out = stack.ok(&["backup", "verify", &base1_path, "--identity", k]);
+    assert!(out.contains("verified"), "{out}");
 
     stack.sql("INSERT INTO t (batch) SELECT 1 FROM generate_series(1, 100)");
     stack.sql("INSERT INTO t (batch) SELECT 2 FROM generate_series(1, 100)");
@@ -144,6 +180,19 @@ fn wal_shipped_to_s3_restored_from_it_pruned_and_watched() {
     std::thread::sleep(Duration::from_millis(300));
     stack.sql("DROP TABLE precious");
     switch_and_wait(&stack);
+    // A local restore from the encrypted base backup needs the key: refused
+    // before anything is touched.
+    let out = stack.xtask(&["restore", "--to-time", &before_drop, "--yes", "--dir", d]);
+    assert_eq!(out.status.code(), Some(2), "{}", common::text(&out));
+    assert!(
+        common::stderr(&out).contains("--identity"),
+        "{}",
+        common::text(&out)
+    );
+    assert!(stack
+        .xtask(&["psql", "--", "-c", "SELECT 1"])
+        .status
+        .success());
 
     // The shipper killed after its first verified upload...
     let marker = stack.dir.join("paused-ship");

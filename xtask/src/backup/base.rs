@@ -2,15 +2,18 @@
 //! from. `pg_basebackup -D - -Ft -z -X fetch -c fast` streams one gzipped tar
 //! (with Postgres 15's `backup_manifest` inside, and the WAL the backup needs)
 //! out of the running container through `docker exec`, hashed in the same
-//! pass into `backups/<project>-base-<UTC stamp>.tar.gz`. Before the archive
-//! gets its final name, `pg_verifybackup` checks it (extracted in a throwaway
-//! container of the environment's image, no network), and its start/stop LSN,
-//! timeline and times go into `<file>.base.json` beside the usual `.sha256`
-//! and manifest. `backup verify` runs the same check on a finished one.
+//! pass into `backups/<project>-base-<UTC stamp>.tar.gz` (with `--encrypt-to`
+//! through age in the process, as `backup postgres` does: `.tar.gz.age`, the
+//! checksum of the ciphertext). The same plaintext goes, as it passes, to
+//! `pg_verifybackup` in a throwaway container of the environment's image (no
+//! network), which prints `backup_label` and `backup_manifest` back once they
+//! verified; only then does the archive get its final name, with its
+//! start/stop LSN, timeline and times in `<file>.base.json` beside the usual
+//! `.sha256` and manifest. `backup verify` runs the same check on a finished
+//! one (decrypting with `--identity`).
 
 use std::{
-    fs::File,
-    io::Read,
+    io::{Read, Write},
     path::{Path, PathBuf},
     time::Instant,
 };
@@ -18,7 +21,7 @@ use std::{
 use anyhow::{bail, Context, Result};
 
 use super::{archive, postgres::Written, stream};
-use crate::process::Cmd;
+use crate::process::{Cmd, Io};
 use crate::{process::Runner, psql::Database, wal};
 
 /// What recovery needs to know about a base backup (`<file>.base.json`).
@@ -63,11 +66,11 @@ pub fn backup(
     progress: bool,
 ) -> Result<Option<(Written, BaseInfo)>> {
     let created_at = crate::images::build::rfc3339_now();
-    let file = format!(
+    let file = super::encrypt::archive_name(format!(
         "{}-base-{}.tar.gz",
         db.namespace,
         archive::stamp(&created_at)
-    );
+    ));
     let path = dir.join(&file);
     if path.exists() {
         bail!("{} exists already; try again in a second", path.display());
@@ -105,23 +108,50 @@ pub fn backup(
     let started = Instant::now();
     let mut out = archive::Atomic::create(&path)?;
     let bar = stream::bar(progress, None, &format!("pg_basebackup {}", db.namespace));
-    let result = stream::from_child(
-        runner,
-        cmd,
-        std::io::BufWriter::with_capacity(archive::CHUNK, out.file()),
-        &bar,
-    );
-    bar.finish_and_clear();
-    let (size, sha256) = result?;
+    // The plaintext goes both to the archive's sink (through age with
+    // --encrypt-to) and to pg_verifybackup in a throwaway container, which
+    // prints backup_label and backup_manifest back once it verified them.
+    let mut verifier = runner.spawn(
+        verifier_cmd(&db.image)
+            .stdin(Io::Piped)
+            .stdout(Io::Piped)
+            .stderr(Io::Piped),
+    )?;
+    let printed = read_all(verifier.stdout.take().expect("piped"));
+    let complaints = read_all(verifier.stderr.take().expect("piped"));
+    let to_verifier = verifier.stdin.take().expect("piped");
+    let mut sink = super::encrypt::Sink::new(out.file())?;
+    let result = stream::from_child(runner, cmd, Tee(&mut sink, to_verifier), &bar);
     let stop_epoch = now_epoch();
+    bar.finish_and_clear();
+    if result.is_err() {
+        let _ = verifier.kill();
+    }
+    let verified = verifier.wait().context("waiting for pg_verifybackup")?;
+    let printed = printed.join().unwrap_or_default();
+    let complaints = complaints.join().unwrap_or_default();
+    if let Err(e) = result {
+        return Err(e.context(format!(
+            "the base backup {file} failed; nothing was kept (pg_verifybackup: {})",
+            complaints.trim()
+        )));
+    }
+    if !verified.success() {
+        bail!(
+            "the base backup {file} did not verify; nothing was kept: pg_verifybackup: {}",
+            complaints.trim()
+        );
+    }
+    let (size, sha256) = sink.finish()?;
     out.file().sync_all()?;
-    let (label, manifest_json) = read_members(out.tmp_path())?;
-    let info = base_info(&file, &label, &manifest_json, stop_epoch)?;
-    pg_verifybackup(runner, out.tmp_path(), &db.image)
-        .with_context(|| format!("the base backup {file} did not verify; nothing was kept"))?;
+    let (label, manifest_json) = printed
+        .split_once(MANIFEST_MARK)
+        .context("pg_verifybackup's container printed no backup_label and backup_manifest")?;
+    let info = base_info(&file, label, manifest_json, stop_epoch)?;
     let manifest = archive::Manifest {
         kind: "base".into(),
-        format: "pg_basebackup -Ft -z -X fetch".into(),
+        format: super::encrypt::archive_name("pg_basebackup -Ft -z -X fetch".into())
+            .replace(".age", " | age"),
         file: file.clone(),
         project: db.namespace.clone(),
         environment: db.environment.to_string(),
@@ -151,29 +181,6 @@ pub fn backup(
         },
         info,
     )))
-}
-
-/// `backup_label` and `backup_manifest` out of a gzipped base tar.
-fn read_members(path: &Path) -> Result<(String, String)> {
-    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(file));
-    let (mut label, mut manifest) = (None, None);
-    for entry in tar.entries()? {
-        let mut entry = entry?;
-        let name = entry.path()?.to_string_lossy().into_owned();
-        let slot = match name.trim_start_matches("./") {
-            "backup_label" => &mut label,
-            "backup_manifest" => &mut manifest,
-            _ => continue,
-        };
-        let mut text = String::new();
-        entry.by_ref().take(64 << 20).read_to_string(&mut text)?;
-        *slot = Some(text);
-    }
-    Ok((
-        label.context("the base backup has no backup_label")?,
-        manifest.context("the base backup has no backup_manifest")?,
-    ))
 }
 
 /// Start LSN, timeline and start time from `backup_label`; stop LSN from the
@@ -219,9 +226,14 @@ pub fn base_info(file: &str, label: &str, manifest: &str, stop_epoch: f64) -> Re
     })
 }
 
-/// Extract the archive in a throwaway container (no network) of `image` and
-/// run `pg_verifybackup` on it (checksums of every file and the WAL it needs).
-pub fn pg_verifybackup(runner: &Runner, path: &Path, image: &str) -> Result<()> {
+/// Between backup_label and backup_manifest in the verifier's output.
+const MANIFEST_MARK: &str = "\n--fog-backup-manifest--\n";
+
+/// A throwaway container (no network) of `image` that extracts a base
+/// backup's plaintext from stdin, runs `pg_verifybackup` on it (checksums of
+/// every file and the WAL it needs; its report on stderr), then prints
+/// `backup_label`, [`MANIFEST_MARK`] and `backup_manifest`.
+fn verifier_cmd(image: &str) -> Cmd {
     let mut cmd = Cmd::new("docker");
     cmd.args([
         "run",
@@ -235,14 +247,46 @@ pub fn pg_verifybackup(runner: &Runner, path: &Path, image: &str) -> Result<()> 
         "sh",
         image,
         "-c",
-        "set -e; d=$(mktemp -d); tar -xzf - -C \"$d\"; pg_verifybackup \"$d\"",
+        "set -e; d=$(mktemp -d); tar -xzf - -C \"$d\"; pg_verifybackup \"$d\" >&2; \
+         cat \"$d/backup_label\"; printf '\\n--fog-backup-manifest--\\n'; cat \"$d/backup_manifest\"; rm -rf \"$d\"",
     ]);
-    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    cmd
+}
+
+/// All of a stream, read on a thread (a manifest can be megabytes; capped at 256 MiB).
+fn read_all(mut from: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut text = Vec::new();
+        let _ = (&mut from).take(256 << 20).read_to_end(&mut text);
+        let _ = std::io::copy(&mut from, &mut std::io::sink());
+        String::from_utf8_lossy(&text).into_owned()
+    })
+}
+
+/// Every byte written to both: the archive's sink and the verifier's stdin.
+struct Tee<A, B>(A, B);
+
+impl<A: Write, B: Write> Write for Tee<A, B> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write_all(buf)?;
+        self.1.write_all(buf)?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()?;
+        self.1.flush()
+    }
+}
+
+/// `pg_verifybackup` on a finished base backup (decrypted on the way with
+/// `--identity` when it is `.age`).
+pub fn pg_verifybackup(runner: &Runner, path: &Path, image: &str) -> Result<()> {
+    let file = super::encrypt::open(path)?;
     stream::into_child(
         runner,
         false,
-        cmd,
-        file,
+        verifier_cmd(image),
+        std::io::BufReader::with_capacity(archive::CHUNK, file),
         &indicatif::ProgressBar::hidden(),
         true,
     )

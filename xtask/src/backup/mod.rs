@@ -57,6 +57,7 @@ Examples:
   cargo xtask backup volume grafana_data
   cargo xtask backup base
   cargo xtask backup base --to s3://fog-backups/prod --endpoint https://s3.example.net
+  cargo xtask backup base --encrypt-to age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p
   cargo xtask backup wal --to s3://fog-backups/prod --endpoint https://s3.example.net
   cargo xtask backup verify --wal
   cargo xtask backup all
@@ -102,6 +103,11 @@ enum Action {
         /// .sha256, .base.json, manifest), each object read back and compared.
         #[arg(long, value_name = "s3://BUCKET/PREFIX")]
         to: Option<String>,
+        /// Encrypt to this age X25519 recipient (`age1...`) in the stream; the
+        /// archive is `.tar.gz.age`, its checksum covers the ciphertext, and
+        /// `restore --to-time` needs `--identity`.
+        #[arg(long, value_name = "RECIPIENT")]
+        encrypt_to: Option<String>,
         #[command(flatten)]
         remote: remote::RemoteArgs,
     },
@@ -357,8 +363,12 @@ impl Cmd {
                 common,
                 target,
                 to,
+                encrypt_to,
                 remote,
             } => {
+                if let Some(r) = &encrypt_to {
+                    encrypt::set_recipient(r)?;
+                }
                 let store = to
                     .as_deref()
                     .map(|t| remote::open(t, &remote))

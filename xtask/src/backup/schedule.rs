@@ -126,6 +126,9 @@ pub fn commands(args: &ScheduleArgs, exe: &Path, dir: &Path) -> Vec<Vec<String>>
             base.push("--to".into());
             base.extend(remote.iter().cloned());
         }
+        if let Some(r) = &args.encrypt_to {
+            base.extend(["--encrypt-to".into(), r.clone()]);
+        }
         out.push(base);
     }
     let mut policy = Vec::new();
@@ -402,7 +405,7 @@ mod tests {
         a.encrypt_to = Some("age1xyz".into());
         let w = render(&a, Path::new("/x"), Path::new("/r"), Path::new("/b"));
         assert!(w.service.contains(
-            "ExecStart=/x backup base --dir /b --to s3://fog-backups/prod --endpoint https://s3.example.net\n"
+            "ExecStart=/x backup base --dir /b --to s3://fog-backups/prod --endpoint https://s3.example.net --encrypt-to age1xyz\n"
         ));
         assert!(w.wal_service.unwrap().contains(
             "ExecStart=/x backup wal --dir /b --to s3://fog-backups/prod --endpoint https://s3.example.net --encrypt-to age1xyz\n"

@@ -6,6 +6,7 @@ mod backup;
 mod betanet;
 mod check;
 mod mixnode;
+mod pitr;
 mod swarm;
 mod switch;
 
@@ -31,6 +32,8 @@ enum Target {
     Swarm(swarm::Cmd),
     /// Backup and restore MB/s of Postgres and a volume, beside tar czf and in-container pg_dump.
     Backup(backup::Cmd),
+    /// Point-in-time recovery: pgbench with archiving off/on, RPO of a kill -9, restore --to-time of SIZE + SIZE of WAL.
+    Pitr(pitr::Cmd),
 }
 
 impl Cmd {
@@ -42,6 +45,7 @@ impl Cmd {
             Target::Betanet(cmd) => cmd.run(sh, global),
             Target::Swarm(cmd) => cmd.run(sh, global),
             Target::Backup(cmd) => cmd.run(sh, global),
+            Target::Pitr(cmd) => cmd.run(sh, global),
         }
     }
 }

@@ -17,7 +17,6 @@
 //! run killed midway is rolled back by the next.
 
 use std::{
-    fs::File,
     path::{Path, PathBuf},
     time::Duration,
     time::Instant,
@@ -166,6 +165,9 @@ pub fn run(
             oldest.stop_time
         );
     };
+    // An encrypted base backup needs --identity, and the right one: checked
+    // (the age header opened) before anything is touched.
+    drop(crate::backup::encrypt::open(base_path)?);
     let reach = pitr::reach(&archive, runner, &segments, info)?;
     let refuse = |what: &str| -> Result<()> {
         let gap = reach.gaps.first().map_or(String::new(), |g| {
@@ -329,7 +331,8 @@ fn fill(runner: &Runner, base: &Path, volume: &str, image: &str, goal: &Goal) ->
     ])
     .arg(format!("{volume}:/var/lib/postgresql/data"))
     .args(["--entrypoint", "sh", image, "-c", &script]);
-    let file = File::open(base).with_context(|| format!("opening {}", base.display()))?;
+    let file =
+        std::io::BufReader::with_capacity(archive::CHUNK, crate::backup::encrypt::open(base)?);
     stream::into_child(
         runner,
         true,

@@ -40,7 +40,7 @@
 mod measure;
 mod report;
 mod seaweed;
-mod stack;
+pub(super) mod stack;
 
 use super::median;
 use report::Rows;

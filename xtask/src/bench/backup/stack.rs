@@ -6,13 +6,13 @@ use super::*;
 use crate::process::Cmd;
 
 /// The bench's stack: removed when dropped unless `keep`.
-pub(super) struct Stack<'a> {
-    pub(super) sh: &'a Shell,
-    pub(super) runner: Runner,
-    pub(super) compose: Compose,
-    pub(super) project: String,
-    pub(super) dir: PathBuf,
-    pub(super) keep: bool,
+pub(in crate::bench) struct Stack<'a> {
+    pub(in crate::bench) sh: &'a Shell,
+    pub(in crate::bench) runner: Runner,
+    pub(in crate::bench) compose: Compose,
+    pub(in crate::bench) project: String,
+    pub(in crate::bench) dir: PathBuf,
+    pub(in crate::bench) keep: bool,
 }
 
 impl Drop for Stack<'_> {
