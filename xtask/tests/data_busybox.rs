@@ -18,7 +18,7 @@ mod data_support;
 
 use std::{fs, path::Path};
 
-use data_support::DataStack;
+use data_support::{in_volume, DataStack};
 
 /// The busybox image, removed on drop (after the stack that runs it).
 struct Image(String);
@@ -81,40 +81,13 @@ fn busybox_image(dir: &Path) -> Option<Image> {
     Some(image)
 }
 
-/// Run `script` in a throwaway GNU container (the offline image) with
-/// `volume` at /v: the reference tools the comparison is made with.
-fn in_volume(volume: &str, script: &str) -> String {
-    let mount = format!("{volume}:/v");
-    let image = data_support::postgres_image();
-    common::docker(&[
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        "--user",
-        "0:0",
-        "-v",
-        &mount,
-        "--entrypoint",
-        "sh",
-        &image,
-        "-c",
-        script,
-    ])
-}
-
 /// Name, type, size, link count, mode, owner and link target of every path,
 /// and the sha256 of every regular file; allocated blocks apart.
 fn listing(volume: &str) -> (String, String) {
-    let stat = in_volume(
-        volume,
-        "cd /v && find . -mindepth 1 -print0 | sort -z | xargs -0 stat -c '%n %F %s %h %a %u %g %N'",
-    );
-    let sums = in_volume(
-        volume,
-        "cd /v && find . -type f -print0 | sort -z | xargs -0 sha256sum",
-    );
-    (stat, sums)
+    (
+        data_support::stat_listing(volume, data_support::STAT),
+        data_support::sha256_listing(volume),
+    )
 }
 
 /// Allocated 512-byte blocks of `/v/sparse`.

@@ -4,6 +4,9 @@
 //! and host ports in 49000-50599 by bank and slot ([`bank`], [`slot_port`]), the offline Postgres image
 //! (`images offline --only postgres`), and a [`DataStack`] guard whose `Drop`
 //! removes the project's containers, networks and volumes even on failure.
+//! Also what the data tests share beside the stack: a throwaway container
+//! on a volume ([`in_volume`]) with the listings they compare
+//! ([`stat_listing`], [`sha256_listing`]).
 #![allow(dead_code)]
 
 use std::{
@@ -202,8 +205,15 @@ impl DataStack {
     }
 
     pub fn xtask(&self, args: &[&str]) -> Output {
+        self.xtask_with(args, &[])
+    }
+
+    /// [`Self::xtask`] with `env` added to the command's environment.
+    pub fn xtask_with(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         let started = std::time::Instant::now();
-        let out = self.command(args).output().expect("xtask runs");
+        let mut cmd = self.command(args);
+        cmd.envs(env.iter().copied());
+        let out = cmd.output().expect("xtask runs");
         eprintln!(
             "$ xtask {} -> {} in {:.1}s\n{}{}",
             args.join(" "),
@@ -247,4 +257,62 @@ impl Drop for DataStack {
             &self.dir,
         );
     }
+}
+
+/// Run `script` as root in a throwaway container of the offline Postgres image
+/// (a GNU userland: the reference tools) with `volume` at /v and no network;
+/// its stdout.
+pub fn in_volume(volume: &str, script: &str) -> String {
+    run_on(&format!("{volume}:/v"), script)
+}
+
+/// [`in_volume`] with `volume` mounted read-only, for volumes a test must
+/// not change (an old stack's under `adopt`).
+pub fn read_volume(volume: &str, script: &str) -> String {
+    run_on(&format!("{volume}:/v:ro"), script)
+}
+
+fn run_on(mount: &str, script: &str) -> String {
+    let image = postgres_image();
+    crate::common::docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--user",
+        "0:0",
+        "-v",
+        mount,
+        "--entrypoint",
+        "sh",
+        &image,
+        "-c",
+        script,
+    ])
+}
+
+/// `stat` fields of an entry: name, type, size, link count, mode, owner and
+/// link target.
+pub const STAT: &str = "%n %F %s %h %a %u %g %N";
+/// [`STAT`] with the allocated 512-byte blocks after the size (a hole that
+/// came back filled shows there).
+pub const STAT_BLOCKS: &str = "%n %F %s %b %h %a %u %g %N";
+
+/// The shell line behind [`stat_listing`]: `stat -c FIELDS` of every entry
+/// below /v (not /v itself), sorted by name (NUL-separated, so any name).
+pub fn stat_script(fields: &str) -> String {
+    format!("cd /v && find . -mindepth 1 -print0 | sort -z | xargs -0 -r stat -c '{fields}'")
+}
+
+/// The shell line behind [`sha256_listing`].
+pub const SHA256_SCRIPT: &str = "cd /v && find . -type f -print0 | sort -z | xargs -0 -r sha256sum";
+
+/// `stat -c FIELDS` ([`STAT`] or [`STAT_BLOCKS`]) of every entry of `volume`.
+pub fn stat_listing(volume: &str, fields: &str) -> String {
+    in_volume(volume, &stat_script(fields))
+}
+
+/// The sha256 of every regular file of `volume`, sorted by name.
+pub fn sha256_listing(volume: &str) -> String {
+    in_volume(volume, SHA256_SCRIPT)
 }
