@@ -20,6 +20,7 @@ pub mod comparison;
 pub mod completions;
 pub mod compose;
 pub mod config;
+pub mod confirm;
 pub mod deploy;
 pub mod dev;
 pub mod docker;

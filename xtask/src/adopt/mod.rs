@@ -21,11 +21,7 @@ pub mod render;
 pub mod set;
 pub mod transfer;
 
-use std::{
-    collections::BTreeMap,
-    io::{BufRead, IsTerminal, Write},
-    path::PathBuf,
-};
+use std::{collections::BTreeMap, path::PathBuf};
 
 use anyhow::{Context as _, Result};
 use clap::ValueEnum;
@@ -247,10 +243,13 @@ impl Cmd {
             return Ok(());
         }
         if !self.yes {
-            confirm(&format!(
-                "Stop project {} and move its data into {} (project {})?",
-                ctx.old_project, ctx.environment, ctx.project.name
-            ))?;
+            crate::confirm::or_cancel(
+                "adopt",
+                &format!(
+                    "Stop project {} and move its data into {} (project {})?",
+                    ctx.old_project, ctx.environment, ctx.project.name
+                ),
+            )?;
         }
         transfer::run(sh, global, &runner, &ctx, &findings, &self.up, self.format)
     }
@@ -259,21 +258,4 @@ impl Cmd {
 /// `path` made absolute against the current directory (lexically).
 fn absolute(path: PathBuf) -> PathBuf {
     std::path::absolute(&path).unwrap_or(path)
-}
-
-/// Ask `question` on the terminal; no terminal, or anything but yes: exit 2.
-fn confirm(question: &str) -> Result<()> {
-    if !std::io::stdin().is_terminal() {
-        usage_bail!(
-            "{question} Pass --yes to confirm (no terminal to ask on); nothing was touched"
-        );
-    }
-    eprint!("{question} [y/N] ");
-    std::io::stderr().flush()?;
-    let mut answer = String::new();
-    std::io::stdin().lock().read_line(&mut answer)?;
-    if !matches!(answer.trim(), "y" | "Y" | "yes") {
-        usage_bail!("adopt cancelled: nothing was touched");
-    }
-    Ok(())
 }

@@ -210,11 +210,14 @@ pub fn run(
         }
     }
     if !yes && !runner.dry_run {
-        super::confirm(&format!(
-            "Replace the data of {} (volume {live}) with base backup {} replayed to {goal:?}?",
-            db.describe(),
-            info.file
-        ))?;
+        crate::confirm::or_cancel(
+            "restore",
+            &format!(
+                "Replace the data of {} (volume {live}) with base backup {} replayed to {goal:?}?",
+                db.describe(),
+                info.file
+            ),
+        )?;
     }
     let recovered = format!("{live}_pitr_{stamp}");
     let aside = format!("{live}_before_pitr_{stamp}");
