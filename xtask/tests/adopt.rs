@@ -20,12 +20,11 @@ use std::{
     fs,
     path::PathBuf,
     process::{Command, Stdio},
-    time::{Duration, Instant},
 };
 
 use adopt_support::{adopt, checksum, new_stack, OldStack, FINGERPRINT, WRITE};
 use common::{docker, docker_lines, docker_output, text};
-use data_support::{in_volume, postgres_image};
+use data_support::{in_volume, postgres_image, spawn_paused_at};
 use engine_support::{ensure_failing_image, ensure_stub_image, STUB_IMAGE};
 
 /// The old stack runs again with every row, and the new project has no
@@ -392,19 +391,12 @@ fn a_failure_or_a_kill_after_the_stop_brings_the_old_stack_back_then_betanet_ado
 
     // Ctrl-C (SIGINT) before the copy, after the stop and the restore: adopt
     // ends the phase it is in, undoes, and says so; nothing is left.
-    let marker = PathBuf::from(&sets).join(format!("adopt-{}.paused", old.project));
-    let child = new
-        .command(&[&["adopt"], &args[..]].concat())
-        .env("FOG_TEST_PAUSE_AT", "copy")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(180);
-    while !marker.is_file() {
-        assert!(Instant::now() < deadline, "adopt never reached the copy");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let adopt_cmd = || {
+        let mut cmd = new.command(&[&["adopt"], &args[..]].concat());
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd
+    };
+    let (child, marker) = spawn_paused_at(adopt_cmd(), "copy");
     let pid = child.id().to_string();
     assert!(Command::new("kill")
         .args(["-INT", &pid])
@@ -429,22 +421,7 @@ fn a_failure_or_a_kill_after_the_stop_brings_the_old_stack_back_then_betanet_ado
 
     // Killed (SIGKILL) before the copy, after the stop and the restore:
     // `--rollback` reads the journal and brings the old stack back.
-    let marker = PathBuf::from(&sets).join(format!("adopt-{}.paused", old.project));
-    let mut child = new
-        .command(&[&["adopt"], &args[..]].concat())
-        .env("FOG_TEST_PAUSE_AT", "copy")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(180);
-    while !marker.is_file() {
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("adopt ended ({status}) before the pause point");
-        }
-        assert!(Instant::now() < deadline, "adopt never reached the copy");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let (mut child, marker) = spawn_paused_at(adopt_cmd(), "copy");
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     fs::remove_file(&marker).unwrap();

@@ -6,14 +6,16 @@
 //! removes the project's containers, networks and volumes even on failure.
 //! Also what the data tests share beside the stack: a throwaway container
 //! on a volume ([`in_volume`]) with the listings they compare
-//! ([`stat_listing`], [`sha256_listing`]).
+//! ([`stat_listing`], [`sha256_listing`]), and [`spawn_paused_at`] for the
+//! `FOG_TEST_PAUSE_AT` hook.
 #![allow(dead_code)]
 
 use std::{
     fs,
     path::PathBuf,
-    process::{Command, Output, Stdio},
+    process::{Child, Command, Output, Stdio},
     sync::Mutex,
+    time::{Duration, Instant},
 };
 
 use crate::common::{engine_or_skip, text, xtask_env};
@@ -315,4 +317,39 @@ pub fn stat_listing(volume: &str, fields: &str) -> String {
 /// The sha256 of every regular file of `volume`, sorted by name.
 pub fn sha256_listing(volume: &str) -> String {
     in_volume(volume, SHA256_SCRIPT)
+}
+
+/// Spawn `cmd` with the test hook `FOG_TEST_PAUSE_AT=phase` and
+/// `FOG_TEST_PAUSE_MARKER` set to a fresh path, and wait until the marker
+/// exists: the command is then held at `phase` until it is killed, gets
+/// Ctrl-C/SIGTERM, or the marker is removed (which lets it go on). Panics,
+/// with what it printed, if the command ends before it gets there. The caller
+/// picks `cmd`'s stdio; the marker is the caller's to remove.
+pub fn spawn_paused_at(mut cmd: Command, phase: &str) -> (Child, PathBuf) {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let marker =
+        std::env::temp_dir().join(format!("fog-paused-{}-{n}-{phase}", std::process::id()));
+    let _ = fs::remove_file(&marker);
+    let mut child = cmd
+        .env("FOG_TEST_PAUSE_AT", phase)
+        .env("FOG_TEST_PAUSE_MARKER", &marker)
+        .spawn()
+        .expect("the paused command starts");
+    let deadline = Instant::now() + Duration::from_secs(240);
+    while !marker.exists() {
+        if let Some(status) = child.try_wait().unwrap() {
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "{cmd:?} ended ({status}) before phase {phase}: {}",
+                crate::common::text(&out)
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "phase {phase} never reached: {cmd:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (child, marker)
 }
