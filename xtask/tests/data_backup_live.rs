@@ -5,7 +5,7 @@
 //! full disk names the folder. `prune` treats each project and kind on its
 //! own and keeps sets whole. A volume with absolute and relative symlinks,
 //! hard links, a 1 GiB sparse file, a FIFO and odd names comes back exactly
-//! (`stat` compared, the sparse file still sparse).
+//! (`stat` compared, the sparse file still sparse); so does an empty volume.
 
 mod common;
 mod data_support;
@@ -392,6 +392,10 @@ fn a_volume_with_links_holes_fifos_and_odd_names_round_trips_exactly() {
     let restored = stat_listing(&grafana, STAT_BLOCKS);
     assert_eq!(restored, original);
     assert!(blocks(&restored) <= 64, "{restored}");
+
+    // An empty volume round-trips too: GNU tar stores its root, one entry.
+    let (manifest, _) = data_support::empty_volume_round_trip(&stack, "prometheus_data", d);
+    assert_eq!(manifest["entries"], 1, "{manifest}");
 
     // A full disk during a volume backup (its 3 MB random file does not fit
     // 2 MiB) is named as such, not as the tar check's cut-short stream.

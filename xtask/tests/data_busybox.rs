@@ -10,7 +10,8 @@
 //! a sparse file, symlinks, a hard link, modes and owners round-trips through
 //! `backup volume` and `restore` with the same names, types, sizes, modes,
 //! owners, link targets and bytes (the output names the `docker cp` fallback,
-//! which stores the sparse file in full); `backup postgres`, its drill and its
+//! which stores the sparse file in full), and so does an empty volume;
+//! `backup postgres`, its drill and its
 //! `restore` pass, and `archive-wal.sh` archives a WAL segment.
 
 mod common;
@@ -192,6 +193,14 @@ fn volume_backup_restore_and_the_drill_work_with_a_busybox_userland() {
     // `docker cp` wrote the holes out: what the note said.
     let blocks = sparse_blocks(&grafana);
     assert!(blocks >= 64 * 2048, "sparse file blocks: {blocks}");
+
+    // An empty volume round-trips through `docker cp` too: its root, one entry.
+    let (manifest, err) = data_support::empty_volume_round_trip(&stack, "prometheus_data", d);
+    assert!(
+        err.contains("no image of the environment has GNU tar"),
+        "{err}"
+    );
+    assert_eq!(manifest["entries"], 1, "{manifest}");
 
     // The database: dump, drill in a throwaway busybox Postgres, restore.
     stack.sql("CREATE TABLE notes (id int PRIMARY KEY, body text); INSERT INTO notes SELECT g, md5(g::text) FROM generate_series(1, 500) g");

@@ -353,3 +353,45 @@ pub fn spawn_paused_at(mut cmd: Command, phase: &str) -> (Child, PathBuf) {
     }
     (child, marker)
 }
+
+/// An empty volume is data like any other: volume `overlay` of the stack's
+/// environment (created empty here; no service of it may run) is backed up,
+/// verified, then a file written into it, and the restore empties it again,
+/// keeping the file in its `_before_restore_` volume. The backup's manifest
+/// and stderr, for the caller's checks of its helper path.
+pub fn empty_volume_round_trip(
+    stack: &DataStack,
+    overlay: &str,
+    dir: &str,
+) -> (serde_json::Value, String) {
+    let volume = format!("{}_{overlay}", stack.project);
+    crate::common::docker(&["volume", "create", &volume]);
+    assert_eq!(stat_listing(&volume, STAT), "", "{volume} is not empty");
+    let out = stack.xtask(&[
+        "backup", "volume", overlay, "--dir", dir, "--format", "json",
+    ]);
+    assert!(out.status.success(), "{}", crate::common::text(&out));
+    let written: serde_json::Value =
+        serde_json::from_str(crate::common::stdout(&out).trim()).unwrap();
+    let archive = written["path"].as_str().unwrap().to_string();
+    let manifest: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(format!("{archive}.manifest.json")).unwrap())
+            .unwrap();
+    let empty = "1 entry: the volume is empty";
+    let verified = stack.ok(&["backup", "verify", &archive]);
+    assert!(verified.contains(empty), "{verified}");
+    in_volume(&volume, "echo later > /v/added");
+    let restored = stack.ok(&["restore", &archive, "--yes", "--dir", dir]);
+    assert!(restored.contains(empty), "{restored}");
+    assert_eq!(stat_listing(&volume, STAT), "", "{restored}");
+    let aside = crate::common::docker_lines(&[
+        "volume",
+        "ls",
+        "-q",
+        "--filter",
+        &format!("name={volume}_before_restore_"),
+    ]);
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    assert_eq!(in_volume(&aside[0], "cat /v/added"), "later");
+    (manifest, crate::common::stderr(&out))
+}
