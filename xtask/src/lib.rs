@@ -38,6 +38,7 @@ pub mod network;
 pub mod pitr;
 pub mod process;
 pub mod prod;
+pub mod progress;
 pub mod ps;
 pub mod psql;
 pub mod release;

@@ -175,6 +175,14 @@ fn adopt_moves_every_row_and_file_into_dev_refuses_a_second_time_and_rolls_back(
         &[],
     );
     assert!(out.status.success(), "{}", text(&out));
+    // The dump's bytes as they passed: no terminal here, so the closing line.
+    let dumped = common::stderr(&out);
+    assert!(
+        dumped
+            .lines()
+            .any(|l| l.starts_with("adopt: postgres.dump: ") && l.ends_with("/s)")),
+        "{dumped}"
+    );
     let last = common::stdout(&out)
         .lines()
         .last()
