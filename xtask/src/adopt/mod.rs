@@ -156,6 +156,7 @@ impl Cmd {
         let spec::Spec::Files(files) = spec::Spec::parse("--from", from)? else {
             usage_bail!("--from `{from}`: give the old layout's compose files, e.g. --from old/docker-compose.yml,old/docker-compose.dev.yml");
         };
+        let project = Project::open(global.dry_run, global.verbose)?;
         let old_project = match &self.project {
             Some(p) => p.clone(),
             None => {
@@ -165,7 +166,7 @@ impl Cmd {
                     .and_then(|d| d.file_name())
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_default();
-                plan::compose_project_name(&folder)
+                plan::compose_project_name(&folder, project.engine.flavor)
             }
         };
         if old_project.is_empty() {
@@ -173,7 +174,6 @@ impl Cmd {
                 "--from `{from}`: cannot name the old project from its folder; pass --project NAME"
             );
         }
-        let project = Project::open(global.dry_run, global.verbose)?;
         if project.name == old_project {
             usage_bail!(
                 "the old project and the new environment are both named `{old_project}`: set another COMPOSE_PROJECT_NAME in {}",
