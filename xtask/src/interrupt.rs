@@ -4,10 +4,17 @@
 //! [`interrupted`] between its steps, finishes the current one and undoes.
 //! A second signal only repeats that it is still working. The ctrlc crate
 //! allows one handler per process, so this is the only place that installs it.
+//! Also the one test hook that holds a command at a named step,
+//! [`pause_point`] (`FOG_TEST_PAUSE_AT`), so tests signal or kill it there
+//! instead of racing it with sleeps.
 
-use std::sync::{
-    atomic::{AtomicBool, Ordering},
-    Mutex, Once,
+use std::{
+    path::PathBuf,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Mutex, Once,
+    },
+    time::Duration,
 };
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -34,4 +41,28 @@ pub fn catch(doing: &'static str) {
 /// Whether Ctrl-C or SIGTERM arrived since [`catch`].
 pub fn interrupted() -> bool {
     INTERRUPTED.load(Ordering::SeqCst)
+}
+
+/// The test hook: with `FOG_TEST_PAUSE_AT=<phase>`, reaching `phase` writes
+/// the phase into the file named by `FOG_TEST_PAUSE_MARKER` (when set), says
+/// `paused at <phase> (FOG_TEST_PAUSE_AT)` on stderr and waits until the
+/// marker is removed (the test lets the command go on), Ctrl-C or SIGTERM
+/// arrives (with [`catch`] installed; without it the signal ends the
+/// process), or the process is killed. Any other phase, or no variable:
+/// returns at once. It never fails; callers that undo on a signal check
+/// [`interrupted`] after it.
+pub fn pause_point(phase: &str) {
+    if std::env::var("FOG_TEST_PAUSE_AT").as_deref() != Ok(phase) {
+        return;
+    }
+    let marker = std::env::var_os("FOG_TEST_PAUSE_MARKER").map(PathBuf::from);
+    if let Some(marker) = &marker {
+        if let Err(err) = crate::dotenv::write_atomic(marker, phase.as_bytes(), 0o600) {
+            eprintln!("FOG_TEST_PAUSE_MARKER {}: {err:#}", marker.display());
+        }
+    }
+    eprintln!("paused at {phase} (FOG_TEST_PAUSE_AT)");
+    while !interrupted() && marker.as_ref().is_none_or(|m| m.exists()) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

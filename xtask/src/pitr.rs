@@ -3,7 +3,7 @@
 //! archive volumes (from its mounts), this tool's base backups of a project
 //! (with their `.base.json` records), what the archive can reach from each
 //! base backup ([`Reach`]: the continuous run of segments, the first gap,
-//! the newest commit time in the run), and the `FOG_TEST_PAUSE_AT` test hook.
+//! the newest commit time in the run).
 
 use std::{path::Path, path::PathBuf};
 
@@ -142,21 +142,6 @@ pub fn reach(
         to_newest: gaps.is_empty(),
         gaps: gaps.iter().map(Segment::name).collect(),
     })
-}
-
-/// Test hook: with `FOG_TEST_PAUSE_AT=<phase>`, write the marker file named
-/// by `FOG_TEST_PAUSE_MARKER` and wait to be killed.
-pub fn pause(phase: &str) {
-    if std::env::var("FOG_TEST_PAUSE_AT").as_deref() != Ok(phase) {
-        return;
-    }
-    if let Some(marker) = std::env::var_os("FOG_TEST_PAUSE_MARKER") {
-        let _ = archive::write_atomic(Path::new(&marker), phase.as_bytes());
-    }
-    eprintln!("paused at {phase} (FOG_TEST_PAUSE_AT)");
-    loop {
-        std::thread::sleep(std::time::Duration::from_secs(3600));
-    }
 }
 
 /// `backup verify --wal`: from each base backup, is the archive continuous to

@@ -11,6 +11,7 @@
 //! `FOG_TEST_PAUSE_AT`) and `--rollback` after adopt is killed (SIGKILL at
 //! that phase), and `--rollback` undoes a finished adopt.
 
+mod adopt_support;
 mod common;
 mod data_support;
 mod engine_support;
@@ -18,265 +19,24 @@ mod engine_support;
 use std::{
     fs,
     path::PathBuf,
-    process::{Command, Output, Stdio},
-    time::{Duration, Instant},
+    process::{Command, Stdio},
 };
 
-use common::{docker, docker_lines, docker_ok, docker_output, text};
-use data_support::{postgres_image, DataStack};
+use adopt_support::{adopt, checksum, new_stack, OldStack, FINGERPRINT, WRITE};
+use common::{docker, docker_lines, docker_output, text};
+use data_support::{in_volume, postgres_image, spawn_paused_at};
 use engine_support::{ensure_failing_image, ensure_stub_image, STUB_IMAGE};
 
-const FIXTURE: &str = "tests/fixtures/legacy-adopt";
-
-/// The old layout, started by Compose itself as the old host did, from a
-/// temp folder named like its project (so adopt's default `--project` is it).
-struct OldStack {
-    project: String,
-    dir: PathBuf,
-    files: Vec<PathBuf>,
-    /// The redis stand-in: the stub under a repository of its own, as a real
-    /// `redis` image has one no new service shares.
-    redis_image: String,
-}
-
-impl OldStack {
-    fn new(test: &str, subnet: u16, prometheus_port: u16, with_monitoring: bool) -> OldStack {
-        let project = format!("fogad-{test}-{}", std::process::id());
-        let dir = std::env::temp_dir().join(&project);
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        let mut names = vec!["docker-compose.yml"];
-        if with_monitoring {
-            names.push("docker-compose.monitoring.yml");
-        }
-        let files: Vec<PathBuf> = names
-            .iter()
-            .map(|n| {
-                let to = dir.join(n);
-                fs::copy(common::crate_dir().join(FIXTURE).join(n), &to).unwrap();
-                to
-            })
-            .collect();
-        let redis_image = format!("{project}-redis:1");
-        docker(&["tag", STUB_IMAGE, &redis_image]);
-        let env = format!(
-            "LEGACY_POSTGRES_IMAGE={}\nLEGACY_PROMETHEUS_IMAGE={STUB_IMAGE}\nLEGACY_REDIS_IMAGE={redis_image}\n\
-             LEGACY_POSTGRES_PORT={}\nLEGACY_PROMETHEUS_PORT={prometheus_port}\nLEGACY_SUBNET=10.236.{}.0/24\n",
-            postgres_image(),
-            47000 + subnet * 10 + (std::process::id() % 10) as u16,
-            subnet + 4 * (std::process::id() % 32) as u16,
-        );
-        fs::write(dir.join(".env"), env).unwrap();
-        let stack = OldStack {
-            project,
-            dir,
-            files,
-            redis_image,
-        };
-        stack.compose(&["up", "-d"]);
-        stack.wait_pg();
-        stack
-    }
-
-    fn compose(&self, args: &[&str]) -> Output {
-        let program = common::compose_program().expect("compose is installed");
-        let mut cmd = Command::new(program[0]);
-        cmd.args(&program[1..]).args(["-p", &self.project]);
-        for f in &self.files {
-            cmd.arg("-f").arg(f);
-        }
-        let out = cmd
-            .args(args)
-            .current_dir(&self.dir)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "old compose {args:?}: {}", text(&out));
-        out
-    }
-
-    fn from(&self) -> String {
-        self.files
-            .iter()
-            .map(|f| f.display().to_string())
-            .collect::<Vec<_>>()
-            .join(",")
-    }
-
-    fn container(&self, service: &str) -> String {
-        let project = format!("label=com.docker.compose.project={}", self.project);
-        let service = format!("label=com.docker.compose.service={service}");
-        docker(&["ps", "-aq", "--filter", &project, "--filter", &service])
-    }
-
-    fn volume(&self, key: &str) -> String {
-        format!("{}_{key}", self.project)
-    }
-
-    /// `(service, running)` of every old container.
-    fn states(&self) -> Vec<(String, bool)> {
-        let project = format!("label=com.docker.compose.project={}", self.project);
-        let mut states: Vec<(String, bool)> = docker_lines(&[
-            "ps",
-            "-a",
-            "--filter",
-            &project,
-            "--format",
-            "{{.Label \"com.docker.compose.service\"}} {{.State}}",
-        ])
-        .iter()
-        .map(|l| {
-            let (s, state) = l.split_once(' ').unwrap();
-            (s.to_string(), state == "running")
-        })
-        .collect();
-        states.sort();
-        states
-    }
-
-    fn all_running(&self) -> bool {
-        self.states().iter().all(|(_, r)| *r)
-    }
-
-    fn wait_pg(&self) {
-        let id = self.container("postgres");
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while !docker_ok(&[
-            "exec",
-            &id,
-            "pg_isready",
-            "-U",
-            "fog_user",
-            "-d",
-            "fog_compute",
-        ]) || self.try_sql("SELECT 1").is_none()
-        {
-            assert!(Instant::now() < deadline, "old postgres did not come up");
-            std::thread::sleep(Duration::from_millis(500));
-        }
-    }
-
-    fn try_sql(&self, sql: &str) -> Option<String> {
-        let id = self.container("postgres");
-        let out = docker_output(&[
-            "exec",
-            &id,
-            "psql",
-            "-X",
-            "-At",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-U",
-            "fog_user",
-            "-d",
-            "fog_compute",
-            "-c",
-            sql,
-        ]);
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-    }
-
-    fn sql(&self, sql: &str) -> String {
-        self.try_sql(sql)
-            .unwrap_or_else(|| panic!("old psql failed: {sql}"))
-    }
-}
-
-impl Drop for OldStack {
-    fn drop(&mut self) {
-        let network = format!("{}_legacy", self.project);
-        common::remove_project(&self.project, &[&network], &self.dir);
-        docker_output(&["rmi", &self.redis_image]);
-    }
-}
-
-/// Every path with size, mode, owner and link target, and every file's sha256.
-fn checksum(volume: &str) -> String {
-    let mount = format!("{volume}:/v:ro");
-    docker(&[
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        "--entrypoint",
-        "sh",
-        "-v",
-        &mount,
-        &postgres_image(),
-        "-c",
-        "cd /v && find . -printf '%p %s %m %U:%G %l\\n' | sort && find . -type f -exec sha256sum {} + | sort",
-    ])
-}
-
-fn fill(volume: &str, script: &str) {
-    let mount = format!("{volume}:/v");
-    docker(&[
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        "--entrypoint",
-        "sh",
-        "-v",
-        &mount,
-        &postgres_image(),
-        "-c",
-        script,
-    ]);
-}
-
-const WRITE: &str = "CREATE TABLE nodes (id int PRIMARY KEY, name text NOT NULL, payload bytea);
-INSERT INTO nodes SELECT g, 'node-' || g, sha256(g::text::bytea) FROM generate_series(1, 5000) g;
-CREATE SCHEMA jobs;
-CREATE TABLE jobs.runs (id bigserial PRIMARY KEY, node int REFERENCES nodes, note text, at timestamptz DEFAULT '2026-01-01');
-INSERT INTO jobs.runs (node, note) SELECT (g % 5000) + 1, repeat('x', g % 50) FROM generate_series(1, 20000) g;
-CREATE TABLE empty_one (x int);";
-
-/// One fingerprint of every row of the written tables.
-const FINGERPRINT: &str = "SELECT (SELECT count(*) || ':' || md5(string_agg(t::text, ',' ORDER BY id)) FROM nodes t) || '/' || (SELECT count(*) || ':' || md5(string_agg(r::text, ',' ORDER BY id)) FROM jobs.runs r) || '/' || (SELECT count(*) FROM empty_one)";
-
-fn new_stack(
-    test: &str,
-    slot: u16,
-    env: &str,
-    migrate: &str,
-    prometheus_port: u16,
-) -> Option<DataStack> {
-    let overlay: &'static str = match env {
-        "dev" => "compose/dev.yml",
-        _ => "compose/betanet.yml",
-    };
-    let stack = DataStack::new(test, slot, &["compose/base.yml", overlay])?;
-    let extra = format!(
-        "PROMETHEUS_IMAGE={STUB_IMAGE}\nGRAFANA_IMAGE={STUB_IMAGE}\nLOKI_IMAGE={STUB_IMAGE}\nMIXNODE_IMAGE={STUB_IMAGE}\nMIGRATE_IMAGE={migrate}\n\
-         PROMETHEUS_PORT={prometheus_port}\nGRAFANA_PORT={}\nLOKI_PORT={}\n",
-        prometheus_port + 1,
-        prometheus_port + 2
+/// The old stack runs again with every row, and the new project has no
+/// volume left (`volumes`: its `name=` filter); `what` says which case failed.
+fn assert_old_back(old: &OldStack, before: &str, volumes: &str, what: &str) {
+    assert!(old.all_running(), "{what}: {:?}", old.states());
+    old.wait_pg();
+    assert_eq!(old.sql(FINGERPRINT), before, "{what}");
+    assert!(
+        docker_lines(&["volume", "ls", "-q", "--filter", volumes]).is_empty(),
+        "{what}"
     );
-    let mut env = fs::read_to_string(&stack.env_file).unwrap();
-    env.push_str(&extra);
-    fs::write(&stack.env_file, env).unwrap();
-    Some(stack)
-}
-
-fn adopt(stack: &DataStack, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let started = Instant::now();
-    let mut cmd = stack.command(&[&["adopt"], args].concat());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().unwrap();
-    eprintln!(
-        "$ xtask adopt {} -> {} in {:.1}s\n{}{}",
-        args.join(" "),
-        out.status,
-        started.elapsed().as_secs_f64(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
 }
 
 #[test]
@@ -294,17 +54,17 @@ fn adopt_moves_every_row_and_file_into_dev_refuses_a_second_time_and_rolls_back(
         before.starts_with("5000:") && before.ends_with("/0"),
         "{before}"
     );
-    fill(
+    in_volume(
         &old.volume("prometheus-data"),
         "mkdir -p /v/01HX/chunks /v/wal && head -c 1048576 /dev/urandom > /v/01HX/chunks/000001 \
          && echo '{\"ulid\":\"01HX\"}' > /v/01HX/meta.json && : > '/v/wal/with space' && ln -s 01HX /v/latest \
          && chmod 0640 /v/01HX/meta.json && chown -R 65534:65534 /v",
     );
-    fill(
+    in_volume(
         &old.volume("prometheus2-data"),
         "echo second > /v/only-here",
     );
-    fill(&old.volume("redis-data"), "echo rdb > /v/dump.rdb");
+    in_volume(&old.volume("redis-data"), "echo rdb > /v/dump.rdb");
     let sums: Vec<String> = ["prometheus-data", "prometheus2-data", "redis-data"]
         .iter()
         .map(|k| checksum(&old.volume(k)))
@@ -415,6 +175,14 @@ fn adopt_moves_every_row_and_file_into_dev_refuses_a_second_time_and_rolls_back(
         &[],
     );
     assert!(out.status.success(), "{}", text(&out));
+    // The dump's bytes as they passed: no terminal here, so the closing line.
+    let dumped = common::stderr(&out);
+    assert!(
+        dumped
+            .lines()
+            .any(|l| l.starts_with("adopt: postgres.dump: ") && l.ends_with("/s)")),
+        "{dumped}"
+    );
     let last = common::stdout(&out)
         .lines()
         .last()
@@ -549,7 +317,7 @@ fn a_failure_or_a_kill_after_the_stop_brings_the_old_stack_back_then_betanet_ado
     let old = OldStack::new("fail", 1, 47900 + (std::process::id() % 50) as u16, false);
     old.sql(WRITE);
     let before = old.sql(FINGERPRINT);
-    fill(
+    in_volume(
         &old.volume("prometheus-data"),
         "mkdir -p /v/wal && head -c 65536 /dev/urandom > /v/wal/00000001 && chown -R 65534:65534 /v",
     );
@@ -622,13 +390,7 @@ fn a_failure_or_a_kill_after_the_stop_brings_the_old_stack_back_then_betanet_ado
         "{}",
         text(&out)
     );
-    assert!(old.all_running(), "{:?}", old.states());
-    old.wait_pg();
-    assert_eq!(old.sql(FINGERPRINT), before);
-    assert!(
-        docker_lines(&["volume", "ls", "-q", "--filter", &volumes]).is_empty(),
-        "adopt left new volumes behind"
-    );
+    assert_old_back(&old, &before, &volumes, "adopt left new volumes behind");
     let journal: serde_json::Value = serde_json::from_slice(
         &fs::read(PathBuf::from(&sets).join(format!("adopt-{}.json", old.project))).unwrap(),
     )
@@ -637,19 +399,12 @@ fn a_failure_or_a_kill_after_the_stop_brings_the_old_stack_back_then_betanet_ado
 
     // Ctrl-C (SIGINT) before the copy, after the stop and the restore: adopt
     // ends the phase it is in, undoes, and says so; nothing is left.
-    let marker = PathBuf::from(&sets).join(format!("adopt-{}.paused", old.project));
-    let child = new
-        .command(&[&["adopt"], &args[..]].concat())
-        .env("FOG_TEST_PAUSE_AT", "copy")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(180);
-    while !marker.is_file() {
-        assert!(Instant::now() < deadline, "adopt never reached the copy");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let adopt_cmd = || {
+        let mut cmd = new.command(&[&["adopt"], &args[..]].concat());
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd
+    };
+    let (child, marker) = spawn_paused_at(adopt_cmd(), "copy");
     let pid = child.id().to_string();
     assert!(Command::new("kill")
         .args(["-INT", &pid])
@@ -665,32 +420,16 @@ fn a_failure_or_a_kill_after_the_stop_brings_the_old_stack_back_then_betanet_ado
         "{}",
         text(&out)
     );
-    assert!(old.all_running(), "{:?}", old.states());
-    old.wait_pg();
-    assert_eq!(old.sql(FINGERPRINT), before);
-    assert!(
-        docker_lines(&["volume", "ls", "-q", "--filter", &volumes]).is_empty(),
-        "the interrupted adopt left new volumes behind"
+    assert_old_back(
+        &old,
+        &before,
+        &volumes,
+        "the interrupted adopt left new volumes behind",
     );
 
     // Killed (SIGKILL) before the copy, after the stop and the restore:
     // `--rollback` reads the journal and brings the old stack back.
-    let marker = PathBuf::from(&sets).join(format!("adopt-{}.paused", old.project));
-    let mut child = new
-        .command(&[&["adopt"], &args[..]].concat())
-        .env("FOG_TEST_PAUSE_AT", "copy")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(180);
-    while !marker.is_file() {
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("adopt ended ({status}) before the pause point");
-        }
-        assert!(Instant::now() < deadline, "adopt never reached the copy");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let (mut child, marker) = spawn_paused_at(adopt_cmd(), "copy");
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     fs::remove_file(&marker).unwrap();
@@ -706,12 +445,11 @@ fn a_failure_or_a_kill_after_the_stop_brings_the_old_stack_back_then_betanet_ado
         "{}",
         text(&out)
     );
-    assert!(old.all_running(), "{:?}", old.states());
-    old.wait_pg();
-    assert_eq!(old.sql(FINGERPRINT), before);
-    assert!(
-        docker_lines(&["volume", "ls", "-q", "--filter", &volumes]).is_empty(),
-        "the killed adopt's volumes are left"
+    assert_old_back(
+        &old,
+        &before,
+        &volumes,
+        "the killed adopt's volumes are left",
     );
 
     // Mended, the same adopt moves into betanet: every row and file.

@@ -12,7 +12,7 @@ mod data_support;
 
 use std::{fs, path::Path, path::PathBuf, time::Duration};
 
-use data_support::DataStack;
+use data_support::{in_volume, DataStack};
 use sha2::Digest;
 
 const ROWS_SUM: &str =
@@ -50,27 +50,6 @@ fn write_manifest(archive: &Path, m: &serde_json::Value) {
 
 fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// Run `script` as root in a throwaway container with `volume` at /v; its output.
-fn in_volume(volume: &str, script: &str) -> String {
-    let mount = format!("{volume}:/v");
-    let image = data_support::postgres_image();
-    common::docker(&[
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        "--user",
-        "0:0",
-        "-v",
-        &mount,
-        "--entrypoint",
-        "sh",
-        &image,
-        "-c",
-        script,
-    ])
 }
 
 /// `backup volume NAME --dir DIR --format json [EXTRA...]`: the archive's path.
@@ -451,12 +430,9 @@ fn backup_verify_restore_and_every_refusal() {
     assert_eq!(stack.sql("SELECT count(*) FROM items"), "100000");
 }
 
-/// Every entry of a volume with its mode, owner and link target.
+/// Every entry of a volume with its type, size, mode, owner and link target.
 fn listing(volume: &str) -> String {
-    in_volume(
-        volume,
-        "cd /v && find . -mindepth 1 -printf '%p %M %U:%G %l %s\\n' | sort",
-    )
+    data_support::stat_listing(volume, data_support::STAT)
 }
 
 fn volumes_like(pattern: &str) -> Vec<String> {
@@ -500,7 +476,10 @@ fn volume_restore_round_trip_and_refusals() {
     let grafana = format!("{}_grafana_data", stack.project);
     in_volume(&grafana, "mkdir -p /v/d/empty && echo hi > /v/d/f && chmod 640 /v/d/f && chown 472:0 /v/d/f && ln -s d/f /v/link && echo top > /v/top && chown 1234:5678 /v/top");
     let original = listing(&grafana);
-    assert!(original.contains("./d/f -rw-r----- 472:0"), "{original}");
+    assert!(
+        original.contains("./d/f regular file 3 1 640 472 0 "),
+        "{original}"
+    );
     let tarball = backup_volume(&stack, "grafana_data", dir, &[]);
     // Changed since the backup: one file gone, one added, one rewritten.
     in_volume(

@@ -5,7 +5,7 @@
 //! full disk names the folder. `prune` treats each project and kind on its
 //! own and keeps sets whole. A volume with absolute and relative symlinks,
 //! hard links, a 1 GiB sparse file, a FIFO and odd names comes back exactly
-//! (`stat` compared, the sparse file still sparse).
+//! (`stat` compared, the sparse file still sparse); so does an empty volume.
 
 mod common;
 mod data_support;
@@ -17,7 +17,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use data_support::DataStack;
+use data_support::{in_volume, stat_listing, DataStack, STAT_BLOCKS};
 use sha2::Digest;
 
 fn stderr(out: &std::process::Output) -> String {
@@ -334,34 +334,6 @@ fn prune_acts_on_one_project_and_kind_and_keeps_sets_whole() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 }
 
-/// `stat` of every entry below /v, sorted by name (NUL-separated names).
-fn stat_listing(volume: &str) -> String {
-    in_volume(
-        volume,
-        "cd /v && find . -mindepth 1 -print0 | sort -z | xargs -0 stat -c '%n %F %s %b %h %a %u %g %N'",
-    )
-}
-
-fn in_volume(volume: &str, script: &str) -> String {
-    let mount = format!("{volume}:/v");
-    let image = data_support::postgres_image();
-    common::docker(&[
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        "--user",
-        "0:0",
-        "-v",
-        &mount,
-        "--entrypoint",
-        "sh",
-        &image,
-        "-c",
-        script,
-    ])
-}
-
 /// Item 4 of issue 19: a volume comes back as it was.
 #[test]
 fn a_volume_with_links_holes_fifos_and_odd_names_round_trips_exactly() {
@@ -382,7 +354,7 @@ fn a_volume_with_links_holes_fifos_and_odd_names_round_trips_exactly() {
          echo u > 'ü ñ 名.txt'; echo n > \"$(printf 'new\\nline')/inner file\"
          head -c 3000001 /dev/urandom > 'big, through the pipe in short reads'",
     );
-    let original = stat_listing(&grafana);
+    let original = stat_listing(&grafana, STAT_BLOCKS);
     assert!(original.contains("symbolic link"), "{original}");
     let blocks = |listing: &str| -> u64 {
         let line = listing
@@ -414,12 +386,16 @@ fn a_volume_with_links_holes_fifos_and_odd_names_round_trips_exactly() {
         &grafana,
         "rm -rf /v/d /v/sparse /v/abs && echo later > /v/added",
     );
-    assert_ne!(stat_listing(&grafana), original);
+    assert_ne!(stat_listing(&grafana, STAT_BLOCKS), original);
     let out = stack.xtask(&["restore", &archive, "--yes", "--dir", d]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let restored = stat_listing(&grafana);
+    let restored = stat_listing(&grafana, STAT_BLOCKS);
     assert_eq!(restored, original);
     assert!(blocks(&restored) <= 64, "{restored}");
+
+    // An empty volume round-trips too: GNU tar stores its root, one entry.
+    let (manifest, _) = data_support::empty_volume_round_trip(&stack, "prometheus_data", d);
+    assert_eq!(manifest["entries"], 1, "{manifest}");
 
     // A full disk during a volume backup (its 3 MB random file does not fit
     // 2 MiB) is named as such, not as the tar check's cut-short stream.

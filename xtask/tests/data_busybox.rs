@@ -10,7 +10,8 @@
 //! a sparse file, symlinks, a hard link, modes and owners round-trips through
 //! `backup volume` and `restore` with the same names, types, sizes, modes,
 //! owners, link targets and bytes (the output names the `docker cp` fallback,
-//! which stores the sparse file in full); `backup postgres`, its drill and its
+//! which stores the sparse file in full), and so does an empty volume;
+//! `backup postgres`, its drill and its
 //! `restore` pass, and `archive-wal.sh` archives a WAL segment.
 
 mod common;
@@ -18,7 +19,7 @@ mod data_support;
 
 use std::{fs, path::Path};
 
-use data_support::DataStack;
+use data_support::{in_volume, DataStack};
 
 /// The busybox image, removed on drop (after the stack that runs it).
 struct Image(String);
@@ -81,40 +82,13 @@ fn busybox_image(dir: &Path) -> Option<Image> {
     Some(image)
 }
 
-/// Run `script` in a throwaway GNU container (the offline image) with
-/// `volume` at /v: the reference tools the comparison is made with.
-fn in_volume(volume: &str, script: &str) -> String {
-    let mount = format!("{volume}:/v");
-    let image = data_support::postgres_image();
-    common::docker(&[
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        "--user",
-        "0:0",
-        "-v",
-        &mount,
-        "--entrypoint",
-        "sh",
-        &image,
-        "-c",
-        script,
-    ])
-}
-
 /// Name, type, size, link count, mode, owner and link target of every path,
 /// and the sha256 of every regular file; allocated blocks apart.
 fn listing(volume: &str) -> (String, String) {
-    let stat = in_volume(
-        volume,
-        "cd /v && find . -mindepth 1 -print0 | sort -z | xargs -0 stat -c '%n %F %s %h %a %u %g %N'",
-    );
-    let sums = in_volume(
-        volume,
-        "cd /v && find . -type f -print0 | sort -z | xargs -0 sha256sum",
-    );
-    (stat, sums)
+    (
+        data_support::stat_listing(volume, data_support::STAT),
+        data_support::sha256_listing(volume),
+    )
 }
 
 /// Allocated 512-byte blocks of `/v/sparse`.
@@ -219,6 +193,14 @@ fn volume_backup_restore_and_the_drill_work_with_a_busybox_userland() {
     // `docker cp` wrote the holes out: what the note said.
     let blocks = sparse_blocks(&grafana);
     assert!(blocks >= 64 * 2048, "sparse file blocks: {blocks}");
+
+    // An empty volume round-trips through `docker cp` too: its root, one entry.
+    let (manifest, err) = data_support::empty_volume_round_trip(&stack, "prometheus_data", d);
+    assert!(
+        err.contains("no image of the environment has GNU tar"),
+        "{err}"
+    );
+    assert_eq!(manifest["entries"], 1, "{manifest}");
 
     // The database: dump, drill in a throwaway busybox Postgres, restore.
     stack.sql("CREATE TABLE notes (id int PRIMARY KEY, body text); INSERT INTO notes SELECT g, md5(g::text) FROM generate_series(1, 500) g");

@@ -24,40 +24,12 @@ use std::{
 };
 
 use age::secrecy::ExposeSecret;
-use data_support::DataStack;
+use data_support::{in_volume, stat_listing, DataStack, STAT_BLOCKS};
 
 const BUCKET: &str = "fogpolicy";
 
 fn json(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
-}
-
-/// `stat` of every entry below /v, sorted by name.
-fn stat_listing(volume: &str) -> String {
-    in_volume(
-        volume,
-        "cd /v && find . -mindepth 1 -print0 | sort -z | xargs -0 stat -c '%n %F %s %b %h %a %u %g %N'",
-    )
-}
-
-fn in_volume(volume: &str, script: &str) -> String {
-    let mount = format!("{volume}:/v");
-    let image = data_support::postgres_image();
-    common::docker(&[
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        "--user",
-        "0:0",
-        "-v",
-        &mount,
-        "--entrypoint",
-        "sh",
-        &image,
-        "-c",
-        script,
-    ])
 }
 
 /// The engine's volumes and containers (any state) of the project.
@@ -167,7 +139,7 @@ fn s3_prune_by_policy_and_an_encrypted_volume_round_trip() {
          truncate -s 1G sparse; dd if=/dev/urandom of=sparse bs=4k count=6 seek=1000 conv=notrunc 2>/dev/null
          echo PLAINTEXT-VOLUME-MARKER-51c2 > marker",
     );
-    let original = stat_listing(&grafana);
+    let original = stat_listing(&grafana, STAT_BLOCKS);
     let blocks = |listing: &str| -> u64 {
         let line = listing
             .lines()
@@ -232,7 +204,7 @@ fn s3_prune_by_policy_and_an_encrypted_volume_round_trip() {
         &grafana,
         "rm -rf /v/d /v/sparse /v/abs /v/hard && echo later > /v/added",
     );
-    let changed = stat_listing(&grafana);
+    let changed = stat_listing(&grafana, STAT_BLOCKS);
     assert_ne!(changed, original);
     let engine_before = engine_state(&stack.project);
     let remote = format!("{vol_url}/{sealed_name}");
@@ -269,7 +241,7 @@ fn s3_prune_by_policy_and_an_encrypted_volume_round_trip() {
         err.contains("does not open it") && err.contains("nothing was touched"),
         "{err}"
     );
-    assert_eq!(stat_listing(&grafana), changed);
+    assert_eq!(stat_listing(&grafana, STAT_BLOCKS), changed);
     assert_eq!(engine_state(&stack.project), engine_before);
     let leftovers: Vec<String> = fs::read_dir(&backups)
         .unwrap()
@@ -289,7 +261,7 @@ fn s3_prune_by_policy_and_an_encrypted_volume_round_trip() {
         "--identity",
         key_file.to_str().unwrap(),
     ]);
-    let restored = stat_listing(&grafana);
+    let restored = stat_listing(&grafana, STAT_BLOCKS);
     assert_eq!(restored, original);
     assert!(blocks(&restored) <= 64, "{restored}");
     assert!(

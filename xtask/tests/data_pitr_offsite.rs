@@ -74,6 +74,39 @@ fn archived(stack: &DataStack) -> Vec<String> {
     .collect()
 }
 
+/// `backup wal --dir D --to URL --encrypt-to RECIPIENT [EXTRA...]`.
+fn ship_wal<'a>(d: &'a str, url: &'a str, recipient: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "backup",
+        "wal",
+        "--dir",
+        d,
+        "--to",
+        url,
+        "--encrypt-to",
+        recipient,
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
+/// `restore TARGET... --from URL [--identity KEY] --yes --dir D`.
+fn restore_from<'a>(
+    target: &[&'a str],
+    url: &'a str,
+    identity: Option<&'a str>,
+    d: &'a str,
+) -> Vec<&'a str> {
+    let mut args = vec!["restore"];
+    args.extend_from_slice(target);
+    args.extend(["--from", url]);
+    if let Some(key) = identity {
+        args.extend(["--identity", key]);
+    }
+    args.extend(["--yes", "--dir", d]);
+    args
+}
+
 fn json(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
 }
@@ -197,16 +230,7 @@ fn wal_shipped_to_s3_restored_from_it_pruned_and_watched() {
     // The shipper killed after its first verified upload...
     let marker = stack.dir.join("paused-ship");
     let mut child = stack
-        .command(&[
-            "backup",
-            "wal",
-            "--dir",
-            d,
-            "--to",
-            url,
-            "--encrypt-to",
-            &recipient,
-        ])
+        .command(&ship_wal(d, url, &recipient, &[]))
         .env("FOG_TEST_PAUSE_AT", "wal-shipped-one")
         .env("FOG_TEST_PAUSE_MARKER", &marker)
         .stdout(std::process::Stdio::null())
@@ -234,18 +258,7 @@ fn wal_shipped_to_s3_restored_from_it_pruned_and_watched() {
     stack.sql("INSERT INTO t (batch) SELECT 3 FROM generate_series(1, 10)");
     switch_and_wait(&stack);
     // The next run ships everything else; nothing local was removed.
-    let out = stack.ok(&[
-        "backup",
-        "wal",
-        "--dir",
-        d,
-        "--to",
-        url,
-        "--encrypt-to",
-        &recipient,
-        "--format",
-        "json",
-    ]);
+    let out = stack.ok(&ship_wal(d, url, &recipient, &["--format", "json"]));
     let report = json(&out);
     assert!(
         !stale.exists(),
@@ -312,16 +325,7 @@ fn wal_shipped_to_s3_restored_from_it_pruned_and_watched() {
     // table comes back. Without the key: refused, nothing touched.
     let fresh = stack.dir.join("fresh");
     let f = fresh.to_str().unwrap();
-    let out = stack.xtask(&[
-        "restore",
-        "--to-time",
-        &before_drop,
-        "--from",
-        url,
-        "--yes",
-        "--dir",
-        f,
-    ]);
+    let out = stack.xtask(&restore_from(&["--to-time", &before_drop], url, None, f));
     assert_eq!(out.status.code(), Some(2), "{}", common::text(&out));
     assert!(
         common::stderr(&out).contains("--identity"),
@@ -329,18 +333,12 @@ fn wal_shipped_to_s3_restored_from_it_pruned_and_watched() {
         common::text(&out)
     );
     assert_eq!(stack.sql("SELECT count(*) FROM t"), "210");
-    let out = stack.xtask(&[
-        "restore",
-        "--to-time",
-        "2001-01-01 00:00:00",
-        "--from",
+    let out = stack.xtask(&restore_from(
+        &["--to-time", "2001-01-01 00:00:00"],
         url,
-        "--identity",
-        k,
-        "--yes",
-        "--dir",
+        Some(k),
         f,
-    ]);
+    ));
     assert_eq!(out.status.code(), Some(2), "{}", common::text(&out));
     let err = common::stderr(&out);
     assert!(
@@ -348,18 +346,7 @@ fn wal_shipped_to_s3_restored_from_it_pruned_and_watched() {
         "{err}"
     );
     let started = Instant::now();
-    let out = stack.xtask(&[
-        "restore",
-        "--to-time",
-        &before_drop,
-        "--from",
-        url,
-        "--identity",
-        k,
-        "--yes",
-        "--dir",
-        f,
-    ]);
+    let out = stack.xtask(&restore_from(&["--to-time", &before_drop], url, Some(k), f));
     assert!(out.status.success(), "{}", common::text(&out));
     eprintln!(
         "FIGURE restore --to-time --from s3 (download + verify + replay + swap): {:.1}s",
@@ -384,18 +371,7 @@ fn wal_shipped_to_s3_restored_from_it_pruned_and_watched() {
     );
     switch_and_wait(&stack);
     let started = Instant::now();
-    let out = stack.ok(&[
-        "backup",
-        "wal",
-        "--dir",
-        d,
-        "--to",
-        url,
-        "--encrypt-to",
-        &recipient,
-        "--format",
-        "json",
-    ]);
+    let out = stack.ok(&ship_wal(d, url, &recipient, &["--format", "json"]));
     let seconds = started.elapsed().as_secs_f64();
     let shipped = json(&out)["shipped"].as_array().unwrap().clone();
     let raw: u64 = shipped
@@ -426,16 +402,7 @@ fn wal_shipped_to_s3_restored_from_it_pruned_and_watched() {
         ));
         switch_and_wait(&stack);
     }
-    stack.ok(&[
-        "backup",
-        "wal",
-        "--dir",
-        d,
-        "--to",
-        url,
-        "--encrypt-to",
-        &recipient,
-    ]);
+    stack.ok(&ship_wal(d, url, &recipient, &[]));
     let number = |n: &str| u64::from_str_radix(&n[8..], 16).unwrap();
     let before: Vec<String> = archived(&stack)
         .into_iter()
@@ -510,17 +477,7 @@ fn wal_shipped_to_s3_restored_from_it_pruned_and_watched() {
         "-c",
         "rm -f /a/wal-archive/0*",
     ]);
-    stack.ok(&[
-        "restore",
-        "--latest",
-        "--from",
-        url,
-        "--identity",
-        k,
-        "--yes",
-        "--dir",
-        f,
-    ]);
+    stack.ok(&restore_from(&["--latest"], url, Some(k), f));
     assert_eq!(
         stack.sql("SELECT string_agg(DISTINCT batch::text, ',' ORDER BY batch::text) FROM t"),
         "1,2,7,8,9"
@@ -539,18 +496,7 @@ fn wal_shipped_to_s3_restored_from_it_pruned_and_watched() {
         .delete(&format!("{}.sha256", remote[&victim]))
         .unwrap();
     let now = utc_now(&stack);
-    let out = stack.xtask(&[
-        "restore",
-        "--to-time",
-        &now,
-        "--from",
-        url,
-        "--identity",
-        k,
-        "--yes",
-        "--dir",
-        f,
-    ]);
+    let out = stack.xtask(&restore_from(&["--to-time", &now], url, Some(k), f));
     assert_eq!(out.status.code(), Some(2), "{}", common::text(&out));
     let err = common::stderr(&out);
     assert!(

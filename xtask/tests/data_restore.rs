@@ -14,7 +14,6 @@ mod data_support;
 use std::{
     path::{Path, PathBuf},
     process::{Child, Output, Stdio},
-    time::{Duration, Instant},
 };
 
 use data_support::DataStack;
@@ -45,30 +44,9 @@ fn text(out: &Output) -> String {
 
 /// Start `xtask args` paused at `phase`; wait until it reached it.
 fn paused(stack: &DataStack, args: &[&str], phase: &str) -> (Child, PathBuf) {
-    let marker = stack.dir.join(format!("paused-{phase}"));
-    let _ = std::fs::remove_file(&marker);
-    let child = stack
-        .command(args)
-        .env("FOG_TEST_PAUSE_AT", phase)
-        .env("FOG_TEST_PAUSE_FILE", &marker)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let mut child = child;
-    while !marker.exists() {
-        if let Some(status) = child.try_wait().unwrap() {
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "xtask {args:?} ended ({status}) before phase {phase}: {}",
-                text(&out)
-            );
-        }
-        assert!(Instant::now() < deadline, "phase {phase} never reached");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    (child, marker)
+    let mut cmd = stack.command(args);
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    data_support::spawn_paused_at(cmd, phase)
 }
 
 fn signal(child: &Child, sig: &str) {

@@ -21,11 +21,7 @@ pub mod render;
 pub mod set;
 pub mod transfer;
 
-use std::{
-    collections::BTreeMap,
-    io::{BufRead, IsTerminal, Write},
-    path::PathBuf,
-};
+use std::{collections::BTreeMap, path::PathBuf};
 
 use anyhow::{Context as _, Result};
 use clap::ValueEnum;
@@ -160,6 +156,7 @@ impl Cmd {
         let spec::Spec::Files(files) = spec::Spec::parse("--from", from)? else {
             usage_bail!("--from `{from}`: give the old layout's compose files, e.g. --from old/docker-compose.yml,old/docker-compose.dev.yml");
         };
+        let project = Project::open(global.dry_run, global.verbose)?;
         let old_project = match &self.project {
             Some(p) => p.clone(),
             None => {
@@ -169,7 +166,7 @@ impl Cmd {
                     .and_then(|d| d.file_name())
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_default();
-                plan::compose_project_name(&folder)
+                plan::compose_project_name(&folder, project.engine.flavor)
             }
         };
         if old_project.is_empty() {
@@ -177,7 +174,6 @@ impl Cmd {
                 "--from `{from}`: cannot name the old project from its folder; pass --project NAME"
             );
         }
-        let project = Project::open(global.dry_run, global.verbose)?;
         if project.name == old_project {
             usage_bail!(
                 "the old project and the new environment are both named `{old_project}`: set another COMPOSE_PROJECT_NAME in {}",
@@ -247,10 +243,13 @@ impl Cmd {
             return Ok(());
         }
         if !self.yes {
-            confirm(&format!(
-                "Stop project {} and move its data into {} (project {})?",
-                ctx.old_project, ctx.environment, ctx.project.name
-            ))?;
+            crate::confirm::or_cancel(
+                "adopt",
+                &format!(
+                    "Stop project {} and move its data into {} (project {})?",
+                    ctx.old_project, ctx.environment, ctx.project.name
+                ),
+            )?;
         }
         transfer::run(sh, global, &runner, &ctx, &findings, &self.up, self.format)
     }
@@ -259,21 +258,4 @@ impl Cmd {
 /// `path` made absolute against the current directory (lexically).
 fn absolute(path: PathBuf) -> PathBuf {
     std::path::absolute(&path).unwrap_or(path)
-}
-
-/// Ask `question` on the terminal; no terminal, or anything but yes: exit 2.
-fn confirm(question: &str) -> Result<()> {
-    if !std::io::stdin().is_terminal() {
-        usage_bail!(
-            "{question} Pass --yes to confirm (no terminal to ask on); nothing was touched"
-        );
-    }
-    eprint!("{question} [y/N] ");
-    std::io::stderr().flush()?;
-    let mut answer = String::new();
-    std::io::stdin().lock().read_line(&mut answer)?;
-    if !matches!(answer.trim(), "y" | "Y" | "yes") {
-        usage_bail!("adopt cancelled: nothing was touched");
-    }
-    Ok(())
 }

@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use crate::comparison::declared::repository;
 use crate::compose::{types::MountKind, Project as Model, Service};
+use crate::engine::Flavor;
 use crate::UsageError;
 
 /// Where Postgres keeps its cluster; the volume there moves by dump and restore.
@@ -86,16 +87,21 @@ pub fn engine_volume_name(model: &Model, project: &str, key: &str) -> String {
     format!("{project}_{key}")
 }
 
-/// What Compose v2 names the project of a folder: lowercase, keeping only
-/// `[a-z0-9_-]`, without leading `-`/`_`.
-pub fn compose_project_name(folder: &str) -> String {
-    folder
+/// What Compose names the project of a folder: lowercase, keeping only
+/// `[a-z0-9_-]`; Compose v2 (compose-go's `NormalizeProjectName`) then drops
+/// a leading `-`/`_`, which Compose v1 (`normalize_name` in
+/// `compose/cli/command.py`) keeps. The old stack was started by the same
+/// engine, so its flavour decides.
+pub fn compose_project_name(folder: &str, flavor: Flavor) -> String {
+    let kept: String = folder
         .to_lowercase()
         .chars()
         .filter(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_' || *c == '-')
-        .collect::<String>()
-        .trim_start_matches(['-', '_'])
-        .to_string()
+        .collect();
+    match flavor {
+        Flavor::V1 => kept,
+        Flavor::V2 => kept.trim_start_matches(['-', '_']).to_string(),
+    }
 }
 
 /// `OLD=NEW` of `--map`.
@@ -439,8 +445,24 @@ volumes: {postgres_data: {}, prometheus-data: {}, redis-data: {name: legacy-redi
     }
 
     #[test]
-    fn project_names_follow_compose_v2() {
-        assert_eq!(compose_project_name("Fog-Compute.old"), "fog-computeold");
-        assert_eq!(compose_project_name("_x Y"), "xy");
+    fn project_names_follow_the_engines_compose_flavour() {
+        for flavor in [Flavor::V1, Flavor::V2] {
+            assert_eq!(
+                compose_project_name("Fog-Compute.old", flavor),
+                "fog-computeold"
+            );
+            assert_eq!(compose_project_name("Ünïcode Fog", flavor), "ncodefog");
+            assert_eq!(compose_project_name("...", flavor), "");
+        }
+        // v2 trims leading `-`/`_`; v1 keeps them.
+        assert_eq!(compose_project_name("_x Y", Flavor::V2), "xy");
+        assert_eq!(compose_project_name("_x Y", Flavor::V1), "_xy");
+        assert_eq!(compose_project_name("-_-Old_Fog-", Flavor::V2), "old_fog-");
+        assert_eq!(
+            compose_project_name("-_-Old_Fog-", Flavor::V1),
+            "-_-old_fog-"
+        );
+        assert_eq!(compose_project_name("__", Flavor::V2), "");
+        assert_eq!(compose_project_name("__", Flavor::V1), "__");
     }
 }

@@ -269,8 +269,9 @@ pub fn hash_file(path: &Path) -> Result<(u64, String)> {
 }
 
 /// Run `cmd` (never under `--dry-run`: adopt stops after its plan) and write
-/// its stdout to `path` through a temp file, fsynced and renamed; returns
-/// bytes and sha256. A failure names the command and quotes its stderr.
+/// its stdout to `path` through a temp file, fsynced and renamed, showing the
+/// bytes as they pass ([`crate::progress`]); returns bytes and sha256. A
+/// failure names the command and quotes its stderr.
 fn stream_to_file(runner: &Runner, mut cmd: Cmd, path: &Path) -> Result<(u64, String)> {
     let line = crate::psql::render(&cmd);
     if runner.dry_run {
@@ -292,6 +293,8 @@ fn stream_to_file(runner: &Runner, mut cmd: Cmd, path: &Path) -> Result<(u64, St
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut total = 0u64;
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let mut progress = crate::progress::Bytes::stderr(&format!("adopt: {name}"), None);
     let copied = (|| -> Result<()> {
         loop {
             let n = match from.read(&mut buf) {
@@ -303,8 +306,10 @@ fn stream_to_file(runner: &Runner, mut cmd: Cmd, path: &Path) -> Result<(u64, St
             hasher.update(&buf[..n]);
             std::io::Write::write_all(&mut out, &buf[..n]).context("writing the stream")?;
             total += n as u64;
+            progress.add(n as u64);
         }
     })();
+    progress.finish();
     let status = child.wait().context("waiting for docker")?;
     let err = errors.join().unwrap_or_default();
     let result = (|| -> Result<()> {

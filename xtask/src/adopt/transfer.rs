@@ -101,29 +101,8 @@ pub fn run(
     }
 }
 
-/// The test hook: with `FOG_TEST_PAUSE_AT=<phase>`, write
-/// `<dir>/adopt-<project>.paused` (holding the phase) when that phase is
-/// about to start and wait there until killed or interrupted, so tests can
-/// kill -9 or Ctrl-C adopt at a named point instead of racing it with sleeps.
-fn pause_point(ctx: &Context, name: &str) {
-    if std::env::var("FOG_TEST_PAUSE_AT").ok().as_deref() != Some(name) {
-        return;
-    }
-    let marker = ctx.dir.join(format!("adopt-{}.paused", ctx.old_project));
-    let _ = crate::dotenv::write_atomic(&marker, name.as_bytes(), 0o600);
-    eprintln!("adopt: paused before {name} (FOG_TEST_PAUSE_AT)");
-    while !crate::interrupt::interrupted() {
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-}
-
-fn timed<T>(
-    ctx: &Context,
-    phases: &mut Phases,
-    name: &'static str,
-    f: impl FnOnce() -> Result<T>,
-) -> Result<T> {
-    pause_point(ctx, name);
+fn timed<T>(phases: &mut Phases, name: &'static str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    crate::interrupt::pause_point(name);
     if crate::interrupt::interrupted() {
         bail!("interrupted (Ctrl-C or SIGTERM) before phase {name}");
     }
@@ -153,7 +132,7 @@ fn steps(
         .filter(|c| c.is_running() && Some(&c.id) != pg_id.as_ref())
         .map(|c| c.id.clone())
         .collect();
-    timed(ctx, phases, "stop-services", || {
+    timed(phases, "stop-services", || {
         if !others.is_empty() {
             journal.stopped = others.clone();
             journal.record(&ctx.dir, "stopping", runner.dry_run)?;
@@ -164,7 +143,7 @@ fn steps(
     // 2. The backup set.
     std::fs::create_dir_all(&ctx.dir)?;
     let mut set = Set::begin(&ctx.dir, &ctx.old_project)?;
-    timed(ctx, phases, "backup-dump", || {
+    timed(phases, "backup-dump", || {
         if let (Some(pg), Some(id)) = (&ctx.plan.postgres, &pg_id) {
             set.dump(
                 sh,
@@ -180,7 +159,7 @@ fn steps(
     // Counted again now that their services are stopped: the plan's figures
     // were taken while they ran.
     let mut source: std::collections::BTreeMap<String, inspect::Figures> = Default::default();
-    timed(ctx, phases, "backup-volumes", || {
+    timed(phases, "backup-volumes", || {
         for v in ctx.plan.volumes.iter().filter(|v| v.how == How::Copy) {
             let figures = inspect::figures(sh, runner, &ctx.helper, &v.old_name)?;
             source.insert(v.old_name.clone(), figures);
@@ -192,14 +171,14 @@ fn steps(
         }
         Ok(())
     })?;
-    let set = timed(ctx, phases, "backup-verify", || {
+    let set = timed(phases, "backup-verify", || {
         let set = set.finish(sh, runner)?;
         eprintln!("adopt: backup set {}", set.dir.display());
         Ok(set)
     })?;
     journal.backup_set = Some(set.dir.clone());
     // 3. Stop the old Postgres.
-    timed(ctx, phases, "stop-postgres", || {
+    timed(phases, "stop-postgres", || {
         if let Some(id) = &pg_id {
             journal.stopped.push(id.clone());
             journal.record(&ctx.dir, "stopping", runner.dry_run)?;
@@ -209,7 +188,7 @@ fn steps(
     })?;
     // 4. Networks and volumes of the environment.
     let compose = ctx.project.compose(&ctx.environment);
-    timed(ctx, phases, "create", || {
+    timed(phases, "create", || {
         if !findings.replace.is_empty() {
             runner.run(compose.cmd(sh, &["down", "--remove-orphans"]))?;
             for name in &findings.replace {
@@ -247,7 +226,7 @@ fn steps(
     })?;
     // 5. The database.
     if let Some(dump) = &set.manifest.postgres {
-        timed(ctx, phases, "restore", || {
+        timed(phases, "restore", || {
             runner.run(compose.cmd(sh, &["up", "-d", "--renew-anon-volumes", "postgres"]))?;
             health::wait_ready(
                 sh,
@@ -279,7 +258,7 @@ fn steps(
         })?;
     }
     // 6. The other volumes.
-    timed(ctx, phases, "copy", || {
+    timed(phases, "copy", || {
         for v in ctx.plan.volumes.iter().filter(|v| v.how == How::Copy) {
             let from = format!("{}:/from:ro", v.old_name);
             let to = format!("{}:/to", v.new_name);
@@ -309,7 +288,7 @@ fn steps(
         journal.record(&ctx.dir, "copied", runner.dry_run)
     })?;
     // 7. The environment, through the one bring-up path.
-    timed(ctx, phases, "up", || {
+    timed(phases, "up", || {
         bringup::bring_up(
             sh,
             global,
@@ -324,7 +303,7 @@ fn steps(
     journal.record(&ctx.dir, "up", runner.dry_run)?;
     // 8. Every table's rows.
     if let Some(dump) = &set.manifest.postgres {
-        timed(ctx, phases, "verify", || {
+        timed(phases, "verify", || {
             let id = containers::list(sh, runner, &ctx.project.name)?
                 .into_iter()
                 .find(|c| c.service == crate::psql::SERVICE && c.is_running())

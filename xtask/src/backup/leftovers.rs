@@ -7,10 +7,7 @@
 //! (their journals, [`recover`]), then removes the rest after asking, and
 //! removes the way-back copies only with `--way-back` and a second answer.
 
-use std::{
-    io::{BufRead, IsTerminal, Write},
-    path::Path,
-};
+use std::path::Path;
 
 use anyhow::{bail, Result};
 
@@ -19,7 +16,6 @@ use crate::process::Cmd;
 use crate::{
     process::Runner,
     psql::{capture, Database},
-    usage_bail,
 };
 
 /// One leftover.
@@ -158,19 +154,7 @@ pub fn print(items: &[Leftover]) {
 }
 
 fn ask(question: &str, yes: bool) -> Result<bool> {
-    if yes {
-        return Ok(true);
-    }
-    if !std::io::stdin().is_terminal() {
-        usage_bail!(
-            "{question} Pass --yes to confirm (no terminal to ask on); nothing was removed"
-        );
-    }
-    eprint!("{question} [y/N] ");
-    std::io::stderr().flush()?;
-    let mut answer = String::new();
-    std::io::stdin().lock().read_line(&mut answer)?;
-    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
+    Ok(yes || crate::confirm::ask(question, "nothing was removed")?)
 }
 
 /// Finish or undo the interrupted restores of `project` (journals in `dir`

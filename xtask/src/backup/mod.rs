@@ -576,7 +576,7 @@ impl Cmd {
                 } else {
                     let content = manifest.entries.map_or_else(
                         || format!("{} tables", manifest.tables.len()),
-                        |n| format!("{n} entries"),
+                        volume::entries_text,
                     );
                     println!(
                         "verified {} ({} bytes, sha256 {}, {content})",
@@ -666,7 +666,7 @@ fn print_written(w: &postgres::Written, format: Format) -> Result<()> {
     }
     let mb = w.size as f64 / 1e6;
     let content = match w.manifest.entries {
-        Some(n) => format!("{n} entries"),
+        Some(n) => volume::entries_text(n),
         None => format!("{} tables", w.manifest.tables.len()),
     };
     println!(

@@ -9,13 +9,10 @@
 //! (which databases or volumes exist) rather than trusting the phase, so the
 //! live database always ends up existing and accepting connections and a
 //! volume ends up with either its old or its restored data. Also the
-//! Ctrl-C/SIGTERM flag, the `FOG_TEST_PAUSE_AT` test hook, and the labels of
+//! Ctrl-C/SIGTERM flag, the `FOG_TEST_PAUSE_AT` test hook's phases, and the labels of
 //! helper containers.
 
-use std::{
-    path::{Path, PathBuf},
-    time::Duration,
-};
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
@@ -36,19 +33,10 @@ pub fn catch_interrupts() {
 
 pub use crate::interrupt::interrupted;
 
-/// The test hook: with `FOG_TEST_PAUSE_AT=<phase>`, reaching `phase` writes
-/// this process' pid into `FOG_TEST_PAUSE_FILE` and waits until that file is
-/// removed (or a signal arrives). Then fail if interrupted.
+/// The test hook at `phase` ([`crate::interrupt::pause_point`]), then fail
+/// if Ctrl-C or SIGTERM arrived.
 pub fn pause(phase: &str) -> Result<()> {
-    if std::env::var("FOG_TEST_PAUSE_AT").as_deref() == Ok(phase) {
-        if let Ok(file) = std::env::var("FOG_TEST_PAUSE_FILE") {
-            let file = PathBuf::from(file);
-            archive::write_atomic(&file, std::process::id().to_string().as_bytes())?;
-            while file.exists() && !interrupted() {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-    }
+    crate::interrupt::pause_point(phase);
     if interrupted() {
         bail!("interrupted (Ctrl-C or SIGTERM) at phase {phase}");
     }

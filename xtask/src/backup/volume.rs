@@ -417,6 +417,16 @@ pub fn backup(
     }))
 }
 
+/// A volume archive's entry count for people: the root is always stored
+/// (GNU tar's `./`, `docker cp`'s too), so one entry is an empty volume,
+/// which backs up and restores like any other.
+pub fn entries_text(n: u64) -> String {
+    match n {
+        1 => "1 entry: the volume is empty".to_string(),
+        n => format!("{n} entries"),
+    }
+}
+
 /// Chunks of the tar stream queued for the checker (at most 1 GiB in theory;
 /// the checker is much faster than gzip, so a few are ever waiting).
 const CHECK_QUEUE: usize = 1024;
@@ -642,6 +652,13 @@ mod tests {
             let err = format!("{:#}", check_entries(&bad[..], "t").unwrap_err());
             assert!(err.contains(says), "{err}");
         }
+    }
+
+    #[test]
+    fn one_entry_is_an_empty_volume() {
+        assert_eq!(entries_text(1), "1 entry: the volume is empty");
+        assert_eq!(entries_text(0), "0 entries");
+        assert_eq!(entries_text(12), "12 entries");
     }
 
     #[test]

@@ -259,7 +259,7 @@ pub fn run(
                     ledger.files.insert(name.clone(), s.clone());
                     wal_remote::save_ledger(dir, &db.namespace, &ledger)?;
                     shipped.push((name, s));
-                    pitr::pause("wal-shipped-one");
+                    crate::interrupt::pause_point("wal-shipped-one");
                 }
                 Ok(())
             })();

@@ -14,10 +14,7 @@ mod postgres;
 mod to_time;
 mod volume;
 
-use std::{
-    io::{BufRead, IsTerminal, Write},
-    path::PathBuf,
-};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use xshell::Shell;
@@ -143,13 +140,16 @@ impl Cmd {
             "postgres" => {
                 let db = db?;
                 if !self.yes && !global.dry_run {
-                    confirm(&format!(
-                        "Replace database {} of {} with the backup of {} taken {}?",
-                        db.name,
-                        db.describe(),
-                        manifest.database,
-                        manifest.created_at
-                    ))?;
+                    crate::confirm::or_cancel(
+                        "restore",
+                        &format!(
+                            "Replace database {} of {} with the backup of {} taken {}?",
+                            db.name,
+                            db.describe(),
+                            manifest.database,
+                            manifest.created_at
+                        ),
+                    )?;
                 }
                 backup::leftovers::recover_pending(&runner, &dir, Some(&db), &db.namespace)?;
                 postgres::restore(
@@ -174,7 +174,7 @@ impl Cmd {
                     &target.project.name,
                 )?;
                 if !self.yes && !global.dry_run {
-                    confirm(&format!(
+                    crate::confirm::or_cancel("restore", &format!(
                         "Replace the contents of volume {} of project {} with the backup of {} taken {}?",
                         target.live, target.project.name, manifest.database, manifest.created_at
                     ))?;
@@ -187,21 +187,4 @@ impl Cmd {
             ),
         }
     }
-}
-
-/// Ask `question` on the terminal; no terminal, or anything but yes: exit 2.
-fn confirm(question: &str) -> Result<()> {
-    if !std::io::stdin().is_terminal() {
-        usage_bail!(
-            "{question} Pass --yes to confirm (no terminal to ask on); nothing was touched"
-        );
-    }
-    eprint!("{question} [y/N] ");
-    std::io::stderr().flush()?;
-    let mut answer = String::new();
-    std::io::stdin().lock().read_line(&mut answer)?;
-    if !matches!(answer.trim(), "y" | "Y" | "yes") {
-        usage_bail!("restore cancelled: nothing was touched");
-    }
-    Ok(())
 }

@@ -27,7 +27,8 @@ use anyhow::{bail, Context, Result};
 use crate::process::Cmd;
 use crate::{
     backup::{archive, base, postgres::COUNT_SQL, remote::RemoteArgs, stream},
-    pitr::{self, docker, pause},
+    interrupt::pause_point,
+    pitr::{self, docker},
     process::Runner,
     psql::{Database, Location},
     usage_bail,
@@ -212,11 +213,14 @@ pub fn run(
         }
     }
     if !yes && !runner.dry_run {
-        super::confirm(&format!(
-            "Replace the data of {} (volume {live}) with base backup {} replayed to {goal:?}?",
-            db.describe(),
-            info.file
-        ))?;
+        crate::confirm::or_cancel(
+            "restore",
+            &format!(
+                "Replace the data of {} (volume {live}) with base backup {} replayed to {goal:?}?",
+                db.describe(),
+                info.file
+            ),
+        )?;
     }
     let recovered = format!("{live}_pitr_{stamp}");
     let aside = format!("{live}_before_pitr_{stamp}");
@@ -235,7 +239,7 @@ pub fn run(
     )?;
     eprintln!("extracting {} into {recovered}", info.file);
     fill(runner, base_path, &recovered, &db.image, &goal)?;
-    pause("extracted");
+    pause_point("extracted");
     let replay = replay(runner, db, &recovered, &archive_volume, &stamp)?;
     eprintln!(
         "replayed and promoted in {:.1}s: {} tables, amcheck {}",
@@ -243,7 +247,7 @@ pub fn run(
         replay.0.lines().count(),
         replay.1
     );
-    pause("verified");
+    pause_point("verified");
     let mut journal = Journal {
         phase: "stopping".into(),
         container: db.container.clone(),
@@ -486,7 +490,7 @@ fn swap(runner: &Runner, path: &Path, j: &mut Journal) -> Result<()> {
     let step = |phase: &str, j: &mut Journal| -> Result<()> {
         j.phase = phase.into();
         write_journal(path, j)?;
-        pause(phase);
+        pause_point(phase);
         Ok(())
     };
     step("stopping", j)?;

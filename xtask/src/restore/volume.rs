@@ -202,10 +202,10 @@ impl Target {
         }
         if !runner.dry_run {
             println!(
-                "restored {} into volume {} ({} entries, as the manifest says)\npre-restore backup: {}\nprevious data kept as volume {old}; drop it with: docker volume rm {old}",
+                "restored {} into volume {} ({}, as the manifest says)\npre-restore backup: {}\nprevious data kept as volume {old}; drop it with: docker volume rm {old}",
                 path.display(),
                 self.live,
-                manifest.entries.unwrap_or(0),
+                backup_volume::entries_text(manifest.entries.unwrap_or(0)),
                 pre_path.display()
             );
         }

@@ -4,13 +4,18 @@
 //! and host ports in 49000-50599 by bank and slot ([`bank`], [`slot_port`]), the offline Postgres image
 //! (`images offline --only postgres`), and a [`DataStack`] guard whose `Drop`
 //! removes the project's containers, networks and volumes even on failure.
+//! Also what the data tests share beside the stack: a throwaway container
+//! on a volume ([`in_volume`]) with the listings they compare
+//! ([`stat_listing`], [`sha256_listing`]), and [`spawn_paused_at`] for the
+//! `FOG_TEST_PAUSE_AT` hook.
 #![allow(dead_code)]
 
 use std::{
     fs,
     path::PathBuf,
-    process::{Command, Output, Stdio},
+    process::{Child, Command, Output, Stdio},
     sync::Mutex,
+    time::{Duration, Instant},
 };
 
 use crate::common::{engine_or_skip, text, xtask_env};
@@ -202,8 +207,15 @@ impl DataStack {
     }
 
     pub fn xtask(&self, args: &[&str]) -> Output {
+        self.xtask_with(args, &[])
+    }
+
+    /// [`Self::xtask`] with `env` added to the command's environment.
+    pub fn xtask_with(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         let started = std::time::Instant::now();
-        let out = self.command(args).output().expect("xtask runs");
+        let mut cmd = self.command(args);
+        cmd.envs(env.iter().copied());
+        let out = cmd.output().expect("xtask runs");
         eprintln!(
             "$ xtask {} -> {} in {:.1}s\n{}{}",
             args.join(" "),
@@ -247,4 +259,139 @@ impl Drop for DataStack {
             &self.dir,
         );
     }
+}
+
+/// Run `script` as root in a throwaway container of the offline Postgres image
+/// (a GNU userland: the reference tools) with `volume` at /v and no network;
+/// its stdout.
+pub fn in_volume(volume: &str, script: &str) -> String {
+    run_on(&format!("{volume}:/v"), script)
+}
+
+/// [`in_volume`] with `volume` mounted read-only, for volumes a test must
+/// not change (an old stack's under `adopt`).
+pub fn read_volume(volume: &str, script: &str) -> String {
+    run_on(&format!("{volume}:/v:ro"), script)
+}
+
+fn run_on(mount: &str, script: &str) -> String {
+    let image = postgres_image();
+    crate::common::docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--user",
+        "0:0",
+        "-v",
+        mount,
+        "--entrypoint",
+        "sh",
+        &image,
+        "-c",
+        script,
+    ])
+}
+
+/// `stat` fields of an entry: name, type, size, link count, mode, owner and
+/// link target.
+pub const STAT: &str = "%n %F %s %h %a %u %g %N";
+/// [`STAT`] with the allocated 512-byte blocks after the size (a hole that
+/// came back filled shows there).
+pub const STAT_BLOCKS: &str = "%n %F %s %b %h %a %u %g %N";
+
+/// The shell line behind [`stat_listing`]: `stat -c FIELDS` of every entry
+/// below /v (not /v itself), sorted by name (NUL-separated, so any name).
+pub fn stat_script(fields: &str) -> String {
+    format!("cd /v && find . -mindepth 1 -print0 | sort -z | xargs -0 -r stat -c '{fields}'")
+}
+
+/// The shell line behind [`sha256_listing`].
+pub const SHA256_SCRIPT: &str = "cd /v && find . -type f -print0 | sort -z | xargs -0 -r sha256sum";
+
+/// `stat -c FIELDS` ([`STAT`] or [`STAT_BLOCKS`]) of every entry of `volume`.
+pub fn stat_listing(volume: &str, fields: &str) -> String {
+    in_volume(volume, &stat_script(fields))
+}
+
+/// The sha256 of every regular file of `volume`, sorted by name.
+pub fn sha256_listing(volume: &str) -> String {
+    in_volume(volume, SHA256_SCRIPT)
+}
+
+/// Spawn `cmd` with the test hook `FOG_TEST_PAUSE_AT=phase` and
+/// `FOG_TEST_PAUSE_MARKER` set to a fresh path, and wait until the marker
+/// exists: the command is then held at `phase` until it is killed, gets
+/// Ctrl-C/SIGTERM, or the marker is removed (which lets it go on). Panics,
+/// with what it printed, if the command ends before it gets there. The caller
+/// picks `cmd`'s stdio; the marker is the caller's to remove.
+pub fn spawn_paused_at(mut cmd: Command, phase: &str) -> (Child, PathBuf) {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let marker =
+        std::env::temp_dir().join(format!("fog-paused-{}-{n}-{phase}", std::process::id()));
+    let _ = fs::remove_file(&marker);
+    let mut child = cmd
+        .env("FOG_TEST_PAUSE_AT", phase)
+        .env("FOG_TEST_PAUSE_MARKER", &marker)
+        .spawn()
+        .expect("the paused command starts");
+    let deadline = Instant::now() + Duration::from_secs(240);
+    while !marker.exists() {
+        if let Some(status) = child.try_wait().unwrap() {
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "{cmd:?} ended ({status}) before phase {phase}: {}",
+                crate::common::text(&out)
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "phase {phase} never reached: {cmd:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (child, marker)
+}
+
+/// An empty volume is data like any other: volume `overlay` of the stack's
+/// environment (created empty here; no service of it may run) is backed up,
+/// verified, then a file written into it, and the restore empties it again,
+/// keeping the file in its `_before_restore_` volume. The backup's manifest
+/// and stderr, for the caller's checks of its helper path.
+pub fn empty_volume_round_trip(
+    stack: &DataStack,
+    overlay: &str,
+    dir: &str,
+) -> (serde_json::Value, String) {
+    let volume = format!("{}_{overlay}", stack.project);
+    crate::common::docker(&["volume", "create", &volume]);
+    assert_eq!(stat_listing(&volume, STAT), "", "{volume} is not empty");
+    let out = stack.xtask(&[
+        "backup", "volume", overlay, "--dir", dir, "--format", "json",
+    ]);
+    assert!(out.status.success(), "{}", crate::common::text(&out));
+    let written: serde_json::Value =
+        serde_json::from_str(crate::common::stdout(&out).trim()).unwrap();
+    let archive = written["path"].as_str().unwrap().to_string();
+    let manifest: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(format!("{archive}.manifest.json")).unwrap())
+            .unwrap();
+    let empty = "1 entry: the volume is empty";
+    let verified = stack.ok(&["backup", "verify", &archive]);
+    assert!(verified.contains(empty), "{verified}");
+    in_volume(&volume, "echo later > /v/added");
+    let restored = stack.ok(&["restore", &archive, "--yes", "--dir", dir]);
+    assert!(restored.contains(empty), "{restored}");
+    assert_eq!(stat_listing(&volume, STAT), "", "{restored}");
+    let aside = crate::common::docker_lines(&[
+        "volume",
+        "ls",
+        "-q",
+        "--filter",
+        &format!("name={volume}_before_restore_"),
+    ]);
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    assert_eq!(in_volume(&aside[0], "cat /v/added"), "later");
+    (manifest, crate::common::stderr(&out))
 }
