@@ -109,7 +109,7 @@ impl StackArg {
                 .get("COMPOSE_PROJECT_NAME")
                 .unwrap_or("fog")
                 .to_string(),
-            (None, None) => crate::compose::EnvSource::for_repo(&crate::project_root())?
+            (None, None) => crate::dotenv::env_source(&crate::project_root())?
                 .get("COMPOSE_PROJECT_NAME")
                 .unwrap_or("fog")
                 .to_string(),

@@ -3,8 +3,6 @@
 //! `$$` for a literal `$`. Defaults and alternatives may themselves contain
 //! interpolations. Only string values are interpolated, never mapping keys.
 
-use std::fmt;
-
 use serde_yaml::Value;
 
 use super::env::EnvSource;
@@ -12,16 +10,11 @@ use super::lines::Seg;
 use super::read::{MAX_EXPANDED_BYTES, MAX_NESTING, MAX_VALUE_BYTES};
 
 /// Why a string could not be interpolated. `variable` is empty for syntax errors.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
 pub struct InterpolationError {
     pub variable: String,
     pub message: String,
-}
-
-impl fmt::Display for InterpolationError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
 }
 
 /// Interpolate one string (at most [`MAX_VALUE_BYTES`] out, defaults nested
