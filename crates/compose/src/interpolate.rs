@@ -241,6 +241,20 @@ pub fn interpolate_value(
     Ok(())
 }
 
+/// The variable and its default when `raw` is exactly one `${VAR:-default}`
+/// or `${VAR-default}` (how the overlays write a configurable `image:`).
+pub fn variable_default(raw: &str) -> Option<(&str, &str)> {
+    let body = raw.strip_prefix("${")?;
+    if matching_brace(body)? + 1 != body.len() {
+        return None;
+    }
+    let body = &body[..body.len() - 1];
+    let len = name_len(body);
+    let op = &body[len..];
+    let default = op.strip_prefix(":-").or_else(|| op.strip_prefix('-'))?;
+    (len > 0).then(|| (&body[..len], default))
+}
+
 /// Escape `$` as `$$` so printed output interpolates back to the same value.
 pub fn escape(s: &str) -> String {
     s.replace('$', "$$")
@@ -313,6 +327,26 @@ mod tests {
         );
         assert_eq!(ok("$$$SET"), "$value");
         assert_eq!(escape("a$b"), "a$$b");
+    }
+
+    #[test]
+    fn a_whole_value_default_names_its_variable() {
+        assert_eq!(
+            variable_default("${PG_IMAGE:-postgres:15.8-alpine}"),
+            Some(("PG_IMAGE", "postgres:15.8-alpine"))
+        );
+        assert_eq!(variable_default("${TAG-v1}"), Some(("TAG", "v1")));
+        assert_eq!(variable_default("${A:-${B:-x}}"), Some(("A", "${B:-x}")));
+        for raw in [
+            "postgres:15",
+            "${TAG}",
+            "x:${TAG:-1}",
+            "${A:-1}${B:-2}",
+            "${A:?no}",
+            "${:-x}",
+        ] {
+            assert_eq!(variable_default(raw), None, "{raw}");
+        }
     }
 
     #[test]

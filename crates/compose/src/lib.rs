@@ -415,6 +415,19 @@ impl Project {
         })
     }
 
+    /// The value at `path` as the last file that defines it wrote it: before
+    /// interpolation (anchors and `<<` applied), with that file. The merged
+    /// model says what a value is; this says where it comes from (an
+    /// `image: ${VAR:-default}` line, see [`interpolate::variable_default`]).
+    /// `None` when no file of the project spells the path out (a value from
+    /// `extends` or `include`).
+    pub fn raw_at(&self, path: &[Seg]) -> Option<(&SourceFile, &Value)> {
+        self.files
+            .iter()
+            .rev()
+            .find_map(|file| Some((file.as_ref(), value_at(&file.raw, path)?)))
+    }
+
     /// Like [`Project::locate`] but falls back to the nearest defined ancestor.
     pub fn locate_nearest(&self, path: &[Seg]) -> Option<Location> {
         (1..=path.len()).rev().find_map(|n| self.locate(&path[..n]))

@@ -15,7 +15,7 @@ use xshell::{cmd, Shell};
 use super::declared::repository;
 use super::model::NotMeasured;
 use crate::compose::{key_str, Project};
-use crate::images::{Source, IMAGE_VARS};
+use crate::images::{image_vars, Source};
 use crate::process::Runner;
 
 /// A side ready to start.
@@ -45,7 +45,10 @@ pub fn choose_image(sh: &Shell, runner: &Runner, image: &str) -> ImageChoice {
         return ImageChoice::Present(image.to_string());
     }
     let repo = repository(image);
-    let var = IMAGE_VARS.iter().find(|v| repository(v.default) == repo);
+    // The repository's image variables (from its overlays' model) say how an
+    // image like this one comes into the engine.
+    let vars = image_vars(&crate::project_root()).unwrap_or_default();
+    let var = vars.into_iter().find(|v| repository(&v.default) == repo);
     let reason = match var.map(|v| v.source) {
         Some(Source::Upstream(Some(offline))) => {
             let format = "{{.Repository}}:{{.Tag}}";
