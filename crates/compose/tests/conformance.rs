@@ -370,3 +370,41 @@ fn corpus_matches_compose_v1_and_v2() {
         "the corpus must hold at least 150 files"
     );
 }
+
+/// `config` output reads back as exactly the model it printed
+/// ([`Project::config`]), for every corpus file the crate accepts, under both
+/// flavours: so a caller that rewrites the model's value sees what it would
+/// see parsing the printed file. No Docker needed.
+#[test]
+fn config_output_reads_back_to_the_model() {
+    let root = crate_dir().join("tests/fixtures/corpus");
+    let mut files = Vec::new();
+    corpus_files(&root, &mut files);
+    let mut checked = 0;
+    for file in &files {
+        for flavour in [Flavour::V1, Flavour::V2] {
+            let dot_env = file.parent().unwrap().join(".env");
+            let Ok(env) =
+                EnvSource::with_process_env(Some(dot_env.as_path()).filter(|p| p.is_file()))
+            else {
+                continue;
+            };
+            let Ok(project) = Project::load(std::slice::from_ref(file), &env.with_flavour(flavour))
+            else {
+                continue;
+            };
+            let printed = project.to_yaml();
+            let reread: Value = serde_yaml::from_str(&printed)
+                .unwrap_or_else(|e| panic!("{} ({flavour:?}): {e}\n{printed}", file.display()));
+            assert_eq!(
+                reread,
+                project.config(),
+                "{} ({flavour:?}) reads back differently:\n{printed}",
+                file.display()
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 250, "only {checked} corpus loads were checked");
+    eprintln!("config output of {checked} corpus loads reads back to the model");
+}

@@ -1,5 +1,5 @@
-//! Staging one side for a live run: the merged model (`cargo xtask config`'s
-//! output, paths absolute, `$` escaped) rewritten into one compose file that
+//! Staging one side for a live run: the merged model as `cargo xtask config`
+//! prints it ([`Project::config`]: paths absolute, `$` escaped) rewritten into one compose file that
 //! runs beside anything else on the engine. Published ports, container names
 //! and profiled services are dropped; every network (the implicit `default`
 //! too) gets a name under the run's project and a subnet of its own; named
@@ -84,7 +84,7 @@ pub fn stage(
     subnets: &[String],
     secret_dir: &std::path::Path,
 ) -> anyhow::Result<Staged> {
-    let mut model: Value = serde_yaml::from_str(&project.to_yaml())?;
+    let mut model = project.config();
     let mut not_measured = Vec::new();
     let mut services = Vec::new();
     let mut uses_default = false;
