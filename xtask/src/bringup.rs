@@ -94,11 +94,7 @@ pub fn bring_up(
     let images_began = Instant::now();
     if !args.skip_images {
         let report = crate::images::ensure_for(environment, &runner, !args.quiet)?;
-        skipped = report
-            .skipped_services
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        skipped = report.skipped_services;
         if !report.env_updates.is_empty() {
             project.env.reload()?;
         }
@@ -182,7 +178,7 @@ fn missing_images(
     model: &Model,
     mut left_out: Vec<String>,
 ) -> Result<Vec<String>> {
-    let no_offline_image = crate::images::unavailable_services(environment);
+    let no_offline_image = crate::images::unavailable_services(environment)?;
     let mut warned = !left_out.is_empty();
     for service in model.default_services() {
         let Some(image) = &service.image else {
@@ -194,7 +190,7 @@ fn missing_images(
         if crate::docker::image_exists(runner, image) {
             continue;
         }
-        if no_offline_image.contains(&service.name.as_str()) {
+        if no_offline_image.contains(&service.name) {
             left_out.push(service.name.clone());
             warned = false;
         } else if runner.dry_run {

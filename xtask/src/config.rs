@@ -115,7 +115,7 @@ impl SourceArgs {
         }
         let env = match &self.env_file {
             Some(path) => EnvSource::with_process_env(Some(path))?,
-            None => EnvSource::for_repo(&crate::project_root())?,
+            None => crate::dotenv::env_source(&crate::project_root())?,
         }
         .with_flavour(self.flavour);
         let names: Vec<&str> = match &self.env {

@@ -136,56 +136,9 @@ impl EnvFile {
     }
 }
 
-/// One `KEY=VALUE` line of an env file, as Compose reads it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ParsedLine {
-    pub key: String,
-    pub value: String,
-    /// The ` # comment` that ended an unquoted value, with its leading blanks.
-    pub comment: Option<String>,
-}
-
-/// The one reader of `.env` syntax (this module's files and the compose
-/// model's env layer): `KEY=VALUE` or `export KEY=VALUE`; a value in double
-/// quotes has `\n` and `\"` unescaped, one in single quotes is literal, an
-/// unquoted one ends at ` #` (an inline comment). Comments, blanks, lines
-/// without `=` and invalid keys are `None`.
-pub fn parse_line(raw: &str) -> Option<ParsedLine> {
-    let line = raw.trim();
-    if line.is_empty() || line.starts_with('#') {
-        return None;
-    }
-    let line = line.strip_prefix("export ").unwrap_or(line);
-    let (key, value) = line.split_once('=')?;
-    let key = key.trim();
-    if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-        return None;
-    }
-    let value = value.trim();
-    let (value, comment) = if let Some(inner) = quoted(value, '"') {
-        (inner.replace("\\n", "\n").replace("\\\"", "\""), None)
-    } else if let Some(inner) = quoted(value, '\'') {
-        (inner.to_string(), None)
-    } else {
-        match value.find(" #") {
-            Some(i) => {
-                let kept = value[..i].trim_end();
-                (kept.to_string(), Some(value[kept.len()..].to_string()))
-            }
-            None => (value.to_string(), None),
-        }
-    };
-    Some(ParsedLine {
-        key: key.to_string(),
-        value,
-        comment,
-    })
-}
-
-fn quoted(value: &str, q: char) -> Option<&str> {
-    (value.len() >= 2 && value.starts_with(q) && value.ends_with(q))
-        .then(|| &value[1..value.len() - 1])
-}
+/// `.env` syntax has one reader, the compose model's (its env layer reads
+/// the same files).
+pub use crate::compose::env::{parse_line, ParsedLine};
 
 /// A value as [`parse_line`] reads it back: plain when it can be, else in
 /// double quotes with newlines and quotes escaped.
@@ -260,6 +213,19 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
         let _ = fs::remove_file(&tmp);
     }
     result.with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// The compose model's variables for the repository's environments: the
+/// process environment, then the env file ([`DotEnv::locate`]), or
+/// `.env.example` when there is none.
+pub fn env_source(root: &Path) -> Result<crate::compose::EnvSource, crate::compose::LoadError> {
+    let dot_env = DotEnv::locate(root);
+    let file = if dot_env.is_file() {
+        Some(dot_env)
+    } else {
+        Some(root.join(".env.example")).filter(|p| p.is_file())
+    };
+    crate::compose::EnvSource::with_process_env(file.as_deref())
 }
 
 /// Where the env file and its example live, and the merged variables.

@@ -18,7 +18,6 @@ pub mod claims;
 pub mod cli;
 pub mod comparison;
 pub mod completions;
-pub mod compose;
 pub mod config;
 pub mod confirm;
 pub mod deploy;
@@ -51,5 +50,7 @@ pub mod usage;
 pub mod wal;
 pub mod wal_remote;
 
+// The compose model lives in its own crate; `crate::compose::...` paths stay.
+pub use compose;
 pub use global::{project_root, Global};
 pub use usage::UsageError;

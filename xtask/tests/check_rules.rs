@@ -365,7 +365,7 @@ fn hostile_inputs_end_in_clear_errors() {
 /// (prints the count of warnings, which are advice).
 #[test]
 fn check_raises_no_error_on_legitimate_corpus_files() {
-    let root = common::fixture("corpus");
+    let root = common::crate_dir().join("../crates/compose/tests/fixtures/corpus");
     let expect = std::fs::read_to_string(root.join("EXPECT")).unwrap();
     let (mut files, mut warnings) = (0, 0);
     let mut errors = Vec::new();

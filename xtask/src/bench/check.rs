@@ -12,7 +12,6 @@ use anyhow::{Context, Result};
 use xshell::Shell;
 
 use crate::check::check_all;
-use crate::compose::EnvSource;
 use crate::config::Selection;
 use crate::environments::Environment;
 
@@ -89,7 +88,7 @@ fn compose_config_ms(
 impl Cmd {
     pub fn run(self, _sh: &Shell, global: &crate::Global) -> Result<()> {
         let runner = crate::process::Runner::new(global);
-        let env = EnvSource::for_repo(&crate::project_root())?;
+        let env = crate::dotenv::env_source(&crate::project_root())?;
         let selections: Vec<Selection> = Environment::all()
             .into_iter()
             .map(|e| Selection::named(e, &env))

@@ -88,13 +88,13 @@ const CHECKS: &[Check] = &[
     Check {
         name: "fuzz-compose",
         failure_hint:
-            "the compose_loader fuzz harness failed on its seeds or random inputs; see xtask/fuzz",
+            "the compose_loader fuzz harness failed on its seeds or random inputs; see crates/compose/fuzz",
         // cargo-fuzz is not installed here: the harness runs as a plain test
         // over the conformance corpus, the hostile inputs and random mutations.
         command: Step::Cmd(|sh| {
             cmd!(
                 sh,
-                "cargo test --locked --manifest-path xtask/fuzz/Cargo.toml"
+                "cargo test --locked --manifest-path crates/compose/fuzz/Cargo.toml"
             )
             // The workspace's target directory: the dependencies the fuzz
             // harness shares with the workspace are built once, not twice.
@@ -123,8 +123,8 @@ const CHECKS: &[Check] = &[
         failure_hint: "an engine end-to-end test failed under Compose v1 (`test` ran them under v2); rerun with `FOG_COMPOSE=v1 cargo test -p xtask --test <name>`",
         // The `test` check runs everything under the default flavour (v2
         // where installed); this runs the engine and conformance tests again
-        // under v1, selected by the one variable the xtask reads (the corpus
-        // test runs both flavours itself, so `test` covered it). `--workspace`
+        // under v1, selected by the one variable the xtask reads (the compose
+        // crate's corpus test runs both flavours itself, so `test` covered it). `--workspace`
         // keeps the `test` check's feature set, so nothing is rebuilt.
         command: Step::Cmd(|sh| {
             cmd!(

@@ -128,7 +128,7 @@ impl Drop for TempDir {
 pub fn load(sh: &Shell, runner: &Runner, flag: &str, text: &str, repo: &Path) -> Result<Loaded> {
     let spec = Spec::parse(flag, text)?;
     let root = crate::project_root();
-    let env = EnvSource::for_repo(&root)?;
+    let env = crate::dotenv::env_source(&root)?;
     let (selection, checkout) = match &spec {
         Spec::Env(name) => (Selection::named(name.parse()?, &env), None),
         Spec::Files(files) => {

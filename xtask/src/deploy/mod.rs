@@ -109,7 +109,7 @@ impl StackArg {
                 .get("COMPOSE_PROJECT_NAME")
                 .unwrap_or("fog")
                 .to_string(),
-            (None, None) => crate::compose::EnvSource::for_repo(&crate::project_root())?
+            (None, None) => crate::dotenv::env_source(&crate::project_root())?
                 .get("COMPOSE_PROJECT_NAME")
                 .unwrap_or("fog")
                 .to_string(),
@@ -341,6 +341,7 @@ fn resolve_images(
 ) -> Result<()> {
     let no_offline = environment
         .map(crate::images::unavailable_services)
+        .transpose()?
         .unwrap_or_default();
     let format = "{{join .RepoDigests \" \"}}";
     let mut missing = BTreeMap::new();
@@ -371,7 +372,7 @@ fn resolve_images(
                     opts.pinned.insert(image.clone(), pinned);
                 }
             }
-            None if no_offline.contains(&svc.name.as_str()) => {
+            None if no_offline.contains(&svc.name) => {
                 opts.left_out.insert(
                     svc.name.clone(),
                     format!("image {image} is not in the engine and has no offline build (no Debian package)"),

@@ -1,7 +1,7 @@
 //! Rendering the merged compose model into a stack file `docker stack deploy`
-//! accepts (compose schema 3.9). The input is what `cargo xtask config`
-//! prints ([`Project::to_yaml`]: absolute host paths, `$` escaped), so there
-//! is one reading of the overlays. Every key Swarm ignores or rejects is
+//! accepts (compose schema 3.9). The input is the model `cargo xtask config`
+//! prints ([`Project::config`]: absolute host paths, `$` escaped), taken
+//! from the compose model as it is, so there is one reading of the overlays. Every key Swarm ignores or rejects is
 //! translated or reported as a [`Note`], never silently lost: `restart`
 //! becomes `deploy.restart_policy`, `build` and `container_name` are dropped,
 //! `depends_on` (no start order in Swarm) is dropped with what each service
@@ -155,7 +155,7 @@ impl Plan {
 
 /// Render `project` for Swarm.
 pub fn render(project: &Project, opts: &Options) -> Result<Plan> {
-    let model: Value = serde_yaml::from_str(&project.to_yaml()).context("re-reading the model")?;
+    let model = project.config();
     let mut notes = Vec::new();
     let mut note = |service: Option<&str>, key: &str, action: Action, message: String| {
         let at = match service {

@@ -1,23 +1,25 @@
-//! Which images an environment needs. Each service's `image:` is read from the
-//! environment's compose files (later overlays win, YAML anchors and merge keys
-//! applied) and interpolated against `.env`; when the compose files are not
-//! there yet, the built-in table of image variables stands in. The table also
-//! says which images the project builds itself and which third-party images
-//! have an offline equivalent built from Debian packages.
+//! Which images an environment runs, as the compose model says: each
+//! service's merged, interpolated `image:` (read with the variables bring-up
+//! uses), and where its default comes from, the `${VAR:-default}` of the
+//! service's `image:` line. The default also says how an image comes into
+//! the engine ([`source_of`]): `fog-compute/<name>` is built by `images
+//! build`, a third-party image whose repository ends in an
+//! [`OFFLINE_SERVICES`] name has an offline equivalent built from Debian
+//! packages, anything else can only be pulled.
 
-use std::{fs, path::Path};
+use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use super::envfile::image_env;
-use crate::compose::interpolate::interpolate;
+use crate::compose::{interpolate::variable_default, EnvSource, Project, ProjectLoader, Seg};
 use crate::environments::Environment;
 
 /// How an image variable's image comes into the engine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
     /// Built by `images build` from `docker/<name>/`.
-    Project(&'static str),
+    Project(String),
     /// Pulled from a registry; `offline` names its Debian-built stand-in.
     Upstream(Option<&'static OfflineService>),
 }
@@ -96,91 +98,70 @@ pub const OFFLINE_SERVICES: &[OfflineService] = &[
     },
 ];
 
-/// One image variable of `.env.example`.
-#[derive(Debug)]
-pub struct ImageVar {
-    pub var: &'static str,
-    pub default: &'static str,
-    pub overlay: &'static str,
-    pub services: &'static [&'static str],
-    pub source: Source,
+/// The repository prefix of the images `images build` makes (`fog-compute/<name>`).
+pub const PROJECT_REPOSITORY: &str = "fog-compute/";
+
+/// How the image `default` comes into the engine: `fog-compute/<name>` is a
+/// project image, a repository whose last segment names an offline service
+/// (`prom/prometheus`, `postgres`) has an offline build, the rest is pulled.
+pub fn source_of(default: &str) -> Source {
+    let repo = repository(default);
+    if let Some(name) = repo.strip_prefix(PROJECT_REPOSITORY) {
+        return Source::Project(name.to_string());
+    }
+    let last = repo.rsplit('/').next().unwrap_or(repo);
+    Source::Upstream(OFFLINE_SERVICES.iter().find(|s| s.name == last))
 }
 
-const fn offline(i: usize) -> Source {
-    Source::Upstream(Some(&OFFLINE_SERVICES[i]))
+/// `prom/prometheus` of `prom/prometheus:v2.53.2` (a registry port is kept).
+fn repository(image: &str) -> &str {
+    let image = image.split('@').next().unwrap_or(image);
+    match image.rsplit_once(':') {
+        Some((repo, tag)) if !tag.contains('/') => repo,
+        _ => image,
+    }
 }
 
-pub const IMAGE_VARS: &[ImageVar] = &[
-    ImageVar {
-        var: "POSTGRES_IMAGE",
-        default: "postgres:15.8-alpine",
-        overlay: "base",
-        services: &["postgres"],
-        source: offline(0),
-    },
-    ImageVar {
-        var: "PROMETHEUS_IMAGE",
-        default: "prom/prometheus:v2.53.2",
-        overlay: "base",
-        services: &["prometheus"],
-        source: offline(1),
-    },
-    ImageVar {
-        var: "GRAFANA_IMAGE",
-        default: "grafana/grafana:11.2.0",
-        overlay: "base",
-        services: &["grafana"],
-        source: Source::Upstream(None),
-    },
-    ImageVar {
-        var: "LOKI_IMAGE",
-        default: "grafana/loki:2.9.10",
-        overlay: "base",
-        services: &["loki"],
-        source: Source::Upstream(None),
-    },
-    ImageVar {
-        var: "MIGRATE_IMAGE",
-        default: "fog-compute/migrate:0.1.0",
-        overlay: "base",
-        services: &["migrate"],
-        source: Source::Project("migrate"),
-    },
-    ImageVar {
-        var: "MIXNODE_IMAGE",
-        default: "fog-compute/mixnode:0.1.0",
-        overlay: "betanet",
-        services: &["mixnode-1", "mixnode-2", "mixnode-3", "loadgen"],
-        source: Source::Project("mixnode"),
-    },
-    ImageVar {
-        var: "NODE_EXPORTER_IMAGE",
-        default: "prom/node-exporter:v1.8.2",
-        overlay: "monitoring",
-        services: &["node-exporter"],
-        source: offline(3),
-    },
-    ImageVar {
-        var: "CADVISOR_IMAGE",
-        default: "gcr.io/cadvisor/cadvisor:v0.49.1",
-        overlay: "monitoring",
-        services: &["cadvisor"],
-        source: Source::Upstream(None),
-    },
-    ImageVar {
-        var: "ALERTMANAGER_IMAGE",
-        default: "prom/alertmanager:v0.27.0",
-        overlay: "monitoring",
-        services: &["alertmanager"],
-        source: offline(2),
-    },
-];
+/// One service's image in an environment's merged model.
+#[derive(Debug, Clone)]
+struct ServiceImage {
+    service: String,
+    /// The image after interpolation.
+    image: String,
+    /// `(VAR, default)` when the service's `image:` line is `${VAR:-default}`.
+    variable: Option<(String, String)>,
+}
+
+/// The services of `project` that have an image, in file order.
+fn service_images(project: &Project) -> Vec<ServiceImage> {
+    project
+        .services()
+        .iter()
+        .filter_map(|svc| {
+            let image = svc.image.clone()?;
+            let at = [Seg::key("services"), Seg::key(&svc.name), Seg::key("image")];
+            let variable = project
+                .raw_at(&at)
+                .and_then(|(_, raw)| variable_default(raw.as_str()?))
+                .map(|(var, default)| (var.to_string(), default.to_string()));
+            Some(ServiceImage {
+                service: svc.name.clone(),
+                image,
+                variable,
+            })
+        })
+        .collect()
+}
+
+fn load(files: &[std::path::PathBuf], loader: &mut ProjectLoader) -> Result<Project> {
+    Ok(loader.load(files)?)
+}
 
 /// An image the environment needs and where it comes from.
 #[derive(Debug, Clone)]
 pub struct Needed {
     /// The image variable that sets it, if the compose file uses one.
-    pub var: Option<&'static str>,
+    pub var: Option<String>,
     /// The image reference after interpolation.
     pub image: String,
     pub services: Vec<String>,
@@ -190,91 +171,76 @@ pub struct Needed {
 /// Images the environment needs, one entry per distinct image, in file order.
 pub fn needed(env: &Environment, root: &Path) -> Result<Vec<Needed>> {
     let vars = image_env(root)?;
-    let files = env.files();
-    let mut raw: Vec<(String, String)> = Vec::new();
-    if files.iter().all(|f| root.join(f).is_file()) {
-        for file in &files {
-            for (service, image) in service_images(&root.join(file))? {
-                match raw.iter_mut().find(|(s, _)| *s == service) {
-                    Some(entry) => entry.1 = image,
-                    None => raw.push((service, image)),
-                }
-            }
-        }
-    } else {
-        for spec in IMAGE_VARS.iter().filter(|s| env.has(s.overlay)) {
-            for service in spec.services {
-                raw.push((
-                    service.to_string(),
-                    format!("${{{}:-{}}}", spec.var, spec.default),
-                ));
-            }
-        }
-    }
+    let files: Vec<_> = env.files().iter().map(|f| root.join(f)).collect();
+    let project = load(&files, &mut ProjectLoader::new(&vars))?;
     let mut out: Vec<Needed> = Vec::new();
-    for (service, raw_image) in raw {
-        let spec = IMAGE_VARS.iter().find(|s| raw_image.contains(s.var));
-        let image = interpolate(&raw_image, &vars).map_err(|e| {
-            anyhow::anyhow!(
-                "service `{service}` image `{raw_image}`: {e}; set the variable in .env"
-            )
-        })?;
-        match out.iter_mut().find(|n| n.image == image) {
-            Some(n) => n.services.push(service),
+    for s in service_images(&project) {
+        match out.iter_mut().find(|n| n.image == s.image) {
+            Some(n) => n.services.push(s.service),
             None => out.push(Needed {
-                var: spec.map(|s| s.var),
-                source: spec.map_or(Source::Upstream(None), |s| s.source),
-                image,
-                services: vec![service],
+                source: s
+                    .variable
+                    .as_ref()
+                    .map_or(Source::Upstream(None), |(_, default)| source_of(default)),
+                var: s.variable.map(|(var, _)| var),
+                image: s.image,
+                services: vec![s.service],
             }),
         }
     }
     Ok(out)
 }
 
-/// `(service, raw image)` for every service of one compose file that sets `image:`.
-fn service_images(path: &Path) -> Result<Vec<(String, String)>> {
-    let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut doc: serde_yaml::Value = serde_yaml::from_str(&text).with_context(|| {
-        format!(
-            "{}: not valid YAML; run `cargo xtask check`",
-            path.display()
-        )
-    })?;
-    doc.apply_merge()
-        .with_context(|| format!("{}: bad YAML merge key", path.display()))?;
-    let Some(services) = doc.get("services").and_then(|s| s.as_mapping()) else {
-        return Ok(Vec::new());
-    };
-    Ok(services
-        .iter()
-        .filter_map(|(name, body)| {
-            let image = body.get("image")?.as_str()?;
-            Some((name.as_str()?.to_string(), image.to_string()))
-        })
-        .collect())
+/// One image variable of the overlays: the services whose `image:` line is
+/// `${VAR:-default}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageVar {
+    pub var: String,
+    pub default: String,
+    pub services: Vec<String>,
+    pub source: Source,
+}
+
+/// Every image variable of the repository's overlays, from the models of
+/// every named environment (each file parsed once), in file order.
+pub fn image_vars(root: &Path) -> Result<Vec<ImageVar>> {
+    image_vars_with(root, &image_env(root)?)
+}
+
+fn image_vars_with(root: &Path, vars: &EnvSource) -> Result<Vec<ImageVar>> {
+    let mut loader = ProjectLoader::new(vars);
+    let mut out: Vec<ImageVar> = Vec::new();
+    for env in Environment::all() {
+        let files: Vec<_> = env.files().iter().map(|f| root.join(f)).collect();
+        for s in service_images(&load(&files, &mut loader)?) {
+            let Some((var, default)) = s.variable else {
+                continue;
+            };
+            match out.iter_mut().find(|v| v.var == var) {
+                Some(v) if v.default != default => anyhow::bail!(
+                    "{var} has two defaults in the overlays: `{}` and `{default}` (service `{}`)",
+                    v.default,
+                    s.service
+                ),
+                Some(v) if !v.services.contains(&s.service) => v.services.push(s.service),
+                Some(_) => {}
+                None => out.push(ImageVar {
+                    source: source_of(&default),
+                    var,
+                    default,
+                    services: vec![s.service],
+                }),
+            }
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::fs;
 
-    #[test]
-    fn interpolation_forms() {
-        // The image values go through the compose model's interpolation.
-        let env = crate::compose::EnvSource::from_pairs([("SET", "x"), ("EMPTY", "")]);
-        let interpolate =
-            |text: &str, env: &crate::compose::EnvSource| interpolate(text, env).unwrap();
-        assert_eq!(interpolate("${SET:-d}", &env), "x");
-        assert_eq!(interpolate("${EMPTY:-d}", &env), "d");
-        assert_eq!(interpolate("${EMPTY-d}", &env), "");
-        assert_eq!(interpolate("${UNSET-d}", &env), "d");
-        assert_eq!(interpolate("a/$SET:1 $$x", &env), "a/x:1 $x");
-        assert_eq!(
-            interpolate("prom/prometheus:${TAG:-v2.53.2}", &env),
-            "prom/prometheus:v2.53.2"
-        );
-    }
+    use super::*;
 
     #[test]
     fn tags_are_full_upstream_versions() {
@@ -293,68 +259,94 @@ mod tests {
     }
 
     #[test]
-    fn fallback_table_covers_the_environment() {
-        let root = std::env::temp_dir().join("xtask-catalog-empty-root");
+    fn sources_follow_the_default_image() {
+        assert_eq!(
+            source_of("fog-compute/mixnode:0.1.0"),
+            Source::Project("mixnode".into())
+        );
+        assert_eq!(
+            source_of("prom/node-exporter:v1.8.2"),
+            Source::Upstream(Some(&OFFLINE_SERVICES[3]))
+        );
+        assert_eq!(
+            source_of("postgres:15.8-alpine"),
+            Source::Upstream(Some(&OFFLINE_SERVICES[0]))
+        );
+        assert_eq!(source_of("grafana/loki:2.9.10"), Source::Upstream(None));
+        assert_eq!(
+            source_of("localhost:5000/prom/prometheus@sha256:ab"),
+            Source::Upstream(Some(&OFFLINE_SERVICES[1]))
+        );
+    }
+
+    /// The catalog is the overlays' `image:` lines as the compose model reads
+    /// them: every service of every named environment that runs an image
+    /// takes it from an image variable with one default, `.env.example`
+    /// offers that default, and the defaults name every project image under
+    /// `docker/` and every offline service.
+    #[test]
+    fn catalog_is_the_overlays_image_lines_read_by_the_model() {
+        let root = crate::project_root();
+        let vars = image_vars(&root).unwrap();
+        let example = crate::dotenv::EnvFile::read(&root.join(".env.example")).unwrap();
+        for env in Environment::all() {
+            let files: Vec<_> = env.files().iter().map(|f| root.join(f)).collect();
+            let project = Project::load(&files, &image_env(&root).unwrap()).unwrap();
+            for s in service_images(&project) {
+                let (var, default) = s.variable.unwrap_or_else(|| {
+                    panic!(
+                        "{env}: service `{}` has a literal image `{}`; use ${{VAR:-default}}",
+                        s.service, s.image
+                    )
+                });
+                let listed = vars.iter().find(|v| v.var == var).unwrap();
+                assert_eq!(listed.default, default, "{env}: {var}");
+                assert!(listed.services.contains(&s.service), "{env}: {var}");
+            }
+        }
+        for v in &vars {
+            assert_eq!(
+                example.get(&v.var),
+                Some(v.default.as_str()),
+                ".env.example offers {} with the overlays' default",
+                v.var
+            );
+        }
+        let mut built: Vec<String> = vars
+            .iter()
+            .filter_map(|v| match &v.source {
+                Source::Project(name) => Some(name.clone()),
+                Source::Upstream(_) => None,
+            })
+            .collect();
+        built.sort();
+        assert_eq!(built, super::super::project_images().unwrap());
+        for offline in OFFLINE_SERVICES {
+            let users = vars
+                .iter()
+                .filter(|v| v.source == Source::Upstream(Some(offline)))
+                .count();
+            assert_eq!(users, 1, "offline service `{}`", offline.name);
+        }
+        let mixnode = vars.iter().find(|v| v.var == "MIXNODE_IMAGE").unwrap();
+        assert_eq!(
+            mixnode.services,
+            ["mixnode-1", "mixnode-2", "mixnode-3", "loadgen"]
+        );
         let env: Environment = "dev+betanet".parse().unwrap();
         let needed = needed(&env, &root).unwrap();
-        let vars: Vec<_> = needed.iter().filter_map(|n| n.var).collect();
+        let in_order: Vec<_> = needed.iter().filter_map(|n| n.var.as_deref()).collect();
         assert_eq!(
-            vars,
+            in_order,
             [
                 "POSTGRES_IMAGE",
+                "MIGRATE_IMAGE",
                 "PROMETHEUS_IMAGE",
                 "GRAFANA_IMAGE",
                 "LOKI_IMAGE",
-                "MIGRATE_IMAGE",
                 "MIXNODE_IMAGE"
             ]
         );
-        let mixnode = needed
-            .iter()
-            .find(|n| n.var == Some("MIXNODE_IMAGE"))
-            .unwrap();
-        assert_eq!(mixnode.services.len(), 4);
-        assert_eq!(mixnode.source, Source::Project("mixnode"));
-    }
-
-    /// The fallback table repeats the overlays' image defaults: tie the two,
-    /// both ways, so neither can drift.
-    #[test]
-    fn image_vars_are_exactly_the_overlays_image_lines() {
-        let root = crate::project_root();
-        let mut seen = Vec::new();
-        for overlay in ["base", "dev", "betanet", "prod", "monitoring"] {
-            let file = root.join(format!("compose/{overlay}.yml"));
-            for (service, raw) in service_images(&file).unwrap() {
-                let spec = IMAGE_VARS
-                    .iter()
-                    .find(|s| s.services.contains(&service.as_str()))
-                    .unwrap_or_else(|| {
-                        panic!(
-                            "{}: service `{service}` is missing from IMAGE_VARS",
-                            file.display()
-                        )
-                    });
-                assert_eq!(
-                    (raw.as_str(), overlay),
-                    (
-                        format!("${{{}:-{}}}", spec.var, spec.default).as_str(),
-                        spec.overlay
-                    ),
-                    "{}: service `{service}`",
-                    file.display()
-                );
-                seen.push(service);
-            }
-        }
-        for spec in IMAGE_VARS {
-            for service in spec.services {
-                assert!(
-                    seen.iter().any(|s| s == service),
-                    "IMAGE_VARS lists `{service}`, which no overlay defines with an image"
-                );
-            }
-        }
     }
 
     #[test]
@@ -376,7 +368,10 @@ mod tests {
         fs::remove_dir_all(&root).unwrap();
         assert_eq!(needed[0].image, "custom/pg:1");
         assert_eq!(needed[0].var, None);
+        assert_eq!(needed[0].source, Source::Upstream(None));
         assert_eq!(needed[1].image, "fog-compute/mixnode:0.1.0");
+        assert_eq!(needed[1].var.as_deref(), Some("MIXNODE_IMAGE"));
         assert_eq!(needed[1].services, ["mixnode-1", "mixnode-2"]);
+        assert_eq!(needed[1].source, Source::Project("mixnode".into()));
     }
 }

@@ -25,7 +25,7 @@ pub struct Args {
 
 #[derive(Serialize)]
 struct Row {
-    variable: Option<&'static str>,
+    variable: Option<String>,
     image: String,
     services: Vec<String>,
     present: bool,
@@ -42,7 +42,7 @@ pub fn run(sh: &Shell, runner: &Runner, args: Args) -> Result<()> {
             Ok(Row {
                 present: docker::image_exists(sh, runner, &n.image),
                 variable: n.var,
-                source: match n.source {
+                source: match &n.source {
                     Source::Project(_) => "build",
                     Source::Upstream(Some(s)) if s.is_its_image(&n.image) => "offline",
                     Source::Upstream(_) => "pull",
@@ -73,7 +73,7 @@ fn table(rows: &[Row]) -> String {
         .iter()
         .map(|r| {
             [
-                r.variable.unwrap_or("-").to_string(),
+                r.variable.as_deref().unwrap_or("-").to_string(),
                 r.image.clone(),
                 if r.present { "yes" } else { "no" }.to_string(),
                 r.source.to_string(),
@@ -112,7 +112,7 @@ mod tests {
     #[test]
     fn table_aligns_columns() {
         let rows = [Row {
-            variable: Some("POSTGRES_IMAGE"),
+            variable: Some("POSTGRES_IMAGE".into()),
             image: "postgres:15.8-alpine".into(),
             services: vec!["postgres".into()],
             present: false,

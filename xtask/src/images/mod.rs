@@ -27,7 +27,7 @@ use xshell::{cmd, Shell};
 use crate::{environments::Environment, process::Runner, project_root};
 pub use build::{build_release, project_images, rfc3339, rfc3339_now, ReleaseBuild};
 pub use bundle::{load_bundle, save_bundle, sha256_file};
-pub use catalog::{needed, Needed, Source, IMAGE_VARS};
+pub use catalog::{image_vars, needed, ImageVar, Needed, Source};
 pub use docker::image_id;
 pub use offline::rootfs_key_for;
 
@@ -109,12 +109,7 @@ impl Cmd {
                             .map(|(k, v)| format!("{k}={v}"))
                             .collect();
                         println!("env:     {}", list(&updates));
-                        let skipped: Vec<String> = report
-                            .skipped_services
-                            .iter()
-                            .map(|s| s.to_string())
-                            .collect();
-                        println!("skipped: {}", list(&skipped));
+                        println!("skipped: {}", list(&report.skipped_services));
                     }
                 }
                 Ok(())
@@ -134,17 +129,17 @@ pub struct EnsureReport {
     pub env_updates: Vec<(String, String)>,
     /// Services to leave out of `compose up`: no image present, none pullable,
     /// and no offline equivalent (grafana, loki, cadvisor when offline).
-    pub skipped_services: Vec<&'static str>,
+    pub skipped_services: Vec<String>,
 }
 
-/// Services of `env` that have no offline image: they can only run when their
-/// upstream image is present or pullable.
-pub fn unavailable_services(env: &Environment) -> Vec<&'static str> {
-    IMAGE_VARS
-        .iter()
-        .filter(|s| env.has(s.overlay) && s.source == Source::Upstream(None))
-        .flat_map(|s| s.services.iter().copied())
-        .collect()
+/// Services of `env` whose image variable's default has no offline image:
+/// they can only run when their upstream image is present or pullable.
+pub fn unavailable_services(env: &Environment) -> Result<Vec<String>> {
+    Ok(catalog::needed(env, &project_root())?
+        .into_iter()
+        .filter(|n| n.var.is_some() && n.source == Source::Upstream(None))
+        .flat_map(|n| n.services)
+        .collect())
 }
 
 /// Whether the user asked for offline images (`FOG_OFFLINE=1`).
@@ -177,7 +172,7 @@ pub fn ensure_for_with(
     let needed = catalog::needed(env, &root)?;
 
     for n in &needed {
-        if let Source::Project(name) = n.source {
+        if let Source::Project(name) = &n.source {
             let outcome = match build::ensure(&sh, runner, name, false, progress) {
                 Ok(outcome) => outcome,
                 // An air-gapped host that loaded the image from a bundle may
@@ -197,10 +192,10 @@ pub fn ensure_for_with(
             if outcome.image != n.image && !docker::image_exists(&sh, runner, &n.image) {
                 anyhow::bail!(
                     "{} is set to {} but `images build` makes {}: set {} in .env or build that image",
-                    n.var.unwrap_or("the image variable"),
+                    n.var.as_deref().unwrap_or("the image variable"),
                     n.image,
                     outcome.image,
-                    n.var.unwrap_or("it")
+                    n.var.as_deref().unwrap_or("it")
                 );
             }
         }
@@ -226,9 +221,9 @@ pub fn ensure_for_with(
     for n in &missing {
         match n.source {
             Source::Upstream(Some(service)) => wanted.push(service),
-            _ => report
-                .skipped_services
-                .extend(n.services.iter().filter_map(|s| static_service(s))),
+            // Only a variable's image is left out; a literal image is the user's.
+            _ if n.var.is_some() => report.skipped_services.extend(n.services.iter().cloned()),
+            _ => {}
         }
     }
     if !wanted.is_empty() {
@@ -238,7 +233,7 @@ pub fn ensure_for_with(
             .filter_map(|n| match n.source {
                 Source::Upstream(Some(service)) => {
                     let (_, image, _) = built.iter().find(|(s, _, _)| *s == service)?;
-                    Some((n.var?.to_string(), image.clone()))
+                    Some((n.var.clone()?, image.clone()))
                 }
                 _ => None,
             })
@@ -252,14 +247,6 @@ pub fn ensure_for_with(
         );
     }
     Ok(report)
-}
-
-/// The `'static` name of a catalogued service.
-fn static_service(name: &str) -> Option<&'static str> {
-    IMAGE_VARS
-        .iter()
-        .flat_map(|s| s.services.iter().copied())
-        .find(|s| *s == name)
 }
 
 /// Try `docker pull image` with a time limit: the cheap probe for "can this

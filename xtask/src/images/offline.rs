@@ -130,13 +130,13 @@ pub fn run(sh: &Shell, runner: &Runner, args: Args) -> Result<()> {
         }
     }
     if !args.no_env {
-        let updates: Vec<(String, String)> = super::IMAGE_VARS
-            .iter()
+        let updates: Vec<(String, String)> = super::image_vars(&project_root())?
+            .into_iter()
             .filter_map(|v| match v.source {
                 super::Source::Upstream(Some(s)) => built
                     .iter()
                     .find(|(b, _, _)| *b == s)
-                    .map(|(_, image, _)| (v.var.to_string(), image.clone())),
+                    .map(|(_, image, _)| (v.var, image.clone())),
                 _ => None,
             })
             .collect();
@@ -145,7 +145,7 @@ pub fn run(sh: &Shell, runner: &Runner, args: Args) -> Result<()> {
     let all: Environment = super::ALL_ENV.parse().expect("valid environment");
     eprintln!(
         "warning: no offline image for {} (Debian has no package): offline environments start without them",
-        unavailable_services(&all).join(", ")
+        unavailable_services(&all)?.join(", ")
     );
     Ok(())
 }

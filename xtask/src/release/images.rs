@@ -130,7 +130,7 @@ fn lock(
         let env: Environment = name.parse()?;
         for need in images::needed(&env, &release.root)? {
             let (image, tags, project) = match need.source {
-                Source::Project(p) => match built.get(p) {
+                Source::Project(p) => match built.get(&p) {
                     Some(tags) => (tags[0].clone(), tags.to_vec(), true),
                     None => (need.image.clone(), Vec::new(), false),
                 },

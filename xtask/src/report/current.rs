@@ -50,7 +50,7 @@ pub fn project_name(explicit: Option<String>) -> Result<String> {
     if let Some(p) = explicit {
         return Ok(p);
     }
-    let env = crate::compose::EnvSource::for_repo(&crate::project_root())?;
+    let env = crate::dotenv::env_source(&crate::project_root())?;
     Ok(env.get("COMPOSE_PROJECT_NAME").unwrap_or("fog").to_string())
 }
 

@@ -1,5 +1,5 @@
-//! Staging one side for a live run: the merged model (`cargo xtask config`'s
-//! output, paths absolute, `$` escaped) rewritten into one compose file that
+//! Staging one side for a live run: the merged model as `cargo xtask config`
+//! prints it ([`Project::config`]: paths absolute, `$` escaped) rewritten into one compose file that
 //! runs beside anything else on the engine. Published ports, container names
 //! and profiled services are dropped; every network (the implicit `default`
 //! too) gets a name under the run's project and a subnet of its own; named
@@ -15,7 +15,7 @@ use xshell::{cmd, Shell};
 use super::declared::repository;
 use super::model::NotMeasured;
 use crate::compose::{key_str, Project};
-use crate::images::{Source, IMAGE_VARS};
+use crate::images::{image_vars, Source};
 use crate::process::Runner;
 
 /// A side ready to start.
@@ -45,7 +45,10 @@ pub fn choose_image(sh: &Shell, runner: &Runner, image: &str) -> ImageChoice {
         return ImageChoice::Present(image.to_string());
     }
     let repo = repository(image);
-    let var = IMAGE_VARS.iter().find(|v| repository(v.default) == repo);
+    // The repository's image variables (from its overlays' model) say how an
+    // image like this one comes into the engine.
+    let vars = image_vars(&crate::project_root()).unwrap_or_default();
+    let var = vars.into_iter().find(|v| repository(&v.default) == repo);
     let reason = match var.map(|v| v.source) {
         Some(Source::Upstream(Some(offline))) => {
             let format = "{{.Repository}}:{{.Tag}}";
@@ -81,7 +84,7 @@ pub fn stage(
     subnets: &[String],
     secret_dir: &std::path::Path,
 ) -> anyhow::Result<Staged> {
-    let mut model: Value = serde_yaml::from_str(&project.to_yaml())?;
+    let mut model = project.config();
     let mut not_measured = Vec::new();
     let mut services = Vec::new();
     let mut uses_default = false;

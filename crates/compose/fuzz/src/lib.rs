@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use xtask::compose::{EnvSource, Flavour, Project, SourceFile};
+use compose::{EnvSource, Flavour, Project, SourceFile};
 
 /// One fuzz iteration; panics only on a real bug.
 pub fn compose_loader(data: &[u8]) {

@@ -1,5 +1,5 @@
 //! Where interpolation variables come from: the process environment first,
-//! then one env file (`.env` syntax as [`crate::dotenv::parse_line`] reads it:
+//! then one env file (`.env` syntax as [`parse_line`] reads it:
 //! `KEY=VALUE`, `export KEY=VALUE`, `#` comments, optional single or double
 //! quotes around the value). Compose gives
 //! the process environment precedence over the file, and so does [`EnvSource`].
@@ -15,7 +15,8 @@ use super::LoadError;
 
 /// Which Compose the model reads the files like: v2 (`docker compose`, the
 /// default) or v1 (`docker-compose` 1.29, which rejects v2-only syntax).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Flavour {
     V1,
     #[default]
@@ -64,19 +65,6 @@ impl EnvSource {
         Ok(source)
     }
 
-    /// For the repository's environments: the process environment, then the
-    /// env file (`$FOG_ENV_FILE` or the repo-root `.env`, as everywhere else),
-    /// or `.env.example` when there is none.
-    pub fn for_repo(root: &Path) -> Result<EnvSource, LoadError> {
-        let dot_env = crate::dotenv::DotEnv::locate(root);
-        let file = if dot_env.is_file() {
-            Some(dot_env)
-        } else {
-            Some(root.join(".env.example")).filter(|p| p.is_file())
-        };
-        EnvSource::with_process_env(file.as_deref())
-    }
-
     /// Replace the file layer with the variables of `path`, each value
     /// interpolated with the process environment and the lines above it.
     pub fn load_file(&mut self, path: &Path) -> Result<(), LoadError> {
@@ -105,7 +93,7 @@ impl EnvSource {
         };
         let mut out = Vec::new();
         for (i, raw) in super::read::strip_bom(text).lines().enumerate() {
-            let Some(line) = crate::dotenv::parse_line(raw) else {
+            let Some(line) = parse_line(raw) else {
                 continue;
             };
             let literal = raw
@@ -142,14 +130,55 @@ impl EnvSource {
     }
 }
 
-/// Parse `.env` text with [`crate::dotenv::parse_line`], the one reader of
-/// the syntax. Lines without `=` and comments are skipped.
-pub fn parse_env_file(text: &str) -> HashMap<String, String> {
-    super::read::strip_bom(text)
-        .lines()
-        .filter_map(crate::dotenv::parse_line)
-        .map(|line| (line.key, line.value))
-        .collect()
+/// One `KEY=VALUE` line of an env file, as Compose reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParsedLine {
+    pub key: String,
+    pub value: String,
+    /// The ` # comment` that ended an unquoted value, with its leading blanks.
+    pub comment: Option<String>,
+}
+
+/// The one reader of `.env` syntax (the model's env layer, a service's
+/// `env_file`, and the xtask's `.env` handling): `KEY=VALUE` or `export
+/// KEY=VALUE`; a value in double quotes has `\n` and `\"` unescaped, one in
+/// single quotes is literal, an unquoted one ends at ` #` (an inline
+/// comment). Comments, blanks, lines without `=` and invalid keys are `None`.
+pub fn parse_line(raw: &str) -> Option<ParsedLine> {
+    let line = raw.trim();
+    if line.is_empty() || line.starts_with('#') {
+        return None;
+    }
+    let line = line.strip_prefix("export ").unwrap_or(line);
+    let (key, value) = line.split_once('=')?;
+    let key = key.trim();
+    if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return None;
+    }
+    let value = value.trim();
+    let (value, comment) = if let Some(inner) = quoted(value, '"') {
+        (inner.replace("\\n", "\n").replace("\\\"", "\""), None)
+    } else if let Some(inner) = quoted(value, '\'') {
+        (inner.to_string(), None)
+    } else {
+        match value.find(" #") {
+            Some(i) => {
+                let kept = value[..i].trim_end();
+                (kept.to_string(), Some(value[kept.len()..].to_string()))
+            }
+            None => (value.to_string(), None),
+        }
+    };
+    Some(ParsedLine {
+        key: key.to_string(),
+        value,
+        comment,
+    })
+}
+
+fn quoted(value: &str, q: char) -> Option<&str> {
+    (value.len() >= 2 && value.starts_with(q) && value.ends_with(q))
+        .then(|| &value[1..value.len() - 1])
 }
 
 #[cfg(test)]
@@ -158,9 +187,12 @@ mod tests {
 
     #[test]
     fn env_file_syntax() {
-        let vars = parse_env_file(
-            "# comment\nA=1\nexport B=two\nC=\"quoted # not comment\"\nD='single'\nE=x # note\nF=\nnoequals\n",
-        );
+        let vars: HashMap<String, String> =
+            "# comment\nA=1\nexport B=two\nC=\"quoted # not comment\"\nD='single'\nE=x # note\nF=\nnoequals\n"
+                .lines()
+                .filter_map(parse_line)
+                .map(|line| (line.key, line.value))
+                .collect();
         assert_eq!(vars["A"], "1");
         assert_eq!(vars["B"], "two");
         assert_eq!(vars["C"], "quoted # not comment");

@@ -2,4 +2,4 @@
 //! normalisation, merge, `config` output) on arbitrary bytes; see `src/lib.rs`.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| xtask_fuzz::compose_loader(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| fog_compose_fuzz::compose_loader(data));

@@ -3,8 +3,6 @@
 //! `$$` for a literal `$`. Defaults and alternatives may themselves contain
 //! interpolations. Only string values are interpolated, never mapping keys.
 
-use std::fmt;
-
 use serde_yaml::Value;
 
 use super::env::EnvSource;
@@ -12,16 +10,11 @@ use super::lines::Seg;
 use super::read::{MAX_EXPANDED_BYTES, MAX_NESTING, MAX_VALUE_BYTES};
 
 /// Why a string could not be interpolated. `variable` is empty for syntax errors.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
 pub struct InterpolationError {
     pub variable: String,
     pub message: String,
-}
-
-impl fmt::Display for InterpolationError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
 }
 
 /// Interpolate one string (at most [`MAX_VALUE_BYTES`] out, defaults nested
@@ -248,6 +241,20 @@ pub fn interpolate_value(
     Ok(())
 }
 
+/// The variable and its default when `raw` is exactly one `${VAR:-default}`
+/// or `${VAR-default}` (how the overlays write a configurable `image:`).
+pub fn variable_default(raw: &str) -> Option<(&str, &str)> {
+    let body = raw.strip_prefix("${")?;
+    if matching_brace(body)? + 1 != body.len() {
+        return None;
+    }
+    let body = &body[..body.len() - 1];
+    let len = name_len(body);
+    let op = &body[len..];
+    let default = op.strip_prefix(":-").or_else(|| op.strip_prefix('-'))?;
+    (len > 0).then(|| (&body[..len], default))
+}
+
 /// Escape `$` as `$$` so printed output interpolates back to the same value.
 pub fn escape(s: &str) -> String {
     s.replace('$', "$$")
@@ -320,6 +327,26 @@ mod tests {
         );
         assert_eq!(ok("$$$SET"), "$value");
         assert_eq!(escape("a$b"), "a$$b");
+    }
+
+    #[test]
+    fn a_whole_value_default_names_its_variable() {
+        assert_eq!(
+            variable_default("${PG_IMAGE:-postgres:15.8-alpine}"),
+            Some(("PG_IMAGE", "postgres:15.8-alpine"))
+        );
+        assert_eq!(variable_default("${TAG-v1}"), Some(("TAG", "v1")));
+        assert_eq!(variable_default("${A:-${B:-x}}"), Some(("A", "${B:-x}")));
+        for raw in [
+            "postgres:15",
+            "${TAG}",
+            "x:${TAG:-1}",
+            "${A:-1}${B:-2}",
+            "${A:?no}",
+            "${:-x}",
+        ] {
+            assert_eq!(variable_default(raw), None, "{raw}");
+        }
     }
 
     #[test]

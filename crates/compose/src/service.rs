@@ -1,5 +1,5 @@
-//! [`Service`]: the typed view of one merged service, and rendering the whole
-//! model back to YAML for `cargo xtask config`.
+//! [`Service`]: the typed view of one merged service, and the whole model
+//! as a compose file Compose accepts ([`crate::Project::config`]).
 
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
@@ -108,8 +108,8 @@ impl Service {
     }
 }
 
-/// Render the model for `config`.
-pub(super) fn render(project: &Project) -> String {
+/// The model as `config` prints it (see [`Project::config`]).
+pub(super) fn config(project: &Project) -> Value {
     let mut out = Mapping::new();
     if let Some(top) = project.model.as_mapping() {
         for (k, v) in top {
@@ -143,7 +143,7 @@ pub(super) fn render(project: &Project) -> String {
     }
     let mut out = Value::Mapping(out);
     escape_strings(&mut out);
-    super::emit::to_yaml(&out)
+    out
 }
 
 /// A build context that is a URL (git or http), kept as written.

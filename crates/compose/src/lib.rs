@@ -1,37 +1,39 @@
 //! The compose model: what Compose itself would make of `-f a.yml -f b.yml`,
-//! built natively (no Docker) so `check`, `config` and the engine commands
-//! share one reading of the files. Loading a [`Project`] parses each file with
-//! serde_yaml (anchors and `<<` merge keys applied), indexes its key paths to
-//! lines ([`lines::LineIndex`]), interpolates values from an [`EnvSource`]
-//! (process environment, then the env file), normalises each service and
-//! merges the files in order ([`merge`]). The API:
+//! built natively (no Docker), so every tool that needs to know what compose
+//! files mean shares one reading of them. Loading a [`Project`] parses each
+//! file with serde_yaml (anchors and `<<` merge keys applied), indexes its key
+//! paths to lines ([`lines::LineIndex`]), interpolates values from an
+//! [`EnvSource`] (process environment, then an env file), normalises each
+//! service, resolves `extends` and `include`, and merges the files in order
+//! ([`merge`]) by the compose-spec rules, reading them as Compose v2 or v1
+//! does ([`Flavour`]); reading is bounded ([`read`]). The API:
 //!
-//! ```ignore
-//! use crate::compose::{EnvSource, Project};
-//! // Variables: process env, then repo-root .env (else .env.example).
-//! let env = EnvSource::for_repo(&crate::project_root())?;   // or with_process_env(Some(path))
-//! // Or simply: crate::config::Selection::named(environment, &env).load()?
-//! let project = Project::load(&absolute_files, &env)?;      // Err(LoadError): file:line:col
-//! for svc in project.services() {                          // merged, in first-defined order
-//!     svc.name; svc.image; svc.command; svc.profiles;       // Option<String>, Option<Vec<String>>
-//!     svc.ports;        // Vec<Port { host_ip, published: Option<PortRange>, target, protocol }>
-//!     svc.healthcheck;  // Option<Healthcheck { test, interval, .. }>; svc.has_healthcheck()
-//!     svc.environment;  // BTreeMap<String, Option<String>>; svc.env("NODE_TYPE")
-//!     svc.networks; svc.volumes; svc.depends_on;  svc.raw  // the merged mapping
+//! ```no_run
+//! use compose::{EnvSource, Project, Seg};
+//! # fn main() -> Result<(), compose::LoadError> {
+//! # let absolute_files = vec![std::path::PathBuf::from("/repo/compose/base.yml")];
+//! // Variables: the process environment, then an env file.
+//! let env = EnvSource::with_process_env(Some(std::path::Path::new("/repo/.env")))?;
+//! let project = Project::load(&absolute_files, &env)?; // Err(LoadError): file:line:col
+//! for svc in project.services() {                     // merged, in first-defined order
+//!     let _ = (&svc.name, &svc.image, &svc.command, &svc.profiles);
+//!     let _ = &svc.ports;       // Vec<Port { host_ip, published: Option<PortRange>, target, protocol }>
+//!     let _ = svc.has_healthcheck();
+//!     let _ = svc.env("NODE_TYPE");
+//!     let _ = (&svc.networks, &svc.volumes, &svc.depends_on, &svc.raw); // raw: the merged mapping
 //! }
 //! project.service("grafana"); project.network_names(); project.volume_names();
 //! project.section("networks");       // top-level mapping (e.g. ipam subnets, `name:`)
 //! project.env().get("POSTGRES_USER"); // the variables it was interpolated with
 //! project.locate(&[Seg::key("services"), Seg::key("grafana")]); // Location { file, line }
-//! project.to_yaml();                 // `cargo xtask config` output, accepted by v1 and v2
+//! project.config();                  // the model as Compose would print it
+//! project.to_yaml();                 // that, as YAML v1 and v2 both accept
+//! # Ok(()) }
 //! ```
 //!
 //! [`ProjectLoader`] loads many projects with one env and parses each file
 //! once. Errors are [`LoadError`]s with the file, and the line and column where
 //! known; their `Display` is `file:line:col: message`.
-
-// The model is an API for several commands; not every item has a caller in every build.
-#![allow(dead_code)]
 
 pub mod emit;
 pub mod env;
@@ -46,7 +48,6 @@ mod service;
 pub mod types;
 mod validate;
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -56,7 +57,6 @@ pub use env::{EnvSource, Flavour};
 
 pub use lines::{LineIndex, Seg};
 pub use service::Service;
-#[allow(unused_imports)] // re-exported for the engine commands
 pub use types::{Healthcheck, Mount, MountKind, Port, PortRange};
 
 /// What went wrong while loading.
@@ -69,7 +69,8 @@ pub enum LoadErrorKind {
 }
 
 /// A load failure with its position: `file:line:col: message`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{}{}: {message}", .file.display(), position(.line, .column))]
 pub struct LoadError {
     pub kind: LoadErrorKind,
     pub file: PathBuf,
@@ -90,20 +91,14 @@ impl LoadError {
     }
 }
 
-impl fmt::Display for LoadError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file.display())?;
-        if let Some(line) = self.line {
-            write!(f, ":{line}")?;
-            if let Some(col) = self.column {
-                write!(f, ":{col}")?;
-            }
-        }
-        write!(f, ": {}", self.message)
+/// `:line:col`, `:line` or nothing.
+fn position(line: &Option<usize>, column: &Option<usize>) -> String {
+    match (*line, *column) {
+        (Some(l), Some(c)) => format!(":{l}:{c}"),
+        (Some(l), None) => format!(":{l}"),
+        _ => String::new(),
     }
 }
-
-impl std::error::Error for LoadError {}
 
 /// One input file: its text, raw value, normalised value and (built on
 /// first use, since a clean check never needs it) its line index.
@@ -420,6 +415,19 @@ impl Project {
         })
     }
 
+    /// The value at `path` as the last file that defines it wrote it: before
+    /// interpolation (anchors and `<<` applied), with that file. The merged
+    /// model says what a value is; this says where it comes from (an
+    /// `image: ${VAR:-default}` line, see [`interpolate::variable_default`]).
+    /// `None` when no file of the project spells the path out (a value from
+    /// `extends` or `include`).
+    pub fn raw_at(&self, path: &[Seg]) -> Option<(&SourceFile, &Value)> {
+        self.files
+            .iter()
+            .rev()
+            .find_map(|file| Some((file.as_ref(), value_at(&file.raw, path)?)))
+    }
+
     /// Like [`Project::locate`] but falls back to the nearest defined ancestor.
     pub fn locate_nearest(&self, path: &[Seg]) -> Option<Location> {
         (1..=path.len()).rev().find_map(|n| self.locate(&path[..n]))
@@ -450,9 +458,16 @@ impl Project {
     }
 
     /// The model as a compose file Compose accepts: `x-` extensions dropped,
-    /// `$` escaped as `$$`, relative host paths made absolute.
+    /// `$` escaped as `$$`, relative host paths made absolute. What
+    /// [`Project::to_yaml`] prints, for callers that rewrite it further.
+    pub fn config(&self) -> Value {
+        service::config(self)
+    }
+
+    /// [`Project::config`] as YAML that Compose v1 and v2 both read back
+    /// (`cargo xtask config`'s output).
     pub fn to_yaml(&self) -> String {
-        service::render(self)
+        emit::to_yaml(&self.config())
     }
 }
 
