@@ -69,7 +69,7 @@ pub struct Outcome {
 /// does first: for commands that need them before a bring-up (`adopt`
 /// restores into the environment's Postgres image before starting the rest).
 pub fn ensure_images(environment: &Environment, runner: &Runner) -> Result<()> {
-    crate::images::ensure_for(environment, runner, true).map(|_| ())
+    crate::image::ensure_for(environment, runner, true).map(|_| ())
 }
 
 /// Bring `environment` up and make it the active one.
@@ -93,7 +93,7 @@ pub fn bring_up(
     let mut skipped: Vec<String> = Vec::new();
     let images_began = Instant::now();
     if !args.skip_images {
-        let report = crate::images::ensure_for(environment, &runner, !args.quiet)?;
+        let report = crate::image::ensure_for(environment, &runner, !args.quiet)?;
         skipped = report
             .skipped_services
             .iter()
@@ -182,7 +182,7 @@ fn missing_images(
     model: &Model,
     mut left_out: Vec<String>,
 ) -> Result<Vec<String>> {
-    let no_offline_image = crate::images::unavailable_services(environment);
+    let no_offline_image = crate::image::unavailable_services(environment);
     let mut warned = !left_out.is_empty();
     for service in model.default_services() {
         let Some(image) = &service.image else {

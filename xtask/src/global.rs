@@ -27,3 +27,16 @@ pub fn project_root() -> std::path::PathBuf {
         .expect("xtask lives one level below the repository root")
         .to_path_buf()
 }
+
+/// A path from the command line made absolute against the directory the
+/// command ran in (the repository root when that is gone).
+pub fn absolute(path: impl AsRef<std::path::Path>) -> std::path::PathBuf {
+    let path = path.as_ref();
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .unwrap_or_else(|_| project_root())
+            .join(path)
+    }
+}

@@ -11,7 +11,7 @@
 use anyhow::{bail, Context, Result};
 
 use crate::process::Cmd;
-use crate::{process::Runner, psql::capture};
+use crate::{database::capture, process::Runner};
 
 /// Where the compose overlays mount the archive volume in the Postgres
 /// container (the postgres user's home, so the new volume is its own)...
@@ -170,7 +170,7 @@ pub fn parse_time(text: &str) -> Option<f64> {
 
 /// `YYYY-MM-DD HH:MM:SS UTC` for messages (whole seconds, rounded down).
 pub fn show_time(epoch: f64) -> String {
-    let rfc = crate::images::build::rfc3339(epoch.max(0.0).floor() as u64);
+    let rfc = crate::image::build::rfc3339(epoch.max(0.0).floor() as u64);
     rfc.replace('T', " ").replace('Z', " UTC")
 }
 
@@ -208,7 +208,7 @@ impl Archive {
         let out = self.run(runner, "ls -1 /a/wal-archive 2>/dev/null; true")?;
         let mut names: Vec<String> = out
             .lines()
-            .filter(|n| crate::wal_remote::is_archived_file(n))
+            .filter(|n| is_archived_file(n))
             .map(str::to_string)
             .collect();
         names.sort();
@@ -266,6 +266,18 @@ pub fn last_commit(archive: &Archive, runner: &Runner, run: &[Segment]) -> Resul
         }
     }
     Ok(None)
+}
+
+/// `00000002.history`.
+pub fn is_history(name: &str) -> bool {
+    name.len() == 16
+        && name.ends_with(".history")
+        && name[..8].bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// A file name of the archive that is shipped (a segment or a history file).
+pub fn is_archived_file(name: &str) -> bool {
+    Segment::parse(name).is_some() || is_history(name)
 }
 
 #[cfg(test)]

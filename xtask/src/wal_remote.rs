@@ -20,7 +20,12 @@ use std::{
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 
-use crate::{backup::archive, backup::encrypt, s3::Store, wal::Segment};
+use crate::{
+    backups::archive,
+    backups::encrypt,
+    s3::Store,
+    wal::{is_archived_file, Segment},
+};
 
 /// Bytes of a WAL segment (the default `--wal-segsize`).
 pub const SEGMENT_BYTES: u64 = 16 << 20;
@@ -28,18 +33,6 @@ pub const SEGMENT_BYTES: u64 = 16 << 20;
 /// The WAL store of `project` under `base`'s prefix.
 pub fn store(base: &Store, project: &str) -> Result<Store> {
     base.child(&format!("{project}-wal"))
-}
-
-/// `00000002.history`.
-pub fn is_history(name: &str) -> bool {
-    name.len() == 16
-        && name.ends_with(".history")
-        && name[..8].bytes().all(|b| b.is_ascii_hexdigit())
-}
-
-/// A file name of the archive that is shipped (a segment or a history file).
-pub fn is_archived_file(name: &str) -> bool {
-    Segment::parse(name).is_some() || is_history(name)
 }
 
 /// The object name of archived file `name`.

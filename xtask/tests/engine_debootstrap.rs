@@ -7,7 +7,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
-use xtask::images::debootstrap;
+use xtask::image::debootstrap;
 use xtask::process::Runner;
 
 fn bin_dir(name: &str) -> PathBuf {

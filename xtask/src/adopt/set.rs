@@ -272,7 +272,7 @@ pub fn hash_file(path: &Path) -> Result<(u64, String)> {
 /// its stdout to `path` through a temp file, fsynced and renamed; returns
 /// bytes and sha256. A failure names the command and quotes its stderr.
 fn stream_to_file(runner: &Runner, mut cmd: Cmd, path: &Path) -> Result<(u64, String)> {
-    let line = crate::psql::render(&cmd);
+    let line = cmd.line();
     if runner.dry_run {
         println!("{line} > {}", path.display());
         return Ok((0, String::new()));

@@ -3,7 +3,7 @@
 //! read with `git show REV:path` into a temporary directory, no checkout), or
 //! a comma-separated list of compose files (a legacy layout). Every spec loads
 //! into the one compose model ([`crate::compose::Project`]) through
-//! [`crate::config::Selection`], with the repository's variables.
+//! [`crate::selection::Selection`], with the repository's variables.
 
 use std::path::{Path, PathBuf};
 
@@ -11,9 +11,9 @@ use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
 use crate::compose::{EnvSource, Project};
-use crate::config::Selection;
 use crate::environments::{Environment, COMPOSE_DIR};
 use crate::process::Runner;
+use crate::selection::Selection;
 use crate::{usage_bail, UsageError};
 
 /// A parsed spec.
@@ -132,7 +132,7 @@ pub fn load(sh: &Shell, runner: &Runner, flag: &str, text: &str, repo: &Path) ->
     let (selection, checkout) = match &spec {
         Spec::Env(name) => (Selection::named(name.parse()?, &env), None),
         Spec::Files(files) => {
-            let files: Vec<PathBuf> = files.iter().cloned().map(crate::images::absolute).collect();
+            let files: Vec<PathBuf> = files.iter().cloned().map(crate::absolute).collect();
             for f in &files {
                 if !f.is_file() {
                     usage_bail!(

@@ -7,7 +7,8 @@ use anyhow::Result;
 use serde::Serialize;
 use xshell::Shell;
 
-use super::{catalog, docker, offline, Format, Source, ALL_ENV};
+use crate::image::{catalog, docker, offline, Source, ALL_ENV};
+use crate::output::Format;
 use crate::{environments::Environment, process::Runner, project_root};
 
 #[derive(clap::Args)]

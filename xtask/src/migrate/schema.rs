@@ -11,8 +11,8 @@ use xshell::Shell;
 
 use super::run_cmd;
 use crate::{
+    database::{capture, Database},
     process::Runner,
-    psql::{capture, Database},
 };
 
 /// Above this many line pairs the diff falls back to lines missing on either side.
@@ -27,10 +27,7 @@ pub fn verify(_sh: &Shell, runner: &Runner, db: &Database) -> Result<()> {
         true,
     )?;
     if runner.dry_run {
-        println!(
-            "{}",
-            crate::psql::render(&run_cmd(db, &["--dbname", &scratch, "up"])?)
-        );
+        println!("{}", run_cmd(db, &["--dbname", &scratch, "up"])?.line());
         println!(
             "# pg_dump --schema-only of {} and {scratch}, compared; then DROP DATABASE {scratch}",
             db.name

@@ -57,7 +57,7 @@ impl Release {
             .context("`rustc -vV` printed no host triple")?
             .to_string();
         let out = match &common.out {
-            Some(dir) => crate::images::absolute(dir.clone()),
+            Some(dir) => crate::absolute(dir.clone()),
             None => root.join("target/release-artifacts").join(&version),
         };
         Ok(Release {
@@ -98,7 +98,7 @@ impl Release {
 
     /// The commit time as RFC 3339.
     pub fn created(&self) -> String {
-        crate::images::rfc3339(self.epoch)
+        crate::image::rfc3339(self.epoch)
     }
 }
 
@@ -144,31 +144,6 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         let _ = fs::remove_file(&tmp);
     }
     result.with_context(|| format!("writing {}", path.display()))
-}
-
-/// Where `cargo xtask ci` records that every check passed on `revision`.
-pub fn ci_marker(root: &Path, revision: &str) -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    target.join("ci-passed").join(revision)
-}
-
-/// Called by `cargo xtask ci` after a full, passing run: record the commit,
-/// but only when the tree is clean (a dirty tree's result says nothing about
-/// the commit).
-pub fn record_ci_pass(sh: &Shell) -> Result<()> {
-    let runner = Runner::default();
-    let status = runner.read(cmd!(sh, "git status --porcelain"))?;
-    if !status.is_empty() {
-        eprintln!("ci: tree has uncommitted changes; not recording a pass for this commit");
-        return Ok(());
-    }
-    let revision = runner.read(cmd!(sh, "git rev-parse HEAD"))?;
-    let marker = ci_marker(&project_root(), &revision);
-    write_atomic(&marker, crate::images::rfc3339_now().as_bytes())?;
-    eprintln!("ci: recorded the pass in {}", marker.display());
-    Ok(())
 }
 
 /// Prints `<step>: <what> in N.Ns` when dropped, for the step timings.

@@ -27,10 +27,10 @@ use anyhow::{bail, Context, Result};
 
 use crate::process::Cmd;
 use crate::{
-    backup::{archive, base, postgres::COUNT_SQL, remote::RemoteArgs, stream},
+    backups::{archive, base, postgres::COUNT_SQL, remote::RemoteArgs, stream},
+    database::{Database, Location},
     pitr::{self, docker, pause},
     process::Runner,
-    psql::{Database, Location},
     usage_bail,
     wal::{self, Archive, Lsn},
 };
@@ -119,7 +119,7 @@ pub fn run(
     let journal_path = dir.join(format!(".pitr-{}.journal.json", db.namespace));
     wait_live(db, runner)?;
     cleanup_leftovers(runner, &db.namespace)?;
-    let stamp = archive::stamp(&crate::images::build::rfc3339_now()).to_lowercase();
+    let stamp = archive::stamp(&crate::image::build::rfc3339_now()).to_lowercase();
     let (live, local_archive) = pitr::volumes(runner, &db.container)?;
     let fetched;
     let (archive_volume, bases_dir) = match from {

@@ -19,7 +19,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use xshell::{cmd, Shell};
 
-use super::{absolute, catalog, digest::hex, docker, ALL_ENV};
+use super::{catalog, digest::hex, docker, ALL_ENV};
+use crate::absolute;
 use crate::process::{Cmd, Io};
 use crate::{environments::Environment, process::Runner, project_root, usage_bail};
 

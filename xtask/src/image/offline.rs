@@ -497,7 +497,7 @@ fn check_versions(rootfs: &Path) -> Result<String> {
 fn check_version(service: &OfflineService, version: &str) -> Result<()> {
     if !version.starts_with(service.version_prefix) {
         bail!(
-            "Debian's {} is {version} but {} pins {}*: update `version_prefix` in xtask/src/images/catalog.rs",
+            "Debian's {} is {version} but {} pins {}*: update `version_prefix` in xtask/src/image/catalog.rs",
             service.package,
             service.repository(),
             service.version_prefix

@@ -19,7 +19,7 @@ use anyhow::{bail, Context, Result};
 
 use super::{archive, postgres::Written, stream};
 use crate::process::Cmd;
-use crate::{process::Runner, psql::Database, wal};
+use crate::{database::Database, process::Runner, wal};
 
 /// What recovery needs to know about a base backup (`<file>.base.json`).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
@@ -62,7 +62,7 @@ pub fn backup(
     dir: &Path,
     progress: bool,
 ) -> Result<Option<(Written, BaseInfo)>> {
-    let created_at = crate::images::build::rfc3339_now();
+    let created_at = crate::image::build::rfc3339_now();
     let file = format!(
         "{}-base-{}.tar.gz",
         db.namespace,
@@ -90,7 +90,7 @@ pub fn backup(
     .collect();
     let cmd = db.exec("", &args);
     if runner.dry_run {
-        println!("{} > {}", crate::psql::render(&cmd), path.display());
+        println!("{} > {}", cmd.line(), path.display());
         println!("# pg_verifybackup on the archive in a throwaway container (--network none), then .sha256, .manifest.json, .base.json");
         return Ok(None);
     }
@@ -125,7 +125,7 @@ pub fn backup(
         file: file.clone(),
         project: db.namespace.clone(),
         environment: db.environment.to_string(),
-        service: crate::psql::SERVICE.into(),
+        service: crate::database::SERVICE.into(),
         image: db.image.clone(),
         server_version,
         database: db.name.clone(),

@@ -13,8 +13,8 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 
 use super::{archive, stream};
+use crate::database::Database;
 use crate::process::Cmd;
-use crate::psql::Database;
 
 /// Verify `path`, reading a dump in full; on success return its manifest.
 pub fn verify(path: &Path, db: Option<&Database>, progress: bool) -> Result<archive::Manifest> {
