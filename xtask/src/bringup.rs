@@ -264,7 +264,7 @@ pub fn write_secret_files(
             std::fs::create_dir_all(dir)?;
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
         }
-        dotenv::write_atomic(file, value.as_bytes(), 0o644)?;
+        crate::atomic::write(file, value.as_bytes(), 0o644)?;
         eprintln!("wrote secret `{name}` to {}", short(file));
     }
     Ok(())

@@ -29,7 +29,7 @@ pub fn record_ci_pass(sh: &Shell) -> Result<()> {
     }
     let revision = runner.read(cmd!(sh, "git rev-parse HEAD"))?;
     let marker = ci_marker(&project_root(), &revision);
-    crate::backups::archive::write_atomic(&marker, crate::image::rfc3339_now().as_bytes())?;
+    crate::backups::archive::write_atomic(&marker, crate::clock::rfc3339_now().as_bytes())?;
     eprintln!("ci: recorded the pass in {}", marker.display());
     Ok(())
 }

@@ -14,6 +14,7 @@
 #![deny(clippy::disallowed_methods)]
 
 pub mod adopt;
+pub mod atomic;
 pub mod backup;
 pub mod backups;
 pub mod bench;
@@ -24,6 +25,7 @@ pub mod ci;
 pub mod ci_pass;
 pub mod claims;
 pub mod cli;
+pub mod clock;
 pub mod comparison;
 pub mod completions;
 pub mod compose;
@@ -59,6 +61,7 @@ pub mod restore;
 pub mod s3;
 pub mod selection;
 pub mod swarm;
+pub mod table;
 pub mod up;
 pub mod usage;
 pub mod wal;

@@ -110,7 +110,7 @@ fn pause_point(ctx: &Context, name: &str) {
         return;
     }
     let marker = ctx.dir.join(format!("adopt-{}.paused", ctx.old_project));
-    let _ = crate::dotenv::write_atomic(&marker, name.as_bytes(), 0o600);
+    let _ = crate::atomic::write(&marker, name.as_bytes(), 0o600);
     eprintln!("adopt: paused before {name} (FOG_TEST_PAUSE_AT)");
     while !crate::interrupt::interrupted() {
         std::thread::sleep(std::time::Duration::from_millis(100));

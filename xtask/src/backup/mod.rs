@@ -518,7 +518,7 @@ impl Cmd {
                             restore_seconds: 0.0,
                             tables: 0,
                             indexes_checked: 0,
-                            at: crate::image::build::rfc3339_now(),
+                            at: crate::clock::rfc3339_now(),
                         },
                     };
                     archive::write_atomic(

@@ -62,7 +62,7 @@ pub fn backup(
     dir: &Path,
     progress: bool,
 ) -> Result<Option<(Written, BaseInfo)>> {
-    let created_at = crate::image::build::rfc3339_now();
+    let created_at = crate::clock::rfc3339_now();
     let file = format!(
         "{}-base-{}.tar.gz",
         db.namespace,

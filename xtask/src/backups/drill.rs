@@ -60,7 +60,7 @@ pub fn drill(
     let name = format!(
         "fogdrill-{}-{}",
         std::process::id(),
-        archive::stamp(&crate::image::build::rfc3339_now()).to_lowercase()
+        archive::stamp(&crate::clock::rfc3339_now()).to_lowercase()
     );
     super::recover::remove_dead_helpers(runner, &manifest.project)?;
     let project_label = format!("{}={}", super::recover::HELPER_LABEL, manifest.project);
@@ -176,7 +176,7 @@ pub fn drill(
         restore_seconds,
         tables: counts.len(),
         indexes_checked,
-        at: crate::image::build::rfc3339_now(),
+        at: crate::clock::rfc3339_now(),
     })
 }
 

@@ -204,7 +204,7 @@ pub fn backup(
     suffix: &str,
     progress: bool,
 ) -> Result<Option<Written>> {
-    let created_at = crate::image::build::rfc3339_now();
+    let created_at = crate::clock::rfc3339_now();
     let ext = super::encrypt::archive_name(".dump".into());
     let mut file = format!(
         "{}-postgres-{}{suffix}{ext}",

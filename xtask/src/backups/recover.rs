@@ -106,7 +106,7 @@ impl Journal {
     /// Record `phase` (atomically, fsynced) and run the test hook.
     pub fn step(&mut self, runner: &Runner, phase: &str) -> Result<()> {
         self.phase = phase.to_string();
-        self.at = crate::image::build::rfc3339_now();
+        self.at = crate::clock::rfc3339_now();
         if !runner.dry_run {
             if let Some(parent) = self.path.parent() {
                 archive::create_dir(parent)?;

@@ -46,7 +46,7 @@ pub fn backup_all(
             "backup all covers a compose project's volumes; stack {stack} is not one: back up its database with `cargo xtask backup postgres --stack {stack}`"
         );
     }
-    let created_at = crate::image::build::rfc3339_now();
+    let created_at = crate::clock::rfc3339_now();
     let mut written = Vec::new();
     written.extend(postgres::backup(&db, runner, dir, "", progress)?);
     let (_, _, model, volumes) = volume::volumes(global)?;

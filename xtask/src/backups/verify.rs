@@ -161,13 +161,7 @@ fn pg_restore(
 
 /// A PostgreSQL client tool on the host: PATH, then Debian's versioned folders.
 pub fn host_tool(name: &str) -> Result<std::path::PathBuf> {
-    let on_path = std::env::var_os("PATH")
-        .map(|p| {
-            std::env::split_paths(&p)
-                .map(|d| d.join(name))
-                .collect::<Vec<_>>()
-        })
-        .unwrap_or_default();
+    let on_path = which::which(name).ok();
     let debian = (13..=18)
         .rev()
         .map(|v| format!("/usr/lib/postgresql/{v}/bin/{name}").into());

@@ -295,7 +295,7 @@ pub fn backup(
     }
     let (image, gnu) = helper_image(sh, runner, &model)
         .context("no image of the environment is in the engine to lend a helper container: run `cargo xtask images build` or bring the environment up once")?;
-    let created_at = crate::image::build::rfc3339_now();
+    let created_at = crate::clock::rfc3339_now();
     let file = super::encrypt::archive_name(format!(
         "{}-volume-{overlay}-{}.tar.gz",
         project.name,

@@ -252,7 +252,7 @@ pub fn deploy(sh: &Shell, global: &Global, args: &DeployArgs) -> Result<Outcome>
         std::fs::create_dir_all(dir)?;
     }
     // The file holds interpolated values (DATABASE_URL): owner-only.
-    crate::dotenv::write_atomic(&file, plan.to_yaml().as_bytes(), 0o600)?;
+    crate::atomic::write(&file, plan.to_yaml().as_bytes(), 0o600)?;
     let baseline = converge::task_ids(sh, &runner, &stack);
     assets::create(sh, &runner, &stack, &plan.secrets)?;
     assets::create(sh, &runner, &stack, &plan.configs)?;

@@ -22,7 +22,7 @@ use anyhow::Result;
 use xshell::{cmd, Shell};
 
 use crate::{environments::Environment, process::Runner, project_root};
-pub use build::{build_release, project_images, rfc3339, rfc3339_now, ReleaseBuild};
+pub use build::{build_release, project_images, ReleaseBuild};
 pub use bundle::{load_bundle, save_bundle, sha256_file};
 pub use catalog::{needed, Needed, Source, IMAGE_VARS};
 pub use docker::image_id;

@@ -6,7 +6,6 @@
 
 use std::{
     fs,
-    io::Write,
     path::{Path, PathBuf},
     time::Instant,
 };
@@ -98,7 +97,7 @@ impl Release {
 
     /// The commit time as RFC 3339.
     pub fn created(&self) -> String {
-        crate::image::rfc3339(self.epoch)
+        crate::clock::rfc3339(self.epoch)
     }
 }
 
@@ -124,26 +123,11 @@ fn check_version(v: &str) -> Result<String> {
     Ok(v.to_string())
 }
 
-/// Write `bytes` to `path` atomically: a temp file beside it, fsync, rename.
+/// Write the artifact `path` atomically (0644), creating its folder.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().context("artifact path has no parent")?;
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let name = path.file_name().context("artifact path has no name")?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| {
-        let mut file = fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result.with_context(|| format!("writing {}", path.display()))
+    crate::atomic::write(path, bytes, 0o644)
 }
 
 /// Prints `<step>: <what> in N.Ns` when dropped, for the step timings.

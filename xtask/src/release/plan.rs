@@ -297,14 +297,19 @@ fn print_table(plan: &Plan) {
         plan.version, plan.revision, plan.source_date_epoch, plan.out
     );
     println!("\nchecks:");
-    for c in &plan.checks {
-        let mark = match (c.ok, c.blocking) {
-            (true, _) => "ok",
-            (false, true) => "FAIL",
-            (false, false) => "todo",
-        };
-        println!("  {mark:<5} {:<12} {}", c.name, c.detail);
-    }
+    let checks: Vec<[&str; 3]> = plan
+        .checks
+        .iter()
+        .map(|c| {
+            let mark = match (c.ok, c.blocking) {
+                (true, _) => "  ok",
+                (false, true) => "  FAIL",
+                (false, false) => "  todo",
+            };
+            [mark, c.name, c.detail.as_str()]
+        })
+        .collect();
+    print!("{}", crate::table::render(&[], &[], &checks));
     println!("\nsteps:");
     for (i, s) in plan.steps.iter().enumerate() {
         println!("  {}. {:<8} {}", i + 1, s.name, s.command);

@@ -230,7 +230,7 @@ impl Cmd {
 /// Write `text` to `path` atomically (temp file, fsync, rename).
 fn write_file(path: &std::path::Path, text: &str) -> Result<()> {
     let path = crate::absolute(path);
-    crate::dotenv::write_atomic(&path, text.as_bytes(), 0o644)?;
+    crate::atomic::write(&path, text.as_bytes(), 0o644)?;
     eprintln!("wrote {}", path.display());
     Ok(())
 }

@@ -89,7 +89,7 @@ pub fn restore(
     // With the pid: two restores within one second get their own names.
     let stamp = format!(
         "{}_{}",
-        archive::stamp(&crate::image::build::rfc3339_now()).to_lowercase(),
+        archive::stamp(&crate::clock::rfc3339_now()).to_lowercase(),
         std::process::id()
     );
     let services = writers(db, runner)?;

@@ -119,7 +119,7 @@ pub fn run(
     let journal_path = dir.join(format!(".pitr-{}.journal.json", db.namespace));
     wait_live(db, runner)?;
     cleanup_leftovers(runner, &db.namespace)?;
-    let stamp = archive::stamp(&crate::image::build::rfc3339_now()).to_lowercase();
+    let stamp = archive::stamp(&crate::clock::rfc3339_now()).to_lowercase();
     let (live, local_archive) = pitr::volumes(runner, &db.container)?;
     let fetched;
     let (archive_volume, bases_dir) = match from {

@@ -88,7 +88,7 @@ impl Target {
         // With the pid: two restores within one second get their own names.
         let stamp = format!(
             "{}_{}",
-            archive::stamp(&crate::image::build::rfc3339_now()).to_lowercase(),
+            archive::stamp(&crate::clock::rfc3339_now()).to_lowercase(),
             std::process::id()
         );
         let fresh = format!("{}_restore_{stamp}", self.live);
