@@ -87,11 +87,7 @@ pub fn normalise(text: &str) -> String {
 
 /// Hex sha256 of already normalised text.
 pub fn checksum(normalised: &str) -> String {
-    hex(&Sha256::digest(normalised.as_bytes()))
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(Sha256::digest(normalised.as_bytes()))
 }
 
 /// Parse a set of `(file name, text)` pairs, sorted by version; two files

@@ -69,7 +69,7 @@ pub struct Outcome {
 /// does first: for commands that need them before a bring-up (`adopt`
 /// restores into the environment's Postgres image before starting the rest).
 pub fn ensure_images(environment: &Environment, runner: &Runner) -> Result<()> {
-    crate::images::ensure_for(environment, runner, true).map(|_| ())
+    crate::image::ensure_for(environment, runner, true).map(|_| ())
 }
 
 /// Bring `environment` up and make it the active one.
@@ -93,7 +93,7 @@ pub fn bring_up(
     let mut skipped: Vec<String> = Vec::new();
     let images_began = Instant::now();
     if !args.skip_images {
-        let report = crate::images::ensure_for(environment, &runner, !args.quiet)?;
+        let report = crate::image::ensure_for(environment, &runner, !args.quiet)?;
         skipped = report.skipped_services;
         if !report.env_updates.is_empty() {
             project.env.reload()?;
@@ -178,7 +178,7 @@ fn missing_images(
     model: &Model,
     mut left_out: Vec<String>,
 ) -> Result<Vec<String>> {
-    let no_offline_image = crate::images::unavailable_services(environment)?;
+    let no_offline_image = crate::image::unavailable_services(environment)?;
     let mut warned = !left_out.is_empty();
     for service in model.default_services() {
         let Some(image) = &service.image else {
@@ -260,7 +260,7 @@ pub fn write_secret_files(
             std::fs::create_dir_all(dir)?;
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
         }
-        dotenv::write_atomic(file, value.as_bytes(), 0o644)?;
+        crate::atomic::write(file, value.as_bytes(), 0o644)?;
         eprintln!("wrote secret `{name}` to {}", short(file));
     }
     Ok(())

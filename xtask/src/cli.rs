@@ -1,8 +1,10 @@
 //! The command line: [`Cli`] with its global flags and one [`Command`] variant
 //! per module, and the dispatch from a variant to its module's `run`. Kept in
 //! the library so completions, man pages and tests see the same definition.
+//! Nothing imports this module: the two commands that need the definition
+//! itself (`completions`, `release dist`) get it from the dispatch below.
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use xshell::Shell;
 
 use crate::{
@@ -106,8 +108,34 @@ impl Command {
             Command::Adopt(cmd) => cmd.run(sh, global),
             Command::Deploy(cmd) => cmd.run(sh, global),
             Command::Report(cmd) => cmd.run(sh, global),
-            Command::Release(cmd) => cmd.run(sh, global),
-            Command::Completions(cmd) => cmd.run(sh, global),
+            Command::Release(cmd) => cmd.run(sh, global, &Cli::command()),
+            Command::Completions(cmd) => cmd.run(sh, global, &Cli::command()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manual::{man_pages, script, Target};
+
+    #[test]
+    fn every_shell_completes_the_subcommands() {
+        for (shell, _) in Target::SHELLS {
+            let text = String::from_utf8(script(&Cli::command(), shell)).unwrap();
+            for sub in ["images", "release", "completions"] {
+                assert!(text.contains(sub), "{shell:?} script lacks `{sub}`");
+            }
+        }
+    }
+
+    #[test]
+    fn man_pages_cover_each_subcommand() {
+        let pages = man_pages(&Cli::command()).unwrap();
+        assert_eq!(pages[0].0, "xtask.1");
+        let names: Vec<&str> = pages.iter().map(|(n, _)| n.as_str()).collect();
+        assert!(names.contains(&"xtask-release.1"), "{names:?}");
+        let top = String::from_utf8_lossy(&pages[0].1);
+        assert!(top.contains(".TH xtask"), "{top}");
     }
 }

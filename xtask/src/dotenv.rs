@@ -11,8 +11,8 @@
 
 use std::{
     fs,
-    io::{Read, Write},
-    os::unix::fs::{OpenOptionsExt, PermissionsExt},
+    io::Read,
+    os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
 };
 
@@ -179,41 +179,9 @@ pub fn random_secret(len: usize) -> Result<String> {
     Ok(out)
 }
 
-/// Write `bytes` to `path` atomically: temp file beside it, fsync, chmod, rename, fsync dir.
-pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path.file_name().context("env file path has no file name")?;
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| -> Result<()> {
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&tmp)
-            .with_context(|| format!("cannot create {}", tmp.display()))?;
-        file.set_permissions(fs::Permissions::from_mode(mode))?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)
-            .with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))?;
-        if let Ok(d) = fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result.with_context(|| format!("cannot write {}", path.display()))
-}
+/// The one atomic write ([`crate::atomic::write`]) under the name
+/// `report/stage.rs` calls it by.
+pub use crate::atomic::write as write_atomic;
 
 /// The compose model's variables for the repository's environments: the
 /// process environment, then the env file ([`DotEnv::locate`]), or

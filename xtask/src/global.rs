@@ -28,6 +28,19 @@ pub fn project_root() -> std::path::PathBuf {
         .to_path_buf()
 }
 
+/// A path from the command line made absolute against the directory the
+/// command ran in (the repository root when that is gone).
+pub fn absolute(path: impl AsRef<std::path::Path>) -> std::path::PathBuf {
+    let path = path.as_ref();
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .unwrap_or_else(|_| project_root())
+            .join(path)
+    }
+}
+
 /// The repository the offline images are tagged under: `FOG_OFFLINE_REPO`
 /// when set (a private namespace, for example to push them to a registry of
 /// one's own, or a test's throwaway one), else `fog-offline`. The base image

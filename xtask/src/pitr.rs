@@ -11,9 +11,9 @@ use anyhow::{Context, Result};
 
 use crate::process::Cmd;
 use crate::{
-    backup::{archive, base},
+    backups::{archive, base},
+    database::capture,
     process::Runner,
-    psql::capture,
     wal::{self, Archive, Segment},
 };
 
@@ -21,7 +21,7 @@ use crate::{
 pub fn docker(runner: &Runner, mutating: bool, args: &[&str]) -> Result<String> {
     let mut cmd = Cmd::new("docker");
     cmd.args(args);
-    let what = format!("`{}`", crate::psql::render(&cmd));
+    let what = format!("`{}`", cmd.line());
     capture(runner, mutating, cmd, &what).map(|s| s.trim().to_string())
 }
 
@@ -73,7 +73,7 @@ pub fn records(dir: &Path, namespace: &str, need_archive: bool) -> Vec<(PathBuf,
             }
         };
         let plain = name
-            .strip_suffix(crate::backup::encrypt::SUFFIX)
+            .strip_suffix(crate::backups::encrypt::SUFFIX)
             .unwrap_or(&name);
         if !name.starts_with(&prefix) || !plain.ends_with(".tar.gz") {
             continue;
@@ -148,10 +148,10 @@ pub fn reach(
 /// its newest segment? Gaps are named; exit 1 when any base backup's run
 /// stops at a gap.
 pub fn verify_wal(
-    db: &crate::psql::Database,
+    db: &crate::database::Database,
     runner: &Runner,
     dir: &Path,
-    format: crate::migrate::Format,
+    format: crate::output::Format,
 ) -> Result<()> {
     let (_, volume) = volumes(runner, &db.container)?;
     let Some(volume) = volume else {
@@ -177,7 +177,7 @@ pub fn verify_wal(
     for (_, info) in &bases {
         reaches.push(reach(&archive, runner, &segments, info)?);
     }
-    if format == crate::migrate::Format::Json {
+    if format == crate::output::Format::Json {
         println!(
             "{}",
             serde_json::json!({"volume": archive.volume, "segments": segments.len(), "newest": segments.last().map(Segment::name), "bases": reaches})

@@ -56,26 +56,10 @@ impl Cmd {
                 ]
             })
             .collect();
-        let header = ["SERVICE", "STATE", "HEALTH", "PORTS"].map(String::from);
-        let mut widths = header.clone().map(|h| h.len());
-        for row in &rows {
-            for (w, cell) in widths.iter_mut().zip(row) {
-                *w = (*w).max(cell.len());
-            }
-        }
-        for row in std::iter::once(&header).chain(&rows) {
-            let line = format!(
-                "{:w0$}  {:w1$}  {:w2$}  {}",
-                row[0],
-                row[1],
-                row[2],
-                row[3],
-                w0 = widths[0],
-                w1 = widths[1],
-                w2 = widths[2]
-            );
-            println!("{}", line.trim_end());
-        }
+        print!(
+            "{}",
+            crate::table::render(&["SERVICE", "STATE", "HEALTH", "PORTS"], &[], &rows)
+        );
         Ok(())
     }
 }

@@ -97,7 +97,7 @@ pub fn random_secret() -> String {
     hash.update(std::process::id().to_le_bytes());
     hash.update(format!("{:?}", std::time::SystemTime::now()).as_bytes());
     hash.update(format!("{:p}", &hash as *const _).as_bytes());
-    hex(&hash.finalize())[..32].to_string()
+    hex::encode(hash.finalize())[..32].to_string()
 }
 
 /// The endpoint: `--endpoint`, else `FOG_S3_ENDPOINT`; a usage error without one.
@@ -290,10 +290,6 @@ impl Store {
     }
 }
 
-fn hex(digest: &[u8]) -> String {
-    digest.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 struct HashingReader<R> {
     inner: R,
     hash: Sha256,
@@ -309,7 +305,7 @@ impl<R: Read> HashingReader<R> {
         }
     }
     fn finish(self) -> (u64, String) {
-        (self.bytes, hex(&self.hash.finalize()))
+        (self.bytes, hex::encode(self.hash.finalize()))
     }
 }
 
@@ -339,7 +335,7 @@ impl<W: Write> HashingWriter<W> {
     }
     /// Bytes written and their sha256 (hex).
     pub fn finish(self) -> (u64, String) {
-        (self.bytes, hex(&self.hash.finalize()))
+        (self.bytes, hex::encode(self.hash.finalize()))
     }
     pub fn get_mut(&mut self) -> &mut W {
         &mut self.inner

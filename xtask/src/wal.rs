@@ -11,7 +11,7 @@
 use anyhow::{bail, Context, Result};
 
 use crate::process::Cmd;
-use crate::{process::Runner, psql::capture};
+use crate::{database::capture, process::Runner};
 
 /// Where the compose overlays mount the archive volume in the Postgres
 /// container (the postgres user's home, so the new volume is its own)...
@@ -157,20 +157,17 @@ pub fn parse_time(text: &str) -> Option<f64> {
             sign * (zh * 3600 + zm * 60)
         }
     };
-    // Days from civil (Howard Hinnant).
-    let y = if mo <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (mo + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + da - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some((days * 86_400 + h * 3600 + mi * 60 - offset) as f64 + s)
+    let month = time::Month::try_from(u8::try_from(mo).ok()?).ok()?;
+    let date =
+        time::Date::from_calendar_date(i32::try_from(y).ok()?, month, u8::try_from(da).ok()?)
+            .ok()?;
+    let midnight = date.midnight().assume_utc().unix_timestamp();
+    Some((midnight + h * 3600 + mi * 60 - offset) as f64 + s)
 }
 
 /// `YYYY-MM-DD HH:MM:SS UTC` for messages (whole seconds, rounded down).
 pub fn show_time(epoch: f64) -> String {
-    let rfc = crate::images::build::rfc3339(epoch.max(0.0).floor() as u64);
+    let rfc = crate::clock::rfc3339(epoch.max(0.0).floor() as u64);
     rfc.replace('T', " ").replace('Z', " UTC")
 }
 
@@ -208,7 +205,7 @@ impl Archive {
         let out = self.run(runner, "ls -1 /a/wal-archive 2>/dev/null; true")?;
         let mut names: Vec<String> = out
             .lines()
-            .filter(|n| crate::wal_remote::is_archived_file(n))
+            .filter(|n| is_archived_file(n))
             .map(str::to_string)
             .collect();
         names.sort();
@@ -266,6 +263,18 @@ pub fn last_commit(archive: &Archive, runner: &Runner, run: &[Segment]) -> Resul
         }
     }
     Ok(None)
+}
+
+/// `00000002.history`.
+pub fn is_history(name: &str) -> bool {
+    name.len() == 16
+        && name.ends_with(".history")
+        && name[..8].bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// A file name of the archive that is shipped (a segment or a history file).
+pub fn is_archived_file(name: &str) -> bool {
+    Segment::parse(name).is_some() || is_history(name)
 }
 
 #[cfg(test)]
@@ -334,6 +343,10 @@ mod tests {
         assert_eq!(parse_time("2026-12-05 01:00:00-05:30"), Some(utc));
         assert_eq!(parse_time("2026-12-05 06:30:00.25"), Some(utc + 0.25));
         assert!(parse_time("2026-13-05 06:30:00").is_none());
+        assert!(
+            parse_time("2026-02-30 06:30:00").is_none(),
+            "no 30 February"
+        );
         assert!(parse_time("yesterday").is_none());
         assert_eq!(show_time(utc + 0.9), "2026-12-05 06:30:00 UTC");
         let dump = "rmgr: Transaction len (rec/tot): 34/34, tx: 735, lsn: 0/03000060, prev 0/03000028, desc: COMMIT 2026-12-05 06:30:00.500000 UTC\n\

@@ -20,7 +20,12 @@ use std::{
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 
-use crate::{backup::archive, backup::encrypt, s3::Store, wal::Segment};
+use crate::{
+    backups::archive,
+    backups::encrypt,
+    s3::Store,
+    wal::{is_archived_file, Segment},
+};
 
 /// Bytes of a WAL segment (the default `--wal-segsize`).
 pub const SEGMENT_BYTES: u64 = 16 << 20;
@@ -28,18 +33,6 @@ pub const SEGMENT_BYTES: u64 = 16 << 20;
 /// The WAL store of `project` under `base`'s prefix.
 pub fn store(base: &Store, project: &str) -> Result<Store> {
     base.child(&format!("{project}-wal"))
-}
-
-/// `00000002.history`.
-pub fn is_history(name: &str) -> bool {
-    name.len() == 16
-        && name.ends_with(".history")
-        && name[..8].bytes().all(|b| b.is_ascii_hexdigit())
-}
-
-/// A file name of the archive that is shipped (a segment or a history file).
-pub fn is_archived_file(name: &str) -> bool {
-    Segment::parse(name).is_some() || is_history(name)
 }
 
 /// The object name of archived file `name`.
@@ -100,10 +93,6 @@ pub fn save_ledger(dir: &Path, project: &str, ledger: &Ledger) -> Result<()> {
     )
 }
 
-fn hex(digest: &[u8]) -> String {
-    digest.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Gzip (and encrypt, when this run encrypts) `from` into the file `dest`.
 /// Raw bytes and sha256, stored bytes and sha256.
 pub fn encode(from: &mut impl Read, dest: &Path) -> Result<(u64, String, u64, String)> {
@@ -125,7 +114,7 @@ pub fn encode(from: &mut impl Read, dest: &Path) -> Result<(u64, String, u64, St
     let sink = gz.finish().context("compressing a WAL file")?;
     let (stored_size, stored_sha) = sink.finish()?;
     file.sync_all()?;
-    Ok((size, hex(&hash.finalize()), stored_size, stored_sha))
+    Ok((size, hex::encode(hash.finalize()), stored_size, stored_sha))
 }
 
 /// Upload the encoded file `path` as `object`, check the read-back sha256
@@ -225,13 +214,13 @@ mod tests {
         assert_eq!(size, 1 << 20);
         assert_eq!(
             sha,
-            hex(&Sha256::digest(&raw)),
+            hex::encode(Sha256::digest(&raw)),
             "the raw hash is of the input"
         );
         let bytes = std::fs::read(&dest).unwrap();
         assert_eq!(stored, bytes.len() as u64);
         assert!(stored < 16 << 10, "zeros compress: {stored}");
-        assert_eq!(stored_sha, hex(&Sha256::digest(&bytes)));
+        assert_eq!(stored_sha, hex::encode(Sha256::digest(&bytes)));
         let mut back = Vec::new();
         flate2::read::GzDecoder::new(bytes.as_slice())
             .read_to_end(&mut back)

@@ -14,7 +14,7 @@ mod engine_support;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
-use xtask::images::debootstrap;
+use xtask::image::debootstrap;
 use xtask::process::Runner;
 
 fn bin_dir(name: &str) -> PathBuf {
@@ -120,7 +120,7 @@ fn cargo_xtask_dev_without_debootstrap_installs_it_builds_the_offline_images_and
     let _guard = OfflineRepoGuard {
         cache: xtask::project_root()
             .join("target/offline-rootfs")
-            .join(xtask::images::rootfs_key_for(&repo)),
+            .join(xtask::image::rootfs_key_for(&repo)),
         repo: repo.clone(),
     };
     let dir = bin_dir("dev");

@@ -16,8 +16,8 @@ use common::*;
 use engine_support::*;
 use serde_json::Value;
 use xtask::compose::{EnvSource, MountKind};
-use xtask::config::Selection;
 use xtask::engine::compose::ModelExt;
+use xtask::selection::Selection;
 
 /// `(kind, source, target)` of every mount, as `docker inspect` shows it.
 type Mounts = BTreeSet<(String, String, String)>;

@@ -180,7 +180,7 @@ fn plan_dist_images_sign_verify_reproduce_and_publish() {
     let created = labels["org.opencontainers.image.created"].as_str().unwrap();
     assert_eq!(
         created,
-        xtask::images::rfc3339(epoch),
+        xtask::clock::rfc3339(epoch),
         "created is the commit time"
     );
     let lock: serde_json::Value =

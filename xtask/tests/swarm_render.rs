@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 
 use serde_yaml::Value;
 use xtask::compose::{EnvSource, Project};
-use xtask::config::Selection;
-use xtask::deploy::render::{self, Action, Options, Plan};
+use xtask::selection::Selection;
+use xtask::swarm::render::{self, Action, Options, Plan};
 
 const COMPOSE: &str = r#"
 services:
@@ -446,7 +446,7 @@ fn migrate_one_off_beside_a_stack_keeps_credentials_off_the_command_line() {
     .unwrap();
     for (name, svc) in plan.stack["services"].as_mapping().unwrap() {
         assert_eq!(
-            svc["labels"][xtask::psql::ENVIRONMENT_LABEL],
+            svc["labels"][xtask::swarm::ENVIRONMENT_LABEL],
             "betanet",
             "{name:?}"
         );

@@ -47,7 +47,7 @@ impl Journal {
         }
         std::fs::create_dir_all(dir)?;
         let json = serde_json::to_vec_pretty(self)?;
-        crate::dotenv::write_atomic(&Self::path(dir, &self.old_project), &json, 0o600)
+        crate::atomic::write(&Self::path(dir, &self.old_project), &json, 0o600)
     }
 
     /// The journal of `project` in `dir`; none is a usage error.

@@ -184,7 +184,7 @@ impl Cmd {
         let vars = EnvSource::with_process_env(Some(&project.env.path))?;
         let after = Loaded::environment(&environment, &vars)?;
         let plan = plan::map(&old.project, &old_project, &new_model, &project.name, &maps)?;
-        let Some(pg) = new_model.service(crate::psql::SERVICE) else {
+        let Some(pg) = new_model.service(crate::database::SERVICE) else {
             usage_bail!("environment {environment} has no `postgres` service to adopt into");
         };
         let helper = pg
@@ -221,7 +221,7 @@ impl Cmd {
                 .project
                 .compose(&ctx.environment)
                 .model(&ctx.project.env)?;
-            if let Some(pg) = ctx.new_model.service(crate::psql::SERVICE) {
+            if let Some(pg) = ctx.new_model.service(crate::database::SERVICE) {
                 ctx.helper = pg.image.clone().unwrap_or(ctx.helper);
             }
         }

@@ -191,7 +191,7 @@ impl Set {
             }
         }
         let json = serde_json::to_vec_pretty(&self.manifest)?;
-        crate::dotenv::write_atomic(&self.dir.join("manifest.json"), &json, 0o600)?;
+        crate::atomic::write(&self.dir.join("manifest.json"), &json, 0o600)?;
         let name = self
             .dir
             .file_name()
@@ -265,7 +265,7 @@ pub fn hash_file(path: &Path) -> Result<(u64, String)> {
         hasher.update(&buf[..n]);
         total += n as u64;
     }
-    Ok((total, migrate::files::hex(&hasher.finalize())))
+    Ok((total, hex::encode(hasher.finalize())))
 }
 
 /// Run `cmd` (never under `--dry-run`: adopt stops after its plan) and write
@@ -273,7 +273,7 @@ pub fn hash_file(path: &Path) -> Result<(u64, String)> {
 /// bytes as they pass ([`crate::progress`]); returns bytes and sha256. A
 /// failure names the command and quotes its stderr.
 fn stream_to_file(runner: &Runner, mut cmd: Cmd, path: &Path) -> Result<(u64, String)> {
-    let line = crate::psql::render(&cmd);
+    let line = cmd.line();
     if runner.dry_run {
         println!("{line} > {}", path.display());
         return Ok((0, String::new()));
@@ -325,5 +325,5 @@ fn stream_to_file(runner: &Runner, mut cmd: Cmd, path: &Path) -> Result<(u64, St
         let _ = fs::remove_file(&tmp);
     }
     result?;
-    Ok((total, migrate::files::hex(&hasher.finalize())))
+    Ok((total, hex::encode(hasher.finalize())))
 }

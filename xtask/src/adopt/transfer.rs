@@ -237,7 +237,7 @@ fn steps(
             )?;
             let id = containers::list(sh, runner, &ctx.project.name)?
                 .into_iter()
-                .find(|c| c.service == crate::psql::SERVICE && c.is_running())
+                .find(|c| c.service == crate::database::SERVICE && c.is_running())
                 .map(|c| c.id)
                 .context("the new postgres container is not running")?;
             let file = set.dir.join(&dump.member.file);
@@ -306,7 +306,7 @@ fn steps(
         timed(phases, "verify", || {
             let id = containers::list(sh, runner, &ctx.project.name)?
                 .into_iter()
-                .find(|c| c.service == crate::psql::SERVICE && c.is_running())
+                .find(|c| c.service == crate::database::SERVICE && c.is_running())
                 .map(|c| c.id)
                 .context("the new postgres container is not running")?;
             let now = set::row_counts(sh, runner, &id, &ctx.new_user, &ctx.new_database, None)?;

@@ -32,7 +32,7 @@ pub struct Run<'a> {
 /// (one folder for every backup folder: node-exporter sees them all).
 pub fn dir() -> PathBuf {
     match std::env::var_os("FOG_BACKUP_METRICS_DIR").filter(|v| !v.is_empty()) {
-        Some(d) => super::absolute(Path::new(&d)),
+        Some(d) => crate::absolute(Path::new(&d)),
         None => crate::project_root().join("compose").join("backup-metrics"),
     }
 }

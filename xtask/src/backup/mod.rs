@@ -1,44 +1,35 @@
 //! `cargo xtask backup postgres|volume|all|list|verify|prune`: backups that can be
 //! trusted at 3 a.m. `postgres` streams `pg_dump -Fc` out of the running
 //! container into `backups/` with a `.sha256` and a JSON manifest, written
-//! atomically ([`archive`]); `verify` checks checksum, manifest and the
+//! atomically (`backups::archive`); `verify` checks checksum, manifest and the
 //! archive's own listing, and with `--restore` runs a restore drill in a
-//! throwaway container ([`drill`]); `prune` applies a last/daily/weekly/monthly
-//! policy ([`retention`]) to one project's backups, each kind on its own,
+//! throwaway container (`backups::drill`); `prune` applies a last/daily/weekly/monthly
+//! policy (`backups::retention`) to one project's backups, each kind on its own,
 //! keeps sets whole, removes only files this tool wrote and never the newest
-//! backup that passed a drill ([`prune`]). The archives are plain
-//! `pg_restore` input.
+//! backup that passed a drill (`backups::prune`). The archives are plain
+//! `pg_restore` input. The machinery is [`crate::backups`], shared with
+//! `restore`; `wal`, `schedule` and `metrics` are this command's own.
 
-pub mod archive;
-pub mod base;
-pub mod drill;
-pub mod encrypt;
-pub mod leftovers;
 pub mod metrics;
-pub mod postgres;
-pub mod prune;
-pub mod recover;
-pub mod remote;
-pub mod retention;
 pub mod schedule;
-pub mod set;
-pub mod stream;
-pub mod verify;
-pub mod volume;
 pub mod wal;
 
-use std::{
-    io::IsTerminal,
-    path::{Path, PathBuf},
+// The shared machinery, named here so `super::archive` and friends read the
+// same in this command's files.
+use crate::backups::{
+    archive, base, drill, encrypt, leftovers, postgres, progress, prune, remote, retention, set,
+    verify, volume,
 };
+
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use xshell::Shell;
 
 use crate::{
-    migrate::Format,
+    database::{Database, Target},
+    output::Format,
     process::Runner,
-    psql::{Database, Target},
     Global,
 };
 
@@ -311,24 +302,8 @@ impl Common {
     fn dir(&self) -> PathBuf {
         self.dir
             .as_deref()
-            .map_or_else(|| crate::project_root().join("backups"), absolute)
+            .map_or_else(|| crate::project_root().join("backups"), crate::absolute)
     }
-}
-
-/// A path from the command line; a relative one is taken from the current directory.
-pub fn absolute(path: &Path) -> PathBuf {
-    if path.is_absolute() {
-        path.to_path_buf()
-    } else {
-        std::env::current_dir()
-            .unwrap_or_else(|_| crate::project_root())
-            .join(path)
-    }
-}
-
-/// Progress bars only on a terminal.
-pub fn progress() -> bool {
-    std::io::stderr().is_terminal()
 }
 
 impl Cmd {
@@ -515,7 +490,7 @@ impl Cmd {
                 if let Some(identity) = &identity {
                     encrypt::set_identity(identity)?;
                 }
-                let path = absolute(&file.expect("clap requires FILE without --wal"));
+                let path = crate::absolute(file.expect("clap requires FILE without --wal"));
                 // Optional (the host's pg_restore will do), unless --stack names one.
                 let db = match target.stack {
                     Some(_) => Some(Database::open(sh, &runner, global, &target)?),
@@ -553,7 +528,7 @@ impl Cmd {
                             restore_seconds: 0.0,
                             tables: 0,
                             indexes_checked: 0,
-                            at: crate::images::build::rfc3339_now(),
+                            at: crate::clock::rfc3339_now(),
                         },
                     };
                     archive::write_atomic(

@@ -20,10 +20,10 @@ use anyhow::{bail, Context, Result};
 use super::{archive, encrypt, metrics};
 use crate::process::{Cmd, Io};
 use crate::{
-    migrate::Format,
+    database::Database,
+    output::Format,
     pitr,
     process::Runner,
-    psql::Database,
     s3::Store,
     wal::{Archive, Segment},
     wal_remote::{self, Ledger, Shipped},
@@ -212,7 +212,7 @@ pub fn run(
             .collect();
         if runner.dry_run {
             for chunk in todo.chunks(32) {
-                println!("{}", crate::psql::render(&tar_cmd(&archive, chunk)));
+                println!("{}", tar_cmd(&archive, chunk).line());
             }
             println!(
                 "# each: gzip{}, upload to {to}/<NAME>.gz{} at {}, read back and compare sha256, upload <object>.sha256, record in {}",
@@ -230,7 +230,7 @@ pub fn run(
             .with_context(|| format!("creating {}", work.0.display()))?;
         for chunk in todo.chunks(32) {
             let mut cmd = tar_cmd(&archive, chunk);
-            let line = crate::psql::render(&cmd);
+            let line = cmd.line();
             let mut child =
                 runner.spawn(cmd.stdin(Io::Null).stdout(Io::Piped).stderr(Io::Piped))?;
             let stdout = child.stdout.take().expect("piped");
@@ -239,7 +239,7 @@ pub fn run(
                 for entry in tar.entries()? {
                     let mut entry = entry?;
                     let name = entry.path()?.to_string_lossy().into_owned();
-                    if !wal_remote::is_archived_file(&name) {
+                    if !crate::wal::is_archived_file(&name) {
                         bail!("`{line}` produced an unexpected entry `{name}`");
                     }
                     let object = wal_remote::object_name(&name, encrypt::encrypting());
@@ -419,7 +419,7 @@ pub fn prune_local(db: &Database, runner: &Runner, dir: &Path) -> Result<()> {
         cmd.args(["run", "--rm", "--network", "none", "--user", "0:0", "-v"])
             .arg(format!("{}:/a", archive.volume))
             .args(["--entrypoint", "sh", &archive.image, "-c", &script]);
-        crate::psql::capture(runner, true, cmd, "pruning the WAL archive")?;
+        crate::database::capture(runner, true, cmd, "pruning the WAL archive")?;
     }
     if runner.dry_run {
         println!(

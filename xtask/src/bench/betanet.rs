@@ -260,20 +260,17 @@ impl Cmd {
     }
 }
 
-/// `counters` of a node's `/status` on 127.0.0.1:`port` (plain HTTP/1.1).
+/// `counters` of a node's `/status` on 127.0.0.1:`port`.
 fn node_counters(port: u16) -> Option<Value> {
-    use std::io::{Read, Write};
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(3)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    stream
-        .write_all(b"GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+    let response = attohttpc::get(format!("http://127.0.0.1:{port}/status"))
+        .connect_timeout(Duration::from_secs(3))
+        .read_timeout(Duration::from_secs(5))
+        .send()
         .ok()?;
-    let mut raw = Vec::new();
-    stream.take(1 << 20).read_to_end(&mut raw).ok()?;
-    let text = String::from_utf8_lossy(&raw);
-    let body = text.split_once("\r\n\r\n")?.1;
-    serde_json::from_str::<Value>(body)
+    if !response.is_success() {
+        return None;
+    }
+    serde_json::from_str::<Value>(&response.text().ok()?)
         .ok()?
         .get("counters")
         .cloned()
@@ -344,22 +341,31 @@ fn report_json(steps: &[Step]) -> Value {
 }
 
 fn table(steps: &[Step]) -> String {
-    let mut out = format!(
-        "{:>10} {:>9} {:>9} {:>8} {:>12} {:>9} {:>9}\n",
-        "RATE/s", "SENT", "DELIVERED", "LOST", "THROUGHPUT/s", "P50 ms", "P99 ms"
-    );
-    for s in steps {
-        out.push_str(&format!(
-            "{:>10} {:>9} {:>9} {:>8} {:>12.0} {:>9.1} {:>9.1}\n",
-            s.rate,
-            s.sent,
-            s.delivered,
-            s.sent.saturating_sub(s.delivered),
-            s.throughput_pps,
-            s.p50_ms,
-            s.p99_ms
-        ));
-    }
+    use crate::table::{render, Align::Right};
+    let rows: Vec<[String; 7]> = steps
+        .iter()
+        .map(|s| {
+            [
+                s.rate.to_string(),
+                s.sent.to_string(),
+                s.delivered.to_string(),
+                s.sent.saturating_sub(s.delivered).to_string(),
+                format!("{:.0}", s.throughput_pps),
+                format!("{:.1}", s.p50_ms),
+                format!("{:.1}", s.p99_ms),
+            ]
+        })
+        .collect();
+    let header = [
+        "RATE/s",
+        "SENT",
+        "DELIVERED",
+        "LOST",
+        "THROUGHPUT/s",
+        "P50 ms",
+        "P99 ms",
+    ];
+    let mut out = render(&header, &[Right; 7], &rows);
     match highest_zero_loss(steps) {
         Some(rate) => out.push_str(&format!("highest rate with zero loss: {rate} packets/s\n")),
         None => out.push_str("no rate ran without loss\n"),

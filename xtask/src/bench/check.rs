@@ -11,9 +11,9 @@ use crate::process::Cmd as Command;
 use anyhow::{Context, Result};
 use xshell::Shell;
 
-use crate::check::check_all;
-use crate::config::Selection;
 use crate::environments::Environment;
+use crate::lint::check_all;
+use crate::selection::Selection;
 
 /// Time `check` over every named environment against `docker-compose config`.
 #[derive(clap::Args)]

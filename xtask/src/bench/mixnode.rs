@@ -124,16 +124,13 @@ fn table(f: &Map<String, Value>) -> String {
             "",
         ),
     ];
-    let mut out = format!(
-        "{:<26} {:>20}  {:<12} {}\n",
-        "FIGURE", "MEASURED", "TARGET", ""
-    );
-    for (name, value, target, verdict) in rows {
-        if value != "-" {
-            out.push_str(&format!("{name:<26} {value:>20}  {target:<12} {verdict}\n"));
-        }
-    }
-    out
+    let rows: Vec<[String; 4]> = rows
+        .into_iter()
+        .filter(|(_, value, _, _)| value != "-")
+        .map(|(name, value, target, verdict)| [name.into(), value, target, verdict.into()])
+        .collect();
+    use crate::table::Align::{Left, Right};
+    crate::table::render(&["FIGURE", "MEASURED", "TARGET", ""], &[Left, Right], &rows)
 }
 
 fn fmt(value: Option<f64>, unit: &str) -> String {

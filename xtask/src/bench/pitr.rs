@@ -28,11 +28,11 @@ use xshell::Shell;
 
 use super::backup::stack::Stack;
 use crate::{
+    database::capture,
     dotenv::{random_secret, EnvFile},
     engine::{compose::Compose, health, Engine},
     environments::Environment,
     process::{Cmd as Command, Io, Runner},
-    psql::capture,
     wal, Global,
 };
 

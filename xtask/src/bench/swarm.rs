@@ -120,10 +120,7 @@ fn run_once(
     timeout: u64,
 ) -> Result<Option<Run>> {
     if runner.dry_run {
-        println!(
-            "PEER_DEAD_TIMEOUT_MS={timeout} CI=true {}",
-            crate::images::docker::render(&cmd)
-        );
+        println!("PEER_DEAD_TIMEOUT_MS={timeout} CI=true {}", cmd.line());
         return Ok(None);
     }
     eprintln!("PEER_DEAD_TIMEOUT_MS={timeout}: building the three-node swarm ...");

@@ -207,7 +207,7 @@ impl Cmd {
         if failed.is_empty() {
             // `release plan` reads this: a full pass on a clean tree vouches for the commit.
             if self.only.is_empty() {
-                if let Err(e) = crate::release::record_ci_pass(sh) {
+                if let Err(e) = crate::ci_pass::record_ci_pass(sh) {
                     eprintln!("ci: could not record the pass for `release plan`: {e:#}");
                 }
             }

@@ -15,8 +15,8 @@ use xshell::Shell;
 use super::model::{Declared, Findings, ImageRow, ServiceRow, Side};
 use super::spec::Loaded;
 use super::units::parse_ram;
-use crate::check::{self, Severity};
 use crate::compose::{types::scalar_string, Service};
+use crate::lint::{self, Severity};
 use crate::process::Runner;
 
 /// Declared resources of one container of a service.
@@ -60,7 +60,7 @@ pub fn replicas(svc: &Service) -> usize {
 
 /// `prom/prometheus:v2.53.2` -> `prom/prometheus` (the check's reading).
 pub fn repository(image: &str) -> String {
-    check::image_repository(image).to_string()
+    lint::image_repository(image).to_string()
 }
 
 /// Host ports a service publishes, each port of a range counted.
@@ -113,7 +113,7 @@ pub fn side(sh: &Shell, runner: &Runner, loaded: &Loaded) -> Side {
             });
             row.instances += n;
             row.services.push(svc.name.clone());
-            let group = check::instance_group(svc).unwrap_or_else(|| svc.name.clone());
+            let group = lint::instance_group(svc).unwrap_or_else(|| svc.name.clone());
             let seen = groups.entry(repo.clone()).or_default();
             if !seen.contains(&group) {
                 seen.push(group);
@@ -167,7 +167,7 @@ fn image_size(_sh: &Shell, runner: &Runner, image: &str) -> Option<u64> {
 
 /// The side's check findings, counted per rule.
 fn findings(loaded: &Loaded) -> Findings {
-    let reports = check::check_all(std::slice::from_ref(&loaded.selection));
+    let reports = lint::check_all(std::slice::from_ref(&loaded.selection));
     let mut out = Findings::default();
     for f in reports.iter().flat_map(|r| &r.findings) {
         match f.severity {

@@ -3,17 +3,18 @@
 //! read with `git show REV:path` into a temporary directory, no checkout), or
 //! a comma-separated list of compose files (a legacy layout). Every spec loads
 //! into the one compose model ([`crate::compose::Project`]) through
-//! [`crate::config::Selection`], with the repository's variables.
+//! [`crate::selection::Selection`], with the repository's variables.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use tempfile::TempDir;
 use xshell::{cmd, Shell};
 
 use crate::compose::{EnvSource, Project};
-use crate::config::Selection;
 use crate::environments::{Environment, COMPOSE_DIR};
 use crate::process::Runner;
+use crate::selection::Selection;
 use crate::{usage_bail, UsageError};
 
 /// A parsed spec.
@@ -100,27 +101,17 @@ impl Loaded {
     }
 }
 
-/// A directory removed on drop.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new(tag: &str) -> Result<TempDir> {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let dir =
-            std::env::temp_dir().join(format!("fogrep-{tag}-{}-{nanos:x}", std::process::id()));
-        std::fs::create_dir_all(&dir)
-            .with_context(|| format!("cannot create {}", dir.display()))?;
-        Ok(TempDir(dir))
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// A private directory under the system's temp dir (`fogrep-TAG-...`, mode
+/// 0755 so containers' users can read what is staged in it), removed on drop.
+pub fn temp_dir(tag: &str) -> Result<TempDir> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("fogrep-{tag}-"))
+        .tempdir()
+        .context("cannot create a temporary directory")?;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+        .with_context(|| format!("cannot open up {}", dir.path().display()))?;
+    Ok(dir)
 }
 
 /// Load `text` (the value of `flag`) with the repository's variables;
@@ -132,7 +123,7 @@ pub fn load(sh: &Shell, runner: &Runner, flag: &str, text: &str, repo: &Path) ->
     let (selection, checkout) = match &spec {
         Spec::Env(name) => (Selection::named(name.parse()?, &env), None),
         Spec::Files(files) => {
-            let files: Vec<PathBuf> = files.iter().cloned().map(crate::images::absolute).collect();
+            let files: Vec<PathBuf> = files.iter().cloned().map(crate::absolute).collect();
             for f in &files {
                 if !f.is_file() {
                     usage_bail!(
@@ -147,11 +138,15 @@ pub fn load(sh: &Shell, runner: &Runner, flag: &str, text: &str, repo: &Path) ->
         }
         Spec::Rev { rev, env: name } => {
             let environment: Environment = name.parse()?;
-            let dir = TempDir::new("rev")?;
-            read_at_revision(sh, runner, repo, rev, &dir.0)
+            let dir = temp_dir("rev")?;
+            read_at_revision(sh, runner, repo, rev, dir.path())
                 .with_context(|| format!("{flag} `{text}`"))?;
             let mut selection = Selection::named(environment.clone(), &env);
-            selection.files = environment.files().iter().map(|f| dir.0.join(f)).collect();
+            selection.files = environment
+                .files()
+                .iter()
+                .map(|f| dir.path().join(f))
+                .collect();
             for (file, rel) in selection.files.iter().zip(environment.files()) {
                 if !file.is_file() {
                     usage_bail!(

@@ -1,20 +1,15 @@
 //! `cargo xtask deploy`: the same environments on Docker Swarm. `deploy --env
 //! ENV [--stack NAME]` loads the merged model (the one `cargo xtask config`
-//! prints), renders it into a stack file ([`render`]: every key Swarm ignores
+//! prints), renders it into a stack file (`swarm::render`: every key Swarm ignores
 //! or rejects is translated or reported), builds or checks the images and
 //! pins them by digest where a registry digest is known, creates the Swarm
-//! secrets and configs ([`assets`]), runs `docker stack deploy` and waits
-//! until every task runs and is healthy ([`converge`]), naming the failing
+//! secrets and configs (`swarm::assets`), runs `docker stack deploy` and waits
+//! until every task runs and is healthy (`swarm::converge`), naming the failing
 //! task and its error otherwise. `deploy status|rm|rollback` ([`ops`]) act on
-//! a deployed stack; `cargo xtask check --target swarm` ([`target`]) reports
-//! what a Swarm deploy of an environment would drop, without Docker.
+//! a deployed stack; [`crate::swarm`] holds the rendering and
+//! the convergence wait, shared with `check --target swarm` and `migrate`.
 
-pub mod assets;
-pub mod converge;
 mod ops;
-mod policy;
-pub mod render;
-pub mod target;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -24,8 +19,10 @@ use anyhow::{bail, Result};
 use xshell::{cmd, Shell};
 
 use crate::compose::Project;
-use crate::config::{write_stdout, SourceArgs};
+use crate::output::write_stdout;
 use crate::process::Runner;
+use crate::selection::SourceArgs;
+use crate::swarm::{assets, converge, render, validate_stack};
 use crate::{usage_bail, Global};
 use render::{Action, Options, Plan};
 
@@ -116,24 +113,6 @@ impl StackArg {
         };
         validate_stack(&name)
     }
-}
-
-/// A stack name as `--stack` takes it, or a usage error.
-pub fn validate_stack(name: &str) -> Result<String> {
-    let valid = name.len() <= 40
-        && name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphanumeric())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
-    if !valid {
-        usage_bail!(
-            "--stack {name}: use up to 40 lowercase letters, digits, `-` or `_`, starting with a letter or digit"
-        );
-    }
-    Ok(name.to_string())
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -250,7 +229,7 @@ pub fn deploy(sh: &Shell, global: &Global, args: &DeployArgs) -> Result<Outcome>
     // A dry run only said it would write them.
     opts.lenient |= global.dry_run;
     if let (Some(environment), false) = (&selection.environment, args.skip_images) {
-        let report = crate::images::ensure_for(environment, &runner, args.format == Format::Text)?;
+        let report = crate::image::ensure_for(environment, &runner, args.format == Format::Text)?;
         if !report.env_updates.is_empty() {
             // The images step pointed image variables at offline builds.
             selection = args.source.selections(&[])?.remove(0);
@@ -273,7 +252,7 @@ pub fn deploy(sh: &Shell, global: &Global, args: &DeployArgs) -> Result<Outcome>
         std::fs::create_dir_all(dir)?;
     }
     // The file holds interpolated values (DATABASE_URL): owner-only.
-    crate::dotenv::write_atomic(&file, plan.to_yaml().as_bytes(), 0o600)?;
+    crate::atomic::write(&file, plan.to_yaml().as_bytes(), 0o600)?;
     let baseline = converge::task_ids(sh, &runner, &stack);
     assets::create(sh, &runner, &stack, &plan.secrets)?;
     assets::create(sh, &runner, &stack, &plan.configs)?;
@@ -340,7 +319,7 @@ fn resolve_images(
     opts: &mut Options,
 ) -> Result<()> {
     let no_offline = environment
-        .map(crate::images::unavailable_services)
+        .map(crate::image::unavailable_services)
         .transpose()?
         .unwrap_or_default();
     let format = "{{join .RepoDigests \" \"}}";

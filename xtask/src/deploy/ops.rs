@@ -12,15 +12,13 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 use xshell::{cmd, Shell};
 
-use super::assets::NAMESPACE_LABEL;
-use super::converge::{self, Snapshot};
 use super::{require_manager, Format, StackArg};
-use crate::config::write_stdout;
+use crate::output::write_stdout;
 use crate::process::Runner;
+use crate::swarm::assets::NAMESPACE_LABEL;
+use crate::swarm::converge::{self, Snapshot};
+use crate::swarm::ONE_SHOT_LABEL;
 use crate::{usage_bail, Global};
-
-/// The label marking one-shot services (restart on failure only).
-pub const ONE_SHOT_LABEL: &str = "dev.fog-compute.one-shot";
 
 #[derive(clap::Subcommand, Debug, Clone)]
 pub enum Action {

@@ -67,7 +67,7 @@ impl Flavor {
     /// flavour does not answer `version --short`.
     pub fn version(self, verbose: bool) -> Option<String> {
         let (program, lead) = self.program();
-        which(program)?;
+        which::which(program).ok()?;
         let mut argv = vec![program];
         argv.extend_from_slice(lead);
         argv.extend(["version", "--short"]);
@@ -112,7 +112,7 @@ pub struct Engine {
 impl Engine {
     /// Find the CLI, check that the daemon answers, and find Compose.
     pub fn detect(verbose: bool) -> Result<Engine> {
-        if which("docker").is_none() {
+        if which::which("docker").is_err() {
             bail!("the docker CLI is not on PATH: install Docker Engine (Debian: `apt-get install docker.io`, or https://docs.docker.com/engine/install/)");
         }
         let version = run_timeout(
@@ -164,14 +164,6 @@ fn daemon_address() -> String {
 
 fn first_line(text: &str) -> Option<&str> {
     text.lines().map(str::trim).find(|l| !l.is_empty())
-}
-
-/// A program on PATH.
-pub fn which(program: &str) -> Option<std::path::PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(program))
-        .find(|p| p.is_file())
 }
 
 pub use crate::process::TimedOut;

@@ -7,7 +7,8 @@ use anyhow::Result;
 use serde::Serialize;
 use xshell::Shell;
 
-use super::{catalog, docker, offline, Format, Source, ALL_ENV};
+use crate::image::{catalog, docker, offline, Source, ALL_ENV};
+use crate::output::Format;
 use crate::{environments::Environment, process::Runner, project_root};
 
 #[derive(clap::Args)]
@@ -69,10 +70,10 @@ fn table(rows: &[Row]) -> String {
     let header = [
         "VARIABLE", "IMAGE", "PRESENT", "SOURCE", "OFFLINE", "SERVICES",
     ];
-    let cells: Vec<[String; 6]> = rows
+    let cells: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
-            [
+            vec![
                 r.variable.as_deref().unwrap_or("-").to_string(),
                 r.image.clone(),
                 if r.present { "yes" } else { "no" }.to_string(),
@@ -82,27 +83,7 @@ fn table(rows: &[Row]) -> String {
             ]
         })
         .collect();
-    let mut widths = header.map(str::len);
-    for row in &cells {
-        for (w, c) in widths.iter_mut().zip(row) {
-            *w = (*w).max(c.len());
-        }
-    }
-    let mut out = String::new();
-    let mut line = |row: &[String]| {
-        let parts: Vec<String> = row
-            .iter()
-            .zip(widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        out.push_str(parts.join("  ").trim_end());
-        out.push('\n');
-    };
-    line(&header.map(String::from));
-    for row in &cells {
-        line(row);
-    }
-    out
+    crate::table::render(&header, &[], &cells)
 }
 
 #[cfg(test)]

@@ -23,20 +23,14 @@ use xshell::Shell;
 
 use crate::{
     compose::types::scalar_string,
+    database::{Database, Location, Target},
+    output::Format,
     process::Runner,
-    psql::{Database, Location, Target},
     usage_bail, Global,
 };
 
 /// The compose service that runs the image.
 pub const SERVICE: &str = "migrate";
-
-/// Output format of the data commands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
-    Table,
-    Json,
-}
 
 #[derive(clap::Args)]
 #[command(after_help = "\
@@ -97,11 +91,11 @@ impl Cmd {
         ensure_image(sh, &runner)?;
         match self.action {
             Action::Up if global.dry_run => {
-                let image = crate::images::docker::image_exists(sh, &runner, &image_of(&db)?);
+                let image = crate::image::docker::image_exists(sh, &runner, &image_of(&db)?);
                 if !image {
                     bail!("the migrate image is not built yet, so the plan cannot be read: run `cargo xtask images build migrate`, then this again");
                 }
-                println!("{}", crate::psql::render(&run_cmd(&db, &["up"])?));
+                println!("{}", run_cmd(&db, &["up"])?.line());
                 print_output(run_cmd(&db, &["up", "--dry-run"])?, &runner)
             }
             Action::Up => print_output(run_cmd(&db, &["up"])?, &runner),
@@ -146,7 +140,7 @@ fn image_of(db: &Database) -> Result<String> {
 /// Build the image unless its inputs (binary with the SQL) are unchanged.
 pub fn ensure_image(sh: &Shell, runner: &Runner) -> Result<()> {
     let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    crate::images::build::ensure(sh, runner, SERVICE, false, progress).map(drop)
+    crate::image::build::ensure(sh, runner, SERVICE, false, progress).map(drop)
 }
 
 /// The one-off `migrate ARGS`: `compose run --rm --no-deps -T migrate ARGS`
@@ -190,7 +184,7 @@ pub fn stack_one_off(
     cmd.args(["run", "--rm", "--network", &network]);
     cmd.args([
         "--label",
-        &format!("{}={stack}", crate::deploy::assets::NAMESPACE_LABEL),
+        &format!("{}={stack}", crate::swarm::assets::NAMESPACE_LABEL),
     ]);
     if let Some(user) = raw.get("user") {
         cmd.args(["--user", &scalar_string(user)]);

@@ -11,12 +11,12 @@ use xshell::Shell;
 
 use super::run_cmd;
 use crate::{
+    database::{capture, Database},
     process::Runner,
-    psql::{capture, Database},
 };
 
-/// Above this many line pairs the diff falls back to lines missing on either side.
-const LCS_LIMIT: usize = 4_000_000;
+/// How long the diff may look for the shortest edit script.
+const DIFF_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub fn verify(_sh: &Shell, runner: &Runner, db: &Database) -> Result<()> {
     let scratch = format!("{}_schema_scratch_{}", db.name, std::process::id());
@@ -27,10 +27,7 @@ pub fn verify(_sh: &Shell, runner: &Runner, db: &Database) -> Result<()> {
         true,
     )?;
     if runner.dry_run {
-        println!(
-            "{}",
-            crate::psql::render(&run_cmd(db, &["--dbname", &scratch, "up"])?)
-        );
+        println!("{}", run_cmd(db, &["--dbname", &scratch, "up"])?.line());
         println!(
             "# pg_dump --schema-only of {} and {scratch}, compared; then DROP DATABASE {scratch}",
             db.name
@@ -122,72 +119,29 @@ pub fn normalise(dump: &str) -> Vec<String> {
 }
 
 /// `-`/`+` lines, each group under the last statement head (`CREATE`, `ALTER`)
-/// before it as context; empty when equal.
+/// before it as context; empty when equal. Myers' diff (the `similar`
+/// crate), given [`DIFF_DEADLINE`] before it settles for a longer diff.
 pub fn diff(a: &[String], b: &[String]) -> Vec<String> {
-    let ops = if a.len().saturating_mul(b.len()) <= LCS_LIMIT {
-        lcs_ops(a, b)
-    } else {
-        let only_a = a
-            .iter()
-            .filter(|l| !b.contains(l))
-            .map(|l| ('-', l.as_str()));
-        let only_b = b
-            .iter()
-            .filter(|l| !a.contains(l))
-            .map(|l| ('+', l.as_str()));
-        only_a.chain(only_b).map(|(c, l)| (c, l, None)).collect()
-    };
+    use similar::{capture_diff_slices_deadline, Algorithm, DiffOp};
+    let is_head = |l: &&String| l.starts_with("CREATE ") || l.starts_with("ALTER ");
+    let deadline = std::time::Instant::now() + DIFF_DEADLINE;
     let mut out = Vec::new();
+    let mut head: Option<&str> = None;
     let mut last_head: Option<&str> = None;
-    for (sign, line, head) in ops {
-        if sign == ' ' {
+    for op in capture_diff_slices_deadline(Algorithm::Myers, a, b, Some(deadline)) {
+        if let DiffOp::Equal { .. } = op {
+            let seen = a[op.old_range()].iter().rev().find(is_head);
+            head = seen.map(String::as_str).or(head);
             continue;
         }
         if head.is_some() && head != last_head {
             out.push(format!("@@ {}", head.unwrap_or_default()));
             last_head = head;
         }
-        out.push(format!("{sign}{line}"));
+        out.extend(a[op.old_range()].iter().map(|l| format!("-{l}")));
+        out.extend(b[op.new_range()].iter().map(|l| format!("+{l}")));
     }
     out
-}
-
-type Op<'a> = (char, &'a str, Option<&'a str>);
-
-fn lcs_ops<'a>(a: &'a [String], b: &'a [String]) -> Vec<Op<'a>> {
-    let (n, m) = (a.len(), b.len());
-    let mut t = vec![0u32; (n + 1) * (m + 1)];
-    let at = |i: usize, j: usize| i * (m + 1) + j;
-    for i in (0..n).rev() {
-        for j in (0..m).rev() {
-            t[at(i, j)] = if a[i] == b[j] {
-                t[at(i + 1, j + 1)] + 1
-            } else {
-                t[at(i + 1, j)].max(t[at(i, j + 1)])
-            };
-        }
-    }
-    let is_head = |l: &str| l.starts_with("CREATE ") || l.starts_with("ALTER ");
-    let mut head: Option<&str> = None;
-    let (mut i, mut j) = (0, 0);
-    let mut ops = Vec::new();
-    while i < n || j < m {
-        if i < n && j < m && a[i] == b[j] {
-            if is_head(&a[i]) {
-                head = Some(&a[i]);
-            }
-            ops.push((' ', a[i].as_str(), head));
-            i += 1;
-            j += 1;
-        } else if j < m && (i == n || t[at(i, j + 1)] >= t[at(i + 1, j)]) {
-            ops.push(('+', b[j].as_str(), head));
-            j += 1;
-        } else {
-            ops.push(('-', a[i].as_str(), head));
-            i += 1;
-        }
-    }
-    ops
 }
 
 #[cfg(test)]

@@ -6,7 +6,6 @@
 
 use std::{
     fs,
-    io::Write,
     path::{Path, PathBuf},
     time::Instant,
 };
@@ -57,7 +56,7 @@ impl Release {
             .context("`rustc -vV` printed no host triple")?
             .to_string();
         let out = match &common.out {
-            Some(dir) => crate::images::absolute(dir.clone()),
+            Some(dir) => crate::absolute(dir.clone()),
             None => root.join("target/release-artifacts").join(&version),
         };
         Ok(Release {
@@ -98,7 +97,7 @@ impl Release {
 
     /// The commit time as RFC 3339.
     pub fn created(&self) -> String {
-        crate::images::rfc3339(self.epoch)
+        crate::clock::rfc3339(self.epoch)
     }
 }
 
@@ -124,51 +123,11 @@ fn check_version(v: &str) -> Result<String> {
     Ok(v.to_string())
 }
 
-/// Write `bytes` to `path` atomically: a temp file beside it, fsync, rename.
+/// Write the artifact `path` atomically (0644), creating its folder.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().context("artifact path has no parent")?;
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let name = path.file_name().context("artifact path has no name")?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| {
-        let mut file = fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result.with_context(|| format!("writing {}", path.display()))
-}
-
-/// Where `cargo xtask ci` records that every check passed on `revision`.
-pub fn ci_marker(root: &Path, revision: &str) -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    target.join("ci-passed").join(revision)
-}
-
-/// Called by `cargo xtask ci` after a full, passing run: record the commit,
-/// but only when the tree is clean (a dirty tree's result says nothing about
-/// the commit).
-pub fn record_ci_pass(sh: &Shell) -> Result<()> {
-    let runner = Runner::default();
-    let status = runner.read(cmd!(sh, "git status --porcelain"))?;
-    if !status.is_empty() {
-        eprintln!("ci: tree has uncommitted changes; not recording a pass for this commit");
-        return Ok(());
-    }
-    let revision = runner.read(cmd!(sh, "git rev-parse HEAD"))?;
-    let marker = ci_marker(&project_root(), &revision);
-    write_atomic(&marker, crate::images::rfc3339_now().as_bytes())?;
-    eprintln!("ci: recorded the pass in {}", marker.display());
-    Ok(())
+    crate::atomic::write(path, bytes, 0o644)
 }
 
 /// Prints `<step>: <what> in N.Ns` when dropped, for the step timings.

@@ -25,7 +25,7 @@ use super::{
     common::{human_size, write_atomic, Release, Timer},
     sbom, sums, Common,
 };
-use crate::{completions, process::Runner};
+use crate::{manual, process::Runner};
 
 /// The crate whose binaries the archive ships, and those binaries.
 pub const CRATE: &str = "mixnode";
@@ -51,7 +51,7 @@ pub struct Args {
     common: Common,
 }
 
-pub fn run(sh: &Shell, runner: &Runner, args: Args) -> Result<()> {
+pub fn run(sh: &Shell, runner: &Runner, args: Args, cli: &clap::Command) -> Result<()> {
     let _timer = Timer::start("dist");
     let release = Release::load(sh, runner, &args.common)?;
     let built = build(sh, runner, &release)?;
@@ -69,7 +69,7 @@ pub fn run(sh: &Shell, runner: &Runner, args: Args) -> Result<()> {
         );
         return Ok(());
     }
-    let archive = pack(sh, runner, &release, &built)?;
+    let archive = pack(sh, runner, &release, &built, cli)?;
     let sbom = sbom::write(sh, runner, &release)?;
     sums::update(&release.out, &[archive.clone(), sbom.clone()])?;
     for file in [&archive, &sbom] {
@@ -183,6 +183,7 @@ fn members(
     runner: &Runner,
     release: &Release,
     bin_dir: &Path,
+    cli: &clap::Command,
 ) -> Result<BTreeMap<String, Member>> {
     let mut files = BTreeMap::new();
     for bin in BINARIES {
@@ -204,16 +205,16 @@ fn members(
             bail!("{required} is not tracked by git: commit it before building a release");
         }
     }
-    for (shell, name) in completions::Target::SHELLS {
+    for (shell, name) in manual::Target::SHELLS {
         files.insert(
             format!("completions/{name}"),
             Member {
-                data: completions::script(shell),
+                data: manual::script(cli, shell),
                 mode: 0o644,
             },
         );
     }
-    for (name, page) in completions::man_pages()? {
+    for (name, page) in manual::man_pages(cli)? {
         files.insert(
             format!("man/man1/{name}"),
             Member {
@@ -226,8 +227,14 @@ fn members(
 }
 
 /// Write the archive atomically; returns its file name.
-fn pack(sh: &Shell, runner: &Runner, release: &Release, bin_dir: &Path) -> Result<String> {
-    let files = members(sh, runner, release, bin_dir)?;
+fn pack(
+    sh: &Shell,
+    runner: &Runner,
+    release: &Release,
+    bin_dir: &Path,
+    cli: &clap::Command,
+) -> Result<String> {
+    let files = members(sh, runner, release, bin_dir, cli)?;
     let bytes = archive_bytes(&release.archive_dir(), release.epoch, &files)?;
     let name = release.archive_name();
     write_atomic(&release.out.join(&name), &bytes)?;

@@ -1,4 +1,4 @@
-//! `release images`: every project image (the list `images::project_images`
+//! `release images`: every project image (the list `image::project_images`
 //! keeps, one per `docker/<name>/`) built for the release version from the
 //! archive's own static binaries, tagged `<version>` and `<git sha>`, with the
 //! OCI labels (`created` is the commit time). Writes the images as an `images
@@ -18,7 +18,7 @@ use super::{
 };
 use crate::{
     environments::{Environment, NAMED},
-    images::{self, ReleaseBuild, Source},
+    image::{self, ReleaseBuild, Source},
     process::Runner,
 };
 
@@ -70,7 +70,7 @@ pub fn run(sh: &Shell, runner: &Runner, args: Args) -> Result<()> {
     let _timer = Timer::start("images");
     let release = Release::load(sh, runner, &args.common)?;
     dist::build(sh, runner, &release)?;
-    let names = images::project_images()?;
+    let names = image::project_images()?;
     let bin_dir = dist::build_crates(sh, runner, &release, &names)?;
     let created = release.created();
     let spec = ReleaseBuild {
@@ -81,7 +81,7 @@ pub fn run(sh: &Shell, runner: &Runner, args: Args) -> Result<()> {
     };
     let mut built: BTreeMap<String, [String; 2]> = BTreeMap::new();
     for name in names {
-        let tags = images::build_release(sh, runner, &name, &spec, !args.quiet)?;
+        let tags = image::build_release(sh, runner, &name, &spec, !args.quiet)?;
         eprintln!("built {} and {}", tags[0], tags[1]);
         built.insert(name, tags);
     }
@@ -104,7 +104,7 @@ pub fn run(sh: &Shell, runner: &Runner, args: Args) -> Result<()> {
             release.out.display()
         );
     }
-    images::save_bundle(sh, runner, &bundled, &bundle, !args.quiet)?;
+    image::save_bundle(sh, runner, &bundled, &bundle, !args.quiet)?;
     if runner.dry_run {
         return Ok(());
     }
@@ -128,7 +128,7 @@ fn lock(
     let mut images: Vec<Locked> = Vec::new();
     for name in NAMED {
         let env: Environment = name.parse()?;
-        for need in images::needed(&env, &release.root)? {
+        for need in image::needed(&env, &release.root)? {
             let (image, tags, project) = match need.source {
                 Source::Project(p) => match built.get(&p) {
                     Some(tags) => (tags[0].clone(), tags.to_vec(), true),
@@ -139,7 +139,7 @@ fn lock(
             let entry = match images.iter_mut().position(|l| l.image == image) {
                 Some(i) => &mut images[i],
                 None => {
-                    let id = images::image_id(sh, runner, &image);
+                    let id = image::image_id(sh, runner, &image);
                     images.push(Locked {
                         image,
                         id,

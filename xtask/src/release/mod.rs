@@ -24,7 +24,7 @@ use clap::{Args, Subcommand};
 use xshell::Shell;
 
 use crate::{process::Runner, Global};
-pub use common::{ci_marker, record_ci_pass, Release};
+pub use common::Release;
 
 /// Plan, build, sign, verify and publish a release.
 #[derive(Args)]
@@ -69,11 +69,11 @@ pub struct Common {
 }
 
 impl Cmd {
-    pub fn run(self, sh: &Shell, global: &Global) -> Result<()> {
+    pub fn run(self, sh: &Shell, global: &Global, cli: &clap::Command) -> Result<()> {
         let runner = Runner::new(global);
         match self.command {
             Sub::Plan(args) => plan::run(sh, &runner, args),
-            Sub::Dist(args) => dist::run(sh, &runner, args),
+            Sub::Dist(args) => dist::run(sh, &runner, args, cli),
             Sub::Images(args) => images::run(sh, &runner, args),
             Sub::Sign(args) => sign::run(sh, &runner, args),
             Sub::Verify(args) => verify::run(sh, &runner, args),

@@ -14,13 +14,10 @@ use serde::Serialize;
 use xshell::{cmd, Shell};
 
 use super::{
-    common::{ci_marker, Release, LOCK, PUBLISHED, SIG, SUMS},
+    common::{Release, LOCK, PUBLISHED, SIG, SUMS},
     publish, sign, Common,
 };
-use crate::{
-    images::{project_images, Format},
-    process::Runner,
-};
+use crate::{image::project_images, output::Format, process::Runner};
 
 #[derive(clap::Args)]
 #[command(
@@ -175,7 +172,7 @@ fn checks(sh: &Shell, runner: &Runner, release: &Release, args: &Args) -> Vec<Ch
         )
     });
 
-    let marker = ci_marker(&release.root, &release.revision);
+    let marker = crate::ci_pass::ci_marker(&release.root, &release.revision);
     out.push(if marker.is_file() {
         check("ci passed", true, true, format!("`cargo xtask ci` passed on {}", release.short))
     } else {
@@ -300,14 +297,19 @@ fn print_table(plan: &Plan) {
         plan.version, plan.revision, plan.source_date_epoch, plan.out
     );
     println!("\nchecks:");
-    for c in &plan.checks {
-        let mark = match (c.ok, c.blocking) {
-            (true, _) => "ok",
-            (false, true) => "FAIL",
-            (false, false) => "todo",
-        };
-        println!("  {mark:<5} {:<12} {}", c.name, c.detail);
-    }
+    let checks: Vec<[&str; 3]> = plan
+        .checks
+        .iter()
+        .map(|c| {
+            let mark = match (c.ok, c.blocking) {
+                (true, _) => "  ok",
+                (false, true) => "  FAIL",
+                (false, false) => "  todo",
+            };
+            [mark, c.name, c.detail.as_str()]
+        })
+        .collect();
+    print!("{}", crate::table::render(&[], &[], &checks));
     println!("\nsteps:");
     for (i, s) in plan.steps.iter().enumerate() {
         println!("  {}. {:<8} {}", i + 1, s.name, s.command);

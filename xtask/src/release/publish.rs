@@ -108,7 +108,7 @@ pub fn run(sh: &Shell, runner: &Runner, args: Args) -> Result<()> {
                 locked.image
             );
         };
-        if !runner.dry_run && crate::images::image_id(sh, runner, &id).is_none() {
+        if !runner.dry_run && crate::image::image_id(sh, runner, &id).is_none() {
             bail!(
                 "{} ({id}) is not in the engine: `cargo xtask release verify` loads the bundle",
                 locked.image

@@ -61,7 +61,7 @@ pub fn resolve_key(flag: Option<&Path>, root: &Path) -> Result<Key> {
         .filter(|v| !v.is_empty())
         .map(PathBuf::from);
     if let Some(path) = flag.map(Path::to_path_buf).or(from_env) {
-        let path = crate::images::absolute(path);
+        let path = crate::absolute(path);
         let Ok(real) = path.canonicalize() else {
             usage_bail!(
                 "signing key {} does not exist: pass --key FILE or set FOG_MINISIGN_KEY_FILE",

@@ -9,7 +9,7 @@ use std::{collections::BTreeMap, fs, path::Path};
 use anyhow::{bail, Context, Result};
 
 use super::common::{write_atomic, SUMS};
-use crate::images::sha256_file;
+use crate::image::sha256_file;
 
 /// The file names and hashes listed in `dir/SHA256SUMS` (empty when absent).
 pub fn read(dir: &Path) -> Result<BTreeMap<String, String>> {

@@ -16,7 +16,7 @@ use super::{
     common::{Timer, LOCK, SIG, SUMS},
     dist, images, sums,
 };
-use crate::{images as engine, process::Runner, project_root, usage_bail};
+use crate::{image as engine, process::Runner, project_root, usage_bail};
 
 #[derive(clap::Args)]
 #[command(after_help = "Examples:
@@ -49,7 +49,7 @@ pub fn run(sh: &Shell, runner: &Runner, args: Args) -> Result<()> {
     let _timer = Timer::start("verify");
     let root = project_root();
     let dir = match args.dir {
-        Some(d) => engine::absolute(d),
+        Some(d) => crate::absolute(d),
         None => root
             .join("target/release-artifacts")
             .join(env!("CARGO_PKG_VERSION")),
@@ -63,7 +63,7 @@ pub fn run(sh: &Shell, runner: &Runner, args: Args) -> Result<()> {
     let pubkey = args
         .pubkey
         .or_else(|| std::env::var_os("FOG_MINISIGN_PUBKEY_FILE").map(PathBuf::from))
-        .map(engine::absolute)
+        .map(crate::absolute)
         .unwrap_or_else(|| root.join("minisign.pub"));
     if !pubkey.is_file() {
         usage_bail!(

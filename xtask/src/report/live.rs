@@ -18,10 +18,11 @@ use xshell::{cmd, Shell};
 
 use super::model::{NotMeasured, Side};
 use super::sampler::{self, Stream};
-use super::spec::{Loaded, TempDir};
+use super::spec::{temp_dir, Loaded};
 use super::stage;
 use crate::engine::{containers, health, Engine};
 use crate::process::Runner;
+use tempfile::TempDir;
 
 pub use crate::interrupt::interrupted;
 
@@ -69,7 +70,7 @@ struct Stack<'a> {
 impl Stack<'_> {
     fn compose(&self, args: &[&str]) -> xshell::Cmd<'_> {
         let (program, lead) = self.engine.compose_program();
-        let dir = self.dir.0.display().to_string();
+        let dir = self.dir.path().display().to_string();
         let file = self.file.display().to_string();
         let project = &self.project;
         self.sh
@@ -163,7 +164,7 @@ pub fn measure(
         bail!("interrupted before {} started", side.label);
     }
     let project = format!("{}-{tag}-{}", options.prefix, std::process::id());
-    let dir = TempDir::new(tag)?;
+    let dir = temp_dir(tag)?;
     let networks_needed = loaded.project.network_names().len() + 1;
     let subnets = if runner.dry_run {
         (0..networks_needed)
@@ -172,9 +173,9 @@ pub fn measure(
     } else {
         free_subnets(sh, runner, networks_needed)?
     };
-    let staged = stage::stage(sh, runner, &loaded.project, &project, &subnets, &dir.0)?;
-    let file = dir.0.join("compose.yml");
-    crate::dotenv::write_atomic(&file, staged.yaml.as_bytes(), 0o600)?;
+    let staged = stage::stage(sh, runner, &loaded.project, &project, &subnets, dir.path())?;
+    let file = dir.path().join("compose.yml");
+    crate::atomic::write(&file, staged.yaml.as_bytes(), 0o600)?;
     side.not_measured = staged.not_measured.clone();
     side.project = Some(project.clone());
     if staged.services.is_empty() {

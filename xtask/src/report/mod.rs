@@ -26,7 +26,7 @@ use anyhow::{bail, Result};
 use clap::ValueEnum;
 use xshell::Shell;
 
-use crate::config::write_stdout;
+use crate::output::write_stdout;
 use crate::process::Runner;
 use crate::{usage_bail, Global};
 use model::{Report, SCHEMA};
@@ -133,7 +133,7 @@ impl Cmd {
         let repo = self
             .repo
             .clone()
-            .map(crate::images::absolute)
+            .map(crate::absolute)
             .unwrap_or_else(crate::project_root);
         let before = spec::load(sh, &runner, "--before", before, &repo)?;
         let after = spec::load(sh, &runner, "--after", after, &repo)?;
@@ -229,8 +229,8 @@ impl Cmd {
 
 /// Write `text` to `path` atomically (temp file, fsync, rename).
 fn write_file(path: &std::path::Path, text: &str) -> Result<()> {
-    let path = crate::images::absolute(path.to_path_buf());
-    crate::dotenv::write_atomic(&path, text.as_bytes(), 0o644)?;
+    let path = crate::absolute(path);
+    crate::atomic::write(&path, text.as_bytes(), 0o644)?;
     eprintln!("wrote {}", path.display());
     Ok(())
 }

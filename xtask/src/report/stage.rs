@@ -15,7 +15,7 @@ use xshell::{cmd, Shell};
 use super::declared::repository;
 use super::model::NotMeasured;
 use crate::compose::{key_str, Project};
-use crate::images::{image_vars, Source};
+use crate::image::{image_vars, Source};
 use crate::process::Runner;
 
 /// A side ready to start.

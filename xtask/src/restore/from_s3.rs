@@ -21,10 +21,10 @@ use anyhow::{bail, Context, Result};
 
 use super::to_time::{choose, Goal};
 use crate::{
-    backup::{archive, remote, stream, verify},
+    backups::{archive, remote, stream, verify},
+    database::Database,
     pitr::{self, docker},
     process::Runner,
-    psql::Database,
     usage_bail,
     wal::{self, Segment},
     wal_remote,
@@ -122,7 +122,7 @@ pub fn fetch(
         let mut bytes = 0u64;
         for (name, object) in &shipped {
             let wanted =
-                wal_remote::is_history(name) || Segment::parse(name).is_some_and(|s| s >= start);
+                crate::wal::is_history(name) || Segment::parse(name).is_some_and(|s| s >= start);
             if !wanted {
                 continue;
             }

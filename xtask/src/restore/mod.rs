@@ -3,7 +3,7 @@
 //! on any mismatch, before touching anything); ask for confirmation (no
 //! terminal and no `--yes`: exit 2); finish or undo what an earlier,
 //! interrupted restore of the project left (its journal, see
-//! [`crate::backup::recover`]); restore aside (a fresh database, or a fresh
+//! [`crate::backups::recover`]); restore aside (a fresh database, or a fresh
 //! volume) and check it against the manifest; only then swap it in, keeping
 //! the previous data under a `_before_restore_` name. [`postgres`] and
 //! [`volume`] hold the two kinds; on any failure or interruption the live
@@ -20,9 +20,9 @@ use anyhow::{Context, Result};
 use xshell::Shell;
 
 use crate::{
-    backup::{self, verify},
+    backups::{self, verify},
+    database::{Database, Target},
     process::Runner,
-    psql::{Database, Target},
     usage_bail, Global,
 };
 
@@ -72,7 +72,7 @@ pub struct Cmd {
     #[arg(long, value_name = "s3://BUCKET/PREFIX", conflicts_with = "file")]
     from: Option<String>,
     #[command(flatten)]
-    remote: backup::remote::RemoteArgs,
+    remote: backups::remote::RemoteArgs,
     /// The age identity (secret key) file of an encrypted (`.age`) backup.
     #[arg(long, value_name = "FILE")]
     identity: Option<PathBuf>,
@@ -96,13 +96,13 @@ impl Cmd {
         let dir = self
             .dir
             .as_deref()
-            .map_or_else(|| crate::project_root().join("backups"), backup::absolute);
+            .map_or_else(|| crate::project_root().join("backups"), crate::absolute);
         if let Some(goal) =
             to_time::Goal::parse(self.to_time.as_deref(), self.to_lsn.as_deref(), self.latest)?
         {
             to_time::resume_all(&runner, &dir)?;
             if let Some(identity) = &self.identity {
-                backup::encrypt::set_identity(identity)?;
+                backups::encrypt::set_identity(identity)?;
             }
             let db = Database::open(sh, &runner, global, &self.target)?;
             let from = self.from.as_deref().map(|url| (url, &self.remote));
@@ -112,21 +112,21 @@ impl Cmd {
             usage_bail!("--from s3://... is for point-in-time recovery: add --to-time, --to-lsn or --latest (a single backup is restored with `restore s3://BUCKET/PREFIX/FILE`)");
         }
         let file = self.file.expect("clap requires FILE");
-        let progress = backup::progress();
+        let progress = backups::progress();
         if let Some(identity) = &self.identity {
-            backup::encrypt::set_identity(identity)?;
+            backups::encrypt::set_identity(identity)?;
         }
         // A bucket's copy is downloaded next to the backups and removed after.
         let downloaded = match file.to_str().filter(|f| f.starts_with("s3://")) {
             Some(url) => Some(
-                backup::remote::download(url, &self.remote, &dir)
+                backups::remote::download(url, &self.remote, &dir)
                     .context("refusing to restore: nothing was touched")?,
             ),
             None => None,
         };
         let path = downloaded
             .as_ref()
-            .map_or_else(|| backup::absolute(&file), |d| d.path.clone());
+            .map_or_else(|| crate::absolute(&file), |d| d.path.clone());
         if path.to_string_lossy().ends_with(".set.json") {
             usage_bail!("{} is a backup set: restore its members one at a time (`cargo xtask backup verify {}` lists them verified), nothing was touched", path.display(), path.display());
         }
@@ -151,7 +151,7 @@ impl Cmd {
                         ),
                     )?;
                 }
-                backup::leftovers::recover_pending(&runner, &dir, Some(&db), &db.namespace)?;
+                backups::leftovers::recover_pending(&runner, &dir, Some(&db), &db.namespace)?;
                 postgres::restore(
                     &db,
                     &runner,
@@ -167,7 +167,7 @@ impl Cmd {
                     usage_bail!("{} is a volume backup: volumes are restored into a compose project only, not into stack {stack} (its volumes live on the nodes that run its tasks); nothing was touched", path.display());
                 }
                 let target = volume::Target::open(sh, global, &path, &manifest)?;
-                backup::leftovers::recover_pending(
+                backups::leftovers::recover_pending(
                     &runner,
                     &dir,
                     db.as_ref().ok(),

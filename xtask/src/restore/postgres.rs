@@ -18,13 +18,13 @@ use std::{collections::BTreeMap, path::Path, time::Instant};
 use anyhow::{bail, Context, Result};
 
 use crate::{
-    backup::{
+    backups::{
         archive, postgres,
         recover::{self, Journal},
         volume::Restart,
     },
+    database::{capture, Database, Location},
     process::Runner,
-    psql::{capture, render, Database, Location},
 };
 
 /// `schema.table|writes` (rows inserted, updated or deleted, as counted by
@@ -56,7 +56,7 @@ pub fn writers(db: &Database, runner: &Runner) -> Result<Vec<String>> {
 
 /// The services of `model` that depend on or connect to Postgres.
 pub fn writer_services(model: &crate::compose::Project) -> Vec<String> {
-    let svc = crate::psql::SERVICE;
+    let svc = crate::database::SERVICE;
     model
         .services()
         .iter()
@@ -89,7 +89,7 @@ pub fn restore(
     // With the pid: two restores within one second get their own names.
     let stamp = format!(
         "{}_{}",
-        archive::stamp(&crate::images::build::rfc3339_now()).to_lowercase(),
+        archive::stamp(&crate::clock::rfc3339_now()).to_lowercase(),
         std::process::id()
     );
     let services = writers(db, runner)?;
@@ -309,23 +309,23 @@ fn restore_into(
     let restore = db.exec("", &args);
     let rm = db.exec("", &["rm", "-f", &inside].map(str::to_string));
     if runner.dry_run {
-        println!("{} < {}", render(&copy), path.display());
+        println!("{} < {}", copy.line(), path.display());
         for cmd in [&restore, &rm] {
-            println!("{}", render(cmd));
+            println!("{}", cmd.line());
         }
         return Ok(());
     }
     let restored = (|| {
-        let file = crate::backup::encrypt::open(path)?;
-        let bar = crate::backup::stream::bar(
+        let file = crate::backups::encrypt::open(path)?;
+        let bar = crate::backups::stream::bar(
             progress_enabled(),
             Some(manifest.size),
             &format!("copying {} into the Postgres container", manifest.file),
         );
-        let copied = crate::backup::stream::into_child(runner, true, copy, file, &bar, true);
+        let copied = crate::backups::stream::into_child(runner, true, copy, file, &bar, true);
         bar.finish_and_clear();
         copied.context("copying the archive into the Postgres container")?;
-        let bar = crate::backup::stream::bar(
+        let bar = crate::backups::stream::bar(
             progress_enabled(),
             None,
             &format!("pg_restore -j {jobs} into {}", j.fresh),
@@ -364,7 +364,7 @@ fn restore_into(
 }
 
 fn progress_enabled() -> bool {
-    crate::backup::progress()
+    crate::backups::progress()
 }
 
 #[cfg(test)]
@@ -396,7 +396,7 @@ mod tests {
             ("GRAFANA_ADMIN_PASSWORD", "x"),
             ("GRAFANA_ADMIN_USER", "admin"),
         ]);
-        let model = crate::config::Selection::named("betanet".parse().unwrap(), &env)
+        let model = crate::selection::Selection::named("betanet".parse().unwrap(), &env)
             .load()
             .unwrap();
         let writers = writer_services(&model);

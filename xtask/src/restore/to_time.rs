@@ -26,11 +26,11 @@ use anyhow::{bail, Context, Result};
 
 use crate::process::Cmd;
 use crate::{
-    backup::{archive, base, postgres::COUNT_SQL, remote::RemoteArgs, stream},
+    backups::{archive, base, postgres::COUNT_SQL, remote::RemoteArgs, stream},
+    database::{Database, Location},
     interrupt::pause_point,
     pitr::{self, docker},
     process::Runner,
-    psql::{Database, Location},
     usage_bail,
     wal::{self, Archive, Lsn},
 };
@@ -119,7 +119,7 @@ pub fn run(
     let journal_path = dir.join(format!(".pitr-{}.journal.json", db.namespace));
     wait_live(db, runner)?;
     cleanup_leftovers(runner, &db.namespace)?;
-    let stamp = archive::stamp(&crate::images::build::rfc3339_now()).to_lowercase();
+    let stamp = archive::stamp(&crate::clock::rfc3339_now()).to_lowercase();
     let (live, local_archive) = pitr::volumes(runner, &db.container)?;
     let fetched;
     let (archive_volume, bases_dir) = match from {
@@ -168,7 +168,7 @@ pub fn run(
     };
     // An encrypted base backup needs --identity, and the right one: checked
     // (the age header opened) before anything is touched.
-    drop(crate::backup::encrypt::open(base_path)?);
+    drop(crate::backups::encrypt::open(base_path)?);
     let reach = pitr::reach(&archive, runner, &segments, info)?;
     let refuse = |what: &str| -> Result<()> {
         let gap = reach.gaps.first().map_or(String::new(), |g| {
@@ -336,7 +336,7 @@ fn fill(runner: &Runner, base: &Path, volume: &str, image: &str, goal: &Goal) ->
     .arg(format!("{volume}:/var/lib/postgresql/data"))
     .args(["--entrypoint", "sh", image, "-c", &script]);
     let file =
-        std::io::BufReader::with_capacity(archive::CHUNK, crate::backup::encrypt::open(base)?);
+        std::io::BufReader::with_capacity(archive::CHUNK, crate::backups::encrypt::open(base)?);
     stream::into_child(
         runner,
         true,

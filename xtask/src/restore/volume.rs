@@ -20,7 +20,7 @@ use xshell::Shell;
 
 use crate::process::{Cmd, Io};
 use crate::{
-    backup::{
+    backups::{
         archive,
         recover::{self, Journal},
         volume::{self as backup_volume, Helper, Restart},
@@ -88,7 +88,7 @@ impl Target {
         // With the pid: two restores within one second get their own names.
         let stamp = format!(
             "{}_{}",
-            archive::stamp(&crate::images::build::rfc3339_now()).to_lowercase(),
+            archive::stamp(&crate::clock::rfc3339_now()).to_lowercase(),
             std::process::id()
         );
         let fresh = format!("{}_restore_{stamp}", self.live);
@@ -163,7 +163,7 @@ impl Target {
         j.step(runner, "filling").map_err(untouched)?;
         let mut create = Cmd::new("docker");
         create.args(["volume", "create", "--label", &label, &fresh]);
-        crate::psql::capture(runner, true, create, "creating the restore volume")
+        crate::database::capture(runner, true, create, "creating the restore volume")
             .map_err(untouched)?;
         let filled = fill(runner, image, &fresh, path, manifest, progress, &j.project)
             .and_then(|()| j.step(runner, "swapping"));
@@ -217,8 +217,12 @@ impl Target {
     fn shell_image(&self, sh: &Shell, runner: &Runner) -> Result<String> {
         let mut images: Vec<String> = Vec::new();
         let services = self.model.services();
-        let postgres = services.iter().filter(|s| s.name == crate::psql::SERVICE);
-        let others = services.iter().filter(|s| s.name != crate::psql::SERVICE);
+        let postgres = services
+            .iter()
+            .filter(|s| s.name == crate::database::SERVICE);
+        let others = services
+            .iter()
+            .filter(|s| s.name != crate::database::SERVICE);
         for image in postgres.chain(others).filter_map(|s| s.image.clone()) {
             if !images.contains(&image) {
                 images.push(image);
@@ -226,7 +230,7 @@ impl Target {
         }
         let present = images
             .into_iter()
-            .filter(|i| crate::images::docker::image_exists(sh, runner, i));
+            .filter(|i| crate::image::docker::image_exists(sh, runner, i));
         for image in present {
             if runner.dry_run {
                 return Ok(image);
@@ -271,7 +275,7 @@ fn fill(
         &format!("{}={}", recover::HELPER_PID_LABEL, std::process::id()),
     ]);
     create.args(["-v", &mount, "--entrypoint", "/bin/sh", image]);
-    crate::psql::capture(runner, true, create, "creating the restore helper")?;
+    crate::database::capture(runner, true, create, "creating the restore helper")?;
     let _helper = Helper(helper.to_string());
     // GNU tar keeps holes, links and owners; else `docker cp`, which without
     // `-a` keeps the owners the tar headers name (with `-a` it would chown
@@ -280,7 +284,7 @@ fn fill(
     let tar_in = format!("{helper}-in");
     let _tar_helper = gnu.then(|| Helper(tar_in.clone()));
     let fifo = if gnu && !runner.dry_run {
-        Some(crate::backup::stream::Fifo::create(runner)?)
+        Some(crate::backups::stream::Fifo::create(runner)?)
     } else {
         None
     };
@@ -295,24 +299,24 @@ fn fill(
         cp
     };
     if runner.dry_run {
-        println!("gunzip < {} | {}", path.display(), crate::psql::render(&cp));
+        println!("gunzip < {} | {}", path.display(), cp.line());
         println!("docker cp {helper}:/volume/. - | <count entries>");
         return Ok(());
     }
-    let file = crate::backup::encrypt::open(path)?;
+    let file = crate::backups::encrypt::open(path)?;
     let tar = flate2::read::GzDecoder::new(std::io::BufReader::with_capacity(archive::CHUNK, file));
     let bar =
-        crate::backup::stream::bar(progress, None, &format!("extracting into volume {fresh}"));
+        crate::backups::stream::bar(progress, None, &format!("extracting into volume {fresh}"));
     let extracted = match &fifo {
-        Some(fifo) => crate::backup::stream::into_fifo(runner, cp, fifo, tar, &bar),
-        None => crate::backup::stream::into_child(runner, true, cp, tar, &bar, true).map(|_| ()),
+        Some(fifo) => crate::backups::stream::into_fifo(runner, cp, fifo, tar, &bar),
+        None => crate::backups::stream::into_child(runner, true, cp, tar, &bar, true).map(|_| ()),
     };
     bar.finish_and_clear();
     extracted.context("extracting the archive into a fresh volume")?;
     // Read the restored volume back the way a backup reads it.
     let entries = if gnu {
         // Counted in place: every path below the volume and itself, as GNU tar stores them.
-        let counted = crate::psql::capture(
+        let counted = crate::database::capture(
             runner,
             false,
             backup_volume::count_entries(image, fresh),
@@ -360,8 +364,8 @@ fn swap(runner: &Runner, image: &str, j: &Journal, label: &str) -> Result<(), Sw
     create.args(["volume", "create", "--label", label, old]);
     let mut cmd = recover::swap_command(j, image);
     if runner.dry_run {
-        println!("{}", crate::psql::render(&create));
-        println!("{}", crate::psql::render(&cmd));
+        println!("{}", create.line());
+        println!("{}", cmd.line());
         return Ok(());
     }
     let made = runner
@@ -403,7 +407,7 @@ mod tests {
         crate::process::Runner::default()
             .status(
                 crate::process::Cmd::new("sh")
-                    .args(["-c", crate::backup::recover::SWAP, "swap"])
+                    .args(["-c", crate::backups::recover::SWAP, "swap"])
                     .args([live, fresh, old]),
             )
             .unwrap()

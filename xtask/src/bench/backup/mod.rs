@@ -62,12 +62,12 @@ use serde_json::{json, Value};
 use xshell::Shell;
 
 use crate::{
-    backup::stream,
+    backups::stream,
+    database::capture,
     dotenv::{random_secret, EnvFile},
     engine::{compose::Compose, health, Engine},
     environments::Environment,
     process::Runner,
-    psql::capture,
     Global,
 };
 

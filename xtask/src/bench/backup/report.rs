@@ -231,17 +231,14 @@ impl Rows {
             data.volume_files,
             self.runs
         );
-        out.push_str(&format!(
-            "{:<84} {:>9} {:>13} {:>8} {:>11}\n",
-            "METHOD", "SECONDS", "RANGE s", "MB/s", "ARCHIVE MB"
-        ));
+        let mut rows: Vec<Vec<String>> = Vec::new();
         let mut group = "";
         for r in self.all() {
             if r.group != group {
                 group = r.group;
-                out.push_str(&format!("{group}\n"));
+                rows.push(vec![group.to_string()]);
             }
-            let mut method = r.method.clone();
+            let mut method = format!("  {}", r.method);
             if !r.stream_seconds.is_empty() {
                 method.push_str(&format!(" (stream {:.1}s)", median(&r.stream_seconds)));
             }
@@ -256,18 +253,23 @@ impl Rows {
             } else {
                 "-".into()
             };
-            out.push_str(&format!(
-                "  {:<82} {:>9.1} {:>13} {:>8.1} {:>11.1}\n",
+            rows.push(vec![
                 method,
-                r.median(),
+                format!("{:.1}", r.median()),
                 range,
-                r.mb_per_s(),
-                r.archive_bytes as f64 / MB
-            ));
+                format!("{:.1}", r.mb_per_s()),
+                format!("{:.1}", r.archive_bytes as f64 / MB),
+            ]);
             if let Some(note) = &r.note {
-                out.push_str(&format!("    note: {note}\n"));
+                rows.push(vec![format!("    note: {note}")]);
             }
         }
+        use crate::table::Align::{Left, Right};
+        out.push_str(&crate::table::render(
+            &["METHOD", "SECONDS", "RANGE s", "MB/s", "ARCHIVE MB"],
+            &[Left, Right, Right, Right, Right],
+            &rows,
+        ));
         for (name, value, goal, met) in self.goals() {
             let verdict = match (goal.starts_with('('), met) {
                 (true, _) => format!(" {goal}"),

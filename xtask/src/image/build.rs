@@ -373,7 +373,7 @@ impl BuildSpec {
             build_args: vec![
                 format!("VERSION={}", package.version),
                 format!("REVISION={revision}"),
-                format!("CREATED={}", rfc3339_now()),
+                format!("CREATED={}", crate::clock::rfc3339_now()),
                 format!("SOURCE={source}"),
             ],
             context: context.to_path_buf(),
@@ -507,36 +507,6 @@ fn parse_ldd(text: &str) -> Result<Vec<PathBuf>> {
     Ok(libs)
 }
 
-/// The current UTC time as RFC 3339 (`2026-11-23T09:41:00Z`).
-pub fn rfc3339_now() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    rfc3339(secs)
-}
-
-pub fn rfc3339(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -555,12 +525,5 @@ mod tests {
         );
         let err = parse_ldd("\tlibfoo.so.1 => not found\n").unwrap_err();
         assert!(err.to_string().contains("libfoo.so.1"), "{err}");
-    }
-
-    #[test]
-    fn rfc3339_known_dates() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(rfc3339(1_795_427_260), "2026-11-23T09:47:40Z");
     }
 }

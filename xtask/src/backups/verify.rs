@@ -13,8 +13,8 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 
 use super::{archive, stream};
+use crate::database::Database;
 use crate::process::Cmd;
-use crate::psql::Database;
 
 /// Verify `path`, reading a dump in full; on success return its manifest.
 pub fn verify(path: &Path, db: Option<&Database>, progress: bool) -> Result<archive::Manifest> {
@@ -161,13 +161,7 @@ fn pg_restore(
 
 /// A PostgreSQL client tool on the host: PATH, then Debian's versioned folders.
 pub fn host_tool(name: &str) -> Result<std::path::PathBuf> {
-    let on_path = std::env::var_os("PATH")
-        .map(|p| {
-            std::env::split_paths(&p)
-                .map(|d| d.join(name))
-                .collect::<Vec<_>>()
-        })
-        .unwrap_or_default();
+    let on_path = which::which(name).ok();
     let debian = (13..=18)
         .rev()
         .map(|v| format!("/usr/lib/postgresql/{v}/bin/{name}").into());

@@ -24,7 +24,7 @@ use xshell::Shell;
 use super::{
     build::INPUTS_LABEL,
     catalog::{OfflineService, OFFLINE_SERVICES},
-    digest::{hash_tree, hex},
+    digest::hash_tree,
     docker, unavailable_services, Environment,
 };
 use crate::process::{Cmd, Io};
@@ -316,7 +316,7 @@ fn key_of<'a>(parts: impl IntoIterator<Item = &'a str>) -> String {
         hasher.update(part.as_bytes());
         hasher.update([0]);
     }
-    hex(&hasher.finalize())[..12].to_string()
+    hex::encode(hasher.finalize())[..12].to_string()
 }
 
 /// Drop the cached rootfs and untag the base image, so the next build
@@ -534,7 +534,7 @@ fn check_versions(rootfs: &Path) -> Result<String> {
 fn check_version(service: &OfflineService, version: &str) -> Result<()> {
     if !version.starts_with(service.version_prefix) {
         bail!(
-            "Debian's {} is {version} but {} pins {}*: update `version_prefix` in xtask/src/images/catalog.rs",
+            "Debian's {} is {version} but {} pins {}*: update `version_prefix` in xtask/src/image/catalog.rs",
             service.package,
             service.repository(),
             service.version_prefix

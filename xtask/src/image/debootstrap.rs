@@ -61,14 +61,15 @@ pub fn is_root() -> bool {
     std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
 
-/// `program` in the directories of `path`, and with `sbin` also in [`SBIN`].
+/// `program` (an executable file) in the directories of `path`, and with
+/// `sbin` also in [`SBIN`].
 fn find(program: &str, path: Option<&OsStr>, sbin: bool) -> Option<PathBuf> {
-    let dirs: Vec<PathBuf> = path
+    let mut dirs: Vec<PathBuf> = path
         .map(|p| std::env::split_paths(p).collect())
         .unwrap_or_default();
-    let extra = SBIN.iter().map(PathBuf::from).filter(|_| sbin);
-    dirs.into_iter()
-        .chain(extra)
-        .map(|d| d.join(program))
-        .find(|p| p.is_file())
+    if sbin {
+        dirs.extend(SBIN.iter().map(PathBuf::from));
+    }
+    let dirs = std::env::join_paths(dirs).ok()?;
+    which::which_in(program, Some(dirs), "/").ok()
 }

@@ -22,7 +22,7 @@ use super::{
     set::Set,
 };
 use crate::{
-    migrate::Format,
+    output::Format,
     process::Runner,
     s3::{Location, Store},
 };

@@ -13,7 +13,6 @@ use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::process::{Cmd, Io, Runner};
-use crate::psql::render;
 
 /// A byte bar with rate, hidden unless `progress`.
 pub fn bar(progress: bool, total: Option<u64>, message: &str) -> ProgressBar {
@@ -52,7 +51,7 @@ pub fn from_child(
     to: impl Write,
     bar: &ProgressBar,
 ) -> Result<(u64, String)> {
-    let line = render(&cmd);
+    let line = cmd.line();
     let mut child = runner.spawn(cmd.stdin(Io::Null).stdout(Io::Piped).stderr(Io::Piped))?;
     let stderr = collect(child.stderr.take().expect("piped"));
     let copied = super::archive::copy_hashed(child.stdout.take().expect("piped"), to, bar);
@@ -81,7 +80,7 @@ pub fn into_child(
     bar: &ProgressBar,
     reads_all: bool,
 ) -> Result<String> {
-    let line = render(&cmd);
+    let line = cmd.line();
     if mutating && runner.dry_run {
         println!("{line} < <archive>");
         return Ok(String::new());
@@ -172,7 +171,7 @@ pub fn from_fifo(
     to: impl Write + Send,
     bar: &ProgressBar,
 ) -> Result<(u64, String)> {
-    let line = render(&cmd);
+    let line = cmd.line();
     let mut child = runner.spawn(cmd.stdin(Io::Null).stdout(Io::Piped).stderr(Io::Piped))?;
     let _stdout = collect(child.stdout.take().expect("piped"));
     let stderr = collect(child.stderr.take().expect("piped"));
@@ -279,7 +278,7 @@ pub fn into_fifo(
     from: impl Read + Send,
     bar: &ProgressBar,
 ) -> Result<()> {
-    let line = render(&cmd);
+    let line = cmd.line();
     if runner.dry_run {
         println!("{line} < <archive>");
         return Ok(());

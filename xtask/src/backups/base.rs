@@ -22,7 +22,7 @@ use anyhow::{bail, Context, Result};
 
 use super::{archive, postgres::Written, stream};
 use crate::process::{Cmd, Io};
-use crate::{process::Runner, psql::Database, wal};
+use crate::{database::Database, process::Runner, wal};
 
 /// What recovery needs to know about a base backup (`<file>.base.json`).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
@@ -65,7 +65,7 @@ pub fn backup(
     dir: &Path,
     progress: bool,
 ) -> Result<Option<(Written, BaseInfo)>> {
-    let created_at = crate::images::build::rfc3339_now();
+    let created_at = crate::clock::rfc3339_now();
     let file = super::encrypt::archive_name(format!(
         "{}-base-{}.tar.gz",
         db.namespace,
@@ -93,7 +93,7 @@ pub fn backup(
     .collect();
     let cmd = db.exec("", &args);
     if runner.dry_run {
-        println!("{} > {}", crate::psql::render(&cmd), path.display());
+        println!("{} > {}", cmd.line(), path.display());
         println!("# pg_verifybackup on the archive in a throwaway container (--network none), then .sha256, .manifest.json, .base.json");
         return Ok(None);
     }
@@ -155,7 +155,7 @@ pub fn backup(
         file: file.clone(),
         project: db.namespace.clone(),
         environment: db.environment.to_string(),
-        service: crate::psql::SERVICE.into(),
+        service: crate::database::SERVICE.into(),
         image: db.image.clone(),
         server_version,
         database: db.name.clone(),

@@ -264,7 +264,7 @@ pub fn render(project: &Project, opts: &Options) -> Result<Plan> {
             }
         }
         if let Some(environment) = &opts.environment {
-            add_label(&mut out, crate::psql::ENVIRONMENT_LABEL, environment);
+            add_label(&mut out, super::ENVIRONMENT_LABEL, environment);
         }
         let image = svc.image.clone().unwrap_or_default();
         let pinned = opts.pinned.get(&image).cloned().unwrap_or(image);

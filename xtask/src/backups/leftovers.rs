@@ -14,8 +14,8 @@ use anyhow::{bail, Result};
 use super::recover::{self, Journal};
 use crate::process::Cmd;
 use crate::{
+    database::{capture, Database},
     process::Runner,
-    psql::{capture, Database},
 };
 
 /// One leftover.

@@ -19,7 +19,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use xshell::{cmd, Shell};
 
-use super::{absolute, catalog, digest::hex, docker, ALL_ENV};
+use super::{catalog, docker, ALL_ENV};
+use crate::absolute;
 use crate::process::{Cmd, Io};
 use crate::{environments::Environment, process::Runner, project_root, usage_bail};
 
@@ -212,7 +213,7 @@ fn write_bundle(
     let (bytes, sha256) = saved?;
     let manifest = Manifest {
         format: 1,
-        created: super::build::rfc3339_now(),
+        created: crate::clock::rfc3339_now(),
         files: vec![Entry {
             file: ARCHIVE.to_string(),
             images: images.to_vec(),
@@ -228,7 +229,7 @@ fn write_bundle(
     }
     sums.push_str(&format!(
         "{}  {MANIFEST}\n",
-        hex(&Sha256::digest(manifest_text.as_bytes()))
+        hex::encode(Sha256::digest(manifest_text.as_bytes()))
     ));
     write_synced(&dir.join(SUMS), sums.as_bytes())?;
     fs::File::open(dir)?.sync_all()?;
@@ -287,7 +288,7 @@ fn save_archive(
     copied.with_context(|| format!("writing {}", path.display()))?;
     let out = gz.finish()?;
     out.file.sync_all()?;
-    Ok((out.bytes, hex(&out.hasher.finalize())))
+    Ok((out.bytes, hex::encode(out.hasher.finalize())))
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -332,18 +333,22 @@ pub fn load_bundle(sh: &Shell, runner: &Runner, bundle: &Path) -> Result<Vec<Str
     }
     let extracted;
     let dir = if bundle.is_file() {
-        extracted = TempDir::new(&bundle)?;
+        // Next to the bundle (same filesystem, room for it), removed on drop.
+        extracted = tempfile::Builder::new()
+            .prefix(".extract-")
+            .tempdir_in(bundle.parent().unwrap_or(Path::new(".")))
+            .with_context(|| format!("creating a folder beside {}", bundle.display()))?;
         let status = runner.status(
             Cmd::new("tar")
                 .arg("-xf")
                 .arg(&bundle)
                 .arg("-C")
-                .arg(&extracted.0),
+                .arg(extracted.path()),
         )?;
         if !status.success() {
             bail!("{} is not a readable tar ({status})", bundle.display());
         }
-        extracted.0.clone()
+        extracted.path().to_path_buf()
     } else {
         bundle.clone()
     };
@@ -423,24 +428,7 @@ pub fn sha256_file(path: &Path) -> Result<String> {
         }
         hasher.update(&buf[..n]);
     }
-    Ok(hex(&hasher.finalize()))
-}
-
-/// A directory next to the bundle for its extracted contents, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(near: &Path) -> Result<TempDir> {
-        let dir = near.with_file_name(format!(".extract-{}", std::process::id()));
-        fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        Ok(TempDir(dir))
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
+    Ok(hex::encode(hasher.finalize()))
 }
 
 #[cfg(test)]
@@ -457,7 +445,7 @@ mod tests {
                 images: vec!["a:1".into()],
                 file: "a.tar.gz".into(),
                 bytes: 11,
-                sha256: hex(&Sha256::digest(b"image bytes")),
+                sha256: hex::encode(Sha256::digest(b"image bytes")),
             }],
         };
         let text = serde_json::to_string(&manifest).unwrap();
@@ -467,7 +455,7 @@ mod tests {
             format!(
                 "{}  a.tar.gz\n{}  {MANIFEST}\n",
                 manifest.files[0].sha256,
-                hex(&Sha256::digest(text.as_bytes()))
+                hex::encode(Sha256::digest(text.as_bytes()))
             ),
         )
         .unwrap();

@@ -27,8 +27,8 @@ use xshell::Shell;
 use super::{archive, postgres::Written, stream};
 use crate::process::Cmd;
 use crate::{
-    compose::EnvSource, config::Selection, engine::project::Project, process::Runner, usage_bail,
-    Global,
+    compose::EnvSource, engine::project::Project, process::Runner, selection::Selection,
+    usage_bail, Global,
 };
 
 /// Services stopped for a consistent copy; started again on drop, also after
@@ -116,11 +116,15 @@ pub fn helper_image(
     model: &crate::compose::Project,
 ) -> Option<(String, bool)> {
     let services = model.services();
-    let postgres = services.iter().filter(|s| s.name == crate::psql::SERVICE);
-    let others = services.iter().filter(|s| s.name != crate::psql::SERVICE);
+    let postgres = services
+        .iter()
+        .filter(|s| s.name == crate::database::SERVICE);
+    let others = services
+        .iter()
+        .filter(|s| s.name != crate::database::SERVICE);
     let mut images: Vec<String> = Vec::new();
     for image in postgres.chain(others).filter_map(|s| s.image.clone()) {
-        if !images.contains(&image) && crate::images::docker::image_exists(sh, runner, &image) {
+        if !images.contains(&image) && crate::image::docker::image_exists(sh, runner, &image) {
             images.push(image);
         }
     }
@@ -281,7 +285,7 @@ pub fn backup(
     };
     // The database's live data directory: a file copy of a running cluster
     // may not start again; pg_dump is the consistent way.
-    let pg_data = model.service(crate::psql::SERVICE).is_some_and(|s| {
+    let pg_data = model.service(crate::database::SERVICE).is_some_and(|s| {
         s.volumes
             .iter()
             .any(|m| m.source.as_deref() == Some(overlay))
@@ -291,7 +295,7 @@ pub fn backup(
     }
     let (image, gnu) = helper_image(sh, runner, &model)
         .context("no image of the environment is in the engine to lend a helper container: run `cargo xtask images build` or bring the environment up once")?;
-    let created_at = crate::images::build::rfc3339_now();
+    let created_at = crate::clock::rfc3339_now();
     let file = super::encrypt::archive_name(format!(
         "{}-volume-{overlay}-{}.tar.gz",
         project.name,
@@ -324,13 +328,9 @@ pub fn backup(
     };
     if runner.dry_run {
         if !gnu {
-            println!("{}", crate::psql::render(&create));
+            println!("{}", create.line());
         }
-        println!(
-            "{} | gzip > {}",
-            crate::psql::render(&out_cmd),
-            path.display()
-        );
+        println!("{} | gzip > {}", out_cmd.line(), path.display());
         println!("docker rm -f -v {helper}");
         return Ok(None);
     }
@@ -340,7 +340,7 @@ pub fn backup(
     archive::create_dir(dir)?;
     let started = Instant::now();
     if !gnu {
-        crate::psql::capture(runner, true, create, "creating the helper container")?;
+        crate::database::capture(runner, true, create, "creating the helper container")?;
     }
     let _helper = Helper(helper.clone());
     let mut out = archive::Atomic::create(&path).map_err(|e| archive::no_space(e, dir))?;

@@ -148,13 +148,9 @@ pub fn fsync_dir(dir: &Path) -> Result<()> {
         .with_context(|| format!("fsync of folder {}", dir.display()))
 }
 
-/// Write `bytes` to `dest` atomically.
+/// Write `bytes` to `dest` atomically, owner-only like every backup file.
 pub fn write_atomic(dest: &Path, bytes: &[u8]) -> Result<()> {
-    let mut file = Atomic::create(dest)?;
-    file.file()
-        .write_all(bytes)
-        .with_context(|| format!("writing {}", dest.display()))?;
-    file.commit()
+    crate::atomic::write(dest, bytes, 0o600)
 }
 
 /// Copy `from` into `to` in one pass, hashing and counting on `bar`.
@@ -180,7 +176,7 @@ pub fn copy_hashed(
         bar.inc(n as u64);
     }
     to.flush().context("flushing the stream")?;
-    Ok((total, migrate::files::hex(&hasher.finalize())))
+    Ok((total, hex::encode(hasher.finalize())))
 }
 
 /// A writer that hashes and counts what passes through it.
@@ -204,7 +200,7 @@ impl<W: Write> HashWriter<W> {
         (
             self.inner,
             self.written,
-            migrate::files::hex(&self.hasher.finalize()),
+            hex::encode(self.hasher.finalize()),
         )
     }
 }
@@ -309,7 +305,7 @@ mod tests {
         assert_eq!(fs::read(&dest).unwrap(), b"whole");
         let (n, sha) = hash_file(&dest, &ProgressBar::hidden()).unwrap();
         assert_eq!(n, 5);
-        assert_eq!(sha, migrate::files::hex(&Sha256::digest(b"whole")));
+        assert_eq!(sha, hex::encode(Sha256::digest(b"whole")));
         fs::remove_dir_all(&dir).unwrap();
         assert_eq!(stamp("2026-12-01T09:06:11Z"), "20261201T090611Z");
         assert_eq!(

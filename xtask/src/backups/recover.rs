@@ -18,7 +18,7 @@ use anyhow::{bail, Context, Result};
 
 use super::archive;
 use crate::process::{Cmd, Io};
-use crate::{process::Runner, psql::Database};
+use crate::{database::Database, process::Runner};
 
 /// The label naming the project a helper container (drill, restore, swap) works for.
 pub const HELPER_LABEL: &str = "dev.fog-compute.helper";
@@ -94,7 +94,7 @@ impl Journal {
     /// Record `phase` (atomically, fsynced) and run the test hook.
     pub fn step(&mut self, runner: &Runner, phase: &str) -> Result<()> {
         self.phase = phase.to_string();
-        self.at = crate::images::build::rfc3339_now();
+        self.at = crate::clock::rfc3339_now();
         if !runner.dry_run {
             if let Some(parent) = self.path.parent() {
                 archive::create_dir(parent)?;
@@ -173,7 +173,7 @@ pub fn recover_postgres(db: &Database, runner: &Runner, j: &Journal) -> Result<S
     let (live, fresh, old) = (j.live.as_str(), j.fresh.as_str(), j.old.as_str());
     if let Some(file) = &j.container_file {
         let rm = db.exec("", &["rm".into(), "-f".into(), file.clone()]);
-        let _ = crate::psql::capture(runner, true, rm, "removing the copied archive");
+        let _ = crate::database::capture(runner, true, rm, "removing the copied archive");
     }
     let found = databases(db, runner, &[live, fresh, old])?;
     let has = |n: &str| found.iter().any(|(d, _)| d == n);
@@ -256,7 +256,7 @@ fn docker(runner: &Runner, args: &[&str]) -> Result<String> {
     let mut cmd = Cmd::new("docker");
     cmd.args(args);
     let what = format!("`docker {}`", args.join(" "));
-    crate::psql::capture(runner, true, cmd, &what)
+    crate::database::capture(runner, true, cmd, &what)
 }
 
 /// The `docker run` of the swap helper (named, labelled, no network).
@@ -354,7 +354,7 @@ pub fn dead_helpers(runner: &Runner, project: &str) -> Result<Vec<String>> {
         &format!("label={HELPER_LABEL}={project}"),
     ]);
     cmd.args(["--format", &format]);
-    let out = crate::psql::capture(runner, false, cmd, "listing helper containers")?;
+    let out = crate::database::capture(runner, false, cmd, "listing helper containers")?;
     Ok(out
         .lines()
         .filter_map(|l| l.split_once('\t'))

@@ -17,10 +17,7 @@ use anyhow::{bail, Context, Result};
 
 use super::{archive, postgres, stream};
 use crate::process::{Cmd, Io};
-use crate::{
-    process::Runner,
-    psql::{capture, render},
-};
+use crate::{database::capture, process::Runner};
 
 /// What a drill records.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -41,7 +38,7 @@ const AMCHECK_SQL: &str = "CREATE EXTENSION IF NOT EXISTS amcheck; \
 fn docker(runner: &Runner, mutating: bool, args: &[&str]) -> Result<String> {
     let mut cmd = Cmd::new("docker");
     cmd.args(args);
-    let what = format!("`{}`", render(&cmd));
+    let what = format!("`{}`", cmd.line());
     capture(runner, mutating, cmd, &what).map(|s| s.trim().to_string())
 }
 
@@ -63,7 +60,7 @@ pub fn drill(
     let name = format!(
         "fogdrill-{}-{}",
         std::process::id(),
-        archive::stamp(&crate::images::build::rfc3339_now()).to_lowercase()
+        archive::stamp(&crate::clock::rfc3339_now()).to_lowercase()
     );
     super::recover::remove_dead_helpers(runner, &manifest.project)?;
     let project_label = format!("{}={}", super::recover::HELPER_LABEL, manifest.project);
@@ -179,7 +176,7 @@ pub fn drill(
         restore_seconds,
         tables: counts.len(),
         indexes_checked,
-        at: crate::images::build::rfc3339_now(),
+        at: crate::clock::rfc3339_now(),
     })
 }
 

@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 use xshell::Shell;
 
 use super::{archive, postgres, verify, volume};
-use crate::{process::Runner, psql::Database, Global};
+use crate::{database::Database, process::Runner, Global};
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Set {
@@ -40,20 +40,20 @@ pub fn backup_all(
     dir: &Path,
     progress: bool,
 ) -> Result<Option<PathBuf>> {
-    let db = Database::open(sh, runner, global, &crate::psql::Target::default())?;
-    if let crate::psql::Location::Stack(stack) = &db.location {
+    let db = Database::open(sh, runner, global, &crate::database::Target::default())?;
+    if let crate::database::Location::Stack(stack) = &db.location {
         crate::usage_bail!(
             "backup all covers a compose project's volumes; stack {stack} is not one: back up its database with `cargo xtask backup postgres --stack {stack}`"
         );
     }
-    let created_at = crate::images::build::rfc3339_now();
+    let created_at = crate::clock::rfc3339_now();
     let mut written = Vec::new();
     written.extend(postgres::backup(&db, runner, dir, "", progress)?);
     let (_, _, model, volumes) = volume::volumes(global)?;
     // The database's own data directory is covered by pg_dump: a file copy of
     // a running cluster is not consistent.
     let pg_volumes: Vec<String> = model
-        .service(crate::psql::SERVICE)
+        .service(crate::database::SERVICE)
         .map(|s| s.volumes.iter().filter_map(|m| m.source.clone()).collect())
         .unwrap_or_default();
     for (overlay, engine) in volumes {

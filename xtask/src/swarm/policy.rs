@@ -94,7 +94,7 @@ pub fn render_deploy(
             .entry("labels".into())
             .or_insert_with(|| Value::Mapping(Mapping::new()));
         if let Some(labels) = labels.as_mapping_mut() {
-            labels.insert(super::ops::ONE_SHOT_LABEL.into(), "true".into());
+            labels.insert(super::ONE_SHOT_LABEL.into(), "true".into());
         }
     }
     let restart = raw.get("restart").map(scalar_string);

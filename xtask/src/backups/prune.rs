@@ -24,7 +24,7 @@ use super::{
     retention::{self, Candidate, Policy},
     set::Set,
 };
-use crate::{migrate::Format, process::Runner};
+use crate::{output::Format, process::Runner};
 
 /// One backup found in the folder.
 #[derive(Debug, Clone, serde::Serialize)]

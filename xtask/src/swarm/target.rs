@@ -7,8 +7,9 @@
 use anyhow::Result;
 
 use super::render::{self, Action, Options};
-use crate::check::{Finding, Severity};
-use crate::config::{write_stdout, Selection};
+use crate::lint::{Finding, Severity};
+use crate::output::write_stdout;
+use crate::selection::Selection;
 
 /// The `--target` values `check` accepts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]

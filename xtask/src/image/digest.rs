@@ -32,7 +32,7 @@ pub fn hash_tree(dir: &Path, extra: &str) -> Result<String> {
         }
         hasher.update([0]);
     }
-    Ok(hex(&hasher.finalize()))
+    Ok(hex::encode(hasher.finalize()))
 }
 
 fn collect(base: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
@@ -57,10 +57,6 @@ impl std::io::Write for HashWriter<'_> {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use anyhow::{bail, Context, Result};
 
 use super::{archive, stream};
 use crate::process::{Child, Io, PipeReader as ChildStdout, PipeWriter as ChildStdin};
-use crate::{process::Runner, psql::Database};
+use crate::{database::Database, process::Runner};
 
 /// `schema.table|rows` for every user table, in name order.
 pub const COUNT_SQL: &str = "SELECT format('%s.%s', table_schema, table_name), \
@@ -204,7 +204,7 @@ pub fn backup(
     suffix: &str,
     progress: bool,
 ) -> Result<Option<Written>> {
-    let created_at = crate::images::build::rfc3339_now();
+    let created_at = crate::clock::rfc3339_now();
     let ext = super::encrypt::archive_name(".dump".into());
     let mut file = format!(
         "{}-postgres-{}{suffix}{ext}",
@@ -225,9 +225,9 @@ pub fn backup(
         let dump = db.exec("", &dump_args(db, "<ID>"));
         println!(
             "{} <<< 'BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SELECT pg_export_snapshot(); <row counts>'",
-            crate::psql::render(&db.exec("-i", &session_args(db)))
+            db.exec("-i", &session_args(db)).line()
         );
-        println!("{} > {}", crate::psql::render(&dump), path.display());
+        println!("{} > {}", dump.line(), path.display());
         return Ok(None);
     }
     archive::create_dir(dir)?;
@@ -255,7 +255,7 @@ pub fn backup(
         file: file.clone(),
         project: db.namespace.clone(),
         environment: db.environment.to_string(),
-        service: crate::psql::SERVICE.into(),
+        service: crate::database::SERVICE.into(),
         image: db.image.clone(),
         server_version,
         database: db.name.clone(),

@@ -46,7 +46,7 @@ pub fn set_recipient(text: &str) -> Result<()> {
 
 /// Decrypt this run's archives with the identities in `file`.
 pub fn set_identity(file: &Path) -> Result<()> {
-    let file = super::absolute(file);
+    let file = crate::absolute(file);
     if !file.is_file() {
         crate::usage_bail!(
             "--identity {}: no such file (give the age secret key file, AGE-SECRET-KEY-1...)",
