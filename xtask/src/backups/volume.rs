@@ -48,9 +48,7 @@ impl Restart {
     ) -> Result<Restart> {
         // Ctrl-C then stops only the copy (its child gets the signal), and
         // the drop below runs.
-        let _ = ctrlc::set_handler(|| {
-            eprintln!("interrupted: stopping the copy, then starting the services again")
-        });
+        crate::interrupt::catch("stopping the copy, then starting the services again");
         let restart = Restart {
             compose,
             runner: *runner,

@@ -9,8 +9,6 @@
 //! with Ctrl-C, so it can run beside a developer's own stack.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -101,13 +99,7 @@ impl Cmd {
             )
             .into());
         }
-        let interrupted = Arc::new(AtomicBool::new(false));
-        let flag = interrupted.clone();
-        ctrlc::set_handler(move || {
-            flag.store(true, Ordering::Relaxed);
-            eprintln!("interrupted: removing the bench's containers, networks and volumes");
-        })
-        .context("cannot install the Ctrl-C handler")?;
+        crate::interrupt::catch("removing the bench's containers, networks and volumes");
         let runner = Runner::new(global);
         let root = crate::project_root();
         let engine = Engine::detect(global.verbose)?;
@@ -148,7 +140,7 @@ impl Cmd {
         let mut rates = self.rates.clone();
         rates.sort_unstable();
         for rate in rates {
-            if interrupted.load(Ordering::Relaxed) {
+            if crate::interrupt::interrupted() {
                 bail!("interrupted; removed {project}");
             }
             let packets = ((rate as f64 * self.seconds).ceil() as u64)

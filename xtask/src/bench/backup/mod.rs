@@ -49,10 +49,6 @@ use stack::{docker, Bench, Stack};
 use std::{
     fs::File,
     path::{Path, PathBuf},
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc,
-    },
     time::{Duration, Instant},
 };
 
@@ -137,13 +133,7 @@ impl Cmd {
             )
             .into());
         }
-        let interrupted = Arc::new(AtomicBool::new(false));
-        let flag = interrupted.clone();
-        ctrlc::set_handler(move || {
-            flag.store(true, Ordering::Relaxed);
-            eprintln!("interrupted: removing the bench's containers, networks and volumes");
-        })
-        .context("cannot install the Ctrl-C handler")?;
+        crate::interrupt::catch("removing the bench's containers, networks and volumes");
         let runner = Runner::new(global);
         let root = crate::project_root();
         let engine = Engine::detect(global.verbose)?;
@@ -209,7 +199,6 @@ impl Cmd {
             image,
             container,
             dir: dir.clone(),
-            interrupted,
             weed: seaweed::Weed::start(runner, &dir, self.s3_port)?,
             recipient: age::x25519::Identity::generate().to_public().to_string(),
         };

@@ -76,7 +76,6 @@ pub(super) struct Bench {
     pub(super) image: String,
     pub(super) container: String,
     pub(super) dir: PathBuf,
-    pub(super) interrupted: Arc<AtomicBool>,
     /// The upload row's server (`None`: no `weed` installed, the row is empty).
     pub(super) weed: Option<super::seaweed::Weed>,
     /// The encrypted row's age recipient (its key is thrown away).
@@ -95,7 +94,7 @@ impl Bench {
     }
 
     pub(super) fn check(&self) -> Result<()> {
-        if self.interrupted.load(Ordering::Relaxed) {
+        if crate::interrupt::interrupted() {
             bail!("interrupted; removing {}", self.project);
         }
         Ok(())
