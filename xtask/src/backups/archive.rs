@@ -285,9 +285,60 @@ pub fn stamp(rfc3339: &str) -> String {
     rfc3339.replace(['-', ':'], "")
 }
 
+/// Newest first: by `created_at` (whole seconds), then, for backups of the
+/// same second, by the `-N` a later one gets before its extension
+/// (`…Z-2.dump` after `…Z.dump`, `-10` after `-9`), then by name. A plain
+/// name order put `…Z.dump` before `…Z-2.dump`.
+pub fn newest_first(a: (&str, &str), b: (&str, &str)) -> std::cmp::Ordering {
+    let ((a_at, a_name), (b_at, b_name)) = (a, b);
+    b_at.cmp(a_at)
+        .then(same_second_rank(b_name).cmp(&same_second_rank(a_name)))
+        .then(b_name.cmp(a_name))
+}
+
+/// The `N` of a name whose stem (before its first `.`) ends in `-N`; 1 for
+/// none (the first backup of its second).
+fn same_second_rank(name: &str) -> u32 {
+    let file = name.rsplit('/').next().unwrap_or(name);
+    let stem = file.split('.').next().unwrap_or(file);
+    stem.rsplit_once('-')
+        .and_then(|(_, n)| n.parse().ok())
+        .unwrap_or(1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn backups_of_one_second_list_newest_first() {
+        let at = "2026-12-05T14:42:04Z";
+        let mut names = vec![
+            "p-postgres-20261205T144204Z.dump",
+            "p-postgres-20261205T144204Z-10.dump.age",
+            "p-postgres-20261205T144204Z-2.dump",
+            "p-postgres-20261205T144205Z.dump",
+            "p-postgres-20261205T144204Z-pre-restore.dump",
+        ];
+        let created = |n: &str| {
+            if n.contains("144205Z") {
+                "2026-12-05T14:42:05Z"
+            } else {
+                at
+            }
+        };
+        names.sort_by(|a, b| newest_first((created(a), a), (created(b), b)));
+        assert_eq!(
+            names,
+            [
+                "p-postgres-20261205T144205Z.dump",
+                "p-postgres-20261205T144204Z-10.dump.age",
+                "p-postgres-20261205T144204Z-2.dump",
+                "p-postgres-20261205T144204Z.dump",
+                "p-postgres-20261205T144204Z-pre-restore.dump",
+            ]
+        );
+    }
 
     #[test]
     fn atomic_files_appear_only_on_commit() {

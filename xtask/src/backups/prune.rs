@@ -190,7 +190,12 @@ pub fn scan(dir: &Path) -> Result<(Vec<Entry>, usize)> {
         }
         out.extend(read_entry(&entry.path(), &name));
     }
-    out.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.path.cmp(&a.path)));
+    out.sort_by(|a, b| {
+        archive::newest_first(
+            (&a.created_at, &a.path.to_string_lossy()),
+            (&b.created_at, &b.path.to_string_lossy()),
+        )
+    });
     Ok((out, partial))
 }
 
@@ -276,7 +281,12 @@ pub fn plan(entries: &[Entry], project: &str, policy: Policy) -> Vec<Decision> {
                 keep,
             })
             .collect();
-        rows.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.path.cmp(&a.path)));
+        rows.sort_by(|a, b| {
+            archive::newest_first(
+                (&a.created_at, &a.path.to_string_lossy()),
+                (&b.created_at, &b.path.to_string_lossy()),
+            )
+        });
         decisions.extend(rows);
     }
     // A kept set keeps every member whole.

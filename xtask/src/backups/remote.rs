@@ -197,7 +197,9 @@ pub fn scan(store: &Store) -> Result<Vec<RemoteEntry>> {
             });
         }
     }
-    out.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.name.cmp(&a.name)));
+    out.sort_by(|a, b| {
+        super::archive::newest_first((&a.created_at, &a.name), (&b.created_at, &b.name))
+    });
     Ok(out)
 }
 
