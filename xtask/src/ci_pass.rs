@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use xshell::{cmd, Shell};
 
 use crate::{process::Runner, project_root};
@@ -29,6 +29,10 @@ pub fn record_ci_pass(sh: &Shell) -> Result<()> {
     }
     let revision = runner.read(cmd!(sh, "git rev-parse HEAD"))?;
     let marker = ci_marker(&project_root(), &revision);
+    if let Some(dir) = marker.parent() {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+    }
     crate::backups::archive::write_atomic(&marker, crate::clock::rfc3339_now().as_bytes())?;
     eprintln!("ci: recorded the pass in {}", marker.display());
     Ok(())
