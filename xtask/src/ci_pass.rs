@@ -30,8 +30,7 @@ pub fn record_ci_pass(sh: &Shell) -> Result<()> {
     let revision = runner.read(cmd!(sh, "git rev-parse HEAD"))?;
     let marker = ci_marker(&project_root(), &revision);
     if let Some(dir) = marker.parent() {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create {}", dir.display()))?;
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     crate::backups::archive::write_atomic(&marker, crate::clock::rfc3339_now().as_bytes())?;
     eprintln!("ci: recorded the pass in {}", marker.display());
