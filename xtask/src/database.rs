@@ -13,7 +13,7 @@
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
-use crate::process::{Cmd as Command, Io};
+use crate::process::{Cmd, Io};
 use crate::{
     compose::EnvSource,
     engine::{compose::Compose, containers, project::Project},
@@ -126,8 +126,8 @@ impl Database {
     }
 
     /// `docker exec <flags> <container> <args>`; flags such as `-i`.
-    pub fn exec(&self, flags: &str, args: &[String]) -> Command {
-        let mut cmd = Command::new("docker");
+    pub fn exec(&self, flags: &str, args: &[String]) -> Cmd {
+        let mut cmd = Cmd::new("docker");
         cmd.arg("exec");
         if !flags.is_empty() {
             cmd.arg(flags);
@@ -179,7 +179,7 @@ impl Database {
 /// Run `cmd` with no stdin and return its stdout; a failure is an error
 /// naming `what` and quoting the command's stderr. A `mutating` command is
 /// only printed under `--dry-run`.
-pub fn capture(runner: &Runner, mutating: bool, mut cmd: Command, what: &str) -> Result<String> {
+pub fn capture(runner: &Runner, mutating: bool, mut cmd: Cmd, what: &str) -> Result<String> {
     if mutating && runner.dry_run {
         println!("{}", cmd.line());
         return Ok(String::new());

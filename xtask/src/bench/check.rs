@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use crate::process::Cmd as Command;
+use crate::process;
 use anyhow::{Context, Result};
 use xshell::Shell;
 
@@ -60,7 +60,7 @@ fn compose_config_ms(
     let root = crate::project_root();
     let start = Instant::now();
     for s in selections {
-        let mut cmd = Command::new(program[0]);
+        let mut cmd = process::Cmd::new(program[0]);
         cmd.args(&program[1..])
             .arg("--project-directory")
             .arg(root.join(crate::environments::COMPOSE_DIR));

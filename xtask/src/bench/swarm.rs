@@ -8,7 +8,7 @@
 //! rounds, so both sit side by side in one run. The test prints one
 //! `swarm_cluster-json:` line per run; the figures are printed, never asserted.
 
-use crate::process::{Cmd as Command, Io};
+use crate::process::{self, Io};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use xshell::Shell;
@@ -50,7 +50,7 @@ impl Cmd {
             let order: [u64; 2] = if round % 2 == 0 { [0, 5000] } else { [5000, 0] };
             for timeout in order {
                 let mut cmd =
-                    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+                    process::Cmd::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
                 cmd.current_dir(crate::project_root())
                     .args(["test", "-q", "-p", "xtask", "--test", "swarm_cluster", "--"])
                     .args(["--exact", TEST, "--nocapture"])
@@ -116,7 +116,7 @@ impl Cmd {
 /// (`None` under `--dry-run`, which prints the command instead).
 fn run_once(
     runner: &crate::process::Runner,
-    mut cmd: Command,
+    mut cmd: process::Cmd,
     timeout: u64,
 ) -> Result<Option<Run>> {
     if runner.dry_run {

@@ -18,7 +18,7 @@ pub mod offline;
 
 use std::time::Duration;
 
-use crate::process::Cmd as Command;
+use crate::process::Cmd;
 use anyhow::Result;
 use xshell::{cmd, Shell};
 
@@ -171,7 +171,7 @@ fn can_pull(sh: &Shell, runner: &Runner, image: &str) -> bool {
     eprintln!("checking whether images can be pulled: docker pull {image}");
     runner
         .output_timeout(
-            Command::new("docker").args(["pull", "--quiet", image]),
+            Cmd::new("docker").args(["pull", "--quiet", image]),
             Duration::from_secs(60),
         )
         .is_ok_and(|o| o.status.success())

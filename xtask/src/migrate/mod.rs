@@ -17,7 +17,7 @@ mod schema;
 
 use std::{fs, path::Path};
 
-use crate::process::{Cmd as Command, Io};
+use crate::process::{self, Io};
 use anyhow::{bail, Context, Result};
 use xshell::Shell;
 
@@ -146,7 +146,7 @@ pub fn ensure_image(sh: &Shell, runner: &Runner) -> Result<()> {
 /// The one-off `migrate ARGS`: `compose run --rm --no-deps -T migrate ARGS`
 /// for a compose project, `docker run --rm ... IMAGE ARGS` on the overlay
 /// network for a stack.
-pub fn run_cmd(db: &Database, args: &[&str]) -> Result<Command> {
+pub fn run_cmd(db: &Database, args: &[&str]) -> Result<process::Cmd> {
     match &db.location {
         Location::Compose(compose) => {
             let sh = Shell::new()?;
@@ -167,7 +167,7 @@ pub fn stack_one_off(
     model: &crate::compose::Project,
     stack: &str,
     args: &[&str],
-) -> Result<Command> {
+) -> Result<process::Cmd> {
     let svc = model
         .service(SERVICE)
         .filter(|s| s.image.is_some())
@@ -180,7 +180,7 @@ pub fn stack_one_off(
         .and_then(|n| n.get("name"))
         .map(scalar_string)
         .unwrap_or_else(|| format!("{stack}_{network_key}"));
-    let mut cmd = Command::new("docker");
+    let mut cmd = process::Cmd::new("docker");
     cmd.args(["run", "--rm", "--network", &network]);
     cmd.args([
         "--label",
@@ -245,7 +245,7 @@ pub fn stack_one_off(
 }
 
 /// Run a read-only one-off, passing its output through; a non-zero exit is an error.
-fn print_output(mut cmd: Command, runner: &Runner) -> Result<()> {
+fn print_output(mut cmd: process::Cmd, runner: &Runner) -> Result<()> {
     let status = runner
         .status(cmd.stdin(Io::Inherit))
         .context("running compose")?;
