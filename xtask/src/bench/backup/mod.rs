@@ -52,7 +52,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::process::Cmd as Command;
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 use xshell::Shell;
@@ -160,18 +159,7 @@ impl Cmd {
         self.write_env(&root, &project, &base, &env_file)?;
         sh.change_dir(&root);
 
-        eprintln!("offline Postgres image (images offline --only postgres)...");
-        let exe = std::env::current_exe().context("locating the xtask binary")?;
-        let mut offline = Command::new(&exe);
-        offline
-            .args(["images", "offline", "--quiet", "--only", "postgres"])
-            .env("FOG_ENV_FILE", &env_file)
-            .current_dir(&root);
-        capture(&runner, true, offline, "images offline --only postgres")?;
-        let image = EnvFile::read(&env_file)?
-            .get("POSTGRES_IMAGE")
-            .context("images offline left no POSTGRES_IMAGE in the bench's env file")?
-            .to_string();
+        let image = stack.offline_postgres(&root, &env_file)?;
 
         eprintln!("bringing up {project} (postgres only, nothing published)...");
         runner.run(stack.compose.cmd(sh, &["up", "-d", "postgres"]))?;

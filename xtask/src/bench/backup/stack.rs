@@ -15,6 +15,35 @@ pub(in crate::bench) struct Stack<'a> {
     pub(in crate::bench) keep: bool,
 }
 
+impl Stack<'_> {
+    /// Builds (or reuses) the offline Postgres image with this build of the
+    /// xtask, pointed at the bench's env file, and returns the image the env
+    /// file now names.
+    pub(in crate::bench) fn offline_postgres(
+        &self,
+        root: &Path,
+        env_file: &Path,
+    ) -> Result<String> {
+        eprintln!("offline Postgres image (images offline --only postgres)...");
+        let exe = std::env::current_exe().context("locating the xtask binary")?;
+        let mut offline = Cmd::new(&exe);
+        offline
+            .args(["images", "offline", "--quiet", "--only", "postgres"])
+            .env("FOG_ENV_FILE", env_file)
+            .current_dir(root);
+        capture(
+            &self.runner,
+            true,
+            offline,
+            "images offline --only postgres",
+        )?;
+        Ok(EnvFile::read(env_file)?
+            .get("POSTGRES_IMAGE")
+            .context("images offline left no POSTGRES_IMAGE in the bench's env file")?
+            .to_string())
+    }
+}
+
 impl Drop for Stack<'_> {
     fn drop(&mut self) {
         if self.keep {
@@ -82,7 +111,8 @@ pub(super) struct Bench {
     pub(super) recipient: String,
 }
 
-pub(super) fn docker(args: &[&str]) -> Cmd {
+/// `docker ARGS` (shared by the backup and PITR benchmarks).
+pub(in crate::bench) fn docker(args: &[&str]) -> Cmd {
     let mut cmd = Cmd::new("docker");
     cmd.args(args);
     cmd

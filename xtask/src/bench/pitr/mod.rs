@@ -26,13 +26,13 @@ use anyhow::{bail, Context, Result};
 use serde_json::json;
 use xshell::Shell;
 
-use super::backup::stack::Stack;
+use super::backup::stack::{docker, Stack};
 use crate::{
     database::capture,
     dotenv::{random_secret, EnvFile},
     engine::{compose::Compose, health, Engine},
     environments::Environment,
-    process::{Cmd as Command, Io, Runner},
+    process::{self, Io, Runner},
     wal, Global,
 };
 
@@ -78,16 +78,10 @@ pub struct Cmd {
     betanet_subnet: String,
 }
 
-/// The running bench: its stack's names and this binary on its env file.
-struct Bench<'a> {
-    sh: &'a Shell,
-    runner: Runner,
-    compose: &'a Compose,
-    project: String,
-    env_file: std::path::PathBuf,
-    image: String,
-    container: String,
-}
+mod report;
+mod stack;
+
+use stack::*;
 
 /// What one run measured.
 #[derive(Debug, Default, serde::Serialize)]
@@ -116,295 +110,6 @@ struct Figures {
     restored_mb: f64,
     load_before: String,
     load_after: String,
-}
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "?".into())
-}
-
-fn now_epoch() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
-
-fn docker(args: &[&str]) -> Command {
-    let mut cmd = Command::new("docker");
-    cmd.args(args);
-    cmd
-}
-
-/// The first number after `key` in `text` (`tps = 123.4`, `in 12.3s`).
-fn number_after(text: &str, key: &str) -> Option<f64> {
-    let rest = &text[text.find(key)? + key.len()..];
-    let num: String = rest
-        .trim_start()
-        .chars()
-        .take_while(|c| c.is_ascii_digit() || *c == '.')
-        .collect();
-    num.parse().ok()
-}
-
-impl Bench<'_> {
-    fn check(&self) -> Result<()> {
-        if crate::interrupt::interrupted() {
-            bail!("interrupted; removing {}", self.project);
-        }
-        Ok(())
-    }
-
-    fn quiet(&self, what: &str, cmd: Command) -> Result<String> {
-        self.check()?;
-        Ok(capture(&self.runner, true, cmd, what)?.trim().to_string())
-    }
-
-    fn sql(&self, sql: &str) -> Result<String> {
-        let cmd = docker(&[
-            "exec",
-            &self.container,
-            "psql",
-            "-X",
-            "-At",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-U",
-            DB,
-            "-d",
-            DB,
-            "-c",
-            sql,
-        ]);
-        self.quiet("psql", cmd)
-    }
-
-    fn sql_f64(&self, sql: &str) -> Result<f64> {
-        let out = self.sql(sql)?;
-        out.parse()
-            .with_context(|| format!("`{sql}` printed `{out}`, not a number"))
-    }
-
-    /// This binary on the bench's env file.
-    fn xtask(&self, args: &[&str]) -> Result<Command> {
-        let exe = std::env::current_exe().context("locating the xtask binary")?;
-        let mut cmd = Command::new(exe);
-        cmd.args(args)
-            .env("FOG_ENV_FILE", &self.env_file)
-            .env_remove("COMPOSE_FILE")
-            .env_remove("COMPOSE_PROJECT_NAME")
-            .current_dir(crate::project_root());
-        Ok(cmd)
-    }
-
-    /// (Re)create Postgres with archiving `mode` and wait until it is healthy.
-    fn postgres(&mut self, mode: &str) -> Result<()> {
-        self.check()?;
-        let mut env = EnvFile::read(&self.env_file)?;
-        env.set("POSTGRES_WAL_ARCHIVE", mode);
-        env.write(&self.env_file)?;
-        self.runner
-            .run(self.compose.cmd(self.sh, &["up", "-d", "postgres"]))?;
-        self.wait_healthy()?;
-        let shown = self.sql("SHOW archive_mode")?;
-        if shown != mode {
-            bail!("Postgres runs with archive_mode={shown}, not {mode}");
-        }
-        Ok(())
-    }
-
-    fn wait_healthy(&mut self) -> Result<()> {
-        health::wait_ready(
-            self.sh,
-            &self.runner,
-            &self.project,
-            &["postgres".to_string()],
-            Duration::from_secs(300),
-        )?;
-        let label = format!("label=com.docker.compose.project={}", self.project);
-        self.container = self
-            .quiet(
-                "finding the postgres container",
-                docker(&[
-                    "ps",
-                    "-q",
-                    "--filter",
-                    &label,
-                    "--filter",
-                    "label=com.docker.compose.service=postgres",
-                ]),
-            )?
-            .lines()
-            .next()
-            .map(str::to_string)
-            .context("the bench's postgres container is not running")?;
-        Ok(())
-    }
-
-    /// A table of at least `target` bytes (mixed columns, primary key).
-    fn fill(&self, target: u64) -> Result<u64> {
-        self.sql(&format!(
-            "CREATE TABLE {TABLE} (id bigint PRIMARY KEY, account integer NOT NULL, \
-             amount numeric(14,2) NOT NULL, created timestamptz NOT NULL, label text NOT NULL, \
-             note text NOT NULL)"
-        ))?;
-        let (mut rows, mut chunk) = (0u64, 20_000u64);
-        loop {
-            let (from, to) = (rows + 1, rows + chunk);
-            self.sql(&format!(
-                "INSERT INTO {TABLE} SELECT g, (random() * 1000000)::integer, \
-                 round((random() * 10000000)::numeric, 2), \
-                 timestamptz '2026-01-01' - random() * interval '365 days', md5(g::text), \
-                 left(md5(random()::text) || md5(random()::text), 8 + (g % 48)::integer) \
-                 FROM generate_series({from}::bigint, {to}::bigint) g"
-            ))?;
-            rows = to;
-            let size = self.sql_f64(&format!("SELECT pg_total_relation_size('{TABLE}')"))? as u64;
-            if size >= target {
-                self.sql(&format!("VACUUM (ANALYZE) {TABLE}"))?;
-                self.sql("CHECKPOINT")?;
-                return Ok(rows);
-            }
-            let per_row = (size as f64 / rows as f64).max(1.0);
-            chunk =
-                (((target - size) as f64 / per_row * 1.02).ceil() as u64).clamp(1_000, 1_000_000);
-            eprintln!(
-                "  {rows} rows, {:.0} of {:.0} MiB",
-                size as f64 / MIB,
-                target as f64 / MIB
-            );
-        }
-    }
-
-    fn archived_count(&self) -> Result<f64> {
-        self.sql_f64("SELECT archived_count FROM pg_stat_archiver")
-    }
-
-    fn pgbench(&self, seconds: u64) -> Result<f64> {
-        let secs = seconds.to_string();
-        let out = self.quiet(
-            "pgbench",
-            docker(&[
-                "exec",
-                &self.container,
-                "pgbench",
-                "-c",
-                "4",
-                "-j",
-                "2",
-                "-T",
-                &secs,
-                "-U",
-                DB,
-                DB,
-            ]),
-        )?;
-        number_after(&out, "tps =").with_context(|| format!("pgbench printed no tps: {out}"))
-    }
-
-    /// A throwaway Postgres recovering `base` with the archive to its end;
-    /// (seconds to promote, rows of `r`, newest `r.at` as epoch, if any).
-    fn recover_from_archive(&self, base: &Path) -> Result<(f64, u64, Option<f64>)> {
-        let volume = format!("{}_rpo_recovered", self.project);
-        let name = format!("{}-rpo-recovered", self.project);
-        let archive = format!("{}_postgres_wal_archive", self.project);
-        self.quiet("creating a volume", docker(&["volume", "create", &volume]))?;
-        let script = format!(
-            "set -e; d=/var/lib/postgresql/data; tar -xzf - -C $d; rm -f $d/postmaster.pid; \
-             echo \"restore_command = 'cp {}/{}/%f %p'\" >> $d/postgresql.auto.conf; \
-             touch $d/recovery.signal; chown -R postgres:postgres $d; chmod 0700 $d",
-            wal::RECOVERY_MOUNT,
-            wal::ARCHIVE_SUBDIR
-        );
-        let mut extract = docker(&[
-            "run",
-            "--rm",
-            "-i",
-            "--network",
-            "none",
-            "--user",
-            "0:0",
-            "-v",
-        ]);
-        extract
-            .arg(format!("{volume}:/var/lib/postgresql/data"))
-            .args(["--entrypoint", "sh", &self.image, "-c", &script])
-            .stdin(Io::File(std::fs::File::open(base)?));
-        self.check()?;
-        let out = self.runner.output(extract)?;
-        if !out.status.success() {
-            bail!(
-                "extracting the base backup: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        let started = Instant::now();
-        self.quiet(
-            "starting the recovery Postgres",
-            docker(&[
-                "run",
-                "-d",
-                "--name",
-                &name,
-                "--network",
-                "none",
-                "-v",
-                &format!("{volume}:/var/lib/postgresql/data"),
-                "-v",
-                &format!("{archive}:{}:ro", wal::RECOVERY_MOUNT),
-                &self.image,
-                "postgres",
-                "-c",
-                "archive_mode=off",
-                "-c",
-                "listen_addresses=",
-            ]),
-        )?;
-        let result = (|| {
-            let psql = |sql: &str| {
-                capture(
-                    &self.runner,
-                    false,
-                    docker(&[
-                        "exec", "-u", "postgres", &name, "psql", "-X", "-At", "-U", DB, "-d", DB,
-                        "-c", sql,
-                    ]),
-                    "psql in the recovery Postgres",
-                )
-                .map(|s| s.trim().to_string())
-            };
-            let deadline = Instant::now() + Duration::from_secs(1800);
-            while psql("SELECT pg_is_in_recovery()").ok().as_deref() != Some("f") {
-                self.check()?;
-                if Instant::now() > deadline {
-                    bail!("the recovery Postgres {name} did not promote in 30 min");
-                }
-                std::thread::sleep(Duration::from_millis(250));
-            }
-            let seconds = started.elapsed().as_secs_f64();
-            let out = psql(
-                "SELECT count(*) || '|' || coalesce(extract(epoch FROM max(at))::text, '') FROM r",
-            )?;
-            let (rows, at) = split_pair(&out)?;
-            Ok((seconds, rows, at))
-        })();
-        let _ = self.quiet("removing", docker(&["rm", "-f", "-v", &name]));
-        let _ = self.quiet("removing", docker(&["volume", "rm", "-f", &volume]));
-        result
-    }
-}
-
-/// `count|newest` from psql: the newest is `None` when no row survived.
-fn split_pair(out: &str) -> Result<(u64, Option<f64>)> {
-    let (rows, at) = out
-        .split_once('|')
-        .with_context(|| format!("expected `count|newest`, got `{out}`"))?;
-    let newest = match at.trim() {
-        "" => None,
-        at => Some(at.parse().with_context(|| format!("newest row `{at}`"))?),
-    };
-    Ok((rows.parse().context("row count")?, newest))
 }
 
 impl Cmd {
@@ -448,18 +153,7 @@ impl Cmd {
         };
         self.write_env(&root, &project, &base, &env_file)?;
         sh.change_dir(&root);
-        eprintln!("offline Postgres image (images offline --only postgres)...");
-        let exe = std::env::current_exe().context("locating the xtask binary")?;
-        let mut offline = Command::new(&exe);
-        offline
-            .args(["images", "offline", "--quiet", "--only", "postgres"])
-            .env("FOG_ENV_FILE", &env_file)
-            .current_dir(&root);
-        capture(&runner, true, offline, "images offline --only postgres")?;
-        let image = EnvFile::read(&env_file)?
-            .get("POSTGRES_IMAGE")
-            .context("images offline left no POSTGRES_IMAGE in the bench's env file")?
-            .to_string();
+        let image = stack.offline_postgres(&root, &env_file)?;
         let mut bench = Bench {
             sh,
             runner,
@@ -685,64 +379,6 @@ impl Cmd {
         f.restored_mb = b.sql_f64("SELECT pg_database_size(current_database())")? / MIB;
         f.load_after = load_average();
         Ok(f)
-    }
-
-    fn table(&self, f: &Figures) -> String {
-        let bench = format!(
-            "cargo xtask bench pitr --size-mb {} --runs {} --pgbench-seconds {} --rpo-seconds {}",
-            self.size_mb, self.runs, self.pgbench_seconds, self.rpo_seconds
-        );
-        let list = |v: &[f64]| {
-            v.iter()
-                .map(|t| format!("{t:.0}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let mut out = format!(
-            "bench pitr: {} rows, database {:.0} MiB (with pgbench scale 10), archive_timeout {}; load average {} before, {} after\n\
-             every figure: `{bench}`\n\n",
-            f.rows, f.database_mb, f.archive_timeout, f.load_before, f.load_after
-        );
-        let row = |figure: &str, command: &str, value: String| {
-            format!("{figure}\n  command: {command}\n  value:   {value}\n")
-        };
-        out += &row(
-            "archiving overhead (pgbench -c 4 -j 2, alternated off/on)",
-            &format!("docker exec <postgres> pgbench -c 4 -j 2 -T {} -U fog fog, POSTGRES_WAL_ARCHIVE=off then on", self.pgbench_seconds),
-            format!(
-                "off {} tps, on {} tps (medians {:.0} / {:.0}); {:.0} MiB archived during the runs",
-                list(&f.tps_off),
-                list(&f.tps_on),
-                super::median(&f.tps_off),
-                super::median(&f.tps_on),
-                f.archived_mb_during_pgbench
-            ),
-        );
-        out += &row(
-            "base backup",
-            "cargo xtask backup base",
-            format!(
-                "{:.1} s, {:.0} MiB archive of a {:.0} MiB database",
-                f.base_seconds, f.base_mb, f.database_mb
-            ),
-        );
-        out += &row(
-            &format!("RPO: an INSERT about every 0.1 s for {} s, kill -9 of Postgres at {}", self.rpo_seconds, f.rpo_kill_at),
-            "docker kill -s KILL <postgres>; base backup + archive in a throwaway Postgres / docker start",
-            format!(
-                "data volume lost (base backup + WAL archive only): {} rows, newest {:.1} s before the kill, replay and promote {:.1} s; data volume kept (crash recovery): {} rows, newest {:.2} s before the kill",
-                f.rpo_archive_rows, f.rpo_archive_seconds, f.rpo_archive_replay_seconds, f.rpo_crash_rows, f.rpo_crash_seconds
-            ),
-        );
-        out += &row(
-            &format!("restore --to-time, {:.0} MiB database + {:.0} MiB of WAL ({} segments)", f.database_mb, f.wal_mb, f.wal_segments),
-            "cargo xtask restore --to-time T --yes",
-            format!(
-                "{:.1} s: switch WAL and checks {:.1} s, extract + replay + verify {:.1} s, swap + start {:.1} s; {:.0} MiB restored",
-                f.restore_seconds, f.restore_prepare_seconds, f.restore_replay_seconds, f.restore_swap_seconds, f.restored_mb
-            ),
-        );
-        out
     }
 
     /// The bench's env file: `.env.example`, fresh secrets, its own project,
